@@ -1,0 +1,3 @@
+"""diffimg: differential filesystem images."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,40 @@
+"""The diffimg command line: click commands, one module each; only parsing and printing here."""
+
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import DiffimgError
+
+EXIT_INTERRUPTED = 130
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="diffimg")
+def cli():
+    """Differential filesystem images: exact manifests, full and differential images, restore."""
+
+
+def main(argv=None):
+    """Run the CLI; expected errors become one line on stderr and their documented exit code."""
+    try:
+        rc = cli.main(args=argv, prog_name="diffimg", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        rc = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        rc = exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        print("diffimg: interrupted", file=sys.stderr)
+        rc = EXIT_INTERRUPTED
+    except DiffimgError as exc:
+        print(f"diffimg: error: {exc.message}", file=sys.stderr)
+        rc = exc.exit_code
+    except BrokenPipeError:
+        sys.stderr.close()   # the reader went away (| head): not an error worth a traceback
+        rc = 0
+    sys.exit(rc or 0)
+
+
+from . import compare, scan  # noqa: E402,F401  (registers the commands)

@@ -1,0 +1,38 @@
+"""diffimg scan TREE -o MANIFEST"""
+
+import time
+
+import click
+
+from ..fsmeta import source_info
+from ..manifest import read_entries, write_manifest
+from ..progress import ProgressLine, human_bytes
+from ..scanner import scan
+from . import cli
+
+
+@cli.command("scan")
+@click.argument("tree", type=click.Path(file_okay=False, path_type=bytes))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=bytes),
+              help="Manifest file to write (replaced atomically).")
+@click.option("--checksum", is_flag=True, help="Hash every file, even where a quick check would do.")
+@click.option("--previous", type=click.Path(dir_okay=False, path_type=bytes),
+              help="An earlier manifest of this tree: files with unchanged size and mtime keep its digests.")
+@click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
+              help="Leave out entries matching GLOB (a name, or a path from the root if it has '/').")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
+def scan_command(tree, output, checksum, previous, excludes, quiet):
+    """Record TREE (one filesystem) in a manifest file."""
+    progress = ProgressLine("scanning", quiet)
+    started = time.monotonic()
+    entries = scan(tree, previous=read_entries(previous) if previous else None, checksum=checksum,
+                   excludes=excludes, on_progress=progress, on_warning=progress.warn)
+    try:
+        trailer = write_manifest(output, entries, source_info(tree))
+    finally:
+        progress.clear()
+    if not quiet:
+        click.echo(f"{trailer['entries']:,} entries, {trailer['files']:,} files, "
+                   f"{human_bytes(trailer['bytes'])} in {time.monotonic() - started:.1f} s; "
+                   f"tree id {trailer['tree_id'].hex()}")
+    return 0

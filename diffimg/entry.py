@@ -1,0 +1,78 @@
+"""Entry: the in-memory record of one tree entry, and the canonical order of paths.
+
+Paths are bytes relative to the tree's root (the root itself is b""), times are integer
+nanoseconds. A field that does not apply to a kind is None: unknown means absent, never a default.
+"""
+
+import enum
+import stat
+from dataclasses import dataclass
+
+
+class Kind(enum.IntEnum):
+    DIR = 1
+    FILE = 2
+    SYMLINK = 3
+    FIFO = 4
+    SOCKET = 5
+    CHAR = 6
+    BLOCK = 7
+
+
+KIND_OF_FMT = {
+    stat.S_IFDIR: Kind.DIR,
+    stat.S_IFREG: Kind.FILE,
+    stat.S_IFLNK: Kind.SYMLINK,
+    stat.S_IFIFO: Kind.FIFO,
+    stat.S_IFSOCK: Kind.SOCKET,
+    stat.S_IFCHR: Kind.CHAR,
+    stat.S_IFBLK: Kind.BLOCK,
+}
+FMT_OF_KIND = {kind: fmt for fmt, kind in KIND_OF_FMT.items()}
+LS_CHAR = {Kind.DIR: "d", Kind.FILE: "-", Kind.SYMLINK: "l", Kind.FIFO: "p",
+           Kind.SOCKET: "s", Kind.CHAR: "c", Kind.BLOCK: "b"}
+
+ACL_ACCESS = b"system.posix_acl_access"
+ACL_DEFAULT = b"system.posix_acl_default"
+CAPABILITY = b"security.capability"
+
+
+@dataclass(slots=True)
+class Entry:
+    path: bytes
+    kind: Kind
+    mode: int                      # permission bits with setuid/setgid/sticky (st_mode & 0o7777)
+    uid: int
+    gid: int
+    mtime_ns: int
+    size: int | None = None        # files
+    digest: bytes | None = None    # files: xxh3-128 of the content, 16 bytes
+    target: bytes | None = None    # symlinks
+    rdev: int | None = None        # character and block devices
+    xattrs: dict[bytes, bytes] | None = None   # every namespace, sorted by name; None when none
+    link: bytes | None = None      # a later member of a hardlink group: the first member's path
+    sparse: bool | None = None     # files: True when the file has holes (restore it sparse)
+
+    @property
+    def name(self) -> bytes:
+        return self.path.rpartition(b"/")[2]
+
+
+def entry_from_stat(path: bytes, st) -> Entry:
+    """An Entry from an lstat result; content, target and xattrs are filled in by the caller."""
+    kind = KIND_OF_FMT[stat.S_IFMT(st.st_mode)]
+    entry = Entry(path, kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
+    if kind is Kind.FILE:
+        entry.size = st.st_size
+    elif kind is Kind.CHAR or kind is Kind.BLOCK:
+        entry.rdev = st.st_rdev
+    return entry
+
+
+def path_key(path: bytes) -> list[bytes]:
+    """Canonical order: by path components, so a folder is followed by its whole subtree."""
+    return path.split(b"/") if path else []
+
+
+def join(parent: bytes, name: bytes) -> bytes:
+    return parent + b"/" + name if parent else name

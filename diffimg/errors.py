@@ -1,0 +1,52 @@
+"""The exception tree. Each class carries the exit code the CLI returns for it.
+
+    DiffimgError (exit 10)
+    ├── InputNotFound (3)         a path given on the command line does not exist
+    ├── ManifestError (4)         not a manifest, corrupt or truncated
+    │   └── UnsupportedVersion (5)  a manifest of a newer major format version
+    ├── ScanError (6)             a tree could not be read (unreadable file, walk failure)
+    └── OutputError (7)           the output could not be written
+
+Exit 0 and 1 belong to commands (identical / differ); 2 is click's usage error;
+130 is an interrupt. The table lives in spec/cli.md.
+"""
+
+import os
+
+
+class DiffimgError(Exception):
+    exit_code = 10
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InputNotFound(DiffimgError):
+    exit_code = 3
+
+
+class ManifestError(DiffimgError):
+    exit_code = 4
+
+
+class UnsupportedVersion(ManifestError):
+    exit_code = 5
+
+
+class ScanError(DiffimgError):
+    exit_code = 6
+
+
+class OutputError(DiffimgError):
+    exit_code = 7
+
+
+def show_path(path: bytes | str) -> str:
+    """A path as one printable line: invalid UTF-8 and control characters escaped."""
+    if isinstance(path, str):
+        path = os.fsencode(path)
+    text = path.decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -1,0 +1,271 @@
+"""Read and write manifests (spec/manifest.md), and compute tree IDs.
+
+A manifest file is MAGIC, a 2-byte major and a 2-byte minor version, then one zstd frame holding
+msgpack objects: a header map, one array per entry in canonical order, a trailer map.
+"""
+
+import os
+import socket
+import struct
+import time
+
+import xxhash
+
+from . import __version__, codec
+from .entry import Entry, Kind, path_key
+from .errors import InputNotFound, ManifestError, OutputError, UnsupportedVersion, show_path
+
+MAGIC = b"\x89DIFFIMG"
+VERSION = (1, 0)
+_PREAMBLE = struct.Struct(">8sHH")
+HASH_NAME = "xxh3-128"
+
+# Record layout: position -> field. A later minor version may append positions; readers ignore them.
+FIELDS = ("path", "kind", "mode", "uid", "gid", "mtime_ns", "size", "digest", "target", "rdev",
+          "xattrs", "link", "sparse")
+
+
+def to_record(e: Entry) -> list:
+    xattrs = e.xattrs
+    return [e.path, int(e.kind), e.mode, e.uid, e.gid, e.mtime_ns, e.size, e.digest, e.target,
+            e.rdev, xattrs, e.link, e.sparse]
+
+
+def from_record(rec) -> Entry:
+    """An Entry from a decoded record, checking each field's type."""
+    if type(rec) is not list or len(rec) < len(FIELDS):
+        raise ValueError("record is not an array of at least %d fields" % len(FIELDS))
+    (path, kind, mode, uid, gid, mtime_ns, size, digest, target, rdev, xattrs, link,
+     sparse) = rec[:13]
+    if type(path) is not bytes:
+        raise ValueError("path is not bytes")
+    kind = Kind(kind)
+    for name, value in (("mode", mode), ("uid", uid), ("gid", gid), ("mtime_ns", mtime_ns)):
+        if type(value) is not int:
+            raise ValueError(f"{name} is not an integer")
+    if not 0 <= mode <= 0o7777:
+        raise ValueError("mode out of range")
+    if kind is Kind.FILE:
+        if type(size) is not int or size < 0:
+            raise ValueError("file without a valid size")
+        if digest is not None and (type(digest) is not bytes or len(digest) != 16):
+            raise ValueError("digest is not 16 bytes")
+        if sparse is not None and type(sparse) is not bool:
+            raise ValueError("sparse is not a boolean")
+    if kind is Kind.SYMLINK and (type(target) is not bytes or not target or b"\0" in target):
+        raise ValueError("symlink without a valid target")
+    if kind in (Kind.CHAR, Kind.BLOCK) and type(rdev) is not int:
+        raise ValueError("device without rdev")
+    if xattrs is not None:
+        if type(xattrs) is not dict or not all(
+                type(k) is bytes and type(v) is bytes for k, v in xattrs.items()):
+            raise ValueError("xattrs is not a map of bytes to bytes")
+    if link is not None and (type(link) is not bytes or kind is Kind.DIR):
+        raise ValueError("invalid hardlink reference")
+    return Entry(path, kind, mode, uid, gid, mtime_ns, size, digest, target, rdev, xattrs, link,
+                 sparse)
+
+
+def check_path(path: bytes) -> None:
+    """Reject any path that could leave the tree: absolute, empty, '.', '..' or NUL components."""
+    if not path:
+        return
+    for part in path.split(b"/"):
+        if part in (b"", b".", b"..") or b"\0" in part:
+            raise ValueError(f"unsafe path {show_path(path)!r}")
+
+
+class TreeId:
+    """The tree ID: xxh3-128 over the canonical encodings of the entry records, in order."""
+
+    def __init__(self):
+        self._h = xxhash.xxh3_128()
+        self.entries = 0
+        self.files = 0
+        self.bytes = 0
+
+    def add(self, entry: Entry, record: list | None = None) -> bytes:
+        """Count entry; return the canonical encoding of its record (as read, if given)."""
+        data = codec.pack(to_record(entry) if record is None else record)
+        self._h.update(data)
+        self.entries += 1
+        if entry.kind is Kind.FILE:
+            self.files += 1
+            self.bytes += entry.size
+        return data
+
+    def digest(self) -> bytes:
+        return self._h.digest()
+
+    def trailer(self) -> dict:
+        return {"entries": self.entries, "files": self.files, "bytes": self.bytes,
+                "tree_id": self.digest()}
+
+
+def make_header(source: dict | None = None) -> dict:
+    return {
+        "format": list(VERSION),
+        "hash": HASH_NAME,
+        "created_ns": time.time_ns(),
+        "tool": f"diffimg {__version__}",
+        "host": socket.gethostname(),
+        "source": source or {},
+    }
+
+
+def write_manifest(path, entries, source: dict | None = None) -> dict:
+    """Write entries to a manifest file at path atomically; return the trailer.
+
+    The file appears under its name only when complete (temp name, fsync, rename).
+    """
+    path = os.fsencode(path)
+    directory = os.path.dirname(path) or b"."
+    tmp = os.path.join(directory, b".%s.tmp-%d" % (os.path.basename(path), os.getpid()))
+    ids = TreeId()
+    try:
+        with open(tmp, "wb") as raw:
+            raw.write(_PREAMBLE.pack(MAGIC, *VERSION))
+            with codec.compressing_writer(raw) as z:
+                z.write(codec.pack(make_header(source)))
+                for entry in entries:
+                    z.write(ids.add(entry))
+                z.write(codec.pack(ids.trailer()))
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise OutputError(f"cannot write manifest {show_path(path)}: {exc.strerror}") from None
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    return ids.trailer()
+
+
+def _remove_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def is_manifest(path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+class ManifestReader:
+    """Stream a manifest's entries, validating order, paths and the trailer as it goes.
+
+    with ManifestReader(path) as m:
+        m.header; for e in m.entries(): ...; m.trailer
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.header: dict = {}
+        self.trailer: dict | None = None
+        try:
+            self._file = open(path, "rb")
+        except FileNotFoundError:
+            raise InputNotFound(f"no such file: {show_path(path)}") from None
+        except OSError as exc:
+            raise ManifestError(f"cannot read {show_path(path)}: {exc.strerror}") from None
+        try:
+            self._open()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _fail(self, what: str):
+        raise ManifestError(f"{show_path(self.path)}: {what}")
+
+    def _open(self):
+        pre = self._file.read(_PREAMBLE.size)
+        if len(pre) < _PREAMBLE.size or pre[:len(MAGIC)] != MAGIC:
+            self._fail("not a diffimg manifest")
+        _, major, minor = _PREAMBLE.unpack(pre)
+        if major != VERSION[0]:
+            raise UnsupportedVersion(
+                f"{show_path(self.path)}: manifest format {major}.{minor} is not supported "
+                f"(this diffimg reads format {VERSION[0]}.x)")
+        self.version = (major, minor)
+        self._objects = codec.object_reader(self._file)
+        header = self._next_object()
+        if type(header) is not dict:
+            self._fail("no header")
+        self.header = header
+
+    def _next_object(self):
+        try:
+            return next(self._objects)
+        except StopIteration:
+            self._fail("truncated (no trailer)")
+        except codec.DecodeErrors as exc:
+            self._fail(f"corrupt ({exc})")
+
+    def entries(self):
+        ids = TreeId()
+        stack: list[list[bytes]] = []   # keys of the folders that enclose the current entry
+        last_key = None
+        while True:
+            rec = self._next_object()
+            if type(rec) is dict:
+                self._check_trailer(rec, ids)
+                return
+            try:
+                entry = from_record(rec)
+                check_path(entry.path)
+            except ValueError as exc:
+                self._fail(f"bad record {ids.entries + 1}: {exc}")
+            key = path_key(entry.path)
+            if last_key is None:
+                if entry.path != b"" or entry.kind is not Kind.DIR:
+                    self._fail("first record is not the root folder")
+            else:
+                if key <= last_key:
+                    self._fail(f"records out of order at {show_path(entry.path)}")
+                while stack and stack[-1] != key[:-1]:
+                    stack.pop()
+                if not stack:
+                    self._fail(f"{show_path(entry.path)} has no parent folder before it")
+                if entry.link is not None and path_key(entry.link) >= key:
+                    self._fail(f"{show_path(entry.path)} links to a later entry")
+            if entry.kind is Kind.DIR:
+                stack.append(key)
+            last_key = key
+            ids.add(entry, rec)
+            yield entry
+
+    def _check_trailer(self, trailer: dict, ids: TreeId):
+        expected = ids.trailer()
+        for name in ("entries", "files", "bytes", "tree_id"):
+            if trailer.get(name) != expected[name]:
+                self._fail(f"trailer {name} does not match the records (corrupt)")
+        try:
+            next(self._objects)
+        except StopIteration:
+            pass
+        except codec.DecodeErrors as exc:
+            self._fail(f"corrupt after trailer ({exc})")
+        else:
+            self._fail("data after the trailer")
+        self.trailer = trailer
+
+    def close(self):
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_entries(path):
+    """Yield the entries of the manifest at path, closing it at the end."""
+    with ManifestReader(path) as m:
+        yield from m.entries()

@@ -1,0 +1,25 @@
+"""Merge-join two entry streams that are both in canonical order."""
+
+from .entry import path_key
+
+
+def merge_join(a, b):
+    """Yield (entry_a, entry_b) pairs matched by path; a side is None where the path is missing."""
+    a, b = iter(a), iter(b)
+    ea, eb = next(a, None), next(b, None)
+    ka = path_key(ea.path) if ea is not None else None
+    kb = path_key(eb.path) if eb is not None else None
+    while ea is not None or eb is not None:
+        if eb is None or (ea is not None and ka < kb):
+            yield ea, None
+            ea = next(a, None)
+            ka = path_key(ea.path) if ea is not None else None
+        elif ea is None or kb < ka:
+            yield None, eb
+            eb = next(b, None)
+            kb = path_key(eb.path) if eb is not None else None
+        else:
+            yield ea, eb
+            ea, eb = next(a, None), next(b, None)
+            ka = path_key(ea.path) if ea is not None else None
+            kb = path_key(eb.path) if eb is not None else None
