@@ -42,10 +42,9 @@ class OutputError(DiffimgError):
     exit_code = 7
 
 
-def show_path(path: bytes | str) -> str:
+def show_path(path) -> str:
     """A path as one printable line: invalid UTF-8 and control characters escaped."""
-    if isinstance(path, str):
-        path = os.fsencode(path)
+    path = os.fsencode(path)
     text = path.decode("utf-8", "backslashreplace")
     if text.isprintable():
         return text

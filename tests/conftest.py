@@ -1,0 +1,35 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+IS_ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (devices, chown, trusted xattrs, mounts)")
+
+
+def run_cli(*args, check_rc=None, prefix=(), **kw):
+    """Run the real CLI in a subprocess; return CompletedProcess with bytes stdout/stderr."""
+    proc = subprocess.run([*prefix, sys.executable, "-m", "diffimg", *args], capture_output=True, **kw)
+    if check_rc is not None:
+        assert proc.returncode == check_rc, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    return proc
+
+
+def assert_one_line_error(proc, rc):
+    """An expected error: the documented exit code, one line on stderr, no traceback."""
+    assert proc.returncode == rc, (proc.returncode, proc.stderr)
+    lines = proc.stderr.decode(errors="replace").strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("diffimg: error: "), lines
+    assert b"Traceback" not in proc.stderr
+
+
+@pytest.fixture
+def rich_tree(tmp_path):
+    """A real tree with every entry kind and attribute (needs root for devices and chown)."""
+    from treebuild import build, every_kind_spec
+    if not IS_ROOT:
+        pytest.skip("needs root to build devices and foreign owners")
+    return build(tmp_path / "tree", every_kind_spec())

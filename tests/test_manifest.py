@@ -1,0 +1,150 @@
+"""The manifest records every kind and attribute exactly, and reads back what was written."""
+
+import os
+import stat
+
+import pytest
+from conftest import assert_one_line_error, needs_root, run_cli
+from snapshot import snapshot
+
+from diffimg.entry import FMT_OF_KIND, Kind, path_key
+from diffimg.errors import ManifestError, UnsupportedVersion
+from diffimg.manifest import ManifestReader, read_entries, write_manifest
+from diffimg.scanner import scan
+
+
+def manifest_view(entries) -> dict:
+    """Entries in the shape of tests.snapshot, hardlink members resolved into groups."""
+    out, groups = {}, {}
+    for e in entries:
+        rec = {"type": FMT_OF_KIND[e.kind], "mode": e.mode, "uid": e.uid, "gid": e.gid,
+               "mtime_ns": e.mtime_ns, "xattrs": dict(e.xattrs or {})}
+        if e.kind is Kind.FILE:
+            rec.update(xxh3_128=e.digest, size=e.size, sparse=e.sparse)
+        elif e.kind is Kind.SYMLINK:
+            rec["target"] = e.target
+        elif e.kind in (Kind.CHAR, Kind.BLOCK):
+            rec["rdev"] = e.rdev
+        if e.link is not None:
+            groups.setdefault(e.link, [e.link]).append(e.path)
+        out[e.path] = rec
+    for group in groups.values():
+        for path in group:
+            out[path]["hardlinks"] = tuple(sorted(group))
+    return out
+
+
+@needs_root
+def test_manifest_records_every_kind_and_attribute(rich_tree, tmp_path):
+    out = tmp_path / "m.dimf"
+    run_cli("scan", rich_tree, "-o", out, check_rc=0)
+    entries = list(read_entries(out))
+    assert manifest_view(entries) == snapshot(rich_tree)
+    kinds = {e.kind for e in entries}
+    assert kinds == set(Kind)
+    by_path = {e.path: e for e in entries}
+    assert by_path[b"sparse.img"].sparse is True
+    assert by_path[b"Program Files/app.exe"].sparse is False
+    assert by_path[b"Program Files/setuid"].mode == 0o4755
+    assert by_path[b"shared"].mode == 0o1777
+    assert b"system.posix_acl_default" in by_path[b"shared"].xattrs
+    assert b"security.capability" in by_path[b"Program Files/cap-bin"].xattrs
+    assert by_path[b"times/before-1970"].mtime_ns == -86_400_000_000_001
+    # later members name the first member in canonical order
+    assert by_path[b"links/hard-top"].link == b"Program Files/app.exe"
+    assert by_path[b"Program Files/app.exe"].link is None
+
+
+@needs_root
+def test_records_are_in_canonical_order_with_the_root_first(rich_tree, tmp_path):
+    paths = [e.path for e in scan(rich_tree)]
+    assert paths[0] == b""
+    assert paths == sorted(paths, key=path_key)
+    # a folder is followed by its whole subtree: names/a/b before names/a-b
+    assert paths.index(b"names/a/b") < paths.index(b"names/a-b")
+
+
+@needs_root
+def test_tree_id_is_stable_and_independent_of_time_and_place(rich_tree, tmp_path):
+    first = write_manifest(tmp_path / "1.dimf", scan(rich_tree))
+    second = write_manifest(tmp_path / "2.dimf", scan(rich_tree, checksum=True))
+    assert first["tree_id"] == second["tree_id"]
+    with ManifestReader(tmp_path / "1.dimf") as m1, ManifestReader(tmp_path / "2.dimf") as m2:
+        assert m1.header["created_ns"] != m2.header["created_ns"]
+        list(m1.entries()), list(m2.entries())
+        assert m1.trailer == m2.trailer
+
+
+def test_manifest_round_trip_keeps_every_field(tmp_path):
+    tree = tmp_path / "t"
+    (tree / "d").mkdir(parents=True)
+    (tree / "d" / "f").write_bytes(b"content")
+    os.symlink("d/f", tree / "s")
+    written = list(scan(tree))
+    write_manifest(tmp_path / "m", iter(written))
+    assert list(read_entries(tmp_path / "m")) == written
+
+
+def _manifest(tmp_path):
+    tree = tmp_path / "t"
+    tree.mkdir()
+    for i in range(200):
+        (tree / f"f{i}").write_bytes(os.urandom(64))
+    out = tmp_path / "m.dimf"
+    run_cli("scan", tree, "-o", out, check_rc=0)
+    return tree, out
+
+
+def test_corrupt_manifest_is_a_one_line_error(tmp_path):
+    tree, out = _manifest(tmp_path)
+    data = bytearray(out.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    out.write_bytes(data)
+    assert_one_line_error(run_cli("compare", tree, out), 4)
+    with pytest.raises(ManifestError):
+        list(read_entries(out))
+
+
+def test_truncated_manifest_is_a_one_line_error(tmp_path):
+    tree, out = _manifest(tmp_path)
+    data = out.read_bytes()
+    for cut in (len(data) - 5, len(data) // 2, 14, 3):
+        out.write_bytes(data[:cut])
+        assert_one_line_error(run_cli("compare", out, tree), 4)
+
+
+def test_newer_format_is_refused_with_its_own_code(tmp_path):
+    tree, out = _manifest(tmp_path)
+    data = bytearray(out.read_bytes())
+    data[8:10] = (2).to_bytes(2, "big")
+    out.write_bytes(data)
+    assert_one_line_error(run_cli("compare", tree, out), 5)
+    with pytest.raises(UnsupportedVersion):
+        ManifestReader(out)
+
+
+def test_newer_minor_version_is_read(tmp_path):
+    tree, out = _manifest(tmp_path)
+    data = bytearray(out.read_bytes())
+    data[10:12] = (7).to_bytes(2, "big")
+    out.write_bytes(data)
+    run_cli("compare", tree, out, check_rc=0)
+
+
+def test_missing_path_and_non_manifest_are_one_line_errors(tmp_path):
+    assert_one_line_error(run_cli("compare", tmp_path / "nope", tmp_path), 3)
+    assert_one_line_error(run_cli("scan", tmp_path / "nope", "-o", tmp_path / "m"), 3)
+    (tmp_path / "junk").write_bytes(b"not a manifest at all")
+    assert_one_line_error(run_cli("compare", tmp_path / "junk", tmp_path), 4)
+    assert not (tmp_path / "m").exists()
+
+
+def test_failed_scan_leaves_no_output(tmp_path):
+    out = tmp_path / "out" / "m.dimf"
+    (tmp_path / "out").mkdir()
+    assert_one_line_error(run_cli("scan", tmp_path / "nope", "-o", out), 3)
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_unwritable_output_is_a_one_line_error(tmp_path):
+    assert_one_line_error(run_cli("scan", tmp_path, "-o", tmp_path / "no" / "such" / "m"), 7)

@@ -1,0 +1,162 @@
+"""The scanner: one filesystem, exclusions, quick check, and files that move under it."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import IS_ROOT, assert_one_line_error, needs_root, run_cli
+
+from diffimg.entry import Entry, Kind, entry_from_stat
+from diffimg.manifest import read_entries, write_manifest
+from diffimg.scanner import hash_file, scan
+
+
+def _paths(tree, **kw):
+    return [e.path for e in scan(tree, **kw)]
+
+
+def test_excludes_match_names_anywhere_and_paths_from_the_root(tmp_path):
+    for rel in ["a/pagefile.sys", "a/b/keep", "Users/x/AppData/Temp/t", "Users/x/Docs/d",
+                "c/pagefile.sys/inner"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    paths = _paths(tmp_path, excludes=["pagefile.sys", "/Users/*/AppData"])
+    assert b"a/b/keep" in paths and b"Users/x/Docs/d" in paths
+    assert not [p for p in paths if b"pagefile" in p or b"AppData" in p]
+
+
+@needs_root
+def test_scan_stays_on_one_filesystem(tmp_path):
+    tree = tmp_path / "t"
+    (tree / "mnt").mkdir(parents=True)
+    (tree / "file").write_text("here")
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", tree / "mnt"], check=True)
+    try:
+        (tree / "mnt" / "elsewhere").write_text("other fs")
+        warnings = []
+        entries = {e.path: e for e in scan(tree, on_warning=warnings.append)}
+    finally:
+        subprocess.run(["umount", tree / "mnt"], check=True)
+    assert b"mnt" in entries and entries[b"mnt"].kind is Kind.DIR
+    assert b"mnt/elsewhere" not in entries and b"file" in entries
+    assert any("mount point" in w and "mnt" in w for w in warnings)
+
+
+def test_quick_check_reuses_digests_and_checksum_does_not(tmp_path):
+    tree = tmp_path / "t"
+    tree.mkdir()
+    f = tree / "f"
+    f.write_bytes(b"a" * 1000)
+    first = list(scan(tree))
+    st = os.stat(f)
+    f.write_bytes(b"b" * 1000)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    quick = list(scan(tree, previous=iter(first)))
+    full = list(scan(tree, previous=iter(first), checksum=True))
+    assert quick[1].digest == first[1].digest          # trusted size + mtime
+    assert full[1].digest != first[1].digest           # hashed
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert list(scan(tree, previous=iter(first)))[1].digest == full[1].digest
+
+
+def test_scan_previous_option_writes_the_same_manifest(tmp_path):
+    tree = tmp_path / "t"
+    (tree / "d").mkdir(parents=True)
+    for i in range(50):
+        (tree / "d" / f"f{i}").write_bytes(os.urandom(i * 100))
+    run_cli("scan", tree, "-o", tmp_path / "1", check_rc=0)
+    (tree / "d" / "f7").write_bytes(b"changed")
+    run_cli("scan", tree, "-o", tmp_path / "2", "--previous", tmp_path / "1", check_rc=0)
+    run_cli("scan", tree, "-o", tmp_path / "3", "--checksum", check_rc=0)
+    assert list(read_entries(tmp_path / "2")) == list(read_entries(tmp_path / "3"))
+
+
+def test_big_files_hash_in_chunks_like_small_ones(tmp_path):
+    tree = tmp_path / "t"
+    tree.mkdir()
+    data = os.urandom(3 << 20) + b"end"
+    (tree / "big").write_bytes(data)
+    (tree / "copy-small").write_bytes(b"x")
+    import xxhash
+    entries = {e.path: e for e in scan(tree)}
+    assert entries[b"big"].digest == xxhash.xxh3_128_digest(data)
+    assert entries[b"big"].size == len(data)
+
+
+def test_a_vanished_file_is_a_warning(tmp_path):
+    """f250 is deleted after the walk saw it and before it is hashed: the scanner asks the
+    previous manifest about f250 exactly in that gap, so the deletion happens there."""
+    tree = tmp_path / "t"
+    tree.mkdir()
+    for i in range(300):
+        (tree / f"f{i:03}").write_bytes(b"x" * 10)
+
+    def previous():
+        yield Entry(b"f249", Kind.FILE, 0o644, 0, 0, 0, size=1, digest=b"\0" * 16)
+        os.unlink(tree / "f250")
+        yield Entry(b"f250", Kind.FILE, 0o644, 0, 0, 0, size=1, digest=b"\0" * 16)
+
+    warnings = []
+    seen = [e.path for e in scan(tree, previous=previous(), on_warning=warnings.append)]
+    assert b"f250" not in seen and b"f249" in seen and b"f251" in seen
+    assert any("f250" in w and "vanished" in w for w in warnings)
+
+
+def test_a_file_that_keeps_changing_is_reported(tmp_path):
+    path = tmp_path / "growing"
+    path.write_bytes(os.urandom(1 << 20) * 128)   # ~30 ms a read: the writer gets many turns
+    size = path.stat().st_size
+    writer = subprocess.Popen([sys.executable, "-c", f"""
+import os
+fd = os.open({str(path)!r}, os.O_WRONLY | os.O_APPEND)
+while True:
+    os.write(fd, b"more")
+"""])
+    try:
+        while path.stat().st_size == size:   # the writer is running
+            time.sleep(0.01)
+        entry = entry_from_stat(b"growing", os.lstat(path))
+        problem = hash_file(os.fsencode(path), entry)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert problem is not None and problem[0] == "changed"
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to drop its file-access capabilities")
+def test_an_unreadable_file_is_an_error_naming_it(tmp_path):
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "ok").write_text("fine")
+    (tree / "secret").write_text("no")
+    os.chmod(tree / "secret", 0)
+    out = tmp_path / "out"
+    out.mkdir()
+    # root without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH is refused a mode-000 file
+    no_dac = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    proc = run_cli("scan", tree, "-o", out / "m", prefix=no_dac)
+    assert_one_line_error(proc, 6)
+    assert b"secret" in proc.stderr
+    assert os.listdir(out) == []
+
+
+def test_sparse_file_is_recorded_sparse(tmp_path):
+    with open(tmp_path / "s", "wb") as f:
+        f.truncate(16 << 20)
+        f.write(b"head")
+    (tmp_path / "dense").write_bytes(b"\0" * (1 << 20))
+    entries = {e.path: e for e in scan(tmp_path)}
+    assert entries[b"s"].sparse is True
+    assert entries[b"dense"].sparse is False
+
+
+def test_write_manifest_leaves_no_temp_file_on_failure(tmp_path):
+    def failing():
+        yield from scan(tmp_path / "t")
+        raise RuntimeError("boom")
+    (tmp_path / "t").mkdir()
+    with pytest.raises(RuntimeError):
+        write_manifest(tmp_path / "m", failing())
+    assert sorted(os.listdir(tmp_path)) == ["t"]
