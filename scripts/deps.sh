@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install what diffimg's demo and tests need on a Debian machine, only what is missing.
+# Debian packages come from apt-get (as root), Python packages from pip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+# command -> Debian package that provides it
+declare -A NEED=(
+  [setfacl]=acl [getfattr]=attr [rsync]=rsync [xxhsum]=xxhash [zstd]=zstd
+  [mksquashfs]=squashfs-tools [mkfs.ext4]=e2fsprogs [setpriv]=util-linux
+)
+missing=()
+for cmd in "${!NEED[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: missing Debian packages (${missing[*]}); run as root to install them" >&2
+    exit 1
+  fi
+  echo "deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# diffimg must be installed (editable) from this very checkout, with its dependencies
+here=$(pwd -P)/diffimg
+installed=$(cd / && "$PYTHON" -c "import os, diffimg, msgpack, xxhash, zstandard, click, pytest, hypothesis, pytest_benchmark
+print(os.path.dirname(os.path.realpath(diffimg.__file__)))" 2>/dev/null || true)
+if [ "$installed" != "$here" ]; then
+  echo "deps: installing Python packages" >&2
+  "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e '^WARNING: Running pip as' -e 'is ignored: it is neither' >&2 || true
+  "$PYTHON" -c "import diffimg, msgpack, xxhash, zstandard, click, pytest"
+fi

@@ -1,0 +1,100 @@
+"""Property tests: for random trees and random single changes, the tree ID and compare agree
+with what really happened."""
+
+import os
+import shutil
+import subprocess
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from snapshot import snapshot
+from test_manifest import manifest_view
+
+from diffimg.compare import compare
+from diffimg.manifest import TreeId
+from diffimg.scanner import scan
+
+NAME_BYTES = [b for b in range(1, 256) if b != ord("/")]
+NAMES = st.lists(st.sampled_from(NAME_BYTES), min_size=1, max_size=12).map(bytes).filter(
+    lambda n: n not in (b".", b".."))
+
+
+@st.composite
+def trees(draw):
+    """A spec of up to ~25 entries: nested folders, files, symlinks and hardlinks."""
+    spec = [{"path": b"", "kind": "dir"}]
+    dirs, files = [b""], []
+    for _ in range(draw(st.integers(1, 25))):
+        parent = draw(st.sampled_from(dirs))
+        name = draw(NAMES)
+        path = parent + b"/" + name if parent else name
+        if any(item["path"] == path for item in spec):
+            continue
+        kind = draw(st.sampled_from(["file", "file", "dir", "symlink"] + (["link"] if files else [])))
+        item = {"path": path, "kind": kind, "mtime_ns": draw(st.integers(-2**40, 2**62)),
+                "mode": draw(st.sampled_from([0o644, 0o600, 0o755, 0o4755, 0o1777]))}
+        if kind == "file":
+            item["data"] = draw(st.binary(max_size=200))
+            files.append(path)
+        elif kind == "dir":
+            dirs.append(path)
+        elif kind == "symlink":
+            item["target"] = draw(NAMES)
+            del item["mode"]
+        else:
+            item["to"] = draw(st.sampled_from(files))
+            del item["mode"], item["mtime_ns"]
+        spec.append(item)
+    return spec
+
+
+def tree_id(root):
+    ids = TreeId()
+    for entry in scan(root, checksum=True):
+        ids.add(entry)
+    return ids.digest()
+
+
+def change_one(root, choice, data):
+    """Make one change of the given kind somewhere in the tree; return a description."""
+    entries = [e for e in sorted(os.listdir(root))]
+    if choice == "add" or not entries:
+        open(os.path.join(root, b"\xffnew"), "wb").write(data)
+        return "add"
+    target = os.path.join(root, entries[0])
+    if choice == "delete":
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        else:
+            os.unlink(target)
+    elif choice == "chmod":
+        if os.path.islink(target):
+            os.unlink(target)
+        else:
+            os.chmod(target, os.lstat(target).st_mode & 0o7777 ^ 0o010)
+    elif choice == "touch":
+        st_ = os.lstat(target)
+        os.utime(target, ns=(0, st_.st_mtime_ns + 1), follow_symlinks=False)
+    elif choice == "xattr":
+        os.setxattr(target, b"trusted.p", data or b"v", follow_symlinks=False)
+    return choice
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(spec=trees(), choice=st.sampled_from(["add", "delete", "chmod", "touch", "xattr"]),
+       data=st.binary(max_size=20))
+def test_any_change_changes_the_tree_id_and_compare_reports_it(tmp_path_factory, spec, choice, data):
+    from treebuild import build
+    if os.geteuid() != 0 and choice == "xattr":
+        choice = "touch"
+    root = build(tmp_path_factory.mktemp("t") / "tree", spec)
+    before = list(scan(root, checksum=True))
+    assert manifest_view(before) == snapshot(root)
+    copy = os.fsencode(tmp_path_factory.mktemp("c")) + b"/copy"
+    subprocess.run(["cp", "-a", root, copy], check=True)
+    assert tree_id(copy) == tree_id(root)          # same tree elsewhere, same ID
+    change_one(root, choice, data)
+    after = list(scan(root, checksum=True))
+    assert manifest_view(after) == snapshot(root)
+    assert tree_id(root) != tree_id(copy)
+    assert list(compare(iter(before), iter(after)))
