@@ -337,13 +337,12 @@ def generate(root, entries, seed=1, total_bytes=None):
         add_dir("Users/" + u, "misc")
         for sub in USER_SUBDIRS:
             add_dir("Users/%s/%s" % (u, sub), "docs" if "AppData" not in sub else "appdata")
-    # System32 and SysWOW64 dirs keep "system" file names
     n_dirs = max(round(entries * DIR_FRACTION), len(dirs))
     n_files = entries - n_dirs
     if n_files < n_dirs:
-        raise ValueError(f"entries={entries} too small; need at least {len(dirs) * 8}")
+        raise ValueError(f"entries={entries} too small; need at least {len(dirs) * 2}")
 
-    # each area: (top-level parents, pool of its grown dirs with their top depth)
+    # each area grows new folders under its top-level parents or its own folders
     area_tops = {}
     for name, _, tops in AREAS:
         if name in ("appdata", "docs"):
@@ -441,11 +440,11 @@ def generate(root, entries, seed=1, total_bytes=None):
     # a few large files, sized later from the remaining byte budget
     large = []
     for i in range(n_large):
-        parent, pattern = LARGE_FILES[i % len(LARGE_FILES)]
+        # the root-level *.sys files exist once; later ones cycle through the rest
+        j = i if i < len(LARGE_FILES) else 3 + (i - 3) % (len(LARGE_FILES) - 3)
+        parent, pattern = LARGE_FILES[j]
         name = pattern.format(hex=hexid(rng, 8), num=rng.randint(4_000_000, 5_999_999))
         if parent == "":
-            if name.casefold() in root_names:
-                name = "%d_%s" % (i, name)
             root_names.add(name.casefold())
             files.append([None, name, 0, 0o644, None])
             large.append(files[-1])

@@ -36,24 +36,56 @@ def compressing_writer(fileobj):
     return cctx.stream_writer(fileobj, closefd=False)
 
 
-def object_reader(fileobj) -> msgpack.Unpacker:
-    """Unpack msgpack objects from the zstd stream in fileobj, with bounded buffers."""
-    dctx = zstandard.ZstdDecompressor()
-    stream = dctx.stream_reader(fileobj, closefd=False, read_across_frames=False)
-    return msgpack.Unpacker(
-        stream,
-        raw=False,
-        use_list=True,
-        strict_map_key=False,
-        max_buffer_size=MAX_OBJECT_BYTES,
-        read_size=1 << 18,
-    )
+class ObjectReader:
+    """Objects from a zstd-compressed msgpack stream, each with its end offset in the
+    decompressed stream; the decompressed bytes stay available (take) until released, so a
+    reader can digest objects exactly as they were written."""
+
+    READ_SIZE = 1 << 18
+
+    def __init__(self, fileobj):
+        dctx = zstandard.ZstdDecompressor()
+        self._stream = dctx.stream_reader(fileobj, closefd=False, read_across_frames=False)
+        self._unpacker = msgpack.Unpacker(raw=False, use_list=True, strict_map_key=False,
+                                          max_buffer_size=MAX_OBJECT_BYTES)
+        self._kept = bytearray()
+        self._kept_from = 0      # stream offset of _kept[0]
+        self._fed = 0            # bytes fed to the unpacker so far
+
+    def __iter__(self):
+        """Yield (object, offset just after it)."""
+        unpacker = self._unpacker
+        while True:
+            for obj in unpacker:
+                yield obj, unpacker.tell()
+            if not self._feed():
+                return
+
+    def _feed(self) -> bool:
+        chunk = self._stream.read(self.READ_SIZE)
+        if not chunk:
+            return False
+        self._unpacker.feed(chunk)
+        self._kept += chunk
+        self._fed += len(chunk)
+        return True
+
+    def take(self, start: int, end: int) -> bytes:
+        return bytes(self._kept[start - self._kept_from:end - self._kept_from])
+
+    def release(self, upto: int):
+        del self._kept[:upto - self._kept_from]
+        self._kept_from = upto
+
+    def at_end(self) -> bool:
+        """True when nothing at all follows the last object yielded."""
+        return self._unpacker.tell() == self._fed and not self._feed()
 
 
 # Errors that mean "this stream is not what it claims to be".
 DecodeErrors = (
     msgpack.UnpackException,
-    msgpack.ExtraData,
+    msgpack.BufferFull,
     ValueError,
     zstandard.ZstdError,
 )

@@ -31,20 +31,25 @@ def to_record(e: Entry) -> list:
             e.rdev, xattrs, e.link, e.sparse]
 
 
+_KINDS = {int(k): k for k in Kind}
+_DEVICES = (Kind.CHAR, Kind.BLOCK)
+
+
 def from_record(rec) -> Entry:
-    """An Entry from a decoded record, checking each field's type."""
-    if type(rec) is not list or len(rec) < len(FIELDS):
-        raise ValueError("record is not an array of at least %d fields" % len(FIELDS))
+    """An Entry from a decoded record, checking each field's type and the path's safety."""
+    if type(rec) is not list or len(rec) < 13:
+        raise ValueError("record is not an array of at least 13 fields")
     (path, kind, mode, uid, gid, mtime_ns, size, digest, target, rdev, xattrs, link,
      sparse) = rec[:13]
     if type(path) is not bytes:
         raise ValueError("path is not bytes")
-    kind = Kind(kind)
-    for name, value in (("mode", mode), ("uid", uid), ("gid", gid), ("mtime_ns", mtime_ns)):
-        if type(value) is not int:
-            raise ValueError(f"{name} is not an integer")
-    if not 0 <= mode <= 0o7777:
-        raise ValueError("mode out of range")
+    kind = _KINDS.get(kind)
+    if kind is None:
+        raise ValueError(f"unknown kind {rec[1]!r}")
+    if not (type(mode) is int and type(uid) is int and type(gid) is int and type(mtime_ns) is int):
+        raise ValueError("mode, uid, gid or mtime_ns is not an integer")
+    if not 0 <= mode <= 0o7777 or uid < 0 or gid < 0:
+        raise ValueError("mode, uid or gid out of range")
     if kind is Kind.FILE:
         if type(size) is not int or size < 0:
             raise ValueError("file without a valid size")
@@ -52,9 +57,10 @@ def from_record(rec) -> Entry:
             raise ValueError("digest is not 16 bytes")
         if sparse is not None and type(sparse) is not bool:
             raise ValueError("sparse is not a boolean")
-    if kind is Kind.SYMLINK and (type(target) is not bytes or not target or b"\0" in target):
-        raise ValueError("symlink without a valid target")
-    if kind in (Kind.CHAR, Kind.BLOCK) and type(rdev) is not int:
+    elif kind is Kind.SYMLINK:
+        if type(target) is not bytes or not target or b"\0" in target:
+            raise ValueError("symlink without a valid target")
+    elif kind in _DEVICES and type(rdev) is not int:
         raise ValueError("device without rdev")
     if xattrs is not None:
         if type(xattrs) is not dict or not all(
@@ -66,15 +72,6 @@ def from_record(rec) -> Entry:
                  sparse)
 
 
-def check_path(path: bytes) -> None:
-    """Reject any path that could leave the tree: absolute, empty, '.', '..' or NUL components."""
-    if not path:
-        return
-    for part in path.split(b"/"):
-        if part in (b"", b".", b"..") or b"\0" in part:
-            raise ValueError(f"unsafe path {show_path(path)!r}")
-
-
 class TreeId:
     """The tree ID: xxh3-128 over the canonical encodings of the entry records, in order."""
 
@@ -84,15 +81,22 @@ class TreeId:
         self.files = 0
         self.bytes = 0
 
-    def add(self, entry: Entry, record: list | None = None) -> bytes:
-        """Count entry; return the canonical encoding of its record (as read, if given)."""
-        data = codec.pack(to_record(entry) if record is None else record)
+    def add(self, entry: Entry) -> bytes:
+        """Add entry; return the canonical encoding of its record."""
+        data = codec.pack(to_record(entry))
         self._h.update(data)
+        self.count(entry)
+        return data
+
+    def update(self, records: bytes):
+        """Add the encodings of records as read from a stream (counted one by one with count)."""
+        self._h.update(records)
+
+    def count(self, entry: Entry):
         self.entries += 1
         if entry.kind is Kind.FILE:
             self.files += 1
             self.bytes += entry.size
-        return data
 
     def digest(self) -> bytes:
         return self._h.digest()
@@ -193,8 +197,9 @@ class ManifestReader:
                 f"{show_path(self.path)}: manifest format {major}.{minor} is not supported "
                 f"(this diffimg reads format {VERSION[0]}.x)")
         self.version = (major, minor)
-        self._objects = codec.object_reader(self._file)
-        header = self._next_object()
+        self._reader = codec.ObjectReader(self._file)
+        self._objects = iter(self._reader)
+        header, self._records_start = self._next_object()
         if type(header) is not dict:
             self._fail("no header")
         self.header = header
@@ -207,38 +212,77 @@ class ManifestReader:
         except codec.DecodeErrors as exc:
             self._fail(f"corrupt ({exc})")
 
-    def entries(self):
-        ids = TreeId()
-        stack: list[list[bytes]] = []   # keys of the folders that enclose the current entry
-        last_key = None
+    def _records(self, ids: "TreeId"):
+        """Yield the raw records; digest them as written and check the trailer at the end.
+
+        The caller counts each record into ids (ids.count) before asking for the next."""
+        hashed = end = self._records_start   # records are digested up to 'hashed'
         while True:
-            rec = self._next_object()
+            rec, next_end = self._next_object()
             if type(rec) is dict:
+                if ids.entries == 0:
+                    self._fail("no root folder record")
+                ids.update(self._reader.take(hashed, end))
                 self._check_trailer(rec, ids)
                 return
+            end = next_end
+            if end - hashed >= 1 << 16:    # digest in large pieces, and forget what is digested
+                ids.update(self._reader.take(hashed, end))
+                self._reader.release(end)
+                hashed = end
+            yield rec
+
+    def entries(self):
+        """Yield the entries, fully checked; ManifestError as soon as anything is wrong."""
+        ids = TreeId()
+        stack: list[list[bytes]] = []     # keys of the folders that enclose the current entry
+        last_key = None
+        for rec in self._records(ids):
             try:
                 entry = from_record(rec)
-                check_path(entry.path)
             except ValueError as exc:
                 self._fail(f"bad record {ids.entries + 1}: {exc}")
-            key = path_key(entry.path)
+            path = entry.path
+            key = path.split(b"/") if path else []
+            if b"" in key or b"." in key or b".." in key or b"\0" in path:
+                self._fail(f"unsafe path {show_path(path)!r}")
             if last_key is None:
-                if entry.path != b"" or entry.kind is not Kind.DIR:
+                if path != b"" or entry.kind is not Kind.DIR:
                     self._fail("first record is not the root folder")
             else:
                 if key <= last_key:
-                    self._fail(f"records out of order at {show_path(entry.path)}")
-                while stack and stack[-1] != key[:-1]:
+                    self._fail(f"records out of order at {show_path(path)}")
+                parent = key[:-1]
+                while stack[-1] != parent:
                     stack.pop()
-                if not stack:
-                    self._fail(f"{show_path(entry.path)} has no parent folder before it")
+                    if not stack:
+                        self._fail(f"{show_path(path)} has no parent folder before it")
                 if entry.link is not None and path_key(entry.link) >= key:
-                    self._fail(f"{show_path(entry.path)} links to a later entry")
+                    self._fail(f"{show_path(path)} links to a later entry")
             if entry.kind is Kind.DIR:
                 stack.append(key)
             last_key = key
-            ids.add(entry, rec)
+            ids.count(entry)
             yield entry
+
+    def file_hints(self):
+        """Yield (path, size, mtime_ns, digest, sparse) of the files, in canonical order, for a
+        quick check. Only what a hint needs is checked per record; the whole stream's integrity
+        (frame checksum, counts, tree ID) is still checked at its end."""
+        ids = TreeId()
+        file_kind = int(Kind.FILE)
+        for rec in self._records(ids):
+            ids.entries += 1
+            try:
+                if rec[1] != file_kind:
+                    continue
+                ids.files += 1
+                ids.bytes += rec[6]
+                path, size, mtime_ns, digest, sparse = rec[0], rec[6], rec[5], rec[7], rec[12]
+            except (TypeError, IndexError):
+                self._fail(f"bad record {ids.entries}")
+            if type(digest) is bytes and len(digest) == 16 and type(path) is bytes:
+                yield path, size, mtime_ns, digest, sparse
 
     def _check_trailer(self, trailer: dict, ids: TreeId):
         expected = ids.trailer()
@@ -246,12 +290,10 @@ class ManifestReader:
             if trailer.get(name) != expected[name]:
                 self._fail(f"trailer {name} does not match the records (corrupt)")
         try:
-            next(self._objects)
-        except StopIteration:
-            pass
+            at_end = self._reader.at_end()
         except codec.DecodeErrors as exc:
             self._fail(f"corrupt after trailer ({exc})")
-        else:
+        if not at_end:
             self._fail("data after the trailer")
         self.trailer = trailer
 
@@ -269,3 +311,9 @@ def read_entries(path):
     """Yield the entries of the manifest at path, closing it at the end."""
     with ManifestReader(path) as m:
         yield from m.entries()
+
+
+def read_file_hints(path):
+    """Yield the quick-check hints of the manifest at path (see ManifestReader.file_hints)."""
+    with ManifestReader(path) as m:
+        yield from m.file_hints()

@@ -141,20 +141,30 @@ def _hash_stream(fd: int):
     return h.digest(), total
 
 
-def _lookup(previous):
-    """A function path_key -> previous Entry or None, merge-joining the previous manifest's
-    stream (canonical order) with the walk's (also canonical): one pass, constant memory."""
-    if previous is None:
-        return lambda key: None
-    it = iter(previous)
-    cur = [next(it, None)]
-    cur_key = [path_key(cur[0].path) if cur[0] is not None else None]
+def hints_of(entries):
+    """Quick-check hints (path, size, mtime_ns, digest, sparse) from a stream of Entries."""
+    for e in entries:
+        if e.kind is Kind.FILE and e.digest is not None:
+            yield e.path, e.size, e.mtime_ns, e.digest, e.sparse
 
-    def find(key):
-        while cur[0] is not None and cur_key[0] < key:
-            cur[0] = next(it, None)
-            cur_key[0] = path_key(cur[0].path) if cur[0] is not None else None
-        return cur[0] if cur[0] is not None and cur_key[0] == key else None
+
+def _lookup(hints):
+    """A function (path key, size, mtime_ns) -> (digest, sparse) or None, merge-joining the hints
+    (canonical order) with the walk (also canonical): one pass, constant memory."""
+    if hints is None:
+        return lambda key, size, mtime_ns: None
+    it = iter(hints)
+    cur = next(it, None)
+    cur_key = path_key(cur[0]) if cur is not None else None
+
+    def find(key, size, mtime_ns):
+        nonlocal cur, cur_key
+        while cur is not None and cur_key < key:
+            cur = next(it, None)
+            cur_key = path_key(cur[0]) if cur is not None else None
+        if cur is not None and cur_key == key and cur[1] == size and cur[2] == mtime_ns:
+            return cur[3], cur[4]
+        return None
     return find
 
 
@@ -162,8 +172,9 @@ def scan(root, *, previous=None, checksum: bool = False, excludes=(), workers: i
          on_progress=None, on_warning=None):
     """Yield the Entries of the tree at root in canonical order.
 
-    previous: Entries of an earlier scan (canonical order); a file whose size and mtime_ns are
-    unchanged takes its digest from there, unless checksum is true.
+    previous: quick-check hints of an earlier scan, (path, size, mtime_ns, digest, sparse) of its
+    files in canonical order (ManifestReader.file_hints, hints_of); a file whose size and mtime_ns
+    are unchanged takes its digest from there, unless checksum is true.
     on_progress(entries, bytes): called now and then. on_warning(message): vanished files,
     skipped mount points, files that changed while read.
     """
@@ -237,9 +248,14 @@ def _walk(root, root_st, excluded, find_previous, pool, warn, on_progress):
         return True
 
     def drain(limit):
+        """Emit the entries at the head that are finished; wait while more than limit are held."""
         nonlocal emitted, hashed_bytes
-        while len(pending) > limit or (pending and _ready(pending[0][1])):
-            entry, job, index = pending.popleft()
+        while pending:
+            entry, job, index = pending[0]
+            if (type(job) is _Batch and len(pending) <= limit
+                    and (job.future is None or not job.future.done())):
+                return
+            pending.popleft()
             if finish(entry, job, index):
                 emitted += 1
                 if entry.size:
@@ -270,10 +286,9 @@ def _walk(root, root_st, excluded, find_previous, pool, warn, on_progress):
             if st.st_size == 0:
                 entry.digest, entry.sparse = EMPTY_DIGEST, False
             else:
-                prev = find_previous(path_key(rel))
-                if (prev is not None and prev.kind is Kind.FILE and prev.digest is not None
-                        and prev.size == st.st_size and prev.mtime_ns == st.st_mtime_ns):
-                    entry.digest, entry.sparse = prev.digest, prev.sparse
+                known = find_previous(rel.split(b"/"), st.st_size, st.st_mtime_ns)
+                if known is not None:
+                    entry.digest, entry.sparse = known
                 else:
                     if st.st_size >= BATCH_BYTES:
                         big = _Batch()
@@ -325,12 +340,6 @@ def _walk(root, root_st, excluded, find_previous, pool, warn, on_progress):
     yield from drain(0)
     if on_progress is not None:
         on_progress(emitted, hashed_bytes)
-
-
-def _ready(job) -> bool:
-    if type(job) is _Batch:
-        return job.future is not None and job.future.done()
-    return True
 
 
 def _list(path: bytes) -> list[bytes]:

@@ -4,8 +4,8 @@ import itertools
 import os
 
 from .errors import InputNotFound, ManifestError, show_path
-from .manifest import is_manifest, read_entries
-from .scanner import scan
+from .manifest import is_manifest, read_entries, read_file_hints
+from .scanner import hints_of, scan
 
 
 def kind_of(path) -> str:
@@ -35,8 +35,8 @@ def compare_streams(a, b, *, checksum=False, excludes=(), on_progress=None, on_w
     if kinds == ("manifest", "manifest"):
         return read_entries(a), read_entries(b)
     if kinds == ("tree", "manifest"):
-        return tree(a, read_entries(b)), read_entries(b)
+        return tree(a, read_file_hints(b)), read_entries(b)
     if kinds == ("manifest", "tree"):
-        return read_entries(a), tree(b, read_entries(a))
+        return read_entries(a), tree(b, read_file_hints(a))
     first, for_second = itertools.tee(tree(a, None))
-    return first, tree(b, for_second)
+    return first, tree(b, hints_of(for_second))

@@ -8,9 +8,9 @@ import time
 import pytest
 from conftest import IS_ROOT, assert_one_line_error, needs_root, run_cli
 
-from diffimg.entry import Entry, Kind, entry_from_stat
+from diffimg.entry import Kind, entry_from_stat
 from diffimg.manifest import read_entries, write_manifest
-from diffimg.scanner import hash_file, scan
+from diffimg.scanner import hash_file, hints_of, scan
 
 
 def _paths(tree, **kw):
@@ -53,12 +53,12 @@ def test_quick_check_reuses_digests_and_checksum_does_not(tmp_path):
     st = os.stat(f)
     f.write_bytes(b"b" * 1000)
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
-    quick = list(scan(tree, previous=iter(first)))
-    full = list(scan(tree, previous=iter(first), checksum=True))
+    quick = list(scan(tree, previous=hints_of(first)))
+    full = list(scan(tree, previous=hints_of(first), checksum=True))
     assert quick[1].digest == first[1].digest          # trusted size + mtime
     assert full[1].digest != first[1].digest           # hashed
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
-    assert list(scan(tree, previous=iter(first)))[1].digest == full[1].digest
+    assert list(scan(tree, previous=hints_of(first)))[1].digest == full[1].digest
 
 
 def test_scan_previous_option_writes_the_same_manifest(tmp_path):
@@ -94,9 +94,9 @@ def test_a_vanished_file_is_a_warning(tmp_path):
         (tree / f"f{i:03}").write_bytes(b"x" * 10)
 
     def previous():
-        yield Entry(b"f249", Kind.FILE, 0o644, 0, 0, 0, size=1, digest=b"\0" * 16)
+        yield b"f249", 1, 0, b"\0" * 16, False
         os.unlink(tree / "f250")
-        yield Entry(b"f250", Kind.FILE, 0o644, 0, 0, 0, size=1, digest=b"\0" * 16)
+        yield b"f250", 1, 0, b"\0" * 16, False
 
     warnings = []
     seen = [e.path for e in scan(tree, previous=previous(), on_warning=warnings.append)]

@@ -5,7 +5,7 @@ import time
 import click
 
 from ..fsmeta import source_info
-from ..manifest import read_entries, write_manifest
+from ..manifest import read_file_hints, write_manifest
 from ..progress import ProgressLine, human_bytes
 from ..scanner import scan
 from . import cli
@@ -25,7 +25,7 @@ def scan_command(tree, output, checksum, previous, excludes, quiet):
     """Record TREE (one filesystem) in a manifest file."""
     progress = ProgressLine("scanning", quiet)
     started = time.monotonic()
-    entries = scan(tree, previous=read_entries(previous) if previous else None, checksum=checksum,
+    entries = scan(tree, previous=read_file_hints(previous) if previous else None, checksum=checksum,
                    excludes=excludes, on_progress=progress, on_warning=progress.warn)
     try:
         trailer = write_manifest(output, entries, source_info(tree))
