@@ -37,7 +37,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-import gentree  # noqa: E402
+import gentree
 
 TARGET = 1.5
 NCPU = len(os.sched_getaffinity(0))
@@ -165,7 +165,7 @@ def bench(tree, workdir, repeat=3, timeout=None, python=sys.executable, log=prin
             res[key]["runs"].append(r["seconds"])
             res[key]["rss_kib"] = max(res[key]["rss_kib"], r["rss_kib"])
         log(f"round {i + 1}/{repeat} done")
-    for key, row in res.items():
+    for row in res.values():
         row["status"] = "FAILED" if row["error"] else "ok"
         row["seconds"] = min(row["runs"]) if row["runs"] and not row["error"] else None
         f = row["floor"]
@@ -209,7 +209,9 @@ def main(argv=None):
     ap.add_argument("--python", default=sys.executable, help="interpreter for diffimg")
     args = ap.parse_args(argv)
 
-    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
     for tool in ("find", "xargs", "xxhsum"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found (apt-get install -y findutils xxhash)")

@@ -144,7 +144,7 @@ AREAS = [
 
 def parse_bytes(text):
     """'2.9G' -> 2900000000. Decimal K/M/G/T; KiB/MiB/GiB/TiB are binary."""
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)(i?)B?\s*", text, re.I)
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]?)(i?)B?\s*", text, re.IGNORECASE)
     if not m:
         raise argparse.ArgumentTypeError(f"bad size: {text!r}")
     num, unit, binary = m.groups()
@@ -158,7 +158,7 @@ def hexid(rng, n=16):
 
 def guid(rng):
     h = hexid(rng, 32).upper()
-    return "{%s-%s-%s-%s-%s}" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+    return "{{{}-{}-{}-{}-{}}}".format(h[:8], h[8:12], h[12:16], h[16:20], h[20:])
 
 
 def clip_utf8(name, limit):
@@ -186,7 +186,7 @@ def stem(rng):
         s = "api-ms-win-%s-%s-l1-%d-%d" % (rng.choice(SYLLABLES), rng.choice(SYLLABLES),
                                            rng.randint(1, 3), rng.randint(0, 2))
     elif r < 0.4:
-        s = "%s.%s" % (rng.choice(["Windows", "Microsoft", "System"]), s.capitalize())
+        s = "{}.{}".format(rng.choice(["Windows", "Microsoft", "System"]), s.capitalize())
     return s
 
 
@@ -200,7 +200,7 @@ def dir_name(rng, area, rel_depth):
         return "%s_microsoft-windows-%s_31bf3856ad364e35_10.0.19041.%d_%s_%s" % (
             arch, comp, rng.choice([1, 1, 1, 546, 1202, 1889, 3636]), lang, hexid(rng))
     if area == "driverstore" and rel_depth == 1:
-        return "%s.inf_amd64_%s" % (stem(rng), hexid(rng))
+        return "{}.inf_amd64_{}".format(stem(rng), hexid(rng))
     if rng.random() < LONG_NAME_PROB and area in ("docs", "appdata", "prog", "programdata"):
         return long_name(rng)
     if area in ("prog", "programdata", "appdata") and rel_depth == 1:
@@ -228,15 +228,15 @@ def file_name(rng, area):
     if rng.random() < LONG_NAME_PROB and area in ("docs", "appdata", "prog"):
         return long_name(rng, rng.choice(DOC_EXTS))
     if area in ("winsxs", "driverstore", "system"):
-        return "%s.%s" % (stem(rng), rng.choice(SYS_EXTS))
+        return "{}.{}".format(stem(rng), rng.choice(SYS_EXTS))
     if area == "prog":
-        return "%s.%s" % (stem(rng), rng.choice(PROG_EXTS))
+        return "{}.{}".format(stem(rng), rng.choice(PROG_EXTS))
     if area in ("appdata", "programdata"):
         r = rng.random()
         if r < 0.35:
-            return "f_%06x" % rng.getrandbits(24)
+            return "f_{:06x}".format(rng.getrandbits(24))
         if r < 0.5:
-            return "%s_0" % hexid(rng)
+            return "{}_0".format(hexid(rng))
         if r < 0.6:
             return "data_%d" % rng.randint(0, 3)
         if r < 0.7:
@@ -246,13 +246,13 @@ def file_name(rng, area):
                                "Cookies", "History", "Preferences", "index"])
         if r < 0.85:
             return guid(rng) + ".tmp"
-        return "%s.%s" % (stem(rng), rng.choice(["json", "db", "sqlite", "xml", "dat", "etl"]))
+        return "{}.{}".format(stem(rng), rng.choice(["json", "db", "sqlite", "xml", "dat", "etl"]))
     if area == "docs":
         words = " ".join(rng.choice(DOC_WORDS) for _ in range(rng.randint(1, 4)))
         if rng.random() < 0.3:
             words += " %d" % rng.randint(1999, 2024)
-        return "%s.%s" % (words, rng.choice(DOC_EXTS))
-    return "%s.%s" % (stem(rng), rng.choice(["log", "xml", "dat", "etl", "ini", "txt", "mum"]))
+        return "{}.{}".format(words, rng.choice(DOC_EXTS))
+    return "{}.{}".format(stem(rng), rng.choice(["log", "xml", "dat", "etl", "ini", "txt", "mum"]))
 
 
 def small_size(rng):
@@ -336,7 +336,7 @@ def generate(root, entries, seed=1, total_bytes=None):
     for u in users:
         add_dir("Users/" + u, "misc")
         for sub in USER_SUBDIRS:
-            add_dir("Users/%s/%s" % (u, sub), "docs" if "AppData" not in sub else "appdata")
+            add_dir("Users/{}/{}".format(u, sub), "docs" if "AppData" not in sub else "appdata")
     n_dirs = max(round(entries * DIR_FRACTION), len(dirs))
     n_files = entries - n_dirs
     if n_files < n_dirs:
@@ -346,7 +346,7 @@ def generate(root, entries, seed=1, total_bytes=None):
     area_tops = {}
     for name, _, tops in AREAS:
         if name in ("appdata", "docs"):
-            tops = ["Users/%s/%s" % (u, t) for u in users for t in tops]
+            tops = ["Users/{}/{}".format(u, t) for u in users for t in tops]
         area_tops[name] = tops
     pools = {name: [] for name, _, _ in AREAS}
     area_names = [a[0] for a in AREAS]
@@ -631,7 +631,7 @@ def mutate(root, fraction=0.03, seed=2):
     # renamed folders last, deepest first so the shallower paths stay valid
     ren = rng.sample(alive, min(len(alive), max(1, int(len(dirs) * fraction / 10))))
     for d in sorted(ren, key=lambda p: -p.count(b"/")):
-        os.rename(d, d + " (renamed)".encode())
+        os.rename(d, d + b" (renamed)")
         counts["renamed_dirs"] += 1
     counts["files_before"] = len(files)
     return counts

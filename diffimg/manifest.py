@@ -62,10 +62,9 @@ def from_record(rec) -> Entry:
             raise ValueError("symlink without a valid target")
     elif kind in _DEVICES and type(rdev) is not int:
         raise ValueError("device without rdev")
-    if xattrs is not None:
-        if type(xattrs) is not dict or not all(
-                type(k) is bytes and type(v) is bytes for k, v in xattrs.items()):
-            raise ValueError("xattrs is not a map of bytes to bytes")
+    if xattrs is not None and (type(xattrs) is not dict or not all(
+            type(k) is bytes and type(v) is bytes for k, v in xattrs.items())):
+        raise ValueError("xattrs is not a map of bytes to bytes")
     if link is not None and (type(link) is not bytes or kind is Kind.DIR):
         raise ValueError("invalid hardlink reference")
     return Entry(path, kind, mode, uid, gid, mtime_ns, size, digest, target, rdev, xattrs, link,
@@ -173,7 +172,7 @@ class ManifestReader:
         self.header: dict = {}
         self.trailer: dict | None = None
         try:
-            self._file = open(path, "rb")
+            self._file = open(path, "rb")  # noqa: SIM115  (closed by close())
         except FileNotFoundError:
             raise InputNotFound(f"no such file: {show_path(path)}") from None
         except OSError as exc:

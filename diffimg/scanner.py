@@ -6,29 +6,19 @@ bounded window, so memory does not grow with the tree, only with the hardlink ma
 """
 
 import collections
-import errno
 import fnmatch
 import os
 import re
 import stat
-from concurrent.futures import ThreadPoolExecutor
-
-import xxhash
 
 from .entry import Entry, Kind, entry_from_stat, path_key
 from .errors import InputNotFound, ScanError, show_path
 from .fsmeta import read_xattrs
+from .hashing import EMPTY_DIGEST, ERROR, VANISHED, HashPool, hash_file
 
-WHOLE_READ = 1 << 20        # files up to this size are read in one call
-CHUNK = 1 << 20             # larger files are hashed in 1 MiB reads
-BATCH_FILES = 64            # small files go to the pool in batches: one task each costs too much
-BATCH_BYTES = 8 << 20
-WINDOW = 4096               # entries held back waiting for their digests, at most
-READ_ATTEMPTS = 3
-EMPTY_DIGEST = xxhash.xxh3_128_digest(b"")
-
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
-_NOATIME = getattr(os, "O_NOATIME", 0)   # leave the source's access times alone where allowed
+BATCH_FILES = 256           # small files go to the pool in batches: one task each costs too much
+BATCH_BYTES = 16 << 20
+WINDOW = 8192               # entries held back waiting for their digests, at most
 
 
 class Excluder:
@@ -59,86 +49,13 @@ class Excluder:
 
 
 class _Batch:
-    """Files handed to the pool together; problems[i] is set when file i could not be hashed."""
-    __slots__ = ("items", "bytes", "future", "problems")
+    """Files handed to the hash pool together; results[i] is hash_file's answer for file i."""
+    __slots__ = ("bytes", "future", "paths")
 
     def __init__(self):
-        self.items: list[tuple[bytes, Entry]] = []
+        self.paths: list[bytes] = []
         self.bytes = 0
         self.future = None
-        self.problems: dict[int, tuple[str, str]] = {}
-
-    def run(self):
-        for i, (path, entry) in enumerate(self.items):
-            problem = hash_file(path, entry)
-            if problem is not None:
-                self.problems[i] = problem
-
-
-def hash_file(path: bytes, entry: Entry):
-    """Fill entry's digest, sparse flag, size and times from the file's content.
-
-    Returns None, or (severity, message) with severity 'vanished' (drop it, warn), 'changed'
-    (recorded as last read, warn) or 'error' (unreadable: the scan fails).
-    """
-    for _ in range(READ_ATTEMPTS):
-        try:
-            fd = _open_for_read(path)
-        except FileNotFoundError:
-            return ("vanished", "vanished while being scanned")
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                return ("vanished", "was replaced by a symlink while being scanned")
-            return ("error", exc.strerror)
-        try:
-            before = os.fstat(fd)
-            if not stat.S_ISREG(before.st_mode):
-                return ("vanished", "is no longer a regular file")
-            if before.st_size <= WHOLE_READ:
-                chunks = []
-                while data := os.read(fd, WHOLE_READ + 1):
-                    chunks.append(data)
-                data = b"".join(chunks) if len(chunks) != 1 else chunks[0]
-                digest, nread = xxhash.xxh3_128_digest(data), len(data)
-            else:
-                digest, nread = _hash_stream(fd)
-            after = os.fstat(fd)
-            entry.digest = digest
-            entry.size = after.st_size
-            entry.mtime_ns = after.st_mtime_ns
-            entry.mode = stat.S_IMODE(after.st_mode)
-            entry.uid, entry.gid = after.st_uid, after.st_gid
-            entry.sparse = (after.st_blocks * 512 < after.st_size
-                            and os.lseek(fd, 0, os.SEEK_HOLE) < after.st_size)
-            if (nread == after.st_size and before.st_size == after.st_size
-                    and before.st_mtime_ns == after.st_mtime_ns):
-                return None
-        except OSError as exc:
-            return ("error", exc.strerror)
-        finally:
-            os.close(fd)
-    return ("changed", "kept changing while being read; recorded as last read")
-
-
-def _open_for_read(path: bytes) -> int:
-    try:
-        return os.open(path, _OPEN_FLAGS | _NOATIME)
-    except PermissionError:
-        if not _NOATIME:
-            raise
-        return os.open(path, _OPEN_FLAGS)   # O_NOATIME is refused for files of other owners
-
-
-def _hash_stream(fd: int):
-    h = xxhash.xxh3_128()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    total = 0
-    with open(fd, "rb", buffering=0, closefd=False) as f:
-        while n := f.readinto(buf):
-            h.update(view[:n])
-            total += n
-    return h.digest(), total
 
 
 def hints_of(entries):
@@ -190,12 +107,11 @@ def scan(root, *, previous=None, checksum: bool = False, excludes=(), workers: i
     warn = on_warning or (lambda message: None)
     excluded = Excluder(excludes)
     find_previous = _lookup(None if checksum else previous)
-    pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2,
-                              thread_name_prefix="diffimg-hash")
+    pool = HashPool(workers)
     try:
         yield from _walk(root, root_st, excluded, find_previous, pool, warn, on_progress)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.close()
 
 
 def _walk(root, root_st, excluded, find_previous, pool, warn, on_progress):
@@ -208,13 +124,10 @@ def _walk(root, root_st, excluded, find_previous, pool, warn, on_progress):
     def abs_of(rel):
         return root + b"/" + rel if rel else root
 
-    def submit(b):
-        b.future = pool.submit(b.run)
-
     def flush():
         nonlocal batch
-        if batch.items:
-            submit(batch)
+        if batch.paths:
+            batch.future = pool.submit(batch.paths)
             batch = _Batch()
 
     def finish(entry, job, index):
@@ -222,8 +135,7 @@ def _walk(root, root_st, excluded, find_previous, pool, warn, on_progress):
         if type(job) is _Batch:
             if job.future is None:          # only the batch still being filled is unsubmitted
                 flush()
-            job.future.result()
-            problem = job.problems.get(index)
+            problem, message, content = job.future.result()[index]
         elif job is not None:               # a later hardlink member: share the leader's content
             leader = job if job.kind is not None else hardlinks[index]
             if leader.kind is not None:
@@ -233,18 +145,18 @@ def _walk(root, root_st, excluded, find_previous, pool, warn, on_progress):
                 return True
             entry.link = None               # every earlier member vanished: this one leads now
             hardlinks[index] = entry
-            problem = hash_file(abs_of(entry.path), entry)
+            problem, message, content = hash_file(abs_of(entry.path))
         else:
             return True
-        if problem is None:
-            return True
-        severity, message = problem
-        if severity == "error":
+        if problem == ERROR:
             raise ScanError(f"cannot read {show_path(abs_of(entry.path))}: {message}")
-        warn(f"{show_path(abs_of(entry.path))}: {message}")
-        if severity == "vanished":
+        if problem is not None:
+            warn(f"{show_path(abs_of(entry.path))}: {message}")
+        if problem == VANISHED:
             entry.kind = None   # marks a dropped entry, so later hardlink members look again
             return False
+        (entry.digest, entry.sparse, entry.size, entry.mtime_ns, entry.mode, entry.uid,
+         entry.gid) = content
         return True
 
     def drain(limit):
@@ -290,16 +202,10 @@ def _walk(root, root_st, excluded, find_previous, pool, warn, on_progress):
                 if known is not None:
                     entry.digest, entry.sparse = known
                 else:
-                    if st.st_size >= BATCH_BYTES:
-                        big = _Batch()
-                        big.items.append((path, entry))
-                        submit(big)
-                        pending.append((entry, big, 0))
-                        return
-                    pending.append((entry, batch, len(batch.items)))
-                    batch.items.append((path, entry))
+                    pending.append((entry, batch, len(batch.paths)))
+                    batch.paths.append(path)
                     batch.bytes += st.st_size
-                    if len(batch.items) >= BATCH_FILES or batch.bytes >= BATCH_BYTES:
+                    if len(batch.paths) >= BATCH_FILES or batch.bytes >= BATCH_BYTES:
                         flush()
                     return
         pending.append((entry, None, 0))

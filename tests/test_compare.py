@@ -21,9 +21,11 @@ def _keep_times(path, change):
 
 
 def _rewrite_same_size(path):
-    data = bytearray(open(path, "rb").read())
-    data[100] ^= 1
-    open(path, "wb").write(data)
+    with open(path, "r+b") as f:
+        f.seek(100)
+        byte = f.read(1)[0]
+        f.seek(100)
+        f.write(bytes([byte ^ 1]))
 
 
 def _retarget(path):
@@ -32,9 +34,11 @@ def _retarget(path):
 
 
 def _break_hardlink(path):
-    data = open(path, "rb").read()
+    with open(path, "rb") as f:
+        data = f.read()
     os.unlink(path)
-    open(path, "wb").write(data)
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def _file_to_folder(path):

@@ -1,7 +1,6 @@
 """The manifest records every kind and attribute exactly, and reads back what was written."""
 
 import os
-import stat
 
 import pytest
 from conftest import assert_one_line_error, needs_root, run_cli

@@ -59,7 +59,8 @@ def change_one(root, choice, data):
     """Make one change of the given kind somewhere in the tree; return a description."""
     entries = [e for e in sorted(os.listdir(root))]
     if choice == "add" or not entries:
-        open(os.path.join(root, b"\xffnew"), "wb").write(data)
+        with open(os.path.join(root, b"\xffnew"), "wb") as f:
+            f.write(data)
         return "add"
     target = os.path.join(root, entries[0])
     if choice == "delete":

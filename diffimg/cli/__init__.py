@@ -37,4 +37,4 @@ def main(argv=None):
     sys.exit(rc or 0)
 
 
-from . import compare, scan  # noqa: E402,F401  (registers the commands)
+from . import compare, scan  # noqa: F401  (registers the commands)

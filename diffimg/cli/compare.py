@@ -46,7 +46,8 @@ def _short(name: str, a, b) -> str:
 @click.argument("b", type=click.Path(path_type=bytes))
 @click.option("--checksum", is_flag=True,
               help="Hash the content of tree sides instead of trusting size and mtime.")
-@click.option("--exclude", "excludes", multiple=True, metavar="GLOB", help="Leave out matching entries of tree sides.")
+@click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
+              help="Leave out matching entries of tree sides.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (spec/cli.md).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress.")
 def compare_command(a, b, checksum, excludes, as_json, quiet):

@@ -1,0 +1,120 @@
+"""Hash file content (xxh3-128) in worker processes.
+
+Many small files cost more in per-file Python work than in hashing, and threads would serialize
+that work on the GIL; worker processes run it on every core. They are started by a forkserver,
+which is safe even when the calling process has threads.
+"""
+
+import errno
+import multiprocessing
+import os
+import signal
+import stat
+from concurrent.futures import ProcessPoolExecutor
+
+import xxhash
+
+WHOLE_READ = 1 << 20        # files up to this size are read in one call
+CHUNK = 1 << 20             # larger files are hashed in 1 MiB reads
+READ_ATTEMPTS = 3
+EMPTY_DIGEST = xxhash.xxh3_128_digest(b"")
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
+_NOATIME = getattr(os, "O_NOATIME", 0)   # leave the source's access times alone where allowed
+
+VANISHED, CHANGED, ERROR = "vanished", "changed", "error"
+
+
+def hash_file(path: bytes):
+    """Read and hash one file. Returns (problem, message, content):
+
+    content = (digest, sparse, size, mtime_ns, mode, uid, gid) as read, or None;
+    problem None, or VANISHED (drop it, warn), CHANGED (kept changing: content is the last
+    read, warn) or ERROR (unreadable: the scan fails).
+    """
+    for _ in range(READ_ATTEMPTS):
+        try:
+            fd = _open_for_read(path)
+        except FileNotFoundError:
+            return VANISHED, "vanished while being scanned", None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return VANISHED, "was replaced by a symlink while being scanned", None
+            return ERROR, exc.strerror, None
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                return VANISHED, "is no longer a regular file", None
+            if before.st_size <= WHOLE_READ:
+                data = os.read(fd, WHOLE_READ + 1)
+                if len(data) > WHOLE_READ:      # it grew past the one-call size meanwhile
+                    digest, nread = _hash_stream(fd, data)
+                else:
+                    digest, nread = xxhash.xxh3_128_digest(data), len(data)
+            else:
+                digest, nread = _hash_stream(fd, b"")
+            after = os.fstat(fd)
+            sparse = (after.st_blocks * 512 < after.st_size
+                      and os.lseek(fd, 0, os.SEEK_HOLE) < after.st_size)
+            content = (digest, sparse, after.st_size, after.st_mtime_ns,
+                       stat.S_IMODE(after.st_mode), after.st_uid, after.st_gid)
+            if (nread == after.st_size and before.st_size == after.st_size
+                    and before.st_mtime_ns == after.st_mtime_ns):
+                return None, None, content
+        except OSError as exc:
+            return ERROR, exc.strerror, None
+        finally:
+            os.close(fd)
+    return CHANGED, "kept changing while being read; recorded as last read", content
+
+
+def hash_batch(paths: list[bytes]) -> list[tuple]:
+    return [hash_file(path) for path in paths]
+
+
+def _open_for_read(path: bytes) -> int:
+    try:
+        return os.open(path, _OPEN_FLAGS | _NOATIME)
+    except PermissionError:
+        if not _NOATIME:
+            raise
+        return os.open(path, _OPEN_FLAGS)   # O_NOATIME is refused for files of other owners
+
+
+def _hash_stream(fd: int, head: bytes):
+    """Hash head plus the rest of fd, in CHUNK reads."""
+    h = xxhash.xxh3_128(head)
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    total = len(head)
+    with open(fd, "rb", buffering=0, closefd=False) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+            total += n
+    return h.digest(), total
+
+
+def _ignore_interrupts():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
+
+
+class HashPool:
+    """Worker processes hashing batches of files; started on first use, so a scan that hashes
+    nothing (all quick-checked) starts none."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or os.cpu_count() or 2
+        self._executor = None
+
+    def submit(self, paths: list[bytes]):
+        if self._executor is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["diffimg.hashing"])
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=context,
+                                                 initializer=_ignore_interrupts)
+        return self._executor.submit(hash_batch, paths)
+
+    def close(self):
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
