@@ -130,8 +130,13 @@ def write_manifest(path, entries, source: dict | None = None) -> dict:
             raw.write(_PREAMBLE.pack(MAGIC, *VERSION))
             with codec.compressing_writer(raw) as z:
                 z.write(codec.pack(make_header(source)))
+                pending = []               # one compressor call per 512 records, not per record
                 for entry in entries:
-                    z.write(ids.add(entry))
+                    pending.append(ids.add(entry))
+                    if len(pending) >= 512:
+                        z.write(b"".join(pending))
+                        pending.clear()
+                z.write(b"".join(pending))
                 z.write(codec.pack(ids.trailer()))
             raw.flush()
             os.fsync(raw.fileno())
