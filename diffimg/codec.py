@@ -89,3 +89,18 @@ DecodeErrors = (
     ValueError,
     zstandard.ZstdError,
 )
+
+
+def pack_compressed(obj) -> bytes:
+    """One msgpack object in one zstd frame (with content size and checksum)."""
+    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
+    return cctx.compress(pack(obj))
+
+
+def unpack_compressed(data: bytes, max_size: int = 1 << 30):
+    dctx = zstandard.ZstdDecompressor()
+    return unpack(dctx.decompress(data, max_output_size=max_size))
+
+
+def unpack(data: bytes):
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)

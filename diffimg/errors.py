@@ -3,9 +3,13 @@
     DiffimgError (exit 10)
     ├── InputNotFound (3)         a path given on the command line does not exist
     ├── ManifestError (4)         not a manifest, corrupt or truncated
-    │   └── UnsupportedVersion (5)  a manifest of a newer major format version
+    │   └── UnsupportedVersion (5)  a manifest or image of a newer major format version
     ├── ScanError (6)             a tree could not be read (unreadable file, walk failure)
-    └── OutputError (7)           the output could not be written
+    ├── OutputError (7)           the output could not be written (full disk included)
+    ├── ImageError (8)            not an image, or a corrupt or truncated one
+    ├── ChainError (9)            a diff whose parent is not the layer before it
+    ├── ToolError (11)            an external tool is missing or failed (mksquashfs, mount ...)
+    └── NeedsRoot (12)            the operation mounts images and needs root
 
 Exit 0 and 1 belong to commands (identical / differ); 2 is click's usage error;
 130 is an interrupt. The table lives in spec/cli.md.
@@ -40,6 +44,22 @@ class ScanError(DiffimgError):
 
 class OutputError(DiffimgError):
     exit_code = 7
+
+
+class ImageError(DiffimgError):
+    exit_code = 8
+
+
+class ChainError(DiffimgError):
+    exit_code = 9
+
+
+class ToolError(DiffimgError):
+    exit_code = 11
+
+
+class NeedsRoot(DiffimgError):
+    exit_code = 12
 
 
 def show_path(path) -> str:

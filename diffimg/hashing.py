@@ -72,6 +72,42 @@ def hash_batch(paths: list[bytes]) -> list[tuple]:
     return [hash_file(path) for path in paths]
 
 
+def copy_file(source: bytes, dest: bytes):
+    """Copy source to a new file dest, hashing what is copied; answers as hash_file does.
+    The digest is of the bytes written, so a caller compares it with the one it expects."""
+    try:
+        fd = _open_for_read(source)
+    except FileNotFoundError:
+        return VANISHED, "vanished since it was scanned", None
+    except OSError as exc:
+        return ERROR, exc.strerror, None
+    try:
+        with open(fd, "rb", buffering=0, closefd=False) as src, open(dest, "xb") as dst:
+            before = os.fstat(fd)
+            h = xxhash.xxh3_128()
+            buf = bytearray(CHUNK)
+            view = memoryview(buf)
+            while n := src.readinto(buf):
+                h.update(view[:n])
+                dst.write(view[:n])
+            after = os.fstat(fd)
+        content = (h.digest(), False, after.st_size, after.st_mtime_ns,
+                   stat.S_IMODE(after.st_mode), after.st_uid, after.st_gid)
+        if before.st_size != after.st_size or before.st_mtime_ns != after.st_mtime_ns:
+            return CHANGED, "changed while being copied", content
+        return None, None, content
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            return ERROR, "no space left on the device", None
+        return ERROR, exc.strerror, None
+    finally:
+        os.close(fd)
+
+
+def copy_batch(pairs: list[tuple[bytes, bytes]]) -> list[tuple]:
+    return [copy_file(source, dest) for source, dest in pairs]
+
+
 def _open_for_read(path: bytes) -> int:
     try:
         return os.open(path, _OPEN_FLAGS | _NOATIME)
@@ -106,15 +142,44 @@ class HashPool:
         self.workers = workers or os.cpu_count() or 2
         self._executor = None
 
-    def submit(self, paths: list[bytes]):
+    def submit(self, paths: list[bytes], fn=hash_batch):
+        """Run fn(paths) (hash_batch or copy_batch) in a worker; return its future."""
         if self._executor is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["diffimg.hashing"])
             self._executor = ProcessPoolExecutor(self.workers, mp_context=context,
                                                  initializer=_ignore_interrupts)
-        return self._executor.submit(hash_batch, paths)
+        return self._executor.submit(fn, paths)
 
     def close(self):
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+
+
+def run_pooled(fn, items, check, batch_size: int = 256):
+    """Run fn (hash_batch or copy_batch) over the args of items, (args, tag) pairs, in worker
+    processes, a few batches ahead; call check(tag, result) for each, in order."""
+    pool = HashPool()
+    pending = []
+
+    def settle(limit):
+        while len(pending) > limit or (pending and pending[0][1].done()):
+            tags, future = pending.pop(0)
+            for tag, result in zip(tags, future.result()):
+                check(tag, result)
+
+    try:
+        args, tags = [], []
+        for arg, tag in items:
+            args.append(arg)
+            tags.append(tag)
+            if len(args) >= batch_size:
+                pending.append((tags, pool.submit(args, fn)))
+                args, tags = [], []
+                settle(2 * pool.workers)
+        if args:
+            pending.append((tags, pool.submit(args, fn)))
+        settle(0)
+    finally:
+        pool.close()

@@ -4,6 +4,7 @@ A manifest file is MAGIC, a 2-byte major and a 2-byte minor version, then one zs
 msgpack objects: a header map, one array per entry in canonical order, a trailer map.
 """
 
+import io
 import os
 import socket
 import struct
@@ -172,12 +173,16 @@ class ManifestReader:
         m.header; for e in m.entries(): ...; m.trailer
     """
 
-    def __init__(self, path):
+    def __init__(self, path, offset: int = 0, length: int | None = None):
+        """The manifest in the file at path, or in its bytes [offset, offset + length)."""
         self.path = path
         self.header: dict = {}
         self.trailer: dict | None = None
         try:
             self._file = open(path, "rb")  # noqa: SIM115  (closed by close())
+            self._file.seek(offset)
+            if length is not None:
+                self._file = _Window(self._file, length)
         except FileNotFoundError:
             raise InputNotFound(f"no such file: {show_path(path)}") from None
         except OSError as exc:
@@ -311,13 +316,36 @@ class ManifestReader:
         self.close()
 
 
-def read_entries(path):
-    """Yield the entries of the manifest at path, closing it at the end."""
-    with ManifestReader(path) as m:
+def read_entries(path, offset: int = 0, length: int | None = None):
+    """Yield the entries of the manifest at path (see ManifestReader), closing it at the end."""
+    with ManifestReader(path, offset, length) as m:
         yield from m.entries()
 
 
-def read_file_hints(path):
+def read_file_hints(path, offset: int = 0, length: int | None = None):
     """Yield the quick-check hints of the manifest at path (see ManifestReader.file_hints)."""
-    with ManifestReader(path) as m:
+    with ManifestReader(path, offset, length) as m:
         yield from m.file_hints()
+
+
+class _Window(io.RawIOBase):
+    """The next length bytes of a file, as a file: a manifest embedded in an image ends there."""
+
+    def __init__(self, f, length: int):
+        self._f = f
+        self._left = length
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        n = min(len(buffer), self._left)
+        if n <= 0:
+            return 0
+        got = self._f.readinto(memoryview(buffer)[:n])
+        self._left -= got
+        return got
+
+    def close(self):
+        self._f.close()
+        super().close()

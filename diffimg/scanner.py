@@ -86,14 +86,15 @@ def _lookup(hints):
 
 
 def scan(root, *, previous=None, checksum: bool = False, excludes=(), workers: int | None = None,
-         on_progress=None, on_warning=None):
+         on_progress=None, on_warning=None, on_skip=None):
     """Yield the Entries of the tree at root in canonical order.
 
     previous: quick-check hints of an earlier scan, (path, size, mtime_ns, digest, sparse) of its
     files in canonical order (ManifestReader.file_hints, hints_of); a file whose size and mtime_ns
     are unchanged takes its digest from there, unless checksum is true.
     on_progress(entries, bytes): called now and then. on_warning(message): vanished files,
-    skipped mount points, files that changed while read.
+    skipped mount points, files that changed while read. on_skip(path): called for each entry
+    left out or emptied because it is on another filesystem (after its warning).
     """
     root = os.fsencode(root)
     try:
@@ -105,16 +106,17 @@ def scan(root, *, previous=None, checksum: bool = False, excludes=(), workers: i
     if not stat.S_ISDIR(root_st.st_mode):
         raise ScanError(f"{show_path(root)} is not a folder")
     warn = on_warning or (lambda message: None)
+    skip = on_skip or (lambda path: None)
     excluded = Excluder(excludes)
     find_previous = _lookup(None if checksum else previous)
     pool = HashPool(workers)
     try:
-        yield from _walk(root, root_st, excluded, find_previous, pool, warn, on_progress)
+        yield from _walk(root, root_st, excluded, find_previous, pool, warn, skip, on_progress)
     finally:
         pool.close()
 
 
-def _walk(root, root_st, excluded, find_previous, pool, warn, on_progress):
+def _walk(root, root_st, excluded, find_previous, pool, warn, skip, on_progress):
     root_dev = root_st.st_dev
     hardlinks: dict[tuple[int, int], Entry] = {}   # (dev, ino) -> first member seen
     pending = collections.deque()                 # (entry, batch or leader, index)
@@ -227,6 +229,7 @@ def _walk(root, root_st, excluded, find_previous, pool, warn, on_progress):
         try:
             st = os.lstat(path)
             if st.st_dev != root_dev:
+                skip(path)
                 if not stat.S_ISDIR(st.st_mode):
                     warn(f"{show_path(path)}: skipped, on another filesystem")
                     continue

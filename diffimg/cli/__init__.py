@@ -1,5 +1,6 @@
 """The diffimg command line: click commands, one module each; only parsing and printing here."""
 
+import signal
 import sys
 
 import click
@@ -16,8 +17,13 @@ def cli():
     """Differential filesystem images: exact manifests, full and differential images, restore."""
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt   # unwind: unmount, remove temporary files, as for Ctrl-C
+
+
 def main(argv=None):
     """Run the CLI; expected errors become one line on stderr and their documented exit code."""
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         rc = cli.main(args=argv, prog_name="diffimg", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -37,4 +43,4 @@ def main(argv=None):
     sys.exit(rc or 0)
 
 
-from . import compare, scan  # noqa: F401  (registers the commands)
+from . import compare, images, inspect, scan  # noqa: F401  (registers the commands)

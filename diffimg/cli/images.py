@@ -1,0 +1,89 @@
+"""diffimg create / diff: make full and differential images."""
+
+import sys
+import time
+
+import click
+
+from ..containers import FORMATS
+from ..packer import PackOptions, create, diff
+from ..progress import ProgressLine, human_bytes
+from . import cli
+
+EXIT_NOTHING_CHANGED = 1
+
+format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="squashfs",
+                             show_default=True, help="Container of the image's content.")
+checksum_option = click.option("--checksum", is_flag=True,
+                               help="Hash every file instead of trusting size and mtime.")
+exclude_option = click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
+                              help="Leave out matching entries (see scan).")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
+
+
+def _options(fmt, checksum, excludes, quiet):
+    progress = ProgressLine("scanning", quiet)
+
+    def phase(what):
+        progress.clear()
+        if not quiet and sys.stderr.isatty():
+            print(f"diffimg: {what}", file=sys.stderr)
+
+    opts = PackOptions(fmt=fmt, checksum=checksum, excludes=excludes, on_progress=progress,
+                       on_warning=progress.warn, on_phase=phase)
+    return opts, progress
+
+
+def _summary(info, started):
+    stored = f"{info['stored_files']:,} files, {human_bytes(info['stored_bytes'])} stored"
+    return (f"{info['kind']} image ({info['format']}): {info['entries']:,} entries, "
+            f"{stored}, {time.monotonic() - started:.1f} s; tree id {info['tree_id'].hex()}")
+
+
+@cli.command("create")
+@click.argument("tree", type=click.Path(path_type=bytes))
+@click.argument("image", type=click.Path(path_type=bytes))
+@format_option
+@checksum_option
+@exclude_option
+@quiet_option
+def create_command(tree, image, fmt, checksum, excludes, quiet):
+    """Make a full image of TREE at IMAGE."""
+    started = time.monotonic()
+    opts, progress = _options(fmt, checksum, excludes, quiet)
+    try:
+        info = create(tree, image, opts)
+    finally:
+        progress.clear()
+    if not quiet:
+        click.echo(_summary(info, started))
+    return 0
+
+
+@cli.command("diff")
+@click.argument("tree", type=click.Path(path_type=bytes))
+@click.argument("chain", nargs=-1, required=True, type=click.Path(path_type=bytes))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=bytes),
+              help="The differential image to make.")
+@format_option
+@checksum_option
+@exclude_option
+@quiet_option
+def diff_command(tree, chain, output, fmt, checksum, excludes, quiet):
+    """Make a differential image of TREE on top of CHAIN (BASE [DIFF...]).
+
+    Exit 0 when an image was made, 1 when TREE equals the chain's tree (no image is made)."""
+    started = time.monotonic()
+    opts, progress = _options(fmt, checksum, excludes, quiet)
+    try:
+        info = diff(tree, chain, output, opts)
+    finally:
+        progress.clear()
+    if info is None:
+        if not quiet:
+            click.echo("nothing changed: the tree equals the chain's last tree; no image made")
+        return EXIT_NOTHING_CHANGED
+    if not quiet:
+        changes = ", ".join(f"{n:,} {a}" for a, n in sorted(info["changes"].items()))
+        click.echo(_summary(info, started) + f"; changes: {changes}")
+    return 0

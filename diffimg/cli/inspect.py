@@ -1,0 +1,121 @@
+"""diffimg info / ls / verify: look into images."""
+
+import base64
+import datetime
+import json
+import os
+import stat
+
+import click
+
+from ..entry import FMT_OF_KIND, Kind
+from ..errors import show_path
+from ..image import Image
+from ..progress import human_bytes
+from ..verify import verify_chain
+from . import cli
+
+EXIT_GOOD, EXIT_BAD = 0, 1
+
+
+def _jsonable(value):
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@cli.command("info")
+@click.argument("image", type=click.Path(path_type=bytes))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def info_command(image, as_json):
+    """Show what IMAGE is: kind, format, tree and parent IDs, source, OS, sizes."""
+    img = Image(image)
+    info = dict(img.info, container=img.container)
+    if as_json:
+        click.echo(json.dumps(_jsonable(info), indent=2))
+        return 0
+    created = datetime.datetime.fromtimestamp(info["created_ns"] / 1e9, datetime.timezone.utc)
+    rows = [
+        ("kind", f"{info['kind']} ({info['format']}, {info.get('compression', '')})"),
+        ("tree id", info["tree_id"].hex()),
+        ("parent id", info["parent_id"].hex() if info.get("parent_id") else "-"),
+        ("created", f"{created:%Y-%m-%d %H:%M:%S} UTC by {info.get('tool', '?')}"),
+        ("source", f"{info['source'].get('path', '?')} ({info['source'].get('fstype', '?')})"),
+        ("os", " ".join(str(v) for v in info.get("os", {}).values() if v) or "?"),
+        ("tree", f"{info['entries']:,} entries, {info['files']:,} files, {human_bytes(info['bytes'])}"),
+        ("stored", f"{info['stored_files']:,} files, {human_bytes(info['stored_bytes'])}"),
+        ("container", human_bytes(info.get("container_bytes", 0))),
+    ]
+    if "changes" in info:
+        rows.append(("changes", ", ".join(f"{n:,} {a}" for a, n in sorted(info["changes"].items()))))
+    for name, value in rows:
+        click.echo(f"{name + ':':<11} {value}")
+    return 0
+
+
+def _mode_string(e) -> str:
+    mode = FMT_OF_KIND[e.kind] | e.mode
+    return stat.filemode(mode) if e.kind is not Kind.SOCKET else "s" + stat.filemode(mode)[1:]
+
+
+def _time(ns: int) -> str:
+    seconds, rest = divmod(ns, 10**9)
+    when = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
+    return f"{when:%Y-%m-%d %H:%M:%S}.{rest:09d}"
+
+
+@cli.command("ls")
+@click.argument("image", type=click.Path(path_type=bytes))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (JSON Lines).")
+def ls_command(image, as_json):
+    """List the tree IMAGE produces, with its metadata, like ls -l."""
+    for e in Image(image).entries():
+        if as_json:
+            doc = {"path": show_path(e.path), "path_b64": base64.b64encode(e.path).decode(),
+                   "kind": e.kind.name.lower(), "mode": f"{e.mode:04o}", "uid": e.uid,
+                   "gid": e.gid, "mtime_ns": e.mtime_ns}
+            for name in ("size", "rdev", "sparse"):
+                if getattr(e, name) is not None:
+                    doc[name] = getattr(e, name)
+            if e.digest is not None:
+                doc["digest"] = e.digest.hex()
+            if e.target is not None:
+                doc["target"] = show_path(e.target)
+            if e.link is not None:
+                doc["hardlink"] = show_path(e.link)
+            if e.xattrs:
+                doc["xattrs"] = {k.decode("utf-8", "backslashreplace"): v.hex() for k, v in e.xattrs.items()}
+            click.echo(json.dumps(doc))
+            continue
+        size = e.size if e.size is not None else ""
+        if e.rdev is not None:
+            size = f"{os.major(e.rdev)},{os.minor(e.rdev)}"
+        line = f"{_mode_string(e)}{'+' if e.xattrs else ' '} {e.uid:>5} {e.gid:>5} {size!s:>12} " \
+               f"{_time(e.mtime_ns)} {show_path(e.path) or '.'}"
+        if e.target is not None:
+            line += f" -> {show_path(e.target)}"
+        if e.link is not None:
+            line += f" => {show_path(e.link)}"
+        click.echo(line)
+    return 0
+
+
+@cli.command("verify")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=bytes))
+@click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
+def verify_command(images, quiet):
+    """Check IMAGE [DIFF...]: metadata intact, each diff on the layer before it, and every stored
+    file's content. Exit 0 good, 1 bad (each problem named)."""
+    def layer(name):
+        if not quiet:
+            click.echo(f"checking {name}", err=True)
+    problems = verify_chain(images, layer)
+    for problem in problems:
+        click.echo(f"BAD: {problem}")
+    if not quiet:
+        click.echo("all good" if not problems else f"{len(problems)} problems", err=True)
+    return EXIT_BAD if problems else EXIT_GOOD

@@ -1,0 +1,214 @@
+"""Image files: a container with the tree's file content, followed by diffimg's metadata.
+
+    squashfs / btrfs / ext4:  IMAGE = [container][manifest][delta][info][index][footer]
+    dir:                      IMAGE/tree/ (content), IMAGE/diffimg.meta = [manifest]...[footer]
+
+The footer (last 48 bytes) locates the index; the index locates and digests each blob. So the
+manifest, delta and info of any image are read with plain file reads: no root, no mount.
+Byte-level layout: spec/image.md.
+"""
+
+import contextlib
+import os
+import struct
+
+import xxhash
+
+from . import codec, containers
+from .delta import Change
+from .errors import ChainError, ImageError, InputNotFound, UnsupportedVersion, show_path
+from .manifest import ManifestReader, read_entries, read_file_hints
+
+MAGIC = b"\x89DIFFIMG-IMAGE\r\n"
+VERSION = (1, 0)
+FOOTER = struct.Struct(">16sHHQQ16s")     # magic, major, minor, index offset, index length, digest
+ALIGN = 4096
+BLOBS = ("manifest", "delta", "info")
+
+
+def blob_digest(data: bytes) -> bytes:
+    return xxhash.xxh3_128_digest(data)
+
+
+def append_metadata(f, container: dict, manifest_path, delta: list[Change] | None, info: dict):
+    """Append the metadata section to the open file f (positioned at the end of its content)."""
+    index = {"container": container}
+    with open(manifest_path, "rb") as m:
+        blobs = {"manifest": m.read(),
+                 "delta": codec.pack_compressed([c.to_record() for c in delta])
+                 if delta is not None else None,
+                 "info": codec.pack(info)}
+    for name in BLOBS:
+        data = blobs[name]
+        if data is None:
+            continue
+        index[name] = [f.tell(), len(data), blob_digest(data)]
+        f.write(data)
+    index_bytes = codec.pack(index)
+    index_offset = f.tell()
+    f.write(index_bytes)
+    f.write(FOOTER.pack(MAGIC, *VERSION, index_offset, len(index_bytes), blob_digest(index_bytes)))
+
+
+def meta_path_of(path) -> bytes | None:
+    """The file holding an image's metadata: the image file itself, or IMAGE/diffimg.meta."""
+    path = os.fsencode(path)
+    if os.path.isdir(path):
+        meta = os.path.join(path, containers.dirfmt.META)
+        return meta if os.path.isfile(meta) else None
+    return path
+
+
+def is_image(path) -> bool:
+    meta = meta_path_of(path)
+    if meta is None:
+        return False
+    try:
+        with open(meta, "rb") as f:
+            f.seek(-FOOTER.size, os.SEEK_END)
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+class Image:
+    """An image opened for reading its metadata (and, with content(), its files)."""
+
+    def __init__(self, path):
+        self.path = os.fsencode(path)
+        if not os.path.lexists(self.path):
+            raise InputNotFound(f"no such image: {show_path(path)}")
+        self.meta_path = meta_path_of(self.path)
+        if self.meta_path is None:
+            raise ImageError(f"{show_path(path)} is a folder but not a diffimg image")
+        try:
+            with open(self.meta_path, "rb") as f:
+                self._read_index(f)
+                self.info = self._info(f)
+        except OSError as exc:
+            raise ImageError(f"cannot read {show_path(path)}: {exc.strerror}") from None
+
+    def _fail(self, what: str):
+        raise ImageError(f"{show_path(self.path)}: {what}")
+
+    def _read_index(self, f):
+        size = f.seek(0, os.SEEK_END)
+        if size < FOOTER.size:
+            self._fail("not a diffimg image (too short)")
+        f.seek(size - FOOTER.size)
+        magic, major, minor, offset, length, digest = FOOTER.unpack(f.read(FOOTER.size))
+        if magic != MAGIC:
+            self._fail("not a diffimg image (no footer; truncated or another file)")
+        if major != VERSION[0]:
+            raise UnsupportedVersion(f"{show_path(self.path)}: image format {major}.{minor} is "
+                                     f"not supported (this diffimg reads {VERSION[0]}.x)")
+        if offset + length > size - FOOTER.size:
+            self._fail("index out of bounds (truncated)")
+        f.seek(offset)
+        data = f.read(length)
+        if blob_digest(data) != digest:
+            self._fail("index is corrupt")
+        try:
+            index = codec.unpack(data)
+            self.container = index["container"]
+            self.format = self.container["format"]
+            self.blobs = {name: tuple(index[name]) for name in BLOBS if name in index}
+        except (*codec.DecodeErrors, KeyError, TypeError):
+            self._fail("index is corrupt")
+        if self.format not in containers.FORMATS or "manifest" not in self.blobs \
+                or "info" not in self.blobs:
+            self._fail("index is incomplete")
+        for name, (start, length, _) in self.blobs.items():
+            if start + length > offset:
+                self._fail(f"{name} out of bounds")
+
+    def _blob(self, f, name: str, check: bool = True) -> bytes:
+        start, length, digest = self.blobs[name]
+        f.seek(start)
+        data = f.read(length)
+        if check and blob_digest(data) != digest:
+            self._fail(f"{name} is corrupt")
+        return data
+
+    def _info(self, f) -> dict:
+        try:
+            info = codec.unpack(self._blob(f, "info"))
+        except codec.DecodeErrors:
+            self._fail("info is corrupt")
+        if type(info) is not dict or info.get("kind") not in ("full", "diff"):
+            self._fail("info is incomplete")
+        return info
+
+    @property
+    def kind(self) -> str:
+        return self.info["kind"]
+
+    @property
+    def tree_id(self) -> bytes:
+        return self.info["tree_id"]
+
+    @property
+    def parent_id(self) -> bytes | None:
+        return self.info.get("parent_id")
+
+    def manifest_reader(self) -> ManifestReader:
+        return ManifestReader(self.meta_path, *self.blobs["manifest"][:2])
+
+    def entries(self):
+        return read_entries(self.meta_path, *self.blobs["manifest"][:2])
+
+    def file_hints(self):
+        return read_file_hints(self.meta_path, *self.blobs["manifest"][:2])
+
+    def delta(self) -> list[Change] | None:
+        if "delta" not in self.blobs:
+            return None
+        with open(self.meta_path, "rb") as f:
+            data = self._blob(f, "delta")
+        try:
+            return [Change.from_record(rec) for rec in codec.unpack_compressed(data)]
+        except (*codec.DecodeErrors, TypeError) as exc:
+            self._fail(f"delta is corrupt ({exc})")
+
+    def check_blobs(self) -> list[str]:
+        """Problems with the metadata blobs' digests (empty when all are intact)."""
+        problems = []
+        with open(self.meta_path, "rb") as f:
+            for name in self.blobs:
+                try:
+                    self._blob(f, name)
+                except ImageError as exc:
+                    problems.append(exc.message)
+        return problems
+
+    def content(self):
+        """A context manager yielding the path of the container's tree (see container_tree)."""
+        return container_tree(self.path, self.format, self.container.get("length", 0))
+
+
+@contextlib.contextmanager
+def container_tree(path, fmt: str, length: int):
+    """Yield the path of a container's tree: the dir format's folder, or a read-only mount of
+    the container's first length bytes (root needed), unmounted afterwards."""
+    if fmt == "dir":
+        yield os.path.join(os.fsencode(path), containers.dirfmt.TREE)
+        return
+    from .mount import mounted
+    with mounted(path, containers.get(fmt).fstype, length) as tree:
+        yield tree
+
+
+def open_chain(paths) -> list[Image]:
+    """Open a base image and its diffs; check that each diff's parent is the layer before it."""
+    layers = [Image(p) for p in paths]
+    if layers and layers[0].kind != "full":
+        raise ChainError(f"{show_path(layers[0].path)} is a differential image, not a base; "
+                         "give the full image first")
+    for before, layer in zip(layers, layers[1:]):
+        if layer.kind != "diff":
+            raise ChainError(f"{show_path(layer.path)} is a full image, not a diff")
+        if layer.parent_id != before.tree_id:
+            raise ChainError(f"{show_path(layer.path)} was not made on top of "
+                             f"{show_path(before.path)} (parent {layer.parent_id.hex()}, "
+                             f"that layer is {before.tree_id.hex()})")
+    return layers

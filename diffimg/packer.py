@@ -1,0 +1,266 @@
+"""Make images: create (a full image of a tree) and diff (a differential image on a chain).
+
+Both scan the tree into a manifest, put the content the image must store into a container,
+prove that the container holds exactly that content (read back and hashed), append the
+metadata, and only then give the image its name. On any failure nothing is left under it.
+"""
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+
+from . import __version__, containers
+from .containers import Sizes
+from .delta import STORE
+from .differ import diff_trees
+from .entry import Kind
+from .errors import ImageError, OutputError, ScanError, show_path
+from .fsmeta import source_info
+from .hashing import copy_batch, hash_batch, run_pooled
+from .image import ALIGN, append_metadata, container_tree, open_chain
+from .manifest import read_entries, write_manifest
+from .osinfo import detect
+from .scanner import scan
+
+
+@dataclass
+class PackOptions:
+    fmt: str = "squashfs"
+    checksum: bool = False
+    excludes: tuple = ()
+    on_progress: object = None        # (entries, bytes) while scanning
+    on_warning: object = None         # (message)
+    on_phase: object = None           # (description) as each step starts
+    stats: dict = field(default_factory=dict)   # seconds per step, filled in
+
+
+class _Output:
+    """The temporary names beside the output; the image gets its name only at the end."""
+
+    def __init__(self, out, fmt: str):
+        self.out = os.fsencode(out)
+        directory, base = os.path.split(os.path.abspath(self.out))
+        if os.path.lexists(self.out):
+            raise OutputError(f"{show_path(self.out)} already exists; remove it or choose another name")
+        if not os.path.isdir(directory):
+            raise OutputError(f"no such folder: {show_path(directory)}")
+        pid = os.getpid()
+        self.tmp = os.path.join(directory, b".%s.tmp-%d" % (base, pid))
+        self.manifest = os.path.join(directory, b".%s.manifest-%d" % (base, pid))
+        if fmt == "dir":
+            os.mkdir(self.tmp)
+            self.staging = os.path.join(self.tmp, containers.dirfmt.TREE)
+        else:
+            self.staging = os.path.join(directory, b".%s.staging-%d" % (base, pid))
+
+    def commit(self):
+        if os.path.lexists(self.out):
+            raise OutputError(f"{show_path(self.out)} appeared meanwhile; not replacing it")
+        os.rename(self.tmp, self.out)
+
+    def cleanup(self):
+        for path in (self.manifest, self.staging, self.tmp):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.lexists(path):
+                os.unlink(path)
+
+
+def _phase(opts, what):
+    if opts.on_phase is not None:
+        opts.on_phase(what)
+
+
+def create(tree, out, opts: PackOptions) -> dict:
+    """Make a full image of tree at out; return its info."""
+    tree = os.fsencode(tree)
+    output = _Output(out, opts.fmt)
+    try:
+        skipped = []
+        trailer = _scan(tree, output, opts, None, skipped)
+        stored = lambda: _leaders(output.manifest)  # noqa: E731  (read again for each pass)
+        direct = opts.fmt != "dir" and not opts.excludes and not skipped
+        stored_files, stored_bytes = _pack(tree, output, opts, stored, direct)
+        info = _info("full", tree, opts, trailer, None, stored_files, stored_bytes)
+        _finish(output, opts, info, None)
+        return info
+    finally:
+        output.cleanup()
+
+
+def diff(tree, chain, out, opts: PackOptions) -> dict | None:
+    """Make a differential image of tree on top of chain (base, diff...) at out; return its
+    info, or None (and make nothing) when the tree equals the chain's last tree."""
+    tree = os.fsencode(tree)
+    layers = open_chain(chain)
+    parent = layers[-1]
+    output = _Output(out, opts.fmt)
+    try:
+        trailer = _scan(tree, output, opts, None if opts.checksum else parent.file_hints(), None)
+        if trailer["tree_id"] == parent.tree_id:
+            return None
+        _phase(opts, "classifying changes")
+        t = time.monotonic()
+        changes = diff_trees(parent.entries(), read_entries(output.manifest), parent.file_hints())
+        opts.stats["classify"] = time.monotonic() - t
+        assert changes, "trees differ but no change was classified"
+        to_store = [(c.path, c.digest) for c in changes if c.action == STORE]
+        stored_files, stored_bytes = _pack(tree, output, opts, lambda: iter(to_store), direct=False)
+        info = _info("diff", tree, opts, trailer, parent.tree_id, stored_files, stored_bytes)
+        info["changes"] = {}
+        for c in changes:
+            info["changes"][c.action] = info["changes"].get(c.action, 0) + 1
+        _finish(output, opts, info, changes)
+        return info
+    finally:
+        output.cleanup()
+
+
+def _scan(tree, output, opts, hints, skipped):
+    _phase(opts, "scanning")
+    t = time.monotonic()
+    entries = scan(tree, previous=hints, checksum=opts.checksum, excludes=opts.excludes,
+                   on_progress=opts.on_progress, on_warning=opts.on_warning,
+                   on_skip=skipped.append if skipped is not None else None)
+    trailer = write_manifest(output.manifest, entries, source_info(tree))
+    opts.stats["scan"] = time.monotonic() - t
+    return trailer
+
+
+def _leaders(manifest):
+    """(path, digest) of every file that holds its own content (not a later hardlink member)."""
+    for e in read_entries(manifest):
+        if e.kind is Kind.FILE and e.link is None:
+            yield e.path, e.digest
+
+
+def _pack(tree, output, opts, stored, direct: bool):
+    """Put the stored files into the container and prove it holds them; (files, bytes).
+    stored() yields the (path, digest) of the files to store, afresh at each call."""
+    module = containers.get(opts.fmt)
+    t = time.monotonic()
+    if direct:
+        _phase(opts, f"packing {opts.fmt} from {show_path(tree)}")
+        module.build(tree, output.tmp, _sizes_of(output.manifest))
+    else:
+        _phase(opts, "copying the content to store")
+        sizes = _stage(tree, output.staging, stored())
+        if opts.fmt != "dir":
+            _phase(opts, f"packing {opts.fmt}")
+            module.build(output.staging, output.tmp, sizes)
+    opts.stats["pack"] = time.monotonic() - t
+    _phase(opts, "checking what the image holds")
+    t = time.monotonic()
+    length = os.path.getsize(output.tmp) if opts.fmt != "dir" else 0
+    files, nbytes = _check(output.tmp, opts.fmt, length, stored())
+    opts.stats["check"] = time.monotonic() - t
+    return files, nbytes
+
+
+def _sizes_of(manifest) -> Sizes:
+    sizes = Sizes()
+    for e in read_entries(manifest):
+        size = e.size if e.kind is Kind.FILE and e.link is None else 0
+        if e.kind is Kind.SYMLINK and len(e.target) > 60:
+            size = len(e.target)
+        xattr_bytes = sum(len(k) + len(v) for k, v in e.xattrs.items()) if e.xattrs else 0
+        sizes.add(len(e.name), size, xattr_bytes)
+    return sizes
+
+
+def _stage(tree, staging, stored) -> Sizes:
+    """Copy the stored files from tree into staging, checking each copy's digest."""
+    os.makedirs(staging, exist_ok=True)
+    sizes = Sizes()
+    made = {b""}
+
+    def pairs():
+        for path, digest in stored:
+            parent = os.path.dirname(path)
+            if parent not in made:
+                os.makedirs(os.path.join(staging, parent), exist_ok=True)
+                while parent not in made:
+                    made.add(parent)
+                    sizes.add(len(os.path.basename(parent)))
+                    parent = os.path.dirname(parent)
+            yield (os.path.join(tree, path), os.path.join(staging, path)), (path, digest)
+
+    def check(item, result):
+        path, digest = item
+        problem, message, content = result
+        if problem is not None:
+            error = OutputError if "no space" in message else ScanError
+            raise error(f"cannot copy {show_path(os.path.join(tree, path))}: {message}")
+        if content[0] != digest:
+            raise ScanError(f"{show_path(os.path.join(tree, path))} changed since it was "
+                            "scanned; run the command again")
+        sizes.add(len(os.path.basename(path)), content[2])
+
+    run_pooled(copy_batch, pairs(), check)
+    return sizes
+
+
+def _check(image, fmt, length, expected):
+    """Hash every expected (path, digest) in the container; ImageError naming what differs."""
+    bad = []
+    counts = [0, 0]
+
+    def check(item, result):
+        path, digest = item
+        problem, _message, content = result
+        if problem is not None or content[0] != digest:
+            bad.append(path)
+        else:
+            counts[0] += 1
+            counts[1] += content[2]
+
+    with container_tree(image, fmt, length) as root:
+        run_pooled(hash_batch, ((os.path.join(root, p), (p, d)) for p, d in expected), check)
+    if bad:
+        raise ImageError(f"the packed image does not hold what was scanned: {len(bad)} files "
+                         f"differ or are missing, e.g. {show_path(bad[0])} (did the tree change "
+                         "while it was packed?)")
+    return counts[0], counts[1]
+
+
+def _info(kind, tree, opts, trailer, parent_id, stored_files, stored_bytes) -> dict:
+    return {
+        "kind": kind,
+        "format": opts.fmt,
+        "tree_id": trailer["tree_id"],
+        "parent_id": parent_id,
+        "created_ns": time.time_ns(),
+        "tool": f"diffimg {__version__}",
+        "source": source_info(tree),
+        "os": detect(tree),
+        "entries": trailer["entries"],
+        "files": trailer["files"],
+        "bytes": trailer["bytes"],
+        "stored_files": stored_files,
+        "stored_bytes": stored_bytes,
+        "compression": f"zstd level {containers.squashfs.ZSTD_LEVEL}" if opts.fmt == "squashfs"
+        else "none",
+    }
+
+
+def _finish(output, opts, info, changes):
+    """Append the metadata, flush it to disk, and give the image its name."""
+    _phase(opts, "writing the image's metadata")
+    if opts.fmt == "dir":
+        meta = os.path.join(output.tmp, containers.dirfmt.META)
+        container = {"format": "dir", "length": 0}
+        mode = "xb"
+    else:
+        meta = output.tmp
+        container = {"format": opts.fmt, "offset": 0, "length": os.path.getsize(meta)}
+        mode = "r+b"
+    with open(meta, mode) as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() % ALIGN:
+            f.write(b"\0" * (ALIGN - f.tell() % ALIGN))
+        info["container_bytes"] = container["length"]
+        append_metadata(f, container, output.manifest, changes, info)
+        f.flush()
+        os.fsync(f.fileno())
+    output.commit()

@@ -1,0 +1,76 @@
+"""Verify images: metadata intact, chain linked, and the container holding every stored file
+with the content its manifest or delta says."""
+
+import os
+
+from .delta import STORE
+from .entry import Kind
+from .errors import DiffimgError, show_path
+from .hashing import VANISHED, hash_batch, run_pooled
+from .image import Image
+
+
+def stored_files(image: Image):
+    """(path, digest) of what the image's container must hold."""
+    if image.kind == "full":
+        for e in image.entries():
+            if e.kind is Kind.FILE and e.link is None:
+                yield e.path, e.digest
+    else:
+        for change in image.delta():
+            if change.action == STORE:
+                yield change.path, change.digest
+
+
+def verify_chain(paths, on_layer=None) -> list[str]:
+    """Problems found in the chain of images at paths (empty when all is good)."""
+    problems = []
+    previous = None
+    for index, path in enumerate(paths):
+        name = show_path(path)
+        if on_layer is not None:
+            on_layer(name)
+        try:
+            image = Image(path)
+        except DiffimgError as exc:
+            problems.append(exc.message)
+            previous = None
+            continue
+        problems += image.check_blobs()
+        if index == 0 and image.kind != "full":
+            problems.append(f"{name}: a differential image cannot be the first layer")
+        if index > 0 and image.kind != "diff":
+            problems.append(f"{name}: a full image cannot follow another layer")
+        if previous is not None and image.kind == "diff" and image.parent_id != previous.tree_id:
+            problems.append(f"{name}: its parent is {image.parent_id.hex()}, but the layer before "
+                            f"it is {previous.tree_id.hex()}")
+        try:
+            with image.manifest_reader() as m:
+                for _ in m.entries():
+                    pass
+                if m.trailer["tree_id"] != image.tree_id:
+                    problems.append(f"{name}: manifest's tree ID does not match the image's")
+            problems += [f"{name}: {p}" for p in _check_content(image)]
+        except DiffimgError as exc:
+            problems.append(exc.message)
+        previous = image
+    return problems
+
+
+def _check_content(image: Image) -> list[str]:
+    bad = []
+
+    def check(item, result):
+        path, digest = item
+        problem, message, content = result
+        if problem == VANISHED:
+            bad.append(f"{show_path(path)}: missing from the container")
+        elif problem is not None:
+            bad.append(f"{show_path(path)}: {message}")
+        elif content[0] != digest:
+            bad.append(f"{show_path(path)}: content does not match its digest")
+
+    with image.content() as root:
+        items = ((os.path.join(root, p), (p, d)) for p, d in stored_files(image))
+        run_pooled(hash_batch, items, check)
+    return bad
