@@ -21,8 +21,8 @@ def run(argv: list, what: str) -> str:
                           stdin=subprocess.DEVNULL, capture_output=True)
     out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
     if proc.returncode != 0:
-        last = [line for line in out.strip().splitlines() if line.strip()]
-        detail = last[-1] if last else f"exit {proc.returncode}"
+        lines = [" ".join(line.split()) for line in out.strip().splitlines() if line.strip()]
+        detail = "; ".join(lines[-3:])[-400:] if lines else f"exit {proc.returncode}"
         if "No space left" in out or "ENOSPC" in out:
             raise OutputError(f"{what}: no space left on the device ({detail})")
         raise ToolError(f"{what} failed: {detail}")

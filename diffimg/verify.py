@@ -5,7 +5,7 @@ import os
 
 from .delta import STORE
 from .entry import Kind
-from .errors import DiffimgError, show_path
+from .errors import DiffimgError, NeedsRoot, ToolError, show_path
 from .hashing import VANISHED, hash_batch, run_pooled
 from .image import Image
 
@@ -51,6 +51,8 @@ def verify_chain(paths, on_layer=None) -> list[str]:
                 if m.trailer["tree_id"] != image.tree_id:
                     problems.append(f"{name}: manifest's tree ID does not match the image's")
             problems += [f"{name}: {p}" for p in _check_content(image)]
+        except (ToolError, NeedsRoot):
+            raise                    # the machine cannot check it: an error, not a bad image
         except DiffimgError as exc:
             problems.append(exc.message)
         previous = image

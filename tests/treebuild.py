@@ -125,3 +125,37 @@ def every_kind_spec():
         {"path": b"sparse.img", "kind": "file", "sparse_size": 8 << 20, "data": b"tail"},
         {"path": b"empty-file", "kind": "file", "data": b""},
     ]
+
+
+def change_everything(root):
+    """One of each kind of change an image diff must carry, applied to an every_kind_spec tree."""
+    root = os.fsencode(root)
+
+    def p(rel):
+        return os.path.join(root, rel)
+
+    with open(p(b"Program Files/app.exe"), "r+b") as f:       # content (hardlinked: all 3 paths)
+        f.write(b"MZ-patched")
+    os.chmod(p(b"Program Files/setgid"), 0o2711)               # metadata only
+    os.utime(p(b"names/a -> b"), ns=(1, 2))                    # time only
+    os.setxattr(p(b"xattrs"), b"user.comment", b"changed")     # xattr only
+    os.unlink(p(b"links/sub/hard"))                            # a hardlink broken into a copy
+    with open(p(b"links/sub/hard"), "wb") as f:
+        f.write(b"now independent")
+    os.link(p(b"names/c => d"), p(b"names/c-link"))            # a new hardlink to an old file
+    os.unlink(p(b"empty-file"))                                # file -> folder
+    os.mkdir(p(b"empty-file"))
+    os.rmdir(p(b"empty"))                                      # folder -> file
+    with open(p(b"empty"), "wb") as f:
+        f.write(b"was a folder")
+    os.unlink(p(b"links/rel"))                                 # symlink retargeted
+    os.symlink(b"../names/a/b", p(b"links/rel"))
+    os.rename(p(b"times"), p(b"times-moved"))                  # a moved folder: no bytes stored
+    import shutil
+    shutil.rmtree(p(b"dev"))                                   # a deleted folder
+    os.makedirs(p(b"new/deep/er"))                             # new folders and files
+    for name in (b"new/one", b"new/deep/two"):                 # identical new contents: stored once
+        with open(p(name), "wb") as f:
+            f.write(b"same new content" * 1000)
+    os.symlink(b"one", p(b"new/link"))
+    os.mkfifo(p(b"new/fifo"))

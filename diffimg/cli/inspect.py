@@ -5,6 +5,7 @@ import datetime
 import json
 import os
 import stat
+import sys
 
 import click
 
@@ -111,7 +112,7 @@ def verify_command(images, quiet):
     """Check IMAGE [DIFF...]: metadata intact, each diff on the layer before it, and every stored
     file's content. Exit 0 good, 1 bad (each problem named)."""
     def layer(name):
-        if not quiet:
+        if not quiet and sys.stderr.isatty():
             click.echo(f"checking {name}", err=True)
     problems = verify_chain(images, layer)
     for problem in problems:

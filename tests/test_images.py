@@ -1,0 +1,221 @@
+"""Full and differential images in every format: made, verified, compared, mounted, refused."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from conftest import IS_ROOT, assert_one_line_error, needs_root, run_cli
+from treebuild import build, change_everything
+
+from diffimg.delta import COPY, PARENT, STORE
+from diffimg.image import Image
+
+FORMATS = ["squashfs", "btrfs", "ext4", "dir"]
+pytestmark = needs_root
+
+
+def _info(image):
+    proc = run_cli("info", "--json", image, check_rc=0)
+    return json.loads(proc.stdout)
+
+
+def _copy(src, dst):
+    subprocess.run(["cp", "-a", src, dst], check=True)
+    return os.fsencode(dst)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_base_and_diff_round_trip(rich_tree, tmp_path, fmt):
+    base, diff = tmp_path / f"base.{fmt}", tmp_path / f"diff.{fmt}"
+    original = _copy(rich_tree, tmp_path / "original")
+    run_cli("create", rich_tree, base, "--format", fmt, check_rc=0)
+    change_everything(rich_tree)
+    run_cli("diff", rich_tree, base, "-o", diff, "--format", fmt, check_rc=0)
+    run_cli("verify", base, diff, check_rc=0)
+    run_cli("compare", "--checksum", diff, rich_tree, check_rc=0)
+    run_cli("compare", "--checksum", base, original, check_rc=0)
+    info = _info(diff)
+    assert info["kind"] == "diff" and info["parent_id"] == _info(base)["tree_id"]
+    changes = info["changes"]
+    for action in ("delete", "store", "copy", "parent", "meta", "new", "link"):
+        assert changes.get(action), (action, changes)
+    # the mounted container shows the base tree's files at their own paths
+    with Image(base).content() as shown:
+        for entry in Image(base).entries():
+            if entry.kind.name == "FILE" and entry.link is None:
+                with open(os.path.join(shown, entry.path), "rb") as f, \
+                        open(os.path.join(original, entry.path), "rb") as g:
+                    assert f.read() == g.read(), entry.path
+
+
+def test_chmod_and_touch_only_store_no_content(tmp_path):
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}] + [
+        {"path": b"f%d" % i, "kind": "file", "data": os.urandom(50_000)} for i in range(20)])
+    run_cli("create", tree, tmp_path / "base", check_rc=0)
+    for i in range(20):
+        path = os.path.join(tree, b"f%d" % i)
+        os.chmod(path, 0o600) if i % 2 else os.utime(path, ns=(0, 10**18 + i))
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d", check_rc=0)
+    info = _info(tmp_path / "d")
+    assert info["stored_files"] == 0 and info["stored_bytes"] == 0
+    assert info["changes"] == {"meta": 20}          # chmod and touch leave the folder alone
+    assert os.path.getsize(tmp_path / "d") < 64 * 1024
+    run_cli("verify", tmp_path / "base", tmp_path / "d", check_rc=0)
+
+
+def test_renamed_folder_of_big_files_stores_nothing(tmp_path):
+    big = [{"path": b"data/big%d" % i, "kind": "file", "data": os.urandom(4 << 20)} for i in range(3)]
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}, {"path": b"data", "kind": "dir"}] + big)
+    run_cli("create", tree, tmp_path / "base", check_rc=0)
+    os.rename(os.path.join(tree, b"data"), os.path.join(tree, b"data renamed"))
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d", check_rc=0)
+    info = _info(tmp_path / "d")
+    assert info["stored_files"] == 0
+    delta = Image(tmp_path / "d").delta()
+    assert {c.path: c.action for c in delta if c.action in (STORE, COPY, PARENT)} == {
+        b"data renamed/big%d" % i: PARENT for i in range(3)}
+    assert os.path.getsize(tmp_path / "d") < 64 * 1024
+
+
+def test_identical_new_contents_are_stored_once(tmp_path):
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}])
+    run_cli("create", tree, tmp_path / "base", check_rc=0)
+    data = os.urandom(1 << 20)
+    for name in (b"a", b"b", b"c"):
+        with open(os.path.join(tree, name), "wb") as f:
+            f.write(data)
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d", check_rc=0)
+    actions = {c.path: (c.action, c.source) for c in Image(tmp_path / "d").delta() if c.path}
+    assert actions == {b"a": (STORE, None), b"b": (COPY, b"a"), b"c": (COPY, b"a")}
+
+
+def test_a_diff_on_a_diff_chains(rich_tree, tmp_path):
+    run_cli("create", rich_tree, tmp_path / "base", check_rc=0)
+    change_everything(rich_tree)
+    run_cli("diff", rich_tree, tmp_path / "base", "-o", tmp_path / "d1", check_rc=0)
+    with open(os.path.join(rich_tree, b"new/one"), "ab") as f:
+        f.write(b"more")
+    run_cli("diff", rich_tree, tmp_path / "base", tmp_path / "d1", "-o", tmp_path / "d2", check_rc=0)
+    run_cli("verify", tmp_path / "base", tmp_path / "d1", tmp_path / "d2", check_rc=0)
+    run_cli("compare", tmp_path / "d2", rich_tree, check_rc=0)
+    assert _info(tmp_path / "d2")["parent_id"] == _info(tmp_path / "d1")["tree_id"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_corrupted_byte_makes_verify_fail(tmp_path, fmt):
+    files = [os.urandom(300_000) for i in range(8)]   # random: stored as is, so it can be found
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}] + [
+        {"path": b"f%d" % i, "kind": "file", "data": data} for i, data in enumerate(files)])
+    image = tmp_path / "img"
+    run_cli("create", tree, image, "--format", fmt, check_rc=0)
+    run_cli("verify", image, check_rc=0)
+    target = image / "tree" / "f3" if fmt == "dir" else image
+    offset = target.read_bytes().index(files[3][5000:5100]) + 50
+    with open(target, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    proc = run_cli("verify", image)
+    assert proc.returncode == 1, proc.stderr
+    assert b"BAD:" in proc.stdout and b"f3" in proc.stdout
+
+
+def test_corrupt_metadata_makes_verify_fail(tmp_path):
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"f", "kind": "file", "data": b"x" * 5000}])
+    image = tmp_path / "img"
+    run_cli("create", tree, image, check_rc=0)
+    start, length, _ = Image(image).blobs["manifest"]
+    with open(image, "r+b") as f:
+        f.seek(start + length // 2)
+        byte = f.read(1)
+        f.seek(start + length // 2)
+        f.write(bytes([byte[0] ^ 1]))
+    proc = run_cli("verify", image)
+    assert proc.returncode == 1 and b"manifest" in proc.stdout
+
+
+def test_nothing_changed_makes_no_image(tmp_path):
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}, {"path": b"f", "kind": "file"}])
+    run_cli("create", tree, tmp_path / "base", check_rc=0)
+    proc = run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d")
+    assert proc.returncode == 1 and b"nothing changed" in proc.stdout
+    assert sorted(os.listdir(tmp_path)) == ["base", "t"]
+
+
+def test_bad_input_is_refused_and_leaves_nothing(tmp_path):
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}, {"path": b"f", "kind": "file",
+                                                                 "data": b"1"}])
+    other = build(tmp_path / "o", [{"path": b"", "kind": "dir"}])
+    run_cli("create", tree, tmp_path / "base", check_rc=0)
+    run_cli("create", other, tmp_path / "other", check_rc=0)
+    with open(os.path.join(tree, b"f"), "wb") as f:
+        f.write(b"2")
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", check_rc=0)
+    before = sorted(os.listdir(tmp_path))
+    (tmp_path / "junk").write_bytes(os.urandom(10_000))
+    assert_one_line_error(run_cli("info", tmp_path / "junk"), 8)
+    assert_one_line_error(run_cli("diff", tree, tmp_path / "junk", "-o", tmp_path / "x"), 8)
+    data = (tmp_path / "base").read_bytes()
+    (tmp_path / "cut").write_bytes(data[:len(data) - 100])
+    assert_one_line_error(run_cli("ls", tmp_path / "cut"), 8)
+    assert_one_line_error(run_cli("diff", tree, tmp_path / "other", tmp_path / "d1",
+                                  "-o", tmp_path / "x"), 9)                 # d1's parent is base
+    assert_one_line_error(run_cli("create", tree, tmp_path / "base"), 7)    # exists already
+    assert_one_line_error(run_cli("create", tmp_path / "nope", tmp_path / "x"), 3)
+    assert sorted(os.listdir(tmp_path)) == sorted(before + ["junk", "cut"])
+    assert (tmp_path / "base").read_bytes() == data
+
+
+def test_verify_names_a_diff_on_the_wrong_parent(tmp_path):
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}, {"path": b"f", "kind": "file"}])
+    other = build(tmp_path / "o", [{"path": b"", "kind": "dir"}])
+    run_cli("create", tree, tmp_path / "base", check_rc=0)
+    run_cli("create", other, tmp_path / "other", check_rc=0)
+    os.mkdir(os.path.join(tree, b"new"))
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d", check_rc=0)
+    proc = run_cli("verify", tmp_path / "other", tmp_path / "d")
+    assert proc.returncode == 1 and b"parent" in proc.stdout
+
+
+def test_a_full_disk_while_packing_leaves_no_partial_output(tmp_path):
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}] + [
+        {"path": b"f%d" % i, "kind": "file", "data": os.urandom(1 << 20)} for i in range(6)])
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", small], check=True)
+    try:
+        for fmt in ("squashfs", "dir"):
+            proc = run_cli("create", tree, small / "img", "--format", fmt)
+            assert_one_line_error(proc, 7)
+            assert os.listdir(small) == []
+    finally:
+        subprocess.run(["umount", small], check=True)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to drop capabilities")
+def test_info_and_ls_need_neither_root_nor_a_mount(rich_tree, tmp_path):
+    run_cli("create", rich_tree, tmp_path / "base", check_rc=0)
+    no_caps = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
+    info = json.loads(run_cli("info", "--json", tmp_path / "base", prefix=no_caps, check_rc=0).stdout)
+    assert info["kind"] == "full"
+    lines = run_cli("ls", "--json", tmp_path / "base", prefix=no_caps, check_rc=0).stdout.splitlines()
+    paths = {json.loads(line)["path"] for line in lines}
+    assert "names/line\\nbreak" in paths and "links/sub/hard" in paths
+    assert len(lines) == info["entries"]
+    # the same restricted process cannot mount: verify says so in one line
+    assert_one_line_error(run_cli("verify", tmp_path / "base", prefix=no_caps), 11)
+
+
+def test_excludes_and_dir_format_copy_only_what_the_manifest_lists(tmp_path):
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}, {"path": b"keep", "kind": "file",
+              "data": b"k"}, {"path": b"pagefile.sys", "kind": "file", "data": b"p" * 10000}])
+    run_cli("create", tree, tmp_path / "img", "--exclude", "pagefile.sys", check_rc=0)
+    with Image(tmp_path / "img").content() as shown:
+        assert sorted(os.listdir(shown)) == [b"keep"]
+    run_cli("create", tree, tmp_path / "imgdir", "--format", "dir", check_rc=0)
+    assert sorted(os.listdir(tmp_path / "imgdir" / "tree")) == ["keep", "pagefile.sys"]
+    shutil.rmtree(tmp_path / "imgdir")
