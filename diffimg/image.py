@@ -3,7 +3,7 @@
     squashfs / btrfs / ext4:  IMAGE = [container][manifest][delta][info][index][footer]
     dir:                      IMAGE/tree/ (content), IMAGE/diffimg.meta = [manifest]...[footer]
 
-The footer (last 48 bytes) locates the index; the index locates and digests each blob. So the
+The footer (last 52 bytes) locates the index; the index locates and digests each blob. So the
 manifest, delta and info of any image are read with plain file reads: no root, no mount.
 Byte-level layout: spec/image.md.
 """

@@ -8,7 +8,7 @@ PYTHON=${PYTHON:-python3}
 # command -> Debian package that provides it
 declare -A NEED=(
   [setfacl]=acl [getfattr]=attr [rsync]=rsync [xxhsum]=xxhash [zstd]=zstd
-  [mksquashfs]=squashfs-tools [mkfs.ext4]=e2fsprogs [setpriv]=util-linux
+  [mksquashfs]=squashfs-tools [mkfs.ext4]=e2fsprogs [mkfs.btrfs]=btrfs-progs [setpriv]=util-linux
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
