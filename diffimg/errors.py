@@ -9,7 +9,9 @@
     ├── ImageError (8)            not an image, or a corrupt or truncated one
     ├── ChainError (9)            a diff whose parent is not the layer before it
     ├── ToolError (11)            an external tool is missing or failed (mksquashfs, mount ...)
-    └── NeedsRoot (12)            the operation mounts images and needs root
+    ├── NeedsRoot (12)            the operation mounts images and needs root
+    ├── Busy (13)                 another diffimg is restoring the same target
+    └── Refused (14)              apply: the target is not the diff's parent tree
 
 Exit 0 and 1 belong to commands (identical / differ); 2 is click's usage error;
 130 is an interrupt. The table lives in spec/cli.md.
@@ -60,6 +62,14 @@ class ToolError(DiffimgError):
 
 class NeedsRoot(DiffimgError):
     exit_code = 12
+
+
+class Busy(DiffimgError):
+    exit_code = 13
+
+
+class Refused(DiffimgError):
+    exit_code = 14
 
 
 def show_path(path) -> str:

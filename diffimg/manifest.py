@@ -72,6 +72,15 @@ def from_record(rec) -> Entry:
                  sparse)
 
 
+def _unsafe_key(key: list[bytes], path: bytes) -> bool:
+    return b"" in key or b"." in key or b".." in key or b"\0" in path
+
+
+def unsafe_path(path: bytes) -> bool:
+    """True for a path that could leave a tree: absolute, empty, '.' or '..' parts, NUL."""
+    return not path or _unsafe_key(path.split(b"/"), path)
+
+
 class TreeId:
     """The tree ID: xxh3-128 over the canonical encodings of the entry records, in order."""
 
@@ -253,7 +262,7 @@ class ManifestReader:
                 self._fail(f"bad record {ids.entries + 1}: {exc}")
             path = entry.path
             key = path.split(b"/") if path else []
-            if b"" in key or b"." in key or b".." in key or b"\0" in path:
+            if _unsafe_key(key, path):
                 self._fail(f"unsafe path {show_path(path)!r}")
             if last_key is None:
                 if path != b"" or entry.kind is not Kind.DIR:

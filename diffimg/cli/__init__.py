@@ -43,4 +43,4 @@ def main(argv=None):
     sys.exit(rc or 0)
 
 
-from . import compare, images, inspect, scan  # noqa: F401  (registers the commands)
+from . import compare, images, inspect, restore, scan  # noqa: F401  (registers the commands)

@@ -1,0 +1,105 @@
+"""diffimg restore / apply: make a target equal to an image chain's tree."""
+
+import json
+import sys
+
+import click
+
+from ..errors import show_path
+from ..progress import ProgressLine, human_bytes
+from ..restore import apply, restore
+from . import cli
+
+
+def _options(quiet):
+    progress = ProgressLine("scanning the target", quiet)
+
+    def phase(what):
+        progress.clear()
+        if not quiet and sys.stderr.isatty():
+            print(f"diffimg: {what}", file=sys.stderr)
+    return dict(on_progress=progress, on_warning=progress.warn, on_phase=phase), progress
+
+
+def _actions(p):
+    """(mark, path, detail) of every planned action, in the order they are carried out."""
+    for path in p.deletes:
+        yield "-", path, "delete"
+    for e in p.dirs:
+        yield "+", e.path, "make folder"
+    for e in p.specials:
+        yield "+", e.path, f"make {e.kind.name.lower()}"
+    for e, source in p.writes:
+        origin = {"layer": f"from image {source[1] + 1 if len(source) > 1 else ''}",
+                  "target": f"from {show_path(source[1])} in the target",
+                  "rescue": "from the target (content that moves)", "empty": "empty"}[source[0]]
+        yield "w", e.path, f"write {human_bytes(e.size)} {origin}"
+    for e in p.links:
+        yield "l", e.path, f"hardlink to {show_path(e.link)}"
+    for e in p.metas:
+        yield "m", e.path, "metadata"
+    for e in p.dir_metas:
+        yield "m", e.path, "folder metadata"
+
+
+def _report(p, dry_run, as_json):
+    counts = p.counts()
+    if as_json:
+        doc = {"dry_run": dry_run, "target_tree_id": p.target_id.hex(), "counts": counts}
+        if dry_run:
+            doc["actions"] = [{"action": detail, "path": show_path(path)}
+                              for _, path, detail in _actions(p)]
+        click.echo(json.dumps(doc, indent=2))
+        return
+    if dry_run:
+        for mark, path, detail in _actions(p):
+            click.echo(f"{mark} {show_path(path) or '.'}: {detail}")
+    verb = "would" if dry_run else "did"
+    click.echo(f"{verb}: {counts['deleted']:,} deleted, {counts['folders_made']:,} folders, "
+               f"{counts['files_written']:,} files written ({human_bytes(counts['bytes_written'])}; "
+               f"{counts['from_target']:,} from the target), {counts['specials_made']:,} links and "
+               f"special files, {counts['hardlinks']:,} hardlinks, {counts['metadata_only']:,} "
+               f"metadata only, {counts['unchanged']:,} unchanged", err=not dry_run)
+
+
+@cli.command("restore")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=bytes))
+@click.option("--checksum", is_flag=True, help="Hash the target's files instead of trusting size and mtime.")
+@click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the counts (and, with --dry-run, the actions) as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
+def restore_command(paths, checksum, dry_run, as_json, quiet):
+    """Make TARGET equal to the tree of IMAGE [DIFF...]: restore IMAGE [DIFF...] TARGET.
+
+    Writes only what differs; extra entries in TARGET are deleted."""
+    if len(paths) < 2:
+        raise click.UsageError("give the image(s), then the target folder")
+    options, progress = _options(quiet or as_json)
+    try:
+        p = restore(paths[:-1], paths[-1], checksum=checksum, dry_run=dry_run, **options)
+    finally:
+        progress.clear()
+    if not quiet or as_json:
+        _report(p, dry_run, as_json)
+    return 0
+
+
+@cli.command("apply")
+@click.argument("diff", type=click.Path(path_type=bytes))
+@click.argument("target", type=click.Path(path_type=bytes))
+@click.option("--force", is_flag=True, help="Restore the diff's tree even if TARGET is not its parent.")
+@click.option("--checksum", is_flag=True, help="Hash the target's files instead of trusting size and mtime.")
+@click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
+def apply_command(diff, target, force, checksum, dry_run, as_json, quiet):
+    """Apply DIFF to TARGET, which must be the tree DIFF was made on (exit 14 otherwise)."""
+    options, progress = _options(quiet or as_json)
+    try:
+        p = apply(diff, target, force=force, checksum=checksum, dry_run=dry_run, **options)
+    finally:
+        progress.clear()
+    if not quiet or as_json:
+        _report(p, dry_run, as_json)
+    return 0

@@ -1,0 +1,143 @@
+"""Operations inside a target tree that never leave it.
+
+Every path is resolved from the opened target root one component at a time, with O_NOFOLLOW
+and O_DIRECTORY, so a symlink planted in the target (esc -> /etc) is never followed: opening
+through it fails, and the applier replaces it instead. Names are handed to *at() system calls
+with the folder's fd; xattrs, which have no *at() call, go through /proc/self/fd/N/NAME, which the
+kernel resolves to that very folder.
+"""
+
+import errno
+import os
+import shutil
+import stat
+
+from .entry import Entry, Kind
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_dir(root_fd: int, rel: bytes) -> int:
+    """A new fd for the folder rel (b"" for the root itself) under root_fd."""
+    fd = os.dup(root_fd)
+    try:
+        for part in rel.split(b"/") if rel else ():
+            child = os.open(part, DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class Dirs:
+    """Folder fds along the current path, reused while operations move in canonical order."""
+
+    def __init__(self, root_fd: int):
+        self.root = root_fd
+        self._parts: list[bytes] = []
+        self._fds: list[int] = []
+
+    def fd(self, rel_dir: bytes) -> int:
+        parts = rel_dir.split(b"/") if rel_dir else []
+        keep = 0
+        while keep < len(self._parts) and keep < len(parts) and self._parts[keep] == parts[keep]:
+            keep += 1
+        self._drop(keep)
+        for part in parts[keep:]:
+            parent = self._fds[-1] if self._fds else self.root
+            self._fds.append(os.open(part, DIR_FLAGS, dir_fd=parent))
+            self._parts.append(part)
+        return self._fds[-1] if self._fds else self.root
+
+    def _drop(self, keep: int):
+        for fd in self._fds[keep:]:
+            os.close(fd)
+        del self._fds[keep:], self._parts[keep:]
+
+    def close(self):
+        """Forget every cached fd (also needed after folders were removed or replaced)."""
+        self._drop(0)
+
+
+def split(path: bytes) -> tuple[bytes, bytes]:
+    parent, _, name = path.rpartition(b"/")
+    return parent, name
+
+
+def proc_path(dir_fd: int, name: bytes) -> bytes:
+    return b"/proc/self/fd/%d/%s" % (dir_fd, name)
+
+
+def sync_xattrs(target, wanted: dict | None, follow: bool = True):
+    """Make target's xattrs exactly wanted. target: an fd, or a path (not followed if follow is
+    False). Extras are removed first: a new file may inherit an ACL from its folder's default."""
+    wanted = wanted or {}
+    have = {os.fsencode(n) for n in os.listxattr(target, follow_symlinks=follow)}
+    for name in have - wanted.keys():
+        os.removexattr(target, name, follow_symlinks=follow)
+    for name, value in wanted.items():
+        if name not in have or os.getxattr(target, name, follow_symlinks=follow) != value:
+            os.setxattr(target, name, value, follow_symlinks=follow)
+
+
+def set_meta_fd(fd: int, e: Entry):
+    """Owner, mode, xattrs and times of an open file or folder, in that order: chown clears
+    setuid bits and capabilities, so mode and xattrs come after it."""
+    os.fchown(fd, e.uid, e.gid)
+    os.fchmod(fd, e.mode)
+    sync_xattrs(fd, e.xattrs)
+    os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
+
+
+def set_meta_at(dir_fd: int, name: bytes, e: Entry):
+    """The same for an entry that is not opened (symlinks, devices, FIFOs, sockets, and files)."""
+    if e.kind is Kind.FILE or e.kind is Kind.DIR:
+        flags = (DIR_FLAGS if e.kind is Kind.DIR else
+                 os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        fd = os.open(name, flags, dir_fd=dir_fd)
+        try:
+            set_meta_fd(fd, e)
+        finally:
+            os.close(fd)
+        return
+    os.chown(name, e.uid, e.gid, dir_fd=dir_fd, follow_symlinks=False)
+    if e.kind is not Kind.SYMLINK:
+        os.chmod(name, e.mode, dir_fd=dir_fd)
+    sync_xattrs(proc_path(dir_fd, name), e.xattrs, follow=False)
+    os.utime(name, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+
+
+def make_special(dir_fd: int, name: bytes, e: Entry):
+    """Create a symlink, device, FIFO or socket named name (which must not exist)."""
+    if e.kind is Kind.SYMLINK:
+        os.symlink(e.target, name, dir_fd=dir_fd)
+    elif e.kind is Kind.FIFO:
+        os.mkfifo(name, 0o600, dir_fd=dir_fd)
+    else:
+        fmt = {Kind.CHAR: stat.S_IFCHR, Kind.BLOCK: stat.S_IFBLK, Kind.SOCKET: stat.S_IFSOCK}[e.kind]
+        os.mknod(name, fmt | 0o600, e.rdev or 0, dir_fd=dir_fd)
+
+
+def remove(dir_fd: int, name: bytes):
+    """Remove name (a folder with its whole subtree) without following any symlink."""
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def replace(dir_fd: int, tmp: bytes, name: bytes):
+    """Rename tmp over name in one folder; a folder in the way (a kind change) is removed first."""
+    try:
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+            raise
+        remove(dir_fd, name)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)

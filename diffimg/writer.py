@@ -1,0 +1,117 @@
+"""Write file content into a target, in worker processes: to a temporary name in the file's own
+folder, checked against its digest, with its metadata set, then renamed over the real name. A
+file is never half-written under its real name, and a wrong byte never lands at all."""
+
+import errno
+import os
+
+import xxhash
+
+from .safefs import Dirs, open_dir, replace, set_meta_fd, split
+
+CHUNK = 1 << 20
+HOLE_UNIT = 64 << 10         # sparse files: zero runs of this size become holes
+_ZEROS = bytes(HOLE_UNIT)
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+BAD_CONTENT, NO_SPACE, FAILED = "bad-content", "no-space", "failed"
+
+
+def write_batch(items: list[tuple]) -> list[tuple]:
+    """items: (root, tmp_name, source, entry) with source ('file', absolute path of a layer's
+    file), ('target', path inside root) or ('empty', None). Answers (None, None, bytes) or
+    (problem, message, None) for each."""
+    if not items:
+        return []
+    root_fd = os.open(items[0][0], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    dirs = Dirs(root_fd)
+    try:
+        return [_write_one(root_fd, dirs, *item[1:]) for item in items]
+    finally:
+        dirs.close()
+        os.close(root_fd)
+
+
+def _open_source(root_fd, source):
+    kind, where = source
+    if kind == "file":
+        return os.open(where, _READ)
+    parent, name = split(where)
+    dir_fd = open_dir(root_fd, parent)
+    try:
+        return os.open(name, _READ, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _write_one(root_fd, dirs, tmp, source, entry):
+    parent, name = split(entry.path)
+    try:
+        dir_fd = dirs.fd(parent)
+        src = _open_source(root_fd, source) if source[0] != "empty" else None
+    except OSError as exc:
+        return FAILED, f"cannot open the source of {os.fsdecode(entry.path)}: {exc.strerror}", None
+    try:
+        dst = os.open(tmp, _CREATE, 0o600, dir_fd=dir_fd)
+    except OSError as exc:
+        if src is not None:
+            os.close(src)
+        return (NO_SPACE if exc.errno == errno.ENOSPC else FAILED), exc.strerror, None
+    try:
+        digest, size = _copy(src, dst, entry.sparse) if src is not None else (None, 0)
+        if src is not None and digest != entry.digest:
+            raise _Mismatch
+        set_meta_fd(dst, entry)
+        os.close(dst)
+        dst = None
+        replace(dir_fd, tmp, name)
+        return None, None, size
+    except _Mismatch:
+        problem = (BAD_CONTENT, "the stored content does not match its digest")
+    except OSError as exc:
+        problem = (NO_SPACE if exc.errno == errno.ENOSPC else FAILED, exc.strerror)
+    finally:
+        if src is not None:
+            os.close(src)
+        if dst is not None:
+            os.close(dst)
+    try:
+        os.unlink(tmp, dir_fd=dir_fd)
+    except OSError:
+        pass
+    return problem[0], problem[1], None
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _copy(src: int, dst: int, sparse: bool):
+    """Copy src to dst, hashing as it goes; zero runs become holes when sparse."""
+    h = xxhash.xxh3_128()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    offset = 0
+    with open(src, "rb", buffering=0, closefd=False) as f:
+        while n := f.readinto(buf):
+            chunk = view[:n]
+            h.update(chunk)
+            if sparse:
+                for start in range(0, n, HOLE_UNIT):
+                    piece = chunk[start:start + HOLE_UNIT]
+                    if piece != _ZEROS[:len(piece)]:
+                        _write_all(dst, piece, offset + start)
+            else:
+                _write_all(dst, chunk, offset)
+            offset += n
+    if sparse:
+        os.ftruncate(dst, offset)
+    return h.digest(), offset
+
+
+def _write_all(fd: int, data, offset: int):
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data = data[written:]
+        offset += written
