@@ -30,9 +30,12 @@ def _actions(p):
     for e in p.specials:
         yield "+", e.path, f"make {e.kind.name.lower()}"
     for e, source in p.writes:
-        origin = {"layer": f"from image {source[1] + 1 if len(source) > 1 else ''}",
-                  "target": f"from {show_path(source[1])} in the target",
-                  "rescue": "from the target (content that moves)", "empty": "empty"}[source[0]]
+        if source[0] == "layer":
+            origin = f"from image {source[1] + 1}"
+        elif source[0] == "target":
+            origin = f"from {show_path(source[1])} in the target"
+        else:
+            origin = "from the target (content that moves)" if source[0] == "rescue" else "(empty)"
         yield "w", e.path, f"write {human_bytes(e.size)} {origin}"
     for e in p.links:
         yield "l", e.path, f"hardlink to {show_path(e.link)}"

@@ -1,0 +1,239 @@
+"""restore and apply: exact trees from empty, base-like and used targets; never outside the
+target; refusals that change nothing; crashes that converge."""
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import assert_one_line_error, needs_root, run_cli
+from snapshot import assert_same_tree, snapshot
+from treebuild import build, change_everything
+
+from diffimg.entry import Entry, Kind
+from diffimg.image import append_metadata
+from diffimg.manifest import write_manifest
+
+FORMATS = ["squashfs", "btrfs", "ext4", "dir"]
+pytestmark = needs_root
+
+
+def _cp(src, dst):
+    subprocess.run(["cp", "-a", src, dst], check=True)
+    return os.fsencode(dst)
+
+
+@pytest.fixture
+def chain(rich_tree, tmp_path, request):
+    """(base image, diff image, the base tree, the changed tree) in the format of the test."""
+    fmt = getattr(request, "param", "squashfs")
+    original = _cp(rich_tree, tmp_path / "original")
+    run_cli("create", rich_tree, tmp_path / "base", "--format", fmt, check_rc=0)
+    change_everything(rich_tree)
+    run_cli("diff", rich_tree, tmp_path / "base", "-o", tmp_path / "diff", "--format", fmt, check_rc=0)
+    return tmp_path / "base", tmp_path / "diff", original, rich_tree
+
+
+def _no_leftovers(target):
+    left = [os.path.join(d, n) for d, ds, fs in os.walk(os.fsencode(target)) for n in ds + fs
+            if n.startswith(b".diffimg-")]
+    assert not left, left
+
+
+@pytest.mark.parametrize("chain", FORMATS, indirect=True)
+def test_restore_into_an_empty_folder(chain, tmp_path):
+    base, diff, _, changed = chain
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", base, diff, target, check_rc=0)
+    assert_same_tree(snapshot(target), snapshot(changed))
+    run_cli("compare", "--checksum", diff, target, check_rc=0)
+    _no_leftovers(target)
+
+
+@pytest.mark.parametrize("chain", FORMATS, indirect=True)
+def test_apply_onto_a_copy_of_the_base(chain, tmp_path):
+    base, diff, original, changed = chain
+    target = _cp(original, tmp_path / "target")
+    run_cli("apply", diff, target, check_rc=0)
+    assert_same_tree(snapshot(target), snapshot(changed))
+    _no_leftovers(target)
+
+
+@pytest.mark.parametrize("chain", FORMATS, indirect=True)
+def test_restore_onto_a_used_target_never_writes_outside(chain, tmp_path):
+    base, diff, original, changed = chain
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim").write_bytes(b"must stay")
+    outside_before = snapshot(outside)
+    target = _cp(original, tmp_path / "target")
+    t = os.fsencode(target)
+    os.makedirs(t + b"/extra/deep")                               # extra entries
+    open(t + b"/extra/deep/file", "wb").close()
+    open(t + b"/extra-file", "wb").close()
+    os.chmod(t + b"/Program Files/setuid", 0o644)                 # changed modes and owners
+    os.chown(t + b"/shared/acl-file", 99, 99)
+    os.unlink(t + b"/names/a-b")                                  # a folder where a file belongs
+    os.mkdir(t + b"/names/a-b")
+    open(t + b"/names/a-b/inside", "wb").close()
+    subprocess.run(["rm", "-rf", t + b"/names/a"], check=True)    # a file where a folder belongs
+    open(t + b"/names/a", "wb").close()
+    subprocess.run(["rm", "-rf", t + b"/links/sub"], check=True)  # planted symlinks
+    os.symlink(os.fsencode(outside), t + b"/links/sub")
+    os.unlink(t + b"/xattrs")
+    os.symlink(os.fsencode(outside / "victim"), t + b"/xattrs")
+    run_cli("restore", base, diff, target, check_rc=0)
+    assert_same_tree(snapshot(target), snapshot(changed))
+    assert_same_tree(snapshot(outside), outside_before)
+    _no_leftovers(target)
+
+
+def test_apply_onto_the_wrong_tree_changes_nothing(chain, tmp_path):
+    base, diff, original, changed = chain
+    for wrong in (changed, original):
+        target = _cp(wrong, tmp_path / f"target-{len(os.listdir(tmp_path))}")
+        if wrong is original:
+            os.chmod(target + b"/Program Files/setgid", 0o600)   # the base, but one mode off
+        before = snapshot(target)
+        assert_one_line_error(run_cli("apply", diff, target), 14)
+        assert_same_tree(snapshot(target), before)
+
+
+def test_dry_run_changes_nothing_and_says_what_it_would_do(chain, tmp_path):
+    base, diff, original, changed = chain
+    target = _cp(original, tmp_path / "target")
+    before = snapshot(target)
+    proc = run_cli("restore", "--dry-run", base, diff, target, check_rc=0)
+    assert b"- dev: delete" in proc.stdout and b"w new/one: write" in proc.stdout
+    assert_same_tree(snapshot(target), before)
+
+
+def test_a_second_restore_of_the_same_target_refuses(chain, tmp_path):
+    base, diff, original, _ = chain
+    target = _cp(original, tmp_path / "target")
+    before = snapshot(target)
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)            # as a running restore holds it
+    try:
+        assert_one_line_error(run_cli("restore", base, diff, target), 13)
+    finally:
+        os.close(fd)
+    assert_same_tree(snapshot(target), before)
+
+
+def _manifest_image(tmp_path, entries):
+    """A dir-format image whose manifest holds exactly entries (valid or not)."""
+    image = tmp_path / "crafted"
+    (image / "tree").mkdir(parents=True)
+    manifest = tmp_path / "crafted.dimf"
+    trailer = write_manifest(manifest, iter(entries))
+    info = {"kind": "full", "format": "dir", "tree_id": trailer["tree_id"], "parent_id": None,
+            "entries": trailer["entries"], "files": 0, "bytes": 0, "stored_files": 0,
+            "stored_bytes": 0, "source": {}}
+    with open(image / "diffimg.meta", "wb") as f:
+        append_metadata(f, {"format": "dir", "length": 0}, manifest, None, info)
+    return image
+
+
+@pytest.mark.parametrize("bad", [b"../escape", b"/abs", b"a//b", b"a/./b", b"dup"])
+def test_a_manifest_with_an_unsafe_or_duplicate_path_is_refused_before_writing(tmp_path, bad):
+    root = Entry(b"", Kind.DIR, 0o755, 0, 0, 0)
+    entries = [root, Entry(b"a", Kind.DIR, 0o755, 0, 0, 0), Entry(b"dup", Kind.DIR, 0o755, 0, 0, 0),
+               Entry(bad, Kind.DIR, 0o755, 0, 0, 0), Entry(b"zz", Kind.DIR, 0o755, 0, 0, 0)]
+    image = _manifest_image(tmp_path, entries)
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "keep").write_bytes(b"old")
+    before = snapshot(target)
+    assert_one_line_error(run_cli("restore", image, target), 4)
+    assert_same_tree(snapshot(target), before)
+    assert not (tmp_path / "escape").exists()
+
+
+def test_content_failing_its_digest_leaves_the_old_file(tmp_path):
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"a", "kind": "file", "data": b"A" * 100_000},
+                                  {"path": b"b", "kind": "file", "data": b"B" * 100_000}])
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", check_rc=0)
+    with open(tmp_path / "img" / "tree" / "b", "r+b") as f:
+        f.write(b"X")                                   # the layer's copy is damaged
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "b").write_bytes(b"old b")
+    proc = run_cli("restore", tmp_path / "img", target)
+    assert_one_line_error(proc, 8)
+    assert b"b:" in proc.stderr
+    assert (target / "b").read_bytes() == b"old b"
+    _no_leftovers(os.fsencode(target))
+
+
+def test_a_full_target_disk_is_a_clear_error_and_corrupts_nothing(tmp_path):
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}] + [
+        {"path": b"f%d" % i, "kind": "file", "data": os.urandom(1 << 20)} for i in range(6)])
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", check_rc=0)
+    target = tmp_path / "small"
+    target.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", target], check=True)
+    try:
+        (target / "f0").write_bytes(b"old")
+        assert_one_line_error(run_cli("restore", tmp_path / "img", target), 7)
+        for name in os.listdir(target):
+            data = (target / name).read_bytes()
+            with open(os.path.join(tree, os.fsencode(name)), "rb") as f:
+                assert data in (b"old", f.read())
+        _no_leftovers(os.fsencode(target))
+    finally:
+        subprocess.run(["umount", target], check=True)
+
+
+def test_kill_9_at_several_moments_then_a_rerun_converges(tmp_path):
+    spec = [{"path": b"", "kind": "dir"}]
+    for d in range(20):
+        spec.append({"path": b"d%02d" % d, "kind": "dir", "mode": 0o750, "mtime_ns": 10**18 + d})
+        spec += [{"path": b"d%02d/f%03d" % (d, i), "kind": "file", "data": os.urandom(20_000),
+                  "mtime_ns": 10**18 + i} for i in range(60)]
+    tree = build(tmp_path / "t", spec)
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", check_rc=0)
+    expected = snapshot(tree)
+    target = tmp_path / "target"
+    target.mkdir()
+    started = time.monotonic()
+    run_cli("restore", tmp_path / "img", target, check_rc=0)
+    full = time.monotonic() - started
+    for fraction in (0.05, 0.2, 0.4, 0.6, 0.8, 0.95):
+        subprocess.run(["rm", "-rf", target], check=True)
+        target.mkdir()
+        proc = subprocess.Popen([sys.executable, "-m", "diffimg", "restore", "-q",
+                                 tmp_path / "img", target], start_new_session=True)
+        time.sleep(full * fraction)
+        os.killpg(proc.pid, signal.SIGKILL)          # the restore and its workers
+        proc.wait()
+        run_cli("restore", tmp_path / "img", target, check_rc=0)
+        assert_same_tree(snapshot(target), expected)
+        _no_leftovers(os.fsencode(target))
+
+
+def _mounted() -> bool:
+    with open("/proc/self/mounts", "rb") as f:
+        return b"diffimg-mnt-" in f.read()
+
+
+def test_ctrl_c_unmounts_the_images(chain, tmp_path):
+    base, diff, _, _ = chain
+    target = tmp_path / "target"
+    target.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "diffimg", "restore", base, diff, target],
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while not _mounted():
+        assert time.monotonic() < deadline and proc.poll() is None, "restore never mounted"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 130), err        # it may have finished just before
+    assert not _mounted()
+    assert b"Traceback" not in err
