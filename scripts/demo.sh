@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: a sample Windows-like tree is imaged, changed, and the
-# change shipped as a differential image; each image is verified and compared with the tree.
+# change shipped as a differential image; both are verified, then restored into an empty folder
+# that is compared with the model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -29,6 +30,12 @@ diffimg verify "$OUT/base.img" "$OUT/change.diff"
 
 echo "== 6. the chain's tree equals the changed model, hashing every file"
 diffimg compare -q --checksum "$OUT/change.diff" "$OUT/model"
+
+echo "== 7. restore base + diff into an empty folder, then compare it with the model (hashing)"
+mkdir "$OUT/restored"
+diffimg restore "$OUT/base.img" "$OUT/change.diff" "$OUT/restored"
+diffimg compare -q --checksum "$OUT/model" "$OUT/restored"
+echo "   the restored folder equals the changed model in every recorded attribute"
 
 diffimg info --json "$OUT/base.img" > "$OUT/base.json"
 diffimg info --json "$OUT/change.diff" > "$OUT/change.json"
