@@ -17,7 +17,6 @@ cd "$3"
 rsync -aHvn --delete "$tree"/ "$mnt"/ > lista_img
 sed -i -e 's/^sent.*.bytes\/sec//g' -e 's/^total.*.speedup.*.$//g' -e 's/sending.*.list//g' lista_img
 # grep exits 1 when nothing matches; that is not an error here.
-# (GNU grep 3.8 warns "stray \ before -" about the seed's patterns; harmless.)
 grep -e '\->' -e '\=>' lista_img > list_ln || true
 grep -e ^deleting lista_img | sed s/^deleting\ //g > list_rm
 grep -v -e '\->' -e '\=>' -e ^deleting lista_img > list_rsync || true

@@ -237,3 +237,15 @@ def test_ctrl_c_unmounts_the_images(chain, tmp_path):
     assert proc.returncode in (0, 130), err        # it may have finished just before
     assert not _mounted()
     assert b"Traceback" not in err
+
+
+def test_compare_tells_whether_a_target_equals_a_chain(chain, tmp_path):
+    base, diff, original, changed = chain
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", base, diff, target, check_rc=0)
+    run_cli("compare", "--checksum", base, diff, target, check_rc=0)
+    run_cli("compare", base, original, check_rc=0)
+    os.chmod(target / "xattrs", 0o600)
+    assert run_cli("compare", base, diff, target).returncode == 1
+    assert_one_line_error(run_cli("compare", diff, base, target), 9)

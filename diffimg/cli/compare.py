@@ -8,6 +8,7 @@ import click
 from ..compare import compare
 from ..entry import path_key
 from ..errors import show_path
+from ..image import open_chain
 from ..manifest import TreeId
 from ..progress import ProgressLine
 from ..sources import compare_streams, kind_of
@@ -42,16 +43,21 @@ def _short(name: str, a, b) -> str:
 
 
 @cli.command("compare")
-@click.argument("a", type=click.Path(path_type=bytes))
-@click.argument("b", type=click.Path(path_type=bytes))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=bytes))
 @click.option("--checksum", is_flag=True,
               help="Hash the content of tree sides instead of trusting size and mtime.")
 @click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
               help="Leave out matching entries of tree sides.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (spec/cli.md).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress.")
-def compare_command(a, b, checksum, excludes, as_json, quiet):
-    """Compare A and B (each a tree or a manifest). Exit 0 when identical, 1 when they differ."""
+def compare_command(paths, checksum, excludes, as_json, quiet):
+    """Compare A and B: compare A B, each a tree, a manifest or an image (its tree); or compare
+    IMAGE DIFF... B, a chain's tree with B. Exit 0 when identical, 1 when they differ."""
+    if len(paths) < 2:
+        raise click.UsageError("give two things to compare (or an image chain and a tree)")
+    if len(paths) > 2:
+        open_chain(paths[:-1])           # the layers must form a chain: its tree is the last one's
+    a, b = paths[-2], paths[-1]
     progress = ProgressLine("comparing", quiet)
     kinds = kind_of(a), kind_of(b)
     stream_a, stream_b = compare_streams(a, b, checksum=checksum, excludes=excludes,
