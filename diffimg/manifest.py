@@ -4,6 +4,7 @@ A manifest file is MAGIC, a 2-byte major and a 2-byte minor version, then one zs
 msgpack objects: a header map, one array per entry in canonical order, a trailer map.
 """
 
+import contextlib
 import io
 import os
 import socket
@@ -126,38 +127,89 @@ def make_header(source: dict | None = None) -> dict:
     }
 
 
-def write_manifest(path, entries, source: dict | None = None) -> dict:
-    """Write entries to a manifest file at path atomically; return the trailer.
+class ManifestWriter:
+    """Write a manifest entry by entry; the file appears under its name only when complete
+    (temp name, fsync, rename), and not at all when the writing fails.
 
-    The file appears under its name only when complete (temp name, fsync, rename).
+    with ManifestWriter(path, source) as w:
+        w.add(entry) ...            (or: for e in w.recording(entries): ...)
+    w.trailer
     """
-    path = os.fsencode(path)
-    directory = os.path.dirname(path) or b"."
-    tmp = os.path.join(directory, b".%s.tmp-%d" % (os.path.basename(path), os.getpid()))
-    ids = TreeId()
-    try:
-        with open(tmp, "wb") as raw:
-            raw.write(_PREAMBLE.pack(MAGIC, *VERSION))
-            with codec.compressing_writer(raw) as z:
-                z.write(codec.pack(make_header(source)))
-                pending = []               # one compressor call per 512 records, not per record
-                for entry in entries:
-                    pending.append(ids.add(entry))
-                    if len(pending) >= 512:
-                        z.write(b"".join(pending))
-                        pending.clear()
-                z.write(b"".join(pending))
-                z.write(codec.pack(ids.trailer()))
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        _remove_quietly(tmp)
-        raise OutputError(f"cannot write manifest {show_path(path)}: {exc.strerror}") from None
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-    return ids.trailer()
+
+    BATCH = 512      # records per compressor call
+
+    def __init__(self, path, source: dict | None = None):
+        self.path = os.fsencode(path)
+        directory = os.path.dirname(self.path) or b"."
+        self._tmp = os.path.join(directory, b".%s.tmp-%d" % (os.path.basename(self.path), os.getpid()))
+        self._ids = TreeId()
+        self._pending: list[bytes] = []
+        self.trailer: dict | None = None
+        try:
+            self._raw = open(self._tmp, "wb")  # noqa: SIM115  (closed by close() or abort())
+            self._raw.write(_PREAMBLE.pack(MAGIC, *VERSION))
+            self._z = codec.compressing_writer(self._raw)
+            self._z.write(codec.pack(make_header(source)))
+        except OSError as exc:
+            self.abort()
+            raise OutputError(f"cannot write manifest {show_path(self.path)}: {exc.strerror}") from None
+
+    def add(self, entry: Entry):
+        self._pending.append(self._ids.add(entry))
+        if len(self._pending) >= self.BATCH:
+            self._flush()
+
+    def recording(self, entries):
+        """Pass entries through, writing each one."""
+        for entry in entries:
+            self.add(entry)
+            yield entry
+
+    def _flush(self):
+        try:
+            self._z.write(b"".join(self._pending))
+        except OSError as exc:
+            raise OutputError(f"cannot write manifest {show_path(self.path)}: {exc.strerror}") from None
+        self._pending.clear()
+
+    def close(self) -> dict:
+        try:
+            self._flush()
+            self._z.write(codec.pack(self._ids.trailer()))
+            self._z.close()
+            self._raw.flush()
+            os.fsync(self._raw.fileno())
+            self._raw.close()
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self.abort()
+            raise OutputError(f"cannot write manifest {show_path(self.path)}: {exc.strerror}") from None
+        self.trailer = self._ids.trailer()
+        return self.trailer
+
+    def abort(self):
+        raw = getattr(self, "_raw", None)
+        if raw is not None:
+            with contextlib.suppress(OSError):
+                raw.close()
+        _remove_quietly(self._tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_manifest(path, entries, source: dict | None = None) -> dict:
+    """Write entries to a manifest file at path atomically; return the trailer."""
+    with ManifestWriter(path, source) as writer:
+        for entry in entries:
+            writer.add(entry)
+    return writer.trailer
 
 
 def _remove_quietly(path):

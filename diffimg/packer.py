@@ -5,6 +5,7 @@ prove that the container holds exactly that content (read back and hashed), appe
 metadata, and only then give the image its name. On any failure nothing is left under it.
 """
 
+import itertools
 import os
 import shutil
 import time
@@ -19,14 +20,15 @@ from .errors import ImageError, OutputError, ScanError, show_path
 from .fsmeta import source_info
 from .hashing import copy_batch, hash_batch, run_pooled
 from .image import ALIGN, append_metadata, container_tree, open_chain
-from .manifest import read_entries, write_manifest
+from .manifest import ManifestWriter, read_entries, write_manifest
 from .osinfo import detect
-from .scanner import scan
+from .scanner import hints_of, scan
 
 
 @dataclass
 class PackOptions:
     fmt: str = "squashfs"
+    level: int = containers.squashfs.ZSTD_LEVEL     # zstd level of squashfs containers
     checksum: bool = False
     excludes: tuple = ()
     on_progress: object = None        # (entries, bytes) while scanning
@@ -97,13 +99,23 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
     parent = layers[-1]
     output = _Output(out, opts.fmt)
     try:
-        trailer = _scan(tree, output, opts, None if opts.checksum else parent.file_hints(), None)
+        _phase(opts, "scanning and classifying changes")
+        t = time.monotonic()
+        # one pass: the scan is written to the new manifest while the differ merge-joins it
+        # with the parent's entries, whose stream also gives the scan its quick-check hints
+        if opts.checksum:
+            parent_entries, hints = parent.entries(), None
+        else:
+            parent_entries, for_hints = itertools.tee(parent.entries())
+            hints = hints_of(for_hints)
+        with ManifestWriter(output.manifest, source_info(tree)) as writer:
+            scanned = scan(tree, previous=hints, checksum=opts.checksum, excludes=opts.excludes,
+                           on_progress=opts.on_progress, on_warning=opts.on_warning)
+            changes = diff_trees(parent_entries, writer.recording(scanned), parent.file_hints())
+        trailer = writer.trailer
+        opts.stats["scan"] = time.monotonic() - t
         if trailer["tree_id"] == parent.tree_id:
             return None
-        _phase(opts, "classifying changes")
-        t = time.monotonic()
-        changes = diff_trees(parent.entries(), read_entries(output.manifest), parent.file_hints())
-        opts.stats["classify"] = time.monotonic() - t
         assert changes, "trees differ but no change was classified"
         to_store = [(c.path, c.digest) for c in changes if c.action == STORE]
         stored_files, stored_bytes = _pack(tree, output, opts, lambda: iter(to_store), direct=False)
@@ -142,13 +154,13 @@ def _pack(tree, output, opts, stored, direct: bool):
     t = time.monotonic()
     if direct:
         _phase(opts, f"packing {opts.fmt} from {show_path(tree)}")
-        module.build(tree, output.tmp, _sizes_of(output.manifest))
+        module.build(tree, output.tmp, _sizes_of(output.manifest), **_build_options(opts))
     else:
         _phase(opts, "copying the content to store")
         sizes = _stage(tree, output.staging, stored())
         if opts.fmt != "dir":
             _phase(opts, f"packing {opts.fmt}")
-            module.build(output.staging, output.tmp, sizes)
+            module.build(output.staging, output.tmp, sizes, **_build_options(opts))
     opts.stats["pack"] = time.monotonic() - t
     _phase(opts, "checking what the image holds")
     t = time.monotonic()
@@ -156,6 +168,10 @@ def _pack(tree, output, opts, stored, direct: bool):
     files, nbytes = _check(output.tmp, opts.fmt, length, stored())
     opts.stats["check"] = time.monotonic() - t
     return files, nbytes
+
+
+def _build_options(opts) -> dict:
+    return {"level": opts.level} if opts.fmt == "squashfs" else {}
 
 
 def _sizes_of(manifest) -> Sizes:
@@ -239,7 +255,7 @@ def _info(kind, tree, opts, trailer, parent_id, stored_files, stored_bytes) -> d
         "bytes": trailer["bytes"],
         "stored_files": stored_files,
         "stored_bytes": stored_bytes,
-        "compression": f"zstd level {containers.squashfs.ZSTD_LEVEL}" if opts.fmt == "squashfs"
+        "compression": f"zstd level {opts.level}" if opts.fmt == "squashfs"
         else "none",
     }
 

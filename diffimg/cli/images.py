@@ -6,6 +6,7 @@ import time
 import click
 
 from ..containers import FORMATS
+from ..containers.squashfs import ZSTD_LEVEL
 from ..packer import PackOptions, create, diff
 from ..progress import ProgressLine, human_bytes
 from . import cli
@@ -19,9 +20,11 @@ checksum_option = click.option("--checksum", is_flag=True,
 exclude_option = click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
                               help="Leave out matching entries (see scan).")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
+level_option = click.option("--level", type=click.IntRange(1, 22), default=ZSTD_LEVEL, show_default=True,
+                            help="zstd compression level of a squashfs image.")
 
 
-def _options(fmt, checksum, excludes, quiet):
+def _options(fmt, level, checksum, excludes, quiet):
     progress = ProgressLine("scanning", quiet)
 
     def phase(what):
@@ -29,7 +32,7 @@ def _options(fmt, checksum, excludes, quiet):
         if not quiet and sys.stderr.isatty():
             print(f"diffimg: {what}", file=sys.stderr)
 
-    opts = PackOptions(fmt=fmt, checksum=checksum, excludes=excludes, on_progress=progress,
+    opts = PackOptions(fmt=fmt, level=level, checksum=checksum, excludes=excludes, on_progress=progress,
                        on_warning=progress.warn, on_phase=phase)
     return opts, progress
 
@@ -44,13 +47,14 @@ def _summary(info, started):
 @click.argument("tree", type=click.Path(path_type=bytes))
 @click.argument("image", type=click.Path(path_type=bytes))
 @format_option
+@level_option
 @checksum_option
 @exclude_option
 @quiet_option
-def create_command(tree, image, fmt, checksum, excludes, quiet):
+def create_command(tree, image, fmt, level, checksum, excludes, quiet):
     """Make a full image of TREE at IMAGE."""
     started = time.monotonic()
-    opts, progress = _options(fmt, checksum, excludes, quiet)
+    opts, progress = _options(fmt, level, checksum, excludes, quiet)
     try:
         info = create(tree, image, opts)
     finally:
@@ -66,15 +70,16 @@ def create_command(tree, image, fmt, checksum, excludes, quiet):
 @click.option("-o", "--output", required=True, type=click.Path(path_type=bytes),
               help="The differential image to make.")
 @format_option
+@level_option
 @checksum_option
 @exclude_option
 @quiet_option
-def diff_command(tree, chain, output, fmt, checksum, excludes, quiet):
+def diff_command(tree, chain, output, fmt, level, checksum, excludes, quiet):
     """Make a differential image of TREE on top of CHAIN (BASE [DIFF...]).
 
     Exit 0 when an image was made, 1 when TREE equals the chain's tree (no image is made)."""
     started = time.monotonic()
-    opts, progress = _options(fmt, checksum, excludes, quiet)
+    opts, progress = _options(fmt, level, checksum, excludes, quiet)
     try:
         info = diff(tree, chain, output, opts)
     finally:
