@@ -27,9 +27,12 @@ sys.path.insert(0, HERE)
 import gentree  # noqa: E402  (found through the sys.path line above)
 from bench_scan import NCPU, ensure_tree, run  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(HERE))
+from diffimg.containers.squashfs import ZSTD_LEVEL  # noqa: E402  (compress as diffimg does)
+
 MUTATE = {"fraction": 0.03, "seed": 2}
-SQUASHFS_OPTS = ["-comp", "zstd", "-Xcompression-level", "15", "-noappend",
-                 "-no-progress", "-quiet", "-processors", "2"]  # what diffimg create uses
+SQUASHFS_OPTS = ["-comp", "zstd", "-Xcompression-level", str(ZSTD_LEVEL), "-noappend",
+                 "-no-progress", "-quiet", "-processors", str(NCPU)]  # what diffimg create uses
 # wimcapture's default capture config leaves out /pagefile.sys, /$Recycle.Bin,
 # /System Volume Information and a few more; an empty config captures the same
 # tree as the others

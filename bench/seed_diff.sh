@@ -23,4 +23,4 @@ grep -v -e '\->' -e '\=>' -e ^deleting lista_img > list_rsync || true
 rsync -aHq --files-from=list_rsync "$tree"/ img.tmp
 # The seed ran mksquashfs with its defaults (gzip, all CPUs); the compression
 # options here match diffimg's so that the sizes compare.
-mksquashfs img.tmp seed.sqfs -comp zstd -Xcompression-level 15 -noappend -quiet -no-progress
+mksquashfs img.tmp seed.sqfs -comp zstd -Xcompression-level "${LEVEL:-9}" -noappend -quiet -no-progress
