@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 from .delta import STORE
-from .entry import Entry, Kind, path_key
+from .entry import Entry, Kind, content_files, path_key
 from .errors import Busy, ImageError, InputNotFound, OutputError, show_path
 from .hashing import run_pooled
 from .manifest import TreeId, unsafe_path
@@ -60,9 +60,8 @@ def content_index(layers) -> dict:
     index = {}
     for number, layer in enumerate(layers):
         if layer.kind == "full":
-            for e in layer.entries():
-                if e.kind is Kind.FILE and e.link is None and e.size:
-                    index[e.digest] = (number, e.path)
+            for path, digest in content_files(layer.entries()):
+                index[digest] = (number, path)
         else:
             for change in layer.delta():
                 if change.action == STORE:

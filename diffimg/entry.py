@@ -76,3 +76,10 @@ def path_key(path: bytes) -> list[bytes]:
 
 def join(parent: bytes, name: bytes) -> bytes:
     return parent + b"/" + name if parent else name
+
+
+def content_files(entries):
+    """(path, digest) of each file that holds its own content: not a later hardlink member."""
+    for e in entries:
+        if e.kind is Kind.FILE and e.link is None:
+            yield e.path, e.digest

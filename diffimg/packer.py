@@ -15,7 +15,7 @@ from . import __version__, containers
 from .containers import Sizes
 from .delta import STORE
 from .differ import diff_trees
-from .entry import Kind
+from .entry import Kind, content_files
 from .errors import ImageError, OutputError, ScanError, show_path
 from .fsmeta import source_info
 from .hashing import copy_batch, hash_batch, run_pooled
@@ -81,7 +81,7 @@ def create(tree, out, opts: PackOptions) -> dict:
     try:
         skipped = []
         trailer = _scan(tree, output, opts, None, skipped)
-        stored = lambda: _leaders(output.manifest)  # noqa: E731  (read again for each pass)
+        stored = lambda: content_files(read_entries(output.manifest))  # noqa: E731  (each pass reads anew)
         direct = opts.fmt != "dir" and not opts.excludes and not skipped
         stored_files, stored_bytes = _pack(tree, output, opts, stored, direct)
         info = _info("full", tree, opts, trailer, None, stored_files, stored_bytes)
@@ -138,13 +138,6 @@ def _scan(tree, output, opts, hints, skipped):
     trailer = write_manifest(output.manifest, entries, source_info(tree))
     opts.stats["scan"] = time.monotonic() - t
     return trailer
-
-
-def _leaders(manifest):
-    """(path, digest) of every file that holds its own content (not a later hardlink member)."""
-    for e in read_entries(manifest):
-        if e.kind is Kind.FILE and e.link is None:
-            yield e.path, e.digest
 
 
 def _pack(tree, output, opts, stored, direct: bool):

@@ -4,7 +4,7 @@ with the content its manifest or delta says."""
 import os
 
 from .delta import STORE
-from .entry import Kind
+from .entry import content_files
 from .errors import DiffimgError, NeedsRoot, ToolError, show_path
 from .hashing import VANISHED, hash_batch, run_pooled
 from .image import Image
@@ -13,9 +13,7 @@ from .image import Image
 def stored_files(image: Image):
     """(path, digest) of what the image's container must hold."""
     if image.kind == "full":
-        for e in image.entries():
-            if e.kind is Kind.FILE and e.link is None:
-                yield e.path, e.digest
+        yield from content_files(image.entries())
     else:
         for change in image.delta():
             if change.action == STORE:

@@ -86,6 +86,11 @@ def test_restore_onto_a_used_target_never_writes_outside(chain, tmp_path):
     os.symlink(os.fsencode(outside), t + b"/links/sub")
     os.unlink(t + b"/xattrs")
     os.symlink(os.fsencode(outside / "victim"), t + b"/xattrs")
+    os.unlink(t + b"/links/abs")                                  # a file where a symlink belongs
+    with open(t + b"/links/abs", "wb") as f:
+        f.write(b"not a link")
+    os.unlink(t + b"/dev/fifo")                                   # a folder where a FIFO was
+    os.mkdir(t + b"/dev/fifo")
     run_cli("restore", base, diff, target, check_rc=0)
     assert_same_tree(snapshot(target), snapshot(changed))
     assert_same_tree(snapshot(outside), outside_before)
