@@ -100,12 +100,22 @@ def check(py, images, target):
     return p.returncode == 0, lines
 
 
+def kinds(lines):
+    """Count compare's difference lines by kind: `~ path: mode 0600 -> 0644` counts as
+    `~ mode`, `~ path: content` as `~ content`, `+ path` as `+`."""
+    out = {}
+    for line in lines:
+        k = line[:1] + (" " + line.rsplit(": ", 1)[-1].split()[0] if ": " in line else "")
+        out[k] = out.get(k, 0) + 1
+    return out
+
+
 def measure(r, py, timeout):
     """One timed run of row r on a freshly prepared target, checked afterwards."""
     remove(r["target"])
     used = r["prepare"]()
     if used:
-        r["used"] = used
+        r["used"] = used  # what gentree.mutate did to the used target, for the report
     os.sync()  # the copy's writeback must not land inside the timing
     log(f"run {r['key']} ...")
     res = run(r["cmd"], timeout)
@@ -264,13 +274,15 @@ def main(argv=None):
     for r in res.values():
         if r["diff_lines"]:
             n = len(r["diff_lines"])
-            print(f"\n  {r['label']}: compare printed {n} line(s)" + (", the first 10:" if n > 10 else ":"))
+            print(f"\n  {r['label']}: compare printed {n} line(s) {kinds(r['diff_lines'])}"
+                  + (", the first 10:" if n > 10 else ":"))
             for line in r["diff_lines"][:10]:
                 print("    " + line)
     print()
     for r in res.values():
         print(f"  {r['label']}: {r['command']}")
-    left = [line for line in open("/proc/mounts") if "diffimg-mnt" in line]
+    with open("/proc/mounts") as f:  # diffimg must have unmounted all its images
+        left = [line for line in f if "diffimg-mnt" in line]
     if left:
         print("\nWARNING: still mounted:\n" + "".join(left))
     if args.json:
