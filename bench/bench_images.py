@@ -149,9 +149,9 @@ def time_rows(rows, repeat, warm, timeout):
             and not r["error"] else None
 
 
-def check_targets(res):
+def check_targets(res, targets=TARGETS):
     """Fill each row's list of targets with ratio and PASS / MISS."""
-    for key, peer, measure, op, limit, text in TARGETS:
+    for key, peer, measure, op, limit, text in targets:
         a, b = res[key].get(measure), res[peer].get(measure)
         t = {"peer": peer, "measure": measure, "target": text, "ratio": None, "status": "-"}
         if a is not None and b:
