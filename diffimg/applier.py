@@ -208,8 +208,10 @@ def locked_target(target: bytes):
         os.close(fd)
 
 
-def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=None):
-    """Carry out plan p on the target (root_fd). layer_roots: layer number -> mounted tree."""
+def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=None,
+            on_progress=None):
+    """Carry out plan p on the target (root_fd). layer_roots: layer number -> mounted tree.
+    on_progress(files, bytes) is called as files are written."""
     phase = on_phase or (lambda what: None)
     dirs = Dirs(root_fd)
     tmp_names = (TMP_PREFIX + b"%d-%d" % (os.getpid(), n) for n in range(1 << 62))
@@ -240,7 +242,7 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
             set_meta_at(dir_fd, tmp, e)
             replace(dir_fd, tmp, name)
         phase("writing files")
-        _write_files(p, target, rescue_dir, layer_roots, tmp_names)
+        _write_files(p, target, rescue_dir, layer_roots, tmp_names, on_progress)
         phase("linking hardlinks")
         for e in p.links:
             _link(root_fd, dirs, e, next(tmp_names))
@@ -280,7 +282,7 @@ def _rescue(root_fd, dirs, rescue_dir, rescues):
         os.close(keep_fd)
 
 
-def _write_files(p, target, rescue_dir, layer_roots, tmp_names):
+def _write_files(p, target, rescue_dir, layer_roots, tmp_names, on_progress):
     items = []
     for e, source in p.writes:
         kind = source[0]
@@ -292,9 +294,15 @@ def _write_files(p, target, rescue_dir, layer_roots, tmp_names):
             where = (kind, source[1])
         items.append(((target, next(tmp_names), where, e), e))
 
+    done = [0, 0]
+
     def check(e, result):
         problem, message, _ = result
         if problem is None:
+            done[0] += 1
+            done[1] += e.size
+            if on_progress is not None:
+                on_progress(*done)
             return
         if problem == NO_SPACE:
             raise OutputError(f"the target is full while writing {show_path(e.path)}")

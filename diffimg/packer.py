@@ -150,7 +150,7 @@ def _pack(tree, output, opts, stored, direct: bool):
         module.build(tree, output.tmp, _sizes_of(output.manifest), **_build_options(opts))
     else:
         _phase(opts, "copying the content to store")
-        sizes = _stage(tree, output.staging, stored())
+        sizes = _stage(tree, output.staging, stored(), opts.on_progress)
         if opts.fmt != "dir":
             _phase(opts, f"packing {opts.fmt}")
             module.build(output.staging, output.tmp, sizes, **_build_options(opts))
@@ -158,7 +158,7 @@ def _pack(tree, output, opts, stored, direct: bool):
     _phase(opts, "checking what the image holds")
     t = time.monotonic()
     length = os.path.getsize(output.tmp) if opts.fmt != "dir" else 0
-    files, nbytes = _check(output.tmp, opts.fmt, length, stored())
+    files, nbytes = _check(output.tmp, opts.fmt, length, stored(), opts.on_progress)
     opts.stats["check"] = time.monotonic() - t
     return files, nbytes
 
@@ -178,7 +178,7 @@ def _sizes_of(manifest) -> Sizes:
     return sizes
 
 
-def _stage(tree, staging, stored) -> Sizes:
+def _stage(tree, staging, stored, on_progress=None) -> Sizes:
     """Copy the stored files from tree into staging, checking each copy's digest."""
     os.makedirs(staging, exist_ok=True)
     sizes = Sizes()
@@ -205,12 +205,14 @@ def _stage(tree, staging, stored) -> Sizes:
             raise ScanError(f"{show_path(os.path.join(tree, path))} changed since it was "
                             "scanned; run the command again")
         sizes.add(len(os.path.basename(path)), content[2])
+        if on_progress is not None:
+            on_progress(sizes.entries, sizes.file_blocks * 4096)
 
     run_pooled(copy_batch, pairs(), check)
     return sizes
 
 
-def _check(image, fmt, length, expected):
+def _check(image, fmt, length, expected, on_progress=None):
     """Hash every expected (path, digest) in the container; ImageError naming what differs."""
     bad = []
     counts = [0, 0]
@@ -223,6 +225,8 @@ def _check(image, fmt, length, expected):
         else:
             counts[0] += 1
             counts[1] += content[2]
+            if on_progress is not None:
+                on_progress(*counts)
 
     with container_tree(image, fmt, length) as root:
         run_pooled(hash_batch, ((os.path.join(root, p), (p, d)) for p, d in expected), check)

@@ -16,20 +16,22 @@ class ProgressLine:
 
     INTERVAL = 0.2
 
-    def __init__(self, label: str, quiet: bool = False):
+    def __init__(self, label: str, quiet: bool = False, unit: str = "entries"):
         self.label = label
+        self.unit = unit
         self.enabled = not quiet and sys.stderr.isatty()
         self._last = 0.0
         self._drawn = False
 
-    def __call__(self, entries: int, nbytes: int):
+    def __call__(self, count: int, nbytes: int):
+        """count entries (or files) and nbytes so far; redrawn at most every INTERVAL."""
         if not self.enabled:
             return
         now = time.monotonic()
         if now - self._last < self.INTERVAL:
             return
         self._last = now
-        sys.stderr.write(f"\r\x1b[K{self.label}: {entries:,} entries, {human_bytes(nbytes)}")
+        sys.stderr.write(f"\r\x1b[K{self.label}: {count:,} {self.unit}, {human_bytes(nbytes)}")
         sys.stderr.flush()
         self._drawn = True
 

@@ -38,7 +38,7 @@ def restore(images, target, *, checksum=False, dry_run=False, on_progress=None, 
             if needed:
                 phase("mounting images")
             roots = {n: mounts.enter_context(layers[n].content()) for n in sorted(needed)}
-            execute(p, target, root_fd, roots, phase)
+            execute(p, target, root_fd, roots, phase, on_progress)
         return p
 
 

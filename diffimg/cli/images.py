@@ -29,6 +29,8 @@ def _options(fmt, level, checksum, excludes, quiet):
 
     def phase(what):
         progress.clear()
+        if what.startswith(("copying", "checking")):    # the line now counts files
+            progress.label, progress.unit = what.split()[0], "files"
         if not quiet and sys.stderr.isatty():
             print(f"diffimg: {what}", file=sys.stderr)
 

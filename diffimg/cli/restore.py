@@ -16,6 +16,8 @@ def _options(quiet):
 
     def phase(what):
         progress.clear()
+        if what == "writing files":       # the same line now counts files written
+            progress.label, progress.unit = "writing", "files"
         if not quiet and sys.stderr.isatty():
             print(f"diffimg: {what}", file=sys.stderr)
     return dict(on_progress=progress, on_warning=progress.warn, on_phase=phase), progress
