@@ -1,7 +1,7 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: deps demo test bench
+.PHONY: deps demo test bench bench-images bench-restore bench-deps
 
 deps:
 	@bash scripts/deps.sh
@@ -12,5 +12,16 @@ demo: deps
 test: deps
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests
 
-bench: deps
+bench: deps bench-deps
 	$(PYTHON) bench/bench_scan.py
+
+bench-images: deps bench-deps
+	$(PYTHON) bench/bench_images.py
+
+bench-restore: deps bench-deps
+	$(PYTHON) bench/bench_restore.py
+
+# the peers the benchmarks measure against, and GNU time for peak memory
+bench-deps:
+	@command -v wimcapture >/dev/null && [ -x /usr/bin/time ] || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wimtools time >/dev/null)
