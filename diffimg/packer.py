@@ -78,16 +78,28 @@ def create(tree, out, opts: PackOptions) -> dict:
     """Make a full image of tree at out; return its info."""
     tree = os.fsencode(tree)
     output = _Output(out, opts.fmt)
+    packing = None
     try:
         skipped = []
+        module = containers.get(opts.fmt)
+        if hasattr(module, "start") and not opts.excludes:
+            # a container packed straight from the tree needs nothing from the scan: run both
+            _phase(opts, f"packing {opts.fmt} from {show_path(tree)}, and scanning")
+            packing = module.start(tree, output.tmp, **_build_options(opts))
         trailer = _scan(tree, output, opts, None, skipped)
         stored = lambda: content_files(read_entries(output.manifest))  # noqa: E731  (each pass reads anew)
         direct = opts.fmt != "dir" and not opts.excludes and not skipped
-        stored_files, stored_bytes = _pack(tree, output, opts, stored, direct)
+        if packing is not None and not direct:
+            packing.stop()            # the tree has mount points inside: pack what was scanned
+            packing = None
+        stored_files, stored_bytes = _pack(tree, output, opts, stored, direct, packing)
+        packing = None
         info = _info("full", tree, opts, trailer, None, stored_files, stored_bytes)
         _finish(output, opts, info, None)
         return info
     finally:
+        if packing is not None:
+            packing.stop()
         output.cleanup()
 
 
@@ -140,12 +152,16 @@ def _scan(tree, output, opts, hints, skipped):
     return trailer
 
 
-def _pack(tree, output, opts, stored, direct: bool):
+def _pack(tree, output, opts, stored, direct: bool, packing=None):
     """Put the stored files into the container and prove it holds them; (files, bytes).
-    stored() yields the (path, digest) of the files to store, afresh at each call."""
+    stored() yields the (path, digest) of the files to store, afresh at each call; packing is
+    the container tool already started on the tree, if any."""
     module = containers.get(opts.fmt)
     t = time.monotonic()
-    if direct:
+    if packing is not None:
+        _phase(opts, f"packing {opts.fmt}")
+        packing.wait()
+    elif direct:
         _phase(opts, f"packing {opts.fmt} from {show_path(tree)}")
         module.build(tree, output.tmp, _sizes_of(output.manifest), **_build_options(opts))
     else:

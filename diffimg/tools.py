@@ -15,18 +15,43 @@ PACKAGE = {"mksquashfs": "squashfs-tools", "unsquashfs": "squashfs-tools",
 def run(argv: list, what: str) -> str:
     """Run a tool; its combined output on success, ToolError (or OutputError for a full disk)
     naming what failed otherwise."""
-    if shutil.which(argv[0]) is None:
-        raise ToolError(f"{argv[0]} is not installed (Debian package {PACKAGE.get(argv[0], argv[0])})")
-    proc = subprocess.run([os.fsencode(a) if isinstance(a, bytes) else a for a in argv],
-                          stdin=subprocess.DEVNULL, capture_output=True)
-    out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
-    if proc.returncode != 0:
-        lines = [" ".join(line.split()) for line in out.strip().splitlines() if line.strip()]
-        detail = "; ".join(lines[-3:])[-400:] if lines else f"exit {proc.returncode}"
-        if "No space left" in out or "ENOSPC" in out:
-            raise OutputError(f"{what}: no space left on the device ({detail})")
-        raise ToolError(f"{what} failed: {detail}")
-    return out
+    return start(argv, what).wait()
+
+
+class Running:
+    """A tool started in the background (see start)."""
+
+    def __init__(self, argv: list, what: str):
+        if shutil.which(argv[0]) is None:
+            raise ToolError(f"{argv[0]} is not installed (Debian package "
+                            f"{PACKAGE.get(argv[0], argv[0])})")
+        self.what = what
+        self._proc = subprocess.Popen([os.fsencode(a) if isinstance(a, bytes) else a for a in argv],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT)
+
+    def wait(self) -> str:
+        """Its output once it has ended well; ToolError or OutputError otherwise."""
+        out = self._proc.communicate()[0].decode("utf-8", "replace")
+        if self._proc.returncode != 0:
+            lines = [" ".join(line.split()) for line in out.strip().splitlines() if line.strip()]
+            detail = "; ".join(lines[-3:])[-400:] if lines else f"exit {self._proc.returncode}"
+            if "No space left" in out or "ENOSPC" in out:
+                raise OutputError(f"{self.what}: no space left on the device ({detail})")
+            raise ToolError(f"{self.what} failed: {detail}")
+        return out
+
+    def stop(self):
+        """End it if it still runs (an earlier step failed)."""
+        if self._proc.returncode is not None:
+            return                      # already waited for
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.communicate()
+
+
+def start(argv: list, what: str) -> Running:
+    return Running(argv, what)
 
 
 def require_root(what: str):

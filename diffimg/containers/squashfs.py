@@ -2,7 +2,7 @@
 
 import os
 
-from ..tools import run
+from .. import tools
 
 fstype = "squashfs"
 # zstd level 9, not mksquashfs's default 15: on real binaries (/usr/lib, 663 MB) level 9 made
@@ -11,6 +11,11 @@ ZSTD_LEVEL = 9
 
 
 def build(source: bytes, out: bytes, sizes=None, level: int = ZSTD_LEVEL):
-    run(["mksquashfs", source, out, "-comp", "zstd", "-Xcompression-level", str(level),
+    start(source, out, level).wait()
+
+
+def start(source: bytes, out: bytes, level: int = ZSTD_LEVEL):
+    """mksquashfs in the background; it needs nothing from the scan, so it can run beside it."""
+    return tools.start(["mksquashfs", source, out, "-comp", "zstd", "-Xcompression-level", str(level),
          "-noappend", "-no-progress", "-quiet", "-one-file-system", "-processors",
          str(os.cpu_count() or 1)], "mksquashfs")
