@@ -72,10 +72,11 @@ def content_index(layers) -> dict:
     return index
 
 
-def plan(target_entries, final_entries, index: dict) -> Plan:
-    """Decide every action that makes the target (its scan) equal to the final entries."""
+def plan(target_entries, final_entries, index: dict, target_id: bool = False) -> Plan:
+    """Decide every action that makes the target (its scan) equal to the final entries.
+    With target_id, also compute the target's tree ID (apply checks it)."""
     p = Plan()
-    ids = TreeId()
+    ids = TreeId() if target_id else None
     in_target: dict[bytes, bytes] = {}    # digest -> a target path holding it
     going: set[bytes] = set()             # target files that will be overwritten
     gone: set[bytes] = set()              # target paths removed with their subtrees
@@ -99,7 +100,8 @@ def plan(target_entries, final_entries, index: dict) -> Plan:
         if f is not None and f.kind is Kind.DIR:
             final_dirs[f.path] = f
         if t is not None:
-            ids.add(t)
+            if ids is not None:
+                ids.add(t)
             if t.kind is Kind.FILE and t.digest is not None:
                 in_target.setdefault(t.digest, t.path)
             if removed is not None:
@@ -150,7 +152,7 @@ def plan(target_entries, final_entries, index: dict) -> Plan:
             p.metas.append(f)
         else:
             p.unchanged += 1
-    p.target_id = ids.digest()
+    p.target_id = ids.digest() if ids is not None else b""
     # every folder whose content the plan changes gets its metadata back at the end: creating,
     # renaming or deleting inside a folder changes its mtime
     touched = {split(path)[0] for path in p.deletes}

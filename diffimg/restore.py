@@ -25,7 +25,7 @@ def restore(images, target, *, checksum=False, dry_run=False, on_progress=None, 
         phase("scanning the target")
         entries = scan(target, previous=None if checksum else final.file_hints(), checksum=checksum,
                        on_progress=on_progress, on_warning=on_warning)
-        p = plan(entries, final.entries(), index)
+        p = plan(entries, final.entries(), index, target_id=parent_id is not None)
         if parent_id is not None and p.target_id != parent_id:
             raise Refused(f"{show_path(target)} is not the tree {show_path(images[0])} was made on "
                           f"(its tree ID is {p.target_id.hex()}, the diff's parent is "

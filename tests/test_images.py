@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -219,3 +220,23 @@ def test_excludes_and_dir_format_copy_only_what_the_manifest_lists(tmp_path):
     run_cli("create", tree, tmp_path / "imgdir", "--format", "dir", check_rc=0)
     assert sorted(os.listdir(tmp_path / "imgdir" / "tree")) == ["keep", "pagefile.sys"]
     shutil.rmtree(tmp_path / "imgdir")
+
+
+def test_ls_and_info_print_what_the_image_holds(rich_tree, tmp_path):
+    run_cli("create", rich_tree, tmp_path / "base", check_rc=0)
+    lines = run_cli("ls", tmp_path / "base", check_rc=0).stdout.decode().splitlines()
+    by_path = {}
+    for line in lines:                   # the path follows the nanosecond time
+        name = re.split(r" \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{9} ", line, maxsplit=1)[1]
+        by_path[name.split(" -> ")[0].split(" => ")[0]] = line
+    assert by_path["."].startswith("drwxr-xr-x")
+    assert by_path["Program Files/setuid"].startswith("-rwsr-xr-x")
+    assert by_path["shared"].startswith("drwxrwxrwt+")            # sticky, and it has ACLs
+    assert "-> ../Program Files/app.exe" in by_path["links/rel"]
+    assert "=> Program Files/app.exe" in by_path["links/hard-top"]
+    assert " 1,3 " in by_path["dev/null"] and by_path["dev/null"].startswith("c")
+    assert "1969-12-30 23:59:59.999999999" in by_path["times/before-1970"]
+    assert "names/line\\nbreak" in by_path
+    info = run_cli("info", tmp_path / "base", check_rc=0).stdout.decode()
+    assert "kind:       full (squashfs, zstd level 9)" in info
+    assert "parent id:  -" in info
