@@ -278,7 +278,7 @@ def _finish(output, opts, info, changes):
     _phase(opts, "writing the image's metadata")
     if opts.fmt == "dir":
         meta = os.path.join(output.tmp, containers.dirfmt.META)
-        container = {"format": "dir", "length": 0}
+        container = {"format": "dir", "offset": 0, "length": 0}
         mode = "xb"
     else:
         meta = output.tmp

@@ -140,7 +140,7 @@ def _manifest_image(tmp_path, entries):
             "entries": trailer["entries"], "files": 0, "bytes": 0, "stored_files": 0,
             "stored_bytes": 0, "source": {}}
     with open(image / "diffimg.meta", "wb") as f:
-        append_metadata(f, {"format": "dir", "length": 0}, manifest, None, info)
+        append_metadata(f, {"format": "dir", "offset": 0, "length": 0}, manifest, None, info)
     return image
 
 
