@@ -240,3 +240,19 @@ def test_ls_and_info_print_what_the_image_holds(rich_tree, tmp_path):
     info = run_cli("info", tmp_path / "base", check_rc=0).stdout.decode()
     assert "kind:       full (squashfs, zstd level 9)" in info
     assert "parent id:  -" in info
+
+
+def test_a_tree_with_a_mount_point_inside_is_imaged_as_scanned(tmp_path):
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}, {"path": b"mnt", "kind": "dir"},
+                                  {"path": b"here", "kind": "file", "data": b"x" * 5000}])
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", os.path.join(tree, b"mnt")], check=True)
+    try:
+        with open(os.path.join(tree, b"mnt/elsewhere"), "wb") as f:
+            f.write(b"on another filesystem")
+        proc = run_cli("create", tree, tmp_path / "img", check_rc=0)
+        assert b"mount point" in proc.stderr
+        run_cli("compare", tmp_path / "img", tree, check_rc=0)   # the mount point: an empty folder
+        with Image(tmp_path / "img").content() as shown:
+            assert sorted(os.listdir(shown)) == [b"here"]           # packed from what was scanned
+    finally:
+        subprocess.run(["umount", os.path.join(tree, b"mnt")], check=True)
