@@ -202,7 +202,12 @@ def main(argv=None):
         os.makedirs(tmp, exist_ok=True)  # the tool makes target itself
 
     ours = [py, "-m", "diffimg"]
-    rsync = ["rsync", "-aHAX", "--delete", t1 + "/", target + "/"]
+
+    def synced(cmd):
+        """cmd, then sync: diffimg's restore ends with sync, so every row ends on disk."""
+        return ["sh", "-c", '"$0" "$@" && sync'] + cmd
+
+    rsync = synced(["rsync", "-aHAX", "--delete", t1 + "/", target + "/"])
     d_tree = [p["d.img"]]  # compare d.img TARGET: the tree d.img describes (T1)
     rows = [
         # key, label, prepare, command, tree to compare with (None: no check)
@@ -220,10 +225,10 @@ def main(argv=None):
          ours + ["restore", p["base.img"], p["d.img"], target, "-q"], d_tree),
         # the base alone (T0): checked against base.img, not d.img
         ("unsquashfs", "unsquashfs base (T0 only)", nothing,
-         ["unsquashfs", "-d", target, "-f", "-no-progress", sqfs], [p["base.img"]]),
+         synced(["unsquashfs", "-d", target, "-f", "-no-progress", sqfs]), [p["base.img"]]),
         # wimlib without --unix-data records no modes or owners: not comparable
         ("wimapply", "wimapply delta --ref=base", nothing,
-         ["wimapply", p["delta-update.wim"], target, "--ref=" + p["base.wim"]], None),
+         synced(["wimapply", p["delta-update.wim"], target, "--ref=" + p["base.wim"]]), None),
     ]
     res = {}
     for key, label, prepare, cmd, expect in rows:
