@@ -3,8 +3,15 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, os.path.dirname(__file__))
+
+# Property tests run 25 examples each in make test; `pytest --hypothesis-profile=stress` runs 500
+_QUIET_CHECKS = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+settings.register_profile("default", max_examples=25, deadline=None, suppress_health_check=_QUIET_CHECKS)
+settings.register_profile("stress", max_examples=500, deadline=None, suppress_health_check=_QUIET_CHECKS)
+settings.load_profile("default")
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (devices, chown, trusted xattrs, mounts)")

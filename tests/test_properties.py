@@ -5,7 +5,7 @@ import os
 import shutil
 import subprocess
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from snapshot import snapshot
 from test_manifest import manifest_view
@@ -81,7 +81,6 @@ def change_one(root, choice, data):
     return choice
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(spec=trees(), choice=st.sampled_from(["add", "delete", "chmod", "touch", "xattr"]),
        data=st.binary(max_size=20))
 def test_any_change_changes_the_tree_id_and_compare_reports_it(tmp_path_factory, spec, choice, data):

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 
 from conftest import needs_root
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from snapshot import assert_same_tree, snapshot
 from test_properties import trees
@@ -73,8 +73,6 @@ def _copy(src, dst):
 
 
 @needs_root
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(spec=trees(), edits=EDITS)
 def test_base_and_diff_restore_the_edited_tree_exactly(tmp_path_factory, spec, edits):
     work = tmp_path_factory.mktemp("rt")
