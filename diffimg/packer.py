@@ -84,7 +84,7 @@ def create(tree, out, opts: PackOptions) -> dict:
         module = containers.get(opts.fmt)
         if hasattr(module, "start") and not opts.excludes:
             # a container packed straight from the tree needs nothing from the scan: run both
-            _phase(opts, f"packing {opts.fmt} from {show_path(tree)}, and scanning")
+            _phase(opts, f"packing {opts.fmt} from {show_path(tree)} in the background")
             packing = module.start(tree, output.tmp, **_build_options(opts))
         trailer = _scan(tree, output, opts, None, skipped)
         stored = lambda: content_files(read_entries(output.manifest))  # noqa: E731  (each pass reads anew)

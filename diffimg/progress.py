@@ -41,6 +41,15 @@ class ProgressLine:
             sys.stderr.flush()
             self._drawn = False
 
+    def phase(self, what: str, files_label: str | None = None):
+        """A new step: say so (on a terminal, unless quiet); from now on, with files_label, the
+        line counts files under that label."""
+        self.clear()
+        if files_label is not None:
+            self.label, self.unit = files_label, "files"
+        if self.enabled:
+            print(f"diffimg: {what}", file=sys.stderr)
+
     def warn(self, message: str):
         self.clear()
         print(f"diffimg: warning: {message}", file=sys.stderr)

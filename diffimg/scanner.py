@@ -1,8 +1,8 @@
 """Walk one filesystem and yield its Entries in canonical order.
 
-The walk runs in the calling thread; file content is hashed by a thread pool in batches (xxhash
-releases the GIL on large updates, and reads release it too). Entries leave in order through a
-bounded window, so memory does not grow with the tree, only with the hardlink map.
+The walk runs in the calling thread; file content is hashed by worker processes in batches
+(hashing.HashPool). Entries leave in order through a bounded window, so memory does not grow with
+the tree, only with the hardlink map.
 """
 
 import collections
@@ -49,7 +49,7 @@ class Excluder:
 
 
 class _Batch:
-    """Files handed to the hash pool together; results[i] is hash_file's answer for file i."""
+    """Files handed to the hash pool together; the future's result[i] answers for paths[i]."""
     __slots__ = ("bytes", "future", "paths")
 
     def __init__(self):

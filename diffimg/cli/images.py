@@ -1,6 +1,5 @@
 """diffimg create / diff: make full and differential images."""
 
-import sys
 import time
 
 import click
@@ -28,11 +27,8 @@ def _options(fmt, level, checksum, excludes, quiet):
     progress = ProgressLine("scanning", quiet)
 
     def phase(what):
-        progress.clear()
-        if what.startswith(("copying", "checking")):    # the line now counts files
-            progress.label, progress.unit = what.split()[0], "files"
-        if not quiet and sys.stderr.isatty():
-            print(f"diffimg: {what}", file=sys.stderr)
+        counting = what.startswith(("copying", "checking"))    # these steps count files
+        progress.phase(what, what.split()[0] if counting else None)
 
     opts = PackOptions(fmt=fmt, level=level, checksum=checksum, excludes=excludes, on_progress=progress,
                        on_warning=progress.warn, on_phase=phase)

@@ -1,7 +1,6 @@
 """diffimg restore / apply: make a target equal to an image chain's tree."""
 
 import json
-import sys
 
 import click
 
@@ -15,11 +14,7 @@ def _options(quiet):
     progress = ProgressLine("scanning the target", quiet)
 
     def phase(what):
-        progress.clear()
-        if what == "writing files":       # the same line now counts files written
-            progress.label, progress.unit = "writing", "files"
-        if not quiet and sys.stderr.isatty():
-            print(f"diffimg: {what}", file=sys.stderr)
+        progress.phase(what, "writing" if what == "writing files" else None)
     return dict(on_progress=progress, on_warning=progress.warn, on_phase=phase), progress
 
 
