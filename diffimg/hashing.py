@@ -14,6 +14,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import xxhash
 
+from .interrupts import signals_held
+
 WHOLE_READ = 1 << 20        # files up to this size are read in one call
 CHUNK = 1 << 20             # larger files are hashed in 1 MiB reads
 READ_ATTEMPTS = 3
@@ -144,17 +146,22 @@ class HashPool:
 
     def submit(self, paths: list[bytes], fn=hash_batch):
         """Run fn(paths) (hash_batch or copy_batch) in a worker; return its future."""
-        if self._executor is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["diffimg.hashing"])
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=context,
-                                                 initializer=_ignore_interrupts)
-        return self._executor.submit(fn, paths)
+        # A submit may start a worker, and a worker still starting when this process exits
+        # fails to attach to the pool's queues (a traceback on our stderr): an interrupt waits
+        # until the start is done, and close() waits for every started worker
+        with signals_held():
+            if self._executor is None:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["diffimg.hashing"])
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=context,
+                                                     initializer=_ignore_interrupts)
+            return self._executor.submit(fn, paths)
 
     def close(self):
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        with signals_held():
+            if self._executor is not None:
+                self._executor.shutdown(wait=True, cancel_futures=True)
+                self._executor = None
 
 
 def run_pooled(fn, items, check, batch_size: int = 256):

@@ -2,11 +2,11 @@
 
 import contextlib
 import os
-import signal
 import subprocess
 import tempfile
 import time
 
+from .interrupts import signals_held
 from .tools import require_root, run
 
 
@@ -18,29 +18,21 @@ def mounted(image_path, fstype: str, length: int):
     mount's loop option detaches it again on unmount."""
     require_root(f"reading a {fstype} image")
     mountpoint = tempfile.mkdtemp(prefix="diffimg-mnt-")
-    # Ctrl-C and SIGTERM wait while the mount is made or undone, and arrive inside the block that
-    # undoes it: an interrupt can never leave a mount behind
-    held = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    # Ctrl-C and SIGTERM wait while the mount is made or undone; one held over the mount arrives
+    # inside the try whose finally undoes it: an interrupt can never leave a mount behind
+    is_mounted = False
     try:
-        run(["mount", "-t", fstype, "-o", f"loop,ro,nodev,nosuid,noexec,sizelimit={length}",
-             os.fsencode(image_path), mountpoint], f"mounting {os.fsdecode(image_path)}")
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.rmdir(mountpoint)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        raise
-    try:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)   # a held Ctrl-C is raised here
+        with signals_held():
+            run(["mount", "-t", fstype, "-o", f"loop,ro,nodev,nosuid,noexec,sizelimit={length}",
+                 os.fsencode(image_path), mountpoint], f"mounting {os.fsdecode(image_path)}")
+            is_mounted = True
         yield os.fsencode(mountpoint)
     finally:
-        signal.pthread_sigmask(signal.SIG_BLOCK, held)
-        try:
-            _unmount(mountpoint)
+        with signals_held():
+            if is_mounted:
+                _unmount(mountpoint)
             with contextlib.suppress(OSError):
                 os.rmdir(mountpoint)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _unmount(mountpoint: str):
