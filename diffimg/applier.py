@@ -18,7 +18,7 @@ from .delta import STORE
 from .entry import Entry, Kind, content_files, path_key
 from .errors import Busy, ImageError, InputNotFound, OutputError, show_path
 from .hashing import run_pooled
-from .manifest import TreeId, unsafe_path
+from .manifest import unsafe_path
 from .merge import merge_join
 from .safefs import Dirs, make_special, open_dir, remove, replace, set_meta_at, set_meta_fd, split
 from .writer import BAD_CONTENT, NO_SPACE, write_batch
@@ -43,7 +43,6 @@ class Plan:
     dir_metas: list = field(default_factory=list)    # folders (new or not) to give their metadata
     rescues: dict = field(default_factory=dict)      # digest -> target path going away
     unchanged: int = 0
-    target_id: bytes = b""
 
     def counts(self) -> dict:
         from_target = sum(1 for _, s in self.writes if s[0] in ("target", "rescue"))
@@ -72,11 +71,9 @@ def content_index(layers) -> dict:
     return index
 
 
-def plan(target_entries, final_entries, index: dict, target_id: bool = False) -> Plan:
-    """Decide every action that makes the target (its scan) equal to the final entries.
-    With target_id, also compute the target's tree ID (apply checks it)."""
+def plan(target_entries, final_entries, index: dict) -> Plan:
+    """Decide every action that makes the target (its scan) equal to the final entries."""
     p = Plan()
-    ids = TreeId() if target_id else None
     in_target: dict[bytes, bytes] = {}    # digest -> a target path holding it
     going: set[bytes] = set()             # target files that will be overwritten
     gone: set[bytes] = set()              # target paths removed with their subtrees
@@ -100,8 +97,6 @@ def plan(target_entries, final_entries, index: dict, target_id: bool = False) ->
         if f is not None and f.kind is Kind.DIR:
             final_dirs[f.path] = f
         if t is not None:
-            if ids is not None:
-                ids.add(t)
             if t.kind is Kind.FILE and t.digest is not None:
                 in_target.setdefault(t.digest, t.path)
             if removed is not None:
@@ -152,7 +147,6 @@ def plan(target_entries, final_entries, index: dict, target_id: bool = False) ->
             p.metas.append(f)
         else:
             p.unchanged += 1
-    p.target_id = ids.digest() if ids is not None else b""
     # every folder whose content the plan changes gets its metadata back at the end: creating,
     # renaming or deleting inside a folder changes its mtime
     touched = {split(path)[0] for path in p.deletes}

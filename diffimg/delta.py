@@ -1,16 +1,20 @@
 """The delta: what a differential image does to its parent tree (spec/image.md).
 
-One record per changed path, in canonical order. The entry itself (every attribute) is in the
-image's manifest; the record says how to obtain it.
+One record per changed path, in canonical order: how to obtain the new entry, and both the
+parent's entry and the new one, so that apply can check and change a target from the delta alone.
 """
 
 from dataclasses import dataclass
+
+from .entry import Entry
+from .manifest import from_record, to_record
 
 DELETE = "delete"    # the path (with its subtree) is gone
 STORE = "store"      # file content stored in this image, at the same path
 COPY = "copy"        # file content stored in this image at another path (source)
 PARENT = "parent"    # file content already in the parent tree, at source
-META = "meta"        # same content at the same path; only metadata changed
+META = "meta"        # same content at the same path; only metadata changed (or, for a folder,
+                     # none: its entries change, so its recorded times are set back afterwards)
 NEW = "new"          # a non-file entry, new or changed (folder, symlink, device, FIFO, socket)
 LINK = "link"        # a later hardlink member of source (its group's first path)
 
@@ -25,14 +29,33 @@ class Change:
     source: bytes | None = None     # COPY, PARENT: where the content is; LINK: the first member
     replaces: bool = False          # the parent has another kind of entry here: remove it first
     digest: bytes | None = None     # files: the content (in memory while classifying; recorded)
+    before: Entry | None = None     # the parent's entry at path; None when the path is new
+    after: Entry | None = None      # the new entry; None for DELETE
 
     def to_record(self) -> list:
-        return [self.path, self.action, self.source, self.replaces, self.digest]
+        return [self.path, self.action, self.source, self.replaces, self.digest,
+                _entry_record(self.before), _entry_record(self.after)]
 
     @classmethod
     def from_record(cls, rec) -> "Change":
-        if type(rec) is not list or len(rec) < 5 or type(rec[0]) is not bytes \
+        if type(rec) is not list or len(rec) < 7 or type(rec[0]) is not bytes \
                 or rec[1] not in _ACTIONS or (rec[2] is not None and type(rec[2]) is not bytes) \
                 or type(rec[3]) is not bool or (rec[4] is not None and type(rec[4]) is not bytes):
             raise ValueError(f"bad delta record {rec!r:.80}")
-        return cls(rec[0], rec[1], rec[2], rec[3], rec[4])
+        before, after = _entry(rec[5], rec[0]), _entry(rec[6], rec[0])
+        if (after is None) != (rec[1] == DELETE) or (before is None and (rec[3] or rec[1] in (DELETE, META))):
+            raise ValueError(f"delta record without the entries its action needs {rec!r:.80}")
+        return cls(rec[0], rec[1], rec[2], rec[3], rec[4], before, after)
+
+
+def _entry_record(e: Entry | None):
+    return None if e is None else to_record(e)
+
+
+def _entry(rec, path: bytes) -> Entry | None:
+    if rec is None:
+        return None
+    e = from_record(rec)
+    if e.path != path:
+        raise ValueError(f"delta record for {path!r:.80} holds the entry of {e.path!r:.80}")
+    return e

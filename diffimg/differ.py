@@ -5,11 +5,19 @@ wait for a source; pass 2 reads the parent's files once more, keeping only paths
 wanted, so memory grows with the change, not with the tree. Pass 3 gives each waiting file its
 source: the parent tree (a move or copy costs no bytes), an earlier file of this delta (identical
 new contents are stored once), or this image (stored).
+
+Every folder in which an entry is added, removed or replaced has a record too (META, even when its
+own attributes are unchanged), and so does the root when any has: applying the delta changes those
+folders' times (apply keeps content that moves in a folder at the root), and apply sets them back
+from the records without reading the manifest.
 """
 
 from .delta import COPY, DELETE, LINK, META, NEW, PARENT, STORE, Change
-from .entry import Kind
+from .entry import Kind, path_key
 from .merge import merge_join
+
+# actions that add, remove or replace a name in its folder (META changes the entry in place)
+_RENAMING = {DELETE, STORE, COPY, PARENT, NEW, LINK}
 
 
 def _same_object(p, n) -> bool:
@@ -23,21 +31,39 @@ def diff_trees(parent_entries, new_entries, parent_hints) -> list[Change]:
     changes: list[Change] = []
     waiting: list[Change] = []          # files whose content needs a source
     removed = None                      # a parent folder gone or replaced: skip its subtree
+    unchanged_dirs: list = []           # unchanged folders along the current path: [entry, recorded]
+    folder_records: list[Change] = []   # records for unchanged folders whose entries change
 
-    def content(n, replaces):
-        change = Change(n.path, "", replaces=replaces, digest=n.digest)
+    renames = False
+
+    def add(change):
+        nonlocal renames
         changes.append(change)
+        if change.action in _RENAMING or change.replaces or not change.action:  # "": content()
+            renames = True
+            parent = change.path.rpartition(b"/")[0]
+            if change.path and unchanged_dirs and unchanged_dirs[-1][0].path == parent \
+                    and not unchanged_dirs[-1][1]:
+                unchanged_dirs[-1][1] = True
+                folder = unchanged_dirs[-1][0]
+                folder_records.append(Change(parent, META, before=folder, after=folder))
+
+    def content(p, n, replaces):
+        change = Change(n.path, "", replaces=replaces, digest=n.digest, before=p, after=n)
+        add(change)
         waiting.append(change)
 
     for p, n in merge_join(parent_entries, new_entries):
+        path = (p or n).path
+        while unchanged_dirs and not _inside(path, unchanged_dirs[-1][0].path):
+            unchanged_dirs.pop()
         if removed is not None:
-            path = (p or n).path
             if path.startswith(removed) and p is not None and n is None:
                 continue
             if not path.startswith(removed):
                 removed = None
         if n is None:
-            changes.append(Change(p.path, DELETE))
+            add(Change(p.path, DELETE, before=p))
             if p.kind is Kind.DIR:
                 removed = p.path + b"/"
             continue
@@ -45,20 +71,28 @@ def diff_trees(parent_entries, new_entries, parent_hints) -> list[Change]:
         if replaces and p.kind is Kind.DIR:
             removed = p.path + b"/"
         if p is not None and p == n:
+            if n.kind is Kind.DIR:
+                unchanged_dirs.append([n, False])
             continue
         if n.kind is Kind.FILE:
             if n.link is not None:
-                changes.append(Change(n.path, LINK, n.link, replaces, n.digest))
+                add(Change(n.path, LINK, n.link, replaces, n.digest, p, n))
             elif p is None or replaces or p.digest != n.digest:
-                content(n, replaces)
+                content(p, n, replaces)
             elif p.link is not None:        # was a hardlink member, now a file of its own
-                changes.append(Change(n.path, PARENT, p.path, False, n.digest))
+                add(Change(n.path, PARENT, p.path, False, n.digest, p, n))
             else:
-                changes.append(Change(n.path, META, digest=n.digest))
+                add(Change(n.path, META, digest=n.digest, before=p, after=n))
         elif p is None or replaces or not _same_object(p, n):
-            changes.append(Change(n.path, NEW, replaces=replaces))
+            add(Change(n.path, NEW, replaces=replaces, before=p, after=n))
         else:
-            changes.append(Change(n.path, META))
+            add(Change(n.path, META, before=p, after=n))
+    root = unchanged_dirs[0] if unchanged_dirs and unchanged_dirs[0][0].path == b"" else None
+    if renames and root is not None and not root[1]:   # apply may keep moving content there
+        folder_records.append(Change(b"", META, before=root[0], after=root[0]))
+    if folder_records:
+        changes += folder_records
+        changes.sort(key=lambda c: path_key(c.path))
 
     wanted = {c.digest for c in waiting}
     in_parent: dict[bytes, bytes] = {}
@@ -76,3 +110,8 @@ def diff_trees(parent_entries, new_entries, parent_hints) -> list[Change]:
             change.action = STORE
             stored[change.digest] = change.path
     return changes
+
+
+def _inside(path: bytes, folder: bytes) -> bool:
+    """path is folder or below it."""
+    return not folder or path == folder or path.startswith(folder + b"/")

@@ -1,21 +1,20 @@
-"""restore and apply: make a target equal to an image chain's tree (see applier)."""
+"""restore and apply: make a target equal to an image chain's tree (see applier, applydelta)."""
 
 import contextlib
 import os
 
 from .applier import content_index, execute, locked_target, plan
+from .applydelta import check_parent, plan_delta
 from .errors import Refused, show_path
 from .image import Image, open_chain
 from .scanner import scan
 
 
 def restore(images, target, *, checksum=False, dry_run=False, on_progress=None, on_warning=None,
-            on_phase=None, _diff=None, _parent_id=None):
+            on_phase=None, _layers=None):
     """Make target equal to the tree of the chain images (base, diff...); return the Plan.
-    dry_run: plan only. (apply passes _diff, the one diff image, and the _parent_id the target
-    must have, or None for --force.)"""
-    layers = [_diff] if _diff is not None else open_chain(images)
-    parent_id = _parent_id
+    dry_run: plan only. (apply --force passes _layers, the one diff image.)"""
+    layers = _layers or open_chain(images)
     target = os.fsencode(target)
     phase = on_phase or (lambda what: None)
     with locked_target(target) as root_fd:
@@ -25,27 +24,39 @@ def restore(images, target, *, checksum=False, dry_run=False, on_progress=None, 
         phase("scanning the target")
         entries = scan(target, previous=None if checksum else final.file_hints(), checksum=checksum,
                        on_progress=on_progress, on_warning=on_warning)
-        p = plan(entries, final.entries(), index, target_id=parent_id is not None)
-        if parent_id is not None and p.target_id != parent_id:
-            raise Refused(f"{show_path(target)} is not the tree {show_path(images[0])} was made on "
-                          f"(its tree ID is {p.target_id.hex()}, the diff's parent is "
-                          f"{parent_id.hex()}); nothing was changed. Use --force to restore the "
-                          "diff's tree anyway")
-        if dry_run:
-            return p
-        needed = {source[1] for _, source in p.writes if source[0] == "layer"}
-        with contextlib.ExitStack() as mounts:
-            if needed:
-                phase("mounting images")
-            roots = {n: mounts.enter_context(layers[n].content()) for n in sorted(needed)}
-            execute(p, target, root_fd, roots, phase, on_progress)
+        p = plan(entries, final.entries(), index)
+        if not dry_run:
+            _execute(p, layers, target, root_fd, phase, on_progress)
         return p
 
 
-def apply(diff, target, *, force=False, **options):
-    """Apply one diff to the tree it was made on; with force, restore its tree regardless."""
+def apply(diff, target, *, force=False, checksum=False, dry_run=False, on_progress=None,
+          on_warning=None, on_phase=None):
+    """Apply one diff to the tree it was made on, reading and writing only the paths its delta
+    touches; with force, restore its tree regardless of what target holds."""
     image = Image(diff)
     if image.kind != "diff":
         raise Refused(f"{show_path(diff)} is a full image; use restore")
-    return restore([diff], target, _diff=image, _parent_id=None if force else image.parent_id,
-                   **options)
+    if force:
+        return restore([diff], target, checksum=checksum, dry_run=dry_run, on_progress=on_progress,
+                       on_warning=on_warning, on_phase=on_phase, _layers=[image])
+    target = os.fsencode(target)
+    phase = on_phase or (lambda what: None)
+    with locked_target(target) as root_fd:
+        phase("checking the target")
+        changes = image.delta()
+        check_parent(root_fd, target, changes, checksum)
+        p = plan_delta(changes, image.info["entries"])
+        if not dry_run:
+            _execute(p, [image], target, root_fd, phase, on_progress)
+        return p
+
+
+def _execute(p, layers, target, root_fd, phase, on_progress):
+    """Carry out plan p, mounting the layers whose content it copies, and only those."""
+    needed = {source[1] for _, source in p.writes if source[0] == "layer"}
+    with contextlib.ExitStack() as mounts:
+        if needed:
+            phase("mounting images")
+        roots = {n: mounts.enter_context(layers[n].content()) for n in sorted(needed)}
+        execute(p, target, root_fd, roots, phase, on_progress)

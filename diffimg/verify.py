@@ -3,11 +3,12 @@ with the content its manifest or delta says."""
 
 import os
 
-from .delta import STORE
+from .delta import DELETE, STORE
 from .entry import content_files
 from .errors import DiffimgError, NeedsRoot, ToolError, show_path
 from .hashing import VANISHED, hash_batch, run_pooled
 from .image import Image
+from .merge import merge_join
 
 
 def stored_files(image: Image):
@@ -44,8 +45,8 @@ def verify_chain(paths, on_layer=None) -> list[str]:
                             f"it is {previous.tree_id.hex()}")
         try:
             with image.manifest_reader() as m:
-                for _ in m.entries():
-                    pass
+                delta = image.delta() if image.kind == "diff" else []
+                problems += [f"{name}: {p}" for p in _check_delta(m.entries(), delta)]
                 if m.trailer["tree_id"] != image.tree_id:
                     problems.append(f"{name}: manifest's tree ID does not match the image's")
             problems += [f"{name}: {p}" for p in _check_content(image)]
@@ -55,6 +56,18 @@ def verify_chain(paths, on_layer=None) -> list[str]:
             problems.append(exc.message)
         previous = image
     return problems
+
+
+def _check_delta(entries, delta) -> list[str]:
+    """Each delta record's new entry is the manifest's (apply trusts the delta alone)."""
+    bad = []
+    for e, change in merge_join(entries, delta):
+        if change is None:
+            continue
+        if (e is None) != (change.action == DELETE) or (e is not None and e != change.after):
+            bad.append(f"{show_path(change.path) or '.'}: the delta's record does not match the "
+                       "manifest")
+    return bad
 
 
 def _check_content(image: Image) -> list[str]:

@@ -31,6 +31,7 @@ def assert_one_line_error(proc, rc):
     lines = proc.stderr.decode(errors="replace").strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("diffimg: error: "), lines
     assert b"Traceback" not in proc.stderr
+    return lines[0]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from conftest import IS_ROOT, assert_one_line_error, needs_root, run_cli
 from treebuild import build, change_everything
 
 from diffimg.delta import COPY, PARENT, STORE
-from diffimg.image import Image
+from diffimg.image import Image, append_metadata
 
 FORMATS = ["squashfs", "btrfs", "ext4", "dir"]
 pytestmark = needs_root
@@ -137,6 +137,30 @@ def test_corrupt_metadata_makes_verify_fail(tmp_path):
         f.write(bytes([byte[0] ^ 1]))
     proc = run_cli("verify", image)
     assert proc.returncode == 1 and b"manifest" in proc.stdout
+
+
+def test_verify_finds_a_delta_record_that_disagrees_with_the_manifest(tmp_path):
+    """apply trusts the delta's entries alone: verify checks them against the manifest."""
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"f", "kind": "file", "data": b"x" * 5000},
+                                  {"path": b"g", "kind": "file", "data": b"y" * 5000}])
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", check_rc=0)
+    os.chmod(os.path.join(tree, b"g"), 0o600)
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d", "--format", "dir", check_rc=0)
+    run_cli("verify", tmp_path / "base", tmp_path / "d", check_rc=0)
+    image = Image(tmp_path / "d")
+    changes = image.delta()
+    [change] = [c for c in changes if c.path == b"g"]
+    change.after.mode = 0o644                            # a record that says other than the manifest
+    start, length, _ = image.blobs["manifest"]
+    with open(image.meta_path, "rb") as f:
+        f.seek(start)
+        (tmp_path / "manifest").write_bytes(f.read(length))
+    with open(image.meta_path, "wb") as f:
+        append_metadata(f, image.container, tmp_path / "manifest", changes, image.info)
+    proc = run_cli("verify", tmp_path / "base", tmp_path / "d")
+    assert proc.returncode == 1, proc.stderr
+    assert b"g: the delta's record does not match the manifest" in proc.stdout
 
 
 def test_nothing_changed_makes_no_image(tmp_path):

@@ -108,6 +108,88 @@ def test_apply_onto_the_wrong_tree_changes_nothing(chain, tmp_path):
         assert_same_tree(snapshot(target), before)
 
 
+def _utime_ns(path, mtime_ns):
+    os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+
+
+def _in_place(change):
+    """change(path), then put back the time of path's folder, so only path itself differs."""
+    def run(path):
+        folder = os.path.dirname(path)
+        mtime_ns = os.lstat(folder).st_mtime_ns
+        change(path)
+        _utime_ns(folder, mtime_ns)
+    return run
+
+
+def _plant_symlink(path):
+    subprocess.run(["rm", "-rf", path], check=True)
+    os.symlink(b"/tmp", path)
+
+
+TAMPERINGS = {
+    # each at a path the delta touches, or one it takes content from
+    "a changed file's mtime": (b"Program Files/app.exe", lambda p: _utime_ns(p, 5)),
+    "a metadata change's mode": (b"Program Files/setgid", lambda p: os.chmod(p, 0o600)),
+    "an xattr": (b"xattrs", lambda p: os.setxattr(p, b"user.comment", b"other")),
+    "a moved file's size": (b"times/after-2038", _in_place(lambda p: os.truncate(p, 1))),
+    "a new path that exists": (b"new", _in_place(os.mkdir)),
+    "a deleted folder's time": (b"dev", lambda p: _utime_ns(p, 7)),
+    "a planted symlink": (b"links/sub", _in_place(_plant_symlink)),
+}
+
+
+@pytest.mark.parametrize("tamper", TAMPERINGS, ids=list(TAMPERINGS))
+def test_apply_checks_each_path_it_touches_and_refuses_changing_nothing(chain, tmp_path, tamper):
+    base, diff, original, changed = chain
+    target = _cp(original, tmp_path / "target")
+    before = snapshot(target)
+    path, change = TAMPERINGS[tamper]
+    change(target + b"/" + path)
+    tampered = snapshot(target)
+    assert path in [p for p in tampered if tampered[p] != before.get(p)]
+    err = assert_one_line_error(run_cli("apply", diff, target), 14)
+    assert os.fsdecode(path) in err
+    assert_same_tree(snapshot(target), tampered)
+    _no_leftovers(target)
+
+
+def test_apply_checksum_sees_content_that_kept_its_size_and_time(chain, tmp_path):
+    base, diff, original, changed = chain
+    target = _cp(original, tmp_path / "target")
+    path = target + b"/Program Files/setgid"          # the delta changes only its mode
+    st = os.lstat(path)
+    with open(path, "r+b") as f:
+        f.write(b"X")                                   # same size
+    _utime_ns(path, st.st_mtime_ns)                     # same time
+    tampered = snapshot(target)
+    assert_one_line_error(run_cli("apply", "--checksum", diff, target), 14)
+    assert_same_tree(snapshot(target), tampered)
+
+
+def test_apply_leaves_alone_what_the_diff_does_not_touch(chain, tmp_path):
+    base, diff, original, changed = chain
+    target = _cp(original, tmp_path / "target")
+    shared_mtime = os.lstat(target + b"/shared").st_mtime_ns
+    open(target + b"/shared/local-file", "wb").close()  # "shared" is not in the delta
+    run_cli("apply", diff, target, check_rc=0)
+    assert os.path.exists(target + b"/shared/local-file")
+    os.unlink(target + b"/shared/local-file")
+    _utime_ns(target + b"/shared", shared_mtime)
+    assert_same_tree(snapshot(target), snapshot(changed))
+    _no_leftovers(target)
+
+
+def test_apply_dry_run_changes_nothing(chain, tmp_path):
+    base, diff, original, changed = chain
+    target = _cp(original, tmp_path / "target")
+    before = snapshot(target)
+    proc = run_cli("apply", "--dry-run", diff, target, check_rc=0)
+    assert b"- dev: delete" in proc.stdout and b"w new/deep/two: write" in proc.stdout
+    assert b"w times-moved/after-2038: write 3 B from the target" in proc.stdout
+    assert_same_tree(snapshot(target), before)
+
+
 def test_dry_run_changes_nothing_and_says_what_it_would_do(chain, tmp_path):
     base, diff, original, changed = chain
     target = _cp(original, tmp_path / "target")

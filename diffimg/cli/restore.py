@@ -46,8 +46,6 @@ def _report(p, dry_run, as_json):
     counts = p.counts()
     if as_json:
         doc = {"dry_run": dry_run, "counts": counts}
-        if p.target_id:
-            doc["target_tree_id"] = p.target_id.hex()
         if dry_run:
             doc["actions"] = [{"action": detail, "path": show_path(path)}
                               for _, path, detail in _actions(p)]

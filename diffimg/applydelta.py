@@ -1,0 +1,135 @@
+"""apply without a scan: check and change only the paths a diff's delta touches.
+
+Each delta record holds the parent's entry and the new one (spec/image.md), so the target is
+checked against the parent at exactly those paths, plus the paths content is taken from, and the
+plan comes from the records alone: the cost grows with the change, not with the tree.
+"""
+
+import errno
+import os
+import stat
+
+from .applier import Plan
+from .delta import COPY, DELETE, LINK, META, NEW, PARENT, STORE
+from .entry import Entry, Kind, entry_from_stat
+from .errors import Refused, show_path
+from .fsmeta import read_xattrs
+from .hashing import hash_file
+from .safefs import Dirs, proc_path, split
+
+_ABSENT = (errno.ENOENT, errno.ENOTDIR)
+
+
+def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False):
+    """Refuse (changing nothing) unless the target holds the parent's entry at every path the
+    delta touches, and a file of the right size at every path content is taken from.
+    checksum: compare the content of those files too, not only their size and mtime."""
+    dirs = Dirs(root_fd)
+    touched = {c.path for c in changes}
+    try:
+        for c in changes:
+            found = _lookup(dirs, target, c.path, checksum and c.before is not None)
+            problem = _differs(found, c.before, checksum)
+            if problem:
+                _refuse(target, c.path, problem)
+            if c.action in (PARENT, LINK) and c.source not in touched:
+                found = _lookup(dirs, target, c.source, checksum)
+                if found is None or found.kind is not Kind.FILE or found.size != c.after.size \
+                        or (checksum and c.action == PARENT and found.digest != c.digest):
+                    _refuse(target, c.source, "is not the file the diff takes content from")
+    finally:
+        dirs.close()
+
+
+def _refuse(target, path, problem):
+    raise Refused(f"{show_path(target)} is not the tree the diff was made on: "
+                  f"{show_path(path) or '.'} {problem}; nothing was changed. "
+                  "Use --force to restore the diff's tree anyway")
+
+
+def _lookup(dirs: Dirs, target: bytes, path: bytes, with_digest: bool) -> Entry | None:
+    """The target's entry at path (never through a symlink), or None when there is none."""
+    parent, name = split(path)
+    try:
+        dir_fd = dirs.fd(parent)
+        st = os.lstat(name, dir_fd=dir_fd) if path else os.fstat(dirs.root)
+    except OSError as exc:
+        if exc.errno in _ABSENT or exc.errno == errno.ELOOP:
+            return None            # a symlink where the parent has a folder: reported as absent
+        raise
+    e = entry_from_stat(path, st)
+    where = proc_path(dir_fd, name) if path else b"/proc/self/fd/%d" % dirs.root
+    e.xattrs = read_xattrs(where)
+    if e.kind is Kind.SYMLINK:
+        e.target = os.readlink(name, dir_fd=dir_fd)
+    elif e.kind is Kind.FILE and with_digest and stat.S_ISREG(st.st_mode):
+        e.digest = hash_file(target + b"/" + path if path else target)[2][0]
+    return e
+
+
+def _differs(have: Entry | None, want: Entry | None, checksum: bool) -> str | None:
+    """What makes the target's entry other than the parent's, or None when it matches."""
+    if want is None:
+        return None if have is None else "exists, but the diff's parent has nothing there"
+    if have is None:
+        return "is missing"
+    if have.kind is not want.kind:
+        return f"is a {have.kind.name.lower()}, not a {want.kind.name.lower()}"
+    for field in ("mode", "uid", "gid", "size", "target", "rdev"):
+        if getattr(have, field) != getattr(want, field):
+            return f"has another {field}"
+    if have.mtime_ns != want.mtime_ns:
+        return "has another mtime"
+    if (have.xattrs or None) != (want.xattrs or None):
+        return "has other xattrs or ACLs"
+    if checksum and want.kind is Kind.FILE and have.digest != want.digest:
+        return "has other content"
+    return None
+
+
+def plan_delta(changes, entries: int) -> Plan:
+    """The plan that turns the parent tree into the diff's tree. entries: the diff's tree size."""
+    p = Plan()
+    going: set[bytes] = set()          # paths whose entry is removed or replaced (with subtree)
+    for c in changes:
+        if c.action == DELETE or c.replaces:
+            p.deletes.append(c.path)
+        if c.action == DELETE:
+            going.add(c.path)
+            continue
+        f = c.after
+        if c.action in (STORE, COPY, PARENT, NEW, LINK):
+            going.add(c.path)
+        if c.action == META:
+            (p.dir_metas if f.kind is Kind.DIR else p.metas).append(f)
+        elif f.kind is Kind.DIR:
+            p.dirs.append(f)
+            p.dir_metas.append(f)
+        elif c.action == NEW:
+            p.specials.append(f)
+        elif c.action == LINK:
+            p.links.append(f)
+        elif not f.size:
+            p.writes.append([f, ("empty", None)])
+        elif c.action == STORE:
+            p.writes.append([f, ("layer", 0, c.path)])
+        elif c.action == COPY:
+            p.writes.append([f, ("layer", 0, c.source)])
+        else:
+            p.writes.append([f, ("target", c.source)])
+    for write in p.writes:
+        source = write[1]
+        if source[0] == "target" and _going_away(source[1], going):
+            p.rescues.setdefault(write[0].digest, source[1])
+            write[1] = ("rescue", write[0].digest)
+    p.unchanged = entries - sum(1 for c in changes if c.action != DELETE)
+    return p
+
+
+def _going_away(path: bytes, going: set[bytes]) -> bool:
+    """path, or a folder above it, is removed or replaced."""
+    while path:
+        if path in going:
+            return True
+        path = path.rpartition(b"/")[0]
+    return False
