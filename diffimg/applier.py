@@ -248,12 +248,9 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
             set_meta_at(dirs.fd(parent), name, e)
         if p.rescues:
             remove(root_fd, rescue_dir)
+        dirs.close()                         # the rescue folder is gone
         for e in reversed(p.dir_metas):      # deepest first: a folder after its content
-            fd = open_dir(root_fd, e.path)
-            try:
-                set_meta_fd(fd, e)
-            finally:
-                os.close(fd)
+            set_meta_fd(dirs.fd(e.path), e)
         os.sync()
     except OSError as exc:
         if exc.errno == errno.ENOSPC:

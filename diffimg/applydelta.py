@@ -24,21 +24,22 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False):
     """Refuse (changing nothing) unless the target holds the parent's entry at every path the
     delta touches, and a file of the right size at every path content is taken from.
     checksum: compare the content of those files too, not only their size and mtime."""
-    dirs = Dirs(root_fd)
+    dirs, source_dirs = Dirs(root_fd), Dirs(root_fd)   # two caches: the paths interleave
     touched = {c.path for c in changes}
     try:
         for c in changes:
-            found = _lookup(dirs, target, c.path, checksum and c.before is not None)
+            found = _lookup(dirs, c.path, checksum and c.before is not None)
             problem = _differs(found, c.before, checksum)
             if problem:
                 _refuse(target, c.path, problem)
             if c.action in (PARENT, LINK) and c.source not in touched:
-                found = _lookup(dirs, target, c.source, checksum)
+                found = _lookup(source_dirs, c.source, checksum)
                 if found is None or found.kind is not Kind.FILE or found.size != c.after.size \
                         or (checksum and c.action == PARENT and found.digest != c.digest):
                     _refuse(target, c.source, "is not the file the diff takes content from")
     finally:
         dirs.close()
+        source_dirs.close()
 
 
 def _refuse(target, path, problem):
@@ -47,7 +48,7 @@ def _refuse(target, path, problem):
                   "Use --force to restore the diff's tree anyway")
 
 
-def _lookup(dirs: Dirs, target: bytes, path: bytes, with_digest: bool) -> Entry | None:
+def _lookup(dirs: Dirs, path: bytes, with_digest: bool) -> Entry | None:
     """The target's entry at path (never through a symlink), or None when there is none."""
     parent, name = split(path)
     try:
@@ -63,7 +64,8 @@ def _lookup(dirs: Dirs, target: bytes, path: bytes, with_digest: bool) -> Entry 
     if e.kind is Kind.SYMLINK:
         e.target = os.readlink(name, dir_fd=dir_fd)
     elif e.kind is Kind.FILE and with_digest and stat.S_ISREG(st.st_mode):
-        e.digest = hash_file(target + b"/" + path if path else target)[2][0]
+        content = hash_file(where)[2]
+        e.digest = content[0] if content else None
     return e
 
 

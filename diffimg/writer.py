@@ -7,11 +7,12 @@ import os
 
 import xxhash
 
-from .safefs import Dirs, open_dir, replace, set_meta_fd, split
+from .safefs import Dirs, replace, set_meta_fd, split
 
 CHUNK = 1 << 20
 HOLE_UNIT = 64 << 10         # sparse files: zero runs of this size become holes
 _ZEROS = bytes(HOLE_UNIT)
+_BUFFER = memoryview(bytearray(CHUNK))   # one per worker process, reused for every file
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -25,31 +26,28 @@ def write_batch(items: list[tuple]) -> list[tuple]:
     if not items:
         return []
     root_fd = os.open(items[0][0], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    dirs = Dirs(root_fd)
+    dirs, source_dirs = Dirs(root_fd), Dirs(root_fd)   # two caches: the paths interleave
     try:
-        return [_write_one(root_fd, dirs, *item[1:]) for item in items]
+        return [_write_one(dirs, source_dirs, *item[1:]) for item in items]
     finally:
         dirs.close()
+        source_dirs.close()
         os.close(root_fd)
 
 
-def _open_source(root_fd, source):
+def _open_source(source_dirs, source):
     kind, where = source
     if kind == "file":
         return os.open(where, _READ)
     parent, name = split(where)
-    dir_fd = open_dir(root_fd, parent)
-    try:
-        return os.open(name, _READ, dir_fd=dir_fd)
-    finally:
-        os.close(dir_fd)
+    return os.open(name, _READ, dir_fd=source_dirs.fd(parent))
 
 
-def _write_one(root_fd, dirs, tmp, source, entry):
+def _write_one(dirs, source_dirs, tmp, source, entry):
     parent, name = split(entry.path)
     try:
         dir_fd = dirs.fd(parent)
-        src = _open_source(root_fd, source) if source[0] != "empty" else None
+        src = _open_source(source_dirs, source) if source[0] != "empty" else None
     except OSError as exc:
         return FAILED, f"cannot open the source of {os.fsdecode(entry.path)}: {exc.strerror}", None
     try:
@@ -90,11 +88,10 @@ class _Mismatch(Exception):
 def _copy(src: int, dst: int, sparse: bool):
     """Copy src to dst, hashing as it goes; zero runs become holes when sparse."""
     h = xxhash.xxh3_128()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
+    view = _BUFFER
     offset = 0
     with open(src, "rb", buffering=0, closefd=False) as f:
-        while n := f.readinto(buf):
+        while n := f.readinto(view):
             chunk = view[:n]
             h.update(chunk)
             if sparse:
