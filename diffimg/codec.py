@@ -31,8 +31,9 @@ def pack(obj) -> bytes:
 
 
 def compressing_writer(fileobj):
-    """A zstd stream writer over fileobj with the frame's content checksum on."""
-    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
+    """A zstd stream writer over fileobj with the frame's content checksum on. It compresses in
+    a zstd thread of its own (still one frame), which overlaps with the caller's work."""
+    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, threads=1)
     return cctx.stream_writer(fileobj, closefd=False)
 
 
@@ -93,7 +94,7 @@ DecodeErrors = (
 
 def pack_compressed(obj) -> bytes:
     """One msgpack object in one zstd frame (with content size and checksum)."""
-    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
+    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, threads=1)
     return cctx.compress(pack(obj))
 
 

@@ -69,9 +69,12 @@ def entry_from_stat(path: bytes, st) -> Entry:
     return entry
 
 
-def path_key(path: bytes) -> list[bytes]:
-    """Canonical order: by path components, so a folder is followed by its whole subtree."""
-    return path.split(b"/") if path else []
+def path_key(path: bytes) -> bytes:
+    """Canonical order: by path components, so a folder is followed by its whole subtree.
+
+    Comparing the paths with each '/' turned into NUL orders them exactly as comparing their
+    lists of components does (NUL sorts before any byte a name can hold), and much faster."""
+    return path.replace(b"/", b"\0")
 
 
 def join(parent: bytes, name: bytes) -> bytes:

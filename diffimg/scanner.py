@@ -200,7 +200,7 @@ def _walk(root, root_st, excluded, find_previous, pool, warn, skip, on_progress)
             if st.st_size == 0:
                 entry.digest, entry.sparse = EMPTY_DIGEST, False
             else:
-                known = find_previous(rel.split(b"/"), st.st_size, st.st_mtime_ns)
+                known = find_previous(path_key(rel), st.st_size, st.st_mtime_ns)
                 if known is not None:
                     entry.digest, entry.sparse = known
                 else:
