@@ -19,6 +19,7 @@ from .hashing import EMPTY_DIGEST, ERROR, VANISHED, HashPool, hash_file
 BATCH_FILES = 256           # small files go to the pool in batches: one task each costs too much
 BATCH_BYTES = 16 << 20
 WINDOW = 8192               # entries held back waiting for their digests, at most
+DRAIN_EVERY = 64            # entries held before the finished ones are passed on
 
 
 class Excluder:
@@ -244,7 +245,8 @@ def _walk(root, root_st, excluded, find_previous, pool, warn, skip, on_progress)
             continue
         except OSError as exc:
             raise ScanError(f"cannot read {show_path(path)}: {exc.strerror}") from None
-        yield from drain(WINDOW)
+        if len(pending) >= DRAIN_EVERY:     # draining after each entry costs a generator each
+            yield from drain(WINDOW)
     flush()
     yield from drain(0)
     if on_progress is not None:
