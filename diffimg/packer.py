@@ -5,7 +5,6 @@ prove that the container holds exactly that content (read back and hashed), appe
 metadata, and only then give the image its name. On any failure nothing is left under it.
 """
 
-import itertools
 import os
 import shutil
 import time
@@ -22,7 +21,7 @@ from .hashing import copy_batch, hash_batch, run_pooled
 from .image import ALIGN, append_metadata, container_tree, open_chain
 from .manifest import ManifestWriter, read_entries, write_manifest
 from .osinfo import detect
-from .scanner import hints_of, scan
+from .scanner import scan
 
 
 @dataclass
@@ -114,12 +113,11 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
         _phase(opts, "scanning and classifying changes")
         t = time.monotonic()
         # one pass: the scan is written to the new manifest while the differ merge-joins it
-        # with the parent's entries, whose stream also gives the scan its quick-check hints
-        if opts.checksum:
-            parent_entries, hints = parent.entries(), None
-        else:
-            parent_entries, for_hints = itertools.tee(parent.entries())
-            hints = hints_of(for_hints)
+        # with the parent's entries. The quick-check hints come from a read of their own: a
+        # shared one (tee) would hold every parent entry the scan never asks about (all of them
+        # when the tree has no files), and memory would grow with the tree
+        parent_entries = parent.entries()
+        hints = None if opts.checksum else parent.file_hints()
         with ManifestWriter(output.manifest, source_info(tree)) as writer:
             scanned = scan(tree, previous=hints, checksum=opts.checksum, excludes=opts.excludes,
                            on_progress=opts.on_progress, on_warning=opts.on_warning)

@@ -5,7 +5,7 @@ import os
 
 from .errors import InputNotFound, ManifestError, show_path
 from .image import Image, is_image
-from .manifest import is_manifest, read_entries, read_file_hints
+from .manifest import ManifestReader, is_manifest
 from .scanner import hints_of, scan
 
 
@@ -22,21 +22,37 @@ def kind_of(path) -> str:
     raise ManifestError(f"{show_path(path)} is neither a folder, a manifest nor an image")
 
 
-def _entries(path, kind):
-    return Image(path).entries() if kind == "image" else read_entries(path)
+class Recorded:
+    """The entries of a manifest or an image (its tree), with the count and the tree ID its
+    reader verified, known once the stream has been read to its end."""
 
+    def __init__(self, path, kind):
+        self.path, self.kind = path, kind
+        self.entries = 0
+        self.tree_id: bytes | None = None
 
-def _hints(path, kind):
-    return Image(path).file_hints() if kind == "image" else read_file_hints(path)
+    def _reader(self):
+        return Image(self.path).manifest_reader() if self.kind == "image" else ManifestReader(self.path)
+
+    def __iter__(self):
+        with self._reader() as m:
+            for entry in m.entries():
+                self.entries += 1
+                yield entry
+            self.tree_id = m.trailer["tree_id"]
+
+    def hints(self):
+        with self._reader() as m:
+            yield from m.file_hints()
 
 
 def compare_streams(a, b, *, checksum=False, excludes=(), on_progress=None, on_warning=None):
     """Entry streams for both sides of a comparison, sharing digests where a quick check allows.
 
-    An image stands for the tree it produces (its manifest). A tree scanned against a manifest
-    (or an image) reuses the manifest's digests for files whose size and
-    mtime_ns match; of two trees, the first is hashed and the second reuses its digests. With
-    checksum every tree side hashes all its content.
+    An image stands for the tree it produces (its manifest); such a side is a Recorded. A tree
+    scanned against a manifest (or an image) reuses the manifest's digests for files whose size
+    and mtime_ns match; of two trees, the first is hashed and the second reuses its digests.
+    With checksum every tree side hashes all its content.
     """
     kinds = kind_of(a), kind_of(b)
 
@@ -45,10 +61,12 @@ def compare_streams(a, b, *, checksum=False, excludes=(), on_progress=None, on_w
                     on_progress=on_progress, on_warning=on_warning)
 
     if "tree" not in kinds:
-        return _entries(a, kinds[0]), _entries(b, kinds[1])
+        return Recorded(a, kinds[0]), Recorded(b, kinds[1])
     if kinds[1] != "tree":
-        return tree(a, _hints(b, kinds[1])), _entries(b, kinds[1])
+        recorded = Recorded(b, kinds[1])
+        return tree(a, recorded.hints()), recorded
     if kinds[0] != "tree":
-        return _entries(a, kinds[0]), tree(b, _hints(a, kinds[0]))
+        recorded = Recorded(a, kinds[0])
+        return recorded, tree(b, recorded.hints())
     first, for_second = itertools.tee(tree(a, None))
     return first, tree(b, hints_of(for_second))

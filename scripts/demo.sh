@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: a sample Windows-like tree is imaged, changed, and the
-# change shipped as a differential image; both are verified, then restored into an empty folder
-# that is compared with the model.
+# change shipped as a differential image; both are verified, then restored into an empty folder,
+# and the diff applied to a copy of the base, each compared with the model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -36,6 +36,13 @@ mkdir "$OUT/restored"
 diffimg restore "$OUT/base.img" "$OUT/change.diff" "$OUT/restored"
 diffimg compare -q --checksum "$OUT/model" "$OUT/restored"
 echo "   the restored folder equals the changed model in every recorded attribute"
+
+echo "== 8. a machine still on the base: restore the base alone, then apply the diff to it"
+mkdir "$OUT/machine"
+diffimg restore -q "$OUT/base.img" "$OUT/machine"
+diffimg apply "$OUT/change.diff" "$OUT/machine"
+diffimg compare -q --checksum "$OUT/model" "$OUT/machine"
+echo "   the machine equals the changed model; apply touched only the paths the diff changes"
 
 diffimg info --json "$OUT/base.img" > "$OUT/base.json"
 diffimg info --json "$OUT/change.diff" > "$OUT/change.json"

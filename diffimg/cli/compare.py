@@ -11,16 +11,36 @@ from ..errors import show_path
 from ..image import open_chain
 from ..manifest import TreeId
 from ..progress import ProgressLine
-from ..sources import compare_streams, kind_of
+from ..sources import Recorded, compare_streams, kind_of
 from . import cli
 
 EXIT_IDENTICAL, EXIT_DIFFERENT = 0, 1
 
 
-def _counted(entries, ids: TreeId):
-    for entry in entries:
-        ids.add(entry)
-        yield entry
+class _Counted:
+    """A scanned tree's entries, encoded as they pass to learn the tree's ID and count."""
+
+    def __init__(self, entries):
+        self._stream = entries
+        self._ids = TreeId()
+
+    def __iter__(self):
+        for entry in self._stream:
+            self._ids.add(entry)
+            yield entry
+
+    @property
+    def entries(self):
+        return self._ids.entries
+
+    @property
+    def tree_id(self):
+        return self._ids.digest()
+
+
+def _side(stream):
+    """A side whose tree ID is known once read: a Recorded as it is, a scan counted."""
+    return stream if isinstance(stream, Recorded) else _Counted(stream)
 
 
 def show_value(name: str, value):
@@ -62,10 +82,10 @@ def compare_command(paths, checksum, excludes, as_json, quiet):
     kinds = kind_of(a), kind_of(b)
     stream_a, stream_b = compare_streams(a, b, checksum=checksum, excludes=excludes,
                                          on_progress=progress, on_warning=progress.warn)
-    ids_a, ids_b = TreeId(), TreeId()
+    side_a, side_b = _side(stream_a), _side(stream_b)
     found = []
     try:
-        for diff in compare(_counted(stream_a, ids_a), _counted(stream_b, ids_b)):
+        for diff in compare(side_a, side_b):
             if as_json:
                 found.append(diff)
                 continue
@@ -79,10 +99,10 @@ def compare_command(paths, checksum, excludes, as_json, quiet):
     if as_json:
         doc = {
             "identical": not found,
-            "a": {"path": show_path(a), "kind": kinds[0], "tree_id": ids_a.digest().hex(),
-                  "entries": ids_a.entries},
-            "b": {"path": show_path(b), "kind": kinds[1], "tree_id": ids_b.digest().hex(),
-                  "entries": ids_b.entries},
+            "a": {"path": show_path(a), "kind": kinds[0], "tree_id": side_a.tree_id.hex(),
+                  "entries": side_a.entries},
+            "b": {"path": show_path(b), "kind": kinds[1], "tree_id": side_b.tree_id.hex(),
+                  "entries": side_b.entries},
             "differences": [{
                 "path": show_path(d.path),
                 "path_b64": base64.b64encode(d.path).decode(),
@@ -92,7 +112,7 @@ def compare_command(paths, checksum, excludes, as_json, quiet):
         }
         click.echo(json.dumps(doc, indent=2))
     elif not quiet:
-        summary = (f"identical; tree id {ids_a.digest().hex()}" if not found
+        summary = (f"identical; tree id {side_a.tree_id.hex()}" if not found
                    else f"{len(found):,} differences")
         click.echo(summary, err=True)
     return EXIT_DIFFERENT if found else EXIT_IDENTICAL
