@@ -11,6 +11,7 @@ import msgpack
 import zstandard
 
 ZSTD_LEVEL = 3
+ZSTD_JOB_BYTES = 1 << 20   # the compression thread's unit of work; small keeps its buffers small
 # A single record (a path, a symlink target, xattrs) is far below this; a larger object means
 # a corrupt or hostile stream, and the reader stops instead of allocating it.
 MAX_OBJECT_BYTES = 64 << 20
@@ -33,7 +34,9 @@ def pack(obj) -> bytes:
 def compressing_writer(fileobj):
     """A zstd stream writer over fileobj with the frame's content checksum on. It compresses in
     a zstd thread of its own (still one frame), which overlaps with the caller's work."""
-    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, threads=1)
+    params = zstandard.ZstdCompressionParameters.from_level(
+        ZSTD_LEVEL, threads=1, job_size=ZSTD_JOB_BYTES, write_checksum=1)
+    cctx = zstandard.ZstdCompressor(compression_params=params)
     return cctx.stream_writer(fileobj, closefd=False)
 
 
@@ -94,7 +97,9 @@ DecodeErrors = (
 
 def pack_compressed(obj) -> bytes:
     """One msgpack object in one zstd frame (with content size and checksum)."""
-    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True, threads=1)
+    params = zstandard.ZstdCompressionParameters.from_level(
+        ZSTD_LEVEL, threads=1, job_size=ZSTD_JOB_BYTES, write_checksum=1)
+    cctx = zstandard.ZstdCompressor(compression_params=params)
     return cctx.compress(pack(obj))
 
 
