@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 from .delta import STORE
-from .entry import Entry, Kind, content_files, path_key
+from .entry import Entry, Kind, path_key
 from .errors import Busy, ImageError, InputNotFound, OutputError, show_path
 from .hashing import run_pooled
 from .manifest import unsafe_path
@@ -59,8 +59,13 @@ def content_index(layers) -> dict:
     index = {}
     for number, layer in enumerate(layers):
         if layer.kind == "full":
-            for path, digest in content_files(layer.entries()):
-                index[digest] = (number, path)
+            # the quick-check hints are the lightest read of a manifest; the first path with a
+            # content is never a later hardlink member (its group's first member comes before it)
+            # so the container holds it
+            found = {}
+            for path, _size, _mtime_ns, digest, _sparse in layer.file_hints():
+                found.setdefault(digest, (number, path))
+            index.update(found)
         else:
             for change in layer.delta():
                 if change.action == STORE:
@@ -277,12 +282,15 @@ def _rescue(root_fd, dirs, rescue_dir, rescues):
 
 def _write_files(p, target, rescue_dir, layer_roots, tmp_names, on_progress):
     items = []
+    moved = set()       # content kept aside: its first write may take the inode itself
     for e, source in p.writes:
         kind = source[0]
         if kind == "layer":
             where = ("file", os.path.join(layer_roots[source[1]], source[2]))
         elif kind == "rescue":
-            where = ("target", rescue_dir + b"/" + source[1].hex().encode())
+            first = source[1] not in moved
+            moved.add(source[1])
+            where = ("move" if first else "target", rescue_dir + b"/" + source[1].hex().encode())
         else:
             where = (kind, source[1])
         items.append(((target, next(tmp_names), where, e), e))

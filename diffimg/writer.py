@@ -4,6 +4,7 @@ file is never half-written under its real name, and a wrong byte never lands at 
 
 import errno
 import os
+import stat
 
 import xxhash
 
@@ -21,7 +22,8 @@ BAD_CONTENT, NO_SPACE, FAILED = "bad-content", "no-space", "failed"
 
 def write_batch(items: list[tuple]) -> list[tuple]:
     """items: (root, tmp_name, source, entry) with source ('file', absolute path of a layer's
-    file), ('target', path inside root) or ('empty', None). Answers (None, None, bytes) or
+    file), ('target', path inside root), ('move', path inside root of content kept aside, which
+    may be linked instead of copied) or ('empty', None). Answers (None, None, bytes) or
     (problem, message, None) for each."""
     if not items:
         return []
@@ -44,6 +46,11 @@ def _open_source(source_dirs, source):
 
 
 def _write_one(dirs, source_dirs, tmp, source, entry):
+    if source[0] == "move":
+        moved = _move(dirs, source_dirs, tmp, source[1], entry)
+        if moved is not None:
+            return moved
+        source = ("target", source[1])
     parent, name = split(entry.path)
     try:
         dir_fd = dirs.fd(parent)
@@ -79,6 +86,39 @@ def _write_one(dirs, source_dirs, tmp, source, entry):
     except OSError:
         pass
     return problem[0], problem[1], None
+
+
+def _move(dirs, source_dirs, tmp, where, entry):
+    """Give the content kept aside at where (inside root) the entry's name and metadata, by a
+    hardlink instead of a copy, when nothing else links to it any more (its old paths are gone):
+    the bytes do not move at all. None when it must be copied instead."""
+    if entry.sparse:
+        return None                     # the copy makes the holes the manifest records
+    parent, name = split(entry.path)
+    source_parent, source_name = split(where)
+    try:
+        dir_fd = dirs.fd(parent)
+        source_dir = source_dirs.fd(source_parent)
+        st = os.stat(source_name, dir_fd=source_dir, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_size != entry.size:
+            return None
+        os.link(source_name, tmp, src_dir_fd=source_dir, dst_dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return None
+    try:
+        fd = os.open(tmp, _READ, dir_fd=dir_fd)
+        try:
+            set_meta_fd(fd, entry)
+        finally:
+            os.close(fd)
+        replace(dir_fd, tmp, name)
+        return None, None, entry.size
+    except OSError as exc:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+        return (NO_SPACE if exc.errno == errno.ENOSPC else FAILED), exc.strerror, None
 
 
 class _Mismatch(Exception):

@@ -180,6 +180,16 @@ def test_apply_leaves_alone_what_the_diff_does_not_touch(chain, tmp_path):
     _no_leftovers(target)
 
 
+def test_moved_content_is_linked_into_place_not_copied(chain, tmp_path):
+    base, diff, original, changed = chain
+    target = _cp(original, tmp_path / "target")
+    inode = os.lstat(target + b"/times/after-2038").st_ino     # "times" became "times-moved"
+    run_cli("apply", diff, target, check_rc=0)
+    st = os.lstat(target + b"/times-moved/after-2038")
+    assert (st.st_ino, st.st_nlink) == (inode, 1)
+    assert_same_tree(snapshot(target), snapshot(changed))
+
+
 def test_apply_dry_run_changes_nothing(chain, tmp_path):
     base, diff, original, changed = chain
     target = _cp(original, tmp_path / "target")
