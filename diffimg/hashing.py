@@ -7,6 +7,7 @@ which is safe even when the calling process has threads.
 
 import errno
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import stat
@@ -136,6 +137,28 @@ def _ignore_interrupts():
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
 
 
+def _forkserver_context():
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["diffimg.hashing"])
+    return context
+
+
+def prestart_workers():
+    """Start the server that forks the worker processes, if it is not running: in the
+    background, so a pool started later gets its workers at once instead of waiting for a new
+    interpreter's imports.
+
+    It starts with Ctrl-C ignored, as the workers it forks are: a new interpreter keeps an
+    ignored SIGINT ignored, so a Ctrl-C at the terminal while it imports cannot make it print a
+    traceback (it ignores SIGINT itself only once its imports are done)."""
+    _forkserver_context()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class HashPool:
     """Worker processes hashing batches of files; started on first use, so a scan that hashes
     nothing (all quick-checked) starts none."""
@@ -149,11 +172,11 @@ class HashPool:
         # A submit may start a worker, and a worker still starting when this process exits
         # fails to attach to the pool's queues (a traceback on our stderr): an interrupt waits
         # until the start is done, and close() waits for every started worker
+        if self._executor is None:
+            prestart_workers()
         with signals_held():
             if self._executor is None:
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["diffimg.hashing"])
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=context,
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=_forkserver_context(),
                                                      initializer=_ignore_interrupts)
             return self._executor.submit(fn, paths)
 

@@ -6,6 +6,7 @@ import os
 from .applier import content_index, execute, locked_target, plan
 from .applydelta import check_parent, plan_delta
 from .errors import Refused, show_path
+from .hashing import prestart_workers
 from .image import Image, open_chain
 from .scanner import scan
 
@@ -43,6 +44,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, on_progre
     target = os.fsencode(target)
     phase = on_phase or (lambda what: None)
     with locked_target(target) as root_fd:
+        prestart_workers()          # while the target is checked
         phase("checking the target")
         changes = image.delta()
         check_parent(root_fd, target, changes, checksum)

@@ -341,6 +341,29 @@ def test_ctrl_c_unmounts_the_images(chain, tmp_path):
         assert b"Traceback" not in err, err.decode(errors="replace")
 
 
+def test_ctrl_c_at_the_terminal_ends_quietly(chain, tmp_path):
+    """The whole process group gets SIGINT, as from a terminal, at several moments after the
+    images are mounted (the worker processes start, then write): no traceback from any of them,
+    no mount left."""
+    base, diff, _, _ = chain
+    for delay in (0, 0.01, 0.02, 0.05, 0.1, 0.2):
+        target = tmp_path / f"target{delay}"
+        target.mkdir()
+        proc = subprocess.Popen([sys.executable, "-m", "diffimg", "restore", base, diff, target],
+                                stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while not _mounted():
+            assert time.monotonic() < deadline and proc.poll() is None, "restore never mounted"
+            time.sleep(0.005)
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        finished = b"did:" in err
+        assert proc.returncode == 130 or finished and proc.returncode in (0, -signal.SIGINT), err
+        assert b"Traceback" not in err, err.decode(errors="replace")
+        assert not _mounted()
+
+
 def test_compare_tells_whether_a_target_equals_a_chain(chain, tmp_path):
     base, diff, original, changed = chain
     target = tmp_path / "target"

@@ -3,12 +3,15 @@
 import signal
 import sys
 
-import click
-
-from .. import __version__
-from ..errors import DiffimgError
-
 EXIT_INTERRUPTED = 130
+# Ctrl-C while the modules below load ends quietly with the interrupted code; main() then puts
+# Python's own handler back (KeyboardInterrupt), which the commands' cleanups rely on
+signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(EXIT_INTERRUPTED))
+
+import click  # noqa: E402
+
+from .. import __version__  # noqa: E402
+from ..errors import DiffimgError  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,6 +26,7 @@ def _terminated(signum, frame):
 
 def main(argv=None):
     """Run the CLI; expected errors become one line on stderr and their documented exit code."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminated)
     try:
         rc = cli.main(args=argv, prog_name="diffimg", standalone_mode=False)
