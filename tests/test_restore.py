@@ -319,32 +319,10 @@ def _mounted() -> bool:
         return b"diffimg-mnt-" in f.read()
 
 
-def test_ctrl_c_unmounts_the_images(chain, tmp_path):
-    """Ctrl-C at several moments after the images are mounted (as the worker processes start,
-    while they write): the mounts are gone and the only word on stderr is ours."""
-    base, diff, _, _ = chain
-    for delay in (0, 0.01, 0.02, 0.05, 0.1, 0.2):
-        target = tmp_path / f"target{delay}"
-        target.mkdir()
-        proc = subprocess.Popen([sys.executable, "-m", "diffimg", "restore", base, diff, target],
-                                stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 20
-        while not _mounted():
-            assert time.monotonic() < deadline and proc.poll() is None, "restore never mounted"
-            time.sleep(0.005)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-        finished = b"did:" in err      # the work was done: the signal met the exit (rc 0 or -2)
-        assert proc.returncode == 130 or finished and proc.returncode in (0, -signal.SIGINT), err
-        assert not _mounted()
-        assert b"Traceback" not in err, err.decode(errors="replace")
-
-
-def test_ctrl_c_at_the_terminal_ends_quietly(chain, tmp_path):
-    """The whole process group gets SIGINT, as from a terminal, at several moments after the
-    images are mounted (the worker processes start, then write): no traceback from any of them,
-    no mount left."""
+def _interrupt_restores(chain, tmp_path, interrupt):
+    """Restore the chain and interrupt it at several moments after its images are mounted (as
+    the worker processes start, while they write): the mounts are gone and the only word on
+    stderr is ours."""
     base, diff, _, _ = chain
     for delay in (0, 0.01, 0.02, 0.05, 0.1, 0.2):
         target = tmp_path / f"target{delay}"
@@ -356,12 +334,21 @@ def test_ctrl_c_at_the_terminal_ends_quietly(chain, tmp_path):
             assert time.monotonic() < deadline and proc.poll() is None, "restore never mounted"
             time.sleep(0.005)
         time.sleep(delay)
-        os.killpg(proc.pid, signal.SIGINT)
+        interrupt(proc)
         _, err = proc.communicate(timeout=60)
-        finished = b"did:" in err
+        finished = b"did:" in err      # the work was done: the signal met the exit (rc 0 or -2)
         assert proc.returncode == 130 or finished and proc.returncode in (0, -signal.SIGINT), err
-        assert b"Traceback" not in err, err.decode(errors="replace")
         assert not _mounted()
+        assert b"Traceback" not in err, err.decode(errors="replace")
+
+
+def test_ctrl_c_unmounts_the_images(chain, tmp_path):
+    _interrupt_restores(chain, tmp_path, lambda proc: proc.send_signal(signal.SIGINT))
+
+
+def test_ctrl_c_at_the_terminal_ends_quietly(chain, tmp_path):
+    """The whole process group gets SIGINT, as from a terminal: the worker processes too."""
+    _interrupt_restores(chain, tmp_path, lambda proc: os.killpg(proc.pid, signal.SIGINT))
 
 
 def test_compare_tells_whether_a_target_equals_a_chain(chain, tmp_path):
