@@ -11,16 +11,6 @@ from .image import Image
 from .merge import merge_join
 
 
-def stored_files(image: Image):
-    """(path, digest) of what the image's container must hold."""
-    if image.kind == "full":
-        yield from content_files(image.entries())
-    else:
-        for change in image.delta():
-            if change.action == STORE:
-                yield change.path, change.digest
-
-
 def verify_chain(paths, on_layer=None) -> list[str]:
     """Problems found in the chain of images at paths (empty when all is good)."""
     problems = []
@@ -44,12 +34,20 @@ def verify_chain(paths, on_layer=None) -> list[str]:
             problems.append(f"{name}: its parent is {image.parent_id.hex()}, but the layer before "
                             f"it is {previous.tree_id.hex()}")
         try:
+            # one read of the manifest: checked whole, and for a full image it also lists the
+            # files to hash while they are hashed
             with image.manifest_reader() as m:
-                delta = image.delta() if image.kind == "diff" else []
-                problems += [f"{name}: {p}" for p in _check_delta(m.entries(), delta)]
+                found = []
+                if image.kind == "full":
+                    found += _check_content(image, content_files(m.entries()))
+                else:
+                    delta = image.delta()
+                    found += _check_delta(m.entries(), delta)
+                    found += _check_content(image, ((c.path, c.digest) for c in delta
+                                                    if c.action == STORE))
                 if m.trailer["tree_id"] != image.tree_id:
-                    problems.append(f"{name}: manifest's tree ID does not match the image's")
-            problems += [f"{name}: {p}" for p in _check_content(image)]
+                    found.append("manifest's tree ID does not match the image's")
+            problems += [f"{name}: {p}" for p in found]
         except (ToolError, NeedsRoot):
             raise                    # the machine cannot check it: an error, not a bad image
         except DiffimgError as exc:
@@ -70,7 +68,8 @@ def _check_delta(entries, delta) -> list[str]:
     return bad
 
 
-def _check_content(image: Image) -> list[str]:
+def _check_content(image: Image, stored) -> list[str]:
+    """Problems with the files the container must hold: stored, (path, digest) pairs."""
     bad = []
 
     def check(item, result):
@@ -84,6 +83,6 @@ def _check_content(image: Image) -> list[str]:
             bad.append(f"{show_path(path)}: content does not match its digest")
 
     with image.content() as root:
-        items = ((os.path.join(root, p), (p, d)) for p, d in stored_files(image))
+        items = ((os.path.join(root, p), (p, d)) for p, d in stored)
         run_pooled(hash_batch, items, check)
     return bad
