@@ -59,7 +59,8 @@ def _lookup(dirs: Dirs, path: bytes, with_digest: bool) -> Entry | None:
             return None            # a symlink where the parent has a folder: reported as absent
         raise
     e = entry_from_stat(path, st)
-    where = proc_path(dir_fd, name) if path else b"/proc/self/fd/%d" % dirs.root
+    # the root through "fd/N/.": a bare /proc/self/fd/N is a link, whose own xattrs are none
+    where = proc_path(dir_fd, name) if path else proc_path(dirs.root, b".")
     e.xattrs = read_xattrs(where)
     if e.kind is Kind.SYMLINK:
         e.target = os.readlink(name, dir_fd=dir_fd)

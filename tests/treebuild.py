@@ -80,7 +80,8 @@ def every_kind_spec():
     """One tree holding every entry kind and attribute a manifest must record."""
     t = 1_700_000_000_123_456_789
     return [
-        {"path": b"", "kind": "dir", "mode": 0o755, "mtime_ns": t},
+        {"path": b"", "kind": "dir", "mode": 0o755, "mtime_ns": t,
+         "xattrs": {b"user.volume": b"the root's own attributes"}, "acl": "u:1004:r-x"},
         {"path": b"Program Files", "kind": "dir", "mtime_ns": t - 5},
         {"path": b"Program Files/app.exe", "kind": "file", "data": b"MZ" + bytes(range(256)) * 40,
          "mode": 0o755, "mtime_ns": t + 1},
