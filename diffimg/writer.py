@@ -100,7 +100,8 @@ def _move(dirs, source_dirs, tmp, where, entry):
         dir_fd = dirs.fd(parent)
         source_dir = source_dirs.fd(source_parent)
         st = os.stat(source_name, dir_fd=source_dir, follow_symlinks=False)
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_size != entry.size:
+        if (not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_size != entry.size
+                or st.st_blocks * 512 < st.st_size):    # it may have holes: the copy decides
             return None
         os.link(source_name, tmp, src_dir_fd=source_dir, dst_dir_fd=dir_fd, follow_symlinks=False)
     except OSError:
