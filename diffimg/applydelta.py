@@ -7,12 +7,11 @@ plan comes from the records alone: the cost grows with the change, not with the 
 
 import errno
 import os
-import stat
 
 from .applier import Plan
 from .delta import COPY, DELETE, LINK, META, NEW, PARENT, STORE
 from .entry import Entry, Kind, entry_from_stat
-from .errors import Refused, show_path
+from .errors import Refused, ScanError, show_path
 from .fsmeta import read_xattrs
 from .hashing import hash_file
 from .safefs import Dirs, proc_path, split
@@ -54,17 +53,18 @@ def _lookup(dirs: Dirs, path: bytes, with_digest: bool) -> Entry | None:
     try:
         dir_fd = dirs.fd(parent)
         st = os.lstat(name, dir_fd=dir_fd) if path else os.fstat(dirs.root)
+        e = entry_from_stat(path, st)
+        # the root through "fd/N/.": a bare /proc/self/fd/N is a link, whose own xattrs are none
+        where = proc_path(dir_fd, name) if path else proc_path(dirs.root, b".")
+        e.xattrs = read_xattrs(where)
+        if e.kind is Kind.SYMLINK:
+            e.target = os.readlink(name, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno in _ABSENT or exc.errno == errno.ELOOP:
             return None            # a symlink where the parent has a folder: reported as absent
-        raise
-    e = entry_from_stat(path, st)
-    # the root through "fd/N/.": a bare /proc/self/fd/N is a link, whose own xattrs are none
-    where = proc_path(dir_fd, name) if path else proc_path(dirs.root, b".")
-    e.xattrs = read_xattrs(where)
-    if e.kind is Kind.SYMLINK:
-        e.target = os.readlink(name, dir_fd=dir_fd)
-    elif e.kind is Kind.FILE and with_digest and stat.S_ISREG(st.st_mode):
+        raise ScanError(f"cannot read {show_path(path) or '.'} in the target: {exc.strerror}") \
+            from None
+    if e.kind is Kind.FILE and with_digest:
         content = hash_file(where)[2]
         e.digest = content[0] if content else None
     return e
