@@ -260,7 +260,9 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise OutputError(f"the target is full: {exc.strerror}") from None
-        raise
+        where = f" ({show_path(os.fsencode(exc.filename))})" if exc.filename else ""
+        raise OutputError(f"cannot change {show_path(target)}: {exc.strerror}{where}; run "
+                          "again once the cause is mended, it takes up where this stopped") from None
     finally:
         dirs.close()
 

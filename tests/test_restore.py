@@ -287,6 +287,24 @@ def test_a_full_target_disk_is_a_clear_error_and_corrupts_nothing(tmp_path):
         subprocess.run(["umount", target], check=True)
 
 
+def test_a_read_only_target_is_a_clear_error(tmp_path):
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"f", "kind": "file", "data": b"new"}])
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", check_rc=0)
+    target = tmp_path / "ro"
+    target.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", target], check=True)
+    try:
+        (target / "extra").write_bytes(b"to delete")             # the first change: a delete
+        subprocess.run(["mount", "-o", "remount,ro", target], check=True)
+        before = snapshot(target)
+        err = assert_one_line_error(run_cli("restore", tmp_path / "img", target), 7)
+        assert "Read-only file system" in err
+        assert_same_tree(snapshot(target), before)
+    finally:
+        subprocess.run(["umount", target], check=True)
+
+
 def test_kill_9_at_several_moments_then_a_rerun_converges(tmp_path):
     spec = [{"path": b"", "kind": "dir"}]
     for d in range(20):
