@@ -50,7 +50,10 @@ class _Output:
         self.tmp = os.path.join(directory, b".%s.tmp-%d" % (base, pid))
         self.manifest = os.path.join(directory, b".%s.manifest-%d" % (base, pid))
         if fmt == "dir":
-            os.mkdir(self.tmp)
+            try:
+                os.mkdir(self.tmp)
+            except OSError as exc:
+                raise OutputError(f"cannot write in {show_path(directory)}: {exc.strerror}") from None
             self.staging = os.path.join(self.tmp, containers.dirfmt.TREE)
         else:
             self.staging = os.path.join(directory, b".%s.staging-%d" % (base, pid))

@@ -5,7 +5,7 @@ import os
 
 from .delta import DELETE, STORE
 from .entry import content_files
-from .errors import DiffimgError, NeedsRoot, ToolError, show_path
+from .errors import DiffimgError, InputNotFound, NeedsRoot, ToolError, show_path
 from .hashing import VANISHED, hash_batch, run_pooled
 from .image import Image
 from .merge import merge_join
@@ -21,6 +21,8 @@ def verify_chain(paths, on_layer=None) -> list[str]:
             on_layer(name)
         try:
             image = Image(path)
+        except InputNotFound:
+            raise                    # bad input (exit 3), not a bad image
         except DiffimgError as exc:
             problems.append(exc.message)
             previous = None

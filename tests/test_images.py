@@ -191,8 +191,23 @@ def test_bad_input_is_refused_and_leaves_nothing(tmp_path):
                                   "-o", tmp_path / "x"), 9)                 # d1's parent is base
     assert_one_line_error(run_cli("create", tree, tmp_path / "base"), 7)    # exists already
     assert_one_line_error(run_cli("create", tmp_path / "nope", tmp_path / "x"), 3)
+    assert_one_line_error(run_cli("verify", tmp_path / "base", tmp_path / "nope"), 3)
     assert sorted(os.listdir(tmp_path)) == sorted(before + ["junk", "cut"])
     assert (tmp_path / "base").read_bytes() == data
+
+
+@pytest.mark.parametrize("fmt", ["squashfs", "dir"])
+def test_an_output_folder_that_cannot_be_written_is_a_clear_error(tmp_path, fmt):
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"f", "kind": "file", "data": b"1"}])
+    out = tmp_path / "ro"
+    out.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", out], check=True)
+    try:
+        assert_one_line_error(run_cli("create", tree, out / "img", "--format", fmt), 7)
+        assert os.listdir(out) == []
+    finally:
+        subprocess.run(["umount", out], check=True)
 
 
 def test_verify_names_a_diff_on_the_wrong_parent(tmp_path):
