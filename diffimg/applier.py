@@ -12,6 +12,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 from dataclasses import dataclass, field
 
 from .delta import STORE
@@ -261,25 +262,43 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
         if exc.errno == errno.ENOSPC:
             raise OutputError(f"the target is full: {exc.strerror}") from None
         where = f" ({show_path(os.fsencode(exc.filename))})" if exc.filename else ""
-        raise OutputError(f"cannot change {show_path(target)}: {exc.strerror}{where}; run "
-                          "again once the cause is mended, it takes up where this stopped") from None
+        raise OutputError(f"cannot change {show_path(target)}: {exc.strerror}{where}") from None
     finally:
         dirs.close()
 
 
 def _rescue(root_fd, dirs, rescue_dir, rescues):
-    """Hardlink (or copy) target content that a write needs but that is going away."""
+    """Hardlink target content that a write needs but that is going away (copy it, from a
+    filesystem mounted inside the target); the writes then take it from there."""
     with contextlib.suppress(FileExistsError):
         os.mkdir(rescue_dir, 0o700, dir_fd=root_fd)
     keep_fd = os.open(rescue_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=root_fd)
     try:
         for digest, path in rescues.items():
             parent, name = split(path)
-            with contextlib.suppress(FileExistsError):
-                os.link(name, digest.hex().encode(), src_dir_fd=dirs.fd(parent),
-                        dst_dir_fd=keep_fd, follow_symlinks=False)
+            keep = digest.hex().encode()
+            try:
+                os.link(name, keep, src_dir_fd=dirs.fd(parent), dst_dir_fd=keep_fd,
+                        follow_symlinks=False)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                _copy_aside(dirs.fd(parent), name, keep_fd, keep)   # on a filesystem mounted inside
     finally:
         os.close(keep_fd)
+
+
+def _copy_aside(dir_fd: int, name: bytes, keep_fd: int, keep: bytes):
+    source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        with open(source, "rb", closefd=False) as src, \
+                open(os.open(keep, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o600, dir_fd=keep_fd), "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    finally:
+        os.close(source)
 
 
 def _write_files(p, target, rescue_dir, layer_roots, tmp_names, on_progress):

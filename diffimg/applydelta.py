@@ -32,10 +32,11 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False):
             if problem:
                 _refuse(target, c.path, problem)
             if c.action in (PARENT, LINK) and c.source not in touched:
-                found = _lookup(source_dirs, c.source, checksum)
-                if found is None or found.kind is not Kind.FILE or found.size != c.after.size \
+                found = _lookup(source_dirs, c.source, checksum and c.after.kind is Kind.FILE)
+                if found is None or found.kind is not c.after.kind or found.size != c.after.size \
                         or (checksum and c.action == PARENT and found.digest != c.digest):
-                    _refuse(target, c.source, "is not the file the diff takes content from")
+                    _refuse(target, c.source, "is not the entry the diff takes content or a "
+                            "hardlink from")
     finally:
         dirs.close()
         source_dirs.close()
@@ -125,7 +126,9 @@ def plan_delta(changes, entries: int) -> Plan:
         if source[0] == "target" and _going_away(source[1], going):
             p.rescues.setdefault(write[0].digest, source[1])
             write[1] = ("rescue", write[0].digest)
-    p.unchanged = entries - sum(1 for c in changes if c.action != DELETE)
+    # a folder's record that only sets its times back is no change of its own
+    p.unchanged = entries - sum(1 for c in changes
+                                if c.action != DELETE and not (c.action == META and c.before == c.after))
     return p
 
 

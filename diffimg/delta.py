@@ -7,7 +7,7 @@ parent's entry and the new one, so that apply can check and change a target from
 from dataclasses import dataclass
 
 from .entry import Entry
-from .manifest import from_record, to_record
+from .manifest import from_record, to_record, unsafe_path
 
 DELETE = "delete"    # the path (with its subtree) is gone
 STORE = "store"      # file content stored in this image, at the same path
@@ -20,6 +20,7 @@ LINK = "link"        # a later hardlink member of source (its group's first path
 
 ACTIONS = (DELETE, STORE, COPY, PARENT, META, NEW, LINK)
 _ACTIONS = set(ACTIONS)
+_SOURCED = {COPY, PARENT, LINK}
 
 
 @dataclass(slots=True)
@@ -42,10 +43,17 @@ class Change:
                 or rec[1] not in _ACTIONS or (rec[2] is not None and type(rec[2]) is not bytes) \
                 or type(rec[3]) is not bool or (rec[4] is not None and type(rec[4]) is not bytes):
             raise ValueError(f"bad delta record {rec!r:.80}")
-        before, after = _entry(rec[5], rec[0]), _entry(rec[6], rec[0])
-        if (after is None) != (rec[1] == DELETE) or (before is None and (rec[3] or rec[1] in (DELETE, META))):
+        path, action, source = rec[0], rec[1], rec[2]
+        # apply acts on the delta alone: a path or source that could leave the target (or the
+        # root anywhere but in a meta record) is refused here, as the manifest reader refuses it
+        if (unsafe_path(path) and (path != b"" or action != META)) \
+                or (action in _SOURCED) != (source is not None) \
+                or (source is not None and unsafe_path(source)):
+            raise ValueError(f"unsafe or incomplete delta record {rec!r:.80}")
+        before, after = _entry(rec[5], path), _entry(rec[6], path)
+        if (after is None) != (action == DELETE) or (before is None and (rec[3] or action in (DELETE, META))):
             raise ValueError(f"delta record without the entries its action needs {rec!r:.80}")
-        return cls(rec[0], rec[1], rec[2], rec[3], rec[4], before, after)
+        return cls(path, action, source, rec[3], rec[4], before, after)
 
 
 def _entry_record(e: Entry | None):

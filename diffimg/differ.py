@@ -21,8 +21,9 @@ _RENAMING = {DELETE, STORE, COPY, PARENT, NEW, LINK}
 
 
 def _same_object(p, n) -> bool:
-    """Same kind and what defines the object (not its metadata): target, device number."""
-    return p.target == n.target and p.rdev == n.rdev
+    """Same kind and what defines the object (not its metadata): target, device number, and
+    the hardlink group it belongs to (a symlink, FIFO or device can be hardlinked too)."""
+    return p.target == n.target and p.rdev == n.rdev and p.link == n.link
 
 
 def diff_trees(parent_entries, new_entries, parent_hints) -> list[Change]:
@@ -74,11 +75,11 @@ def diff_trees(parent_entries, new_entries, parent_hints) -> list[Change]:
             if n.kind is Kind.DIR:
                 unchanged_dirs.append([n, False])
             continue
-        if n.kind is Kind.FILE:
-            if n.link is not None:
-                add(Change(n.path, LINK, n.link, replaces, n.digest, p, n))
-            elif p is None or replaces or p.digest != n.digest:
-                content(p, n, replaces)
+        if n.link is not None:              # a later hardlink member, of any kind
+            add(Change(n.path, LINK, n.link, replaces, n.digest, p, n))
+        elif n.kind is Kind.FILE:
+            if p is None or replaces or p.digest != n.digest or bool(p.sparse) != bool(n.sparse):
+                content(p, n, replaces)     # (the same bytes with other holes are rewritten)
             elif p.link is not None:        # was a hardlink member, now a file of its own
                 add(Change(n.path, PARENT, p.path, False, n.digest, p, n))
             else:

@@ -16,6 +16,7 @@ import xxhash
 
 from . import codec, containers
 from .delta import Change
+from .entry import path_key
 from .errors import ChainError, ImageError, InputNotFound, UnsupportedVersion, show_path
 from .manifest import ManifestReader, read_entries, read_file_hints
 
@@ -166,9 +167,13 @@ class Image:
         with open(self.meta_path, "rb") as f:
             data = self._blob(f, "delta")
         try:
-            return [Change.from_record(rec) for rec in codec.unpack_compressed(data)]
+            changes = [Change.from_record(rec) for rec in codec.unpack_compressed(data)]
         except (*codec.DecodeErrors, TypeError) as exc:
             self._fail(f"delta is corrupt ({exc})")
+        keys = [path_key(c.path) for c in changes]
+        if any(a >= b for a, b in zip(keys, keys[1:])):
+            self._fail("delta is corrupt (records out of order or repeated)")
+        return changes
 
     def check_blobs(self) -> list[str]:
         """Problems with the metadata blobs' digests (empty when all are intact)."""

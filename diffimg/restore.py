@@ -5,7 +5,7 @@ import os
 
 from .applier import content_index, execute, locked_target, plan
 from .applydelta import check_parent, plan_delta
-from .errors import Refused, show_path
+from .errors import ImageError, OutputError, Refused, show_path
 from .hashing import prestart_workers
 from .image import Image, open_chain
 from .scanner import scan
@@ -27,7 +27,9 @@ def restore(images, target, *, checksum=False, dry_run=False, on_progress=None, 
                        on_progress=on_progress, on_warning=on_warning)
         p = plan(entries, final.entries(), index)
         if not dry_run:
-            _execute(p, layers, target, root_fd, phase, on_progress)
+            _execute(p, layers, target, root_fd, phase, on_progress,
+                     "; once the cause is mended, run the restore again: it takes up where this "
+                     "one stopped")
         return p
 
 
@@ -50,15 +52,22 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, on_progre
         check_parent(root_fd, target, changes, checksum)
         p = plan_delta(changes, image.info["entries"])
         if not dry_run:
-            _execute(p, [image], target, root_fd, phase, on_progress)
+            _execute(p, [image], target, root_fd, phase, on_progress,
+                     "; the target is now partly changed, no longer the diff's parent: once the "
+                     "cause is mended, finish with apply --force (or restore)")
         return p
 
 
-def _execute(p, layers, target, root_fd, phase, on_progress):
-    """Carry out plan p, mounting the layers whose content it copies, and only those."""
+def _execute(p, layers, target, root_fd, phase, on_progress, after_failure: str):
+    """Carry out plan p, mounting the layers whose content it copies, and only those. A failure
+    once the target may have changed says what to do next (after_failure)."""
     needed = {source[1] for _, source in p.writes if source[0] == "layer"}
     with contextlib.ExitStack() as mounts:
         if needed:
             phase("mounting images")
         roots = {n: mounts.enter_context(layers[n].content()) for n in sorted(needed)}
-        execute(p, target, root_fd, roots, phase, on_progress)
+        try:
+            execute(p, target, root_fd, roots, phase, on_progress)
+        except (OutputError, ImageError) as exc:
+            exc.message += after_failure
+            raise

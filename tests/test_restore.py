@@ -379,3 +379,114 @@ def test_compare_tells_whether_a_target_equals_a_chain(chain, tmp_path):
     os.chmod(target / "xattrs", 0o600)
     assert run_cli("compare", base, diff, target).returncode == 1
     assert_one_line_error(run_cli("compare", diff, base, target), 9)
+
+
+def _sparse_file(path, mtime_ns, holes: bool):
+    """The same bytes (a, 1 MiB of zeros, b), with or without a hole, and the same time."""
+    with open(path, "wb") as f:
+        f.write(b"a")
+        if holes:
+            f.seek(1 << 20, os.SEEK_CUR)
+        else:
+            f.write(bytes(1 << 20))
+        f.write(b"b")
+    _utime_ns(path, mtime_ns)
+
+
+def _relink(src, dst):
+    os.unlink(dst)
+    os.link(src, dst, follow_symlinks=False)
+
+
+HARDLINK_AND_HOLE_CHANGES = {
+    # name: (make the base tree in root, then change it)
+    "a new hardlink to a FIFO": (lambda r: os.mkfifo(r + b"/f1"),
+                                 lambda r: os.link(r + b"/f1", r + b"/f2")),
+    "two FIFOs joined": (lambda r: (os.mkfifo(r + b"/f1"), os.mkfifo(r + b"/f2")),
+                         lambda r: _relink(r + b"/f1", r + b"/f2")),
+    "a FIFO leaving its group": (lambda r: (os.mkfifo(r + b"/f1"), os.link(r + b"/f1", r + b"/f2")),
+                                 lambda r: (os.unlink(r + b"/f2"), os.mkfifo(r + b"/f2"))),
+    "a hardlinked symlink": (lambda r: os.symlink(b"target", r + b"/s1"),
+                             lambda r: os.link(r + b"/s1", r + b"/s2", follow_symlinks=False)),
+    "the same bytes with a hole": (lambda r: _sparse_file(r + b"/sparse", 10**18, holes=False),
+                                   lambda r: _sparse_file(r + b"/sparse", 10**18, holes=True)),
+    "the same bytes without the hole": (lambda r: _sparse_file(r + b"/sparse", 10**18, holes=True),
+                                        lambda r: _sparse_file(r + b"/sparse", 10**18, holes=False)),
+}
+
+
+@pytest.mark.parametrize("case", HARDLINK_AND_HOLE_CHANGES, ids=list(HARDLINK_AND_HOLE_CHANGES))
+def test_apply_and_restore_carry_hardlinked_specials_and_holes(tmp_path, case):
+    make, change = HARDLINK_AND_HOLE_CHANGES[case]
+    tree = os.fsencode(tmp_path / "tree")
+    os.mkdir(tree)
+    open(tree + b"/keep", "wb").close()
+    make(tree)
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", check_rc=0)
+    target = _cp(tree, tmp_path / "target")
+    change(tree)
+    run_cli("diff", "--checksum", tree, tmp_path / "base", "-o", tmp_path / "diff", "--format", "dir",
+            check_rc=0)
+    expected = snapshot(tree)
+    run_cli("apply", tmp_path / "diff", target, check_rc=0)
+    assert_same_tree(snapshot(target), expected)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run_cli("restore", tmp_path / "base", tmp_path / "diff", empty, check_rc=0)
+    assert_same_tree(snapshot(empty), expected)
+
+
+def test_a_move_inside_a_filesystem_mounted_in_the_target(tmp_path):
+    """Content kept aside at the target's root cannot be hardlinked from another filesystem:
+    it is copied there instead."""
+    tree = build(tmp_path / "tree", [{"path": b"", "kind": "dir"},
+                                     {"path": b"sub", "kind": "dir", "mode": 0o755},
+                                     {"path": b"sub/a", "kind": "file", "data": b"moves" * 1000}])
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", check_rc=0)
+    target = _cp(tree, tmp_path / "target")
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", target + b"/sub"], check=True)
+    try:
+        subprocess.run(["cp", "-a", tree + b"/sub/.", target + b"/sub/"], check=True)
+        st = os.lstat(tree + b"/sub")
+        os.chmod(target + b"/sub", 0o755)
+        _utime_ns(target + b"/sub", st.st_mtime_ns)
+        _utime_ns(target, os.lstat(tree).st_mtime_ns)
+        os.rename(tree + b"/sub/a", tree + b"/sub/b")
+        run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "diff", "--format", "dir",
+                check_rc=0)
+        run_cli("apply", tmp_path / "diff", target, check_rc=0)
+        assert_same_tree(snapshot(target), snapshot(tree))
+        _no_leftovers(target)
+    finally:
+        subprocess.run(["umount", target + b"/sub"], check=True)
+
+
+@pytest.mark.parametrize("record", [
+    (b"../victim", "delete", None), (b"/abs", "new", None), (b"a/../../x", "meta", None),
+    (b"copied", "parent", b"../outside"), (b"linked", "link", None)])
+def test_a_delta_record_that_could_leave_the_target_is_refused(tmp_path, record):
+    from diffimg.delta import Change
+    from diffimg.image import Image
+    tree = build(tmp_path / "tree", [{"path": b"", "kind": "dir"},
+                                     {"path": b"f", "kind": "file", "data": b"1"}])
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", check_rc=0)
+    target = _cp(tree, tmp_path / "target")
+    (tmp_path / "victim").write_bytes(b"must stay")
+    with open(os.path.join(tree, b"f"), "wb") as f:
+        f.write(b"2")
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "diff", "--format", "dir", check_rc=0)
+    image = Image(tmp_path / "diff")
+    path, action, source = record
+    entry = Entry(path, Kind.FIFO, 0o644, 0, 0, 0)
+    bad = Change(path, action, source, before=entry, after=None if action == "delete" else entry)
+    changes = image.delta()
+    start, length, _ = image.blobs["manifest"]
+    with open(image.meta_path, "rb") as f:
+        f.seek(start)
+        (tmp_path / "manifest").write_bytes(f.read(length))
+    with open(image.meta_path, "wb") as f:
+        append_metadata(f, image.container, tmp_path / "manifest", [bad] + changes, image.info)
+    before = snapshot(target)
+    assert_one_line_error(run_cli("apply", tmp_path / "diff", target), 8)
+    assert_same_tree(snapshot(target), before)
+    assert (tmp_path / "victim").read_bytes() == b"must stay"
