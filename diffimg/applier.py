@@ -98,6 +98,7 @@ def plan(target_entries, final_entries, index: dict) -> Plan:
             rewritten.add(f.path)
         else:
             p.specials.append(f)
+            rewritten.add(f.path)
 
     for t, f in merge_join(target_entries, final_entries):
         if f is not None and f.kind is Kind.DIR:
@@ -149,6 +150,7 @@ def plan(target_entries, final_entries, index: dict) -> Plan:
                 going.add(t.path)
         elif t.target != f.target or t.rdev != f.rdev or t.link is not None:
             p.specials.append(f)
+            rewritten.add(f.path)
         elif not _same_meta(t, f):
             p.metas.append(f)
         else:
@@ -216,8 +218,11 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
     on_progress(files, bytes) is called as files are written."""
     phase = on_phase or (lambda what: None)
     dirs = Dirs(root_fd)
-    tmp_names = (TMP_PREFIX + b"%d-%d" % (os.getpid(), n) for n in range(1 << 62))
-    rescue_dir = RESCUE_DIR + b"-%d" % os.getpid()
+    # names of this run's own: a leftover of a killed run with the same pid is an extra entry,
+    # deleted after the rescue folder is made, and must not be taken for it
+    run = b"%d-%s" % (os.getpid(), os.urandom(6).hex().encode())
+    tmp_names = (TMP_PREFIX + b"%s-%d" % (run, n) for n in range(1 << 62))
+    rescue_dir = RESCUE_DIR + b"-" + run
     try:
         if p.rescues:
             phase("keeping content that moves")
@@ -314,11 +319,12 @@ def _write_files(p, target, rescue_dir, layer_roots, tmp_names, on_progress):
             where = ("move" if first else "target", rescue_dir + b"/" + source[1].hex().encode())
         else:
             where = (kind, source[1])
-        items.append(((target, next(tmp_names), where, e), e))
+        items.append(((target, next(tmp_names), where, e), (e, source)))
 
     done = [0, 0]
 
-    def check(e, result):
+    def check(tag, result):
+        e, source = tag
         problem, message, _ = result
         if problem is None:
             done[0] += 1
@@ -328,9 +334,14 @@ def _write_files(p, target, rescue_dir, layer_roots, tmp_names, on_progress):
             return
         if problem == NO_SPACE:
             raise OutputError(f"the target is full while writing {show_path(e.path)}")
-        if problem == BAD_CONTENT:
+        if problem == BAD_CONTENT and source[0] == "layer":
             raise ImageError(f"{show_path(e.path)}: {message} (a damaged image?); the target "
                              "file was left as it was")
+        if problem == BAD_CONTENT:      # taken from the target, trusted for its size and time
+            where = show_path(source[1]) if source[0] == "target" else "a path that goes away"
+            raise OutputError(f"{show_path(e.path)}: its content, taken from {where} in the "
+                              "target, does not match its digest: that file was changed without "
+                              "its size or time changing; run again with --checksum")
         raise OutputError(f"cannot write {show_path(e.path)}: {message}")
 
     run_pooled(write_batch, items, check, batch_size=64)

@@ -11,7 +11,8 @@ import xxhash
 from .safefs import Dirs, replace, set_meta_fd, split
 
 CHUNK = 1 << 20
-HOLE_UNIT = 64 << 10         # sparse files: zero runs of this size become holes
+HOLE_UNIT = 4 << 10          # sparse files: zero blocks of this size become holes (the
+                             # block size of common filesystems: any hole the source had)
 _ZEROS = bytes(HOLE_UNIT)
 _BUFFER = memoryview(bytearray(CHUNK))   # one per worker process, reused for every file
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
