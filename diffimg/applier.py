@@ -12,16 +12,15 @@ import contextlib
 import errno
 import fcntl
 import os
-import shutil
 from dataclasses import dataclass, field
 
 from .delta import STORE
 from .entry import Entry, Kind, path_key
 from .errors import Busy, ImageError, InputNotFound, OutputError, show_path
-from .hashing import run_pooled
+from .hashing import copy_file, run_pooled
 from .manifest import unsafe_path
 from .merge import merge_join
-from .safefs import Dirs, make_special, open_dir, remove, replace, set_meta_at, set_meta_fd, split
+from .safefs import Dirs, make_special, open_dir, proc_path, remove, replace, set_meta_at, set_meta_fd, split
 from .writer import BAD_CONTENT, NO_SPACE, write_batch
 
 RESCUE_DIR = b".diffimg-rescue"
@@ -81,8 +80,7 @@ def plan(target_entries, final_entries, index: dict) -> Plan:
     """Decide every action that makes the target (its scan) equal to the final entries."""
     p = Plan()
     in_target: dict[bytes, bytes] = {}    # digest -> a target path holding it
-    going: set[bytes] = set()             # target files that will be overwritten
-    gone: set[bytes] = set()              # target paths removed with their subtrees
+    going: set[bytes] = set()             # target paths removed (with subtrees) or overwritten
     rewritten: set[bytes] = set()         # final paths whose inode will be new
     final_dirs: dict[bytes, Entry] = {}   # every folder of the final tree
     removed = None
@@ -114,7 +112,7 @@ def plan(target_entries, final_entries, index: dict) -> Plan:
                     removed = None
         if f is None:
             p.deletes.append(t.path)
-            gone.add(t.path)
+            going.add(t.path)
             if t.kind is Kind.DIR:
                 removed = t.path + b"/"
             continue
@@ -123,7 +121,7 @@ def plan(target_entries, final_entries, index: dict) -> Plan:
             continue
         if t.kind != f.kind:
             p.deletes.append(t.path)
-            gone.add(t.path)
+            going.add(t.path)
             if t.kind is Kind.DIR:
                 removed = t.path + b"/"
             create(f)
@@ -165,22 +163,13 @@ def plan(target_entries, final_entries, index: dict) -> Plan:
     p.dir_metas += [final_dirs[path] for path in touched - planned if path in final_dirs]
     p.dir_metas.sort(key=lambda e: path_key(e.path))
 
-    def going_away(path: bytes) -> bool:
-        if path in going:
-            return True
-        while path:
-            if path in gone:
-                return True
-            path = path.rpartition(b"/")[0]
-        return False
-
     for write in p.writes:
         f = write[0]
         if not f.size:
             write[1] = ("empty", None)
         elif f.digest in in_target:
             source = in_target[f.digest]
-            if going_away(source) or source == f.path:
+            if going_away(source, going) or source == f.path:
                 p.rescues.setdefault(f.digest, source)
                 write[1] = ("rescue", f.digest)
             else:
@@ -190,6 +179,15 @@ def plan(target_entries, final_entries, index: dict) -> Plan:
         else:
             raise ImageError(f"no image of the chain holds the content of {show_path(f.path)}")
     return p
+
+
+def going_away(path: bytes, going: set[bytes]) -> bool:
+    """path, or a folder above it, is in going: removed or replaced."""
+    while path:
+        if path in going:
+            return True
+        path = path.rpartition(b"/")[0]
+    return False
 
 
 @contextlib.contextmanager
@@ -290,20 +288,13 @@ def _rescue(root_fd, dirs, rescue_dir, rescues):
             except OSError as exc:
                 if exc.errno != errno.EXDEV:
                     raise
-                _copy_aside(dirs.fd(parent), name, keep_fd, keep)   # on a filesystem mounted inside
+                # on a filesystem mounted inside the target: a copy (the writes check its digest)
+                problem, message, _ = copy_file(proc_path(dirs.fd(parent), name),
+                                                proc_path(keep_fd, keep))
+                if problem is not None:
+                    raise OutputError(f"cannot keep {show_path(path)} aside: {message}") from None
     finally:
         os.close(keep_fd)
-
-
-def _copy_aside(dir_fd: int, name: bytes, keep_fd: int, keep: bytes):
-    source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        with open(source, "rb", closefd=False) as src, \
-                open(os.open(keep, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             0o600, dir_fd=keep_fd), "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-    finally:
-        os.close(source)
 
 
 def _write_files(p, target, rescue_dir, layer_roots, tmp_names, on_progress):

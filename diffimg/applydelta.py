@@ -8,7 +8,7 @@ plan comes from the records alone: the cost grows with the change, not with the 
 import errno
 import os
 
-from .applier import Plan
+from .applier import Plan, going_away
 from .delta import COPY, DELETE, LINK, META, NEW, PARENT, STORE
 from .entry import Entry, Kind, entry_from_stat
 from .errors import Refused, ScanError, show_path
@@ -123,7 +123,7 @@ def plan_delta(changes, entries: int) -> Plan:
             p.writes.append([f, ("target", c.source)])
     for write in p.writes:
         source = write[1]
-        if source[0] == "target" and _going_away(source[1], going):
+        if source[0] == "target" and going_away(source[1], going):
             p.rescues.setdefault(write[0].digest, source[1])
             write[1] = ("rescue", write[0].digest)
     # a folder's record that only sets its times back is no change of its own
@@ -131,11 +131,3 @@ def plan_delta(changes, entries: int) -> Plan:
                                 if c.action != DELETE and not (c.action == META and c.before == c.after))
     return p
 
-
-def _going_away(path: bytes, going: set[bytes]) -> bool:
-    """path, or a folder above it, is removed or replaced."""
-    while path:
-        if path in going:
-            return True
-        path = path.rpartition(b"/")[0]
-    return False

@@ -32,7 +32,8 @@ def diff_trees(parent_entries, new_entries, parent_hints) -> list[Change]:
     changes: list[Change] = []
     waiting: list[Change] = []          # files whose content needs a source
     removed = None                      # a parent folder gone or replaced: skip its subtree
-    unchanged_dirs: list = []           # unchanged folders along the current path: [entry, recorded]
+    unchanged_dirs: list = []           # unchanged folders along the current path:
+                                        # [entry, recorded, prefix of the paths below it]
     folder_records: list[Change] = []   # records for unchanged folders whose entries change
 
     renames = False
@@ -56,7 +57,7 @@ def diff_trees(parent_entries, new_entries, parent_hints) -> list[Change]:
 
     for p, n in merge_join(parent_entries, new_entries):
         path = (p or n).path
-        while unchanged_dirs and not _inside(path, unchanged_dirs[-1][0].path):
+        while unchanged_dirs and not path.startswith(unchanged_dirs[-1][2]):
             unchanged_dirs.pop()
         if removed is not None:
             if path.startswith(removed) and p is not None and n is None:
@@ -73,7 +74,7 @@ def diff_trees(parent_entries, new_entries, parent_hints) -> list[Change]:
             removed = p.path + b"/"
         if p is not None and p == n:
             if n.kind is Kind.DIR:
-                unchanged_dirs.append([n, False])
+                unchanged_dirs.append([n, False, n.path + b"/" if n.path else b""])
             continue
         if n.link is not None:              # a later hardlink member, of any kind
             add(Change(n.path, LINK, n.link, replaces, n.digest, p, n))
@@ -112,7 +113,3 @@ def diff_trees(parent_entries, new_entries, parent_hints) -> list[Change]:
             stored[change.digest] = change.path
     return changes
 
-
-def _inside(path: bytes, folder: bytes) -> bool:
-    """path is folder or below it."""
-    return not folder or path == folder or path.startswith(folder + b"/")

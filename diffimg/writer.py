@@ -63,7 +63,7 @@ def _write_one(dirs, source_dirs, tmp, source, entry):
     except OSError as exc:
         if src is not None:
             os.close(src)
-        return (NO_SPACE if exc.errno == errno.ENOSPC else FAILED), exc.strerror, None
+        return _failure(exc), exc.strerror, None
     try:
         digest, size = _copy(src, dst, entry.sparse) if src is not None else (None, 0)
         if src is not None and digest != entry.digest:
@@ -76,16 +76,13 @@ def _write_one(dirs, source_dirs, tmp, source, entry):
     except _Mismatch:
         problem = (BAD_CONTENT, "the stored content does not match its digest")
     except OSError as exc:
-        problem = (NO_SPACE if exc.errno == errno.ENOSPC else FAILED, exc.strerror)
+        problem = (_failure(exc), exc.strerror)
     finally:
         if src is not None:
             os.close(src)
         if dst is not None:
             os.close(dst)
-    try:
-        os.unlink(tmp, dir_fd=dir_fd)
-    except OSError:
-        pass
+    _discard(dir_fd, tmp)
     return problem[0], problem[1], None
 
 
@@ -116,11 +113,20 @@ def _move(dirs, source_dirs, tmp, where, entry):
         replace(dir_fd, tmp, name)
         return None, None, entry.size
     except OSError as exc:
-        try:
-            os.unlink(tmp, dir_fd=dir_fd)
-        except OSError:
-            pass
-        return (NO_SPACE if exc.errno == errno.ENOSPC else FAILED), exc.strerror, None
+        _discard(dir_fd, tmp)
+        return _failure(exc), exc.strerror, None
+
+
+def _failure(exc: OSError) -> str:
+    return NO_SPACE if exc.errno == errno.ENOSPC else FAILED
+
+
+def _discard(dir_fd: int, tmp: bytes):
+    """Remove a temporary name that will not be renamed into place (it may not exist yet)."""
+    try:
+        os.unlink(tmp, dir_fd=dir_fd)
+    except OSError:
+        pass
 
 
 class _Mismatch(Exception):

@@ -41,3 +41,18 @@ def rich_tree(tmp_path):
     if not IS_ROOT:
         pytest.skip("needs root to build devices and foreign owners")
     return build(tmp_path / "tree", every_kind_spec())
+
+
+def rewrite_delta(image, changes, scratch):
+    """Give the dir-format image (an Image) the delta changes instead of its own, keeping its
+    manifest and info: a crafted or inconsistent diff. scratch: a folder for the manifest."""
+    from diffimg.image import append_metadata
+    manifest = os.path.join(scratch, "manifest-of-rewritten-image")
+    start, length, _ = image.blobs["manifest"]
+    with open(image.meta_path, "rb") as f:
+        f.seek(start)
+        data = f.read(length)
+    with open(manifest, "wb") as f:
+        f.write(data)
+    with open(image.meta_path, "wb") as f:
+        append_metadata(f, image.container, manifest, changes, image.info)

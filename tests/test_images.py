@@ -7,11 +7,11 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import IS_ROOT, assert_one_line_error, needs_root, run_cli
+from conftest import IS_ROOT, assert_one_line_error, needs_root, rewrite_delta, run_cli
 from treebuild import build, change_everything
 
 from diffimg.delta import COPY, PARENT, STORE
-from diffimg.image import Image, append_metadata
+from diffimg.image import Image
 
 FORMATS = ["squashfs", "btrfs", "ext4", "dir"]
 pytestmark = needs_root
@@ -152,12 +152,7 @@ def test_verify_finds_a_delta_record_that_disagrees_with_the_manifest(tmp_path):
     changes = image.delta()
     [change] = [c for c in changes if c.path == b"g"]
     change.after.mode = 0o644                            # a record that says other than the manifest
-    start, length, _ = image.blobs["manifest"]
-    with open(image.meta_path, "rb") as f:
-        f.seek(start)
-        (tmp_path / "manifest").write_bytes(f.read(length))
-    with open(image.meta_path, "wb") as f:
-        append_metadata(f, image.container, tmp_path / "manifest", changes, image.info)
+    rewrite_delta(image, changes, tmp_path)
     proc = run_cli("verify", tmp_path / "base", tmp_path / "d")
     assert proc.returncode == 1, proc.stderr
     assert b"g: the delta's record does not match the manifest" in proc.stdout

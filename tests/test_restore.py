@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import assert_one_line_error, needs_root, run_cli
+from conftest import assert_one_line_error, needs_root, rewrite_delta, run_cli
 from snapshot import assert_same_tree, snapshot
 from treebuild import build, change_everything
 
@@ -479,13 +479,7 @@ def test_a_delta_record_that_could_leave_the_target_is_refused(tmp_path, record)
     path, action, source = record
     entry = Entry(path, Kind.FIFO, 0o644, 0, 0, 0)
     bad = Change(path, action, source, before=entry, after=None if action == "delete" else entry)
-    changes = image.delta()
-    start, length, _ = image.blobs["manifest"]
-    with open(image.meta_path, "rb") as f:
-        f.seek(start)
-        (tmp_path / "manifest").write_bytes(f.read(length))
-    with open(image.meta_path, "wb") as f:
-        append_metadata(f, image.container, tmp_path / "manifest", [bad] + changes, image.info)
+    rewrite_delta(image, [bad] + image.delta(), tmp_path)
     before = snapshot(target)
     assert_one_line_error(run_cli("apply", tmp_path / "diff", target), 8)
     assert_same_tree(snapshot(target), before)
