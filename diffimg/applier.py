@@ -20,6 +20,7 @@ from .errors import Busy, ImageError, InputNotFound, OutputError, show_path
 from .hashing import copy_file, run_pooled
 from .manifest import unsafe_path
 from .merge import merge_join
+from .progress import Phase
 from .safefs import Dirs, make_special, open_dir, proc_path, remove, replace, set_meta_at, set_meta_fd, split
 from .writer import BAD_CONTENT, NO_SPACE, write_batch
 
@@ -214,7 +215,7 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
             on_progress=None):
     """Carry out plan p on the target (root_fd). layer_roots: layer number -> mounted tree.
     on_progress(files, bytes) is called as files are written."""
-    phase = on_phase or (lambda what: None)
+    phase = on_phase or (lambda phase: None)
     dirs = Dirs(root_fd)
     # names of this run's own: a leftover of a killed run with the same pid is an extra entry,
     # deleted after the rescue folder is made, and must not be taken for it
@@ -223,14 +224,14 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
     rescue_dir = RESCUE_DIR + b"-" + run
     try:
         if p.rescues:
-            phase("keeping content that moves")
+            phase(Phase.KEEPING_MOVED)
             _rescue(root_fd, dirs, rescue_dir, p.rescues)
-        phase("deleting")
+        phase(Phase.DELETING)
         for path in p.deletes:
             parent, name = split(path)
             remove(dirs.fd(parent), name)
         dirs.close()
-        phase("making folders")
+        phase(Phase.MAKING_FOLDERS)
         for e in p.dirs:
             parent, name = split(e.path)
             if e.path:
@@ -238,7 +239,7 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
                     os.mkdir(name, 0o700, dir_fd=dirs.fd(parent))
                 except FileExistsError:
                     pass
-        phase("making symlinks and special files")
+        phase(Phase.MAKING_SPECIALS)
         for e in p.specials:
             parent, name = split(e.path)
             dir_fd = dirs.fd(parent)
@@ -246,12 +247,12 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
             make_special(dir_fd, tmp, e)
             set_meta_at(dir_fd, tmp, e)
             replace(dir_fd, tmp, name)
-        phase("writing files")
+        phase(Phase.WRITING_FILES)
         _write_files(p, target, rescue_dir, layer_roots, tmp_names, on_progress)
-        phase("linking hardlinks")
+        phase(Phase.LINKING)
         for e in p.links:
             _link(root_fd, dirs, e, next(tmp_names))
-        phase("setting metadata")
+        phase(Phase.SETTING_METADATA)
         for e in p.metas:
             parent, name = split(e.path)
             set_meta_at(dirs.fd(parent), name, e)
@@ -289,10 +290,10 @@ def _rescue(root_fd, dirs, rescue_dir, rescues):
                 if exc.errno != errno.EXDEV:
                     raise
                 # on a filesystem mounted inside the target: a copy (the writes check its digest)
-                problem, message, _ = copy_file(proc_path(dirs.fd(parent), name),
-                                                proc_path(keep_fd, keep))
-                if problem is not None:
-                    raise OutputError(f"cannot keep {show_path(path)} aside: {message}") from None
+                copied = copy_file(proc_path(dirs.fd(parent), name), proc_path(keep_fd, keep))
+                if copied.problem is not None:
+                    raise OutputError(f"cannot keep {show_path(path)} aside: {copied.message}") \
+                        from None
     finally:
         os.close(keep_fd)
 

@@ -31,13 +31,17 @@ def pack(obj) -> bytes:
     return packer().pack(obj)
 
 
-def compressing_writer(fileobj):
-    """A zstd stream writer over fileobj with the frame's content checksum on. It compresses in
-    a zstd thread of its own (still one frame), which overlaps with the caller's work."""
+def _compressor() -> zstandard.ZstdCompressor:
+    """Every zstd frame diffimg writes: ZSTD_LEVEL, the content checksum on, compressed in a
+    zstd thread of its own (still one frame), which overlaps with the caller's work."""
     params = zstandard.ZstdCompressionParameters.from_level(
         ZSTD_LEVEL, threads=1, job_size=ZSTD_JOB_BYTES, write_checksum=1)
-    cctx = zstandard.ZstdCompressor(compression_params=params)
-    return cctx.stream_writer(fileobj, closefd=False)
+    return zstandard.ZstdCompressor(compression_params=params)
+
+
+def compressing_writer(fileobj):
+    """A zstd stream writer over fileobj (one frame)."""
+    return _compressor().stream_writer(fileobj, closefd=False)
 
 
 class ObjectReader:
@@ -97,10 +101,7 @@ DecodeErrors = (
 
 def pack_compressed(obj) -> bytes:
     """One msgpack object in one zstd frame (with content size and checksum)."""
-    params = zstandard.ZstdCompressionParameters.from_level(
-        ZSTD_LEVEL, threads=1, job_size=ZSTD_JOB_BYTES, write_checksum=1)
-    cctx = zstandard.ZstdCompressor(compression_params=params)
-    return cctx.compress(pack(obj))
+    return _compressor().compress(pack(obj))
 
 
 def unpack_compressed(data: bytes, max_size: int = 1 << 30):

@@ -7,6 +7,7 @@ nanoseconds. A field that does not apply to a kind is None: unknown means absent
 import enum
 import stat
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class Kind(enum.IntEnum):
@@ -29,12 +30,9 @@ KIND_OF_FMT = {
     stat.S_IFBLK: Kind.BLOCK,
 }
 FMT_OF_KIND = {kind: fmt for fmt, kind in KIND_OF_FMT.items()}
-LS_CHAR = {Kind.DIR: "d", Kind.FILE: "-", Kind.SYMLINK: "l", Kind.FIFO: "p",
-           Kind.SOCKET: "s", Kind.CHAR: "c", Kind.BLOCK: "b"}
 
 ACL_ACCESS = b"system.posix_acl_access"
 ACL_DEFAULT = b"system.posix_acl_default"
-CAPABILITY = b"security.capability"
 
 
 @dataclass(slots=True)
@@ -56,6 +54,28 @@ class Entry:
     @property
     def name(self) -> bytes:
         return self.path.rpartition(b"/")[2]
+
+
+class Hint(NamedTuple):
+    """What a quick check needs of a recorded file: a file at path with this size and mtime_ns
+    is taken to hold this digest (and holes, when sparse)."""
+    path: bytes
+    size: int
+    mtime_ns: int
+    digest: bytes
+    sparse: bool | None
+
+
+def same_meta(a: Entry, b: Entry) -> bool:
+    """Same owner, mode, mtime and xattrs: what setting metadata changes in place."""
+    return (a.mode == b.mode and a.uid == b.uid and a.gid == b.gid and a.mtime_ns == b.mtime_ns
+            and (a.xattrs or None) == (b.xattrs or None))
+
+
+def same_object(a: Entry, b: Entry) -> bool:
+    """Same symlink target, device number and hardlink group: what defines a non-file object
+    besides its kind (a symlink, FIFO or device can be hardlinked too)."""
+    return a.target == b.target and a.rdev == b.rdev and a.link == b.link
 
 
 def entry_from_stat(path: bytes, st) -> Entry:

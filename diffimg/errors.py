@@ -22,10 +22,12 @@ import os
 
 class DiffimgError(Exception):
     exit_code = 10
+    tool_output = ""        # what an external tool printed, when its failure is the cause
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, *, tool_output: str = ""):
         super().__init__(message)
         self.message = message
+        self.tool_output = tool_output
 
 
 class InputNotFound(DiffimgError):

@@ -5,6 +5,7 @@ that work on the GIL; worker processes run it on every core. They are started by
 which is safe even when the calling process has threads.
 """
 
+import enum
 import errno
 import multiprocessing
 import multiprocessing.forkserver
@@ -12,6 +13,7 @@ import os
 import signal
 import stat
 from concurrent.futures import ProcessPoolExecutor
+from typing import NamedTuple
 
 import xxhash
 
@@ -25,29 +27,49 @@ EMPTY_DIGEST = xxhash.xxh3_128_digest(b"")
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)   # leave the source's access times alone where allowed
 
-VANISHED, CHANGED, ERROR = "vanished", "changed", "error"
+class Problem(enum.StrEnum):
+    """What went wrong with one file read, copied or written by a worker."""
+    VANISHED = "vanished"         # gone (or no longer a file): drop it, warn
+    CHANGED = "changed"           # kept changing while read: the content is the last read, warn
+    ERROR = "error"               # could not be read or written
+    NO_SPACE = "no-space"         # the device written to is full
+    BAD_CONTENT = "bad-content"   # the bytes written do not match the digest they must have
 
 
-def hash_file(path: bytes):
-    """Read and hash one file. Returns (problem, message, content):
+class Content(NamedTuple):
+    """A file's content and inode attributes, as read."""
+    digest: bytes
+    sparse: bool
+    size: int
+    mtime_ns: int
+    mode: int
+    uid: int
+    gid: int
 
-    content = (digest, sparse, size, mtime_ns, mode, uid, gid) as read, or None;
-    problem None, or VANISHED (drop it, warn), CHANGED (kept changing: content is the last
-    read, warn) or ERROR (unreadable: the scan fails).
-    """
+
+class Hashed(NamedTuple):
+    """The answer for one file: problem None and its content, or what went wrong."""
+    problem: Problem | None
+    message: str | None
+    content: Content | None
+
+
+def hash_file(path: bytes) -> Hashed:
+    """Read and hash one file. content is None for VANISHED and ERROR (unreadable: the scan
+    fails); with CHANGED it is the last read."""
     for _ in range(READ_ATTEMPTS):
         try:
             fd = _open_for_read(path)
         except FileNotFoundError:
-            return VANISHED, "vanished while being scanned", None
+            return Hashed(Problem.VANISHED, "vanished while being scanned", None)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                return VANISHED, "was replaced by a symlink while being scanned", None
-            return ERROR, exc.strerror, None
+                return Hashed(Problem.VANISHED, "was replaced by a symlink while being scanned", None)
+            return Hashed(Problem.ERROR, exc.strerror, None)
         try:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
-                return VANISHED, "is no longer a regular file", None
+                return Hashed(Problem.VANISHED, "is no longer a regular file", None)
             if before.st_size <= WHOLE_READ:
                 data = os.read(fd, WHOLE_READ + 1)
                 if len(data) > WHOLE_READ:      # it grew past the one-call size meanwhile
@@ -59,31 +81,35 @@ def hash_file(path: bytes):
             after = os.fstat(fd)
             sparse = (after.st_blocks * 512 < after.st_size
                       and os.lseek(fd, 0, os.SEEK_HOLE) < after.st_size)
-            content = (digest, sparse, after.st_size, after.st_mtime_ns,
-                       stat.S_IMODE(after.st_mode), after.st_uid, after.st_gid)
+            content = _content(after, digest, sparse)
             if (nread == after.st_size and before.st_size == after.st_size
                     and before.st_mtime_ns == after.st_mtime_ns):
-                return None, None, content
+                return Hashed(None, None, content)
         except OSError as exc:
-            return ERROR, exc.strerror, None
+            return Hashed(Problem.ERROR, exc.strerror, None)
         finally:
             os.close(fd)
-    return CHANGED, "kept changing while being read; recorded as last read", content
+    return Hashed(Problem.CHANGED, "kept changing while being read; recorded as last read", content)
 
 
-def hash_batch(paths: list[bytes]) -> list[tuple]:
+def _content(st, digest: bytes, sparse: bool) -> Content:
+    return Content(digest, sparse, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode),
+                   st.st_uid, st.st_gid)
+
+
+def hash_batch(paths: list[bytes]) -> list[Hashed]:
     return [hash_file(path) for path in paths]
 
 
-def copy_file(source: bytes, dest: bytes):
+def copy_file(source: bytes, dest: bytes) -> Hashed:
     """Copy source to a new file dest, hashing what is copied; answers as hash_file does.
     The digest is of the bytes written, so a caller compares it with the one it expects."""
     try:
         fd = _open_for_read(source)
     except FileNotFoundError:
-        return VANISHED, "vanished since it was scanned", None
+        return Hashed(Problem.VANISHED, "vanished since it was scanned", None)
     except OSError as exc:
-        return ERROR, exc.strerror, None
+        return Hashed(Problem.ERROR, exc.strerror, None)
     try:
         with open(fd, "rb", buffering=0, closefd=False) as src, open(dest, "xb") as dst:
             before = os.fstat(fd)
@@ -94,20 +120,19 @@ def copy_file(source: bytes, dest: bytes):
                 h.update(view[:n])
                 dst.write(view[:n])
             after = os.fstat(fd)
-        content = (h.digest(), False, after.st_size, after.st_mtime_ns,
-                   stat.S_IMODE(after.st_mode), after.st_uid, after.st_gid)
+        content = _content(after, h.digest(), False)
         if before.st_size != after.st_size or before.st_mtime_ns != after.st_mtime_ns:
-            return CHANGED, "changed while being copied", content
-        return None, None, content
+            return Hashed(Problem.CHANGED, "changed while being copied", content)
+        return Hashed(None, None, content)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            return ERROR, "no space left on the device", None
-        return ERROR, exc.strerror, None
+            return Hashed(Problem.NO_SPACE, "no space left on the device", None)
+        return Hashed(Problem.ERROR, exc.strerror, None)
     finally:
         os.close(fd)
 
 
-def copy_batch(pairs: list[tuple[bytes, bytes]]) -> list[tuple]:
+def copy_batch(pairs: list[tuple[bytes, bytes]]) -> list[Hashed]:
     return [copy_file(source, dest) for source, dest in pairs]
 
 

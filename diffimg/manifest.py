@@ -14,7 +14,7 @@ import time
 import xxhash
 
 from . import __version__, codec
-from .entry import Entry, Kind, path_key
+from .entry import Entry, Hint, Kind, path_key
 from .errors import InputNotFound, ManifestError, OutputError, UnsupportedVersion, show_path
 
 MAGIC = b"\x89DIFFIMG"
@@ -22,15 +22,11 @@ VERSION = (1, 0)
 _PREAMBLE = struct.Struct(">8sHH")
 HASH_NAME = "xxh3-128"
 
-# Record layout: position -> field. A later minor version may append positions; readers ignore them.
-FIELDS = ("path", "kind", "mode", "uid", "gid", "mtime_ns", "size", "digest", "target", "rdev",
-          "xattrs", "link", "sparse")
-
-
 def to_record(e: Entry) -> list:
-    xattrs = e.xattrs
+    """The entry's record: its fields by position (spec/manifest.md). A later minor version may
+    append positions; readers ignore them."""
     return [e.path, int(e.kind), e.mode, e.uid, e.gid, e.mtime_ns, e.size, e.digest, e.target,
-            e.rdev, xattrs, e.link, e.sparse]
+            e.rdev, e.xattrs, e.link, e.sparse]
 
 
 _KINDS = {int(k): k for k in Kind}
@@ -345,11 +341,12 @@ class ManifestReader:
             yield entry
 
     def file_hints(self):
-        """Yield (path, size, mtime_ns, digest, sparse) of the files, in canonical order, for a
-        quick check. Only what a hint needs is checked per record; the whole stream's integrity
-        (frame checksum, counts, tree ID) is still checked at its end."""
+        """Yield a Hint for each file, in canonical order, for a quick check. Only what a hint
+        needs is checked per record; the whole stream's integrity (frame checksum, counts, tree
+        ID) is still checked at its end."""
         ids = TreeId()
         file_kind = int(Kind.FILE)
+        new = tuple.__new__     # Hint(...) without NamedTuple's Python-level __new__: per file
         for rec in self._records(ids):
             ids.entries += 1
             try:
@@ -361,7 +358,7 @@ class ManifestReader:
             except (TypeError, IndexError):
                 self._fail(f"bad record {ids.entries}")
             if type(digest) is bytes and len(digest) == 16 and type(path) is bytes:
-                yield path, size, mtime_ns, digest, sparse
+                yield new(Hint, (path, size, mtime_ns, digest, sparse))
 
     def _check_trailer(self, trailer: dict, ids: TreeId):
         expected = ids.trailer()

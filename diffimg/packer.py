@@ -8,7 +8,7 @@ metadata, and only then give the image its name. On any failure nothing is left 
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import __version__, containers
 from .containers import Sizes
@@ -17,10 +17,11 @@ from .differ import diff_trees
 from .entry import Kind, content_files
 from .errors import ImageError, OutputError, ScanError, show_path
 from .fsmeta import source_info
-from .hashing import copy_batch, hash_batch, run_pooled
+from .hashing import Problem, copy_batch, hash_batch, run_pooled
 from .image import ALIGN, append_metadata, container_tree, open_chain
 from .manifest import ManifestWriter, read_entries, write_manifest
 from .osinfo import detect
+from .progress import Phase
 from .scanner import scan
 
 
@@ -32,8 +33,7 @@ class PackOptions:
     excludes: tuple = ()
     on_progress: object = None        # (entries, bytes) while scanning
     on_warning: object = None         # (message)
-    on_phase: object = None           # (description) as each step starts
-    stats: dict = field(default_factory=dict)   # seconds per step, filled in
+    on_phase: object = None           # (Phase, detail) as each step starts
 
 
 class _Output:
@@ -71,9 +71,9 @@ class _Output:
                 os.unlink(path)
 
 
-def _phase(opts, what):
+def _phase(opts, phase: Phase, detail: str | None = None):
     if opts.on_phase is not None:
-        opts.on_phase(what)
+        opts.on_phase(phase, detail)
 
 
 def create(tree, out, opts: PackOptions) -> dict:
@@ -86,7 +86,7 @@ def create(tree, out, opts: PackOptions) -> dict:
         module = containers.get(opts.fmt)
         if hasattr(module, "start") and not opts.excludes:
             # a container packed straight from the tree needs nothing from the scan: run both
-            _phase(opts, f"packing {opts.fmt} from {show_path(tree)} in the background")
+            _phase(opts, Phase.PACKING, f"{opts.fmt} from {show_path(tree)} in the background")
             packing = module.start(tree, output.tmp, **_build_options(opts))
         trailer = _scan(tree, output, opts, None, skipped)
         stored = lambda: content_files(read_entries(output.manifest))  # noqa: E731  (each pass reads anew)
@@ -113,8 +113,7 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
     parent = layers[-1]
     output = _Output(out, opts.fmt)
     try:
-        _phase(opts, "scanning and classifying changes")
-        t = time.monotonic()
+        _phase(opts, Phase.CLASSIFYING)
         # one pass: the scan is written to the new manifest while the differ merge-joins it
         # with the parent's entries. The quick-check hints come from a read of their own: a
         # shared one (tee) would hold every parent entry the scan never asks about (all of them
@@ -126,7 +125,6 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
                            on_progress=opts.on_progress, on_warning=opts.on_warning)
             changes = diff_trees(parent_entries, writer.recording(scanned), parent.file_hints())
         trailer = writer.trailer
-        opts.stats["scan"] = time.monotonic() - t
         if trailer["tree_id"] == parent.tree_id:
             return None
         assert changes, "trees differ but no change was classified"
@@ -143,14 +141,11 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
 
 
 def _scan(tree, output, opts, hints, skipped):
-    _phase(opts, "scanning")
-    t = time.monotonic()
+    _phase(opts, Phase.SCANNING)
     entries = scan(tree, previous=hints, checksum=opts.checksum, excludes=opts.excludes,
                    on_progress=opts.on_progress, on_warning=opts.on_warning,
                    on_skip=skipped.append if skipped is not None else None)
-    trailer = write_manifest(output.manifest, entries, source_info(tree))
-    opts.stats["scan"] = time.monotonic() - t
-    return trailer
+    return write_manifest(output.manifest, entries, source_info(tree))
 
 
 def _pack(tree, output, opts, stored, direct: bool, packing=None):
@@ -158,26 +153,21 @@ def _pack(tree, output, opts, stored, direct: bool, packing=None):
     stored() yields the (path, digest) of the files to store, afresh at each call; packing is
     the container tool already started on the tree, if any."""
     module = containers.get(opts.fmt)
-    t = time.monotonic()
     if packing is not None:
-        _phase(opts, f"packing {opts.fmt}")
+        _phase(opts, Phase.PACKING, opts.fmt)
         packing.wait()
     elif direct:
-        _phase(opts, f"packing {opts.fmt} from {show_path(tree)}")
+        _phase(opts, Phase.PACKING, f"{opts.fmt} from {show_path(tree)}")
         module.build(tree, output.tmp, _sizes_of(output.manifest), **_build_options(opts))
     else:
-        _phase(opts, "copying the content to store")
+        _phase(opts, Phase.COPYING)
         sizes = _stage(tree, output.staging, stored(), opts.on_progress)
         if opts.fmt != "dir":
-            _phase(opts, f"packing {opts.fmt}")
+            _phase(opts, Phase.PACKING, opts.fmt)
             module.build(output.staging, output.tmp, sizes, **_build_options(opts))
-    opts.stats["pack"] = time.monotonic() - t
-    _phase(opts, "checking what the image holds")
-    t = time.monotonic()
+    _phase(opts, Phase.CHECKING)
     length = os.path.getsize(output.tmp) if opts.fmt != "dir" else 0
-    files, nbytes = _check(output.tmp, opts.fmt, length, stored(), opts.on_progress)
-    opts.stats["check"] = time.monotonic() - t
-    return files, nbytes
+    return _check(output.tmp, opts.fmt, length, stored(), opts.on_progress)
 
 
 def _build_options(opts) -> dict:
@@ -212,16 +202,15 @@ def _stage(tree, staging, stored, on_progress=None) -> Sizes:
                     parent = os.path.dirname(parent)
             yield (os.path.join(tree, path), os.path.join(staging, path)), (path, digest)
 
-    def check(item, result):
+    def check(item, copied):
         path, digest = item
-        problem, message, content = result
-        if problem is not None:
-            error = OutputError if "no space" in message else ScanError
-            raise error(f"cannot copy {show_path(os.path.join(tree, path))}: {message}")
-        if content[0] != digest:
+        if copied.problem is not None:
+            error = OutputError if copied.problem is Problem.NO_SPACE else ScanError
+            raise error(f"cannot copy {show_path(os.path.join(tree, path))}: {copied.message}")
+        if copied.content.digest != digest:
             raise ScanError(f"{show_path(os.path.join(tree, path))} changed since it was "
                             "scanned; run the command again")
-        sizes.add(len(os.path.basename(path)), content[2])
+        sizes.add(len(os.path.basename(path)), copied.content.size)
         if on_progress is not None:
             on_progress(sizes.entries, sizes.file_blocks * 4096)
 
@@ -234,14 +223,13 @@ def _check(image, fmt, length, expected, on_progress=None):
     bad = []
     counts = [0, 0]
 
-    def check(item, result):
+    def check(item, hashed):
         path, digest = item
-        problem, _message, content = result
-        if problem is not None or content[0] != digest:
+        if hashed.problem is not None or hashed.content.digest != digest:
             bad.append(path)
         else:
             counts[0] += 1
-            counts[1] += content[2]
+            counts[1] += hashed.content.size
             if on_progress is not None:
                 on_progress(*counts)
 
@@ -276,7 +264,7 @@ def _info(kind, tree, opts, trailer, parent_id, stored_files, stored_bytes) -> d
 
 def _finish(output, opts, info, changes):
     """Append the metadata, flush it to disk, and give the image its name."""
-    _phase(opts, "writing the image's metadata")
+    _phase(opts, Phase.WRITING_METADATA)
     if opts.fmt == "dir":
         meta = os.path.join(output.tmp, containers.dirfmt.META)
         container = {"format": "dir", "offset": 0, "length": 0}

@@ -1,7 +1,38 @@
-"""Progress on stderr for the CLI. Library code only calls the callbacks it is given."""
+"""Progress on stderr for the CLI. Library code only calls the callbacks it is given:
+on_progress(count, bytes), on_warning(message) and on_phase(Phase, detail)."""
 
+import enum
 import sys
 import time
+
+
+class Phase(enum.Enum):
+    """A step of a long command, as it starts: what the CLI says, and what its progress line
+    counts from then on (files under that label), if it counts files."""
+
+    def __init__(self, text: str, counts: str | None = None):
+        self.text = text
+        self.counts = counts
+
+    # making images
+    SCANNING = ("scanning",)
+    CLASSIFYING = ("scanning and classifying changes",)
+    PACKING = ("packing",)                              # detail: format, from what
+    COPYING = ("copying the content to store", "copying")
+    CHECKING = ("checking what the image holds", "checking")
+    WRITING_METADATA = ("writing the image's metadata",)
+    # restore and apply
+    READING_IMAGES = ("reading the images",)
+    SCANNING_TARGET = ("scanning the target",)
+    CHECKING_TARGET = ("checking the target",)
+    MOUNTING = ("mounting images",)
+    KEEPING_MOVED = ("keeping content that moves",)
+    DELETING = ("deleting",)
+    MAKING_FOLDERS = ("making folders",)
+    MAKING_SPECIALS = ("making symlinks and special files",)
+    WRITING_FILES = ("writing files", "writing")
+    LINKING = ("linking hardlinks",)
+    SETTING_METADATA = ("setting metadata",)
 
 
 def human_bytes(n: int) -> str:
@@ -41,14 +72,14 @@ class ProgressLine:
             sys.stderr.flush()
             self._drawn = False
 
-    def phase(self, what: str, files_label: str | None = None):
-        """A new step: say so (on a terminal, unless quiet); from now on, with files_label, the
-        line counts files under that label."""
+    def phase(self, phase: Phase, detail: str | None = None):
+        """A new step: say so (on a terminal, unless quiet); from now on the line counts what
+        the step counts."""
         self.clear()
-        if files_label is not None:
-            self.label, self.unit = files_label, "files"
+        if phase.counts is not None:
+            self.label, self.unit = phase.counts, "files"
         if self.enabled:
-            print(f"diffimg: {what}", file=sys.stderr)
+            print(f"diffimg: {phase.text}" + (f" {detail}" if detail else ""), file=sys.stderr)
 
     def warn(self, message: str):
         self.clear()

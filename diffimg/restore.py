@@ -8,6 +8,7 @@ from .applydelta import check_parent, plan_delta
 from .errors import ImageError, OutputError, Refused, show_path
 from .hashing import prestart_workers
 from .image import Image, open_chain
+from .progress import Phase
 from .scanner import scan
 
 
@@ -17,12 +18,12 @@ def restore(images, target, *, checksum=False, dry_run=False, on_progress=None, 
     dry_run: plan only. (apply --force passes _layers, the one diff image.)"""
     layers = _layers or open_chain(images)
     target = os.fsencode(target)
-    phase = on_phase or (lambda what: None)
+    phase = on_phase or (lambda phase: None)
     with locked_target(target) as root_fd:
-        phase("reading the images")
+        phase(Phase.READING_IMAGES)
         index = content_index(layers)
         final = layers[-1]
-        phase("scanning the target")
+        phase(Phase.SCANNING_TARGET)
         entries = scan(target, previous=None if checksum else final.file_hints(), checksum=checksum,
                        on_progress=on_progress, on_warning=on_warning)
         p = plan(entries, final.entries(), index)
@@ -44,10 +45,10 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, on_progre
         return restore([diff], target, checksum=checksum, dry_run=dry_run, on_progress=on_progress,
                        on_warning=on_warning, on_phase=on_phase, _layers=[image])
     target = os.fsencode(target)
-    phase = on_phase or (lambda what: None)
+    phase = on_phase or (lambda phase: None)
     with locked_target(target) as root_fd:
         prestart_workers()          # while the target is checked
-        phase("checking the target")
+        phase(Phase.CHECKING_TARGET)
         changes = image.delta()
         check_parent(root_fd, target, changes, checksum)
         p = plan_delta(changes, image.info["entries"])
@@ -64,7 +65,7 @@ def _execute(p, layers, target, root_fd, phase, on_progress, after_failure: str)
     needed = {source[1] for _, source in p.writes if source[0] == "layer"}
     with contextlib.ExitStack() as mounts:
         if needed:
-            phase("mounting images")
+            phase(Phase.MOUNTING)
         roots = {n: mounts.enter_context(layers[n].content()) for n in sorted(needed)}
         try:
             execute(p, target, root_fd, roots, phase, on_progress)

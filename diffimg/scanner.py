@@ -11,10 +11,10 @@ import os
 import re
 import stat
 
-from .entry import Entry, Kind, entry_from_stat, path_key
+from .entry import Entry, Hint, Kind, entry_from_stat, path_key
 from .errors import InputNotFound, ScanError, show_path
 from .fsmeta import read_xattrs
-from .hashing import EMPTY_DIGEST, ERROR, VANISHED, HashPool, hash_file
+from .hashing import EMPTY_DIGEST, HashPool, Problem, hash_file
 
 BATCH_FILES = 256           # small files go to the pool in batches: one task each costs too much
 BATCH_BYTES = 16 << 20
@@ -60,10 +60,10 @@ class _Batch:
 
 
 def hints_of(entries):
-    """Quick-check hints (path, size, mtime_ns, digest, sparse) from a stream of Entries."""
+    """Quick-check hints from a stream of Entries."""
     for e in entries:
         if e.kind is Kind.FILE and e.digest is not None:
-            yield e.path, e.size, e.mtime_ns, e.digest, e.sparse
+            yield Hint(e.path, e.size, e.mtime_ns, e.digest, e.sparse)
 
 
 def _lookup(hints):
@@ -151,11 +151,11 @@ def _walk(root, root_st, excluded, find_previous, pool, warn, skip, on_progress)
             problem, message, content = hash_file(abs_of(entry.path))
         else:
             return True
-        if problem == ERROR:
+        if problem is Problem.ERROR:
             raise ScanError(f"cannot read {show_path(abs_of(entry.path))}: {message}")
         if problem is not None:
             warn(f"{show_path(abs_of(entry.path))}: {message}")
-        if problem == VANISHED:
+        if problem is Problem.VANISHED:
             entry.kind = None   # marks a dropped entry, so later hardlink members look again
             return False
         (entry.digest, entry.sparse, entry.size, entry.mtime_ns, entry.mode, entry.uid,

@@ -37,8 +37,9 @@ class Running:
             lines = [" ".join(line.split()) for line in out.strip().splitlines() if line.strip()]
             detail = "; ".join(lines[-3:])[-400:] if lines else f"exit {self._proc.returncode}"
             if "No space left" in out or "ENOSPC" in out:
-                raise OutputError(f"{self.what}: no space left on the device ({detail})")
-            raise ToolError(f"{self.what} failed: {detail}")
+                raise OutputError(f"{self.what}: no space left on the device ({detail})",
+                                  tool_output=out)
+            raise ToolError(f"{self.what} failed: {detail}", tool_output=out)
         return out
 
     def stop(self):

@@ -6,7 +6,7 @@ import os
 from .delta import DELETE, STORE
 from .entry import content_files
 from .errors import DiffimgError, InputNotFound, NeedsRoot, ToolError, show_path
-from .hashing import VANISHED, hash_batch, run_pooled
+from .hashing import Problem, hash_batch, run_pooled
 from .image import Image
 from .merge import merge_join
 
@@ -74,14 +74,13 @@ def _check_content(image: Image, stored) -> list[str]:
     """Problems with the files the container must hold: stored, (path, digest) pairs."""
     bad = []
 
-    def check(item, result):
+    def check(item, hashed):
         path, digest = item
-        problem, message, content = result
-        if problem == VANISHED:
+        if hashed.problem is Problem.VANISHED:
             bad.append(f"{show_path(path)}: missing from the container")
-        elif problem is not None:
-            bad.append(f"{show_path(path)}: {message}")
-        elif content[0] != digest:
+        elif hashed.problem is not None:
+            bad.append(f"{show_path(path)}: {hashed.message}")
+        elif hashed.content.digest != digest:
             bad.append(f"{show_path(path)}: content does not match its digest")
 
     with image.content() as root:

@@ -25,13 +25,8 @@ level_option = click.option("--level", type=click.IntRange(1, 22), default=ZSTD_
 
 def _options(fmt, level, checksum, excludes, quiet):
     progress = ProgressLine("scanning", quiet)
-
-    def phase(what):
-        counting = what.startswith(("copying", "checking"))    # these steps count files
-        progress.phase(what, what.split()[0] if counting else None)
-
     opts = PackOptions(fmt=fmt, level=level, checksum=checksum, excludes=excludes, on_progress=progress,
-                       on_warning=progress.warn, on_phase=phase)
+                       on_warning=progress.warn, on_phase=progress.phase)
     return opts, progress
 
 

@@ -12,10 +12,7 @@ from . import cli
 
 def _options(quiet):
     progress = ProgressLine("scanning the target", quiet)
-
-    def phase(what):
-        progress.phase(what, "writing" if what == "writing files" else None)
-    return dict(on_progress=progress, on_warning=progress.warn, on_phase=phase), progress
+    return dict(on_progress=progress, on_warning=progress.warn, on_phase=progress.phase), progress
 
 
 def _actions(p):

@@ -36,9 +36,15 @@ def build(source: bytes, out: bytes, sizes):
             _mkfs(source, out, size, sizes.entries + 32)
             return
         except (ToolError, OutputError) as exc:
-            if attempt or not any(w in str(exc) for w in ("space", "allocate", "inode")):
+            if attempt or not _out_of_room(exc.tool_output):
                 raise
             size = size * 5 // 4
+
+
+def _out_of_room(mkfs_output: str) -> bool:
+    """mkfs.ext4 -d says so when the file system it fills is too small (it has no exit code of
+    its own for that)."""
+    return any(word in mkfs_output for word in ("space", "allocate", "inode"))
 
 
 def _mkfs(source, out, size, inodes):
