@@ -23,6 +23,11 @@ def xattr_label(name: bytes) -> str:
     return "xattr:" + name.decode("utf-8", "backslashreplace")
 
 
+def is_xattr_label(name: str) -> bool:
+    """True for the field names entry_differences gives xattrs and ACLs."""
+    return name.startswith(("xattr:", "acl", "default_acl"))
+
+
 def entry_differences(a: Entry, b: Entry) -> dict[str, tuple]:
     """Fields in which two entries at the same path differ. A kind change is reported alone."""
     if a.kind != b.kind:

@@ -195,11 +195,13 @@ class Image:
 def container_tree(path, fmt: str, length: int):
     """Yield the path of a container's tree: the dir format's folder, or a read-only mount of
     the container's first length bytes (root needed), unmounted afterwards."""
-    if fmt == "dir":
-        yield os.path.join(os.fsencode(path), containers.dirfmt.TREE)
+    container = containers.get(fmt)
+    folder = container.content_folder(os.fsencode(path))
+    if folder is not None:
+        yield folder
         return
     from .mount import mounted
-    with mounted(path, containers.get(fmt).fstype, length) as tree:
+    with mounted(path, container.fstype, length) as tree:
         yield tree
 
 

@@ -1,6 +1,6 @@
 """Merge-join two entry streams that are both in canonical order."""
 
-from .entry import path_key
+from .entry import Kind, path_key
 
 
 def merge_join(a, b):
@@ -23,3 +23,20 @@ def merge_join(a, b):
             ea, eb = next(a, None), next(b, None)
             ka = path_key(ea.path) if ea is not None else None
             kb = path_key(eb.path) if eb is not None else None
+
+
+def merge_join_pruned(old, new):
+    """merge_join(old, new) without the old side's entries below a folder that is gone from new
+    or replaced there by another kind: removing the folder removes them, so they need no action
+    of their own."""
+    removed = None          # b"folder/" whose old subtree is left out
+    for a, b in merge_join(old, new):
+        if removed is not None:
+            if (a or b).path.startswith(removed):
+                if b is None:
+                    continue
+            else:
+                removed = None
+        if a is not None and a.kind is Kind.DIR and (b is None or b.kind is not Kind.DIR):
+            removed = a.path + b"/"
+        yield a, b

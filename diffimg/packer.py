@@ -37,9 +37,11 @@ class PackOptions:
 
 
 class _Output:
-    """The temporary names beside the output; the image gets its name only at the end."""
+    """The temporary names beside the output, laid out as the container says; the image gets
+    its name only at the end."""
 
-    def __init__(self, out, fmt: str):
+    def __init__(self, out, container: containers.Container):
+        self.container = container
         self.out = os.fsencode(out)
         directory, base = os.path.split(os.path.abspath(self.out))
         if os.path.lexists(self.out):
@@ -49,14 +51,12 @@ class _Output:
         pid = os.getpid()
         self.tmp = os.path.join(directory, b".%s.tmp-%d" % (base, pid))
         self.manifest = os.path.join(directory, b".%s.manifest-%d" % (base, pid))
-        if fmt == "dir":
-            try:
-                os.mkdir(self.tmp)
-            except OSError as exc:
-                raise OutputError(f"cannot write in {show_path(directory)}: {exc.strerror}") from None
-            self.staging = os.path.join(self.tmp, containers.dirfmt.TREE)
-        else:
-            self.staging = os.path.join(directory, b".%s.staging-%d" % (base, pid))
+        try:
+            container.make_output(self.tmp)
+        except OSError as exc:
+            raise OutputError(f"cannot write in {show_path(directory)}: {exc.strerror}") from None
+        self.staging = container.staging_folder(
+            self.tmp, beside=os.path.join(directory, b".%s.staging-%d" % (base, pid)))
 
     def commit(self):
         if os.path.lexists(self.out):
@@ -79,24 +79,25 @@ def _phase(opts, phase: Phase, detail: str | None = None):
 def create(tree, out, opts: PackOptions) -> dict:
     """Make a full image of tree at out; return its info."""
     tree = os.fsencode(tree)
-    output = _Output(out, opts.fmt)
+    container = containers.get(opts.fmt, level=opts.level)
+    output = _Output(out, container)
     packing = None
     try:
         skipped = []
-        module = containers.get(opts.fmt)
-        if hasattr(module, "start") and not opts.excludes:
+        if container.packs_from_tree_while_scanning and not opts.excludes:
             # a container packed straight from the tree needs nothing from the scan: run both
-            _phase(opts, Phase.PACKING, f"{opts.fmt} from {show_path(tree)} in the background")
-            packing = module.start(tree, output.tmp, **_build_options(opts))
+            _phase(opts, Phase.PACKING, f"{container.name} from {show_path(tree)} in the background")
+            packing = container.start(tree, output.tmp)
         trailer = _scan(tree, output, opts, None, skipped)
         stored = lambda: content_files(read_entries(output.manifest))  # noqa: E731  (each pass reads anew)
-        direct = opts.fmt != "dir" and not opts.excludes and not skipped
+        # the dir format has nothing to build from the tree: its staged folder is the content
+        direct = container.needs_build and not opts.excludes and not skipped
         if packing is not None and not direct:
             packing.stop()            # the tree has mount points inside: pack what was scanned
             packing = None
         stored_files, stored_bytes = _pack(tree, output, opts, stored, direct, packing)
         packing = None
-        info = _info("full", tree, opts, trailer, None, stored_files, stored_bytes)
+        info = _info("full", tree, container, trailer, None, stored_files, stored_bytes)
         _finish(output, opts, info, None)
         return info
     finally:
@@ -111,7 +112,8 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
     tree = os.fsencode(tree)
     layers = open_chain(chain)
     parent = layers[-1]
-    output = _Output(out, opts.fmt)
+    container = containers.get(opts.fmt, level=opts.level)
+    output = _Output(out, container)
     try:
         _phase(opts, Phase.CLASSIFYING)
         # one pass: the scan is written to the new manifest while the differ merge-joins it
@@ -130,7 +132,7 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
         assert changes, "trees differ but no change was classified"
         to_store = [(c.path, c.digest) for c in changes if c.action == STORE]
         stored_files, stored_bytes = _pack(tree, output, opts, lambda: iter(to_store), direct=False)
-        info = _info("diff", tree, opts, trailer, parent.tree_id, stored_files, stored_bytes)
+        info = _info("diff", tree, container, trailer, parent.tree_id, stored_files, stored_bytes)
         info["changes"] = {}
         for c in changes:
             info["changes"][c.action] = info["changes"].get(c.action, 0) + 1
@@ -152,26 +154,22 @@ def _pack(tree, output, opts, stored, direct: bool, packing=None):
     """Put the stored files into the container and prove it holds them; (files, bytes).
     stored() yields the (path, digest) of the files to store, afresh at each call; packing is
     the container tool already started on the tree, if any."""
-    module = containers.get(opts.fmt)
+    container = output.container
     if packing is not None:
-        _phase(opts, Phase.PACKING, opts.fmt)
+        _phase(opts, Phase.PACKING, container.name)
         packing.wait()
     elif direct:
-        _phase(opts, Phase.PACKING, f"{opts.fmt} from {show_path(tree)}")
-        module.build(tree, output.tmp, _sizes_of(output.manifest), **_build_options(opts))
+        _phase(opts, Phase.PACKING, f"{container.name} from {show_path(tree)}")
+        container.build(tree, output.tmp, _sizes_of(output.manifest))
     else:
         _phase(opts, Phase.COPYING)
         sizes = _stage(tree, output.staging, stored(), opts.on_progress)
-        if opts.fmt != "dir":
-            _phase(opts, Phase.PACKING, opts.fmt)
-            module.build(output.staging, output.tmp, sizes, **_build_options(opts))
+        if container.needs_build:
+            _phase(opts, Phase.PACKING, container.name)
+            container.build(output.staging, output.tmp, sizes)
     _phase(opts, Phase.CHECKING)
-    length = os.path.getsize(output.tmp) if opts.fmt != "dir" else 0
-    return _check(output.tmp, opts.fmt, length, stored(), opts.on_progress)
-
-
-def _build_options(opts) -> dict:
-    return {"level": opts.level} if opts.fmt == "squashfs" else {}
+    length = container.content_length(output.tmp)
+    return _check(output.tmp, container.name, length, stored(), opts.on_progress)
 
 
 def _sizes_of(manifest) -> Sizes:
@@ -242,10 +240,10 @@ def _check(image, fmt, length, expected, on_progress=None):
     return counts[0], counts[1]
 
 
-def _info(kind, tree, opts, trailer, parent_id, stored_files, stored_bytes) -> dict:
+def _info(kind, tree, container, trailer, parent_id, stored_files, stored_bytes) -> dict:
     return {
         "kind": kind,
-        "format": opts.fmt,
+        "format": container.name,
         "tree_id": trailer["tree_id"],
         "parent_id": parent_id,
         "created_ns": time.time_ns(),
@@ -257,28 +255,22 @@ def _info(kind, tree, opts, trailer, parent_id, stored_files, stored_bytes) -> d
         "bytes": trailer["bytes"],
         "stored_files": stored_files,
         "stored_bytes": stored_bytes,
-        "compression": f"zstd level {opts.level}" if opts.fmt == "squashfs"
-        else "none",
+        "compression": container.compression,
     }
 
 
 def _finish(output, opts, info, changes):
     """Append the metadata, flush it to disk, and give the image its name."""
     _phase(opts, Phase.WRITING_METADATA)
-    if opts.fmt == "dir":
-        meta = os.path.join(output.tmp, containers.dirfmt.META)
-        container = {"format": "dir", "offset": 0, "length": 0}
-        mode = "xb"
-    else:
-        meta = output.tmp
-        container = {"format": opts.fmt, "offset": 0, "length": os.path.getsize(meta)}
-        mode = "r+b"
+    meta, mode = output.container.metadata_file(output.tmp)
+    index_entry = {"format": output.container.name, "offset": 0,
+                   "length": output.container.content_length(output.tmp)}
     with open(meta, mode) as f:
         f.seek(0, os.SEEK_END)
         if f.tell() % ALIGN:
             f.write(b"\0" * (ALIGN - f.tell() % ALIGN))
-        info["container_bytes"] = container["length"]
-        append_metadata(f, container, output.manifest, changes, info)
+        info["container_bytes"] = index_entry["length"]
+        append_metadata(f, index_entry, output.manifest, changes, info)
         f.flush()
         os.fsync(f.fileno())
     output.commit()

@@ -26,7 +26,7 @@ class Phase(enum.Enum):
     SCANNING_TARGET = ("scanning the target",)
     CHECKING_TARGET = ("checking the target",)
     MOUNTING = ("mounting images",)
-    KEEPING_MOVED = ("keeping content that moves",)
+    RESCUING = ("keeping content that moves",)
     DELETING = ("deleting",)
     MAKING_FOLDERS = ("making folders",)
     MAKING_SPECIALS = ("making symlinks and special files",)

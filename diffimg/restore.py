@@ -1,37 +1,34 @@
-"""restore and apply: make a target equal to an image chain's tree (see applier, applydelta)."""
+"""restore and apply: make a target equal to an image chain's tree.
+
+Both lock the target, plan every action first (planner), then carry the plan out (executor),
+mounting only the layers whose content it reads. restore plans from a scan of the target; apply
+checks the target at the paths one diff's delta touches (parentcheck) and plans from the delta.
+"""
 
 import contextlib
 import os
 
-from .applier import content_index, execute, locked_target, plan
-from .applydelta import check_parent, plan_delta
 from .errors import ImageError, OutputError, Refused, show_path
+from .executor import execute, locked_target
 from .hashing import prestart_workers
 from .image import Image, open_chain
+from .parentcheck import check_parent
+from .planner import content_index, plan_delta, plan_restore
 from .progress import Phase
 from .scanner import scan
 
+_RESTORE_AGAIN = ("; once the cause is mended, run the restore again: it takes up where this one "
+                  "stopped")
+_FINISH_WITH_FORCE = ("; the target is now partly changed, no longer the diff's parent: once the "
+                      "cause is mended, finish with apply --force (or restore)")
+
 
 def restore(images, target, *, checksum=False, dry_run=False, on_progress=None, on_warning=None,
-            on_phase=None, _layers=None):
+            on_phase=None):
     """Make target equal to the tree of the chain images (base, diff...); return the Plan.
-    dry_run: plan only. (apply --force passes _layers, the one diff image.)"""
-    layers = _layers or open_chain(images)
-    target = os.fsencode(target)
-    phase = on_phase or (lambda phase: None)
-    with locked_target(target) as root_fd:
-        phase(Phase.READING_IMAGES)
-        index = content_index(layers)
-        final = layers[-1]
-        phase(Phase.SCANNING_TARGET)
-        entries = scan(target, previous=None if checksum else final.file_hints(), checksum=checksum,
-                       on_progress=on_progress, on_warning=on_warning)
-        p = plan(entries, final.entries(), index)
-        if not dry_run:
-            _execute(p, layers, target, root_fd, phase, on_progress,
-                     "; once the cause is mended, run the restore again: it takes up where this "
-                     "one stopped")
-        return p
+    dry_run: plan only."""
+    return _restore_layers(open_chain(images), target, checksum=checksum, dry_run=dry_run,
+                           on_progress=on_progress, on_warning=on_warning, on_phase=on_phase)
 
 
 def apply(diff, target, *, force=False, checksum=False, dry_run=False, on_progress=None,
@@ -42,8 +39,8 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, on_progre
     if image.kind != "diff":
         raise Refused(f"{show_path(diff)} is a full image; use restore")
     if force:
-        return restore([diff], target, checksum=checksum, dry_run=dry_run, on_progress=on_progress,
-                       on_warning=on_warning, on_phase=on_phase, _layers=[image])
+        return _restore_layers([image], target, checksum=checksum, dry_run=dry_run,
+                               on_progress=on_progress, on_warning=on_warning, on_phase=on_phase)
     target = os.fsencode(target)
     phase = on_phase or (lambda phase: None)
     with locked_target(target) as root_fd:
@@ -53,16 +50,31 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, on_progre
         check_parent(root_fd, target, changes, checksum)
         p = plan_delta(changes, image.info["entries"])
         if not dry_run:
-            _execute(p, [image], target, root_fd, phase, on_progress,
-                     "; the target is now partly changed, no longer the diff's parent: once the "
-                     "cause is mended, finish with apply --force (or restore)")
+            _execute(p, [image], target, root_fd, phase, on_progress, _FINISH_WITH_FORCE)
+        return p
+
+
+def _restore_layers(layers, target, *, checksum, dry_run, on_progress, on_warning, on_phase):
+    """restore, on layers already opened as a chain."""
+    target = os.fsencode(target)
+    phase = on_phase or (lambda phase: None)
+    with locked_target(target) as root_fd:
+        phase(Phase.READING_IMAGES)
+        index = content_index(layers)
+        final = layers[-1]
+        phase(Phase.SCANNING_TARGET)
+        entries = scan(target, previous=None if checksum else final.file_hints(), checksum=checksum,
+                       on_progress=on_progress, on_warning=on_warning)
+        p = plan_restore(entries, final.entries(), index)
+        if not dry_run:
+            _execute(p, layers, target, root_fd, phase, on_progress, _RESTORE_AGAIN)
         return p
 
 
 def _execute(p, layers, target, root_fd, phase, on_progress, after_failure: str):
     """Carry out plan p, mounting the layers whose content it copies, and only those. A failure
     once the target may have changed says what to do next (after_failure)."""
-    needed = {source[1] for _, source in p.writes if source[0] == "layer"}
+    needed = p.layers_read()
     with contextlib.ExitStack() as mounts:
         if needed:
             phase(Phase.MOUNTING)

@@ -5,7 +5,7 @@ import os
 
 from .errors import InputNotFound, ManifestError, show_path
 from .image import Image, is_image
-from .manifest import ManifestReader, is_manifest
+from .manifest import ManifestReader, TreeId, is_manifest
 from .scanner import hints_of, scan
 
 
@@ -22,12 +22,15 @@ def kind_of(path) -> str:
     raise ManifestError(f"{show_path(path)} is neither a folder, a manifest nor an image")
 
 
-class Recorded:
-    """The entries of a manifest or an image (its tree), with the count and the tree ID its
-    reader verified, known once the stream has been read to its end."""
+class Side:
+    """One side of a comparison: a tree, a manifest or an image (the tree it produces), as a
+    stream of entries; once the stream has been read to its end, their count and tree ID. A
+    recorded side has both from its verified reader; a scanned tree's records are encoded as
+    they pass to learn them."""
 
-    def __init__(self, path, kind):
+    def __init__(self, path, kind: str, scanned=None):
         self.path, self.kind = path, kind
+        self._scanned = scanned      # a tree's scan (entries), None for a recorded side
         self.entries = 0
         self.tree_id: bytes | None = None
 
@@ -35,6 +38,13 @@ class Recorded:
         return Image(self.path).manifest_reader() if self.kind == "image" else ManifestReader(self.path)
 
     def __iter__(self):
+        if self._scanned is not None:
+            ids = TreeId()
+            for entry in self._scanned:
+                ids.add(entry)
+                yield entry
+            self.entries, self.tree_id = ids.entries, ids.digest()
+            return
         with self._reader() as m:
             for entry in m.entries():
                 self.entries += 1
@@ -42,31 +52,34 @@ class Recorded:
             self.tree_id = m.trailer["tree_id"]
 
     def hints(self):
+        """The recorded side's quick-check hints, read afresh."""
         with self._reader() as m:
             yield from m.file_hints()
 
 
-def compare_streams(a, b, *, checksum=False, excludes=(), on_progress=None, on_warning=None):
-    """Entry streams for both sides of a comparison, sharing digests where a quick check allows.
+def compare_sides(a, b, *, checksum=False, excludes=(), on_progress=None, on_warning=None):
+    """The two Sides of a comparison, sharing digests where a quick check allows.
 
-    An image stands for the tree it produces (its manifest); such a side is a Recorded. A tree
-    scanned against a manifest (or an image) reuses the manifest's digests for files whose size
-    and mtime_ns match; of two trees, the first is hashed and the second reuses its digests.
+    A tree scanned against a manifest (or an image) reuses the manifest's digests for files whose
+    size and mtime_ns match; of two trees, the first is hashed and the second reuses its digests.
     With checksum every tree side hashes all its content.
     """
     kinds = kind_of(a), kind_of(b)
 
-    def tree(path, previous):
+    def scanned(path, previous):
         return scan(path, previous=previous, checksum=checksum, excludes=excludes,
                     on_progress=on_progress, on_warning=on_warning)
 
+    def tree(path, previous):
+        return Side(path, "tree", scanned(path, previous))
+
     if "tree" not in kinds:
-        return Recorded(a, kinds[0]), Recorded(b, kinds[1])
+        return Side(a, kinds[0]), Side(b, kinds[1])
     if kinds[1] != "tree":
-        recorded = Recorded(b, kinds[1])
+        recorded = Side(b, kinds[1])
         return tree(a, recorded.hints()), recorded
     if kinds[0] != "tree":
-        recorded = Recorded(a, kinds[0])
+        recorded = Side(a, kinds[0])
         return recorded, tree(b, recorded.hints())
-    first, for_second = itertools.tee(tree(a, None))
-    return first, tree(b, hints_of(for_second))
+    first, for_second = itertools.tee(scanned(a, None))
+    return Side(a, "tree", first), tree(b, hints_of(for_second))

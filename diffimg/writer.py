@@ -5,9 +5,13 @@ file is never half-written under its real name, and a wrong byte never lands at 
 import errno
 import os
 import stat
+from typing import NamedTuple
 
 import xxhash
 
+from .entry import Entry
+from .hashing import Problem
+from .planner import From
 from .safefs import Dirs, replace, set_meta_fd, split
 
 CHUNK = 1 << 20
@@ -18,52 +22,64 @@ _BUFFER = memoryview(bytearray(CHUNK))   # one per worker process, reused for ev
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
-BAD_CONTENT, NO_SPACE, FAILED = "bad-content", "no-space", "failed"
 
 
-def write_batch(items: list[tuple]) -> list[tuple]:
-    """items: (root, tmp_name, source, entry) with source ('file', absolute path of a layer's
-    file), ('target', path inside root), ('move', path inside root of content kept aside, which
-    may be linked instead of copied) or ('empty', None). Answers (None, None, bytes) or
-    (problem, message, None) for each."""
-    if not items:
-        return []
-    root_fd = os.open(items[0][0], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+class Job(NamedTuple):
+    """One file to write into the target."""
+    tmp: bytes             # the temporary name, in the entry's folder
+    entry: Entry
+    origin: From
+    where: bytes | None    # LAYER: the absolute path of the layer's file; TARGET, RESCUE: a path
+                           # inside the target; EMPTY: None
+    may_link: bool         # RESCUE: nothing else uses this content, so its inode may take the name
+
+
+class Written(NamedTuple):
+    problem: Problem | None     # None, NO_SPACE, BAD_CONTENT or ERROR
+    message: str | None
+    size: int | None            # bytes written
+
+
+def write_batch(root: bytes, jobs: list[Job]) -> list[Written]:
+    """Write each job's file into the target at root; the answers, in order."""
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     dirs, source_dirs = Dirs(root_fd), Dirs(root_fd)   # two caches: the paths interleave
     try:
-        return [_write_one(dirs, source_dirs, *item[1:]) for item in items]
+        return [_write_one(dirs, source_dirs, job) for job in jobs]
     finally:
         dirs.close()
         source_dirs.close()
         os.close(root_fd)
 
 
-def _open_source(source_dirs, source):
-    kind, where = source
-    if kind == "file":
-        return os.open(where, _READ)
-    parent, name = split(where)
+def _open_source(source_dirs: Dirs, job: Job) -> int | None:
+    if job.origin is From.EMPTY:
+        return None
+    if job.origin is From.LAYER:
+        return os.open(job.where, _READ)
+    parent, name = split(job.where)
     return os.open(name, _READ, dir_fd=source_dirs.fd(parent))
 
 
-def _write_one(dirs, source_dirs, tmp, source, entry):
-    if source[0] == "move":
-        moved = _move(dirs, source_dirs, tmp, source[1], entry)
+def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job) -> Written:
+    if job.may_link:
+        moved = _move(dirs, source_dirs, job.tmp, job.where, job.entry)
         if moved is not None:
             return moved
-        source = ("target", source[1])
+    tmp, entry = job.tmp, job.entry
     parent, name = split(entry.path)
     try:
         dir_fd = dirs.fd(parent)
-        src = _open_source(source_dirs, source) if source[0] != "empty" else None
+        src = _open_source(source_dirs, job)
     except OSError as exc:
-        return FAILED, f"cannot open the source of {os.fsdecode(entry.path)}: {exc.strerror}", None
+        return Written(Problem.ERROR, f"cannot open the source of {os.fsdecode(entry.path)}: "
+                       f"{exc.strerror}", None)
     try:
         dst = os.open(tmp, _CREATE, 0o600, dir_fd=dir_fd)
     except OSError as exc:
         if src is not None:
             os.close(src)
-        return _failure(exc), exc.strerror, None
+        return Written(_failure(exc), exc.strerror, None)
     try:
         digest, size = _copy(src, dst, entry.sparse) if src is not None else (None, 0)
         if src is not None and digest != entry.digest:
@@ -72,21 +88,21 @@ def _write_one(dirs, source_dirs, tmp, source, entry):
         os.close(dst)
         dst = None
         replace(dir_fd, tmp, name)
-        return None, None, size
+        return Written(None, None, size)
     except _Mismatch:
-        problem = (BAD_CONTENT, "the stored content does not match its digest")
+        failed = Written(Problem.BAD_CONTENT, "the stored content does not match its digest", None)
     except OSError as exc:
-        problem = (_failure(exc), exc.strerror)
+        failed = Written(_failure(exc), exc.strerror, None)
     finally:
         if src is not None:
             os.close(src)
         if dst is not None:
             os.close(dst)
     _discard(dir_fd, tmp)
-    return problem[0], problem[1], None
+    return failed
 
 
-def _move(dirs, source_dirs, tmp, where, entry):
+def _move(dirs: Dirs, source_dirs: Dirs, tmp: bytes, where: bytes, entry: Entry) -> Written | None:
     """Give the content kept aside at where (inside root) the entry's name and metadata, by a
     hardlink instead of a copy, when nothing else links to it any more (its old paths are gone):
     the bytes do not move at all. None when it must be copied instead."""
@@ -111,14 +127,14 @@ def _move(dirs, source_dirs, tmp, where, entry):
         finally:
             os.close(fd)
         replace(dir_fd, tmp, name)
-        return None, None, entry.size
+        return Written(None, None, entry.size)
     except OSError as exc:
         _discard(dir_fd, tmp)
-        return _failure(exc), exc.strerror, None
+        return Written(_failure(exc), exc.strerror, None)
 
 
-def _failure(exc: OSError) -> str:
-    return NO_SPACE if exc.errno == errno.ENOSPC else FAILED
+def _failure(exc: OSError) -> Problem:
+    return Problem.NO_SPACE if exc.errno == errno.ENOSPC else Problem.ERROR
 
 
 def _discard(dir_fd: int, tmp: bytes):

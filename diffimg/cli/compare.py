@@ -5,42 +5,15 @@ import json
 
 import click
 
-from ..compare import compare
+from ..compare import compare, is_xattr_label
 from ..entry import path_key
 from ..errors import show_path
 from ..image import open_chain
-from ..manifest import TreeId
 from ..progress import ProgressLine
-from ..sources import Recorded, compare_streams, kind_of
+from ..sources import compare_sides
 from . import cli
 
 EXIT_IDENTICAL, EXIT_DIFFERENT = 0, 1
-
-
-class _Counted:
-    """A scanned tree's entries, encoded as they pass to learn the tree's ID and count."""
-
-    def __init__(self, entries):
-        self._stream = entries
-        self._ids = TreeId()
-
-    def __iter__(self):
-        for entry in self._stream:
-            self._ids.add(entry)
-            yield entry
-
-    @property
-    def entries(self):
-        return self._ids.entries
-
-    @property
-    def tree_id(self):
-        return self._ids.digest()
-
-
-def _side(stream):
-    """A side whose tree ID is known once read: a Recorded as it is, a scan counted."""
-    return stream if isinstance(stream, Recorded) else _Counted(stream)
 
 
 def show_value(name: str, value):
@@ -49,7 +22,7 @@ def show_value(name: str, value):
         return None
     if name == "mode":
         return f"{value:04o}"
-    if name == "content" or name.startswith(("xattr:", "acl", "default_acl")):
+    if name == "content" or is_xattr_label(name):
         return value.hex()
     if isinstance(value, bytes):
         return show_path(value)
@@ -57,7 +30,7 @@ def show_value(name: str, value):
 
 
 def _short(name: str, a, b) -> str:
-    if name in ("content",) or name.startswith(("xattr:", "acl", "default_acl")):
+    if name == "content" or is_xattr_label(name):
         return name
     return f"{name} {show_value(name, a)} -> {show_value(name, b)}"
 
@@ -79,10 +52,8 @@ def compare_command(paths, checksum, excludes, as_json, quiet):
         open_chain(paths[:-1])           # the layers must form a chain: its tree is the last one's
     a, b = paths[-2], paths[-1]
     progress = ProgressLine("comparing", quiet)
-    kinds = kind_of(a), kind_of(b)
-    stream_a, stream_b = compare_streams(a, b, checksum=checksum, excludes=excludes,
-                                         on_progress=progress, on_warning=progress.warn)
-    side_a, side_b = _side(stream_a), _side(stream_b)
+    side_a, side_b = compare_sides(a, b, checksum=checksum, excludes=excludes,
+                                   on_progress=progress, on_warning=progress.warn)
     found = []
     try:
         for diff in compare(side_a, side_b):
@@ -99,9 +70,9 @@ def compare_command(paths, checksum, excludes, as_json, quiet):
     if as_json:
         doc = {
             "identical": not found,
-            "a": {"path": show_path(a), "kind": kinds[0], "tree_id": side_a.tree_id.hex(),
+            "a": {"path": show_path(a), "kind": side_a.kind, "tree_id": side_a.tree_id.hex(),
                   "entries": side_a.entries},
-            "b": {"path": show_path(b), "kind": kinds[1], "tree_id": side_b.tree_id.hex(),
+            "b": {"path": show_path(b), "kind": side_b.kind, "tree_id": side_b.tree_id.hex(),
                   "entries": side_b.entries},
             "differences": [{
                 "path": show_path(d.path),

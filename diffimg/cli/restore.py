@@ -5,6 +5,7 @@ import json
 import click
 
 from ..errors import show_path
+from ..planner import From, Source
 from ..progress import ProgressLine, human_bytes
 from ..restore import apply, restore
 from . import cli
@@ -23,20 +24,24 @@ def _actions(p):
         yield "+", e.path, "make folder"
     for e in p.specials:
         yield "+", e.path, f"make {e.kind.name.lower()}"
-    for e, source in p.writes:
-        if source[0] == "layer":
-            origin = f"from image {source[1] + 1}"
-        elif source[0] == "target":
-            origin = f"from {show_path(source[1])} in the target"
-        else:
-            origin = "from the target (content that moves)" if source[0] == "rescue" else "(empty)"
-        yield "w", e.path, f"write {human_bytes(e.size)} {origin}"
+    for w in p.writes:
+        yield "w", w.entry.path, f"write {human_bytes(w.entry.size)} {_origin(w.source)}"
     for e in p.links:
         yield "l", e.path, f"hardlink to {show_path(e.link)}"
     for e in p.metas:
         yield "m", e.path, "metadata"
     for e in p.dir_metas:
         yield "m", e.path, "folder metadata"
+
+
+def _origin(source: Source) -> str:
+    if source.origin is From.LAYER:
+        return f"from image {source.layer + 1}"
+    if source.origin is From.TARGET:
+        return f"from {show_path(source.path)} in the target"
+    if source.origin is From.RESCUE:
+        return "from the target (content that moves)"
+    return "(empty)"
 
 
 def _report(p, dry_run, as_json):

@@ -1,10 +1,11 @@
-"""Container formats: each turns a folder into one file system image file, behind one small
-interface. The container only stores bytes; the manifest is the authority on metadata.
+"""Container formats: each turns a folder into the content of an image, behind one small
+interface, one class per format (as borg's chunkers and httpx's transports are). The container
+only stores bytes; the manifest is the authority on metadata.
 
-    build(source_dir, out_path, sizes)  make the container file out_path from source_dir
-    fstype                              for mount -t; None for the dir format (no file)
+    containers.get(name, level=...)   the Container of a format, made with its options
 """
 
+import os
 from dataclasses import dataclass
 
 
@@ -23,11 +24,78 @@ class Sizes:
         self.xattr_bytes += xattr_bytes
 
 
+class Container:
+    """One container format: how its content is made, and where an image's parts lie.
+
+    The packer makes an image in a temporary name (tmp) beside the output: it stages the files
+    to store in a folder (or lets the tool read the tree itself), builds the container, appends
+    the metadata, and renames tmp to the output at the end."""
+
+    name: str                                # in --format and in the image's index
+    fstype: str | None = None                # for mount -t; None: a plain folder, never mounted
+    compression = "none"                     # for the image's info
+    packs_from_tree_while_scanning = False   # start() may run beside the scan
+    needs_build = True                       # False: the staged folder already is the content
+
+    def build(self, source: bytes, out: bytes, sizes: Sizes):
+        """Make the container file out from the folder source (sizes: what it will hold)."""
+        raise NotImplementedError
+
+    def start(self, source: bytes, out: bytes):
+        """Begin build in the background (a tools.Running); only when
+        packs_from_tree_while_scanning, since it cannot use the scan's sizes."""
+        raise NotImplementedError
+
+    def make_output(self, tmp: bytes):
+        """Create what must exist at tmp before staging (OSError when it cannot)."""
+        raise NotImplementedError
+
+    def staging_folder(self, tmp: bytes, beside: bytes) -> bytes:
+        """Where the files to store are copied: beside (a temporary name next to tmp) or a
+        folder inside tmp."""
+        raise NotImplementedError
+
+    def content_length(self, tmp: bytes) -> int:
+        """The container's length in bytes, for the index (the metadata starts after it)."""
+        raise NotImplementedError
+
+    def metadata_file(self, image: bytes) -> tuple[bytes, str]:
+        """The file the metadata is appended to, and the mode to open it with."""
+        raise NotImplementedError
+
+    def content_folder(self, image: bytes) -> bytes | None:
+        """The folder holding the image's files; None when the container must be mounted."""
+        raise NotImplementedError
+
+
+class FileContainer(Container):
+    """A file system image file (squashfs, btrfs, ext4): the image is that one file, with the
+    metadata appended to it, and its files are seen through a read-only mount."""
+
+    def make_output(self, tmp: bytes):
+        pass                  # the tool makes the file
+
+    def staging_folder(self, tmp: bytes, beside: bytes) -> bytes:
+        return beside
+
+    def content_length(self, tmp: bytes) -> int:
+        return os.path.getsize(tmp)
+
+    def metadata_file(self, image: bytes) -> tuple[bytes, str]:
+        return image, "r+b"   # after the container, which must stay as it is
+
+    def content_folder(self, image: bytes) -> bytes | None:
+        return None
+
+
+from . import btrfs, dirfmt, ext4, squashfs  # noqa: E402  (they import the classes above)
+
 FORMATS = ("squashfs", "btrfs", "ext4", "dir")
 
 
-def get(name: str):
-    return {"squashfs": squashfs, "btrfs": btrfs, "ext4": ext4, "dir": dirfmt}[name]
-
-
-from . import btrfs, dirfmt, ext4, squashfs  # noqa: E402  (they import Sizes from here)
+def get(name: str, level: int = squashfs.ZSTD_LEVEL) -> Container:
+    """The container of format name (KeyError for an unknown one); level is the zstd level,
+    which only squashfs compresses with."""
+    if name == "squashfs":
+        return squashfs.Squashfs(level)
+    return {"btrfs": btrfs.Btrfs, "ext4": ext4.Ext4, "dir": dirfmt.Dir}[name]()

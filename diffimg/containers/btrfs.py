@@ -3,16 +3,19 @@ with no guess and no resize afterwards. (btrfs-progs 6.2, Debian 12's, cannot co
 --rootdir mode; compression would need a loop mount of a guessed size.)"""
 
 from .. import tools
-
-fstype = "btrfs"
-
-
-def build(source: bytes, out: bytes, sizes=None):
-    start(source, out).wait()
+from . import FileContainer
 
 
-def start(source: bytes, out: bytes):
-    """mkfs.btrfs in the background; it needs nothing from the scan, so it can run beside it."""
-    with open(out, "wb"):
-        pass            # mkfs.btrfs wants the file to exist; --shrink sets its size
-    return tools.start(["mkfs.btrfs", "-q", "-f", "--rootdir", source, "--shrink", out], "mkfs.btrfs")
+class Btrfs(FileContainer):
+    name = fstype = "btrfs"
+    packs_from_tree_while_scanning = True
+
+    def build(self, source: bytes, out: bytes, sizes=None):
+        self.start(source, out).wait()
+
+    def start(self, source: bytes, out: bytes) -> tools.Running:
+        """mkfs.btrfs in the background; it needs nothing from the scan, so it can run beside it."""
+        with open(out, "wb"):
+            pass            # mkfs.btrfs wants the file to exist; --shrink sets its size
+        return tools.start(["mkfs.btrfs", "-q", "-f", "--rootdir", source, "--shrink", out],
+                           "mkfs.btrfs")

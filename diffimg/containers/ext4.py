@@ -8,8 +8,8 @@ import os
 
 from ..errors import OutputError, ToolError
 from ..tools import run
+from . import FileContainer
 
-fstype = "ext4"
 BLOCK = 4096
 INODE_SIZE = 256
 BLOCKS_PER_GROUP = 32768
@@ -29,16 +29,19 @@ def size_for(sizes) -> int:
     return blocks * BLOCK
 
 
-def build(source: bytes, out: bytes, sizes):
-    size = size_for(sizes)
-    for attempt in range(2):
-        try:
-            _mkfs(source, out, size, sizes.entries + 32)
-            return
-        except (ToolError, OutputError) as exc:
-            if attempt or not _out_of_room(exc.tool_output):
-                raise
-            size = size * 5 // 4
+class Ext4(FileContainer):
+    name = fstype = "ext4"
+
+    def build(self, source: bytes, out: bytes, sizes):
+        size = size_for(sizes)
+        for attempt in range(2):
+            try:
+                _mkfs(source, out, size, sizes.entries + 32)
+                return
+            except (ToolError, OutputError) as exc:
+                if attempt or not _out_of_room(exc.tool_output):
+                    raise
+                size = size * 5 // 4
 
 
 def _out_of_room(mkfs_output: str) -> bool:

@@ -1,15 +1,16 @@
-"""apply without a scan: check and change only the paths a diff's delta touches.
+"""apply's check that a target is the tree a diff was made on, at the paths its delta touches.
 
 Each delta record holds the parent's entry and the new one (spec/image.md), so the target is
-checked against the parent at exactly those paths, plus the paths content is taken from, and the
-plan comes from the records alone: the cost grows with the change, not with the tree.
+checked against the parent at exactly those paths, plus the paths content is taken from, without
+a scan: the cost grows with the change, not with the tree (planner.plan_delta then plans from the
+records alone).
 """
 
 import errno
 import os
 
-from .applier import Plan, going_away
-from .delta import COPY, DELETE, LINK, META, NEW, PARENT, STORE
+from .compare import entry_differences, is_xattr_label
+from .delta import LINK, PARENT
 from .entry import Entry, Kind, entry_from_stat
 from .errors import Refused, ScanError, show_path
 from .fsmeta import read_xattrs
@@ -72,62 +73,22 @@ def _lookup(dirs: Dirs, path: bytes, with_digest: bool) -> Entry | None:
 
 
 def _differs(have: Entry | None, want: Entry | None, checksum: bool) -> str | None:
-    """What makes the target's entry other than the parent's, or None when it matches."""
+    """What makes the target's entry other than the parent's, or None when it matches. Holes and
+    hardlink groups are not looked at; content only with checksum (a file that could not be
+    hashed has other content)."""
     if want is None:
         return None if have is None else "exists, but the diff's parent has nothing there"
     if have is None:
         return "is missing"
-    if have.kind is not want.kind:
-        return f"is a {have.kind.name.lower()}, not a {want.kind.name.lower()}"
-    for field in ("mode", "uid", "gid", "size", "target", "rdev"):
-        if getattr(have, field) != getattr(want, field):
-            return f"has another {field}"
-    if have.mtime_ns != want.mtime_ns:
-        return "has another mtime"
-    if (have.xattrs or None) != (want.xattrs or None):
-        return "has other xattrs or ACLs"
+    for name in entry_differences(have, want):
+        if name == "kind":
+            return f"is a {have.kind.name.lower()}, not a {want.kind.name.lower()}"
+        if name == "mtime_ns":
+            return "has another mtime"
+        if is_xattr_label(name):
+            return "has other xattrs or ACLs"
+        if name not in ("content", "hardlink", "sparse"):
+            return f"has another {name}"
     if checksum and want.kind is Kind.FILE and have.digest != want.digest:
         return "has other content"
     return None
-
-
-def plan_delta(changes, entries: int) -> Plan:
-    """The plan that turns the parent tree into the diff's tree. entries: the diff's tree size."""
-    p = Plan()
-    going: set[bytes] = set()          # paths whose entry is removed or replaced (with subtree)
-    for c in changes:
-        if c.action == DELETE or c.replaces:
-            p.deletes.append(c.path)
-        if c.action == DELETE:
-            going.add(c.path)
-            continue
-        f = c.after
-        if c.action in (STORE, COPY, PARENT, NEW, LINK):
-            going.add(c.path)
-        if c.action == META:
-            (p.dir_metas if f.kind is Kind.DIR else p.metas).append(f)
-        elif f.kind is Kind.DIR:
-            p.dirs.append(f)
-            p.dir_metas.append(f)
-        elif c.action == NEW:
-            p.specials.append(f)
-        elif c.action == LINK:
-            p.links.append(f)
-        elif not f.size:
-            p.writes.append([f, ("empty", None)])
-        elif c.action == STORE:
-            p.writes.append([f, ("layer", 0, c.path)])
-        elif c.action == COPY:
-            p.writes.append([f, ("layer", 0, c.source)])
-        else:
-            p.writes.append([f, ("target", c.source)])
-    for write in p.writes:
-        source = write[1]
-        if source[0] == "target" and going_away(source[1], going):
-            p.rescues.setdefault(write[0].digest, source[1])
-            write[1] = ("rescue", write[0].digest)
-    # a folder's record that only sets its times back is no change of its own
-    p.unchanged = entries - sum(1 for c in changes
-                                if c.action != DELETE and not (c.action == META and c.before == c.after))
-    return p
-

@@ -1,0 +1,220 @@
+"""Carry out a Plan on a target, in a safe order.
+
+Keep aside target content that a write needs but whose path is going away, delete, make
+folders, make symlinks and special files, write files (worker processes; temporary name, digest
+check, rename), link hardlinks, fix metadata, and last the folders' metadata, deepest first, so
+their times stay as recorded. Every path is resolved from the target root's fd (safefs).
+"""
+
+import contextlib
+import errno
+import fcntl
+import functools
+import os
+
+from .errors import Busy, ImageError, InputNotFound, OutputError, show_path
+from .hashing import Problem, copy_file, run_pooled
+from .planner import From, Plan
+from .progress import Phase
+from .safefs import Dirs, make_special, open_dir, proc_path, remove, replace, set_meta_at, set_meta_fd, split
+from .writer import Job, write_batch
+
+RESCUE_DIR = b".diffimg-rescue"
+TMP_PREFIX = b".diffimg-tmp-"
+
+
+@contextlib.contextmanager
+def locked_target(target: bytes):
+    """The target root's fd, with an exclusive lock: a second restore of it refuses."""
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise InputNotFound(f"no such folder: {show_path(target)}") from None
+    except NotADirectoryError:
+        raise OutputError(f"{show_path(target)} is not a folder") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(f"another diffimg is restoring {show_path(target)}; try again when it "
+                       "has finished") from None
+        yield fd
+    finally:
+        os.close(fd)
+
+
+class _Run:
+    """The names of one run's own in the target: a leftover of a killed run with the same pid is
+    an extra entry, deleted after this run's rescue folder is made, and must not be
+    taken for it."""
+
+    def __init__(self):
+        token = b"%d-%s" % (os.getpid(), os.urandom(6).hex().encode())
+        self.rescue_dir = RESCUE_DIR + b"-" + token
+        self._tmp_names = (TMP_PREFIX + b"%s-%d" % (token, n) for n in range(1 << 62))
+
+    def tmp_name(self) -> bytes:
+        return next(self._tmp_names)
+
+    def rescue_path(self, digest: bytes) -> bytes:
+        """Where content kept aside lies, inside the target."""
+        return self.rescue_dir + b"/" + digest.hex().encode()
+
+
+def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=None,
+            on_progress=None):
+    """Carry out plan p on the target (root_fd). layer_roots: layer number -> mounted tree.
+    on_progress(files, bytes) is called as files are written."""
+    phase = on_phase or (lambda phase: None)
+    dirs = Dirs(root_fd)
+    run = _Run()
+    try:
+        if p.rescues:
+            phase(Phase.RESCUING)
+            _rescue(root_fd, dirs, run, p.rescues)
+        phase(Phase.DELETING)
+        for path in p.deletes:
+            parent, name = split(path)
+            remove(dirs.fd(parent), name)
+        dirs.close()
+        phase(Phase.MAKING_FOLDERS)
+        _make_folders(dirs, p.dirs)
+        phase(Phase.MAKING_SPECIALS)
+        _make_specials(dirs, run, p.specials)
+        phase(Phase.WRITING_FILES)
+        _write_files(p, target, run, layer_roots, on_progress)
+        phase(Phase.LINKING)
+        for e in p.links:
+            _link(root_fd, dirs, e, run.tmp_name())
+        phase(Phase.SETTING_METADATA)
+        for e in p.metas:
+            parent, name = split(e.path)
+            set_meta_at(dirs.fd(parent), name, e)
+        if p.rescues:
+            remove(root_fd, run.rescue_dir)
+        dirs.close()                         # the rescue folder is gone
+        for e in reversed(p.dir_metas):      # deepest first: a folder after its content
+            set_meta_fd(dirs.fd(e.path), e)
+        os.sync()
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise OutputError(f"the target is full: {exc.strerror}") from None
+        where = f" ({show_path(os.fsencode(exc.filename))})" if exc.filename else ""
+        raise OutputError(f"cannot change {show_path(target)}: {exc.strerror}{where}") from None
+    finally:
+        dirs.close()
+
+
+def _make_folders(dirs: Dirs, folders):
+    for e in folders:
+        parent, name = split(e.path)
+        if e.path:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o700, dir_fd=dirs.fd(parent))
+
+
+def _make_specials(dirs: Dirs, run: _Run, specials):
+    """Symlinks, devices, FIFOs and sockets: made under a temporary name with their metadata,
+    then renamed into place."""
+    for e in specials:
+        parent, name = split(e.path)
+        dir_fd = dirs.fd(parent)
+        tmp = run.tmp_name()
+        make_special(dir_fd, tmp, e)
+        set_meta_at(dir_fd, tmp, e)
+        replace(dir_fd, tmp, name)
+
+
+def _rescue(root_fd: int, dirs: Dirs, run: _Run, rescues: dict):
+    """Hardlink target content that a write needs but that is going away into this run's rescue
+    folder (copy it, from a filesystem mounted inside the target); the writes take it from there."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(run.rescue_dir, 0o700, dir_fd=root_fd)
+    keep_fd = os.open(run.rescue_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=root_fd)
+    try:
+        for digest, path in rescues.items():
+            parent, name = split(path)
+            keep = digest.hex().encode()
+            try:
+                os.link(name, keep, src_dir_fd=dirs.fd(parent), dst_dir_fd=keep_fd,
+                        follow_symlinks=False)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                # on a filesystem mounted inside the target: a copy (the writes check its digest)
+                copied = copy_file(proc_path(dirs.fd(parent), name), proc_path(keep_fd, keep))
+                if copied.problem is not None:
+                    raise OutputError(f"cannot keep {show_path(path)} aside: {copied.message}") \
+                        from None
+    finally:
+        os.close(keep_fd)
+
+
+def _jobs(p: Plan, run: _Run, layer_roots: dict):
+    """(Job, Write) for each write: where the worker reads the content."""
+    linked = set()       # rescued content: its first write may take the rescued inode itself
+    for w in p.writes:
+        origin = w.source.origin
+        may_link = False
+        if origin is From.LAYER:
+            where = os.path.join(layer_roots[w.source.layer], w.source.path)
+        elif origin is From.RESCUE:
+            where = run.rescue_path(w.entry.digest)
+            may_link = w.entry.digest not in linked
+            linked.add(w.entry.digest)
+        else:
+            where = w.source.path
+        yield Job(run.tmp_name(), w.entry, origin, where, may_link), w
+
+
+def _write_files(p: Plan, target: bytes, run: _Run, layer_roots: dict, on_progress):
+    done = [0, 0]
+
+    def check(w, written):
+        if written.problem is None:
+            done[0] += 1
+            done[1] += w.entry.size
+            if on_progress is not None:
+                on_progress(*done)
+            return
+        raise _write_failure(w, written)
+
+    run_pooled(functools.partial(write_batch, target), _jobs(p, run, layer_roots), check,
+               batch_size=64)
+
+
+def _write_failure(w, written):
+    """The error for a write that failed: a damaged layer, content in the target that is not
+    what its size and time promised, or the target itself."""
+    path = show_path(w.entry.path)
+    if written.problem is Problem.NO_SPACE:
+        return OutputError(f"the target is full while writing {path}")
+    if written.problem is not Problem.BAD_CONTENT:
+        return OutputError(f"cannot write {path}: {written.message}")
+    if w.source.origin is From.LAYER:
+        return ImageError(f"{path}: {written.message} (a damaged image?); the target file was "
+                          "left as it was")
+    # taken from the target, trusted for its size and time
+    where = show_path(w.source.path) if w.source.origin is From.TARGET else "a path that goes away"
+    return OutputError(f"{path}: its content, taken from {where} in the target, does not match "
+                       "its digest: that file was changed without its size or time changing; run "
+                       "again with --checksum")
+
+
+def _link(root_fd, dirs, e, tmp):
+    lparent, lname = split(e.link)
+    parent, name = split(e.path)
+    leader_dir = open_dir(root_fd, lparent)
+    try:
+        dir_fd = dirs.fd(parent)
+        leader = os.stat(lname, dir_fd=leader_dir, follow_symlinks=False)
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if (st.st_dev, st.st_ino) == (leader.st_dev, leader.st_ino):
+                return          # already a link to it (rename would leave tmp behind)
+        os.link(lname, tmp, src_dir_fd=leader_dir, dst_dir_fd=dir_fd, follow_symlinks=False)
+        replace(dir_fd, tmp, name)
+    finally:
+        os.close(leader_dir)

@@ -1,0 +1,271 @@
+"""Decide, before anything is written, every action that makes a target equal to a tree.
+
+Two ways in, one Plan out:
+- plan_restore() merge-joins a scan of the target with the final manifest, in one pass: it
+  classifies each path, gives every folder whose content changes its metadata back at the end,
+  and finds each written file's content (in the target itself first, then in the newest layer).
+- plan_delta() turns a diff's delta records into the plan that changes its parent tree, reading
+  nothing but the records.
+A bad manifest or a content no layer holds is refused here, before the target is touched.
+"""
+
+import enum
+from dataclasses import dataclass, field
+
+from .delta import COPY, DELETE, LINK, META, NEW, STORE
+from .entry import Entry, Kind, path_key, same_meta
+from .errors import ImageError, show_path
+from .manifest import unsafe_path
+from .merge import merge_join_pruned
+from .safefs import split
+
+
+class From(enum.StrEnum):
+    """Where the content of a file to write comes from."""
+    EMPTY = "empty"       # nowhere: the file is empty
+    TARGET = "target"     # a path of the target that keeps its content
+    RESCUE = "rescue"     # a path of the target that goes away: rescued (kept aside) first
+    LAYER = "layer"       # a file stored in the container of one of the chain's layers
+
+
+@dataclass(slots=True)
+class Source:
+    origin: From
+    path: bytes | None = None     # TARGET: its path in the target; LAYER: in the container
+    layer: int | None = None      # LAYER: the layer's number in the chain (0: the first)
+
+
+@dataclass(slots=True)
+class Write:
+    """A file to write, and where its content comes from (None until sources are assigned)."""
+    entry: Entry
+    source: Source | None = None
+
+
+@dataclass
+class Plan:
+    deletes: list = field(default_factory=list)      # topmost target paths to remove
+    dirs: list = field(default_factory=list)         # folders to make (canonical order)
+    writes: list = field(default_factory=list)       # Write: files to write
+    specials: list = field(default_factory=list)     # symlinks, devices, FIFOs, sockets to make
+    links: list = field(default_factory=list)        # later hardlink members to (re)link
+    metas: list = field(default_factory=list)        # existing non-folders with other metadata
+    dir_metas: list = field(default_factory=list)    # folders (new or not) to give their metadata
+    rescues: dict = field(default_factory=dict)      # digest -> target path going away, kept aside
+    unchanged: int = 0
+
+    def counts(self) -> dict:
+        origins = [w.source.origin for w in self.writes]
+        return {"deleted": len(self.deletes), "folders_made": len(self.dirs),
+                "files_written": len(self.writes), "bytes_written": sum(w.entry.size for w in self.writes),
+                "from_target": sum(1 for o in origins if o is From.TARGET or o is From.RESCUE),
+                "from_images": sum(1 for o in origins if o is From.LAYER),
+                "specials_made": len(self.specials), "hardlinks": len(self.links),
+                "metadata_only": len(self.metas) + len(self.dir_metas) - len(self.dirs),
+                "unchanged": self.unchanged}
+
+    def layers_read(self) -> set[int]:
+        """The layers whose containers the writes read."""
+        return {w.source.layer for w in self.writes if w.source.origin is From.LAYER}
+
+
+def content_index(layers) -> dict[bytes, Source]:
+    """digest -> where in the chain's containers it is stored: the newest layer storing it wins."""
+    index = {}
+    for number, layer in enumerate(layers):
+        if layer.kind == "full":
+            # the quick-check hints are the lightest read of a manifest; the first path with a
+            # content is never a later hardlink member (its group's first member comes before it)
+            # so the container holds it
+            found = {}
+            for hint in layer.file_hints():
+                if hint.digest not in found:
+                    found[hint.digest] = Source(From.LAYER, hint.path, number)
+            index.update(found)
+        else:
+            for change in layer.delta():
+                if change.action == STORE:
+                    if unsafe_path(change.path) or change.digest is None:
+                        raise ImageError(f"{show_path(layer.path)}: bad delta record "
+                                         f"{show_path(change.path)!r}")
+                    index[change.digest] = Source(From.LAYER, change.path, number)
+    return index
+
+
+def plan_restore(target_entries, final_entries, index: dict[bytes, Source]) -> Plan:
+    """The plan that makes the target (a scan of it) equal to the final entries; index: the
+    chain's stored content (content_index)."""
+    p = Plan()
+    in_target: dict[bytes, bytes] = {}    # digest -> a target path holding it
+    going: set[bytes] = set()             # target paths removed (with subtrees) or overwritten
+    final_dirs: dict[bytes, Entry] = {}   # every folder of the final tree
+    classify = _Classifier(p, going)
+    # every target file can give its content, also one below a folder that is removed
+    for t, f in merge_join_pruned(_indexed(target_entries, in_target), final_entries):
+        if f is not None and f.kind is Kind.DIR:
+            final_dirs[f.path] = f
+        classify(t, f)
+    _restore_folder_metas(p, final_dirs)
+    _assign_sources(p, in_target, going, index)
+    return p
+
+
+def _indexed(entries, in_target: dict):
+    """Pass entries through, noting a path that holds each content."""
+    for e in entries:
+        if e.kind is Kind.FILE and e.digest is not None:
+            in_target.setdefault(e.digest, e.path)
+        yield e
+
+
+class _Classifier:
+    """Sorts each (target entry, final entry) pair into the plan's lists."""
+
+    def __init__(self, p: Plan, going: set[bytes]):
+        self.p = p
+        self.going = going
+        self.rewritten: set[bytes] = set()   # final paths whose inode will be new
+
+    def __call__(self, t: Entry | None, f: Entry | None):
+        p = self.p
+        if f is None or (t is not None and t.kind != f.kind):
+            p.deletes.append(t.path)
+            self.going.add(t.path)
+            if f is None:
+                return
+            t = None
+        if t is None:
+            self._create(f)
+        elif f.kind is Kind.DIR:
+            self._count(same_meta(t, f), p.dir_metas, f)
+        elif f.link is not None:
+            if t.link == f.link and f.link not in self.rewritten and same_meta(t, f):
+                p.unchanged += 1
+            else:
+                p.links.append(f)
+        elif f.kind is Kind.FILE:
+            if t.digest == f.digest and t.link is None and bool(t.sparse) == bool(f.sparse):
+                self._count(same_meta(t, f), p.metas, f)
+            else:
+                self._write(f)
+                self.going.add(t.path)
+        elif t.target != f.target or t.rdev != f.rdev or t.link is not None:
+            self._special(f)
+        else:
+            self._count(same_meta(t, f), p.metas, f)
+
+    def _count(self, same: bool, metas: list, f: Entry):
+        if same:
+            self.p.unchanged += 1
+        else:
+            metas.append(f)
+
+    def _create(self, f: Entry):
+        if f.kind is Kind.DIR:
+            self.p.dirs.append(f)
+            self.p.dir_metas.append(f)
+        elif f.link is not None:
+            self.p.links.append(f)
+        elif f.kind is Kind.FILE:
+            self._write(f)
+        else:
+            self._special(f)
+
+    def _write(self, f: Entry):
+        self.p.writes.append(Write(f))
+        self.rewritten.add(f.path)
+
+    def _special(self, f: Entry):
+        self.p.specials.append(f)
+        self.rewritten.add(f.path)
+
+
+def _restore_folder_metas(p: Plan, final_dirs: dict[bytes, Entry]):
+    """Every folder whose content the plan changes gets its metadata back at the end: creating,
+    renaming or deleting inside a folder changes its mtime."""
+    touched = {split(path)[0] for path in p.deletes}
+    for group in (p.dirs, p.specials, p.links, [w.entry for w in p.writes]):
+        touched.update(split(e.path)[0] for e in group if e.path)
+    touched.add(b"")   # the root: the rescue folder and temporary names come and go there
+    planned = {e.path for e in p.dir_metas}
+    p.dir_metas += [final_dirs[path] for path in touched - planned if path in final_dirs]
+    p.dir_metas.sort(key=lambda e: path_key(e.path))
+
+
+def _assign_sources(p: Plan, in_target: dict, going: set[bytes], index: dict[bytes, Source]):
+    """Each write's content: nothing for an empty file, else the target's own copy (kept aside
+    first when its path goes away), else the newest layer storing it."""
+    for write in p.writes:
+        f = write.entry
+        if not f.size:
+            write.source = Source(From.EMPTY)
+        elif f.digest in in_target:
+            path = in_target[f.digest]
+            write.source = _from_target(p, path, f, going)
+        elif f.digest in index:
+            write.source = index[f.digest]
+        else:
+            raise ImageError(f"no image of the chain holds the content of {show_path(f.path)}")
+
+
+def _from_target(p: Plan, path: bytes, f: Entry, going: set[bytes]) -> Source:
+    """Content at path in the target: read in place, or kept aside when path is going away
+    (or is the very path being rewritten)."""
+    if going_away(path, going) or path == f.path:
+        p.rescues.setdefault(f.digest, path)
+        return Source(From.RESCUE)
+    return Source(From.TARGET, path)
+
+
+def going_away(path: bytes, going: set[bytes]) -> bool:
+    """path, or a folder above it, is in going: removed or replaced."""
+    while path:
+        if path in going:
+            return True
+        path = path.rpartition(b"/")[0]
+    return False
+
+
+def plan_delta(changes, entries: int) -> Plan:
+    """The plan that turns the parent tree into the diff's tree. entries: the diff's tree size."""
+    p = Plan()
+    going: set[bytes] = set()          # paths whose entry is removed or replaced (with subtree)
+    for c in changes:
+        if c.action == DELETE or c.replaces:
+            p.deletes.append(c.path)
+        if c.action == DELETE:
+            going.add(c.path)
+            continue
+        f = c.after
+        if c.action != META:
+            going.add(c.path)
+        if c.action == META:
+            (p.dir_metas if f.kind is Kind.DIR else p.metas).append(f)
+        elif f.kind is Kind.DIR:
+            p.dirs.append(f)
+            p.dir_metas.append(f)
+        elif c.action == NEW:
+            p.specials.append(f)
+        elif c.action == LINK:
+            p.links.append(f)
+        else:
+            p.writes.append(Write(f, _delta_source(c)))
+    for write in p.writes:
+        if write.source.origin is From.TARGET:
+            write.source = _from_target(p, write.source.path, write.entry, going)
+    # a folder's record that only sets its times back is no change of its own
+    p.unchanged = entries - sum(1 for c in changes
+                                if c.action != DELETE and not (c.action == META and c.before == c.after))
+    return p
+
+
+def _delta_source(c) -> Source:
+    """Where a delta record's file content is: the diff's own container (layer 0 of a chain of
+    one), or the parent tree in the target."""
+    if not c.after.size:
+        return Source(From.EMPTY)
+    if c.action == STORE:
+        return Source(From.LAYER, c.path, 0)
+    if c.action == COPY:
+        return Source(From.LAYER, c.source, 0)
+    return Source(From.TARGET, c.source)
