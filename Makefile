@@ -9,7 +9,9 @@ deps:
 demo: deps
 	@bash scripts/demo.sh
 
+# the linter first: a lint error fails the test run (and CI)
 test: deps
+	$(PYTHON) -m ruff check --no-cache diffimg tests bench
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests
 
 bench: deps bench-deps

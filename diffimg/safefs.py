@@ -2,7 +2,7 @@
 
 Every path is resolved from the opened target root one component at a time, with O_NOFOLLOW
 and O_DIRECTORY, so a symlink planted in the target (esc -> /etc) is never followed: opening
-through it fails, and the applier replaces it instead. Names are handed to *at() system calls
+through it fails, and the executor replaces it instead. Names are handed to *at() system calls
 with the folder's fd; xattrs, which have no *at() call, go through /proc/self/fd/N/NAME, which the
 kernel resolves to that very folder.
 """

@@ -29,7 +29,7 @@ fi
 here=$(pwd -P)/diffimg
 installed=$(cd / && "$PYTHON" -c "import os, diffimg, msgpack, xxhash, zstandard, click, pytest, hypothesis, pytest_benchmark
 print(os.path.dirname(os.path.realpath(diffimg.__file__)))" 2>/dev/null || true)
-if [ "$installed" != "$here" ]; then
+if [ "$installed" != "$here" ] || ! "$PYTHON" -m ruff --version >/dev/null 2>&1; then
   echo "deps: installing Python packages" >&2
   "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e '^WARNING: Running pip as' -e 'is ignored: it is neither' >&2 || true
   "$PYTHON" -c "import diffimg, msgpack, xxhash, zstandard, click, pytest"
