@@ -51,12 +51,34 @@ class Excluder:
 
 class _Batch:
     """Files handed to the hash pool together; the future's result[i] answers for paths[i]."""
-    __slots__ = ("bytes", "future", "paths")
+    __slots__ = ("answers", "bytes", "future", "paths")
 
     def __init__(self):
         self.paths: list[bytes] = []
         self.bytes = 0
         self.future = None
+        self.answers = None     # the future's result, once taken: asking the future takes a lock
+
+
+class _Hashing:
+    """An entry in the window whose file a batch is hashing: batch.future.result()[slot]."""
+    __slots__ = ("batch", "entry", "slot")
+
+    def __init__(self, entry: Entry, batch: _Batch, slot: int):
+        self.entry = entry
+        self.batch = batch
+        self.slot = slot
+
+
+class _LinkMember:
+    """A later member of a hardlink group in the window: it takes the content of the group's
+    leader, hardlinks[inode] (the first member seen, unless that one vanished)."""
+    __slots__ = ("entry", "inode", "leader")
+
+    def __init__(self, entry: Entry, leader: Entry, inode: tuple[int, int]):
+        self.entry = entry
+        self.leader = leader            # hardlinks[inode] when this member was seen
+        self.inode = inode              # (st_dev, st_ino)
 
 
 def hints_of(entries):
@@ -68,7 +90,10 @@ def hints_of(entries):
 
 def _lookup(hints):
     """A function (path key, size, mtime_ns) -> (digest, sparse) or None, merge-joining the hints
-    (canonical order) with the walk (also canonical): one pass, constant memory."""
+    (canonical order) with the walk (also canonical): one pass, constant memory.
+
+    A hint is read by position, (path, size, mtime_ns, digest, sparse) as in entry.Hint, so a
+    plain tuple in that order serves too."""
     if hints is None:
         return lambda key, size, mtime_ns: None
     it = iter(hints)
@@ -80,8 +105,10 @@ def _lookup(hints):
         while cur is not None and cur_key < key:
             cur = next(it, None)
             cur_key = path_key(cur[0]) if cur is not None else None
-        if cur is not None and cur_key == key and cur[1] == size and cur[2] == mtime_ns:
-            return cur[3], cur[4]
+        if cur is not None and cur_key == key:
+            _path, hint_size, hint_mtime_ns, digest, sparse = cur
+            if hint_size == size and hint_mtime_ns == mtime_ns:
+                return digest, sparse
         return None
     return find
 
@@ -90,9 +117,9 @@ def scan(root, *, previous=None, checksum: bool = False, excludes=(), workers: i
          on_progress=None, on_warning=None, on_skip=None):
     """Yield the Entries of the tree at root in canonical order.
 
-    previous: quick-check hints of an earlier scan, (path, size, mtime_ns, digest, sparse) of its
-    files in canonical order (ManifestReader.file_hints, hints_of); a file whose size and mtime_ns
-    are unchanged takes its digest from there, unless checksum is true.
+    previous: quick-check hints of an earlier scan, entry.Hint (path, size, mtime_ns, digest,
+    sparse) of its files in canonical order (ManifestReader.file_hints, hints_of); a file whose
+    size and mtime_ns are unchanged takes its digest from there, unless checksum is true.
     on_progress(entries, bytes): called now and then. on_warning(message): vanished files,
     skipped mount points, files that changed while read. on_skip(path): called for each entry
     left out or emptied because it is on another filesystem (after its warning).
@@ -112,145 +139,203 @@ def scan(root, *, previous=None, checksum: bool = False, excludes=(), workers: i
     find_previous = _lookup(None if checksum else previous)
     pool = HashPool(workers)
     try:
-        yield from _walk(root, root_st, excluded, find_previous, pool, warn, skip, on_progress)
+        walker = _Walker(root, root_st, excluded, find_previous, pool, warn, skip, on_progress)
+        yield from walker.walk()
     finally:
         pool.close()
 
 
-def _walk(root, root_st, excluded, find_previous, pool, warn, skip, on_progress):
-    root_dev = root_st.st_dev
-    hardlinks: dict[tuple[int, int], Entry] = {}   # (dev, ino) -> first member seen
-    pending = collections.deque()                 # (entry, batch or leader, index)
-    batch = _Batch()
-    emitted = hashed_bytes = 0
+class _Walker:
+    """One scan's walk. Each entry is lstat'ed depth first in canonical order and queued in the
+    window (pending) with whatever must finish it; drain passes finished entries on from the
+    window's head, so they leave in the order they were walked."""
 
-    def abs_of(rel):
-        return root + b"/" + rel if rel else root
+    __slots__ = ("root", "root_st", "excluded", "find_previous", "pool", "warn", "skip",
+                 "on_progress", "hardlinks", "pending", "batch", "emitted", "emitted_bytes")
 
-    def flush():
-        nonlocal batch
-        if batch.paths:
-            batch.future = pool.submit(batch.paths)
-            batch = _Batch()
+    def __init__(self, root, root_st, excluded, find_previous, pool, warn, skip, on_progress):
+        self.root = root
+        self.root_st = root_st
+        self.excluded = excluded
+        self.find_previous = find_previous
+        self.pool = pool
+        self.warn = warn
+        self.skip = skip
+        self.on_progress = on_progress
+        self.hardlinks: dict[tuple[int, int], Entry] = {}   # (dev, ino) -> the group's leader
+        # the window: ready Entries, and a _Hashing or _LinkMember for each one not yet ready
+        self.pending = collections.deque()
+        self.batch = _Batch()               # being filled; flush() hands it to the pool
+        self.emitted = 0                    # entries passed on, and their files' bytes
+        self.emitted_bytes = 0
 
-    def finish(entry, job, index):
-        """Resolve one pending entry: True to emit it, False to drop it."""
-        if type(job) is _Batch:
-            if job.future is None:          # only the batch still being filled is unsubmitted
-                flush()
-            problem, message, content = job.future.result()[index]
-        elif job is not None:               # a later hardlink member: share the leader's content
-            leader = job if job.kind is not None else hardlinks[index]
-            if leader.kind is not None:
-                entry.link = leader.path
-                entry.digest, entry.sparse = leader.digest, leader.sparse
-                entry.size, entry.mtime_ns = leader.size, leader.mtime_ns
-                return True
-            entry.link = None               # every earlier member vanished: this one leads now
-            hardlinks[index] = entry
-            problem, message, content = hash_file(abs_of(entry.path))
-        else:
-            return True
-        if problem is Problem.ERROR:
-            raise ScanError(f"cannot read {show_path(abs_of(entry.path))}: {message}")
-        if problem is not None:
-            warn(f"{show_path(abs_of(entry.path))}: {message}")
-        if problem is Problem.VANISHED:
-            entry.kind = None   # marks a dropped entry, so later hardlink members look again
-            return False
-        (entry.digest, entry.sparse, entry.size, entry.mtime_ns, entry.mode, entry.uid,
-         entry.gid) = content
-        return True
+    def walk(self):
+        """Yield the tree's Entries in canonical order: depth first, each folder's names sorted."""
+        root = self.root
+        root_entry = entry_from_stat(b"", self.root_st)
+        root_entry.xattrs = read_xattrs(root)
+        self.pending.append(root_entry)
+        # the loop runs once per entry: what it uses is bound to locals
+        root_dev, warn, skip = self.root_st.st_dev, self.warn, self.skip
+        excluded = self.excluded if self.excluded else None
+        visit, pending, drain = self.visit, self.pending, self.drain
+        lstat, is_dir = os.lstat, stat.S_ISDIR
+        stack = [(b"", root, iter(_list(root)))]
+        while stack:
+            rel_dir, abs_dir, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                stack.pop()
+                continue
+            rel = rel_dir + b"/" + name if rel_dir else name
+            if excluded is not None and excluded(rel, name):
+                continue
+            path = abs_dir + b"/" + name
+            try:
+                st = lstat(path)
+                if st.st_dev != root_dev:
+                    skip(path)
+                    if not is_dir(st.st_mode):
+                        warn(f"{show_path(path)}: skipped, on another filesystem")
+                        continue
+                    warn(f"{show_path(path)}: mount point, recorded as an empty folder")
+                    visit(rel, path, st)
+                else:
+                    visit(rel, path, st)
+                    if is_dir(st.st_mode):
+                        stack.append((rel, path, iter(_list(path))))
+            except FileNotFoundError:
+                warn(f"{show_path(path)}: vanished while being scanned")
+                continue
+            except OSError as exc:
+                raise ScanError(f"cannot read {show_path(path)}: {exc.strerror}") from None
+            if len(pending) >= DRAIN_EVERY:     # draining after each entry costs a generator each
+                yield from drain(WINDOW)
+        self.flush()
+        yield from drain(0)
+        if self.on_progress is not None:
+            self.on_progress(self.emitted, self.emitted_bytes)
 
-    def drain(limit):
-        """Emit the entries at the head that are finished; wait while more than limit are held."""
-        nonlocal emitted, hashed_bytes
-        while pending:
-            entry, job, index = pending[0]
-            if (type(job) is _Batch and len(pending) <= limit
-                    and (job.future is None or not job.future.done())):
-                return
-            pending.popleft()
-            if finish(entry, job, index):
-                emitted += 1
-                if entry.size:
-                    hashed_bytes += entry.size
-                if on_progress is not None and emitted % 512 == 0:
-                    on_progress(emitted, hashed_bytes)
-                yield entry
-
-    def visit(rel, path, st):
-        """The Entry for one lstat result, queued with whatever must finish it."""
+    def visit(self, rel, path, st):
+        """Queue the Entry for one lstat result, with whatever must finish it."""
         entry = entry_from_stat(rel, st)
         kind = entry.kind
         inode = None
         if kind is not Kind.DIR and st.st_nlink > 1:
             inode = (st.st_dev, st.st_ino)
-            leader = hardlinks.get(inode)
+            leader = self.hardlinks.get(inode)
             if leader is not None:          # same inode: same xattrs, target and content
                 entry.xattrs = leader.xattrs
                 entry.target = leader.target
-                pending.append((entry, leader, inode))
+                self.pending.append(_LinkMember(entry, leader, inode))
                 return
         entry.xattrs = read_xattrs(path)
         if kind is Kind.SYMLINK:
             entry.target = os.readlink(path)
         if inode is not None:
-            hardlinks[inode] = entry
+            self.hardlinks[inode] = entry
         if kind is Kind.FILE:
-            if st.st_size == 0:
+            size = st.st_size
+            if size == 0:
                 entry.digest, entry.sparse = EMPTY_DIGEST, False
             else:
-                known = find_previous(path_key(rel), st.st_size, st.st_mtime_ns)
-                if known is not None:
-                    entry.digest, entry.sparse = known
-                else:
-                    pending.append((entry, batch, len(batch.paths)))
+                known = self.find_previous(path_key(rel), size, st.st_mtime_ns)
+                if known is None:           # hash it in a batch; inline, as this runs per file
+                    batch = self.batch
+                    self.pending.append(_Hashing(entry, batch, len(batch.paths)))
                     batch.paths.append(path)
-                    batch.bytes += st.st_size
+                    batch.bytes += size
                     if len(batch.paths) >= BATCH_FILES or batch.bytes >= BATCH_BYTES:
-                        flush()
+                        self.flush()
                     return
-        pending.append((entry, None, 0))
+                entry.digest, entry.sparse = known
+        self.pending.append(entry)
 
-    root_entry = entry_from_stat(b"", root_st)
-    root_entry.xattrs = read_xattrs(root)
-    pending.append((root_entry, None, 0))
-    stack = [(b"", root, iter(_list(root)))]
-    while stack:
-        rel_dir, abs_dir, names = stack[-1]
-        name = next(names, None)
-        if name is None:
-            stack.pop()
-            continue
-        rel = rel_dir + b"/" + name if rel_dir else name
-        if excluded and excluded(rel, name):
-            continue
-        path = abs_dir + b"/" + name
+    def flush(self):
+        """Hand the batch being filled to the hash pool, and start a new one."""
+        batch = self.batch
+        if batch.paths:
+            batch.future = self.pool.submit(batch.paths)
+            self.batch = _Batch()
+
+    def drain(self, limit):
+        """Pass on the finished entries at the head of the window; wait for a batch only while
+        more than limit entries are held."""
+        pending, on_progress = self.pending, self.on_progress
+        emitted, emitted_bytes = self.emitted, self.emitted_bytes     # locals: once per entry
         try:
-            st = os.lstat(path)
-            if st.st_dev != root_dev:
-                skip(path)
-                if not stat.S_ISDIR(st.st_mode):
-                    warn(f"{show_path(path)}: skipped, on another filesystem")
-                    continue
-                warn(f"{show_path(path)}: mount point, recorded as an empty folder")
-                visit(rel, path, st)
-            else:
-                visit(rel, path, st)
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append((rel, path, iter(_list(path))))
-        except FileNotFoundError:
-            warn(f"{show_path(path)}: vanished while being scanned")
-            continue
-        except OSError as exc:
-            raise ScanError(f"cannot read {show_path(path)}: {exc.strerror}") from None
-        if len(pending) >= DRAIN_EVERY:     # draining after each entry costs a generator each
-            yield from drain(WINDOW)
-    flush()
-    yield from drain(0)
-    if on_progress is not None:
-        on_progress(emitted, hashed_bytes)
+            while pending:
+                head = pending[0]
+                what = type(head)
+                if what is _Hashing:
+                    batch = head.batch
+                    if (batch.answers is None and len(pending) <= limit
+                            and (batch.future is None or not batch.future.done())):
+                        return
+                    pending.popleft()
+                    entry = self.finish_hashing(head)
+                    if entry is None:
+                        continue
+                elif what is _LinkMember:
+                    pending.popleft()
+                    entry = self.finish_member(head)
+                    if entry is None:
+                        continue
+                else:
+                    entry = pending.popleft()
+                emitted += 1
+                if entry.size:
+                    emitted_bytes += entry.size
+                if on_progress is not None and emitted % 512 == 0:
+                    on_progress(emitted, emitted_bytes)
+                yield entry
+        finally:
+            self.emitted, self.emitted_bytes = emitted, emitted_bytes
+
+    def finish_hashing(self, waiting):
+        """The entry with its batch's answer applied, or None when its file vanished."""
+        batch = waiting.batch
+        answers = batch.answers
+        if answers is None:
+            if batch.future is None:        # only the batch still being filled is unsubmitted
+                self.flush()
+            answers = batch.answers = batch.future.result()
+        return self.apply(waiting.entry, answers[waiting.slot])
+
+    def finish_member(self, member):
+        """A later hardlink member with its group's content, or None when it vanished. Its
+        leader is ahead in the window, so finished by now."""
+        entry, leader = member.entry, member.leader
+        if leader.kind is None:             # dropped: a later member may have taken its place
+            leader = self.hardlinks[member.inode]
+        if leader.kind is not None:
+            entry.link = leader.path
+            entry.digest, entry.sparse = leader.digest, leader.sparse
+            entry.size, entry.mtime_ns = leader.size, leader.mtime_ns
+            return entry
+        entry.link = None                   # every earlier member vanished: this one leads now
+        self.hardlinks[member.inode] = entry
+        return self.apply(entry, hash_file(self.abs_path(entry.path)))
+
+    def apply(self, entry, hashed):
+        """Entry with the content a hashing read, or None (and dropped) when its file vanished."""
+        problem = hashed.problem
+        if problem is not None:
+            shown = show_path(self.abs_path(entry.path))
+            if problem is Problem.ERROR:
+                raise ScanError(f"cannot read {shown}: {hashed.message}")
+            self.warn(f"{shown}: {hashed.message}")
+            if problem is Problem.VANISHED:
+                entry.kind = None   # marks a dropped entry, so later hardlink members look again
+                return None
+        content = hashed.content
+        entry.digest, entry.sparse = content.digest, content.sparse
+        entry.size, entry.mtime_ns = content.size, content.mtime_ns
+        entry.mode, entry.uid, entry.gid = content.mode, content.uid, content.gid
+        return entry
+
+    def abs_path(self, rel):
+        return self.root + b"/" + rel if rel else self.root
 
 
 def _list(path: bytes) -> list[bytes]:
