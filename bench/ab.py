@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time two checkouts of diffimg side by side: diff, restore and apply at 100k entries.
 
-    python bench/ab.py OLD_CHECKOUT NEW_CHECKOUT [--repeat 3] [--workdir /var/tmp/diffimg-bench-images]
+    python bench/ab.py OLD_CHECKOUT NEW_CHECKOUT [--repeat 3] [--rows diff,apply] [--workdir DIR]
 
 For a change that must not change speed (a refactor): each repetition runs every row with the
 old code, then with the new, so both see the same machine state; prints the medians and the
@@ -40,6 +40,7 @@ def main():
     ap.add_argument("new")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--workdir", default="/var/tmp/diffimg-bench-images")
+    ap.add_argument("--rows", help="comma-separated row names to run (default: all)")
     args = ap.parse_args()
     w = args.workdir
     t0, t1, base, d = (os.path.join(w, n) for n in ("tree", "t1", "base.img", "d.img"))
@@ -56,10 +57,12 @@ def main():
 
     rows = [  # name, prepare, command, accepted exit codes
         ("diff", lambda: fresh(out), py + ["diff", t1, base, "-o", out, "-q"], (0,)),
-        ("apply onto T0", copy_t0, py + ["apply", d, target, "-q"], (0,)),
-        ("restore onto T0", copy_t0, py + ["restore", base, d, target, "-q"], (0,)),
-        ("restore, empty", empty, py + ["restore", base, d, target, "-q"], (0,)),
+        ("apply", copy_t0, py + ["apply", d, target, "-q"], (0,)),
+        ("restore-used", copy_t0, py + ["restore", base, d, target, "-q"], (0,)),
+        ("restore-empty", empty, py + ["restore", base, d, target, "-q"], (0,)),
     ]
+    if args.rows:
+        rows = [r for r in rows if r[0] in args.rows.split(",")]
     times = {(name, side): [] for name, *_ in rows for side in ("old", "new")}
     for _ in range(args.repeat):
         for name, prepare, cmd, ok in rows:
@@ -70,12 +73,12 @@ def main():
                 times[name, side].append(run_timed(cmd, env, ok))
     fresh(out)
     fresh(target)
-    print(f"{'row':<18} {'old s':>8} {'new s':>8} {'new/old':>8}   runs old | new")
+    print(f"{'row':<14} {'old s':>8} {'new s':>8} {'new/old':>8}   runs old | new")
     for name, *_ in rows:
         old, new = statistics.median(times[name, "old"]), statistics.median(times[name, "new"])
         runs = " ".join(f"{t:.2f}" for t in times[name, "old"]) + " | " + \
             " ".join(f"{t:.2f}" for t in times[name, "new"])
-        print(f"{name:<18} {old:>8.2f} {new:>8.2f} {new / old:>8.3f}   {runs}")
+        print(f"{name:<14} {old:>8.2f} {new:>8.2f} {new / old:>8.3f}   {runs}")
 
 
 if __name__ == "__main__":
