@@ -1,6 +1,7 @@
 """restore and apply: exact trees from empty, base-like and used targets; never outside the
 target; refusals that change nothing; crashes that converge."""
 
+import dataclasses
 import fcntl
 import os
 import signal
@@ -14,7 +15,7 @@ from snapshot import assert_same_tree, snapshot
 from treebuild import build, change_everything
 
 from diffimg.entry import Entry, Kind
-from diffimg.image import append_metadata
+from diffimg.image import Image, append_metadata
 from diffimg.manifest import write_manifest
 
 FORMATS = ["squashfs", "btrfs", "ext4", "dir"]
@@ -569,3 +570,33 @@ def test_target_content_changed_in_place_is_named_and_checksum_mends_it(tmp_path
     run_cli("restore", "--checksum", base, diff, target, check_rc=0)
     assert_same_tree(snapshot(target), snapshot(tree))
     _no_leftovers(target)
+
+
+def test_apply_refuses_a_parent_record_whose_size_no_symlink_can_have(tmp_path):
+    """spec/image.md: apply requires the target's entry to equal `before` in kind, mode, owner,
+    mtime, size, symlink target, device number and xattrs, size included for every kind: a
+    crafted delta (digests recomputed) whose parent record gives a symlink a size matches no real
+    target, and apply refuses it, changing nothing. (Found by a review of the refactor: comparing
+    through compare.entry_differences alone looked at the size of files only.)"""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_bytes(b"data")
+    os.symlink("a", tree / "l")
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    target = tmp_path / "target"
+    subprocess.run(["cp", "-a", tree, target], check=True)
+    os.unlink(tree / "l")
+    os.symlink("b", tree / "l")
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "diff", "--format", "dir", "-q",
+            check_rc=0)
+    image = Image(tmp_path / "diff")
+    changes = image.delta()
+    for c in changes:
+        if c.path == b"l":
+            c.before = dataclasses.replace(c.before, size=12345)   # no symlink has a size
+    rewrite_delta(image, changes, tmp_path)
+    before = snapshot(target)
+    proc = run_cli("apply", tmp_path / "diff", target)
+    assert proc.returncode == 14, (proc.returncode, proc.stderr)
+    assert b"has another size" in proc.stderr
+    assert snapshot(target) == before

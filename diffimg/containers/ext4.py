@@ -39,15 +39,16 @@ class Ext4(FileContainer):
                 _mkfs(source, out, size, sizes.entries + 32)
                 return
             except (ToolError, OutputError) as exc:
-                if attempt or not _out_of_room(exc.tool_output):
+                if attempt or not _out_of_room(exc):
                     raise
                 size = size * 5 // 4
 
 
-def _out_of_room(mkfs_output: str) -> bool:
-    """mkfs.ext4 -d says so when the file system it fills is too small (it has no exit code of
-    its own for that)."""
-    return any(word in mkfs_output for word in ("space", "allocate", "inode"))
+def _out_of_room(exc) -> bool:
+    """mkfs.ext4 -d failed because the file system it fills is too small: it says so in its
+    output (it has no exit code of its own for that), or said no space at all (OutputError)."""
+    return isinstance(exc, OutputError) or any(
+        word in exc.tool_output for word in ("space", "allocate", "inode"))
 
 
 def _mkfs(source, out, size, inodes):
