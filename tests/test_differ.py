@@ -3,44 +3,12 @@ entries: no tree, no root."""
 
 import dataclasses
 
-import xxhash
+from entries import T, d, digest, f, fifo, hints, sym, tree
 
 from diffimg import differ
 from diffimg.delta import COPY, DELETE, LINK, META, NEW, PARENT, STORE, Change
-from diffimg.entry import Entry, Hint, Kind, path_key
+from diffimg.entry import path_key
 from diffimg.merge import merge_join_pruned
-
-T = 1_700_000_000_123_456_789
-UID, GID = 1000, 1000
-
-
-def digest(content: bytes) -> bytes:
-    return xxhash.xxh3_128_digest(content)
-
-
-def d(path, mode=0o755, mtime=T, **kw):
-    return Entry(path, Kind.DIR, mode, UID, GID, mtime, **kw)
-
-
-def f(path, content=b"", mode=0o644, mtime=T, **kw):
-    return Entry(path, Kind.FILE, mode, UID, GID, mtime, size=len(content), digest=digest(content), **kw)
-
-
-def sym(path, target, mtime=T):
-    return Entry(path, Kind.SYMLINK, 0o777, UID, GID, mtime, target=target)
-
-
-def fifo(path, **kw):
-    return Entry(path, Kind.FIFO, 0o644, UID, GID, T, **kw)
-
-
-def tree(*entries):
-    """Entries in canonical order, the root folder first (as a manifest has them)."""
-    return sorted([d(b""), *entries], key=lambda e: path_key(e.path))
-
-
-def hints(entries):
-    return [Hint(e.path, e.size, e.mtime_ns, e.digest, e.sparse) for e in entries if e.kind is Kind.FILE]
 
 
 def diff(parent, new):

@@ -1,37 +1,13 @@
 """Unit tests of the planner (planner.py) on in-memory entries and delta records: no tree, no root."""
 
 import pytest
-import xxhash
+from entries import T, d, digest, f, sym, tree
 
 from diffimg import differ
 from diffimg.delta import COPY, DELETE, LINK, META, NEW, PARENT, STORE, Change
-from diffimg.entry import Entry, Hint, Kind, path_key
+from diffimg.entry import Hint, Kind
 from diffimg.errors import ImageError
 from diffimg.planner import From, Source, going_away, plan_delta, plan_restore
-
-T = 1_700_000_000_123_456_789
-UID, GID = 1000, 1000
-
-
-def digest(content: bytes) -> bytes:
-    return xxhash.xxh3_128_digest(content)
-
-
-def d(path, mode=0o755, mtime=T, **kw):
-    return Entry(path, Kind.DIR, mode, UID, GID, mtime, **kw)
-
-
-def f(path, content=b"", mode=0o644, mtime=T, **kw):
-    return Entry(path, Kind.FILE, mode, UID, GID, mtime, size=len(content), digest=digest(content), **kw)
-
-
-def sym(path, target, mtime=T):
-    return Entry(path, Kind.SYMLINK, 0o777, UID, GID, mtime, target=target)
-
-
-def tree(*entries):
-    """Entries in canonical order, the root folder first (as a manifest has them)."""
-    return sorted([d(b""), *entries], key=lambda e: path_key(e.path))
 
 
 def layer(content: bytes, path: bytes, number: int = 0) -> dict:
