@@ -73,6 +73,10 @@ class Busy(DiffimgError):
 class Refused(DiffimgError):
     exit_code = 14
 
+    def __init__(self, message: str, *, differences=()):
+        super().__init__(message)
+        self.differences = list(differences)    # (path, what differs) of each path, if known
+
 
 def show_path(path) -> str:
     """A path as one printable line: invalid UTF-8 and control characters escaped."""

@@ -20,33 +20,43 @@ from .safefs import Dirs, proc_path, split
 _ABSENT = (errno.ENOENT, errno.ENOTDIR)
 
 
+SHOWN = 20     # differing paths a refusal names in its message (all are on the error)
+
+
 def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False):
     """Refuse (changing nothing) unless the target holds the parent's entry at every path the
-    delta touches, and a file of the right size at every path content is taken from.
-    checksum: compare the content of those files too, not only their size and mtime."""
+    delta touches, and a file of the right size at every path content is taken from; the
+    refusal names every path that differs. checksum: compare the content of those files too,
+    not only their size and mtime."""
     dirs, source_dirs = Dirs(root_fd), Dirs(root_fd)   # two caches: the paths interleave
     touched = {c.path for c in changes}
+    differences: dict[bytes, str] = {}                 # path -> what differs, in delta order
     try:
         for c in changes:
             found = _lookup(dirs, c.path, checksum and c.before is not None)
             problem = _differs(found, c.before, checksum)
             if problem:
-                _refuse(target, c.path, problem)
+                differences.setdefault(c.path, problem)
             if c.action in (PARENT, LINK) and c.source not in touched:
                 found = _lookup(source_dirs, c.source, checksum and c.after.kind is Kind.FILE)
                 if found is None or found.kind is not c.after.kind or found.size != c.after.size \
                         or (checksum and c.action == PARENT and found.digest != c.digest):
-                    _refuse(target, c.source, "is not the entry the diff takes content or a "
-                            "hardlink from")
+                    differences.setdefault(c.source, "is not the entry the diff takes content or "
+                                           "a hardlink from")
     finally:
         dirs.close()
         source_dirs.close()
+    if differences:
+        _refuse(target, list(differences.items()))
 
 
-def _refuse(target, path, problem):
-    raise Refused(f"{show_path(target)} is not the tree the diff was made on: "
-                  f"{show_path(path) or '.'} {problem}; nothing was changed. "
-                  "Use --force to restore the diff's tree anyway")
+def _refuse(target: bytes, differences: list[tuple[bytes, str]]):
+    shown = "; ".join(f"{show_path(path) or '.'} {problem}" for path, problem in differences[:SHOWN])
+    more = f"; and {len(differences) - SHOWN:,} more" if len(differences) > SHOWN else ""
+    count = "1 path differs" if len(differences) == 1 else f"{len(differences):,} paths differ"
+    raise Refused(f"{show_path(target)} is not the tree the diff was made on: {count} from the "
+                  f"diff's parent: {shown}{more}; nothing was changed. restore makes the target "
+                  "exact from any state (or apply --force)", differences=differences)
 
 
 def _lookup(dirs: Dirs, path: bytes, with_digest: bool) -> Entry | None:

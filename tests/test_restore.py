@@ -1,8 +1,10 @@
 """restore and apply: exact trees from empty, base-like and used targets; never outside the
 target; refusals that change nothing; crashes that converge."""
 
+import base64
 import dataclasses
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -153,6 +155,51 @@ def test_apply_checks_each_path_it_touches_and_refuses_changing_nothing(chain, t
     assert os.fsdecode(path) in err
     assert_same_tree(snapshot(target), tampered)
     _no_leftovers(target)
+
+
+def test_apply_refusal_names_every_path_that_differs_and_json_lists_them(chain, tmp_path):
+    """A used machine differs at several paths the delta touches: the refusal names each of them
+    (not only the first), says restore makes it exact, and --json lists every one; nothing
+    changes."""
+    base, diff, original, changed = chain
+    target = _cp(original, tmp_path / "target")
+    for path, change in TAMPERINGS.values():
+        change(target + b"/" + path)
+    tampered = snapshot(target)
+    err = assert_one_line_error(run_cli("apply", diff, target), 14)
+    for path, _ in TAMPERINGS.values():
+        assert os.fsdecode(path) in err, path
+    assert "restore makes the target exact" in err
+    proc = run_cli("apply", "--json", diff, target)
+    assert proc.returncode == 14
+    listed = {base64.b64decode(d["path_b64"]): d["problem"]
+              for d in json.loads(proc.stdout)["differences"]}
+    # each tampering, and what it did around it (the members of a hardlink group under a
+    # replaced folder, say)
+    assert {path for path, _ in TAMPERINGS.values()} <= set(listed)
+    assert f"{len(listed)} paths differ" in err
+    assert listed[b"Program Files/setgid"] == "has another mode"
+    assert_same_tree(snapshot(target), tampered)
+    _no_leftovers(target)
+
+
+def test_apply_refusal_names_the_first_20_paths_and_counts_the_rest(tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for n in range(25):
+        (tree / f"f{n:02}").write_bytes(b"old %d" % n)
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    target = _cp(tree, tmp_path / "target")
+    for n in range(25):
+        (tree / f"f{n:02}").write_bytes(b"new %d" % n)
+        os.utime(target + b"/f%02d" % n, ns=(n, n))        # used: every file's time moved
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "diff", "--format", "dir", "-q",
+            check_rc=0)
+    err = assert_one_line_error(run_cli("apply", tmp_path / "diff", target), 14)
+    assert "25 paths differ" in err and "and 5 more" in err
+    assert "f19 has another mtime" in err and "f20 " not in err
+    proc = run_cli("apply", "--json", tmp_path / "diff", target)
+    assert len(json.loads(proc.stdout)["differences"]) == 25
 
 
 def test_apply_checksum_sees_content_that_kept_its_size_and_time(chain, tmp_path):

@@ -1,10 +1,11 @@
 """diffimg restore / apply: make a target equal to an image chain's tree."""
 
+import base64
 import json
 
 import click
 
-from ..errors import show_path
+from ..errors import Refused, show_path
 from ..planner import From, Source
 from ..progress import ProgressLine, human_bytes
 from ..restore import apply, restore
@@ -100,6 +101,12 @@ def apply_command(diff, target, force, checksum, dry_run, as_json, quiet):
     options, progress = _options(quiet or as_json)
     try:
         p = apply(diff, target, force=force, checksum=checksum, dry_run=dry_run, **options)
+    except Refused as exc:
+        if as_json and exc.differences:      # every differing path, as data
+            click.echo(json.dumps({"refused": True, "differences": [
+                {"path": show_path(path), "path_b64": base64.b64encode(path).decode(),
+                 "problem": problem} for path, problem in exc.differences]}, indent=2))
+        raise
     finally:
         progress.clear()
     if not quiet or as_json:
