@@ -69,9 +69,20 @@ class Plan:
         return {w.source.layer for w in self.writes if w.source.origin is From.LAYER}
 
 
-def content_index(layers) -> dict[bytes, Source]:
-    """digest -> where in the chain's containers it is stored: the newest layer storing it wins."""
-    index = {}
+@dataclass
+class ChainIndex:
+    """What restore needs to know of a chain's layers before it scans the target."""
+    content: dict = field(default_factory=dict)    # digest -> Source: where it is stored
+    ambiguous: set = field(default_factory=set)    # paths a quick check cannot tell (below)
+
+
+def index_chain(layers) -> ChainIndex:
+    """Where each content is stored in the chain's containers (the newest layer storing it
+    wins), and the paths at which the chain holds two contents with the same size and mtime:
+    a target file there may hold either, so its size and mtime prove nothing and it is hashed.
+    Every content a path ever had in the chain is in a delta record (before or after)."""
+    chain = ChainIndex()
+    seen: dict[tuple, bytes] = {}       # (path, size, mtime_ns) -> a digest found there
     for number, layer in enumerate(layers):
         if layer.kind == "full":
             # the quick-check hints are the lightest read of a manifest; the first path with a
@@ -81,20 +92,25 @@ def content_index(layers) -> dict[bytes, Source]:
             for hint in layer.file_hints():
                 if hint.digest not in found:
                     found[hint.digest] = Source(From.LAYER, hint.path, number)
-            index.update(found)
-        else:
-            for change in layer.delta():
-                if change.action == STORE:
-                    if unsafe_path(change.path) or change.digest is None:
-                        raise ImageError(f"{show_path(layer.path)}: bad delta record "
-                                         f"{show_path(change.path)!r}")
-                    index[change.digest] = Source(From.LAYER, change.path, number)
-    return index
+            chain.content.update(found)
+            continue
+        for change in layer.delta():
+            if change.action == STORE:
+                if unsafe_path(change.path) or change.digest is None:
+                    raise ImageError(f"{show_path(layer.path)}: bad delta record "
+                                     f"{show_path(change.path)!r}")
+                chain.content[change.digest] = Source(From.LAYER, change.path, number)
+            for e in (change.before, change.after):
+                if e is None or e.kind is not Kind.FILE or e.digest is None:
+                    continue
+                if seen.setdefault((e.path, e.size, e.mtime_ns), e.digest) != e.digest:
+                    chain.ambiguous.add(e.path)
+    return chain
 
 
 def plan_restore(target_entries, final_entries, index: dict[bytes, Source]) -> Plan:
     """The plan that makes the target (a scan of it) equal to the final entries; index: the
-    chain's stored content (content_index)."""
+    chain's stored content (ChainIndex.content)."""
     p = Plan()
     in_target: dict[bytes, bytes] = {}    # digest -> a target path holding it
     going: set[bytes] = set()             # target paths removed (with subtrees) or overwritten

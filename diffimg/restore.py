@@ -13,7 +13,7 @@ from .executor import execute, locked_target
 from .hashing import prestart_workers
 from .image import Image, open_chain
 from .parentcheck import check_parent
-from .planner import content_index, plan_delta, plan_restore
+from .planner import index_chain, plan_delta, plan_restore
 from .progress import Phase
 from .scanner import scan
 
@@ -60,15 +60,23 @@ def _restore_layers(layers, target, *, checksum, dry_run, on_progress, on_warnin
     phase = on_phase or (lambda phase: None)
     with locked_target(target) as root_fd:
         phase(Phase.READING_IMAGES)
-        index = content_index(layers)
+        chain = index_chain(layers)
         final = layers[-1]
         phase(Phase.SCANNING_TARGET)
-        entries = scan(target, previous=None if checksum else final.file_hints(), checksum=checksum,
-                       on_progress=on_progress, on_warning=on_warning)
-        p = plan_restore(entries, final.entries(), index)
+        entries = scan(target, previous=None if checksum else _trusted_hints(final, chain.ambiguous),
+                       checksum=checksum, on_progress=on_progress, on_warning=on_warning)
+        p = plan_restore(entries, final.entries(), chain.content)
         if not dry_run:
             _execute(p, layers, target, root_fd, phase, on_progress, _RESTORE_AGAIN)
         return p
+
+
+def _trusted_hints(final, ambiguous: set[bytes]):
+    """The final manifest's quick-check hints, less the paths at which the chain knows another
+    content with the same size and mtime: the scan hashes those."""
+    if not ambiguous:
+        return final.file_hints()
+    return (hint for hint in final.file_hints() if hint.path not in ambiguous)
 
 
 def _execute(p, layers, target, root_fd, phase, on_progress, after_failure: str):

@@ -598,20 +598,21 @@ def test_small_holes_are_restored(tmp_path):
 
 
 def test_target_content_changed_in_place_is_named_and_checksum_mends_it(tmp_path):
-    """A target file with the recorded size and time but other bytes is trusted (quick check);
-    used as the source of another path, its digest check fails: the error says to use
-    --checksum, which then converges."""
+    """A target file changed outside the chain, with the recorded size and time but other
+    bytes, is trusted (quick check); used as the source of another path, its digest check fails:
+    the error says to use --checksum, which then converges."""
     def make(r):
         with open(r + b"/a", "wb") as f:
             f.write(b"AAAA")
         _utime_ns(r + b"/a", 10**18)
 
     def change(r):
-        for name in (b"/a", b"/b"):
-            with open(r + name, "wb") as f:
-                f.write(b"BBBB")
-        _utime_ns(r + b"/a", 10**18)
+        with open(r + b"/b", "wb") as f:
+            f.write(b"AAAA")              # b's content is taken from a in the target
     tree, base, diff, target = _base_and_diff(tmp_path, make, change)
+    with open(target + b"/a", "wb") as f:
+        f.write(b"CCCC")                  # changed on the machine, size and time kept
+    _utime_ns(target + b"/a", 10**18)
     err = assert_one_line_error(run_cli("restore", base, diff, target), 7)
     assert "--checksum" in err
     run_cli("restore", "--checksum", base, diff, target, check_rc=0)
@@ -647,3 +648,37 @@ def test_apply_refuses_a_parent_record_whose_size_no_symlink_can_have(tmp_path):
     assert proc.returncode == 14, (proc.returncode, proc.stderr)
     assert b"has another size" in proc.stderr
     assert snapshot(target) == before
+
+
+def test_restore_hashes_a_file_the_chain_changed_keeping_its_size_and_time(tmp_path):
+    """A machine at the base gets base + d1, where d1 (made with --checksum) changed files in
+    place keeping their size and mtime: the target's old files match the final entries' size and
+    mtime, but the chain knows another content with that size and time at those paths, so the
+    default restore hashes them and rewrites them (a plain quick check would keep them, silently
+    wrong). Also across two diffs: a path changed and then changed back in size and time."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for n in range(6):
+        (tree / f"f{n}").write_bytes(b"version 1 of %d" % n)
+        os.utime(tree / f"f{n}", ns=(10**18, 10**18))
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    target = _cp(tree, tmp_path / "target")
+    run_cli("restore", tmp_path / "base", target, "-q", check_rc=0)
+
+    def rewrite(n, version, mtime_ns):
+        path = tree / f"f{n}"
+        path.write_bytes(b"version %d of %d" % (version, n))
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+
+    for n in (0, 1, 2):
+        rewrite(n, 2, 10**18)                   # same size, same mtime
+    rewrite(3, 2, 2 * 10**18)                   # same size, another mtime (in d1)
+    run_cli("diff", "--checksum", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir",
+            "-q", check_rc=0)
+    rewrite(3, 3, 10**18)                       # back to the base's size and time, new bytes
+    run_cli("diff", "--checksum", tree, tmp_path / "base", tmp_path / "d1", "-o", tmp_path / "d2",
+            "--format", "dir", "-q", check_rc=0)
+    run_cli("restore", tmp_path / "base", tmp_path / "d1", tmp_path / "d2", target, "-q", check_rc=0)
+    assert_same_tree(snapshot(target), snapshot(tree))
+    _no_leftovers(target)
+
