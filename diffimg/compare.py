@@ -33,9 +33,9 @@ def entry_differences(a: Entry, b: Entry) -> dict[str, tuple]:
     if a.kind != b.kind:
         return {"kind": (a.kind.name.lower(), b.kind.name.lower())}
     out = {}
+    if a.size != b.size:            # of any kind: a size recorded on a non-file matches no entry
+        out["size"] = (a.size, b.size)
     if a.kind is Kind.FILE:
-        if a.size != b.size:
-            out["size"] = (a.size, b.size)
         if a.digest is not None and b.digest is not None and a.digest != b.digest:
             out["content"] = (a.digest, b.digest)
         if bool(a.sparse) != bool(b.sparse):

@@ -14,10 +14,10 @@ import os
 
 from .errors import Busy, ImageError, InputNotFound, OutputError, show_path
 from .hashing import Problem, copy_file, run_pooled
-from .planner import From, Plan
+from .planner import Plan
 from .progress import Phase
 from .safefs import Dirs, make_special, open_dir, proc_path, remove, replace, set_meta_at, set_meta_fd, split
-from .writer import Job, write_batch
+from .writer import From, Job, write_batch
 
 RESCUE_DIR = b".diffimg-rescue"
 TMP_PREFIX = b".diffimg-tmp-"

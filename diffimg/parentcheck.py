@@ -18,8 +18,6 @@ from .hashing import hash_file
 from .safefs import Dirs, proc_path, split
 
 _ABSENT = (errno.ENOENT, errno.ENOTDIR)
-
-
 SHOWN = 20     # differing paths a refusal names in its message (all are on the error)
 
 
@@ -93,8 +91,6 @@ def _differs(have: Entry | None, want: Entry | None, checksum: bool) -> str | No
     fields = entry_differences(have, want)
     if "kind" in fields:
         return f"is a {have.kind.name.lower()}, not a {want.kind.name.lower()}"
-    if have.size != want.size:      # of every kind: a size on a record of a non-file matches nothing
-        return "has another size"
     for name in fields:
         if name == "mtime_ns":
             return "has another mtime"

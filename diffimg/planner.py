@@ -9,7 +9,6 @@ Two ways in, one Plan out:
 A bad manifest or a content no layer holds is refused here, before the target is touched.
 """
 
-import enum
 from dataclasses import dataclass, field
 
 from .delta import COPY, DELETE, LINK, META, NEW, STORE
@@ -18,14 +17,7 @@ from .errors import ImageError, show_path
 from .manifest import unsafe_path
 from .merge import merge_join_pruned
 from .safefs import split
-
-
-class From(enum.StrEnum):
-    """Where the content of a file to write comes from."""
-    EMPTY = "empty"       # nowhere: the file is empty
-    TARGET = "target"     # a path of the target that keeps its content
-    RESCUE = "rescue"     # a path of the target that goes away: rescued (kept aside) first
-    LAYER = "layer"       # a file stored in the container of one of the chain's layers
+from .writer import From
 
 
 @dataclass(slots=True)
@@ -253,11 +245,11 @@ def plan_delta(changes, entries: int) -> Plan:
             going.add(c.path)
             continue
         f = c.after
-        if c.action != META:
-            going.add(c.path)
         if c.action == META:
             (p.dir_metas if f.kind is Kind.DIR else p.metas).append(f)
-        elif f.kind is Kind.DIR:
+            continue
+        going.add(c.path)
+        if f.kind is Kind.DIR:
             p.dirs.append(f)
             p.dir_metas.append(f)
         elif c.action == NEW:

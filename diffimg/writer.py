@@ -2,6 +2,7 @@
 folder, checked against its digest, with its metadata set, then renamed over the real name. A
 file is never half-written under its real name, and a wrong byte never lands at all."""
 
+import enum
 import errno
 import os
 import stat
@@ -11,7 +12,6 @@ import xxhash
 
 from .entry import Entry
 from .hashing import Problem
-from .planner import From
 from .safefs import Dirs, replace, set_meta_fd, split
 
 CHUNK = 1 << 20
@@ -22,6 +22,15 @@ _BUFFER = memoryview(bytearray(CHUNK))   # one per worker process, reused for ev
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
+
+
+class From(enum.StrEnum):
+    """Where the content of a file to write comes from (here, not in the planner that decides
+    it: the worker processes import this module, and need no more)."""
+    EMPTY = "empty"       # nowhere: the file is empty
+    TARGET = "target"     # a path of the target that keeps its content
+    RESCUE = "rescue"     # a path of the target that goes away: rescued (kept aside) first
+    LAYER = "layer"       # a file stored in the container of one of the chain's layers
 
 
 class Job(NamedTuple):
