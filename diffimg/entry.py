@@ -6,7 +6,7 @@ nanoseconds. A field that does not apply to a kind is None: unknown means absent
 
 import enum
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 
@@ -50,6 +50,9 @@ class Entry:
     xattrs: dict[bytes, bytes] | None = None   # every namespace, sorted by name; None when none
     link: bytes | None = None      # a later member of a hardlink group: the first member's path
     sparse: bool | None = None     # files: True when the file has holes (restore it sparse)
+    # where it was read, for a stat cache (statcache.py); not part of the record, not compared
+    ino: int | None = field(default=None, compare=False, repr=False)
+    ctime_ns: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> bytes:
@@ -58,12 +61,15 @@ class Entry:
 
 class Hint(NamedTuple):
     """What a quick check needs of a recorded file: a file at path with this size and mtime_ns
-    is taken to hold this digest (and holes, when sparse)."""
+    (and, where the record has a trusted stat, this inode number and ctime_ns on the same
+    filesystem) is taken to hold this digest (and holes, when sparse)."""
     path: bytes
     size: int
     mtime_ns: int
     digest: bytes
     sparse: bool | None
+    ino: int | None = None         # None: no stat proof (statcache.py)
+    ctime_ns: int | None = None
 
 
 def same_meta(a: Entry, b: Entry) -> bool:
@@ -82,6 +88,7 @@ def entry_from_stat(path: bytes, st) -> Entry:
     """An Entry from an lstat result; content, target and xattrs are filled in by the caller."""
     kind = KIND_OF_FMT[stat.S_IFMT(st.st_mode)]
     entry = Entry(path, kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
+    entry.ino, entry.ctime_ns = st.st_ino, st.st_ctime_ns
     if kind is Kind.FILE:
         entry.size = st.st_size
     elif kind is Kind.CHAR or kind is Kind.BLOCK:

@@ -11,7 +11,8 @@
     ├── ToolError (11)            an external tool is missing or failed (mksquashfs, mount ...)
     ├── NeedsRoot (12)            the operation mounts images and needs root
     ├── Busy (13)                 another diffimg is restoring the same target
-    └── Refused (14)              apply: the target is not the diff's parent tree
+    ├── Refused (14)              apply: the target is not the diff's parent tree
+    └── NoState (15)              status: diffimg never restored the target (or its state is damaged)
 
 Exit 0 and 1 belong to commands (identical / differ); 2 is click's usage error;
 130 is an interrupt. The table lives in spec/cli.md.
@@ -76,6 +77,10 @@ class Refused(DiffimgError):
     def __init__(self, message: str, *, differences=()):
         super().__init__(message)
         self.differences = list(differences)    # (path, what differs) of each path, if known
+
+
+class NoState(DiffimgError):
+    exit_code = 15
 
 
 def show_path(path) -> str:

@@ -45,6 +45,8 @@ class Content(NamedTuple):
     mode: int
     uid: int
     gid: int
+    ino: int
+    ctime_ns: int        # unchanged while the content was read (a stat cache keys on it)
 
 
 class Hashed(NamedTuple):
@@ -83,7 +85,8 @@ def hash_file(path: bytes) -> Hashed:
                       and os.lseek(fd, 0, os.SEEK_HOLE) < after.st_size)
             content = _content(after, digest, sparse)
             if (nread == after.st_size and before.st_size == after.st_size
-                    and before.st_mtime_ns == after.st_mtime_ns):
+                    and before.st_mtime_ns == after.st_mtime_ns
+                    and before.st_ctime_ns == after.st_ctime_ns):
                 return Hashed(None, None, content)
         except OSError as exc:
             return Hashed(Problem.ERROR, exc.strerror, None)
@@ -94,7 +97,7 @@ def hash_file(path: bytes) -> Hashed:
 
 def _content(st, digest: bytes, sparse: bool) -> Content:
     return Content(digest, sparse, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode),
-                   st.st_uid, st.st_gid)
+                   st.st_uid, st.st_gid, st.st_ino, st.st_ctime_ns)
 
 
 def hash_batch(paths: list[bytes]) -> list[Hashed]:

@@ -14,7 +14,7 @@ import struct
 
 import xxhash
 
-from . import codec, containers
+from . import codec, containers, statcache
 from .delta import Change
 from .entry import path_key
 from .errors import ChainError, ImageError, InputNotFound, UnsupportedVersion, show_path
@@ -158,8 +158,14 @@ class Image:
     def entries(self):
         return read_entries(self.meta_path, *self.blobs["manifest"][:2])
 
-    def file_hints(self):
-        return read_file_hints(self.meta_path, *self.blobs["manifest"][:2])
+    def file_hints(self, filesystem: dict | None = None):
+        return read_file_hints(self.meta_path, *self.blobs["manifest"][:2], filesystem)
+
+    def manifest_records(self) -> tuple[int, int]:
+        """Where the manifest's records lie in meta_path: the blob less its stat section."""
+        start, length, _ = self.blobs["manifest"]
+        with open(self.meta_path, "rb") as f:
+            return start, statcache.records_end(f, start, start + length)
 
     def delta(self) -> list[Change] | None:
         if "delta" not in self.blobs:

@@ -13,12 +13,12 @@ import time
 
 import xxhash
 
-from . import __version__, codec
+from . import __version__, codec, statcache
 from .entry import Entry, Hint, Kind, path_key
 from .errors import InputNotFound, ManifestError, OutputError, UnsupportedVersion, show_path
 
 MAGIC = b"\x89DIFFIMG"
-VERSION = (1, 0)
+VERSION = (1, 1)
 _PREAMBLE = struct.Struct(">8sHH")
 HASH_NAME = "xxh3-128"
 
@@ -69,12 +69,17 @@ def from_record(rec) -> Entry:
                  sparse)
 
 
+STATE_DIR = b".diffimg"     # diffimg's own folder at a tree's root, never part of a tree
+
+
 def _unsafe_key(key: list[bytes], path: bytes) -> bool:
-    return b"" in key or b"." in key or b".." in key or b"\0" in path
+    return (b"" in key or b"." in key or b".." in key or b"\0" in path
+            or (key and key[0] == STATE_DIR))
 
 
 def unsafe_path(path: bytes) -> bool:
-    """True for a path that could leave a tree: absolute, empty, '.' or '..' parts, NUL."""
+    """True for a path that could leave a tree (absolute, empty, '.' or '..' parts, NUL) or
+    lies in diffimg's own folder at its root."""
     return not path or _unsafe_key(path.split(b"/"), path)
 
 
@@ -134,8 +139,10 @@ class ManifestWriter:
 
     BATCH = 512      # records per compressor call
 
-    def __init__(self, path, source: dict | None = None):
+    def __init__(self, path, source: dict | None = None, stats: "statcache.StatRecorder | None" = None):
+        """stats: collects each entry's stat row; the section is written after the records."""
         self.path = os.fsencode(path)
+        self._stats = stats
         directory = os.path.dirname(self.path) or b"."
         self._tmp = os.path.join(directory, b".%s.tmp-%d" % (os.path.basename(self.path), os.getpid()))
         self._ids = TreeId()
@@ -154,6 +161,8 @@ class ManifestWriter:
     def add(self, entry: Entry):
         # TreeId.add, unrolled: this runs once per entry of every scan
         self._pending.append(self._pack(to_record(entry)))
+        if self._stats is not None:
+            self._stats.add(entry)
         ids = self._ids
         ids.entries += 1
         if entry.kind is Kind.FILE:
@@ -182,6 +191,8 @@ class ManifestWriter:
             self._flush()
             self._z.write(codec.pack(self._ids.trailer()))
             self._z.close()
+            if self._stats is not None:
+                self._stats.write(self._raw, self._raw.tell(), self._ids.digest())
             self._raw.flush()
             os.fsync(self._raw.fileno())
             self._raw.close()
@@ -209,9 +220,9 @@ class ManifestWriter:
             self.abort()
 
 
-def write_manifest(path, entries, source: dict | None = None) -> dict:
+def write_manifest(path, entries, source: dict | None = None, stats=None) -> dict:
     """Write entries to a manifest file at path atomically; return the trailer."""
-    with ManifestWriter(path, source) as writer:
+    with ManifestWriter(path, source, stats) as writer:
         for entry in entries:
             writer.add(entry)
     return writer.trailer
@@ -246,9 +257,12 @@ class ManifestReader:
         self.trailer: dict | None = None
         try:
             self._file = open(path, "rb")  # noqa: SIM115  (closed by close())
+            end = self._file.seek(0, os.SEEK_END) if length is None else offset + length
+            self._span = (offset, end)
+            # the records end where the stat section (if any) begins
+            records_end = statcache.records_end(self._file, offset, end)
             self._file.seek(offset)
-            if length is not None:
-                self._file = _Window(self._file, length)
+            self._file = _Window(self._file, records_end - offset)
         except FileNotFoundError:
             raise InputNotFound(f"no such file: {show_path(path)}") from None
         except OSError as exc:
@@ -340,15 +354,25 @@ class ManifestReader:
             ids.count(entry)
             yield entry
 
-    def file_hints(self):
-        """Yield a Hint for each file, in canonical order, for a quick check. Only what a hint
-        needs is checked per record; the whole stream's integrity (frame checksum, counts, tree
-        ID) is still checked at its end."""
+    def stat_section(self) -> "statcache.StatSection | None":
+        """The manifest's stat section (statcache.py), None when it has none."""
+        return statcache.read_section(self.path, *self._span)
+
+    def file_hints(self, filesystem: dict | None = None):
+        """Yield a Hint for each file, in canonical order, for a quick check; with the identity
+        of the filesystem being scanned, hints carry the stat section's proofs taken on it. Only
+        what a hint needs is checked per record; the whole stream's integrity (frame checksum,
+        counts, tree ID, the stat section's match) is still checked at its end."""
         ids = TreeId()
         file_kind = int(Kind.FILE)
         new = tuple.__new__     # Hint(...) without NamedTuple's Python-level __new__: per file
+        section = self.stat_section() if filesystem is not None else None
+        proofs = section.proofs(filesystem) if section is not None else None
+        proof = None
         for rec in self._records(ids):
             ids.entries += 1
+            if proofs is not None:
+                proof = next(proofs, None)
             try:
                 if rec[1] != file_kind:
                     continue
@@ -358,7 +382,8 @@ class ManifestReader:
             except (TypeError, IndexError):
                 self._fail(f"bad record {ids.entries}")
             if type(digest) is bytes and len(digest) == 16 and type(path) is bytes:
-                yield new(Hint, (path, size, mtime_ns, digest, sparse))
+                yield new(Hint, (path, size, mtime_ns, digest, sparse, *(proof or (None, None))))
+        statcache.check_against(section, self.trailer, self.path)
 
     def _check_trailer(self, trailer: dict, ids: TreeId):
         expected = ids.trailer()
@@ -389,10 +414,10 @@ def read_entries(path, offset: int = 0, length: int | None = None):
         yield from m.entries()
 
 
-def read_file_hints(path, offset: int = 0, length: int | None = None):
+def read_file_hints(path, offset: int = 0, length: int | None = None, filesystem=None):
     """Yield the quick-check hints of the manifest at path (see ManifestReader.file_hints)."""
     with ManifestReader(path, offset, length) as m:
-        yield from m.file_hints()
+        yield from m.file_hints(filesystem)
 
 
 class _Window(io.RawIOBase):

@@ -25,10 +25,11 @@ def merge_join(a, b):
             kb = path_key(eb.path) if eb is not None else None
 
 
-def merge_join_pruned(old, new):
+def merge_join_pruned(old, new, stays=None):
     """merge_join(old, new) without the old side's entries below a folder that is gone from new
     or replaced there by another kind: removing the folder removes them, so they need no action
-    of their own."""
+    of their own. stays(path): true for an old folder that is not removed (it holds kept paths),
+    whose entries are all passed on."""
     removed = None          # b"folder/" whose old subtree is left out
     for a, b in merge_join(old, new):
         if removed is not None:
@@ -37,6 +38,7 @@ def merge_join_pruned(old, new):
                     continue
             else:
                 removed = None
-        if a is not None and a.kind is Kind.DIR and (b is None or b.kind is not Kind.DIR):
+        if a is not None and a.kind is Kind.DIR and (b is None or b.kind is not Kind.DIR) \
+                and not (stays is not None and stays(a.path)):
             removed = a.path + b"/"
         yield a, b

@@ -22,7 +22,9 @@ from .image import ALIGN, append_metadata, container_tree, open_chain
 from .manifest import ManifestWriter, read_entries, write_manifest
 from .osinfo import detect
 from .progress import Phase
+from .quickcheck import tree_hints
 from .scanner import scan
+from .statcache import StatRecorder
 
 
 @dataclass
@@ -30,6 +32,7 @@ class PackOptions:
     fmt: str = "squashfs"
     level: int = containers.squashfs.ZSTD_LEVEL     # zstd level of squashfs containers
     checksum: bool = False
+    trust_mtime: bool = False         # diff: trust size and mtime alone (quickcheck.py)
     excludes: tuple = ()
     on_progress: object = None        # (entries, bytes) while scanning
     on_warning: object = None         # (message)
@@ -121,10 +124,15 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
         # shared one (tee) would hold every parent entry the scan never asks about (all of them
         # when the tree has no files), and memory would grow with the tree
         parent_entries = parent.entries()
-        hints = None if opts.checksum else parent.file_hints()
-        with ManifestWriter(output.manifest, source_info(tree)) as writer:
-            scanned = scan(tree, previous=hints, checksum=opts.checksum, excludes=opts.excludes,
-                           on_progress=opts.on_progress, on_warning=opts.on_warning)
+        hints, trust_mtime = None, False
+        if not opts.checksum:
+            hints, trust_mtime = tree_hints(tree, parent.manifest_reader, parent.tree_id,
+                                            opts.trust_mtime, opts.on_warning)
+        stats = StatRecorder.for_scan(tree)
+        with ManifestWriter(output.manifest, source_info(tree), stats) as writer:
+            scanned = scan(tree, previous=hints, checksum=opts.checksum, trust_mtime=trust_mtime,
+                           excludes=opts.excludes, on_progress=opts.on_progress,
+                           on_warning=opts.on_warning)
             changes = diff_trees(parent_entries, writer.recording(scanned), parent.file_hints())
         trailer = writer.trailer
         if trailer["tree_id"] == parent.tree_id:
@@ -144,10 +152,11 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
 
 def _scan(tree, output, opts, hints, skipped):
     _phase(opts, Phase.SCANNING)
+    stats = StatRecorder.for_scan(tree)
     entries = scan(tree, previous=hints, checksum=opts.checksum, excludes=opts.excludes,
                    on_progress=opts.on_progress, on_warning=opts.on_warning,
                    on_skip=skipped.append if skipped is not None else None)
-    return write_manifest(output.manifest, entries, source_info(tree))
+    return write_manifest(output.manifest, entries, source_info(tree), stats)
 
 
 def _pack(tree, output, opts, stored, direct: bool, packing=None):

@@ -21,24 +21,31 @@ _ABSENT = (errno.ENOENT, errno.ENOTDIR)
 SHOWN = 20     # differing paths a refusal names in its message (all are on the error)
 
 
-def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False):
+def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
+                 proofs: dict | None = None):
     """Refuse (changing nothing) unless the target holds the parent's entry at every path the
     delta touches, and a file of the right size at every path content is taken from; the
     refusal names every path that differs. checksum: compare the content of those files too,
-    not only their size and mtime."""
+    not only their size and mtime. proofs: path -> (ino, ctime_ns) from the target's state
+    (of the parent tree): the content of those files is compared unless their stat proves it."""
     dirs, source_dirs = Dirs(root_fd), Dirs(root_fd)   # two caches: the paths interleave
     touched = {c.path for c in changes}
     differences: dict[bytes, str] = {}                 # path -> what differs, in delta order
     try:
+        def content_check(path):
+            if checksum:
+                return True
+            return None if proofs is None else proofs.get(path, True)
         for c in changes:
-            found = _lookup(dirs, c.path, checksum and c.before is not None)
-            problem = _differs(found, c.before, checksum)
+            found = _lookup(dirs, c.path, content_check(c.path) if c.before is not None else None)
+            problem = _differs(found, c.before)
             if problem:
                 differences.setdefault(c.path, problem)
             if c.action in (PARENT, LINK) and c.source not in touched:
-                found = _lookup(source_dirs, c.source, checksum and c.after.kind is Kind.FILE)
+                found = _lookup(source_dirs, c.source,
+                                content_check(c.source) if c.after.kind is Kind.FILE else None)
                 if found is None or found.kind is not c.after.kind or found.size != c.after.size \
-                        or (checksum and c.action == PARENT and found.digest != c.digest):
+                        or (c.action == PARENT and found.digest not in (None, c.digest)):
                     differences.setdefault(c.source, "is not the entry the diff takes content or "
                                            "a hardlink from")
     finally:
@@ -57,8 +64,13 @@ def _refuse(target: bytes, differences: list[tuple[bytes, str]]):
                   "exact from any state (or apply --force)", differences=differences)
 
 
-def _lookup(dirs: Dirs, path: bytes, with_digest: bool) -> Entry | None:
-    """The target's entry at path (never through a symlink), or None when there is none."""
+_UNREADABLE = b"unreadable"      # the digest of a file that could not be hashed: matches none
+
+
+def _lookup(dirs: Dirs, path: bytes, content) -> Entry | None:
+    """The target's entry at path (never through a symlink), or None when there is none. Its
+    digest is read when content is True, or is a stat proof (ino, ctime_ns) that the file's
+    stat does not equal; it is None when content is None or the proof holds."""
     parent, name = split(path)
     try:
         dir_fd = dirs.fd(parent)
@@ -74,15 +86,16 @@ def _lookup(dirs: Dirs, path: bytes, with_digest: bool) -> Entry | None:
             return None            # a symlink where the parent has a folder: reported as absent
         raise ScanError(f"cannot read {show_path(path) or '.'} in the target: {exc.strerror}") \
             from None
-    if e.kind is Kind.FILE and with_digest:
-        content = hash_file(where).content
-        e.digest = content.digest if content is not None else None
+    if e.kind is Kind.FILE and content is not None and (
+            content is True or content != (st.st_ino, st.st_ctime_ns)):
+        hashed = hash_file(where).content
+        e.digest = hashed.digest if hashed is not None else _UNREADABLE
     return e
 
 
-def _differs(have: Entry | None, want: Entry | None, checksum: bool) -> str | None:
+def _differs(have: Entry | None, want: Entry | None) -> str | None:
     """What makes the target's entry other than the parent's, or None when it matches. Holes and
-    hardlink groups are not looked at; content only with checksum (a file that could not be
+    hardlink groups are not looked at; content only where it was read (a file that could not be
     hashed has other content)."""
     if want is None:
         return None if have is None else "exists, but the diff's parent has nothing there"
@@ -98,6 +111,6 @@ def _differs(have: Entry | None, want: Entry | None, checksum: bool) -> str | No
             return "has other xattrs or ACLs"
         if name not in ("content", "hardlink", "sparse"):
             return f"has another {name}"
-    if checksum and want.kind is Kind.FILE and have.digest != want.digest:
+    if want.kind is Kind.FILE and have.digest is not None and have.digest != want.digest:
         return "has other content"
     return None

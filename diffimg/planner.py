@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .delta import COPY, DELETE, LINK, META, NEW, STORE
 from .entry import Entry, Kind, path_key, same_meta
-from .errors import ImageError, show_path
+from .errors import ImageError, Refused, show_path
 from .manifest import unsafe_path
 from .merge import merge_join_pruned
 from .safefs import split
@@ -44,6 +44,7 @@ class Plan:
     metas: list = field(default_factory=list)        # existing non-folders with other metadata
     dir_metas: list = field(default_factory=list)    # folders (new or not) to give their metadata
     rescues: dict = field(default_factory=dict)      # digest -> target path going away, kept aside
+    kept: list = field(default_factory=list)         # target paths left as they are (--keep)
     unchanged: int = 0
 
     def counts(self) -> dict:
@@ -54,7 +55,7 @@ class Plan:
                 "from_images": sum(1 for o in origins if o is From.LAYER),
                 "specials_made": len(self.specials), "hardlinks": len(self.links),
                 "metadata_only": len(self.metas) + len(self.dir_metas) - len(self.dirs),
-                "unchanged": self.unchanged}
+                "unchanged": self.unchanged, "kept": len(self.kept)}
 
     def layers_read(self) -> set[int]:
         """The layers whose containers the writes read."""
@@ -100,19 +101,33 @@ def index_chain(layers) -> ChainIndex:
     return chain
 
 
-def plan_restore(target_entries, final_entries, index: dict[bytes, Source]) -> Plan:
+def plan_restore(target_entries, final_entries, index: dict[bytes, Source], kept=None) -> Plan:
     """The plan that makes the target (a scan of it) equal to the final entries; index: the
-    chain's stored content (ChainIndex.content)."""
+    chain's stored content (ChainIndex.content). kept (keep.Kept): target paths left as they
+    are, which the scan left out; the folders holding them stay even where the chain lacks
+    them (Refused where the chain has another kind there)."""
     p = Plan()
     in_target: dict[bytes, bytes] = {}    # digest -> a target path holding it
     going: set[bytes] = set()             # target paths removed (with subtrees) or overwritten
     final_dirs: dict[bytes, Entry] = {}   # every folder of the final tree
     classify = _Classifier(p, going)
+    stays = kept.holds if kept else None
     # every target file can give its content, also one below a folder that is removed
-    for t, f in merge_join_pruned(_indexed(target_entries, in_target), final_entries):
+    for t, f in merge_join_pruned(_indexed(target_entries, in_target), final_entries, stays):
+        if stays is not None:
+            if kept.covers((t or f).path):
+                continue                  # the chain's entry at (or below) a kept path
+            if t is not None and stays(t.path) and (f is None or f.kind is not Kind.DIR):
+                if f is None:
+                    continue              # a folder the chain lacks, left for what it holds
+                raise Refused(f"the chain has a {f.kind.name.lower()} at {show_path(f.path)}, "
+                              "where the target has a folder holding kept paths; nothing was "
+                              "changed")
         if f is not None and f.kind is Kind.DIR:
             final_dirs[f.path] = f
         classify(t, f)
+    if kept:
+        p.kept = sorted(kept.paths, key=path_key)
     _restore_folder_metas(p, final_dirs)
     _assign_sources(p, in_target, going, index)
     return p

@@ -8,14 +8,19 @@ checks the target at the paths one diff's delta touches (parentcheck) and plans 
 import contextlib
 import os
 
+from . import statcache
+from .delta import DELETE
 from .errors import ImageError, OutputError, Refused, show_path
 from .executor import execute, locked_target
+from .fsmeta import mount_of
 from .hashing import prestart_workers
 from .image import Image, open_chain
+from .keep import Kept, defaults_for, find_kept
 from .parentcheck import check_parent
 from .planner import index_chain, plan_delta, plan_restore
 from .progress import Phase
 from .scanner import scan
+from .state import RecordedTree, State, begin, finish, layer_record, usable_state
 
 _RESTORE_AGAIN = ("; once the cause is mended, run the restore again: it takes up where this one "
                   "stopped")
@@ -23,52 +28,120 @@ _FINISH_WITH_FORCE = ("; the target is now partly changed, no longer the diff's 
                       "cause is mended, finish with apply --force (or restore)")
 
 
-def restore(images, target, *, checksum=False, dry_run=False, on_progress=None, on_warning=None,
-            on_phase=None):
+def restore(images, target, *, checksum=False, dry_run=False, keep=(), on_progress=None,
+            on_warning=None, on_phase=None, command="restore"):
     """Make target equal to the tree of the chain images (base, diff...); return the Plan.
-    dry_run: plan only."""
+    dry_run: plan only. keep: --keep patterns (keep.py)."""
     return _restore_layers(open_chain(images), target, checksum=checksum, dry_run=dry_run,
-                           on_progress=on_progress, on_warning=on_warning, on_phase=on_phase)
+                           keep=keep, on_progress=on_progress, on_warning=on_warning,
+                           on_phase=on_phase, command=command)
 
 
-def apply(diff, target, *, force=False, checksum=False, dry_run=False, on_progress=None,
-          on_warning=None, on_phase=None):
+def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), on_progress=None,
+          on_warning=None, on_phase=None, command="apply"):
     """Apply one diff to the tree it was made on, reading and writing only the paths its delta
     touches; with force, restore its tree regardless of what target holds."""
     image = Image(diff)
     if image.kind != "diff":
         raise Refused(f"{show_path(diff)} is a full image; use restore")
     if force:
-        return _restore_layers([image], target, checksum=checksum, dry_run=dry_run,
-                               on_progress=on_progress, on_warning=on_warning, on_phase=on_phase)
+        return _restore_layers([image], target, checksum=checksum, dry_run=dry_run, keep=keep,
+                               on_progress=on_progress, on_warning=on_warning, on_phase=on_phase,
+                               command=command)
     target = os.fsencode(target)
     phase = on_phase or (lambda phase: None)
     with locked_target(target) as root_fd:
         prestart_workers()          # while the target is checked
         phase(Phase.CHECKING_TARGET)
-        changes = image.delta()
-        check_parent(root_fd, target, changes, checksum)
+        kept = _kept(root_fd, target, keep)
+        changes = _outside_kept(image.delta(), kept)
+        state, _ = usable_state(root_fd, statcache.identity(target))
+        if state is not None and state.tree_id != image.parent_id:
+            state = None
+        proofs = _proofs(root_fd, target, changes) if state is not None and not checksum else None
+        check_parent(root_fd, target, changes, checksum, proofs)
         p = plan_delta(changes, image.info["entries"])
+        p.kept = sorted(kept.paths)
         if not dry_run:
+            run = State(False, None, (state.chain if state else []) + [layer_record(image)],
+                        command, keep=list(keep))
+            begin(root_fd, run)
             _execute(p, [image], target, root_fd, phase, on_progress, _FINISH_WITH_FORCE)
+            finish(root_fd, run, image, kept)
         return p
 
 
-def _restore_layers(layers, target, *, checksum, dry_run, on_progress, on_warning, on_phase):
+def _kept(root_fd: int, target: bytes, keep) -> Kept:
+    """The target's kept paths: those the patterns name, and lost+found on ext2/3/4."""
+    fstype = mount_of(os.fstat(root_fd).st_dev).get("fstype")
+    return Kept(find_kept(root_fd, [*keep, *defaults_for(fstype)]))
+
+
+def _outside_kept(changes, kept: Kept) -> list:
+    """The delta's records less those at or below kept paths; Refused when a record would
+    remove a folder that holds one."""
+    if not kept:
+        return changes
+    for c in changes:
+        if kept.holds(c.path) and (c.action == DELETE or c.replaces):
+            raise Refused(f"the diff removes {show_path(c.path)}, which holds kept paths; "
+                          "nothing was changed")
+    return [c for c in changes if not kept.covers(c.path)]
+
+
+def _proofs(root_fd: int, target: bytes, changes) -> dict:
+    """path -> (ino, ctime_ns) from the target's state, for the files the delta touches."""
+    wanted = {c.path for c in changes} | {c.source for c in changes if c.source is not None}
+    fs = statcache.identity(target)
+    with RecordedTree(root_fd) as recorded, recorded.reader() as m:
+        return {h.path: (h.ino, h.ctime_ns) for h in m.file_hints(fs)
+                if h.path in wanted and h.ino is not None}
+
+
+def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_warning, on_phase,
+                    command):
     """restore, on layers already opened as a chain."""
     target = os.fsencode(target)
     phase = on_phase or (lambda phase: None)
+    warn = on_warning or (lambda message: None)
     with locked_target(target) as root_fd:
         phase(Phase.READING_IMAGES)
         chain = index_chain(layers)
         final = layers[-1]
+        kept = _kept(root_fd, target, keep)
         phase(Phase.SCANNING_TARGET)
-        entries = scan(target, previous=None if checksum else _trusted_hints(final, chain.ambiguous),
-                       checksum=checksum, on_progress=on_progress, on_warning=on_warning)
-        p = plan_restore(entries, final.entries(), chain.content)
+        previous, trust_mtime = None, False
+        if not checksum:
+            previous, trust_mtime = _target_hints(root_fd, target, final, chain.ambiguous, warn)
+        entries = scan(target, previous=previous, checksum=checksum, trust_mtime=trust_mtime,
+                       leave_out=kept.paths, on_progress=on_progress, on_warning=on_warning)
+        p = plan_restore(entries, final.entries(), chain.content, kept)
         if not dry_run:
+            run = State(False, None, [layer_record(layer) for layer in layers], command,
+                        keep=list(keep))
+            begin(root_fd, run)
             _execute(p, layers, target, root_fd, phase, on_progress, _RESTORE_AGAIN)
+            finish(root_fd, run, final, kept)
         return p
+
+
+def _target_hints(root_fd: int, target: bytes, final, ambiguous: set[bytes], warn):
+    """What the scan of the target may trust, and whether size and mtime alone are enough:
+    the target's state where it has a usable one (a file whose stat is unchanged holds what
+    the state recorded); else the final manifest's hints, by size and mtime, less the paths the
+    chain makes ambiguous."""
+    fs = statcache.identity(target)
+    state, why = usable_state(root_fd, fs)
+    if state is not None:
+        return _state_hints(root_fd, fs), False
+    if why and not why.startswith("no state"):
+        warn(f"{show_path(target)}: {why}; checking files by size and mtime")
+    return _trusted_hints(final, ambiguous), True
+
+
+def _state_hints(root_fd: int, fs: dict):
+    with RecordedTree(root_fd) as recorded, recorded.reader() as m:
+        yield from m.file_hints(fs)
 
 
 def _trusted_hints(final, ambiguous: set[bytes]):

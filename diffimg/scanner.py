@@ -15,6 +15,7 @@ from .entry import Entry, Hint, Kind, entry_from_stat, path_key
 from .errors import InputNotFound, ScanError, show_path
 from .fsmeta import read_xattrs
 from .hashing import EMPTY_DIGEST, HashPool, Problem, hash_file
+from .manifest import STATE_DIR
 
 BATCH_FILES = 256           # small files go to the pool in batches: one task each costs too much
 BATCH_BYTES = 16 << 20
@@ -81,45 +82,53 @@ class _LinkMember:
         self.inode = inode              # (st_dev, st_ino)
 
 
+
+
 def hints_of(entries):
-    """Quick-check hints from a stream of Entries."""
+    """Quick-check hints from a stream of Entries (without stat proofs)."""
     for e in entries:
         if e.kind is Kind.FILE and e.digest is not None:
             yield Hint(e.path, e.size, e.mtime_ns, e.digest, e.sparse)
 
 
-def _lookup(hints):
-    """A function (path key, size, mtime_ns) -> (digest, sparse) or None, merge-joining the hints
+def _lookup(hints, trust_mtime: bool):
+    """A function (path key, lstat result) -> (digest, sparse) or None, merge-joining the hints
     (canonical order) with the walk (also canonical): one pass, constant memory.
 
-    A hint is read by position, (path, size, mtime_ns, digest, sparse) as in entry.Hint, so a
-    plain tuple in that order serves too."""
+    A hint answers for a file with its size and mtime and, unless trust_mtime, its stat proof:
+    the same inode number and ctime (statcache.py); a hint without a proof answers for nothing."""
     if hints is None:
-        return lambda key, size, mtime_ns: None
+        return lambda key, st: None
     it = iter(hints)
     cur = next(it, None)
     cur_key = path_key(cur[0]) if cur is not None else None
 
-    def find(key, size, mtime_ns):
+    def find(key, st):
         nonlocal cur, cur_key
         while cur is not None and cur_key < key:
             cur = next(it, None)
             cur_key = path_key(cur[0]) if cur is not None else None
         if cur is not None and cur_key == key:
-            _path, hint_size, hint_mtime_ns, digest, sparse = cur
-            if hint_size == size and hint_mtime_ns == mtime_ns:
+            _path, size, mtime_ns, digest, sparse, ino, ctime_ns = cur
+            if size == st.st_size and mtime_ns == st.st_mtime_ns and (
+                    trust_mtime or (ino == st.st_ino and ctime_ns == st.st_ctime_ns)):
                 return digest, sparse
         return None
     return find
 
 
-def scan(root, *, previous=None, checksum: bool = False, excludes=(), workers: int | None = None,
-         on_progress=None, on_warning=None, on_skip=None):
-    """Yield the Entries of the tree at root in canonical order.
+def scan(root, *, previous=None, checksum: bool = False, trust_mtime: bool = False, excludes=(),
+         leave_out=frozenset(), workers: int | None = None, on_progress=None, on_warning=None,
+         on_skip=None):
+    """Yield the Entries of the tree at root in canonical order, leaving out STATE_DIR at its
+    root. Each entry carries the ino and ctime_ns its record was read with (a stat cache's row).
 
-    previous: quick-check hints of an earlier scan, entry.Hint (path, size, mtime_ns, digest,
-    sparse) of its files in canonical order (ManifestReader.file_hints, hints_of); a file whose
-    size and mtime_ns are unchanged takes its digest from there, unless checksum is true.
+    previous: quick-check hints of an earlier scan, entry.Hint of its files in canonical order
+    (ManifestReader.file_hints, hints_of); a file whose size, mtime_ns and stat proof (inode
+    and ctime, see statcache.py) are unchanged takes its digest from there; with trust_mtime,
+    size and mtime_ns alone are enough (for copies of a tree; a change that kept both is
+    missed). checksum: hash every file. leave_out: paths left out with their subtrees (kept
+    paths of a target, keep.py).
     on_progress(entries, bytes): called now and then. on_warning(message): vanished files,
     skipped mount points, files that changed while read. on_skip(path): called for each entry
     left out or emptied because it is on another filesystem (after its warning).
@@ -136,7 +145,11 @@ def scan(root, *, previous=None, checksum: bool = False, excludes=(), workers: i
     warn = on_warning or (lambda message: None)
     skip = on_skip or (lambda path: None)
     excluded = Excluder(excludes)
-    find_previous = _lookup(None if checksum else previous)
+    if leave_out:
+        by_pattern = excluded if excluded else None
+        excluded = lambda rel, name: rel in leave_out or (  # noqa: E731
+            by_pattern is not None and by_pattern(rel, name))
+    find_previous = _lookup(None if checksum else previous, trust_mtime)
     pool = HashPool(workers)
     try:
         walker = _Walker(root, root_st, excluded, find_previous, pool, warn, skip, on_progress)
@@ -180,7 +193,7 @@ class _Walker:
         excluded = self.excluded if self.excluded else None
         visit, pending, drain = self.visit, self.pending, self.drain
         lstat, is_dir = os.lstat, stat.S_ISDIR
-        stack = [(b"", root, iter(_list(root)))]
+        stack = [(b"", root, iter([n for n in _list(root) if n != STATE_DIR]))]
         while stack:
             rel_dir, abs_dir, names = stack[-1]
             name = next(names, None)
@@ -239,7 +252,7 @@ class _Walker:
             if size == 0:
                 entry.digest, entry.sparse = EMPTY_DIGEST, False
             else:
-                known = self.find_previous(path_key(rel), size, st.st_mtime_ns)
+                known = self.find_previous(path_key(rel), st)
                 if known is None:           # hash it in a batch; inline, as this runs per file
                     batch = self.batch
                     self.pending.append(_Hashing(entry, batch, len(batch.paths)))
@@ -312,6 +325,7 @@ class _Walker:
             entry.link = leader.path
             entry.digest, entry.sparse = leader.digest, leader.sparse
             entry.size, entry.mtime_ns = leader.size, leader.mtime_ns
+            entry.ctime_ns = leader.ctime_ns
             return entry
         entry.link = None                   # every earlier member vanished: this one leads now
         self.hardlinks[member.inode] = entry
@@ -332,6 +346,7 @@ class _Walker:
         entry.digest, entry.sparse = content.digest, content.sparse
         entry.size, entry.mtime_ns = content.size, content.mtime_ns
         entry.mode, entry.uid, entry.gid = content.mode, content.uid, content.gid
+        entry.ino, entry.ctime_ns = content.ino, content.ctime_ns
         return entry
 
     def abs_path(self, rel):

@@ -6,6 +6,7 @@ import os
 from .errors import InputNotFound, ManifestError, show_path
 from .image import Image, is_image
 from .manifest import ManifestReader, TreeId, is_manifest
+from .quickcheck import tree_hints
 from .scanner import hints_of, scan
 
 
@@ -51,35 +52,41 @@ class Side:
                 yield entry
             self.tree_id = m.trailer["tree_id"]
 
-    def hints(self):
-        """The recorded side's quick-check hints, read afresh."""
-        with self._reader() as m:
-            yield from m.file_hints()
+    def tree_hints(self, tree, trust_mtime: bool):
+        """What a scan of tree may trust of this recorded side (quickcheck.tree_hints)."""
+        tree_id = Image(self.path).tree_id if self.kind == "image" else None
+        return tree_hints(tree, self._reader, tree_id, trust_mtime)
 
 
-def compare_sides(a, b, *, checksum=False, excludes=(), on_progress=None, on_warning=None):
+def compare_sides(a, b, *, checksum=False, trust_mtime=False, excludes=(), on_progress=None,
+                  on_warning=None):
     """The two Sides of a comparison, sharing digests where a quick check allows.
 
-    A tree scanned against a manifest (or an image) reuses the manifest's digests for files whose
-    size and mtime_ns match; of two trees, the first is hashed and the second reuses its digests.
+    A tree scanned against a manifest (or an image) reuses its digests where a stat proof
+    allows (quickcheck.py); with trust_mtime, for files whose size and mtime_ns match, and of
+    two trees the second reuses the first's digests that way. Without it, both trees are hashed.
     With checksum every tree side hashes all its content.
     """
     kinds = kind_of(a), kind_of(b)
 
-    def scanned(path, previous):
-        return scan(path, previous=previous, checksum=checksum, excludes=excludes,
-                    on_progress=on_progress, on_warning=on_warning)
+    def scanned(path, previous, trust=False):
+        return scan(path, previous=previous, checksum=checksum, trust_mtime=trust,
+                    excludes=excludes, on_progress=on_progress, on_warning=on_warning)
 
-    def tree(path, previous):
-        return Side(path, "tree", scanned(path, previous))
+    def tree(path, recorded):
+        if checksum:
+            return Side(path, "tree", scanned(path, None))
+        return Side(path, "tree", scanned(path, *recorded.tree_hints(path, trust_mtime)))
 
     if "tree" not in kinds:
         return Side(a, kinds[0]), Side(b, kinds[1])
     if kinds[1] != "tree":
         recorded = Side(b, kinds[1])
-        return tree(a, recorded.hints()), recorded
+        return tree(a, recorded), recorded
     if kinds[0] != "tree":
         recorded = Side(a, kinds[0])
-        return recorded, tree(b, recorded.hints())
+        return recorded, tree(b, recorded)
+    if not trust_mtime:
+        return Side(a, "tree", scanned(a, None)), Side(b, "tree", scanned(b, None))
     first, for_second = itertools.tee(scanned(a, None))
-    return Side(a, "tree", first), tree(b, hints_of(for_second))
+    return Side(a, "tree", first), Side(b, "tree", scanned(b, hints_of(for_second), True))

@@ -15,6 +15,8 @@ def snapshot(root) -> dict:
     inodes: dict[tuple, list] = {}
     paths = [root]
     for dirpath, dirnames, filenames in os.walk(root):
+        if dirpath == root and b".diffimg" in dirnames:   # diffimg's own, never part of a tree
+            dirnames.remove(b".diffimg")
         paths.extend(os.path.join(dirpath, name) for name in dirnames + filenames)
     for path in paths:
         rel = os.path.relpath(path, root) if path != root else b""

@@ -146,7 +146,7 @@ def test_counts_of_a_plan():
     p = plan_restore(target, final, layer(b"1234567", b"new", 1))
     assert p.counts() == {"deleted": 2, "folders_made": 1, "files_written": 2, "bytes_written": 9,
                           "from_target": 1, "from_images": 1, "specials_made": 1, "hardlinks": 1,
-                          "metadata_only": 2, "unchanged": 1}
+                          "metadata_only": 2, "unchanged": 1, "kept": 0}
     assert p.layers_read() == {1}
 
 

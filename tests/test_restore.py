@@ -327,6 +327,8 @@ def test_a_full_target_disk_is_a_clear_error_and_corrupts_nothing(tmp_path):
         (target / "f0").write_bytes(b"old")
         assert_one_line_error(run_cli("restore", tmp_path / "img", target), 7)
         for name in os.listdir(target):
+            if name == ".diffimg":
+                continue              # diffimg's own: says the run did not finish
             data = (target / name).read_bytes()
             with open(os.path.join(tree, os.fsencode(name)), "rb") as f:
                 assert data in (b"old", f.read())

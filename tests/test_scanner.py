@@ -8,7 +8,7 @@ import time
 import pytest
 from conftest import IS_ROOT, assert_one_line_error, needs_root, run_cli
 
-from diffimg.entry import Kind
+from diffimg.entry import Hint, Kind
 from diffimg.hashing import hash_file
 from diffimg.manifest import read_entries, write_manifest
 from diffimg.scanner import hints_of, scan
@@ -54,12 +54,33 @@ def test_quick_check_reuses_digests_and_checksum_does_not(tmp_path):
     st = os.stat(f)
     f.write_bytes(b"b" * 1000)
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
-    quick = list(scan(tree, previous=hints_of(first)))
+    quick = list(scan(tree, previous=hints_of(first), trust_mtime=True))
     full = list(scan(tree, previous=hints_of(first), checksum=True))
     assert quick[1].digest == first[1].digest          # trusted size + mtime
     assert full[1].digest != first[1].digest           # hashed
-    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    # by default, a hint without a stat proof answers for nothing
     assert list(scan(tree, previous=hints_of(first)))[1].digest == full[1].digest
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert list(scan(tree, previous=hints_of(first), trust_mtime=True))[1].digest == full[1].digest
+
+
+def test_a_stat_proof_is_trusted_only_while_inode_and_ctime_hold(tmp_path):
+    """A hint with a stat proof: trusted while inode and ctime are those recorded; a write that
+    keeps size and mtime moves the ctime, and the file is hashed."""
+    tree = tmp_path / "t"
+    tree.mkdir()
+    f = tree / "f"
+    f.write_bytes(b"a" * 1000)
+    first = list(scan(tree))
+    st = os.stat(f)
+    wrong = b"\1" * 16                     # a recorded digest the file does not hold
+    proof = Hint(b"f", st.st_size, st.st_mtime_ns, wrong, False, st.st_ino, st.st_ctime_ns)
+    assert list(scan(tree, previous=[proof]))[1].digest == wrong        # trusted: not read
+    f.write_bytes(b"b" * 1000)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    rescanned = list(scan(tree, previous=[proof]))[1]
+    assert rescanned.digest not in (wrong, first[1].digest)            # hashed
+    assert rescanned.ctime_ns == os.stat(f).st_ctime_ns
 
 
 def test_scan_previous_option_writes_the_same_manifest(tmp_path):
@@ -95,9 +116,9 @@ def test_a_vanished_file_is_a_warning(tmp_path):
         (tree / f"f{i:03}").write_bytes(b"x" * 10)
 
     def previous():
-        yield b"f249", 1, 0, b"\0" * 16, False
+        yield b"f249", 1, 0, b"\0" * 16, False, None, None
         os.unlink(tree / "f250")
-        yield b"f250", 1, 0, b"\0" * 16, False
+        yield b"f250", 1, 0, b"\0" * 16, False, None, None
 
     warnings = []
     seen = [e.path for e in scan(tree, previous=previous(), on_warning=warnings.append)]

@@ -13,6 +13,13 @@ import click  # noqa: E402
 from .. import __version__  # noqa: E402
 from ..errors import DiffimgError  # noqa: E402
 
+trust_mtime_option = click.option(
+    "--trust-mtime", is_flag=True,
+    help="Trust a recorded digest for any file of the same size and mtime, as rsync does: right "
+         "for a copy of the tree, but a change that kept both (an installer, a restored time) "
+         "is missed. By default only a file whose inode and ctime also prove it untouched on "
+         "the same filesystem is trusted, and every other file is hashed.")
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="diffimg")
@@ -47,4 +54,4 @@ def main(argv=None):
     sys.exit(rc or 0)
 
 
-from . import compare, images, inspect, restore, scan  # noqa: F401  (registers the commands)
+from . import compare, images, inspect, restore, scan, status  # noqa: F401  (registers the commands)

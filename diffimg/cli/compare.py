@@ -11,7 +11,7 @@ from ..errors import show_path
 from ..image import open_chain
 from ..progress import ProgressLine
 from ..sources import compare_sides
-from . import cli
+from . import cli, trust_mtime_option
 
 EXIT_IDENTICAL, EXIT_DIFFERENT = 0, 1
 
@@ -35,15 +35,29 @@ def _short(name: str, a, b) -> str:
     return f"{name} {show_value(name, a)} -> {show_value(name, b)}"
 
 
+def difference_line(diff) -> str:
+    """One difference as a line: + added, - removed, ~ changed with what changed."""
+    mark = {"added": "+", "removed": "-", "changed": "~"}[diff.change]
+    detail = ", ".join(_short(n, va, vb) for n, (va, vb) in diff.fields.items())
+    return f"{mark} {show_path(diff.path) or '.'}" + (f": {detail}" if detail else "")
+
+
+def difference_json(d) -> dict:
+    return {"path": show_path(d.path), "path_b64": base64.b64encode(d.path).decode(),
+            "change": d.change,
+            "fields": {n: [show_value(n, va), show_value(n, vb)] for n, (va, vb) in d.fields.items()}}
+
+
 @cli.command("compare")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=bytes))
 @click.option("--checksum", is_flag=True,
-              help="Hash the content of tree sides instead of trusting size and mtime.")
+              help="Hash all the content of tree sides, even files whose stat proves it unchanged.")
+@trust_mtime_option
 @click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
               help="Leave out matching entries of tree sides.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (spec/cli.md).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress.")
-def compare_command(paths, checksum, excludes, as_json, quiet):
+def compare_command(paths, checksum, trust_mtime, excludes, as_json, quiet):
     """Compare A and B: compare A B, each a tree, a manifest or an image (its tree); or compare
     IMAGE DIFF... B, a chain's tree with B. Exit 0 when identical, 1 when they differ."""
     if len(paths) < 2:
@@ -52,7 +66,7 @@ def compare_command(paths, checksum, excludes, as_json, quiet):
         open_chain(paths[:-1])           # the layers must form a chain: its tree is the last one's
     a, b = paths[-2], paths[-1]
     progress = ProgressLine("comparing", quiet)
-    side_a, side_b = compare_sides(a, b, checksum=checksum, excludes=excludes,
+    side_a, side_b = compare_sides(a, b, checksum=checksum, trust_mtime=trust_mtime, excludes=excludes,
                                    on_progress=progress, on_warning=progress.warn)
     found = []
     try:
@@ -61,9 +75,7 @@ def compare_command(paths, checksum, excludes, as_json, quiet):
                 found.append(diff)
                 continue
             progress.clear()
-            mark = {"added": "+", "removed": "-", "changed": "~"}[diff.change]
-            detail = ", ".join(_short(n, va, vb) for n, (va, vb) in diff.fields.items())
-            click.echo(f"{mark} {show_path(diff.path) or '.'}" + (f": {detail}" if detail else ""))
+            click.echo(difference_line(diff))
             found.append(None)
     finally:
         progress.clear()
@@ -74,12 +86,7 @@ def compare_command(paths, checksum, excludes, as_json, quiet):
                   "entries": side_a.entries},
             "b": {"path": show_path(b), "kind": side_b.kind, "tree_id": side_b.tree_id.hex(),
                   "entries": side_b.entries},
-            "differences": [{
-                "path": show_path(d.path),
-                "path_b64": base64.b64encode(d.path).decode(),
-                "change": d.change,
-                "fields": {n: [show_value(n, va), show_value(n, vb)] for n, (va, vb) in d.fields.items()},
-            } for d in sorted(found, key=lambda d: path_key(d.path))],
+            "differences": [difference_json(d) for d in sorted(found, key=lambda d: path_key(d.path))],
         }
         click.echo(json.dumps(doc, indent=2))
     elif not quiet:

@@ -8,14 +8,14 @@ from ..containers import FORMATS
 from ..containers.squashfs import ZSTD_LEVEL
 from ..packer import PackOptions, create, diff
 from ..progress import ProgressLine, human_bytes
-from . import cli
+from . import cli, trust_mtime_option
 
 EXIT_NOTHING_CHANGED = 1
 
 format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="squashfs",
                              show_default=True, help="Container of the image's content.")
 checksum_option = click.option("--checksum", is_flag=True,
-                               help="Hash every file instead of trusting size and mtime.")
+                               help="Hash every file, even one whose stat proves it unchanged.")
 exclude_option = click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
                               help="Leave out matching entries (see scan).")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
@@ -23,10 +23,11 @@ level_option = click.option("--level", type=click.IntRange(1, 22), default=ZSTD_
                             help="zstd compression level of a squashfs image.")
 
 
-def _options(fmt, level, checksum, excludes, quiet):
+def _options(fmt, level, checksum, excludes, quiet, trust_mtime=False):
     progress = ProgressLine("scanning", quiet)
-    opts = PackOptions(fmt=fmt, level=level, checksum=checksum, excludes=excludes, on_progress=progress,
-                       on_warning=progress.warn, on_phase=progress.phase)
+    opts = PackOptions(fmt=fmt, level=level, checksum=checksum, trust_mtime=trust_mtime,
+                       excludes=excludes, on_progress=progress, on_warning=progress.warn,
+                       on_phase=progress.phase)
     return opts, progress
 
 
@@ -65,14 +66,15 @@ def create_command(tree, image, fmt, level, checksum, excludes, quiet):
 @format_option
 @level_option
 @checksum_option
+@trust_mtime_option
 @exclude_option
 @quiet_option
-def diff_command(tree, chain, output, fmt, level, checksum, excludes, quiet):
+def diff_command(tree, chain, output, fmt, level, checksum, trust_mtime, excludes, quiet):
     """Make a differential image of TREE on top of CHAIN (BASE [DIFF...]).
 
     Exit 0 when an image was made, 1 when TREE equals the chain's tree (no image is made)."""
     started = time.monotonic()
-    opts, progress = _options(fmt, level, checksum, excludes, quiet)
+    opts, progress = _options(fmt, level, checksum, excludes, quiet, trust_mtime)
     try:
         info = diff(tree, chain, output, opts)
     finally:

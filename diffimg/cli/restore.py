@@ -11,6 +11,12 @@ from ..progress import ProgressLine, human_bytes
 from ..restore import apply, restore
 from . import cli
 
+keep_option = click.option(
+    "--keep", multiple=True, metavar="PATTERN",
+    help="Leave target paths matching PATTERN as they are (never deleted, replaced or changed): "
+         "anchored at the target's root, shell-style globs per component, e.g. /home or "
+         "'/Users/*/Documents'. Repeatable. lost+found on ext2/3/4 is always kept.")
+
 
 def _options(quiet):
     progress = ProgressLine("scanning the target", quiet)
@@ -48,7 +54,7 @@ def _origin(source: Source) -> str:
 def _report(p, dry_run, as_json):
     counts = p.counts()
     if as_json:
-        doc = {"dry_run": dry_run, "counts": counts}
+        doc = {"dry_run": dry_run, "counts": counts, "kept": [show_path(k) for k in p.kept]}
         if dry_run:
             doc["actions"] = [{"action": detail, "path": show_path(path)}
                               for _, path, detail in _actions(p)]
@@ -62,17 +68,22 @@ def _report(p, dry_run, as_json):
                f"{counts['files_written']:,} files written ({human_bytes(counts['bytes_written'])}; "
                f"{counts['from_target']:,} from the target), {counts['specials_made']:,} links and "
                f"special files, {counts['hardlinks']:,} hardlinks, {counts['metadata_only']:,} "
-               f"metadata only, {counts['unchanged']:,} unchanged", err=not dry_run)
+               f"metadata only, {counts['unchanged']:,} unchanged"
+               + (f"; kept as they were: {', '.join(show_path(k) for k in p.kept)}" if p.kept else ""),
+               err=not dry_run)
 
 
 @cli.command("restore")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=bytes))
-@click.option("--checksum", is_flag=True, help="Hash the target's files instead of trusting size and mtime.")
+@click.option("--checksum", is_flag=True,
+              help="Hash every target file, even one whose size and time (or stat, where the "
+                   "target has diffimg's state) say it holds the right content.")
 @click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the counts (and, with --dry-run, the actions) as JSON.")
+@keep_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
-def restore_command(paths, checksum, dry_run, as_json, quiet):
+def restore_command(paths, checksum, dry_run, as_json, keep, quiet):
     """Make TARGET equal to the tree of IMAGE [DIFF...]: restore IMAGE [DIFF...] TARGET.
 
     Writes only what differs; extra entries in TARGET are deleted."""
@@ -80,7 +91,8 @@ def restore_command(paths, checksum, dry_run, as_json, quiet):
         raise click.UsageError("give the image(s), then the target folder")
     options, progress = _options(quiet or as_json)
     try:
-        p = restore(paths[:-1], paths[-1], checksum=checksum, dry_run=dry_run, **options)
+        p = restore(paths[:-1], paths[-1], checksum=checksum, dry_run=dry_run, keep=keep,
+                    command="restore", **options)
     finally:
         progress.clear()
     if not quiet or as_json:
@@ -92,15 +104,19 @@ def restore_command(paths, checksum, dry_run, as_json, quiet):
 @click.argument("diff", type=click.Path(path_type=bytes))
 @click.argument("target", type=click.Path(path_type=bytes))
 @click.option("--force", is_flag=True, help="Restore the diff's tree even if TARGET is not its parent.")
-@click.option("--checksum", is_flag=True, help="Hash the target's files instead of trusting size and mtime.")
+@click.option("--checksum", is_flag=True,
+              help="Hash every target file, even one whose size and time (or stat, where the "
+                   "target has diffimg's state) say it holds the right content.")
 @click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@keep_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
-def apply_command(diff, target, force, checksum, dry_run, as_json, quiet):
+def apply_command(diff, target, force, checksum, dry_run, as_json, keep, quiet):
     """Apply DIFF to TARGET, which must be the tree DIFF was made on (exit 14 otherwise)."""
     options, progress = _options(quiet or as_json)
     try:
-        p = apply(diff, target, force=force, checksum=checksum, dry_run=dry_run, **options)
+        p = apply(diff, target, force=force, checksum=checksum, dry_run=dry_run, keep=keep,
+                  command="apply --force" if force else "apply", **options)
     except Refused as exc:
         if as_json and exc.differences:      # every differing path, as data
             click.echo(json.dumps({"refused": True, "differences": [

@@ -5,10 +5,12 @@ import time
 import click
 
 from ..fsmeta import source_info
-from ..manifest import read_file_hints, write_manifest
+from ..manifest import ManifestReader, write_manifest
 from ..progress import ProgressLine, human_bytes
+from ..quickcheck import tree_hints
 from ..scanner import scan
-from . import cli
+from ..statcache import StatRecorder
+from . import cli, trust_mtime_option
 
 
 @cli.command("scan")
@@ -17,18 +19,25 @@ from . import cli
               help="Manifest file to write (replaced atomically).")
 @click.option("--checksum", is_flag=True, help="Hash every file, even where a quick check would do.")
 @click.option("--previous", type=click.Path(dir_okay=False, path_type=bytes),
-              help="An earlier manifest of this tree: files with unchanged size and mtime keep its digests.")
+              help="An earlier manifest of this tree: files its stat section proves untouched "
+                   "keep its digests.")
+@trust_mtime_option
 @click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
               help="Leave out entries matching GLOB (a name, or a path from the root if it has '/').")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
-def scan_command(tree, output, checksum, previous, excludes, quiet):
-    """Record TREE (one filesystem) in a manifest file."""
+def scan_command(tree, output, checksum, previous, trust_mtime, excludes, quiet):
+    """Record TREE (one filesystem) in a manifest file, with a stat section (spec/manifest.md)."""
     progress = ProgressLine("scanning", quiet)
     started = time.monotonic()
-    entries = scan(tree, previous=read_file_hints(previous) if previous else None, checksum=checksum,
+    hints = None
+    if previous and not checksum:
+        hints, trust_mtime = tree_hints(tree, lambda: ManifestReader(previous), None, trust_mtime,
+                                        progress.warn)
+    stats = StatRecorder.for_scan(tree)
+    entries = scan(tree, previous=hints, checksum=checksum, trust_mtime=trust_mtime,
                    excludes=excludes, on_progress=progress, on_warning=progress.warn)
     try:
-        trailer = write_manifest(output, entries, source_info(tree))
+        trailer = write_manifest(output, entries, source_info(tree), stats)
     finally:
         progress.clear()
     if not quiet:

@@ -1,0 +1,279 @@
+"""A target's state: what the last restore or apply made of it, in .diffimg/ at its root.
+
+    .diffimg/state.json   the run: complete or not, the chain, the tree ID, when, which command
+    .diffimg/manifest     the tree it made, with a stat section of the target's own entries
+
+state.json is written with "complete": false before a run changes anything, and the manifest and
+then state.json ("complete": true) last, after the final sync; each by temporary name, fsync and
+rename. A run killed on the way leaves an incomplete state, which nothing trusts. The next
+restore, apply, diff, compare or status trusts the recorded content of a file whose stat still
+equals the manifest's stat row (statcache.py). Everything here goes through the target root's fd
+without following symlinks: the target may hold anything, this folder too.
+"""
+
+import contextlib
+import errno
+import json
+import os
+import stat
+import time
+from dataclasses import dataclass, field
+
+from . import __version__, statcache
+from .entry import KIND_OF_FMT, Kind
+from .errors import ManifestError, OutputError, show_path
+from .manifest import STATE_DIR, ManifestReader
+from .safefs import DIR_FLAGS, Dirs, split
+
+STATE_FILE = b"state.json"
+MANIFEST_FILE = b"manifest"
+MAX_STATE_BYTES = 1 << 20
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+
+
+@dataclass
+class State:
+    """state.json, as read."""
+    complete: bool
+    tree_id: bytes | None          # the tree the run made (None until complete)
+    chain: list = field(default_factory=list)    # {"tree_id", "file", "kind"} per layer
+    command: str = ""
+    started_ns: int = 0
+    finished_ns: int | None = None
+    keep: list = field(default_factory=list)     # --keep patterns: paths left as they were
+
+    def to_json(self) -> dict:
+        return {"format": 1, "complete": self.complete,
+                "tree_id": self.tree_id.hex() if self.tree_id else None, "chain": self.chain,
+                "command": self.command, "started_ns": self.started_ns,
+                "finished_ns": self.finished_ns, "keep": self.keep,
+                "tool": f"diffimg {__version__}"}
+
+
+def layer_record(image) -> dict:
+    return {"tree_id": image.tree_id.hex(), "file": os.path.basename(os.fsdecode(image.path)),
+            "kind": image.kind}
+
+
+def _open_state_dir(root_fd: int, create: bool) -> int | None:
+    """An fd of .diffimg/ (made when create), None when there is none. Anything else with
+    that name (a file, a symlink) is not diffimg's: with create it is removed."""
+    try:
+        return os.open(STATE_DIR, DIR_FLAGS, dir_fd=root_fd)
+    except FileNotFoundError:
+        if not create:
+            return None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTDIR, errno.ELOOP) or not create:
+            return None
+        with _root_times_kept(root_fd):
+            os.unlink(STATE_DIR, dir_fd=root_fd)
+    with _root_times_kept(root_fd):
+        os.mkdir(STATE_DIR, 0o700, dir_fd=root_fd)
+    return os.open(STATE_DIR, DIR_FLAGS, dir_fd=root_fd)
+
+
+@contextlib.contextmanager
+def _root_times_kept(root_fd: int):
+    """The root's times as they were: .diffimg/ is no part of the tree, nor is its coming."""
+    st = os.fstat(root_fd)
+    yield
+    os.utime(root_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _open_regular(dir_fd: int, name: bytes) -> int | None:
+    try:
+        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def read_state(root_fd: int) -> tuple[State | None, str]:
+    """The target's state and, when there is none usable, why (for a message)."""
+    dir_fd = _open_state_dir(root_fd, create=False)
+    if dir_fd is None:
+        return None, "no state (diffimg never restored it)"
+    try:
+        fd = _open_regular(dir_fd, STATE_FILE)
+        if fd is None:
+            return None, "no state (diffimg never restored it)"
+        with open(fd, "rb") as f:
+            data = f.read(MAX_STATE_BYTES + 1)
+    finally:
+        os.close(dir_fd)
+    try:
+        doc = json.loads(data) if len(data) <= MAX_STATE_BYTES else None
+        state = _state_of(doc)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None, "its state file is damaged"
+    return state, ""
+
+
+def _state_of(doc) -> State:
+    tree_id = bytes.fromhex(doc["tree_id"]) if doc["tree_id"] is not None else None
+    chain = doc["chain"]
+    if type(doc["complete"]) is not bool or type(chain) is not list or not all(
+            type(layer) is dict and all(type(layer.get(k)) is str for k in ("tree_id", "file", "kind"))
+            for layer in chain) or (doc["complete"] and (tree_id is None or len(tree_id) != 16)):
+        raise ValueError("bad state")
+    keep = doc.get("keep") or []
+    if type(keep) is not list or not all(type(k) is str for k in keep):
+        raise ValueError("bad state")
+    return State(doc["complete"], tree_id, chain, str(doc.get("command", "")),
+                 int(doc.get("started_ns") or 0), doc.get("finished_ns"), keep)
+
+
+class RecordedTree:
+    """The manifest of a complete state, opened safely: its reader, and a /proc path that
+    names the very file opened (the target could swap names meanwhile)."""
+
+    def __init__(self, root_fd: int):
+        self.fd = None
+        dir_fd = _open_state_dir(root_fd, create=False)
+        if dir_fd is not None:
+            try:
+                self.fd = _open_regular(dir_fd, MANIFEST_FILE)
+            finally:
+                os.close(dir_fd)
+        self.path = b"/proc/self/fd/%d" % self.fd if self.fd is not None else None
+
+    def reader(self) -> ManifestReader:
+        return ManifestReader(self.path)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def usable_state(root_fd: int, filesystem) -> tuple[State | None, str]:
+    """The complete state whose stat rows were taken on this filesystem, or None and why."""
+    state, why = read_state(root_fd)
+    if state is None:
+        return None, why
+    if not state.complete:
+        return None, "its last restore or apply did not finish"
+    if filesystem is None:
+        return None, "its filesystem keeps no usable change times"
+    try:
+        with RecordedTree(root_fd) as recorded:
+            if recorded.fd is None:
+                return None, "its state has no manifest"
+            with recorded.reader() as m:
+                section = m.stat_section()
+            if section is None or section.filesystem != filesystem or section.tree_id != state.tree_id:
+                return None, "its state was recorded on another filesystem"
+    except ManifestError:
+        return None, "its state manifest is damaged"
+    return state, ""
+
+
+def begin(root_fd: int, state: State):
+    """Mark the target as being changed: an incomplete state, before anything else is written."""
+    state.complete, state.tree_id, state.finished_ns = False, None, None
+    state.started_ns = state.started_ns or time.time_ns()
+    try:
+        dir_fd = _make_dir(root_fd)
+        try:
+            _write_atomically(dir_fd, STATE_FILE, json.dumps(state.to_json(), indent=1).encode())
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise _state_error(exc) from None
+
+
+def finish(root_fd: int, state: State, image, kept):
+    """Record the tree the run made, the image's: its manifest's records (as the image holds
+    them), a stat row per entry taken now from the target (none for kept paths, or where the
+    target's entry is not the recorded one), then the complete state."""
+    try:
+        dir_fd = _make_dir(root_fd)
+    except OSError as exc:
+        raise _state_error(exc) from None
+    tmp = b".manifest.tmp-%d" % os.getpid()
+    try:
+        fd = _new_file(dir_fd, tmp)
+        with open(fd, "wb") as f:
+            # the filesystem's own clock: a change from now on gets a ctime at least this
+            bound = os.fstat(fd).st_ctime_ns
+            stats = statcache.StatRecorder(statcache.identity(b"/proc/self/fd/%d" % root_fd), bound)
+            start, end = image.manifest_records()
+            with open(image.meta_path, "rb") as src:
+                src.seek(start)
+                f.write(src.read(end - start))
+            _record_rows(root_fd, stats, image.entries(), kept)
+            stats.write(f, end - start, image.tree_id)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, MANIFEST_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        state.complete, state.tree_id, state.finished_ns = True, image.tree_id, time.time_ns()
+        _write_atomically(dir_fd, STATE_FILE, json.dumps(state.to_json(), indent=1).encode())
+        os.fsync(dir_fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise _state_error(exc) from None
+    finally:
+        os.close(dir_fd)
+
+
+def _record_rows(root_fd: int, stats, entries, kept):
+    """A stat row for each entry: zero where the target's entry is not the recorded one (its
+    kind, size or mtime differ), or is kept."""
+    dirs = Dirs(root_fd)
+    try:
+        for e in entries:
+            parent, name = split(e.path)
+            e.ino = e.ctime_ns = None
+            if kept and kept.covers(e.path):
+                stats.add(e)
+                continue
+            try:
+                st = os.fstat(root_fd) if not e.path else os.lstat(name, dir_fd=dirs.fd(parent))
+            except OSError:
+                st = None
+            if st is not None and st.st_mtime_ns == e.mtime_ns and KIND_OF_FMT.get(
+                    stat.S_IFMT(st.st_mode)) is e.kind and (e.kind is not Kind.FILE or st.st_size == e.size):
+                e.ino, e.ctime_ns = st.st_ino, st.st_ctime_ns
+            stats.add(e)
+    finally:
+        dirs.close()
+
+
+def _state_error(exc: OSError) -> OutputError:
+    if exc.errno == errno.ENOSPC:
+        return OutputError(f"the target is full: cannot record its state in {show_path(STATE_DIR)}")
+    return OutputError(f"cannot record the target's state in {show_path(STATE_DIR)}: {exc.strerror}")
+
+
+def _make_dir(root_fd: int) -> int:
+    return _open_state_dir(root_fd, create=True)
+
+
+def _new_file(dir_fd: int, name: bytes) -> int:
+    """A new file name in .diffimg/, whatever a killed run (or anyone) left under that name."""
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+        os.unlink(name, dir_fd=dir_fd)
+    return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                   dir_fd=dir_fd)
+
+
+def _write_atomically(dir_fd: int, name: bytes, data: bytes):
+    tmp = name + b".tmp-%d" % os.getpid()
+    fd = _new_file(dir_fd, tmp)
+    with open(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)

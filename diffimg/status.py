@@ -1,0 +1,64 @@
+"""status: which tree diffimg last made a target, and what has changed in it since."""
+
+import os
+from dataclasses import dataclass, field
+
+from . import statcache
+from .compare import compare
+from .errors import InputNotFound, ManifestError, NoState, show_path
+from .keep import Kept, find_kept
+from .safefs import DIR_FLAGS
+from .scanner import scan
+from .state import RecordedTree, State, read_state
+
+
+@dataclass
+class Status:
+    state: State
+    differences: list = field(default_factory=list)   # compare.Difference: recorded -> now
+    kept: list = field(default_factory=list)          # paths left out (the run's --keep)
+
+
+def status(target, *, checksum: bool = False, on_progress=None, on_warning=None) -> Status:
+    """The target's state and its drift: a scan of the target compared with the tree recorded.
+    A file whose stat equals its row in the state is taken to hold the recorded content; every
+    other file is hashed (every file with checksum). NoState when there is no usable state."""
+    target = os.fsencode(target)
+    try:
+        root_fd = os.open(target, DIR_FLAGS)
+    except FileNotFoundError:
+        raise InputNotFound(f"no such folder: {show_path(target)}") from None
+    except OSError as exc:
+        raise NoState(f"{show_path(target)}: cannot open it as a folder: {exc.strerror}") from None
+    try:
+        state, why = read_state(root_fd)
+        if state is None:
+            raise NoState(f"{show_path(target)}: {why}")
+        if not state.complete:
+            return Status(state)
+        kept = Kept(find_kept(root_fd, state.keep))
+        with RecordedTree(root_fd) as recorded:
+            if recorded.fd is None:
+                raise NoState(f"{show_path(target)}: its state has no manifest")
+            try:
+                differences = _drift(target, recorded, kept, checksum, on_progress, on_warning)
+            except ManifestError as exc:
+                raise NoState(f"{show_path(target)}: its state manifest is damaged "
+                              f"({exc.message})") from None
+        return Status(state, differences, sorted(kept.paths))
+    finally:
+        os.close(root_fd)
+
+
+def _drift(target, recorded, kept: Kept, checksum, on_progress, on_warning) -> list:
+    hints = None if checksum else _hints(recorded, statcache.identity(target))
+    scanned = scan(target, previous=hints, checksum=checksum, leave_out=kept.paths,
+                   on_progress=on_progress, on_warning=on_warning)
+    with recorded.reader() as m:
+        wanted = (e for e in m.entries() if not (kept and kept.covers(e.path)))
+        return list(compare(wanted, scanned))
+
+
+def _hints(recorded, fs):
+    with recorded.reader() as m:
+        yield from m.file_hints(fs)
