@@ -60,7 +60,7 @@ def _expand(root_fd: int, prefix: bytes, parts: list[bytes], found: set):
     try:
         if _GLOB.search(head):
             regex = re.compile(fnmatch.translate(head.decode("latin-1")).encode("latin-1"), re.DOTALL)
-            names = [n for n in os.listdir(dir_fd) if regex.match(n)]
+            names = [n for n in map(os.fsencode, os.listdir(dir_fd)) if regex.match(n)]
         else:
             names = [head]
         for name in sorted(names):

@@ -55,7 +55,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
         phase(Phase.CHECKING_TARGET)
         kept = _kept(root_fd, target, keep)
         changes = _outside_kept(image.delta(), kept)
-        state, _ = usable_state(root_fd, statcache.identity(target))
+        state, _ = usable_state(root_fd, statcache.identity(root_fd))
         if state is not None and state.tree_id != image.parent_id:
             state = None
         proofs = _proofs(root_fd, target, changes) if state is not None and not checksum else None
@@ -92,7 +92,7 @@ def _outside_kept(changes, kept: Kept) -> list:
 def _proofs(root_fd: int, target: bytes, changes) -> dict:
     """path -> (ino, ctime_ns) from the target's state, for the files the delta touches."""
     wanted = {c.path for c in changes} | {c.source for c in changes if c.source is not None}
-    fs = statcache.identity(target)
+    fs = statcache.identity(root_fd)
     with RecordedTree(root_fd) as recorded, recorded.reader() as m:
         return {h.path: (h.ino, h.ctime_ns) for h in m.file_hints(fs)
                 if h.path in wanted and h.ino is not None}
@@ -130,7 +130,7 @@ def _target_hints(root_fd: int, target: bytes, final, ambiguous: set[bytes], war
     the target's state where it has a usable one (a file whose stat is unchanged holds what
     the state recorded); else the final manifest's hints, by size and mtime, less the paths the
     chain makes ambiguous."""
-    fs = statcache.identity(target)
+    fs = statcache.identity(root_fd)
     state, why = usable_state(root_fd, fs)
     if state is not None:
         return _state_hints(root_fd, fs), False

@@ -31,12 +31,12 @@ UNTRUSTED_FSTYPES = frozenset({"vfat", "msdos", "exfat", "fat", "nfs", "nfs4", "
 MAX_ROWS_BYTES = 1 << 34
 
 
-def identity(path) -> dict | None:
-    """The identity of the filesystem holding path, or None when its ctimes prove nothing (or
-    path cannot be read: the scan that follows says why)."""
+def identity(where) -> dict | None:
+    """The identity of the filesystem holding where (a path, or an open fd), or None when its
+    ctimes prove nothing (or it cannot be read: the scan that follows says why)."""
     try:
-        st = os.lstat(path)
-        fsid = os.statvfs(path).f_fsid
+        st = os.fstat(where) if isinstance(where, int) else os.lstat(where)
+        fsid = os.statvfs(where).f_fsid
     except OSError:
         return None
     mount = mount_of(st.st_dev)

@@ -207,7 +207,7 @@ def finish(root_fd: int, state: State, image, kept):
         with open(fd, "wb") as f:
             # the filesystem's own clock: a change from now on gets a ctime at least this
             bound = os.fstat(fd).st_ctime_ns
-            stats = statcache.StatRecorder(statcache.identity(b"/proc/self/fd/%d" % root_fd), bound)
+            stats = statcache.StatRecorder(statcache.identity(root_fd), bound)
             start, end = image.manifest_records()
             with open(image.meta_path, "rb") as src:
                 src.seek(start)

@@ -4,7 +4,7 @@ import os
 from dataclasses import dataclass, field
 
 from . import statcache
-from .compare import compare
+from .compare import ADDED, compare
 from .errors import InputNotFound, ManifestError, NoState, show_path
 from .keep import Kept, find_kept
 from .safefs import DIR_FLAGS
@@ -56,7 +56,9 @@ def _drift(target, recorded, kept: Kept, checksum, on_progress, on_warning) -> l
                    on_progress=on_progress, on_warning=on_warning)
     with recorded.reader() as m:
         wanted = (e for e in m.entries() if not (kept and kept.covers(e.path)))
-        return list(compare(wanted, scanned))
+        # a folder the tree lacks that holds kept paths was left by the restore, on purpose
+        return [d for d in compare(wanted, scanned)
+                if not (d.change == ADDED and kept.holds(d.path))]
 
 
 def _hints(recorded, fs):
