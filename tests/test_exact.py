@@ -242,15 +242,20 @@ def test_keep_leaves_kept_paths_as_they_are(rich_tree, tmp_path):
     expected = snapshot(rich_tree)
     rest = {p: v for p, v in after.items() if p not in kept_before and not p.startswith(b"home")}
     expected.pop(b"names/a-b")
-    assert_same_tree(rest, {p: v for p, v in expected.items() if p != b"names"} | {b"names": rest[b"names"]})
+    assert_same_tree(rest, expected)
     run_cli("status", target, check_rc=0)        # the kept paths are no drift
+
+
+def _one_file_image(tmp_path, name: bytes):
+    """tmp_path/img: a dir-format image of a tree holding one file, name, with content x."""
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": name, "kind": "file", "data": b"x"}])
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
 
 
 @needs_root
 def test_keep_refuses_a_chain_that_puts_a_file_where_kept_paths_live(tmp_path):
-    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
-                                  {"path": b"home", "kind": "file", "data": b"a file"}])
-    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    _one_file_image(tmp_path, b"home")
     target = tmp_path / "target"
     os.makedirs(target / "home" / "bob")
     (target / "home" / "bob" / "notes").write_bytes(b"mine")
@@ -261,9 +266,7 @@ def test_keep_refuses_a_chain_that_puts_a_file_where_kept_paths_live(tmp_path):
 
 @needs_root
 def test_lost_and_found_is_kept_on_ext4(tmp_path):
-    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
-                                  {"path": b"f", "kind": "file", "data": b"x"}])
-    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    _one_file_image(tmp_path, b"f")
     volume = tmp_path / "vol.ext4"
     subprocess.run(["truncate", "-s", "16M", volume], check=True)
     subprocess.run(["mkfs.ext4", "-q", volume], check=True)
@@ -313,3 +316,22 @@ def test_the_stat_section_is_checked_and_bound_to_its_filesystem(tmp_path):
             list(read_file_hints(out, filesystem=fs))
         proc = run_cli("compare", out, tree)
         assert proc.returncode == 4, proc.stderr
+
+
+@needs_root
+def test_apply_keeps_kept_paths_and_refuses_to_remove_what_holds_them(base_and_diff, tmp_path):
+    base, _, d1, new = base_and_diff
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", base, target, "-q", check_rc=0)
+    before = snapshot(target)
+    proc = run_cli("apply", "--keep", "/dev/null", d1, target)      # d1 deletes dev/
+    assert proc.returncode == 14 and b"dev" in proc.stderr
+    assert snapshot(target) == before
+    kept = b"Program Files/setgid"                                    # d1 changes its mode
+    run_cli("apply", "-q", "--keep", "/" + os.fsdecode(kept), d1, target, check_rc=0)
+    after = snapshot(target)
+    assert after[kept] == before[kept]
+    expected = snapshot(new)
+    expected[kept] = after[kept]
+    assert_same_tree(after, expected)
