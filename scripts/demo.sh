@@ -43,6 +43,8 @@ diffimg restore -q "$OUT/base.img" "$OUT/machine"
 diffimg apply "$OUT/change.diff" "$OUT/machine"
 diffimg compare -q --checksum "$OUT/model" "$OUT/machine"
 echo "   the machine equals the changed model; apply touched only the paths the diff changes"
+echo "== 9. which image is on the machine, and has anyone changed it since?"
+diffimg status "$OUT/machine"
 
 diffimg info --json "$OUT/base.img" > "$OUT/base.json"
 diffimg info --json "$OUT/change.diff" > "$OUT/change.json"
