@@ -46,6 +46,7 @@ class Plan:
     rescues: dict = field(default_factory=dict)      # digest -> target path going away, kept aside
     kept: list = field(default_factory=list)         # target paths left as they are (--keep)
     unchanged: int = 0
+    times_only: int = 0       # unchanged folders in dir_metas only to get their times set back
 
     def counts(self) -> dict:
         origins = [w.source.origin for w in self.writes]
@@ -54,8 +55,12 @@ class Plan:
                 "from_target": sum(1 for o in origins if o is From.TARGET or o is From.RESCUE),
                 "from_images": sum(1 for o in origins if o is From.LAYER),
                 "specials_made": len(self.specials), "hardlinks": len(self.links),
-                "metadata_only": len(self.metas) + len(self.dir_metas) - len(self.dirs),
+                "metadata_only": len(self.metas) + len(self.dir_metas) - len(self.dirs) - self.times_only,
                 "unchanged": self.unchanged, "kept": len(self.kept)}
+
+    def changes_nothing(self) -> bool:
+        return not (self.deletes or self.dirs or self.writes or self.specials or self.links
+                    or self.metas or self.dir_metas)
 
     def layers_read(self) -> set[int]:
         """The layers whose containers the writes read."""
@@ -209,10 +214,13 @@ def _restore_folder_metas(p: Plan, final_dirs: dict[bytes, Entry]):
     touched = {split(path)[0] for path in p.deletes}
     for group in (p.dirs, p.specials, p.links, [w.entry for w in p.writes]):
         touched.update(split(e.path)[0] for e in group if e.path)
-    touched.add(b"")   # the root: the rescue folder and temporary names come and go there
+    if touched:
+        touched.add(b"")   # the root: the rescue folder may come and go there
     planned = {e.path for e in p.dir_metas}
-    p.dir_metas += [final_dirs[path] for path in touched - planned if path in final_dirs]
+    times_back = [final_dirs[path] for path in touched - planned if path in final_dirs]
+    p.dir_metas += times_back
     p.dir_metas.sort(key=lambda e: path_key(e.path))
+    p.times_only = len(times_back)
 
 
 def _assign_sources(p: Plan, in_target: dict, going: set[bytes], index: dict[bytes, Source]):

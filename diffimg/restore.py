@@ -20,7 +20,7 @@ from .parentcheck import check_parent
 from .planner import index_chain, plan_delta, plan_restore
 from .progress import Phase
 from .scanner import scan
-from .state import RecordedTree, State, begin, finish, layer_record, usable_state
+from .state import RecordedTree, State, begin, confirm, finish, layer_record, usable_state
 
 _RESTORE_AGAIN = ("; once the cause is mended, run the restore again: it takes up where this one "
                   "stopped")
@@ -110,33 +110,38 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
         final = layers[-1]
         kept = _kept(root_fd, target, keep)
         phase(Phase.SCANNING_TARGET)
-        previous, trust_mtime = None, False
-        if not checksum:
-            previous, trust_mtime = _target_hints(root_fd, target, final, chain.ambiguous, warn)
+        had, previous, trust_mtime = _target_hints(root_fd, target, final, chain.ambiguous,
+                                                   checksum, warn)
         entries = scan(target, previous=previous, checksum=checksum, trust_mtime=trust_mtime,
                        leave_out=kept.paths, on_progress=on_progress, on_warning=on_warning)
         p = plan_restore(entries, final.entries(), chain.content, kept)
         if not dry_run:
             run = State(False, None, [layer_record(layer) for layer in layers], command,
                         keep=list(keep))
+            if p.changes_nothing() and had is not None and had.tree_id == final.tree_id \
+                    and had.keep == run.keep:
+                confirm(root_fd, run, final.tree_id)     # its rows still hold
+                return p
             begin(root_fd, run)
             _execute(p, layers, target, root_fd, phase, on_progress, _RESTORE_AGAIN)
             finish(root_fd, run, final, kept)
         return p
 
 
-def _target_hints(root_fd: int, target: bytes, final, ambiguous: set[bytes], warn):
-    """What the scan of the target may trust, and whether size and mtime alone are enough:
-    the target's state where it has a usable one (a file whose stat is unchanged holds what
-    the state recorded); else the final manifest's hints, by size and mtime, less the paths the
-    chain makes ambiguous."""
+def _target_hints(root_fd: int, target: bytes, final, ambiguous: set[bytes], checksum: bool, warn):
+    """(the target's usable state or None, the hints its scan may trust, whether size and mtime
+    alone are enough): with a usable state, its stat rows (a file whose stat is unchanged holds
+    what the state recorded); else the final manifest's hints, by size and mtime, less the paths
+    the chain makes ambiguous; with checksum, none."""
     fs = statcache.identity(root_fd)
-    state, why = usable_state(root_fd, fs)
-    if state is not None:
-        return _state_hints(root_fd, fs), False
+    had, why = usable_state(root_fd, fs)
+    if checksum:
+        return had, None, False
+    if had is not None:
+        return had, _state_hints(root_fd, fs), False
     if why and not why.startswith("no state"):
         warn(f"{show_path(target)}: {why}; checking files by size and mtime")
-    return _trusted_hints(final, ambiguous), True
+    return None, _trusted_hints(final, ambiguous), True
 
 
 def _state_hints(root_fd: int, fs: dict):

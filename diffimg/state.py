@@ -228,6 +228,22 @@ def finish(root_fd: int, state: State, image, kept):
         os.close(dir_fd)
 
 
+def confirm(root_fd: int, state: State, tree_id: bytes):
+    """A run that changed nothing on a target whose complete state is of tree_id: its manifest
+    and stat rows still hold; only state.json is written anew (the chain, the time)."""
+    state.complete, state.tree_id, state.finished_ns = True, tree_id, time.time_ns()
+    state.started_ns = state.started_ns or state.finished_ns
+    try:
+        dir_fd = _make_dir(root_fd)
+        try:
+            _write_atomically(dir_fd, STATE_FILE, json.dumps(state.to_json(), indent=1).encode())
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise _state_error(exc) from None
+
+
 def _record_rows(root_fd: int, stats, entries, kept):
     """A stat row for each entry: zero where the target's entry is not the recorded one (its
     kind, size or mtime differ), or is kept."""

@@ -335,3 +335,20 @@ def test_apply_keeps_kept_paths_and_refuses_to_remove_what_holds_them(base_and_d
     expected = snapshot(new)
     expected[kept] = after[kept]
     assert_same_tree(after, expected)
+
+
+@needs_root
+def test_a_restore_with_nothing_to_do_changes_nothing_but_the_state_file(rich_tree, tmp_path):
+    run_cli("create", rich_tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", tmp_path / "base", target, "-q", check_rc=0)
+    manifest = os.stat(target / ".diffimg/manifest")
+    before = snapshot(target)
+    root = os.stat(target)
+    proc = run_cli("restore", "--json", tmp_path / "base", target, check_rc=0)
+    counts = json.loads(proc.stdout)["counts"]
+    assert counts["unchanged"] == len(before) and counts["metadata_only"] == 0
+    assert snapshot(target) == before and os.stat(target).st_ctime_ns == root.st_ctime_ns
+    assert os.stat(target / ".diffimg/manifest").st_ino == manifest.st_ino   # rows still hold
+    run_cli("status", target, check_rc=0)

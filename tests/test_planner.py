@@ -30,7 +30,7 @@ def test_identical_trees_leave_every_entry_unchanged():
     assert p.unchanged == 5
     assert (p.deletes, p.dirs, p.writes, p.specials, p.links, p.metas) == ([], [], [], [], [], [])
     assert p.rescues == {}
-    assert paths(p.dir_metas) == [b""]        # the root always gets its times back
+    assert p.dir_metas == []                  # nothing to do, not even the root's times
 
 
 def test_extra_paths_are_deleted_topmost_only():
@@ -56,7 +56,7 @@ def test_metadata_only_changes_are_metas():
     p = plan_restore(target, final, {})
     assert paths(p.metas) == [b"a/x", b"l"]
     assert p.metas[0].mode == 0o600 and p.metas[1].mtime_ns == T + 5
-    assert paths(p.dir_metas) == [b"", b"a"] and p.dir_metas[1].mode == 0o700
+    assert paths(p.dir_metas) == [b"a"] and p.dir_metas[0].mode == 0o700   # no name comes or goes
     assert (p.writes, p.specials, p.deletes) == ([], [], [])
     assert p.unchanged == 1                   # the root
 
@@ -150,12 +150,18 @@ def test_counts_of_a_plan():
     assert p.layers_read() == {1}
 
 
-@pytest.mark.xfail(strict=True, reason="Plan.counts() counts a folder whose times are only set "
-                   "back (always the root) both as unchanged and as metadata only")
 def test_counts_of_an_identical_tree_are_all_unchanged():
     t = tree(d(b"a"), f(b"a/x", b"1"))
-    counts = plan_restore(t, tree(d(b"a"), f(b"a/x", b"1")), {}).counts()
-    assert counts["unchanged"] == 3 and counts["metadata_only"] == 0
+    p = plan_restore(t, tree(d(b"a"), f(b"a/x", b"1")), {})
+    assert p.counts()["unchanged"] == 3 and p.counts()["metadata_only"] == 0
+    assert not p.dir_metas                    # nothing to do, not even the root's times
+
+
+def test_a_folder_whose_times_are_only_set_back_counts_as_unchanged():
+    target = tree(d(b"a"), f(b"a/x", b"1"))
+    p = plan_restore(target, tree(d(b"a"), f(b"a/x", b"1"), f(b"a/y", b"2")), layer(b"2", b"a/y", 0))
+    assert paths(p.dir_metas) == [b"", b"a"]  # times set back after a/y is written
+    assert p.counts()["metadata_only"] == 0 and p.counts()["unchanged"] == 3
 
 
 # plan_delta -------------------------------------------------------------------------------
