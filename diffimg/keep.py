@@ -21,7 +21,7 @@ _EXT_FSTYPES = frozenset({"ext2", "ext3", "ext4"})
 _GLOB = re.compile(rb"[*?\[]")
 
 
-class BadPattern(DiffimgError):
+class BadPattern(DiffimgError, ValueError):
     exit_code = 2
 
 

@@ -45,7 +45,7 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
                 found = _lookup(source_dirs, c.source,
                                 content_check(c.source) if c.after.kind is Kind.FILE else None)
                 if found is None or found.kind is not c.after.kind or found.size != c.after.size \
-                        or (c.action == PARENT and found.digest not in (None, c.digest)):
+                        or (c.digest is not None and found.digest not in (None, c.digest)):
                     differences.setdefault(c.source, "is not the entry the diff takes content or "
                                            "a hardlink from")
     finally:

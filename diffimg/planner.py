@@ -9,6 +9,7 @@ Two ways in, one Plan out:
 A bad manifest or a content no layer holds is refused here, before the target is touched.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from .delta import COPY, DELETE, LINK, META, NEW, STORE
@@ -47,6 +48,8 @@ class Plan:
     kept: list = field(default_factory=list)         # target paths left as they are (--keep)
     unchanged: int = 0
     times_only: int = 0       # unchanged folders in dir_metas only to get their times set back
+    # per final entry, in order: its content is the target's, taken on size and mtime alone
+    unverified: bytearray = field(default_factory=bytearray)
 
     def counts(self) -> dict:
         origins = [w.source.origin for w in self.writes]
@@ -119,6 +122,9 @@ def plan_restore(target_entries, final_entries, index: dict[bytes, Source], kept
     stays = kept.holds if kept else None
     # every target file can give its content, also one below a folder that is removed
     for t, f in merge_join_pruned(_indexed(target_entries, in_target), final_entries, stays):
+        if f is not None:
+            # the target's content kept here was taken on size and mtime alone, unchecked
+            p.unverified.append(t is not None and t.kind is Kind.FILE and t.ino is None)
         if stays is not None:
             if kept.covers((t or f).path):
                 continue                  # the chain's entry at (or below) a kept path
@@ -128,6 +134,8 @@ def plan_restore(target_entries, final_entries, index: dict[bytes, Source], kept
                 raise Refused(f"the chain has a {f.kind.name.lower()} at {show_path(f.path)}, "
                               "where the target has a folder holding kept paths; nothing was "
                               "changed")
+            if f is not None and f.link is not None and kept.covers(f.link):
+                f = dataclasses.replace(f, link=None)   # never linked to a kept file: a copy
         if f is not None and f.kind is Kind.DIR:
             final_dirs[f.path] = f
         classify(t, f)
@@ -172,7 +180,8 @@ class _Classifier:
             else:
                 p.links.append(f)
         elif f.kind is Kind.FILE:
-            if t.digest == f.digest and t.link is None and bool(t.sparse) == bool(f.sparse):
+            if t.digest == f.digest and t.size == f.size and t.link is None \
+                    and bool(t.sparse) == bool(f.sparse):
                 self._count(same_meta(t, f), p.metas, f)
             else:
                 self._write(f)

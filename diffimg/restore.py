@@ -9,7 +9,8 @@ import contextlib
 import os
 
 from . import statcache
-from .delta import DELETE
+from .delta import DELETE, LINK, META, PARENT
+from .entry import path_key
 from .errors import ImageError, OutputError, Refused, show_path
 from .executor import execute, locked_target
 from .fsmeta import mount_of
@@ -53,28 +54,38 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
     with locked_target(target) as root_fd:
         prestart_workers()          # while the target is checked
         phase(Phase.CHECKING_TARGET)
-        kept = _kept(root_fd, target, keep)
+        kept, patterns = _kept(root_fd, keep)
         changes = _outside_kept(image.delta(), kept)
-        state, _ = usable_state(root_fd, statcache.identity(root_fd))
+        fs = statcache.identity(root_fd)
+        state, _ = usable_state(root_fd, fs)
         if state is not None and state.tree_id != image.parent_id:
             state = None
-        proofs = _proofs(root_fd, target, changes) if state is not None and not checksum else None
+        proofs = _proofs(root_fd, changes, fs) if state is not None and not checksum else None
         check_parent(root_fd, target, changes, checksum, proofs)
         p = plan_delta(changes, image.info["entries"])
         p.kept = sorted(kept.paths)
         if not dry_run:
             run = State(False, None, (state.chain if state else []) + [layer_record(image)],
-                        command, keep=list(keep))
-            begin(root_fd, run)
-            _execute(p, [image], target, root_fd, phase, on_progress, _FINISH_WITH_FORCE)
-            finish(root_fd, run, image, kept)
+                        command, keep=patterns)
+            with RecordedTree(root_fd) as previous:        # the rows of untouched paths carry over
+                carried = _Carried(previous, fs) if state is not None else None
+                try:
+                    begin(root_fd, run)
+                    _execute(p, [image], target, root_fd, phase, on_progress, _FINISH_WITH_FORCE)
+                    finish(root_fd, run, image, kept,
+                           _applied_verifier(changes, checksum or proofs is not None, carried))
+                finally:
+                    if carried is not None:
+                        carried.close()
         return p
 
 
-def _kept(root_fd: int, target: bytes, keep) -> Kept:
-    """The target's kept paths: those the patterns name, and lost+found on ext2/3/4."""
+def _kept(root_fd: int, keep) -> tuple[Kept, list[str]]:
+    """The target's kept paths, and the patterns that name them: those given, and lost+found
+    on ext2/3/4 (recorded in the state, so that status leaves them out too)."""
     fstype = mount_of(os.fstat(root_fd).st_dev).get("fstype")
-    return Kept(find_kept(root_fd, [*keep, *defaults_for(fstype)]))
+    patterns = [os.fsdecode(k) for k in keep] + defaults_for(fstype)
+    return Kept(find_kept(root_fd, patterns)), patterns
 
 
 def _outside_kept(changes, kept: Kept) -> list:
@@ -86,16 +97,54 @@ def _outside_kept(changes, kept: Kept) -> list:
         if kept.holds(c.path) and (c.action == DELETE or c.replaces):
             raise Refused(f"the diff removes {show_path(c.path)}, which holds kept paths; "
                           "nothing was changed")
+        if c.source is not None and c.action in (PARENT, LINK) and kept.covers(c.source):
+            raise Refused(f"the diff takes {show_path(c.path)} from the kept path "
+                          f"{show_path(c.source)}; nothing was changed")
     return [c for c in changes if not kept.covers(c.path)]
 
 
-def _proofs(root_fd: int, target: bytes, changes) -> dict:
+def _proofs(root_fd: int, changes, fs) -> dict:
     """path -> (ino, ctime_ns) from the target's state, for the files the delta touches."""
     wanted = {c.path for c in changes} | {c.source for c in changes if c.source is not None}
-    fs = statcache.identity(root_fd)
     with RecordedTree(root_fd) as recorded, recorded.reader() as m:
         return {h.path: (h.ino, h.ctime_ns) for h in m.file_hints(fs)
                 if h.path in wanted and h.ino is not None}
+
+
+class _Carried:
+    """The previous state's stat proofs, looked up by path in canonical order (one pass)."""
+
+    def __init__(self, recorded, fs):
+        self._reader = recorded.reader()
+        self._hints = self._reader.file_hints(fs)
+        self._cur = next(self._hints, None)
+
+    def proof(self, path: bytes):
+        key = path_key(path)
+        while self._cur is not None and path_key(self._cur.path) < key:
+            self._cur = next(self._hints, None)
+        if self._cur is not None and self._cur.path == path and self._cur.ino is not None:
+            return self._cur.ino, self._cur.ctime_ns
+        return None
+
+    def close(self):
+        self._reader.close()
+
+
+def _applied_verifier(changes, checked: bool, carried: "_Carried | None"):
+    """Whether apply verified a file's content: it wrote it; or kept it at a meta record having
+    checked it (hashed, or proved by the state); or left it untouched and the previous state's
+    row for it still holds."""
+    written = {c.path for c in changes if c.after is not None and c.action != META}
+    kept_content = {c.path for c in changes if c.action == META}
+
+    def verified(index, e, st) -> bool:
+        if e.path in written:
+            return True
+        if e.path in kept_content:
+            return checked
+        return carried is not None and carried.proof(e.path) == (st.st_ino, st.st_ctime_ns)
+    return verified
 
 
 def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_warning, on_phase,
@@ -108,40 +157,42 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
         phase(Phase.READING_IMAGES)
         chain = index_chain(layers)
         final = layers[-1]
-        kept = _kept(root_fd, target, keep)
+        kept, patterns = _kept(root_fd, keep)
         phase(Phase.SCANNING_TARGET)
-        had, previous, trust_mtime = _target_hints(root_fd, target, final, chain.ambiguous,
+        had, previous, trust_mtime = _target_hints(root_fd, target, layers, chain.ambiguous,
                                                    checksum, warn)
         entries = scan(target, previous=previous, checksum=checksum, trust_mtime=trust_mtime,
                        leave_out=kept.paths, on_progress=on_progress, on_warning=on_warning)
         p = plan_restore(entries, final.entries(), chain.content, kept)
         if not dry_run:
             run = State(False, None, [layer_record(layer) for layer in layers], command,
-                        keep=list(keep))
+                        keep=patterns)
             if p.changes_nothing() and had is not None and had.tree_id == final.tree_id \
                     and had.keep == run.keep:
                 confirm(root_fd, run, final.tree_id)     # its rows still hold
                 return p
             begin(root_fd, run)
             _execute(p, layers, target, root_fd, phase, on_progress, _RESTORE_AGAIN)
-            finish(root_fd, run, final, kept)
+            finish(root_fd, run, final, kept, lambda index, e, st: not p.unverified[index])
         return p
 
 
-def _target_hints(root_fd: int, target: bytes, final, ambiguous: set[bytes], checksum: bool, warn):
+def _target_hints(root_fd: int, target: bytes, layers, ambiguous: set[bytes], checksum: bool, warn):
     """(the target's usable state or None, the hints its scan may trust, whether size and mtime
-    alone are enough): with a usable state, its stat rows (a file whose stat is unchanged holds
-    what the state recorded); else the final manifest's hints, by size and mtime, less the paths
-    the chain makes ambiguous; with checksum, none."""
+    alone are enough): with a usable state of one of the chain's trees, its stat rows (a file
+    whose stat is unchanged holds what the state recorded); else the final manifest's hints, by
+    size and mtime, less the paths the chain makes ambiguous; with checksum, none."""
     fs = statcache.identity(root_fd)
     had, why = usable_state(root_fd, fs)
+    if had is not None and had.tree_id not in {layer.tree_id for layer in layers}:
+        had, why = None, ""                   # a tree of another chain: the quick check
     if checksum:
         return had, None, False
     if had is not None:
         return had, _state_hints(root_fd, fs), False
     if why and not why.startswith("no state"):
         warn(f"{show_path(target)}: {why}; checking files by size and mtime")
-    return None, _trusted_hints(final, ambiguous), True
+    return None, _trusted_hints(layers[-1], ambiguous), True
 
 
 def _state_hints(root_fd: int, fs: dict):

@@ -92,11 +92,12 @@ def hints_of(entries):
 
 
 def _lookup(hints, trust_mtime: bool):
-    """A function (path key, lstat result) -> (digest, sparse) or None, merge-joining the hints
-    (canonical order) with the walk (also canonical): one pass, constant memory.
+    """A function (path key, lstat result) -> (digest, sparse, proved) or None, merge-joining
+    the hints (canonical order) with the walk (also canonical): one pass, constant memory.
 
     A hint answers for a file with its size and mtime and, unless trust_mtime, its stat proof:
-    the same inode number and ctime (statcache.py); a hint without a proof answers for nothing."""
+    the same inode number and ctime (statcache.py); a hint without a proof answers for nothing.
+    proved: the stat proof held (with trust_mtime a file may be taken without one)."""
     if hints is None:
         return lambda key, st: None
     it = iter(hints)
@@ -110,10 +111,17 @@ def _lookup(hints, trust_mtime: bool):
             cur_key = path_key(cur[0]) if cur is not None else None
         if cur is not None and cur_key == key:
             _path, size, mtime_ns, digest, sparse, ino, ctime_ns = cur
-            if size == st.st_size and mtime_ns == st.st_mtime_ns and (
-                    trust_mtime or (ino == st.st_ino and ctime_ns == st.st_ctime_ns)):
-                return digest, sparse
+            if size == st.st_size and mtime_ns == st.st_mtime_ns:
+                proved = ino == st.st_ino and ctime_ns == st.st_ctime_ns
+                if proved or trust_mtime:
+                    return digest, sparse, proved
         return None
+
+    def drain():
+        """Read the hints to their end: their source checks itself there (trailer, tree ID)."""
+        for _ in it:
+            pass
+    find.drain = drain
     return find
 
 
@@ -154,6 +162,8 @@ def scan(root, *, previous=None, checksum: bool = False, trust_mtime: bool = Fal
     try:
         walker = _Walker(root, root_st, excluded, find_previous, pool, warn, skip, on_progress)
         yield from walker.walk()
+        if previous is not None and not checksum:
+            find_previous.drain()
     finally:
         pool.close()
 
@@ -261,7 +271,9 @@ class _Walker:
                     if len(batch.paths) >= BATCH_FILES or batch.bytes >= BATCH_BYTES:
                         self.flush()
                     return
-                entry.digest, entry.sparse = known
+                entry.digest, entry.sparse, proved = known
+                if not proved:              # taken on size and mtime alone: no stat row vouches
+                    entry.ino = entry.ctime_ns = None
         self.pending.append(entry)
 
     def flush(self):

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from . import __version__, statcache
 from .entry import KIND_OF_FMT, Kind
 from .errors import ManifestError, OutputError, show_path
+from .keep import parse as parse_patterns
 from .manifest import STATE_DIR, ManifestReader
-from .safefs import DIR_FLAGS, Dirs, split
+from .safefs import DIR_FLAGS, Dirs, remove, replace, split
 
 STATE_FILE = b"state.json"
 MANIFEST_FILE = b"manifest"
@@ -55,22 +56,35 @@ def layer_record(image) -> dict:
             "kind": image.kind}
 
 
-def _open_state_dir(root_fd: int, create: bool) -> int | None:
-    """An fd of .diffimg/ (made when create), None when there is none. Anything else with
-    that name (a file, a symlink) is not diffimg's: with create it is removed."""
+def _open_state_dir(root_fd: int) -> int | None:
+    """An fd of .diffimg/, None when there is none to read (or it cannot be opened)."""
     try:
         return os.open(STATE_DIR, DIR_FLAGS, dir_fd=root_fd)
-    except FileNotFoundError:
-        if not create:
-            return None
+    except OSError:
+        return None
+
+
+def _make_dir(root_fd: int) -> int:
+    """An fd of .diffimg/, made when missing, owned by this user and closed to others. Anything
+    else with that name (a file, a symlink) is not diffimg's and is removed. Any other failure
+    is raised: the state is never written anywhere else."""
+    try:
+        fd = os.open(STATE_DIR, DIR_FLAGS, dir_fd=root_fd)
     except OSError as exc:
-        if exc.errno not in (errno.ENOTDIR, errno.ELOOP) or not create:
-            return None
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            raise
         with _root_times_kept(root_fd):
-            os.unlink(STATE_DIR, dir_fd=root_fd)
-    with _root_times_kept(root_fd):
-        os.mkdir(STATE_DIR, 0o700, dir_fd=root_fd)
-    return os.open(STATE_DIR, DIR_FLAGS, dir_fd=root_fd)
+            if exc.errno != errno.ENOENT:
+                os.unlink(STATE_DIR, dir_fd=root_fd)
+            os.mkdir(STATE_DIR, 0o700, dir_fd=root_fd)
+        fd = os.open(STATE_DIR, DIR_FLAGS, dir_fd=root_fd)
+    try:
+        os.fchown(fd, os.geteuid(), os.getegid())
+        os.fchmod(fd, 0o700)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @contextlib.contextmanager
@@ -94,7 +108,7 @@ def _open_regular(dir_fd: int, name: bytes) -> int | None:
 
 def read_state(root_fd: int) -> tuple[State | None, str]:
     """The target's state and, when there is none usable, why (for a message)."""
-    dir_fd = _open_state_dir(root_fd, create=False)
+    dir_fd = _open_state_dir(root_fd)
     if dir_fd is None:
         return None, "no state (diffimg never restored it)"
     try:
@@ -123,8 +137,12 @@ def _state_of(doc) -> State:
     keep = doc.get("keep") or []
     if type(keep) is not list or not all(type(k) is str for k in keep):
         raise ValueError("bad state")
-    return State(doc["complete"], tree_id, chain, str(doc.get("command", "")),
-                 int(doc.get("started_ns") or 0), doc.get("finished_ns"), keep)
+    parse_patterns(keep)                       # BadPattern is a ValueError too
+    started, finished = doc.get("started_ns") or 0, doc.get("finished_ns")
+    for ns in (started, finished):
+        if ns is not None and (type(ns) is not int or not 0 <= ns < 1 << 63):
+            raise ValueError("bad state")
+    return State(doc["complete"], tree_id, chain, str(doc.get("command", "")), started, finished, keep)
 
 
 class RecordedTree:
@@ -133,7 +151,7 @@ class RecordedTree:
 
     def __init__(self, root_fd: int):
         self.fd = None
-        dir_fd = _open_state_dir(root_fd, create=False)
+        dir_fd = _open_state_dir(root_fd)
         if dir_fd is not None:
             try:
                 self.fd = _open_regular(dir_fd, MANIFEST_FILE)
@@ -193,10 +211,12 @@ def begin(root_fd: int, state: State):
         raise _state_error(exc) from None
 
 
-def finish(root_fd: int, state: State, image, kept):
+def finish(root_fd: int, state: State, image, kept, verified):
     """Record the tree the run made, the image's: its manifest's records (as the image holds
-    them), a stat row per entry taken now from the target (none for kept paths, or where the
-    target's entry is not the recorded one), then the complete state."""
+    them), a stat row per entry taken now from the target, then the complete state. A row
+    vouches for a file's content, so a file gets one only when verified(index, entry, stat)
+    says this run wrote or checked that content (a later hardlink member: its group's first);
+    none for kept paths, or where the target's entry is not the recorded one."""
     try:
         dir_fd = _make_dir(root_fd)
     except OSError as exc:
@@ -212,11 +232,11 @@ def finish(root_fd: int, state: State, image, kept):
             with open(image.meta_path, "rb") as src:
                 src.seek(start)
                 f.write(src.read(end - start))
-            _record_rows(root_fd, stats, image.entries(), kept)
+            _record_rows(root_fd, stats, image.entries(), kept, verified)
             stats.write(f, end - start, image.tree_id)
             f.flush()
             os.fsync(f.fileno())
-        os.rename(tmp, MANIFEST_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        replace(dir_fd, tmp, MANIFEST_FILE)
         state.complete, state.tree_id, state.finished_ns = True, image.tree_id, time.time_ns()
         _write_atomically(dir_fd, STATE_FILE, json.dumps(state.to_json(), indent=1).encode())
         os.fsync(dir_fd)
@@ -244,15 +264,18 @@ def confirm(root_fd: int, state: State, tree_id: bytes):
         raise _state_error(exc) from None
 
 
-def _record_rows(root_fd: int, stats, entries, kept):
+def _record_rows(root_fd: int, stats, entries, kept, verified):
     """A stat row for each entry: zero where the target's entry is not the recorded one (its
-    kind, size or mtime differ), or is kept."""
+    kind, size or mtime differ), is kept, or is a file whose content this run did not verify."""
     dirs = Dirs(root_fd)
+    unverified_leaders: set[bytes] = set()
     try:
-        for e in entries:
+        for index, e in enumerate(entries):
             parent, name = split(e.path)
             e.ino = e.ctime_ns = None
             if kept and kept.covers(e.path):
+                if e.kind is Kind.FILE and e.link is None:
+                    unverified_leaders.add(e.path)
                 stats.add(e)
                 continue
             try:
@@ -261,7 +284,15 @@ def _record_rows(root_fd: int, stats, entries, kept):
                 st = None
             if st is not None and st.st_mtime_ns == e.mtime_ns and KIND_OF_FMT.get(
                     stat.S_IFMT(st.st_mode)) is e.kind and (e.kind is not Kind.FILE or st.st_size == e.size):
-                e.ino, e.ctime_ns = st.st_ino, st.st_ctime_ns
+                if e.kind is not Kind.FILE:
+                    e.ino, e.ctime_ns = st.st_ino, st.st_ctime_ns
+                elif e.link is not None:
+                    if e.link not in unverified_leaders:
+                        e.ino, e.ctime_ns = st.st_ino, st.st_ctime_ns
+                elif verified(index, e, st):
+                    e.ino, e.ctime_ns = st.st_ino, st.st_ctime_ns
+            if e.kind is Kind.FILE and e.link is None and e.ino is None:
+                unverified_leaders.add(e.path)
             stats.add(e)
     finally:
         dirs.close()
@@ -273,14 +304,9 @@ def _state_error(exc: OSError) -> OutputError:
     return OutputError(f"cannot record the target's state in {show_path(STATE_DIR)}: {exc.strerror}")
 
 
-def _make_dir(root_fd: int) -> int:
-    return _open_state_dir(root_fd, create=True)
-
-
 def _new_file(dir_fd: int, name: bytes) -> int:
     """A new file name in .diffimg/, whatever a killed run (or anyone) left under that name."""
-    with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-        os.unlink(name, dir_fd=dir_fd)
+    remove(dir_fd, name)
     return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                    dir_fd=dir_fd)
 
@@ -292,4 +318,4 @@ def _write_atomically(dir_fd: int, name: bytes, data: bytes):
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    replace(dir_fd, tmp, name)

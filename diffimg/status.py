@@ -7,7 +7,6 @@ from . import statcache
 from .compare import ADDED, compare
 from .errors import InputNotFound, ManifestError, NoState, show_path
 from .keep import Kept, find_kept
-from .safefs import DIR_FLAGS
 from .scanner import scan
 from .state import RecordedTree, State, read_state
 
@@ -25,7 +24,7 @@ def status(target, *, checksum: bool = False, on_progress=None, on_warning=None)
     other file is hashed (every file with checksum). NoState when there is no usable state."""
     target = os.fsencode(target)
     try:
-        root_fd = os.open(target, DIR_FLAGS)
+        root_fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)   # as restore does
     except FileNotFoundError:
         raise InputNotFound(f"no such folder: {show_path(target)}") from None
     except OSError as exc:
