@@ -99,6 +99,16 @@ DecodeErrors = (
 )
 
 
+def compress(data: bytes) -> bytes:
+    """data in one zstd frame (with content size and checksum)."""
+    return _compressor().compress(data)
+
+
+def decompressing_reader(fileobj):
+    """A stream of the one zstd frame read from fileobj."""
+    return zstandard.ZstdDecompressor().stream_reader(fileobj, read_across_frames=False)
+
+
 def pack_compressed(obj) -> bytes:
     """One msgpack object in one zstd frame (with content size and checksum)."""
     return _compressor().compress(pack(obj))

@@ -354,6 +354,14 @@ class ManifestReader:
             ids.count(entry)
             yield entry
 
+    def check_stat_section(self):
+        """Read the whole stat section, if any; ManifestError unless it is whole and belongs to
+        these records (call once the entries were read to their end)."""
+        section = self.stat_section()
+        if section is not None:
+            section.check_rows()
+            statcache.check_against(section, self.trailer, self.path)
+
     def stat_section(self) -> "statcache.StatSection | None":
         """The manifest's stat section (statcache.py), None when it has none."""
         return statcache.read_section(self.path, *self._span)
@@ -383,6 +391,9 @@ class ManifestReader:
                 self._fail(f"bad record {ids.entries}")
             if type(digest) is bytes and len(digest) == 16 and type(path) is bytes:
                 yield new(Hint, (path, size, mtime_ns, digest, sparse, *(proof or (None, None))))
+        if proofs is not None:
+            for _ in proofs:          # to its end, where the rows' count is checked
+                pass
         statcache.check_against(section, self.trailer, self.path)
 
     def _check_trailer(self, trailer: dict, ids: TreeId):

@@ -28,7 +28,6 @@ RACY_MARGIN_NS = 2_000_000_000               # file times lag the clock by up to
 # come from another machine's clock: their files are always hashed
 UNTRUSTED_FSTYPES = frozenset({"vfat", "msdos", "exfat", "fat", "nfs", "nfs4", "cifs", "smb3",
                                "9p", "fuse.sshfs", "afs", "ceph"})
-MAX_ROWS_BYTES = 1 << 34
 
 
 def identity(where) -> dict | None:
@@ -45,25 +44,108 @@ def identity(where) -> dict | None:
     return {"fsid": fsid, "dev": st.st_dev, "source": mount.get("device", "")}
 
 
+HEADER_LEN = struct.Struct(">I")
+MAX_HEADER_BYTES = 1 << 16
+ROWS_READ = ROW.size * 4096
+
+
 @dataclass
 class StatSection:
-    """A stat section as read: rows[i] is (ino, ctime_ns) of the manifest's record i."""
+    """A stat section's header, as read; its rows are streamed from the frame (proofs)."""
+    path: bytes
+    frame: tuple[int, int]          # where the stat frame lies in path: offset, length
     tree_id: bytes
+    entries: int
     filesystem: dict | None
     trusted_before_ns: int
-    rows: bytes
 
     def proofs(self, filesystem: dict | None):
-        """Per record, (ino, ctime_ns) where it proves content on filesystem, else None: all
-        None when the section was taken on another filesystem."""
+        """Per record, (ino, ctime_ns) where it proves content on filesystem, else None: None
+        (no iterator) when the section was taken on another filesystem. Rows are read as they
+        are asked for, so memory stays flat whatever the frame claims; a frame holding other
+        than `entries` rows is corrupt (ManifestError, at its end)."""
         if filesystem is None or self.filesystem != filesystem:
             return None
-        return _proofs(self.rows, self.trusted_before_ns)
+        return self._proofs()
+
+    def check_rows(self):
+        """Read every row: ManifestError unless the frame holds exactly `entries` rows."""
+        for _ in self._proofs():
+            pass
+
+    def _proofs(self):
+        bound = self.trusted_before_ns
+        with _frame_reader(self.path, *self.frame) as stream:
+            _read_header(stream, self.path)
+            left = self.entries * ROW.size
+            while left:
+                chunk = _read_rows(stream, min(left, ROWS_READ), self.path)
+                left -= len(chunk)
+                for ino, ctime_ns in ROW.iter_unpack(chunk):
+                    yield (ino, ctime_ns) if ino and ctime_ns < bound else None
+            if stream.read(1):
+                _fail(self.path, "holds more rows than it says")
 
 
-def _proofs(rows: bytes, bound: int):
-    for ino, ctime_ns in ROW.iter_unpack(rows):
-        yield (ino, ctime_ns) if ino and ctime_ns < bound else None
+def _fail(path, what):
+    raise ManifestError(f"{show_path(path)}: stat section {what}")
+
+
+class _frame_reader:
+    """The stat frame's decompressed bytes, as a stream (zstd errors become ManifestError)."""
+
+    def __init__(self, path, offset: int, length: int):
+        self._path = path
+        self._file = open(path, "rb")  # noqa: SIM115  (closed by __exit__)
+        self._file.seek(offset)
+        window = _Bounded(self._file, length)
+        self._stream = codec.decompressing_reader(window)
+
+    def read(self, n: int) -> bytes:
+        try:
+            return self._stream.read(n)
+        except codec.DecodeErrors as exc:
+            _fail(self._path, f"is corrupt ({exc})")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._file.close()
+
+
+class _Bounded:
+    """The next length bytes of a file."""
+
+    def __init__(self, f, length: int):
+        self._f, self._left = f, length
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n is None or n < 0 else min(n, self._left)
+        data = self._f.read(n)
+        self._left -= len(data)
+        return data
+
+
+def _read_rows(stream, n: int, path) -> bytes:
+    data = b""
+    while len(data) < n:
+        more = stream.read(n - len(data))
+        if not more:
+            _fail(path, "holds fewer rows than it says")
+        data += more
+    return data
+
+
+def _read_header(stream, path) -> dict:
+    size = HEADER_LEN.unpack(_read_rows(stream, HEADER_LEN.size, path))[0]
+    if size > MAX_HEADER_BYTES:
+        _fail(path, "is corrupt (header too large)")
+    try:
+        doc = codec.unpack(_read_rows(stream, size, path))
+    except codec.DecodeErrors:
+        doc = None
+    return doc
 
 
 class StatRecorder:
@@ -89,10 +171,10 @@ class StatRecorder:
 
     def write(self, f, records_end: int, tree_id: bytes):
         """Append the section to f, positioned at records_end."""
-        frame = codec.pack_compressed({
-            "tree_id": tree_id, "entries": len(self._rows) // ROW.size,
-            "trusted_before_ns": self.trusted_before_ns, "filesystem": self.filesystem,
-            "rows": bytes(self._rows)})
+        header = codec.pack({"tree_id": tree_id, "entries": len(self._rows) // ROW.size,
+                             "trusted_before_ns": self.trusted_before_ns,
+                             "filesystem": self.filesystem})
+        frame = codec.compress(HEADER_LEN.pack(len(header)) + header + self._rows)
         f.write(frame)
         f.write(FOOTER.pack(records_end, len(frame), FOOTER_MAGIC))
 
@@ -114,35 +196,33 @@ def _footer(f, start: int, end: int):
 
 
 def read_section(path, start: int, end: int) -> StatSection | None:
-    """The stat section of the manifest at path[start:end], None when it has none;
-    ManifestError when it is damaged. The reader of the records checks it against the trailer
-    (check_against)."""
-    def fail(what):
-        raise ManifestError(f"{show_path(path)}: stat section {what}")
+    """The stat section of the manifest at path[start:end] (its header; rows are streamed),
+    None when it has none; ManifestError when it is damaged. The reader of the records checks
+    it against the trailer (check_against)."""
     with open(path, "rb") as f:
         footer = _footer(f, start, end)
-        if footer is None:
-            return None
-        records, length = footer
-        if records < 12 or records + length + FOOTER.size != end - start:
-            fail("out of bounds")
-        f.seek(start + records)
-        data = f.read(length)
+    if footer is None:
+        return None
+    records, length = footer
+    if records < 12 or records + length + FOOTER.size != end - start:
+        _fail(path, "out of bounds")
+    frame = (start + records, length)
+    with _frame_reader(path, *frame) as stream:
+        doc = _read_header(stream, path)
     try:
-        doc = codec.unpack_compressed(data, max_size=MAX_ROWS_BYTES)
-        fs, bound, rows, tree_id = (doc["filesystem"], doc["trusted_before_ns"], doc["rows"],
-                                    doc["tree_id"])
-        ok = (type(rows) is bytes and len(rows) == doc["entries"] * ROW.size
-              and type(bound) is int and type(tree_id) is bytes and (fs is None or type(fs) is dict))
-    except (*codec.DecodeErrors, KeyError, TypeError):
+        fs, bound, tree_id, entries = (doc["filesystem"], doc["trusted_before_ns"], doc["tree_id"],
+                                       doc["entries"])
+        ok = (type(bound) is int and type(tree_id) is bytes and len(tree_id) == 16
+              and type(entries) is int and entries >= 0 and (fs is None or type(fs) is dict))
+    except (KeyError, TypeError):
         ok = False
     if not ok:
-        fail("is corrupt")
-    return StatSection(tree_id, fs, bound, rows)
+        _fail(path, "is corrupt")
+    return StatSection(path, frame, tree_id, entries, fs, bound)
 
 
 def check_against(section: StatSection | None, trailer: dict, path):
     """The section must be of the manifest whose records were read: same tree ID and count."""
     if section is not None and (section.tree_id != trailer["tree_id"]
-                                or len(section.rows) != trailer["entries"] * ROW.size):
+                                or section.entries != trailer["entries"]):
         raise ManifestError(f"{show_path(path)}: stat section belongs to another manifest")

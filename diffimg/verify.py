@@ -49,6 +49,7 @@ def verify_chain(paths, on_layer=None) -> list[str]:
                                                     if c.action == STORE))
                 if m.trailer["tree_id"] != image.tree_id:
                     found.append("manifest's tree ID does not match the image's")
+                m.check_stat_section()
             problems += [f"{name}: {p}" for p in found]
         except (ToolError, NeedsRoot):
             raise                    # the machine cannot check it: an error, not a bad image

@@ -276,6 +276,7 @@ def test_lost_and_found_is_kept_on_ext4(tmp_path):
     try:
         run_cli("restore", "-q", tmp_path / "img", target, check_rc=0)
         assert (target / "lost+found").is_dir() and (target / "f").read_bytes() == b"x"
+        run_cli("status", target, check_rc=0)            # kept by default: no drift
     finally:
         subprocess.run(["umount", target], check=True)
     shutil.rmtree(target)
@@ -304,7 +305,7 @@ def test_the_stat_section_is_checked_and_bound_to_its_filesystem(tmp_path):
     fs = statcache.identity(tree)
     with ManifestReader(out) as m:
         section = m.stat_section()
-    assert section.filesystem == fs and len(section.rows) == 2 * statcache.ROW.size
+    assert section.filesystem == fs and section.entries == 2
     other = dict(fs, dev=fs["dev"] + 1)
     assert all(h.ino is None for h in read_file_hints(out, filesystem=other))
     data = out.read_bytes()
@@ -351,4 +352,149 @@ def test_a_restore_with_nothing_to_do_changes_nothing_but_the_state_file(rich_tr
     assert counts["unchanged"] == len(before) and counts["metadata_only"] == 0
     assert snapshot(target) == before and os.stat(target).st_ctime_ns == root.st_ctime_ns
     assert os.stat(target / ".diffimg/manifest").st_ino == manifest.st_ino   # rows still hold
+    run_cli("status", target, check_rc=0)
+
+
+def _with_stat_frame(manifest, parts):
+    """Give the manifest a stat frame made of parts (streamed into one zstd frame) and a
+    footer pointing at it."""
+    import zstandard
+    data = manifest.read_bytes()
+    with open(manifest, "rb") as f:
+        records = statcache.records_end(f, 0, len(data))
+    z = zstandard.ZstdCompressor(write_checksum=True).compressobj()
+    frame = b"".join([z.compress(part) for part in parts] + [z.flush()])
+    manifest.write_bytes(data[:records] + frame
+                         + statcache.FOOTER.pack(records, len(frame), statcache.FOOTER_MAGIC))
+
+
+@pytest.mark.parametrize("case", ["more rows", "fewer rows", "another tree", "a bomb"])
+def test_a_crafted_stat_section_is_refused_with_flat_memory(tmp_path, case):
+    """Rows are streamed as records are read: a frame claiming or holding other than its
+    records' rows is refused, and a frame that inflates to 4 GiB costs no memory to refuse."""
+    import resource
+
+    from diffimg import codec
+    from diffimg.errors import ManifestError
+    from diffimg.manifest import ManifestReader, read_file_hints
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"f", "kind": "file", "data": b"x", "mtime_ns": 10**18}])
+    out = tmp_path / "m"
+    run_cli("scan", tree, "-o", out, check_rc=0)
+    fs = statcache.identity(tree)
+    with ManifestReader(out) as m:
+        tree_id = m.stat_section().tree_id
+    header = {"tree_id": tree_id, "entries": 2, "trusted_before_ns": 1 << 62, "filesystem": fs}
+    rows = [b"\0" * 32]
+    if case == "more rows":
+        rows = [b"\0" * 48]
+    elif case == "fewer rows":
+        rows = [b"\0" * 16]
+    elif case == "another tree":
+        header["tree_id"] = b"\1" * 16
+    elif case == "a bomb":
+        rows = [b"\0" * (64 << 20)] * 64
+    packed = codec.pack(header)
+    _with_stat_frame(out, [statcache.HEADER_LEN.pack(len(packed)) + packed, *rows])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ManifestError):
+        list(read_file_hints(out, filesystem=fs))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 200 << 10   # KiB
+
+
+def test_verify_reads_the_stat_section_whole(tmp_path):
+    from diffimg import codec
+    from diffimg.image import Image
+    from diffimg.manifest import ManifestReader
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"f", "kind": "file", "data": b"x"}])
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    run_cli("verify", tmp_path / "img", check_rc=0)
+    image = Image(tmp_path / "img")
+    start, length, _ = image.blobs["manifest"]
+    manifest = tmp_path / "m"
+    with open(image.meta_path, "rb") as f:
+        f.seek(start)
+        manifest.write_bytes(f.read(length))
+    with ManifestReader(manifest) as m:
+        tree_id = m.stat_section().tree_id
+    packed = codec.pack({"tree_id": tree_id, "entries": 2, "trusted_before_ns": 0,
+                         "filesystem": None})
+    _with_stat_frame(manifest, [statcache.HEADER_LEN.pack(len(packed)) + packed + b"\0" * 48])
+    with open(image.meta_path, "wb") as f:            # the image, its digests recomputed
+        from diffimg.image import append_metadata
+        append_metadata(f, image.container, manifest, None, image.info)
+    proc = run_cli("verify", tmp_path / "img")
+    assert proc.returncode == 1 and b"stat section" in proc.stdout, proc
+
+
+@needs_root
+def test_a_state_vouches_only_for_content_that_was_checked(base_and_diff, tmp_path):
+    """An edit that kept size and time, which a run took on trust (a first restore onto a
+    copy, by size and mtime) or never looked at (apply, outside its delta), gets no stat row:
+    status and the next restore still see it."""
+    base, original, d1, new = base_and_diff
+    edited = b"names/a-b"                                 # no diff touches it
+    copy = _cp(original, tmp_path / "copy")
+    _edit_keeping_size_and_time(os.path.join(copy, edited))
+    run_cli("restore", "-q", base, copy, check_rc=0)      # quick check: the edit stays, unseen
+    found = json.loads(run_cli("status", "--json", copy, check_rc=1).stdout)["differences"]
+    assert [(d["path"], list(d["fields"])) for d in found] == [(os.fsdecode(edited), ["content"])]
+    run_cli("restore", "-q", base, copy, check_rc=0)      # now hashed, and mended
+    run_cli("status", copy, check_rc=0)
+
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", "-q", base, target, check_rc=0)
+    _edit_keeping_size_and_time(os.path.join(os.fsencode(target), edited))
+    run_cli("apply", "-q", d1, target, check_rc=0)
+    found = json.loads(run_cli("status", "--json", target, check_rc=1).stdout)["differences"]
+    assert [d["path"] for d in found] == [os.fsdecode(edited)]
+    run_cli("restore", "-q", base, d1, target, check_rc=0)
+    assert_same_tree(snapshot(target), snapshot(new))
+
+
+@needs_root
+def test_a_kept_file_lends_its_bytes_to_no_link_outside(tmp_path):
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}, {"path": b"aaa", "kind": "dir"},
+                                  {"path": b"aaa/daemon", "kind": "file", "data": b"the model's"},
+                                  {"path": b"etc", "kind": "dir"},
+                                  {"path": b"etc/daemon", "kind": "link", "to": b"aaa/daemon"}])
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    target = _cp(tree, tmp_path / "target")
+    os.unlink(os.path.join(target, b"etc/daemon"))
+    with open(os.path.join(target, b"aaa/daemon"), "wb") as f:
+        f.write(b"pwned")
+    run_cli("restore", "-q", "--keep", "/aaa", tmp_path / "img", target, check_rc=0)
+    with open(os.path.join(target, b"aaa/daemon"), "rb") as f:
+        assert f.read() == b"pwned"                       # kept
+    with open(os.path.join(target, b"etc/daemon"), "rb") as f:
+        assert f.read() == b"the model's"                 # a copy, not a link to the kept file
+
+
+@needs_root
+@pytest.mark.parametrize("in_the_way", [b"state.json", b"manifest"])
+def test_a_folder_in_the_way_of_the_state_is_replaced(rich_tree, tmp_path, in_the_way):
+    run_cli("create", rich_tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    target = tmp_path / "target"
+    os.makedirs(os.path.join(os.fsencode(target), b".diffimg", in_the_way, b"sub"))
+    run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
+    run_cli("status", target, check_rc=0)
+
+
+@pytest.mark.parametrize("values", [{"finished_ns": "yesterday"}, {"finished_ns": 1e300},
+                                    {"started_ns": -1}, {"keep": ["/"]}, {"keep": ["../x"]},
+                                    {"chain": [{"file": 1}]}, {"tree_id": "zz"}])
+def test_a_damaged_state_file_is_no_state(tmp_path, values):
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"f", "kind": "file", "data": b"x"}])
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", "-q", tmp_path / "img", target, check_rc=0)
+    state = target / ".diffimg" / "state.json"
+    state.write_text(json.dumps({**json.loads(state.read_text()), **values}))
+    proc = run_cli("status", target)
+    assert proc.returncode == 15 and b"damaged" in proc.stderr, proc
+    run_cli("restore", "-q", tmp_path / "img", target, check_rc=0)
     run_cli("status", target, check_rc=0)
