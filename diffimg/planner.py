@@ -50,6 +50,7 @@ class Plan:
     times_only: int = 0       # unchanged folders in dir_metas only to get their times set back
     # per final entry, in order: its content is the target's, taken on size and mtime alone
     unverified: bytearray = field(default_factory=bytearray)
+    unverified_writes: set = field(default_factory=set)   # writes of target content so taken
 
     def counts(self) -> dict:
         origins = [w.source.origin for w in self.writes]
@@ -121,7 +122,9 @@ def plan_restore(target_entries, final_entries, index: dict[bytes, Source], kept
     classify = _Classifier(p, going)
     stays = kept.holds if kept else None
     # every target file can give its content, also one below a folder that is removed
-    for t, f in merge_join_pruned(_indexed(target_entries, in_target), final_entries, stays):
+    unverified_content: set[bytes] = set()   # digests in_target took on size and mtime alone
+    for t, f in merge_join_pruned(_indexed(target_entries, in_target, unverified_content),
+                                  final_entries, stays):
         if f is not None:
             # the target's content kept here was taken on size and mtime alone, unchecked
             p.unverified.append(t is not None and t.kind is Kind.FILE and t.ino is None)
@@ -143,14 +146,20 @@ def plan_restore(target_entries, final_entries, index: dict[bytes, Source], kept
         p.kept = sorted(kept.paths, key=path_key)
     _restore_folder_metas(p, final_dirs)
     _assign_sources(p, in_target, going, index)
+    # a write from the target's own content carries it over unread when it takes its inode
+    p.unverified_writes = {w.entry.path for w in p.writes if w.entry.digest in unverified_content
+                           and w.source.origin in (From.TARGET, From.RESCUE)}
     return p
 
 
-def _indexed(entries, in_target: dict):
-    """Pass entries through, noting a path that holds each content."""
+def _indexed(entries, in_target: dict, unverified: set):
+    """Pass entries through, noting a path that holds each content, and which of those contents
+    were taken on size and mtime alone (unverified)."""
     for e in entries:
-        if e.kind is Kind.FILE and e.digest is not None:
-            in_target.setdefault(e.digest, e.path)
+        if e.kind is Kind.FILE and e.digest is not None and e.digest not in in_target:
+            in_target[e.digest] = e.path
+            if e.ino is None:
+                unverified.add(e.digest)
         yield e
 
 

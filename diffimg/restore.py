@@ -132,11 +132,12 @@ class _Carried:
 
 
 def _applied_verifier(changes, checked: bool, carried: "_Carried | None"):
-    """Whether apply verified a file's content: it wrote it; or kept it at a meta record having
-    checked it (hashed, or proved by the state); or left it untouched and the previous state's
-    row for it still holds."""
-    written = {c.path for c in changes if c.after is not None and c.action != META}
-    kept_content = {c.path for c in changes if c.action == META}
+    """Whether apply verified a file's content: it wrote it from the image; or kept it (a meta
+    record) or took it from the target (a parent record) having checked it (hashed, or proved
+    by the state); or left it untouched and the previous state's row for it still holds."""
+    written = {c.path for c in changes if c.after is not None and c.action not in (META, PARENT)}
+    # content kept in place, or taken from the target (a move may keep the very inode, unread)
+    kept_content = {c.path for c in changes if c.action in (META, PARENT)}
 
     def verified(index, e, st) -> bool:
         if e.path in written:
@@ -169,23 +170,24 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
                         keep=patterns)
             if p.changes_nothing() and had is not None and had.tree_id == final.tree_id \
                     and had.keep == run.keep:
-                confirm(root_fd, run, final.tree_id)     # its rows still hold
+                run.manifest_digest = had.manifest_digest
+                confirm(root_fd, run, final.tree_id)     # its manifest and rows still hold
                 return p
             begin(root_fd, run)
             _execute(p, layers, target, root_fd, phase, on_progress, _RESTORE_AGAIN)
-            finish(root_fd, run, final, kept, lambda index, e, st: not p.unverified[index])
+            finish(root_fd, run, final, kept, lambda index, e, st: not (
+                p.unverified[index] or e.path in p.unverified_writes))
         return p
 
 
 def _target_hints(root_fd: int, target: bytes, layers, ambiguous: set[bytes], checksum: bool, warn):
     """(the target's usable state or None, the hints its scan may trust, whether size and mtime
-    alone are enough): with a usable state of one of the chain's trees, its stat rows (a file
-    whose stat is unchanged holds what the state recorded); else the final manifest's hints, by
-    size and mtime, less the paths the chain makes ambiguous; with checksum, none."""
+    alone are enough): with a usable state (of any tree: a rollback to an earlier layer too),
+    its stat rows (a file whose stat is unchanged holds what the state recorded); else the final
+    manifest's hints, by size and mtime, less the paths the chain makes ambiguous; with
+    checksum, none."""
     fs = statcache.identity(root_fd)
     had, why = usable_state(root_fd, fs)
-    if had is not None and had.tree_id not in {layer.tree_id for layer in layers}:
-        had, why = None, ""                   # a tree of another chain: the quick check
     if checksum:
         return had, None, False
     if had is not None:

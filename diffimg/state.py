@@ -19,6 +19,8 @@ import stat
 import time
 from dataclasses import dataclass, field
 
+import xxhash
+
 from . import __version__, statcache
 from .entry import KIND_OF_FMT, Kind
 from .errors import ManifestError, OutputError, show_path
@@ -42,12 +44,14 @@ class State:
     started_ns: int = 0
     finished_ns: int | None = None
     keep: list = field(default_factory=list)     # --keep patterns: paths left as they were
+    manifest_digest: bytes | None = None         # xxh3-128 of .diffimg/manifest (complete only)
 
     def to_json(self) -> dict:
         return {"format": 1, "complete": self.complete,
                 "tree_id": self.tree_id.hex() if self.tree_id else None, "chain": self.chain,
                 "command": self.command, "started_ns": self.started_ns,
                 "finished_ns": self.finished_ns, "keep": self.keep,
+                "manifest_xxh3": self.manifest_digest.hex() if self.manifest_digest else None,
                 "tool": f"diffimg {__version__}"}
 
 
@@ -122,7 +126,7 @@ def read_state(root_fd: int) -> tuple[State | None, str]:
     try:
         doc = json.loads(data) if len(data) <= MAX_STATE_BYTES else None
         state = _state_of(doc)
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None, "its state file is damaged"
     return state, ""
 
@@ -142,21 +146,31 @@ def _state_of(doc) -> State:
     for ns in (started, finished):
         if ns is not None and (type(ns) is not int or not 0 <= ns < 1 << 63):
             raise ValueError("bad state")
-    return State(doc["complete"], tree_id, chain, str(doc.get("command", "")), started, finished, keep)
+    digest = doc.get("manifest_xxh3")
+    digest = bytes.fromhex(digest) if digest is not None else None
+    if doc["complete"] and (digest is None or len(digest) != 16):
+        raise ValueError("bad state")
+    return State(doc["complete"], tree_id, chain, str(doc.get("command", "")), started, finished,
+                 keep, digest)
 
 
 class RecordedTree:
     """The manifest of a complete state, opened safely: its reader, and a /proc path that
-    names the very file opened (the target could swap names meanwhile)."""
+    names the very file opened (the target could swap names meanwhile). With digest (the
+    state's manifest_digest), a file of other bytes counts as none (intact is False)."""
 
-    def __init__(self, root_fd: int):
+    def __init__(self, root_fd: int, digest: bytes | None = None):
         self.fd = None
+        self.intact = True
         dir_fd = _open_state_dir(root_fd)
         if dir_fd is not None:
             try:
                 self.fd = _open_regular(dir_fd, MANIFEST_FILE)
             finally:
                 os.close(dir_fd)
+        if self.fd is not None and digest is not None and _digest_of(self.fd) != digest:
+            self.intact = False
+            self.close()
         self.path = b"/proc/self/fd/%d" % self.fd if self.fd is not None else None
 
     def reader(self) -> ManifestReader:
@@ -184,7 +198,9 @@ def usable_state(root_fd: int, filesystem) -> tuple[State | None, str]:
     if filesystem is None:
         return None, "its filesystem keeps no usable change times"
     try:
-        with RecordedTree(root_fd) as recorded:
+        with RecordedTree(root_fd, state.manifest_digest) as recorded:
+            if not recorded.intact:
+                return None, "its state manifest is damaged"
             if recorded.fd is None:
                 return None, "its state has no manifest"
             with recorded.reader() as m:
@@ -236,6 +252,7 @@ def finish(root_fd: int, state: State, image, kept, verified):
             stats.write(f, end - start, image.tree_id)
             f.flush()
             os.fsync(f.fileno())
+            state.manifest_digest = _digest_of(f.fileno())
         replace(dir_fd, tmp, MANIFEST_FILE)
         state.complete, state.tree_id, state.finished_ns = True, image.tree_id, time.time_ns()
         _write_atomically(dir_fd, STATE_FILE, json.dumps(state.to_json(), indent=1).encode())
@@ -298,6 +315,16 @@ def _record_rows(root_fd: int, stats, entries, kept, verified):
         dirs.close()
 
 
+def _digest_of(fd: int) -> bytes:
+    """xxh3-128 of the whole file open at fd."""
+    h = xxhash.xxh3_128()
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        h.update(chunk)
+        offset += len(chunk)
+    return h.digest()
+
+
 def _state_error(exc: OSError) -> OutputError:
     if exc.errno == errno.ENOSPC:
         return OutputError(f"the target is full: cannot record its state in {show_path(STATE_DIR)}")
@@ -307,7 +334,7 @@ def _state_error(exc: OSError) -> OutputError:
 def _new_file(dir_fd: int, name: bytes) -> int:
     """A new file name in .diffimg/, whatever a killed run (or anyone) left under that name."""
     remove(dir_fd, name)
-    return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+    return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                    dir_fd=dir_fd)
 
 

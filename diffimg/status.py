@@ -36,7 +36,9 @@ def status(target, *, checksum: bool = False, on_progress=None, on_warning=None)
         if not state.complete:
             return Status(state)
         kept = Kept(find_kept(root_fd, state.keep))
-        with RecordedTree(root_fd) as recorded:
+        with RecordedTree(root_fd, state.manifest_digest) as recorded:
+            if not recorded.intact:
+                raise NoState(f"{show_path(target)}: its state manifest is damaged")
             if recorded.fd is None:
                 raise NoState(f"{show_path(target)}: its state has no manifest")
             try:
@@ -56,8 +58,21 @@ def _drift(target, recorded, kept: Kept, checksum, on_progress, on_warning) -> l
     with recorded.reader() as m:
         wanted = (e for e in m.entries() if not (kept and kept.covers(e.path)))
         # a folder the tree lacks that holds kept paths was left by the restore, on purpose
-        return [d for d in compare(wanted, scanned)
-                if not (d.change == ADDED and kept.holds(d.path))]
+        return [d for d in map(_kept_links_left_out(kept), compare(wanted, scanned))
+                if d is not None and not (d.change == ADDED and kept.holds(d.path))]
+
+
+def _kept_links_left_out(kept: Kept):
+    """A member whose group's first member is kept was restored as a file of its own, on
+    purpose: its hardlink field is no drift."""
+    def mend(d):
+        link = d.fields.get("hardlink", (None,))[0]
+        if link is not None and kept and kept.covers(link):
+            del d.fields["hardlink"]
+            if not d.fields:
+                return None
+        return d
+    return mend
 
 
 def _hints(recorded, fs):

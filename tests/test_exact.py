@@ -498,3 +498,55 @@ def test_a_damaged_state_file_is_no_state(tmp_path, values):
     assert proc.returncode == 15 and b"damaged" in proc.stderr, proc
     run_cli("restore", "-q", tmp_path / "img", target, check_rc=0)
     run_cli("status", target, check_rc=0)
+
+
+@needs_root
+def test_a_rollback_to_the_base_uses_the_state_of_the_later_tree(base_and_diff, tmp_path):
+    """A machine at base+d1 (with its state) restored back to the base alone: d1's edits that
+    kept size and time are undone, since the state's rows say what each file holds."""
+    base, original, d1, _ = base_and_diff
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", "-q", base, d1, target, check_rc=0)
+    run_cli("restore", "-q", base, target, check_rc=0)
+    run_cli("compare", "--checksum", base, target, check_rc=0)
+
+
+@needs_root
+def test_a_move_apply_took_unread_is_not_vouched_for(base_and_diff, tmp_path):
+    """apply without a state takes a moved file's content from the target by size (its inode
+    may move unread): that content gets no stat row, so status still hashes it."""
+    base, _, d1, _ = base_and_diff
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", "-q", base, target, check_rc=0)
+    root = os.stat(target)
+    shutil.rmtree(target / ".diffimg")                    # a machine without a state
+    os.utime(target, ns=(root.st_atime_ns, root.st_mtime_ns))
+    moved = os.path.join(os.fsencode(target), b"times/before-1970")   # d1 moves times/
+    _edit_keeping_size_and_time(moved)
+    run_cli("apply", "-q", d1, target, check_rc=0)
+    found = json.loads(run_cli("status", "--json", target, check_rc=1).stdout)["differences"]
+    assert [(d["path"], list(d["fields"])) for d in found] == [("times-moved/before-1970", ["content"])]
+
+
+@needs_root
+@pytest.mark.parametrize("damage", ["rows cut short", "a record's byte flipped", "deep JSON"])
+def test_a_damaged_state_is_a_warning_and_restore_still_works(rich_tree, tmp_path, damage):
+    run_cli("create", rich_tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
+    manifest = target / ".diffimg" / "manifest"
+    data = bytearray(manifest.read_bytes())
+    if damage == "rows cut short":
+        del data[-statcache.FOOTER.size - 40:-statcache.FOOTER.size]
+    elif damage == "a record's byte flipped":
+        data[100] ^= 0xFF
+    else:
+        (target / ".diffimg" / "state.json").write_text("[" * 100000)
+    manifest.write_bytes(bytes(data))
+    assert run_cli("status", target).returncode == 15
+    proc = run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
+    assert b"damaged" in proc.stderr
+    run_cli("status", target, check_rc=0)
