@@ -104,6 +104,11 @@ def compress(data: bytes) -> bytes:
     return _compressor().compress(data)
 
 
+def frame_content_size(head: bytes) -> int:
+    """The content size a zstd frame's header declares; -1 when it declares none."""
+    return zstandard.frame_content_size(head)
+
+
 def decompressing_reader(fileobj):
     """A stream of the one zstd frame read from fileobj."""
     return zstandard.ZstdDecompressor().stream_reader(fileobj, read_across_frames=False)

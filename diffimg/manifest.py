@@ -359,8 +359,8 @@ class ManifestReader:
         these records (call once the entries were read to their end)."""
         section = self.stat_section()
         if section is not None:
+            statcache.check_against(section, self.trailer, self.path)   # first: a count to trust
             section.check_rows()
-            statcache.check_against(section, self.trailer, self.path)
 
     def stat_section(self) -> "statcache.StatSection | None":
         """The manifest's stat section (statcache.py), None when it has none."""
@@ -391,10 +391,10 @@ class ManifestReader:
                 self._fail(f"bad record {ids.entries}")
             if type(digest) is bytes and len(digest) == 16 and type(path) is bytes:
                 yield new(Hint, (path, size, mtime_ns, digest, sparse, *(proof or (None, None))))
+        statcache.check_against(section, self.trailer, self.path)
         if proofs is not None:
             for _ in proofs:          # to its end, where the rows' count is checked
                 pass
-        statcache.check_against(section, self.trailer, self.path)
 
     def _check_trailer(self, trailer: dict, ids: TreeId):
         expected = ids.trailer()

@@ -141,6 +141,7 @@ def _read_header(stream, path) -> dict:
     size = HEADER_LEN.unpack(_read_rows(stream, HEADER_LEN.size, path))[0]
     if size > MAX_HEADER_BYTES:
         _fail(path, "is corrupt (header too large)")
+    stream.header_end = HEADER_LEN.size + size
     try:
         doc = codec.unpack(_read_rows(stream, size, path))
     except codec.DecodeErrors:
@@ -216,9 +217,21 @@ def read_section(path, start: int, end: int) -> StatSection | None:
               and type(entries) is int and entries >= 0 and (fs is None or type(fs) is dict))
     except (KeyError, TypeError):
         ok = False
-    if not ok:
+    if not ok or _content_size(path, *frame) not in (None, stream.header_end + entries * ROW.size):
         _fail(path, "is corrupt")
     return StatSection(path, frame, tree_id, entries, fs, bound)
+
+
+def _content_size(path, offset: int, length: int) -> int | None:
+    """The frame's content size, as its header declares it (None when it does not)."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        head = f.read(min(length, 18))
+    try:
+        size = codec.frame_content_size(head)
+    except codec.DecodeErrors:
+        _fail(path, "is corrupt")
+    return None if size < 0 else size
 
 
 def check_against(section: StatSection | None, trailer: dict, path):
