@@ -71,37 +71,54 @@ class Plan:
         return {w.source.layer for w in self.writes if w.source.origin is From.LAYER}
 
 
-@dataclass
 class ChainIndex:
-    """What restore needs to know of a chain's layers before it scans the target."""
-    content: dict = field(default_factory=dict)    # digest -> Source: where it is stored
-    ambiguous: set = field(default_factory=set)    # paths a quick check cannot tell (below)
+    """What restore needs to know of a chain's layers before it scans the target: where each
+    content is stored (get), and the paths a quick check cannot tell (ambiguous, below)."""
+
+    def __init__(self, base=None):
+        self.stored: dict[bytes, Source] = {}    # the diffs' stored content, the newest wins
+        self.ambiguous: set[bytes] = set()
+        self._base = base                         # the full image, layer 0, read when needed
+        self._in_base: dict[bytes, Source] | None = None
+
+    def get(self, digest: bytes) -> Source | None:
+        """Where the newest layer storing this content holds it; None when none does."""
+        source = self.stored.get(digest)
+        if source is None and self._base is not None:
+            if self._in_base is None:
+                self._in_base = _contents_of(self._base)
+            source = self._in_base.get(digest)
+        return source
+
+
+def _contents_of(base) -> dict[bytes, Source]:
+    """Where a full image holds each content. The quick-check hints are the lightest read of a
+    manifest; the first path with a content is never a later hardlink member (its group's first
+    member comes before it), so the container holds it."""
+    found: dict[bytes, Source] = {}
+    for hint in base.file_hints():
+        if hint.digest not in found:
+            found[hint.digest] = Source(From.LAYER, hint.path, 0)
+    return found
 
 
 def index_chain(layers) -> ChainIndex:
     """Where each content is stored in the chain's containers (the newest layer storing it
-    wins), and the paths at which the chain holds two contents with the same size and mtime:
-    a target file there may hold either, so its size and mtime prove nothing and it is hashed.
-    Every content a path ever had in the chain is in a delta record (before or after)."""
-    chain = ChainIndex()
+    wins; the full image's manifest is read only if a content is in no diff), and the paths at
+    which the chain holds two contents with the same size and mtime: a target file there may
+    hold either, so its size and mtime prove nothing and it is hashed. Every content a path
+    ever had in the chain is in a delta record (before or after)."""
+    chain = ChainIndex(layers[0] if layers and layers[0].kind == "full" else None)
     seen: dict[tuple, bytes] = {}       # (path, size, mtime_ns) -> a digest found there
     for number, layer in enumerate(layers):
         if layer.kind == "full":
-            # the quick-check hints are the lightest read of a manifest; the first path with a
-            # content is never a later hardlink member (its group's first member comes before it)
-            # so the container holds it
-            found = {}
-            for hint in layer.file_hints():
-                if hint.digest not in found:
-                    found[hint.digest] = Source(From.LAYER, hint.path, number)
-            chain.content.update(found)
             continue
         for change in layer.delta():
             if change.action == STORE:
                 if unsafe_path(change.path) or change.digest is None:
                     raise ImageError(f"{show_path(layer.path)}: bad delta record "
                                      f"{show_path(change.path)!r}")
-                chain.content[change.digest] = Source(From.LAYER, change.path, number)
+                chain.stored[change.digest] = Source(From.LAYER, change.path, number)
             for e in (change.before, change.after):
                 if e is None or e.kind is not Kind.FILE or e.digest is None:
                     continue
@@ -110,11 +127,11 @@ def index_chain(layers) -> ChainIndex:
     return chain
 
 
-def plan_restore(target_entries, final_entries, index: dict[bytes, Source], kept=None) -> Plan:
-    """The plan that makes the target (a scan of it) equal to the final entries; index: the
-    chain's stored content (ChainIndex.content). kept (keep.Kept): target paths left as they
-    are, which the scan left out; the folders holding them stay even where the chain lacks
-    them (Refused where the chain has another kind there)."""
+def plan_restore(target_entries, final_entries, index, kept=None) -> Plan:
+    """The plan that makes the target (a scan of it) equal to the final entries; index: where
+    the chain stores each content (a ChainIndex, or any mapping of digest to Source). kept
+    (keep.Kept): target paths left as they are, which the scan left out; the folders holding
+    them stay even where the chain lacks them (Refused where the chain has another kind there)."""
     p = Plan()
     in_target: dict[bytes, bytes] = {}    # digest -> a target path holding it
     going: set[bytes] = set()             # target paths removed (with subtrees) or overwritten
@@ -241,7 +258,7 @@ def _restore_folder_metas(p: Plan, final_dirs: dict[bytes, Entry]):
     p.times_only = len(times_back)
 
 
-def _assign_sources(p: Plan, in_target: dict, going: set[bytes], index: dict[bytes, Source]):
+def _assign_sources(p: Plan, in_target: dict, going: set[bytes], index):
     """Each write's content: nothing for an empty file, else the target's own copy (kept aside
     first when its path goes away), else the newest layer storing it."""
     for write in p.writes:
@@ -251,8 +268,8 @@ def _assign_sources(p: Plan, in_target: dict, going: set[bytes], index: dict[byt
         elif f.digest in in_target:
             path = in_target[f.digest]
             write.source = _from_target(p, path, f, going)
-        elif f.digest in index:
-            write.source = index[f.digest]
+        elif (stored := index.get(f.digest)) is not None:
+            write.source = stored
         else:
             raise ImageError(f"no image of the chain holds the content of {show_path(f.path)}")
 

@@ -164,7 +164,7 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
                                                    checksum, warn)
         entries = scan(target, previous=previous, checksum=checksum, trust_mtime=trust_mtime,
                        leave_out=kept.paths, on_progress=on_progress, on_warning=on_warning)
-        p = plan_restore(entries, final.entries(), chain.content, kept)
+        p = plan_restore(entries, final.entries(), chain, kept)
         if not dry_run:
             run = State(False, None, [layer_record(layer) for layer in layers], command,
                         keep=patterns)
