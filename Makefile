@@ -1,7 +1,7 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: deps demo test bench bench-images bench-restore bench-deps
+.PHONY: deps demo test bench bench-images bench-restore bench-exact bench-deps
 
 deps:
 	@bash scripts/deps.sh
@@ -22,6 +22,9 @@ bench-images: deps bench-deps
 
 bench-restore: deps bench-deps
 	$(PYTHON) bench/bench_restore.py
+
+bench-exact: deps bench-deps
+	$(PYTHON) bench/bench_exact.py
 
 # the peers the benchmarks measure against, and GNU time for peak memory
 bench-deps:
