@@ -53,6 +53,10 @@ class Change:
         before, after = _entry(rec[5], path), _entry(rec[6], path)
         if (after is None) != (action == DELETE) or (before is None and (rec[3] or action in (DELETE, META))):
             raise ValueError(f"delta record without the entries its action needs {rec!r:.80}")
+        # a later hardlink member is a link record, linked to the very path its record names
+        if after is not None and (after.link is not None) != (action == LINK) \
+                or (action == LINK and after.link != source):
+            raise ValueError(f"delta record whose hardlink is not its source {rec!r:.80}")
         return cls(path, action, source, rec[3], rec[4], before, after)
 
 

@@ -63,7 +63,7 @@ def from_record(rec) -> Entry:
     if xattrs is not None and (type(xattrs) is not dict or not all(
             type(k) is bytes and type(v) is bytes for k, v in xattrs.items())):
         raise ValueError("xattrs is not a map of bytes to bytes")
-    if link is not None and (type(link) is not bytes or kind is Kind.DIR):
+    if link is not None and (type(link) is not bytes or kind is Kind.DIR or unsafe_path(link)):
         raise ValueError("invalid hardlink reference")
     return Entry(path, kind, mode, uid, gid, mtime_ns, size, digest, target, rdev, xattrs, link,
                  sparse)

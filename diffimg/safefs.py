@@ -17,12 +17,22 @@ from .entry import Entry, Kind
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+_NOT_NAMES = (b"", b".", b"..")
+
+
+def _name(part: bytes) -> bytes:
+    """part, when it names an entry inside its folder (never the folder itself or its parent)."""
+    if part in _NOT_NAMES:
+        raise OSError(errno.EINVAL, "not a name inside the target", part)
+    return part
+
+
 def open_dir(root_fd: int, rel: bytes) -> int:
     """A new fd for the folder rel (b"" for the root itself) under root_fd."""
     fd = os.dup(root_fd)
     try:
         for part in rel.split(b"/") if rel else ():
-            child = os.open(part, DIR_FLAGS, dir_fd=fd)
+            child = os.open(_name(part), DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = child
     except BaseException:
@@ -47,7 +57,7 @@ class Dirs:
         self._drop(keep)
         for part in parts[keep:]:
             parent = self._fds[-1] if self._fds else self.root
-            self._fds.append(os.open(part, DIR_FLAGS, dir_fd=parent))
+            self._fds.append(os.open(_name(part), DIR_FLAGS, dir_fd=parent))
             self._parts.append(part)
         return self._fds[-1] if self._fds else self.root
 

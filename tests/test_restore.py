@@ -398,9 +398,13 @@ def _interrupt_restores(chain, tmp_path, interrupt):
         proc = subprocess.Popen([sys.executable, "-m", "diffimg", "restore", base, diff, target],
                                 stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + 20
-        while not _mounted():
-            assert time.monotonic() < deadline and proc.poll() is None, "restore never mounted"
+        while not _mounted() and proc.poll() is None:
+            assert time.monotonic() < deadline, "restore never mounted"
             time.sleep(0.005)
+        if proc.poll() is not None:       # done between two looks: nothing left to interrupt
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0 and not _mounted(), err
+            continue
         time.sleep(delay)
         interrupt(proc)
         _, err = proc.communicate(timeout=60)

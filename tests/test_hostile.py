@@ -1,0 +1,68 @@
+"""Issue 9: images crafted by anyone (every digest and tree ID recomputed) never reach outside
+the target. Real images, the real CLI."""
+
+import os
+
+from conftest import run_cli
+from treebuild import build
+
+from diffimg.delta import LINK
+from diffimg.image import Image, append_metadata
+from diffimg.manifest import write_manifest
+
+
+def _recrafted(image_path, scratch, entries=None, changes=None):
+    """Give the dir-format image other manifest entries and/or delta records, every digest and
+    the tree ID recomputed, as an attacker would."""
+    image = Image(image_path)
+    manifest = os.path.join(scratch, "crafted-manifest")
+    trailer = write_manifest(manifest, entries if entries is not None else list(image.entries()))
+    info = dict(image.info, tree_id=trailer["tree_id"])
+    with open(image.meta_path, "wb") as f:
+        append_metadata(f, image.container, manifest,
+                        changes if changes is not None else image.delta(), info)
+
+
+def _victim(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim").write_bytes(b"secret")
+    os.chmod(outside / "victim", 0o600)
+    return outside / "victim"
+
+
+def test_a_hardlink_to_outside_the_target_is_refused(tmp_path):
+    victim = _victim(tmp_path)
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"z", "kind": "file", "data": b"secret"}])
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    entries = list(Image(tmp_path / "img").entries())
+    entries[1].link = b"../outside/victim"            # sorts before "z": an "earlier" path
+    _recrafted(tmp_path / "img", tmp_path, entries=entries)
+    target = tmp_path / "target"
+    target.mkdir()
+    proc = run_cli("restore", tmp_path / "img", target)
+    assert proc.returncode in (4, 8) and b"hardlink" in proc.stderr, proc
+    assert os.stat(victim).st_nlink == 1 and not os.path.lexists(target / "z")
+    assert run_cli("verify", tmp_path / "img").returncode != 0
+
+
+def test_a_delta_link_record_must_link_to_its_source(tmp_path):
+    victim = _victim(tmp_path)
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"a", "kind": "file", "data": b"secret"}])
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
+    os.link(os.path.join(tree, b"a"), os.path.join(tree, b"b"))
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
+            check_rc=0)
+    changes = Image(tmp_path / "d1").delta()
+    linked = [c for c in changes if c.action == LINK]
+    assert linked
+    linked[0].after.link = b"../outside/victim"       # the source stays "a": only it was checked
+    _recrafted(tmp_path / "d1", tmp_path, changes=changes)
+    proc = run_cli("apply", tmp_path / "d1", target)
+    assert proc.returncode == 8 and b"corrupt" in proc.stderr, proc
+    assert os.stat(victim).st_nlink == 1
