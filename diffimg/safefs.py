@@ -12,7 +12,7 @@ import os
 import shutil
 import stat
 
-from .entry import Entry, Kind
+from .entry import KIND_OF_FMT, Entry, Kind
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -102,21 +102,32 @@ def set_meta_fd(fd: int, e: Entry):
 
 
 def set_meta_at(dir_fd: int, name: bytes, e: Entry):
-    """The same for an entry that is not opened (symlinks, devices, FIFOs, sockets, and files)."""
-    if e.kind is Kind.FILE or e.kind is Kind.DIR:
-        flags = (DIR_FLAGS if e.kind is Kind.DIR else
-                 os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-        fd = os.open(name, flags, dir_fd=dir_fd)
-        try:
-            set_meta_fd(fd, e)
-        finally:
-            os.close(fd)
-        return
-    os.chown(name, e.uid, e.gid, dir_fd=dir_fd, follow_symlinks=False)
-    if e.kind is not Kind.SYMLINK:
-        os.chmod(name, e.mode, dir_fd=dir_fd)
-    sync_xattrs(proc_path(dir_fd, name), e.xattrs, follow=False)
-    os.utime(name, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+    """The same for an entry that is not opened (symlinks, devices, FIFOs, sockets, and files).
+    The entry is first pinned with O_PATH, never following a symlink, and must still be of
+    e's kind (else OSError, changing nothing): one swapped in since the scan is not touched, and
+    nothing is followed out of the target. Files and folders are then opened through the pin
+    (the same inode; a device is never opened); mode is set through the pin too."""
+    pin = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if KIND_OF_FMT.get(stat.S_IFMT(os.fstat(pin).st_mode)) is not e.kind:
+            raise OSError(errno.ESTALE, "changed kind while being restored", name)
+        pinned = b"/proc/self/fd/%d" % pin        # the pinned inode itself, which is no symlink
+        if e.kind is Kind.FILE or e.kind is Kind.DIR:
+            flags = (DIR_FLAGS if e.kind is Kind.DIR else
+                     os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+            fd = os.open(pinned, flags & ~os.O_NOFOLLOW)
+            try:
+                set_meta_fd(fd, e)
+            finally:
+                os.close(fd)
+            return
+        os.chown(name, e.uid, e.gid, dir_fd=dir_fd, follow_symlinks=False)
+        if e.kind is not Kind.SYMLINK:
+            os.chmod(pinned, e.mode)
+        sync_xattrs(proc_path(dir_fd, name), e.xattrs, follow=False)
+        os.utime(name, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+    finally:
+        os.close(pin)
 
 
 def make_special(dir_fd: int, name: bytes, e: Entry):

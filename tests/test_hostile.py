@@ -66,3 +66,29 @@ def test_a_delta_link_record_must_link_to_its_source(tmp_path):
     proc = run_cli("apply", tmp_path / "d1", target)
     assert proc.returncode == 8 and b"corrupt" in proc.stderr, proc
     assert os.stat(victim).st_nlink == 1
+
+
+def test_metadata_never_follows_a_symlink_swapped_in_for_the_entry(tmp_path):
+    """Between the scan and the metadata step a FIFO (or a file) becomes a symlink to a file
+    outside: setting the entry's metadata refuses, and the outside file keeps its mode."""
+    import errno
+
+    import pytest
+
+    from diffimg.entry import Entry, Kind
+    from diffimg.safefs import set_meta_at
+    victim = _victim(tmp_path)
+    target = tmp_path / "target"
+    target.mkdir()
+    os.symlink(victim, target / "fifo")
+    os.symlink(victim, target / "file")
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name, kind in ((b"fifo", Kind.FIFO), (b"file", Kind.FILE)):
+            with pytest.raises(OSError) as caught:
+                set_meta_at(fd, name, Entry(name, kind, 0o6777, os.getuid(), os.getgid(), 10**18))
+            assert caught.value.errno == errno.ESTALE
+    finally:
+        os.close(fd)
+    st = os.stat(victim)
+    assert (st.st_mode & 0o7777, st.st_nlink) == (0o600, 1) and st.st_mtime_ns != 10**18
