@@ -158,15 +158,16 @@ def _jobs(p: Plan, run: _Run, layer_roots: dict):
     for w in p.writes:
         origin = w.source.origin
         may_link = False
+        layer_root = None
         if origin is From.LAYER:
-            where = os.path.join(layer_roots[w.source.layer], w.source.path)
+            where, layer_root = w.source.path, layer_roots[w.source.layer]
         elif origin is From.RESCUE:
             where = run.rescue_path(w.entry.digest)
             may_link = w.entry.digest not in linked
             linked.add(w.entry.digest)
         else:
             where = w.source.path
-        yield Job(run.tmp_name(), w.entry, origin, where, may_link), w
+        yield Job(run.tmp_name(), w.entry, origin, where, may_link, layer_root), w
 
 
 def _write_files(p: Plan, target: bytes, run: _Run, layer_roots: dict, on_progress):

@@ -38,9 +38,10 @@ class Job(NamedTuple):
     tmp: bytes             # the temporary name, in the entry's folder
     entry: Entry
     origin: From
-    where: bytes | None    # LAYER: the absolute path of the layer's file; TARGET, RESCUE: a path
+    where: bytes | None    # LAYER: the file's path in the layer's tree; TARGET, RESCUE: a path
                            # inside the target; EMPTY: None
     may_link: bool         # RESCUE: nothing else uses this content, so its inode may take the name
+    layer_root: bytes | None = None   # LAYER: the layer's tree (a mounted container, a folder)
 
 
 class Written(NamedTuple):
@@ -53,24 +54,49 @@ def write_batch(root: bytes, jobs: list[Job]) -> list[Written]:
     """Write each job's file into the target at root; the answers, in order."""
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     dirs, source_dirs = Dirs(root_fd), Dirs(root_fd)   # two caches: the paths interleave
+    layers = _Layers()
     try:
-        return [_write_one(dirs, source_dirs, job) for job in jobs]
+        return [_write_one(dirs, source_dirs, job, layers) for job in jobs]
     finally:
         dirs.close()
         source_dirs.close()
+        layers.close()
         os.close(root_fd)
 
 
-def _open_source(source_dirs: Dirs, job: Job) -> int | None:
+class _Layers:
+    """Folder fds inside each layer's tree: a container's content is read beneath its root,
+    never through a symlink it holds (a layer from anyone may hold x -> /dev)."""
+
+    def __init__(self):
+        self._dirs: dict[bytes, Dirs] = {}
+
+    def fd(self, root: bytes, rel_dir: bytes) -> int:
+        dirs = self._dirs.get(root)
+        if dirs is None:
+            dirs = self._dirs[root] = Dirs(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        return dirs.fd(rel_dir)
+
+    def close(self):
+        for dirs in self._dirs.values():
+            dirs.close()
+            os.close(dirs.root)
+
+
+def _open_source(source_dirs: Dirs, job: Job, layers: _Layers) -> int | None:
+    """The source's fd: a regular file reached without following a symlink, or OSError."""
     if job.origin is From.EMPTY:
         return None
-    if job.origin is From.LAYER:
-        return os.open(job.where, _READ)
     parent, name = split(job.where)
-    return os.open(name, _READ, dir_fd=source_dirs.fd(parent))
+    dir_fd = layers.fd(job.layer_root, parent) if job.origin is From.LAYER else source_dirs.fd(parent)
+    fd = os.open(name, _READ, dir_fd=dir_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    return fd
 
 
-def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job) -> Written:
+def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job, layers: _Layers) -> Written:
     if job.may_link:
         moved = _move(dirs, source_dirs, job.tmp, job.where, job.entry)
         if moved is not None:
@@ -79,7 +105,7 @@ def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job) -> Written:
     parent, name = split(entry.path)
     try:
         dir_fd = dirs.fd(parent)
-        src = _open_source(source_dirs, job)
+        src = _open_source(source_dirs, job, layers)
     except OSError as exc:
         return Written(Problem.ERROR, f"cannot open the source of {os.fsdecode(entry.path)}: "
                        f"{exc.strerror}", None)
@@ -90,7 +116,7 @@ def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job) -> Written:
             os.close(src)
         return Written(_failure(exc), exc.strerror, None)
     try:
-        digest, size = _copy(src, dst, entry.sparse) if src is not None else (None, 0)
+        digest, size = _copy(src, dst, entry.sparse, entry.size) if src is not None else (None, 0)
         if src is not None and digest != entry.digest:
             raise _Mismatch
         set_meta_fd(dst, entry)
@@ -158,13 +184,16 @@ class _Mismatch(Exception):
     pass
 
 
-def _copy(src: int, dst: int, sparse: bool):
-    """Copy src to dst, hashing as it goes; zero runs become holes when sparse."""
+def _copy(src: int, dst: int, sparse: bool, size: int):
+    """Copy src to dst, hashing as it goes; zero runs become holes when sparse. A source longer
+    than size is not read to its end: its digest is None."""
     h = xxhash.xxh3_128()
     view = _BUFFER
     offset = 0
     with open(src, "rb", buffering=0, closefd=False) as f:
         while n := f.readinto(view):
+            if offset + n > size:
+                return None, offset + n
             chunk = view[:n]
             h.update(chunk)
             if sparse:

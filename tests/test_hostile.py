@@ -92,3 +92,37 @@ def test_metadata_never_follows_a_symlink_swapped_in_for_the_entry(tmp_path):
         os.close(fd)
     st = os.stat(victim)
     assert (st.st_mode & 0o7777, st.st_nlink) == (0o600, 1) and st.st_mtime_ns != 10**18
+
+
+def _image_with_file(tmp_path, path: bytes, data: bytes):
+    spec = [{"path": b"", "kind": "dir"}]
+    if b"/" in path:
+        spec.append({"path": path.rpartition(b"/")[0], "kind": "dir"})
+    tree = build(tmp_path / "t", spec + [{"path": path, "kind": "file", "data": data}])
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    return tmp_path / "img" / "tree"
+
+
+def test_a_container_symlink_is_never_followed_for_content(tmp_path):
+    """The container holds x -> /dev where the manifest has the file x/zero: the restore reads
+    nothing through it (it used to read /dev/zero until the target was full)."""
+    container = _image_with_file(tmp_path, b"x/zero", b"abc")
+    os.unlink(container / "x" / "zero")
+    os.rmdir(container / "x")
+    os.symlink("/dev", container / "x")
+    target = tmp_path / "target"
+    target.mkdir()
+    proc = run_cli("restore", tmp_path / "img", target, timeout=60)
+    assert proc.returncode in (7, 8) and b"x/zero" in proc.stderr, proc
+    assert not os.path.lexists(target / "x" / "zero")
+
+
+def test_a_container_file_longer_than_recorded_is_not_read_to_its_end(tmp_path):
+    container = _image_with_file(tmp_path, b"f", b"abc")
+    with open(container / "f", "r+b") as f:
+        f.truncate(1 << 40)                       # a 1 TiB sparse file where 3 bytes are recorded
+    target = tmp_path / "target"
+    target.mkdir()
+    proc = run_cli("restore", tmp_path / "img", target, timeout=60)
+    assert proc.returncode == 8 and b"does not match" in proc.stderr, proc
+    assert not os.path.lexists(target / "f")

@@ -37,6 +37,11 @@ def write(target, *jobs):
     return write_batch(os.fsencode(target), list(jobs))
 
 
+def layer_job(e, source):
+    """A job writing e from source, a file at the top of its layer's tree."""
+    return Job(TMP, e, From.LAYER, os.path.basename(source), False, os.path.dirname(source))
+
+
 def assert_written(path, e):
     with open(path, "rb") as got:
         assert xxhash.xxh3_128_digest(got.read()) == e.digest
@@ -50,7 +55,7 @@ def test_layer_job_writes_the_content_under_its_name_with_its_metadata(target, t
     source = put(tmp_path / "layer" / "stored", b"layer content")
     (target / "sub").mkdir()
     e = f(b"sub/file", b"layer content", mode=0o4750)
-    assert write(target, Job(TMP, e, From.LAYER, source, False)) == [Written(None, None, 13)]
+    assert write(target, layer_job(e, source)) == [Written(None, None, 13)]
     assert_written(target / "sub" / "file", e)
     assert os.listdir(target / "sub") == ["file"]           # no temporary name left
 
@@ -59,7 +64,7 @@ def test_layer_job_replaces_an_old_file(target, tmp_path):
     source = put(tmp_path / "layer" / "x", b"new")
     put(target / "x", b"old old old")
     e = f(b"x", b"new", mtime=-5)
-    assert write(target, Job(TMP, e, From.LAYER, source, False))[0].problem is None
+    assert write(target, layer_job(e, source))[0].problem is None
     assert_written(target / "x", e)
     assert os.listdir(target) == ["x"]
 
@@ -70,7 +75,7 @@ def test_wrong_digest_is_bad_content_and_leaves_the_old_file(target, tmp_path):
     before = os.lstat(target / "x")
     e = f(b"x", b"the right bytes")
     e.size = len(b"damaged bytes")
-    [answer] = write(target, Job(TMP, e, From.LAYER, source, False))
+    [answer] = write(target, layer_job(e, source))
     assert answer.problem is Problem.BAD_CONTENT and answer.message
     assert (target / "x").read_bytes() == b"old"
     after = os.lstat(target / "x")
@@ -130,7 +135,7 @@ def test_sparse_entry_is_written_with_holes(target, tmp_path):
     content = bytes(1 << 20) + b"middle" + bytes(3 << 20) + b"tail"
     source = put(tmp_path / "layer" / "disk.img", content)
     e = f(b"disk.img", content, sparse=True)
-    assert write(target, Job(TMP, e, From.LAYER, source, False)) == [Written(None, None, len(content))]
+    assert write(target, layer_job(e, source)) == [Written(None, None, len(content))]
     assert_written(target / "disk.img", e)
     st = os.lstat(target / "disk.img")
     assert st.st_blocks * 512 < st.st_size // 2
@@ -140,7 +145,7 @@ def test_sparse_entry_ending_in_zeros_keeps_its_size(target, tmp_path):
     content = b"head" + bytes(2 << 20)
     source = put(tmp_path / "layer" / "z", content)
     e = f(b"z", content, sparse=True)
-    assert write(target, Job(TMP, e, From.LAYER, source, False))[0].problem is None
+    assert write(target, layer_job(e, source))[0].problem is None
     assert_written(target / "z", e)
     st = os.lstat(target / "z")
     assert st.st_blocks * 512 < st.st_size
@@ -148,7 +153,7 @@ def test_sparse_entry_ending_in_zeros_keeps_its_size(target, tmp_path):
 
 def test_missing_source_is_an_error_with_a_message(target, tmp_path):
     e = f(b"x", b"content")
-    [answer] = write(target, Job(TMP, e, From.LAYER, os.fsencode(tmp_path / "no-such-file"), False))
+    [answer] = write(target, layer_job(e, os.fsencode(tmp_path / "no-such-file")))
     assert answer.problem is Problem.ERROR and answer.size is None
     assert "x" in answer.message and "No such file" in answer.message
     assert os.listdir(target) == []
@@ -162,9 +167,9 @@ def test_missing_rescue_with_may_link_is_an_error(target):
 
 def test_a_batch_answers_each_job_in_order(target, tmp_path):
     good = put(tmp_path / "layer" / "good", b"good")
-    jobs = [Job(b".t1", f(b"a", b"good"), From.LAYER, good, False),
-            Job(b".t2", f(b"b", b"good"), From.LAYER, os.fsencode(tmp_path / "missing"), False),
-            Job(b".t3", f(b"c", b"bad"), From.LAYER, good, False),
+    jobs = [layer_job(f(b"a", b"good"), good)._replace(tmp=b".t1"),
+            layer_job(f(b"b", b"good"), os.fsencode(tmp_path / "missing"))._replace(tmp=b".t2"),
+            layer_job(f(b"c", b"bad"), good)._replace(tmp=b".t3"),
             Job(b".t4", f(b"d", b""), From.EMPTY, None, False)]
     answers = write(target, *jobs)
     assert [a.problem for a in answers] == [None, Problem.ERROR, Problem.BAD_CONTENT, None]
@@ -175,5 +180,5 @@ def test_a_folder_in_the_way_is_replaced_by_the_file(target, tmp_path):
     source = put(tmp_path / "layer" / "x", b"file now")
     put(target / "x" / "inner", b"old subtree")
     e = f(b"x", b"file now")
-    assert write(target, Job(TMP, e, From.LAYER, source, False))[0].problem is None
+    assert write(target, layer_job(e, source))[0].problem is None
     assert_written(target / "x", e)
