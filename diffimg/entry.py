@@ -53,6 +53,7 @@ class Entry:
     # where it was read, for a stat cache (statcache.py); not part of the record, not compared
     ino: int | None = field(default=None, compare=False, repr=False)
     ctime_ns: int | None = field(default=None, compare=False, repr=False)
+    nlink: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> bytes:
@@ -88,7 +89,7 @@ def entry_from_stat(path: bytes, st) -> Entry:
     """An Entry from an lstat result; content, target and xattrs are filled in by the caller."""
     kind = KIND_OF_FMT[stat.S_IFMT(st.st_mode)]
     entry = Entry(path, kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
-    entry.ino, entry.ctime_ns = st.st_ino, st.st_ctime_ns
+    entry.ino, entry.ctime_ns, entry.nlink = st.st_ino, st.st_ctime_ns, st.st_nlink
     if kind is Kind.FILE:
         entry.size = st.st_size
     elif kind is Kind.CHAR or kind is Kind.BLOCK:

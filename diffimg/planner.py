@@ -180,6 +180,12 @@ def _indexed(entries, in_target: dict, unverified: set):
         yield e
 
 
+def _shared(t: Entry) -> bool:
+    """The target's inode has other links (in the tree or outside it): changing its metadata in
+    place would change theirs, so it is replaced by a new inode instead."""
+    return t.nlink is not None and t.nlink > 1
+
+
 class _Classifier:
     """Sorts each (target entry, final entry) pair into the plan's lists."""
 
@@ -206,13 +212,15 @@ class _Classifier:
             else:
                 p.links.append(f)
         elif f.kind is Kind.FILE:
+            same = same_meta(t, f)
             if t.digest == f.digest and t.size == f.size and t.link is None \
-                    and bool(t.sparse) == bool(f.sparse):
-                self._count(same_meta(t, f), p.metas, f)
+                    and bool(t.sparse) == bool(f.sparse) and (same or not _shared(t)):
+                self._count(same, p.metas, f)
             else:
-                self._write(f)
+                self._write(f)              # (a shared inode gets its new metadata on a copy)
                 self.going.add(t.path)
-        elif t.target != f.target or t.rdev != f.rdev or t.link is not None:
+        elif t.target != f.target or t.rdev != f.rdev or t.link is not None \
+                or (_shared(t) and not same_meta(t, f)):
             self._special(f)
         else:
             self._count(same_meta(t, f), p.metas, f)

@@ -126,3 +126,32 @@ def test_a_container_file_longer_than_recorded_is_not_read_to_its_end(tmp_path):
     proc = run_cli("restore", tmp_path / "img", target, timeout=60)
     assert proc.returncode == 8 and b"does not match" in proc.stderr, proc
     assert not os.path.lexists(target / "f")
+
+
+def test_a_target_sharing_inodes_with_outside_files_leaves_them_alone(tmp_path):
+    """The target is a hardlink clone (cp -al) of a golden tree: restore gives the target its
+    new metadata on fresh inodes and never changes the golden tree's files."""
+    from snapshot import assert_same_tree, snapshot
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"secret", "kind": "file", "data": b"s", "mode": 0o600},
+                                  {"path": b"fifo", "kind": "fifo", "mode": 0o600},
+                                  {"path": b"same", "kind": "file", "data": b"x"}])
+    golden = tmp_path / "golden"
+    import subprocess
+    subprocess.run(["cp", "-a", tree, golden], check=True)
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    os.chmod(os.path.join(tree, b"secret"), 0o644)
+    os.chmod(os.path.join(tree, b"fifo"), 0o666)
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
+            check_rc=0)
+    before = snapshot(golden)
+    target = tmp_path / "target"
+    subprocess.run(["cp", "-al", golden, target], check=True)
+    run_cli("restore", "-q", tmp_path / "base", tmp_path / "d1", target, check_rc=0)
+    assert_same_tree(snapshot(target), snapshot(tree))
+    after = snapshot(golden)
+    for rec in after.values():
+        rec.pop("hardlinks", None)
+    for rec in before.values():
+        rec.pop("hardlinks", None)
+    assert after == before
