@@ -10,7 +10,7 @@ import errno
 import os
 
 from .compare import entry_differences, is_xattr_label
-from .delta import LINK, PARENT
+from .delta import LINK, META, PARENT
 from .entry import Entry, Kind, entry_from_stat
 from .errors import Refused, ScanError, show_path
 from .fsmeta import read_xattrs
@@ -27,10 +27,12 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
     delta touches, and a file of the right size at every path content is taken from; the
     refusal names every path that differs. checksum: compare the content of those files too,
     not only their size and mtime. proofs: path -> (ino, ctime_ns) from the target's state
-    (of the parent tree): the content of those files is compared unless their stat proves it."""
+    (of the parent tree): the content of those files is compared unless their stat proves it.
+    Returns the paths of meta records whose inode has other links (planner.plan_delta)."""
     dirs, source_dirs = Dirs(root_fd), Dirs(root_fd)   # two caches: the paths interleave
     touched = {c.path for c in changes}
     differences: dict[bytes, str] = {}                 # path -> what differs, in delta order
+    shared: set[bytes] = set()
     try:
         def content_check(path):
             if checksum:
@@ -41,6 +43,8 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
             problem = _differs(found, c.before)
             if problem:
                 differences.setdefault(c.path, problem)
+            elif c.action == META and found.kind is not Kind.DIR and found.nlink > 1:
+                shared.add(c.path)
             if c.action in (PARENT, LINK) and c.source not in touched:
                 found = _lookup(source_dirs, c.source,
                                 content_check(c.source) if c.after.kind is Kind.FILE else None)
@@ -53,6 +57,7 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
         source_dirs.close()
     if differences:
         _refuse(target, list(differences.items()))
+    return shared
 
 
 def _refuse(target: bytes, differences: list[tuple[bytes, str]]):
@@ -114,3 +119,12 @@ def _differs(have: Entry | None, want: Entry | None) -> str | None:
     if want.kind is Kind.FILE and have.digest is not None and have.digest != want.digest:
         return "has other content"
     return None
+
+
+def entry_at(root_fd: int, path: bytes) -> Entry | None:
+    """The target's entry at path, with its xattrs (never through a symlink); None if absent."""
+    dirs = Dirs(root_fd)
+    try:
+        return _lookup(dirs, path, None)
+    finally:
+        dirs.close()

@@ -300,8 +300,10 @@ def going_away(path: bytes, going: set[bytes]) -> bool:
     return False
 
 
-def plan_delta(changes, entries: int) -> Plan:
-    """The plan that turns the parent tree into the diff's tree. entries: the diff's tree size."""
+def plan_delta(changes, entries: int, shared=frozenset()) -> Plan:
+    """The plan that turns the parent tree into the diff's tree. entries: the diff's tree size.
+    shared: paths of meta records whose target inode has other links: they get a new inode
+    (a file its own content, copied) instead of metadata changed in place."""
     p = Plan()
     going: set[bytes] = set()          # paths whose entry is removed or replaced (with subtree)
     for c in changes:
@@ -311,6 +313,14 @@ def plan_delta(changes, entries: int) -> Plan:
             going.add(c.path)
             continue
         f = c.after
+        if c.action == META and c.path in shared:
+            going.add(c.path)
+            if f.kind is Kind.FILE:
+                source = Source(From.TARGET, c.path) if f.size else Source(From.EMPTY)
+                p.writes.append(Write(f, source))
+            else:
+                p.specials.append(f)
+            continue
         if c.action == META:
             (p.dir_metas if f.kind is Kind.DIR else p.metas).append(f)
             continue

@@ -10,16 +10,17 @@ import os
 
 from . import statcache
 from .delta import DELETE, LINK, META, PARENT
-from .entry import path_key
+from .entry import Kind, path_key
 from .errors import ImageError, OutputError, Refused, show_path
 from .executor import execute, locked_target
 from .fsmeta import mount_of
 from .hashing import prestart_workers
 from .image import Image, open_chain
 from .keep import Kept, defaults_for, find_kept
-from .parentcheck import check_parent
+from .parentcheck import check_parent, entry_at
 from .planner import index_chain, plan_delta, plan_restore
 from .progress import Phase
+from .safefs import split
 from .scanner import scan
 from .state import RecordedTree, State, begin, confirm, finish, layer_record, usable_state
 
@@ -61,8 +62,10 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
         if state is not None and state.tree_id != image.parent_id:
             state = None
         proofs = _proofs(root_fd, changes, fs) if state is not None and not checksum else None
-        check_parent(root_fd, target, changes, checksum, proofs)
-        p = plan_delta(changes, image.info["entries"])
+        shared = check_parent(root_fd, target, changes, checksum, proofs)
+        p = plan_delta(changes, image.info["entries"], shared)
+        if shared:
+            _keep_folder_times(root_fd, p, shared)
         p.kept = sorted(kept.paths)
         if not dry_run:
             run = State(False, None, (state.chain if state else []) + [layer_record(image)],
@@ -78,6 +81,17 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
                     if carried is not None:
                         carried.close()
         return p
+
+
+def _keep_folder_times(root_fd: int, p, shared: set[bytes]):
+    """The folders in which apply gives a shared inode's name a new inode (and the root, where
+    content is kept aside) get their metadata back as it is now, as restore's plan does."""
+    planned = {e.path for e in p.dir_metas}
+    for folder in sorted(({split(path)[0] for path in shared} | {b""}) - planned):
+        e = entry_at(root_fd, folder)
+        if e is not None and e.kind is Kind.DIR:
+            p.dir_metas.append(e)
+    p.dir_metas.sort(key=lambda e: path_key(e.path))
 
 
 def _kept(root_fd: int, keep) -> tuple[Kept, list[str]]:

@@ -155,3 +155,26 @@ def test_a_target_sharing_inodes_with_outside_files_leaves_them_alone(tmp_path):
     for rec in before.values():
         rec.pop("hardlinks", None)
     assert after == before
+
+
+def test_apply_onto_a_hardlink_clone_leaves_the_outside_files_alone(tmp_path):
+    import subprocess
+
+    from snapshot import assert_same_tree, snapshot
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"secret", "kind": "file", "data": b"s", "mode": 0o600},
+                                  {"path": b"fifo", "kind": "fifo", "mode": 0o600}])
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    golden = tmp_path / "golden"
+    golden.mkdir()
+    run_cli("restore", "-q", tmp_path / "base", golden, check_rc=0)
+    os.chmod(os.path.join(tree, b"secret"), 0o644)
+    os.chmod(os.path.join(tree, b"fifo"), 0o666)
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
+            check_rc=0)
+    before = snapshot(golden)
+    target = tmp_path / "target"
+    subprocess.run(["cp", "-al", golden, target], check=True)
+    run_cli("apply", "-q", tmp_path / "d1", target, check_rc=0)
+    assert_same_tree(snapshot(target), snapshot(tree))
+    assert snapshot(golden) == before
