@@ -11,7 +11,9 @@ import errno
 import fcntl
 import functools
 import os
+import stat
 
+from .entry import KIND_OF_FMT
 from .errors import Busy, ImageError, InputNotFound, OutputError, show_path
 from .hashing import Problem, copy_file, run_pooled
 from .planner import Plan
@@ -211,6 +213,9 @@ def _link(root_fd, dirs, e, tmp):
     try:
         dir_fd = dirs.fd(parent)
         leader = os.stat(lname, dir_fd=leader_dir, follow_symlinks=False)
+        if KIND_OF_FMT.get(stat.S_IFMT(leader.st_mode)) is not e.kind:
+            raise OSError(errno.EINVAL, f"its hardlink's first member is not a {e.kind.name.lower()}",
+                          e.path)
         with contextlib.suppress(FileNotFoundError):
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             if (st.st_dev, st.st_ino) == (leader.st_dev, leader.st_ino):

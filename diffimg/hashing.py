@@ -140,12 +140,22 @@ def copy_batch(pairs: list[tuple[bytes, bytes]]) -> list[Hashed]:
 
 
 def _open_for_read(path: bytes) -> int:
+    """path opened for reading when it is a regular file; otherwise its O_PATH pin, which the
+    caller's fstat finds not regular (a device or FIFO is never opened: some act on open)."""
+    pin = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(pin).st_mode):
+        return pin
+    pinned = b"/proc/self/fd/%d" % pin
+    flags = _OPEN_FLAGS & ~os.O_NOFOLLOW
     try:
-        return os.open(path, _OPEN_FLAGS | _NOATIME)
-    except PermissionError:
-        if not _NOATIME:
-            raise
-        return os.open(path, _OPEN_FLAGS)   # O_NOATIME is refused for files of other owners
+        try:
+            return os.open(pinned, flags | _NOATIME)
+        except PermissionError:
+            if not _NOATIME:
+                raise
+            return os.open(pinned, flags)    # O_NOATIME is refused for files of other owners
+    finally:
+        os.close(pin)
 
 
 def _hash_stream(fd: int, head: bytes):

@@ -51,6 +51,7 @@ class Plan:
     # per final entry, in order: its content is the target's, taken on size and mtime alone
     unverified: bytearray = field(default_factory=bytearray)
     unverified_writes: set = field(default_factory=set)   # writes of target content so taken
+    renewed: set = field(default_factory=set)    # plan_delta: meta records given a new inode
 
     def counts(self) -> dict:
         origins = [w.source.origin for w in self.writes]
@@ -220,8 +221,8 @@ class _Classifier:
                 self._write(f)              # (a shared inode gets its new metadata on a copy)
                 self.going.add(t.path)
         elif t.target != f.target or t.rdev != f.rdev or t.link is not None \
-                or (_shared(t) and not same_meta(t, f)):
-            self._special(f)
+                or (not same_meta(t, f) and (_shared(t) or f.kind is Kind.SYMLINK)):
+            self._special(f)         # (a symlink's attributes are set only on one made anew)
         else:
             self._count(same_meta(t, f), p.metas, f)
 
@@ -303,7 +304,7 @@ def going_away(path: bytes, going: set[bytes]) -> bool:
 def plan_delta(changes, entries: int, shared=frozenset()) -> Plan:
     """The plan that turns the parent tree into the diff's tree. entries: the diff's tree size.
     shared: paths of meta records whose target inode has other links: they get a new inode
-    (a file its own content, copied) instead of metadata changed in place."""
+    (a file its own content, copied) instead of metadata changed in place, as symlinks do."""
     p = Plan()
     going: set[bytes] = set()          # paths whose entry is removed or replaced (with subtree)
     for c in changes:
@@ -313,8 +314,9 @@ def plan_delta(changes, entries: int, shared=frozenset()) -> Plan:
             going.add(c.path)
             continue
         f = c.after
-        if c.action == META and c.path in shared:
+        if c.action == META and (c.path in shared or f.kind is Kind.SYMLINK):
             going.add(c.path)
+            p.renewed.add(c.path)
             if f.kind is Kind.FILE:
                 source = Source(From.TARGET, c.path) if f.size else Source(From.EMPTY)
                 p.writes.append(Write(f, source))

@@ -64,8 +64,8 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
         proofs = _proofs(root_fd, changes, fs) if state is not None and not checksum else None
         shared = check_parent(root_fd, target, changes, checksum, proofs)
         p = plan_delta(changes, image.info["entries"], shared)
-        if shared:
-            _keep_folder_times(root_fd, p, shared)
+        if p.renewed:
+            _keep_folder_times(root_fd, p, p.renewed)
         p.kept = sorted(kept.paths)
         if not dry_run:
             run = State(False, None, (state.chain if state else []) + [layer_record(image)],

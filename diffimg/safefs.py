@@ -121,11 +121,29 @@ def set_meta_at(dir_fd: int, name: bytes, e: Entry):
             finally:
                 os.close(fd)
             return
-        os.chown(name, e.uid, e.gid, dir_fd=dir_fd, follow_symlinks=False)
-        if e.kind is not Kind.SYMLINK:
+        if e.kind is not Kind.SYMLINK:          # every change through the pin: a name
+            os.chown(pinned, e.uid, e.gid)      # swapped meanwhile is never touched
             os.chmod(pinned, e.mode)
+            sync_xattrs(pinned, e.xattrs)
+            os.utime(pinned, ns=(e.mtime_ns, e.mtime_ns))
+            return
+        # a symlink's own attributes can only be set by name (no-follow): it is one this run
+        # made under a temporary name (the planner remakes a symlink whose metadata changes)
+        os.chown(name, e.uid, e.gid, dir_fd=dir_fd, follow_symlinks=False)
         sync_xattrs(proc_path(dir_fd, name), e.xattrs, follow=False)
         os.utime(name, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+    finally:
+        os.close(pin)
+
+
+def open_regular(dir_fd: int, name: bytes, flags: int) -> int:
+    """name in dir_fd opened with flags, only if it is a regular file (never through a
+    symlink): it is pinned with O_PATH first, so a device or FIFO is never opened."""
+    pin = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(pin).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", name)
+        return os.open(b"/proc/self/fd/%d" % pin, flags & ~os.O_NOFOLLOW)
     finally:
         os.close(pin)
 

@@ -12,7 +12,7 @@ import xxhash
 
 from .entry import Entry
 from .hashing import Problem
-from .safefs import Dirs, replace, set_meta_fd, split
+from .safefs import Dirs, open_regular, replace, set_meta_fd, split
 
 CHUNK = 1 << 20
 HOLE_UNIT = 4 << 10          # sparse files: zero blocks of this size become holes (the
@@ -89,11 +89,7 @@ def _open_source(source_dirs: Dirs, job: Job, layers: _Layers) -> int | None:
         return None
     parent, name = split(job.where)
     dir_fd = layers.fd(job.layer_root, parent) if job.origin is From.LAYER else source_dirs.fd(parent)
-    fd = os.open(name, _READ, dir_fd=dir_fd)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file")
-    return fd
+    return open_regular(dir_fd, name, _READ)
 
 
 def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job, layers: _Layers) -> Written:

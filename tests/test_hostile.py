@@ -178,3 +178,31 @@ def test_apply_onto_a_hardlink_clone_leaves_the_outside_files_alone(tmp_path):
     run_cli("apply", "-q", tmp_path / "d1", target, check_rc=0)
     assert_same_tree(snapshot(target), snapshot(tree))
     assert snapshot(golden) == before
+
+
+def test_a_hardlink_whose_first_member_is_of_another_kind_is_refused(tmp_path):
+    """A crafted manifest: the file b is a later member of the group whose first member is the
+    symlink a (to /etc/passwd): restore refuses rather than make b that symlink."""
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"a", "kind": "symlink", "target": b"/etc/passwd"},
+                                  {"path": b"b", "kind": "file", "data": b"x"}])
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    entries = list(Image(tmp_path / "img").entries())
+    entries[2].link = b"a"
+    _recrafted(tmp_path / "img", tmp_path, entries=entries)
+    target = tmp_path / "target"
+    target.mkdir()
+    proc = run_cli("restore", tmp_path / "img", target)
+    assert proc.returncode == 7 and b"hardlink" in proc.stderr, proc
+    assert not os.path.islink(target / "b")
+
+
+def test_a_device_in_a_container_is_never_read_as_content(tmp_path):
+    container = _image_with_file(tmp_path, b"f", b"abc")
+    os.unlink(container / "f")
+    os.mknod(container / "f", 0o600 | 0o020000, os.makedev(1, 3))     # /dev/null's numbers
+    target = tmp_path / "target"
+    target.mkdir()
+    proc = run_cli("restore", tmp_path / "img", target, timeout=60)
+    assert proc.returncode == 7 and b"not a regular file" in proc.stderr, proc
+    assert not os.path.lexists(target / "f")

@@ -54,10 +54,11 @@ def test_metadata_only_changes_are_metas():
     target = tree(d(b"a"), f(b"a/x", b"1"), sym(b"l", b"t"))
     final = tree(d(b"a", mode=0o700), f(b"a/x", b"1", mode=0o600), sym(b"l", b"t", mtime=T + 5))
     p = plan_restore(target, final, {})
-    assert paths(p.metas) == [b"a/x", b"l"]
-    assert p.metas[0].mode == 0o600 and p.metas[1].mtime_ns == T + 5
-    assert paths(p.dir_metas) == [b"a"] and p.dir_metas[0].mode == 0o700   # no name comes or goes
-    assert (p.writes, p.specials, p.deletes) == ([], [], [])
+    assert paths(p.metas) == [b"a/x"] and p.metas[0].mode == 0o600
+    # a symlink's own attributes are set only on one made anew (never by name on an old one)
+    assert paths(p.specials) == [b"l"] and p.specials[0].mtime_ns == T + 5
+    assert paths(p.dir_metas) == [b"", b"a"] and p.dir_metas[1].mode == 0o700
+    assert (p.writes, p.deletes) == ([], [])
     assert p.unchanged == 1                   # the root
 
 
