@@ -216,15 +216,7 @@ def begin(root_fd: int, state: State):
     """Mark the target as being changed: an incomplete state, before anything else is written."""
     state.complete, state.tree_id, state.finished_ns = False, None, None
     state.started_ns = state.started_ns or time.time_ns()
-    try:
-        dir_fd = _make_dir(root_fd)
-        try:
-            _write_atomically(dir_fd, STATE_FILE, json.dumps(state.to_json(), indent=1).encode())
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as exc:
-        raise _state_error(exc) from None
+    _write_state_file(root_fd, state)
 
 
 def finish(root_fd: int, state: State, image, kept, verified):
@@ -270,6 +262,11 @@ def confirm(root_fd: int, state: State, tree_id: bytes):
     and stat rows still hold; only state.json is written anew (the chain, the time)."""
     state.complete, state.tree_id, state.finished_ns = True, tree_id, time.time_ns()
     state.started_ns = state.started_ns or state.finished_ns
+    _write_state_file(root_fd, state)
+
+
+def _write_state_file(root_fd: int, state: State):
+    """state.json, written atomically in .diffimg/ (made if needed)."""
     try:
         dir_fd = _make_dir(root_fd)
         try:
