@@ -36,7 +36,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gentree  # noqa: E402  (found through the sys.path line above)
-from bench_images import MUTATE, info_json, log, remove, warm_cache  # noqa: E402
+from bench_images import MUTATE, info_json, log, print_commands, remove, warm_cache  # noqa: E402
 from bench_scan import NCPU, ensure_tree, generator_version, run  # noqa: E402
 
 RACY_SLEEP = 2.1  # diffimg trusts no file touched less than 2 s before a scan began
@@ -239,12 +239,7 @@ def main(argv=None):
             print(f"  {res[key]['label']}: stored {i['stored_files']} files, "
                   f"{i['stored_bytes'] / 1e6:.1f} MB; changes {i.get('changes')}")
     print()
-    for r in res.values():
-        print(f"  {r['label']}: {r['command']}")
-    with open("/proc/mounts") as f:  # diffimg must have unmounted all its images
-        left = [line for line in f if "diffimg-mnt" in line]
-    if left:
-        print("\nWARNING: still mounted:\n" + "".join(left))
+    print_commands(res)
     # exit status: 0 even when a row failed or missed
 
 

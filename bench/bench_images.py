@@ -149,6 +149,16 @@ def time_rows(rows, repeat, warm, timeout):
             and not r["error"] else None
 
 
+def print_commands(res):
+    """Each row's command line, and a warning if diffimg left any image mounted."""
+    for r in res.values():
+        print(f"  {r['label']}: {r['command']}")
+    with open("/proc/mounts") as f:  # diffimg must have unmounted all its images
+        left = [line for line in f if "diffimg-mnt" in line]
+    if left:
+        print("\nWARNING: still mounted:\n" + "".join(left))
+
+
 def check_targets(res, targets=TARGETS):
     """Fill each row's list of targets with ratio and PASS / MISS."""
     for key, peer, measure, op, limit, text in targets:

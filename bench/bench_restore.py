@@ -24,7 +24,16 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import gentree  # noqa: E402  (found through the sys.path line above)
-from bench_images import WIM_OPTS, check_targets, ensure_mutated, info_json, log, remove, warm_cache  # noqa: E402
+from bench_images import (  # noqa: E402
+    WIM_OPTS,
+    check_targets,
+    ensure_mutated,
+    info_json,
+    log,
+    print_commands,
+    remove,
+    warm_cache,
+)
 from bench_scan import NCPU, ensure_tree, run  # noqa: E402
 
 USED = {"fraction": 0.01, "seed": 7}  # how a "used" target drifted away from T0
@@ -273,12 +282,7 @@ def main(argv=None):
             for line in r["diff_lines"][:10]:
                 print("    " + line)
     print()
-    for r in res.values():
-        print(f"  {r['label']}: {r['command']}")
-    with open("/proc/mounts") as f:  # diffimg must have unmounted all its images
-        left = [line for line in f if "diffimg-mnt" in line]
-    if left:
-        print("\nWARNING: still mounted:\n" + "".join(left))
+    print_commands(res)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"t0": t0, "t1": t1, "counts": counts, "mutated": mutated,

@@ -5,6 +5,7 @@ bytes stay bytes and strings stay strings, which (with msgpack's smallest-encodi
 the encoding of a record canonical: one record, one byte string.
 """
 
+import io
 import threading
 
 import msgpack
@@ -112,6 +113,30 @@ def frame_content_size(head: bytes) -> int:
 def decompressing_reader(fileobj):
     """A stream of the one zstd frame read from fileobj."""
     return zstandard.ZstdDecompressor().stream_reader(fileobj, read_across_frames=False)
+
+
+class Window(io.RawIOBase):
+    """The next length bytes of a file, as a file: a manifest embedded in an image, or the
+    stat section's frame, ends there."""
+
+    def __init__(self, f, length: int):
+        self._f = f
+        self._left = length
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        n = min(len(buffer), self._left)
+        if n <= 0:
+            return 0
+        got = self._f.readinto(memoryview(buffer)[:n])
+        self._left -= got
+        return got
+
+    def close(self):
+        self._f.close()
+        super().close()
 
 
 def pack_compressed(obj) -> bytes:

@@ -5,7 +5,6 @@ msgpack objects: a header map, one array per entry in canonical order, a trailer
 """
 
 import contextlib
-import io
 import os
 import socket
 import struct
@@ -262,7 +261,7 @@ class ManifestReader:
             # the records end where the stat section (if any) begins
             records_end = statcache.records_end(self._file, offset, end)
             self._file.seek(offset)
-            self._file = _Window(self._file, records_end - offset)
+            self._file = codec.Window(self._file, records_end - offset)
         except FileNotFoundError:
             raise InputNotFound(f"no such file: {show_path(path)}") from None
         except OSError as exc:
@@ -429,26 +428,3 @@ def read_file_hints(path, offset: int = 0, length: int | None = None, filesystem
     """Yield the quick-check hints of the manifest at path (see ManifestReader.file_hints)."""
     with ManifestReader(path, offset, length) as m:
         yield from m.file_hints(filesystem)
-
-
-class _Window(io.RawIOBase):
-    """The next length bytes of a file, as a file: a manifest embedded in an image ends there."""
-
-    def __init__(self, f, length: int):
-        self._f = f
-        self._left = length
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        n = min(len(buffer), self._left)
-        if n <= 0:
-            return 0
-        got = self._f.readinto(memoryview(buffer)[:n])
-        self._left -= got
-        return got
-
-    def close(self):
-        self._f.close()
-        super().close()

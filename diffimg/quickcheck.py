@@ -13,7 +13,7 @@ import os
 from . import statcache
 from .errors import ManifestError, show_path
 from .safefs import DIR_FLAGS
-from .state import RecordedTree, usable_state
+from .state import recorded_hints, usable_state
 
 
 def tree_hints(tree, open_reader, tree_id: bytes | None, trust_mtime: bool, warn=None):
@@ -60,8 +60,7 @@ def _state_of(tree, fs) -> bytes | None:
 def _state_hints(tree, fs):
     root_fd = os.open(tree, DIR_FLAGS)
     try:
-        with RecordedTree(root_fd) as recorded, recorded.reader() as m:
-            yield from m.file_hints(fs)
+        yield from recorded_hints(root_fd, fs)
     finally:
         with contextlib.suppress(OSError):
             os.close(root_fd)

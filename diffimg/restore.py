@@ -22,7 +22,7 @@ from .planner import index_chain, plan_delta, plan_restore
 from .progress import Phase
 from .safefs import split
 from .scanner import scan
-from .state import RecordedTree, State, begin, confirm, finish, layer_record, usable_state
+from .state import RecordedTree, State, begin, confirm, finish, layer_record, recorded_hints, usable_state
 
 _RESTORE_AGAIN = ("; once the cause is mended, run the restore again: it takes up where this one "
                   "stopped")
@@ -120,17 +120,15 @@ def _outside_kept(changes, kept: Kept) -> list:
 def _proofs(root_fd: int, changes, fs) -> dict:
     """path -> (ino, ctime_ns) from the target's state, for the files the delta touches."""
     wanted = {c.path for c in changes} | {c.source for c in changes if c.source is not None}
-    with RecordedTree(root_fd) as recorded, recorded.reader() as m:
-        return {h.path: (h.ino, h.ctime_ns) for h in m.file_hints(fs)
-                if h.path in wanted and h.ino is not None}
+    return {h.path: (h.ino, h.ctime_ns) for h in recorded_hints(root_fd, fs)
+            if h.path in wanted and h.ino is not None}
 
 
 class _Carried:
     """The previous state's stat proofs, looked up by path in canonical order (one pass)."""
 
     def __init__(self, recorded, fs):
-        self._reader = recorded.reader()
-        self._hints = self._reader.file_hints(fs)
+        self._hints = recorded.hints(fs)
         self._cur = next(self._hints, None)
 
     def proof(self, path: bytes):
@@ -142,7 +140,7 @@ class _Carried:
         return None
 
     def close(self):
-        self._reader.close()
+        self._hints.close()
 
 
 def _applied_verifier(changes, checked: bool, carried: "_Carried | None"):
@@ -205,15 +203,10 @@ def _target_hints(root_fd: int, target: bytes, layers, ambiguous: set[bytes], ch
     if checksum:
         return had, None, False
     if had is not None:
-        return had, _state_hints(root_fd, fs), False
+        return had, recorded_hints(root_fd, fs), False
     if why and not why.startswith("no state"):
         warn(f"{show_path(target)}: {why}; checking files by size and mtime")
     return None, _trusted_hints(layers[-1], ambiguous), True
-
-
-def _state_hints(root_fd: int, fs: dict):
-    with RecordedTree(root_fd) as recorded, recorded.reader() as m:
-        yield from m.file_hints(fs)
 
 
 def _trusted_hints(final, ambiguous: set[bytes]):

@@ -98,8 +98,7 @@ class _frame_reader:
         self._path = path
         self._file = open(path, "rb")  # noqa: SIM115  (closed by __exit__)
         self._file.seek(offset)
-        window = _Bounded(self._file, length)
-        self._stream = codec.decompressing_reader(window)
+        self._stream = codec.decompressing_reader(codec.Window(self._file, length))
 
     def read(self, n: int) -> bytes:
         try:
@@ -112,19 +111,6 @@ class _frame_reader:
 
     def __exit__(self, *exc):
         self._file.close()
-
-
-class _Bounded:
-    """The next length bytes of a file."""
-
-    def __init__(self, f, length: int):
-        self._f, self._left = f, length
-
-    def read(self, n: int = -1) -> bytes:
-        n = self._left if n is None or n < 0 else min(n, self._left)
-        data = self._f.read(n)
-        self._left -= len(data)
-        return data
 
 
 def _read_rows(stream, n: int, path) -> bytes:

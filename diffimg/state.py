@@ -176,6 +176,11 @@ class RecordedTree:
     def reader(self) -> ManifestReader:
         return ManifestReader(self.path)
 
+    def hints(self, filesystem):
+        """The recorded files' hints, with their stat proofs on filesystem (streamed)."""
+        with self.reader() as m:
+            yield from m.file_hints(filesystem)
+
     def close(self):
         if self.fd is not None:
             os.close(self.fd)
@@ -186,6 +191,12 @@ class RecordedTree:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def recorded_hints(root_fd: int, filesystem):
+    """The hints of the target's recorded tree (see RecordedTree.hints), streamed."""
+    with RecordedTree(root_fd) as recorded:
+        yield from recorded.hints(filesystem)
 
 
 def usable_state(root_fd: int, filesystem) -> tuple[State | None, str]:

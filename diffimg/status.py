@@ -52,7 +52,7 @@ def status(target, *, checksum: bool = False, on_progress=None, on_warning=None)
 
 
 def _drift(target, recorded, kept: Kept, checksum, on_progress, on_warning) -> list:
-    hints = None if checksum else _hints(recorded, statcache.identity(target))
+    hints = None if checksum else recorded.hints(statcache.identity(target))
     scanned = scan(target, previous=hints, checksum=checksum, leave_out=kept.paths,
                    on_progress=on_progress, on_warning=on_warning)
     with recorded.reader() as m:
@@ -73,8 +73,3 @@ def _kept_links_left_out(kept: Kept):
                 return None
         return d
     return mend
-
-
-def _hints(recorded, fs):
-    with recorded.reader() as m:
-        yield from m.file_hints(fs)
