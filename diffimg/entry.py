@@ -79,6 +79,13 @@ def same_meta(a: Entry, b: Entry) -> bool:
             and (a.xattrs or None) == (b.xattrs or None))
 
 
+def inode_fields(e: Entry) -> tuple:
+    """What the members of one hardlink group share: the inode's kind, metadata and content."""
+    xattrs = tuple(e.xattrs.items()) if e.xattrs else None
+    return (e.kind, e.mode, e.uid, e.gid, e.mtime_ns, e.size, e.digest, e.target, e.rdev,
+            xattrs, bool(e.sparse))
+
+
 def same_object(a: Entry, b: Entry) -> bool:
     """Same symlink target, device number and hardlink group: what defines a non-file object
     besides its kind (a symlink, FIFO or device can be hardlinked too)."""
@@ -110,7 +117,8 @@ def join(parent: bytes, name: bytes) -> bytes:
 
 
 def content_files(entries):
-    """(path, digest) of each file that holds its own content: not a later hardlink member."""
+    """(path, digest, size) of each file that holds its own content: not a later hardlink
+    member."""
     for e in entries:
         if e.kind is Kind.FILE and e.link is None:
-            yield e.path, e.digest
+            yield e.path, e.digest, e.size

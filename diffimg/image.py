@@ -80,6 +80,7 @@ class Image:
         if not os.path.lexists(self.path):
             raise InputNotFound(f"no such image: {show_path(path)}")
         self.meta_path = meta_path_of(self.path)
+        self._manifest_checked = False
         if self.meta_path is None:
             raise ImageError(f"{show_path(path)} is a folder but not a diffimg image")
         try:
@@ -153,13 +154,26 @@ class Image:
         return self.info.get("parent_id")
 
     def manifest_reader(self) -> ManifestReader:
-        return ManifestReader(self.meta_path, *self.blobs["manifest"][:2])
+        """The manifest's reader; a damaged manifest is a bad image (ImageError)."""
+        return ManifestReader(*self._manifest_span(), ImageError)
 
     def entries(self):
-        return read_entries(self.meta_path, *self.blobs["manifest"][:2])
+        return read_entries(*self._manifest_span(), ImageError)
 
     def file_hints(self, filesystem: dict | None = None):
-        return read_file_hints(self.meta_path, *self.blobs["manifest"][:2], filesystem)
+        return read_file_hints(*self._manifest_span(), filesystem, ImageError)
+
+    def _manifest_span(self) -> tuple:
+        """(file, offset, length) of the manifest blob, its digest checked on first use."""
+        if not self._manifest_checked:
+            with open(self.meta_path, "rb") as f:
+                digest = xxhash.xxh3_128()
+                for chunk in _blob_chunks(f, *self.blobs["manifest"][:2]):
+                    digest.update(chunk)
+            if digest.digest() != self.blobs["manifest"][2]:
+                self._fail("manifest is corrupt")
+            self._manifest_checked = True
+        return (self.meta_path, *self.blobs["manifest"][:2])
 
     def manifest_records(self) -> tuple[int, int]:
         """Where the manifest's records lie in meta_path: the blob less its stat section."""
@@ -195,6 +209,16 @@ class Image:
     def content(self):
         """A context manager yielding the path of the container's tree (see container_tree)."""
         return container_tree(self.path, self.format, self.container.get("length", 0))
+
+
+def _blob_chunks(f, start: int, length: int):
+    f.seek(start)
+    while length > 0:
+        chunk = f.read(min(length, 1 << 20))
+        if not chunk:
+            return
+        length -= len(chunk)
+        yield chunk
 
 
 @contextlib.contextmanager

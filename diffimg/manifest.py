@@ -13,7 +13,7 @@ import time
 import xxhash
 
 from . import __version__, codec, statcache
-from .entry import Entry, Hint, Kind, path_key
+from .entry import Entry, Hint, Kind, inode_fields, path_key
 from .errors import InputNotFound, ManifestError, OutputError, UnsupportedVersion, show_path
 
 MAGIC = b"\x89DIFFIMG"
@@ -249,8 +249,27 @@ class ManifestReader:
         m.header; for e in m.entries(): ...; m.trailer
     """
 
-    def __init__(self, path, offset: int = 0, length: int | None = None):
-        """The manifest in the file at path, or in its bytes [offset, offset + length)."""
+    def __init__(self, path, offset: int = 0, length: int | None = None, error=ManifestError):
+        """The manifest in the file at path, or in its bytes [offset, offset + length). error:
+        the class of the errors it raises (an image's manifest is a bad image: ImageError)."""
+        self.error = error
+        with self._errors_as_own():
+            self._start(path, offset, length)
+
+    @contextlib.contextmanager
+    def _errors_as_own(self):
+        try:
+            yield
+        except ManifestError as exc:
+            if self.error is ManifestError or isinstance(exc, UnsupportedVersion):
+                raise
+            raise self.error(exc.message) from None
+
+    def _own_errors(self, stream):
+        with self._errors_as_own():
+            yield from stream
+
+    def _start(self, path, offset, length):
         self.path = path
         self.header: dict = {}
         self.trailer: dict | None = None
@@ -273,7 +292,7 @@ class ManifestReader:
             raise
 
     def _fail(self, what: str):
-        raise ManifestError(f"{show_path(self.path)}: {what}")
+        raise self.error(f"{show_path(self.path)}: {what}")
 
     def _open(self):
         pre = self._file.read(_PREAMBLE.size)
@@ -322,9 +341,15 @@ class ManifestReader:
 
     def entries(self):
         """Yield the entries, fully checked; ManifestError as soon as anything is wrong."""
+        return self._own_errors(self._entries())
+
+    def _entries(self):
         ids = TreeId()
         stack: list[list[bytes]] = []     # keys of the folders that enclose the current entry
         last_key = None
+        # a hash of each possible hardlink leader's path and inode fields (process-salted: not
+        # foreseeable), so a later member's link is checked to name one, in little memory
+        leaders: set[int] = set()
         for rec in self._records(ids):
             try:
                 entry = from_record(rec)
@@ -345,8 +370,11 @@ class ManifestReader:
                     stack.pop()
                     if not stack:
                         self._fail(f"{show_path(path)} has no parent folder before it")
-                if entry.link is not None and path_key(entry.link) >= path_key(path):
-                    self._fail(f"{show_path(path)} links to a later entry")
+                if entry.link is not None and hash((entry.link, inode_fields(entry))) not in leaders:
+                    self._fail(f"{show_path(path)}: its hardlink does not name an earlier entry "
+                               "of the same kind and inode metadata")
+            if entry.link is None and entry.kind is not Kind.DIR:
+                leaders.add(hash((path, inode_fields(entry))))
             if entry.kind is Kind.DIR:
                 stack.append(key)
             last_key = key
@@ -356,10 +384,11 @@ class ManifestReader:
     def check_stat_section(self):
         """Read the whole stat section, if any; ManifestError unless it is whole and belongs to
         these records (call once the entries were read to their end)."""
-        section = self.stat_section()
-        if section is not None:
-            statcache.check_against(section, self.trailer, self.path)   # first: a count to trust
-            section.check_rows()
+        with self._errors_as_own():
+            section = self.stat_section()
+            if section is not None:
+                statcache.check_against(section, self.trailer, self.path)   # first: a count to trust
+                section.check_rows()
 
     def stat_section(self) -> "statcache.StatSection | None":
         """The manifest's stat section (statcache.py), None when it has none."""
@@ -370,6 +399,9 @@ class ManifestReader:
         of the filesystem being scanned, hints carry the stat section's proofs taken on it. Only
         what a hint needs is checked per record; the whole stream's integrity (frame checksum,
         counts, tree ID, the stat section's match) is still checked at its end."""
+        return self._own_errors(self._file_hints(filesystem))
+
+    def _file_hints(self, filesystem):
         ids = TreeId()
         file_kind = int(Kind.FILE)
         new = tuple.__new__     # Hint(...) without NamedTuple's Python-level __new__: per file
@@ -383,13 +415,17 @@ class ManifestReader:
             try:
                 if rec[1] != file_kind:
                     continue
-                ids.files += 1
-                ids.bytes += rec[6]
                 path, size, mtime_ns, digest, sparse = rec[0], rec[6], rec[5], rec[7], rec[12]
             except (TypeError, IndexError):
                 self._fail(f"bad record {ids.entries}")
-            if type(digest) is bytes and len(digest) == 16 and type(path) is bytes:
-                yield new(Hint, (path, size, mtime_ns, digest, sparse, *(proof or (None, None))))
+            # a hint's path may name content in a container: checked as every reader checks it
+            if (type(path) is not bytes or unsafe_path(path) or type(size) is not int or size < 0
+                    or type(mtime_ns) is not int or type(digest) is not bytes or len(digest) != 16
+                    or (sparse is not None and type(sparse) is not bool)):
+                self._fail(f"bad record {ids.entries}")
+            ids.files += 1
+            ids.bytes += size
+            yield new(Hint, (path, size, mtime_ns, digest, sparse, *(proof or (None, None))))
         statcache.check_against(section, self.trailer, self.path)
         if proofs is not None:
             for _ in proofs:          # to its end, where the rows' count is checked
@@ -418,13 +454,14 @@ class ManifestReader:
         self.close()
 
 
-def read_entries(path, offset: int = 0, length: int | None = None):
+def read_entries(path, offset: int = 0, length: int | None = None, error=ManifestError):
     """Yield the entries of the manifest at path (see ManifestReader), closing it at the end."""
-    with ManifestReader(path, offset, length) as m:
+    with ManifestReader(path, offset, length, error) as m:
         yield from m.entries()
 
 
-def read_file_hints(path, offset: int = 0, length: int | None = None, filesystem=None):
+def read_file_hints(path, offset: int = 0, length: int | None = None, filesystem=None,
+                    error=ManifestError):
     """Yield the quick-check hints of the manifest at path (see ManifestReader.file_hints)."""
-    with ManifestReader(path, offset, length) as m:
+    with ManifestReader(path, offset, length, error) as m:
         yield from m.file_hints(filesystem)

@@ -138,7 +138,7 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
         if trailer["tree_id"] == parent.tree_id:
             return None
         assert changes, "trees differ but no change was classified"
-        to_store = [(c.path, c.digest) for c in changes if c.action == STORE]
+        to_store = [(c.path, c.digest, c.after.size) for c in changes if c.action == STORE]
         stored_files, stored_bytes = _pack(tree, output, opts, lambda: iter(to_store), direct=False)
         info = _info("diff", tree, container, trailer, parent.tree_id, stored_files, stored_bytes)
         info["changes"] = {}
@@ -161,7 +161,7 @@ def _scan(tree, output, opts, hints, skipped):
 
 def _pack(tree, output, opts, stored, direct: bool, packing=None):
     """Put the stored files into the container and prove it holds them; (files, bytes).
-    stored() yields the (path, digest) of the files to store, afresh at each call; packing is
+    stored() yields the (path, digest, size) of the files to store, afresh at each call; packing is
     the container tool already started on the tree, if any."""
     container = output.container
     if packing is not None:
@@ -199,7 +199,7 @@ def _stage(tree, staging, stored, on_progress=None) -> Sizes:
     made = {b""}
 
     def pairs():
-        for path, digest in stored:
+        for path, digest, size in stored:
             parent = os.path.dirname(path)
             if parent not in made:
                 os.makedirs(os.path.join(staging, parent), exist_ok=True)
@@ -207,14 +207,14 @@ def _stage(tree, staging, stored, on_progress=None) -> Sizes:
                     made.add(parent)
                     sizes.add(len(os.path.basename(parent)))
                     parent = os.path.dirname(parent)
-            yield (os.path.join(tree, path), os.path.join(staging, path)), (path, digest)
+            yield (os.path.join(tree, path), os.path.join(staging, path)), (path, digest, size)
 
     def check(item, copied):
-        path, digest = item
+        path, digest, size = item
         if copied.problem is not None:
             error = OutputError if copied.problem is Problem.NO_SPACE else ScanError
             raise error(f"cannot copy {show_path(os.path.join(tree, path))}: {copied.message}")
-        if copied.content.digest != digest:
+        if copied.content.digest != digest or copied.content.size != size:
             raise ScanError(f"{show_path(os.path.join(tree, path))} changed since it was "
                             "scanned; run the command again")
         sizes.add(len(os.path.basename(path)), copied.content.size)
@@ -226,13 +226,15 @@ def _stage(tree, staging, stored, on_progress=None) -> Sizes:
 
 
 def _check(image, fmt, length, expected, on_progress=None):
-    """Hash every expected (path, digest) in the container; ImageError naming what differs."""
+    """Hash every expected (path, digest, size) in the container; ImageError naming what
+    differs."""
     bad = []
     counts = [0, 0]
 
     def check(item, hashed):
-        path, digest = item
-        if hashed.problem is not None or hashed.content.digest != digest:
+        path, digest, size = item
+        if hashed.problem is not None or hashed.content.digest != digest \
+                or hashed.content.size != size:
             bad.append(path)
         else:
             counts[0] += 1
@@ -241,7 +243,7 @@ def _check(image, fmt, length, expected, on_progress=None):
                 on_progress(*counts)
 
     with container_tree(image, fmt, length) as root:
-        run_pooled(hash_batch, ((os.path.join(root, p), (p, d)) for p, d in expected), check)
+        run_pooled(hash_batch, ((os.path.join(root, item[0]), item) for item in expected), check)
     if bad:
         raise ImageError(f"the packed image does not hold what was scanned: {len(bad)} files "
                          f"differ or are missing, e.g. {show_path(bad[0])} (did the tree change "

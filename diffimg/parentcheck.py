@@ -11,8 +11,8 @@ import os
 
 from .compare import entry_differences, is_xattr_label
 from .delta import LINK, META, PARENT
-from .entry import Entry, Kind, entry_from_stat
-from .errors import Refused, ScanError, show_path
+from .entry import Entry, Kind, entry_from_stat, inode_fields, same_meta
+from .errors import ImageError, Refused, ScanError, show_path
 from .fsmeta import read_xattrs
 from .hashing import hash_file
 from .safefs import Dirs, proc_path, split
@@ -30,7 +30,7 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
     (of the parent tree): the content of those files is compared unless their stat proves it.
     Returns the paths of meta records whose inode has other links (planner.plan_delta)."""
     dirs, source_dirs = Dirs(root_fd), Dirs(root_fd)   # two caches: the paths interleave
-    touched = {c.path for c in changes}
+    afters = {c.path: c.after for c in changes}
     differences: dict[bytes, str] = {}                 # path -> what differs, in delta order
     shared: set[bytes] = set()
     try:
@@ -45,11 +45,18 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
                 differences.setdefault(c.path, problem)
             elif c.action == META and found.kind is not Kind.DIR and found.nlink > 1:
                 shared.add(c.path)
-            if c.action in (PARENT, LINK) and c.source not in touched:
+            if c.action == LINK and c.source in afters:
+                leader = afters[c.source]       # made by the delta: the very inode, recorded
+                if leader is None or leader.link is not None \
+                        or inode_fields(leader) != inode_fields(c.after):
+                    raise ImageError(f"{show_path(c.path)}: its hardlink's first member "
+                                     f"{show_path(c.source)} is not the same inode (a damaged image?)")
+            elif c.action in (PARENT, LINK) and c.source not in afters:
                 found = _lookup(source_dirs, c.source,
                                 content_check(c.source) if c.after.kind is Kind.FILE else None)
                 if found is None or found.kind is not c.after.kind or found.size != c.after.size \
-                        or (c.digest is not None and found.digest not in (None, c.digest)):
+                        or (c.digest is not None and found.digest not in (None, c.digest)) \
+                        or (c.action == LINK and not _same_inode(found, c.after)):
                     differences.setdefault(c.source, "is not the entry the diff takes content or "
                                            "a hardlink from")
     finally:
@@ -58,6 +65,11 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
     if differences:
         _refuse(target, list(differences.items()))
     return shared
+
+
+def _same_inode(have: Entry, want: Entry) -> bool:
+    """The target's entry (content unread) is the inode a link record's member shares."""
+    return same_meta(have, want) and have.target == want.target and have.rdev == want.rdev
 
 
 def _refuse(target: bytes, differences: list[tuple[bytes, str]]):

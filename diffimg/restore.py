@@ -57,6 +57,8 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
         phase(Phase.CHECKING_TARGET)
         kept, patterns = _kept(root_fd, keep)
         changes = _outside_kept(image.delta(), kept)
+        _refuse_images_inside(target, [image], kept, [c.path for c in changes
+                                                      if c.action == DELETE or c.replaces])
         fs = statcache.identity(root_fd)
         state, _ = usable_state(root_fd, fs)
         if state is not None and state.tree_id != image.parent_id:
@@ -100,6 +102,40 @@ def _kept(root_fd: int, keep) -> tuple[Kept, list[str]]:
     fstype = mount_of(os.fstat(root_fd).st_dev).get("fstype")
     patterns = [os.fsdecode(k) for k in keep] + defaults_for(fstype)
     return Kept(find_kept(root_fd, patterns)), patterns
+
+
+def _refuse_images_inside(target: bytes, layers, kept: Kept, removed=None):
+    """Refuse when an image of the chain lies inside the target where the run may remove it:
+    anywhere but a kept path for restore; below a path the delta removes for apply (removed)."""
+    root = os.stat(target)
+    for layer in layers:
+        rel = _path_inside(layer.path, (root.st_dev, root.st_ino))
+        if rel is None or kept.covers(rel):
+            continue
+        if removed is not None and not any(rel == r or rel.startswith(r + b"/") for r in removed):
+            continue
+        raise Refused(f"the image {show_path(layer.path)} lies inside the target, at "
+                      f"{show_path(rel)}, where this run would delete it; move it out of the "
+                      "target (or --keep it); nothing was changed")
+
+
+def _path_inside(path: bytes, root: tuple[int, int]) -> bytes | None:
+    """path's place below the folder root ((st_dev, st_ino)), symlinks resolved; None when it
+    is not below it."""
+    real = os.path.realpath(path)
+    names = []
+    folder = real
+    while True:
+        folder, name = os.path.split(folder)
+        if not name:
+            return None
+        names.append(name)
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return None
+        if (st.st_dev, st.st_ino) == root:
+            return b"/".join(reversed(names))
 
 
 def _outside_kept(changes, kept: Kept) -> list:
@@ -171,6 +207,7 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
         chain = index_chain(layers)
         final = layers[-1]
         kept, patterns = _kept(root_fd, keep)
+        _refuse_images_inside(target, layers, kept)
         phase(Phase.SCANNING_TARGET)
         had, previous, trust_mtime = _target_hints(root_fd, target, layers, chain.ambiguous,
                                                    checksum, warn)

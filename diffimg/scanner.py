@@ -337,6 +337,7 @@ class _Walker:
             entry.link = leader.path
             entry.digest, entry.sparse = leader.digest, leader.sparse
             entry.size, entry.mtime_ns = leader.size, leader.mtime_ns
+            entry.mode, entry.uid, entry.gid = leader.mode, leader.uid, leader.gid
             entry.ctime_ns = leader.ctime_ns
             return entry
         entry.link = None                   # every earlier member vanished: this one leads now

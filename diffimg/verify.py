@@ -45,7 +45,7 @@ def verify_chain(paths, on_layer=None) -> list[str]:
                 else:
                     delta = image.delta()
                     found += _check_delta(m.entries(), delta)
-                    found += _check_content(image, ((c.path, c.digest) for c in delta
+                    found += _check_content(image, ((c.path, c.digest, c.after.size) for c in delta
                                                     if c.action == STORE))
                 if m.trailer["tree_id"] != image.tree_id:
                     found.append("manifest's tree ID does not match the image's")
@@ -72,19 +72,22 @@ def _check_delta(entries, delta) -> list[str]:
 
 
 def _check_content(image: Image, stored) -> list[str]:
-    """Problems with the files the container must hold: stored, (path, digest) pairs."""
+    """Problems with the files the container must hold: stored, (path, digest, size)."""
     bad = []
 
     def check(item, hashed):
-        path, digest = item
+        path, digest, size = item
         if hashed.problem is Problem.VANISHED:
             bad.append(f"{show_path(path)}: missing from the container")
         elif hashed.problem is not None:
             bad.append(f"{show_path(path)}: {hashed.message}")
         elif hashed.content.digest != digest:
             bad.append(f"{show_path(path)}: content does not match its digest")
+        elif hashed.content.size != size:
+            bad.append(f"{show_path(path)}: holds {hashed.content.size:,} bytes, its record says "
+                       f"{size:,}")
 
     with image.content() as root:
-        items = ((os.path.join(root, p), (p, d)) for p, d in stored)
+        items = ((os.path.join(root, item[0]), item) for item in stored)
         run_pooled(hash_batch, items, check)
     return bad

@@ -113,7 +113,7 @@ def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job, layers: _Layers) -> Writ
         return Written(_failure(exc), exc.strerror, None)
     try:
         digest, size = _copy(src, dst, entry.sparse, entry.size) if src is not None else (None, 0)
-        if src is not None and digest != entry.digest:
+        if src is not None and (digest != entry.digest or size != entry.size):
             raise _Mismatch
         set_meta_fd(dst, entry)
         os.close(dst)
@@ -121,7 +121,8 @@ def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job, layers: _Layers) -> Writ
         replace(dir_fd, tmp, name)
         return Written(None, None, size)
     except _Mismatch:
-        failed = Written(Problem.BAD_CONTENT, "the stored content does not match its digest", None)
+        failed = Written(Problem.BAD_CONTENT, "the stored content does not match its digest "
+                         "and size", None)
     except OSError as exc:
         failed = Written(_failure(exc), exc.strerror, None)
     finally:

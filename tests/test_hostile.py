@@ -42,7 +42,7 @@ def test_a_hardlink_to_outside_the_target_is_refused(tmp_path):
     target = tmp_path / "target"
     target.mkdir()
     proc = run_cli("restore", tmp_path / "img", target)
-    assert proc.returncode in (4, 8) and b"hardlink" in proc.stderr, proc
+    assert proc.returncode == 8 and b"hardlink" in proc.stderr, proc
     assert os.stat(victim).st_nlink == 1 and not os.path.lexists(target / "z")
     assert run_cli("verify", tmp_path / "img").returncode != 0
 
@@ -193,7 +193,7 @@ def test_a_hardlink_whose_first_member_is_of_another_kind_is_refused(tmp_path):
     target = tmp_path / "target"
     target.mkdir()
     proc = run_cli("restore", tmp_path / "img", target)
-    assert proc.returncode == 7 and b"hardlink" in proc.stderr, proc
+    assert proc.returncode == 8 and b"hardlink" in proc.stderr, proc
     assert not os.path.islink(target / "b")
 
 
@@ -206,3 +206,79 @@ def test_a_device_in_a_container_is_never_read_as_content(tmp_path):
     proc = run_cli("restore", tmp_path / "img", target, timeout=60)
     assert proc.returncode == 7 and b"not a regular file" in proc.stderr, proc
     assert not os.path.lexists(target / "f")
+
+
+def test_a_size_the_content_does_not_have_is_caught(tmp_path):
+    """Item 6: a record with size 1000 and the digest of 6 real bytes: verify says bad, restore
+    writes nothing under the name."""
+    _image_with_file(tmp_path, b"f", b"secret")
+    entries = list(Image(tmp_path / "img").entries())
+    entries[1].size = 1000
+    _recrafted(tmp_path / "img", tmp_path, entries=entries)
+    proc = run_cli("verify", tmp_path / "img")
+    assert proc.returncode == 1 and b"1,000" in proc.stdout + proc.stderr, proc
+    target = tmp_path / "target"
+    target.mkdir()
+    proc = run_cli("restore", tmp_path / "img", target)
+    assert proc.returncode == 8 and b"does not match" in proc.stderr, proc
+    assert not os.path.lexists(target / "f")
+
+
+def test_a_hardlink_must_name_an_earlier_entry_of_its_own_inode(tmp_path):
+    """Item 1: a later member's link names an earlier file whose mode differs: the reader
+    refuses the manifest (restore and verify), so no member gets another inode's metadata."""
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"a", "kind": "file", "data": b"same", "mode": 0o600},
+                                  {"path": b"b", "kind": "file", "data": b"same", "mode": 0o644}])
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    entries = list(Image(tmp_path / "img").entries())
+    entries[2].link = b"a"
+    _recrafted(tmp_path / "img", tmp_path, entries=entries)
+    target = tmp_path / "target"
+    target.mkdir()
+    proc = run_cli("restore", tmp_path / "img", target)
+    assert proc.returncode == 8 and b"hardlink" in proc.stderr, proc
+    assert not os.path.lexists(target / "a")
+    assert run_cli("verify", tmp_path / "img").returncode != 0
+
+
+def test_apply_links_only_to_the_inode_the_record_shares(tmp_path):
+    """Item 1 (apply): a link record whose source is an untracked target file with other
+    metadata is refused; the untracked file keeps its single link."""
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"a", "kind": "file", "data": b"same"}])
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
+    (target / "x").write_bytes(b"same")           # a's content, not in the tree
+    os.chmod(target / "x", 0o600)
+    os.link(os.path.join(tree, b"a"), os.path.join(tree, b"b"))
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
+            check_rc=0)
+    changes = Image(tmp_path / "d1").delta()
+    linked = [c for c in changes if c.action == LINK][0]
+    linked.source = linked.after.link = b"x"
+    _recrafted(tmp_path / "d1", tmp_path, changes=changes)
+    proc = run_cli("apply", tmp_path / "d1", target)
+    assert proc.returncode == 14 and b"x is not the entry" in proc.stderr, proc
+    assert os.stat(target / "x").st_nlink == 1 and not os.path.lexists(target / "b")
+
+
+def test_restoring_onto_the_folder_that_holds_the_images_refuses(tmp_path):
+    """Item 7: the images lie inside the target: restore refuses, changing nothing, unless
+    they are kept; apply refuses only when the diff would remove them."""
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"a", "kind": "file", "data": b"x"}])
+    target = tmp_path / "target"
+    (target / "images").mkdir(parents=True)
+    run_cli("create", tree, target / "images" / "base", "--format", "dir", "-q", check_rc=0)
+    link = tmp_path / "via-symlink"
+    os.symlink(target / "images" / "base", link)
+    for image in (target / "images" / "base", link):
+        proc = run_cli("restore", image, target)
+        assert proc.returncode == 14 and b"inside the target" in proc.stderr, proc
+        assert sorted(os.listdir(target)) == ["images"]
+    run_cli("restore", "-q", link, target, "--keep", "/images", check_rc=0)
+    assert sorted(os.listdir(target)) == [".diffimg", "a", "images"]
+    assert run_cli("verify", link).returncode == 0
