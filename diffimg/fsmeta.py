@@ -45,6 +45,24 @@ def mount_of(st_dev: int) -> dict:
     return {}
 
 
+def mount_points_below(root) -> set[bytes]:
+    """The paths, relative to the folder root, on which a filesystem is mounted below it (bind
+    mounts of the same filesystem included: /proc/self/mountinfo lists every mount, where
+    st_dev tells only other filesystems). Symlinks in root are resolved as the kernel did."""
+    real = os.path.realpath(os.fsencode(root))
+    prefix = real.rstrip(b"/") + b"/"
+    found = set()
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            for line in f:
+                point = os.fsencode(_unescape(line.split()[4]))
+                if point.startswith(prefix) and len(point) > len(prefix):
+                    found.add(point[len(prefix):])
+    except (OSError, IndexError):
+        pass
+    return found
+
+
 def _unescape(field: bytes) -> str:
     # mountinfo writes space, tab, newline and backslash as octal escapes (\040 ...)
     return os.fsdecode(field.decode("unicode_escape").encode("latin-1"))

@@ -37,6 +37,11 @@ def parse(patterns) -> list[list[bytes]]:
     return parsed
 
 
+def literal_pattern(path: bytes) -> bytes:
+    """A pattern that matches path alone: its glob characters bracketed."""
+    return _GLOB.sub(lambda m: b"[" + m.group() + b"]", path)
+
+
 def defaults_for(filesystem_type: str | None) -> list[str]:
     """The paths kept without being asked: lost+found at the root of an ext2/3/4 target."""
     return [DEFAULT_EXT_KEEP] if filesystem_type in _EXT_FSTYPES else []

@@ -13,7 +13,7 @@ import time
 import xxhash
 
 from . import __version__, codec, statcache
-from .entry import Entry, Hint, Kind, inode_fields, path_key
+from .entry import Entry, Hint, Kind, inode_fields
 from .errors import InputNotFound, ManifestError, OutputError, UnsupportedVersion, show_path
 
 MAGIC = b"\x89DIFFIMG"

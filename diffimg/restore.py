@@ -13,10 +13,10 @@ from .delta import DELETE, LINK, META, PARENT
 from .entry import Kind, path_key
 from .errors import ImageError, OutputError, Refused, show_path
 from .executor import execute, locked_target
-from .fsmeta import mount_of
+from .fsmeta import mount_of, mount_points_below
 from .hashing import prestart_workers
 from .image import Image, open_chain
-from .keep import Kept, defaults_for, find_kept
+from .keep import Kept, defaults_for, find_kept, literal_pattern
 from .parentcheck import check_parent, entry_at
 from .planner import index_chain, plan_delta, plan_restore
 from .progress import Phase
@@ -55,7 +55,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
     with locked_target(target) as root_fd:
         prestart_workers()          # while the target is checked
         phase(Phase.CHECKING_TARGET)
-        kept, patterns = _kept(root_fd, keep)
+        kept, patterns = _kept(root_fd, target, keep, on_warning or (lambda message: None))
         changes = _outside_kept(image.delta(), kept)
         _refuse_images_inside(target, [image], kept, [c.path for c in changes
                                                       if c.action == DELETE or c.replaces])
@@ -96,11 +96,17 @@ def _keep_folder_times(root_fd: int, p, shared: set[bytes]):
     p.dir_metas.sort(key=lambda e: path_key(e.path))
 
 
-def _kept(root_fd: int, keep) -> tuple[Kept, list[str]]:
-    """The target's kept paths, and the patterns that name them: those given, and lost+found
-    on ext2/3/4 (recorded in the state, so that status leaves them out too)."""
+def _kept(root_fd: int, target: bytes, keep, warn) -> tuple[Kept, list[str]]:
+    """The target's kept paths, and the patterns that name them: those given, lost+found on
+    ext2/3/4, and every mount point inside the target, with what is mounted there (a restore
+    never deletes or replaces across one), each named in a warning. The patterns are recorded
+    in the state, so that status leaves them out too."""
     fstype = mount_of(os.fstat(root_fd).st_dev).get("fstype")
     patterns = [os.fsdecode(k) for k in keep] + defaults_for(fstype)
+    for point in sorted(mount_points_below(target), key=path_key):
+        warn(f"{show_path(os.path.join(target, point))}: a mount point inside the target, left "
+             "as it is with what is mounted there")
+        patterns.append("/" + os.fsdecode(literal_pattern(point)))
     return Kept(find_kept(root_fd, patterns)), patterns
 
 
@@ -206,13 +212,15 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
         phase(Phase.READING_IMAGES)
         chain = index_chain(layers)
         final = layers[-1]
-        kept, patterns = _kept(root_fd, keep)
+        kept, patterns = _kept(root_fd, target, keep, warn)
         _refuse_images_inside(target, layers, kept)
         phase(Phase.SCANNING_TARGET)
         had, previous, trust_mtime = _target_hints(root_fd, target, layers, chain.ambiguous,
                                                    checksum, warn)
+        sizes = {hint.size for hint in final.file_hints()}   # what target content can serve
         entries = scan(target, previous=previous, checksum=checksum, trust_mtime=trust_mtime,
-                       leave_out=kept.paths, on_progress=on_progress, on_warning=on_warning)
+                       leave_out=kept.paths, wanted_sizes=sizes, on_progress=on_progress,
+                       on_warning=on_warning)
         p = plan_restore(entries, final.entries(), chain, kept)
         if not dry_run:
             run = State(False, None, [layer_record(layer) for layer in layers], command,

@@ -9,7 +9,6 @@ kernel resolves to that very folder.
 
 import errno
 import os
-import shutil
 import stat
 
 from .entry import KIND_OF_FMT, Entry, Kind
@@ -160,15 +159,59 @@ def make_special(dir_fd: int, name: bytes, e: Entry):
 
 
 def remove(dir_fd: int, name: bytes):
-    """Remove name (a folder with its whole subtree) without following any symlink."""
+    """Remove name (a folder with its whole subtree) without following any symlink, and never
+    across a mount point: a folder on which something is mounted (another filesystem, or a bind
+    mount of the same one) stops the removal with OSError EBUSY, leaving it and what is mounted
+    there untouched. Folders are walked by fd, so no path length limit applies."""
     try:
         st = os.lstat(name, dir_fd=dir_fd)
     except FileNotFoundError:
         return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(name, dir_fd=dir_fd)
-    else:
+    if not stat.S_ISDIR(st.st_mode):
         os.unlink(name, dir_fd=dir_fd)
+        return
+    home = (os.fstat(dir_fd).st_dev, mount_id(dir_fd))
+    # depth first, one fd per level: (its fd, its names still to look at, its name)
+    stack = [(_open_inside(dir_fd, name, home), None, name)]
+    try:
+        while stack:
+            fd, names, own = stack[-1]
+            if names is None:
+                names = iter(sorted(os.listdir(fd)))
+                stack[-1] = (fd, names, own)
+            child = next(names, None)
+            if child is None:             # emptied: removed from its parent
+                stack.pop()
+                os.close(fd)
+                os.rmdir(own, dir_fd=stack[-1][0] if stack else dir_fd)
+            elif stat.S_ISDIR(os.lstat(child, dir_fd=fd).st_mode):
+                stack.append((_open_inside(fd, child, home), None, child))
+            else:
+                os.unlink(child, dir_fd=fd)
+    finally:
+        for fd, _, _ in stack:
+            os.close(fd)
+
+
+def _open_inside(dir_fd: int, name: bytes, home: tuple[int, int]) -> int:
+    """The folder name in dir_fd, opened, when it is on the mount home (st_dev, mount ID)."""
+    fd = os.open(_name(name), DIR_FLAGS, dir_fd=dir_fd)
+    if (os.fstat(fd).st_dev, mount_id(fd)) != home:
+        os.close(fd)
+        raise OSError(errno.EBUSY, "a mount point: not removed", name)
+    return fd
+
+
+def mount_id(fd: int) -> int | None:
+    """The ID of the mount an open file lies on (the kernel's fdinfo; statx's STATX_MNT_ID)."""
+    try:
+        with open(b"/proc/self/fdinfo/%d" % fd, "rb") as f:
+            for line in f:
+                if line.startswith(b"mnt_id:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def replace(dir_fd: int, tmp: bytes, name: bytes):

@@ -13,7 +13,7 @@ import stat
 
 from .entry import Entry, Hint, Kind, entry_from_stat, path_key
 from .errors import InputNotFound, ScanError, show_path
-from .fsmeta import read_xattrs
+from .fsmeta import mount_points_below, read_xattrs
 from .hashing import EMPTY_DIGEST, HashPool, Problem, hash_file
 from .manifest import STATE_DIR
 
@@ -126,8 +126,8 @@ def _lookup(hints, trust_mtime: bool):
 
 
 def scan(root, *, previous=None, checksum: bool = False, trust_mtime: bool = False, excludes=(),
-         leave_out=frozenset(), workers: int | None = None, on_progress=None, on_warning=None,
-         on_skip=None):
+         leave_out=frozenset(), wanted_sizes=None, workers: int | None = None, on_progress=None,
+         on_warning=None, on_skip=None):
     """Yield the Entries of the tree at root in canonical order, leaving out STATE_DIR at its
     root. Each entry carries the ino and ctime_ns its record was read with (a stat cache's row).
 
@@ -136,7 +136,9 @@ def scan(root, *, previous=None, checksum: bool = False, trust_mtime: bool = Fal
     and ctime, see statcache.py) are unchanged takes its digest from there; with trust_mtime,
     size and mtime_ns alone are enough (for copies of a tree; a change that kept both is
     missed). checksum: hash every file. leave_out: paths left out with their subtrees (kept
-    paths of a target, keep.py).
+    paths of a target, keep.py). wanted_sizes: when given, a file of a size not in it is not
+    read (its digest is None): a restore's target files can only give content of those sizes,
+    and an extra sparse file of terabytes is not worth reading before it is deleted.
     on_progress(entries, bytes): called now and then. on_warning(message): vanished files,
     skipped mount points, files that changed while read. on_skip(path): called for each entry
     left out or emptied because it is on another filesystem (after its warning).
@@ -160,7 +162,8 @@ def scan(root, *, previous=None, checksum: bool = False, trust_mtime: bool = Fal
     find_previous = _lookup(None if checksum else previous, trust_mtime)
     pool = HashPool(workers)
     try:
-        walker = _Walker(root, root_st, excluded, find_previous, pool, warn, skip, on_progress)
+        walker = _Walker(root, root_st, excluded, find_previous, pool, warn, skip, on_progress,
+                         mount_points_below(root), wanted_sizes)
         yield from walker.walk()
         if previous is not None and not checksum:
             find_previous.drain()
@@ -174,9 +177,11 @@ class _Walker:
     window's head, so they leave in the order they were walked."""
 
     __slots__ = ("root", "root_st", "excluded", "find_previous", "pool", "warn", "skip",
-                 "on_progress", "hardlinks", "pending", "batch", "emitted", "emitted_bytes")
+                 "on_progress", "mounts", "wanted_sizes", "hardlinks", "pending", "batch",
+                 "emitted", "emitted_bytes")
 
-    def __init__(self, root, root_st, excluded, find_previous, pool, warn, skip, on_progress):
+    def __init__(self, root, root_st, excluded, find_previous, pool, warn, skip, on_progress,
+                 mounts, wanted_sizes):
         self.root = root
         self.root_st = root_st
         self.excluded = excluded
@@ -185,6 +190,8 @@ class _Walker:
         self.warn = warn
         self.skip = skip
         self.on_progress = on_progress
+        self.mounts = mounts                # relative paths something is mounted on
+        self.wanted_sizes = wanted_sizes
         self.hardlinks: dict[tuple[int, int], Entry] = {}   # (dev, ino) -> the group's leader
         # the window: ready Entries, and a _Hashing or _LinkMember for each one not yet ready
         self.pending = collections.deque()
@@ -199,7 +206,7 @@ class _Walker:
         root_entry.xattrs = read_xattrs(root)
         self.pending.append(root_entry)
         # the loop runs once per entry: what it uses is bound to locals
-        root_dev, warn, skip = self.root_st.st_dev, self.warn, self.skip
+        root_dev, warn, skip, mounts = self.root_st.st_dev, self.warn, self.skip, self.mounts
         excluded = self.excluded if self.excluded else None
         visit, pending, drain = self.visit, self.pending, self.drain
         lstat, is_dir = os.lstat, stat.S_ISDIR
@@ -216,10 +223,10 @@ class _Walker:
             path = abs_dir + b"/" + name
             try:
                 st = lstat(path)
-                if st.st_dev != root_dev:
+                if st.st_dev != root_dev or (mounts and rel in mounts):
                     skip(path)
                     if not is_dir(st.st_mode):
-                        warn(f"{show_path(path)}: skipped, on another filesystem")
+                        warn(f"{show_path(path)}: skipped, a mount point")
                         continue
                     warn(f"{show_path(path)}: mount point, recorded as an empty folder")
                     visit(rel, path, st)
@@ -263,6 +270,9 @@ class _Walker:
                 entry.digest, entry.sparse = EMPTY_DIGEST, False
             else:
                 known = self.find_previous(path_key(rel), st)
+                if known is None and self.wanted_sizes is not None and size not in self.wanted_sizes:
+                    self.pending.append(entry)      # content of no use: left unread
+                    return
                 if known is None:           # hash it in a batch; inline, as this runs per file
                     batch = self.batch
                     self.pending.append(_Hashing(entry, batch, len(batch.paths)))

@@ -31,8 +31,18 @@ def _terminated(signum, frame):
     raise KeyboardInterrupt   # unwind: unmount, remove temporary files, as for Ctrl-C
 
 
+def _more_open_files():
+    """Removing a deep folder holds one fd per level: take the hard limit of open files."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, 1 << 16) if hard != resource.RLIM_INFINITY else 1 << 16
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def main(argv=None):
     """Run the CLI; expected errors become one line on stderr and their documented exit code."""
+    _more_open_files()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminated)
     try:
