@@ -154,7 +154,7 @@ def print_commands(res):
     for r in res.values():
         print(f"  {r['label']}: {r['command']}")
     with open("/proc/mounts") as f:  # diffimg must have unmounted all its images
-        left = [line for line in f if "diffimg-mnt" in line]
+        left = [line for line in f if "diffimg-run-" in line]
     if left:
         print("\nWARNING: still mounted:\n" + "".join(left))
 

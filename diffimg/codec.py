@@ -105,6 +105,16 @@ def compress(data: bytes) -> bytes:
     return _compressor().compress(data)
 
 
+def check_frame(head: bytes):
+    """ValueError unless head starts a zstd frame whose content checksum is on: every frame
+    diffimg writes has one, and a stream without it is not in its canonical form."""
+    try:
+        if not zstandard.get_frame_parameters(head).has_checksum:
+            raise ValueError("zstd frame without its content checksum")
+    except zstandard.ZstdError as exc:
+        raise ValueError(f"not a zstd frame ({exc})") from None
+
+
 def frame_content_size(head: bytes) -> int:
     """The content size a zstd frame's header declares; -1 when it declares none."""
     return zstandard.frame_content_size(head)
@@ -145,6 +155,7 @@ def pack_compressed(obj) -> bytes:
 
 
 def unpack_compressed(data: bytes, max_size: int = 1 << 30):
+    check_frame(data[:18])
     dctx = zstandard.ZstdDecompressor()
     return unpack(dctx.decompress(data, max_output_size=max_size))
 

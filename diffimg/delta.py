@@ -6,7 +6,7 @@ parent's entry and the new one, so that apply can check and change a target from
 
 from dataclasses import dataclass
 
-from .entry import Entry
+from .entry import Entry, Kind, same_object
 from .manifest import from_record, to_record, unsafe_path
 
 DELETE = "delete"    # the path (with its subtree) is gone
@@ -21,6 +21,7 @@ LINK = "link"        # a later hardlink member of source (its group's first path
 ACTIONS = (DELETE, STORE, COPY, PARENT, META, NEW, LINK)
 _ACTIONS = set(ACTIONS)
 _SOURCED = {COPY, PARENT, LINK}
+_CONTENT = {STORE, COPY, PARENT}        # a file's content, from this image or the parent
 
 
 @dataclass(slots=True)
@@ -57,7 +58,29 @@ class Change:
         if after is not None and (after.link is not None) != (action == LINK) \
                 or (action == LINK and after.link != source):
             raise ValueError(f"delta record whose hardlink is not its source {rec!r:.80}")
+        problem = _rule_broken(action, rec[3], rec[4], before, after)
+        if problem:
+            raise ValueError(f"delta record where {problem} {rec!r:.80}")
         return cls(path, action, source, rec[3], rec[4], before, after)
+
+
+def _rule_broken(action: str, replaces: bool, digest, before: Entry | None,
+                 after: Entry | None) -> str | None:
+    """Which of the rules of spec/image.md ("Delta rules") a record breaks, if any."""
+    if replaces != (before is not None and after is not None and before.kind != after.kind):
+        return "replaces is not exactly 'the kinds differ'"
+    if digest != (after.digest if after is not None and after.kind is Kind.FILE else None):
+        return "the digest is not the new file's"
+    if action in _CONTENT and after.kind is not Kind.FILE:
+        return f"a {action} record is not a file's"
+    if action == NEW and after.kind is Kind.FILE:
+        return "a new record holds a file"
+    if action == META and (before.kind != after.kind or before.link is not None
+                           or after.digest != before.digest
+                           or bool(after.sparse) != bool(before.sparse)
+                           or not same_object(before, after)):
+        return "a meta record changes more than metadata"
+    return None
 
 
 def _entry_record(e: Entry | None):

@@ -189,16 +189,18 @@ def _write_files(p: Plan, target: bytes, run: _Run, layer_roots: dict, on_progre
 
 
 def _write_failure(w, written):
-    """The error for a write that failed: a damaged layer, content in the target that is not
-    what its size and time promised, or the target itself."""
+    """The error for a write that failed: a damaged layer (its content unreadable or not what
+    its record says), content in the target that is not what its size and time promised, or
+    the target itself."""
     path = show_path(w.entry.path)
-    if written.problem is Problem.NO_SPACE:
+    problem = written.problem
+    if problem is Problem.NO_SPACE:
         return OutputError(f"the target is full while writing {path}")
-    if written.problem is not Problem.BAD_CONTENT:
+    if w.source.origin is From.LAYER and problem in (Problem.BAD_CONTENT, Problem.UNREADABLE):
+        return ImageError(f"{path}: {written.message} in image {w.source.layer + 1} (a damaged "
+                          "image?); the target file was left as it was")
+    if problem is not Problem.BAD_CONTENT:
         return OutputError(f"cannot write {path}: {written.message}")
-    if w.source.origin is From.LAYER:
-        return ImageError(f"{path}: {written.message} (a damaged image?); the target file was "
-                          "left as it was")
     # taken from the target, trusted for its size and time
     where = show_path(w.source.path) if w.source.origin is From.TARGET else "a path that goes away"
     return OutputError(f"{path}: its content, taken from {where} in the target, does not match "

@@ -10,13 +10,16 @@ import errno
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import select
 import signal
 import stat
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from typing import NamedTuple
 
 import xxhash
 
+from . import runs
 from .interrupts import signals_held
 
 WHOLE_READ = 1 << 20        # files up to this size are read in one call
@@ -34,6 +37,7 @@ class Problem(enum.StrEnum):
     ERROR = "error"               # could not be read or written
     NO_SPACE = "no-space"         # the device written to is full
     BAD_CONTENT = "bad-content"   # the bytes written do not match the digest they must have
+    UNREADABLE = "unreadable"     # the content to write could not be opened or read
 
 
 class Content(NamedTuple):
@@ -81,9 +85,7 @@ def hash_file(path: bytes) -> Hashed:
             else:
                 digest, nread = _hash_stream(fd, b"")
             after = os.fstat(fd)
-            sparse = (after.st_blocks * 512 < after.st_size
-                      and os.lseek(fd, 0, os.SEEK_HOLE) < after.st_size)
-            content = _content(after, digest, sparse)
+            content = _content(after, digest, has_holes(fd, after.st_size))
             if (nread == after.st_size and before.st_size == after.st_size
                     and before.st_mtime_ns == after.st_mtime_ns
                     and before.st_ctime_ns == after.st_ctime_ns):
@@ -93,6 +95,28 @@ def hash_file(path: bytes) -> Hashed:
         finally:
             os.close(fd)
     return Hashed(Problem.CHANGED, "kept changing while being read; recorded as last read", content)
+
+
+def has_holes(fd: int, size: int) -> bool:
+    """Whether the open file has a hole before its end, by SEEK_HOLE alone: its block count
+    says nothing sure (an xattr or extent block can make up for a hole)."""
+    return size > 0 and os.lseek(fd, 0, os.SEEK_HOLE) < size
+
+
+def holes_at(path: bytes) -> bool | None:
+    """has_holes of the regular file at path (not following a symlink); None when it cannot
+    be opened as one."""
+    try:
+        fd = _open_for_read(path)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        return has_holes(fd, st.st_size) if stat.S_ISREG(st.st_mode) else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _content(st, digest: bytes, sparse: bool) -> Content:
@@ -171,11 +195,29 @@ def _hash_stream(fd: int, head: bytes):
     return h.digest(), total
 
 
-def _ignore_interrupts():
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
+def _worker_start(parent: int):
+    """In each worker: Ctrl-C is the parent's to handle; and when the parent dies (kill -9),
+    the worker ends too. Its own parent is the forkserver, which lives as long as a worker
+    does, and it waits on a queue whose writing end it holds itself: without this it would
+    wait forever, holding the caller's stdout and stderr open."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        pidfd = os.pidfd_open(parent)
+    except ProcessLookupError:
+        os._exit(1)
+    threading.Thread(target=_exit_when_ready, args=(pidfd,), daemon=True).start()
+
+
+def _exit_when_ready(pidfd: int):
+    select.select([pidfd], [], [])      # readable once that process has ended
+    os._exit(1)
 
 
 def _forkserver_context():
+    # the forkserver's socket goes in this run's folder (runs.py), not a /tmp/pymp-* of its own
+    config = multiprocessing.process.current_process()._config
+    if config.get("tempdir") is None:
+        config["tempdir"] = runs.multiprocessing_folder()
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["diffimg.hashing"])
     return context
@@ -215,7 +257,8 @@ class HashPool:
         with signals_held():
             if self._executor is None:
                 self._executor = ProcessPoolExecutor(self.workers, mp_context=_forkserver_context(),
-                                                     initializer=_ignore_interrupts)
+                                                     initializer=_worker_start,
+                                                     initargs=(os.getpid(),))
             return self._executor.submit(fn, paths)
 
     def close(self):

@@ -15,7 +15,7 @@ import struct
 import xxhash
 
 from . import codec, containers, statcache
-from .delta import Change
+from .delta import COPY, STORE, Change
 from .entry import path_key
 from .errors import ChainError, ImageError, InputNotFound, UnsupportedVersion, show_path
 from .manifest import ManifestReader, read_entries, read_file_hints
@@ -112,17 +112,25 @@ class Image:
             self._fail("index is corrupt")
         try:
             index = codec.unpack(data)
-            self.container = index["container"]
-            self.format = self.container["format"]
-            self.blobs = {name: tuple(index[name]) for name in BLOBS if name in index}
-        except (*codec.DecodeErrors, KeyError, TypeError):
+        except codec.DecodeErrors:
             self._fail("index is corrupt")
-        if self.format not in containers.FORMATS or "manifest" not in self.blobs \
-                or "info" not in self.blobs:
-            self._fail("index is incomplete")
-        for name, (start, length, _) in self.blobs.items():
-            if start + length > offset:
+        container = index.get("container") if type(index) is dict else None
+        if type(container) is not dict or container.get("format") not in containers.FORMATS \
+                or not _count(container.get("length", 0)) or not _count(container.get("offset", 0)) \
+                or "manifest" not in index or "info" not in index:
+            self._fail("index is incomplete or malformed")
+        self.container, self.format = container, container["format"]
+        self.blobs = {}
+        for name in BLOBS:
+            if name not in index:
+                continue
+            where = index[name]
+            if type(where) is not list or len(where) != 3 or not _count(where[0]) \
+                    or not _count(where[1]) or type(where[2]) is not bytes or len(where[2]) != 16:
+                self._fail(f"index entry of the {name} is malformed")
+            if where[0] + where[1] > offset:
                 self._fail(f"{name} out of bounds")
+            self.blobs[name] = tuple(where)
 
     def _blob(self, f, name: str, check: bool = True) -> bytes:
         start, length, digest = self.blobs[name]
@@ -139,6 +147,11 @@ class Image:
             self._fail("info is corrupt")
         if type(info) is not dict or info.get("kind") not in ("full", "diff"):
             self._fail("info is incomplete")
+        problem = _info_problem(info)
+        if problem:
+            self._fail(f"info is malformed ({problem})")
+        if (info["kind"] == "diff") != ("delta" in self.blobs):
+            self._fail("info's kind does not match the index (a diff, and only a diff, has a delta)")
         return info
 
     @property
@@ -193,6 +206,11 @@ class Image:
         keys = [path_key(c.path) for c in changes]
         if any(a >= b for a, b in zip(keys, keys[1:])):
             self._fail("delta is corrupt (records out of order or repeated)")
+        stored = {c.path: c.digest for c in changes if c.action == STORE}
+        for c in changes:
+            if c.action == COPY and stored.get(c.source) != c.digest:
+                self._fail(f"delta is corrupt ({show_path(c.path)} copies content this image "
+                           "does not store)")
         return changes
 
     def check_blobs(self) -> list[str]:
@@ -221,6 +239,42 @@ def _blob_chunks(f, start: int, length: int):
         yield chunk
 
 
+def _count(value) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _is_id(value) -> bool:
+    return type(value) is bytes and len(value) == 16
+
+
+def _info_problem(info: dict) -> str | None:
+    """What is wrong with the fields of an info blob that diffimg reads (spec/image.md)."""
+    if not _is_id(info.get("tree_id")):
+        return "tree_id is not 16 bytes"
+    if info["kind"] == "diff" and not _is_id(info.get("parent_id")):
+        return "a diff's parent_id is not 16 bytes"
+    if info["kind"] == "full" and info.get("parent_id") is not None:
+        return "a full image has a parent_id"
+    for name in ("entries", "files", "bytes", "stored_files", "stored_bytes"):
+        if not _count(info.get(name)):
+            return f"{name} is not a count"
+    if info["entries"] < 1:
+        return "no entries"
+    for name in ("format", "tool", "compression"):
+        if name in info and type(info[name]) is not str:
+            return f"{name} is not text"
+    for name in ("source", "os"):
+        if name in info and type(info[name]) is not dict:
+            return f"{name} is not a map"
+    if "created_ns" in info and type(info["created_ns"]) is not int:
+        return "created_ns is not an integer"
+    changes = info.get("changes")
+    if changes is not None and (type(changes) is not dict or not all(
+            type(k) is str and _count(v) for k, v in changes.items())):
+        return "changes is not a map of counts"
+    return None
+
+
 @contextlib.contextmanager
 def container_tree(path, fmt: str, length: int):
     """Yield the path of a container's tree: the dir format's folder, or a read-only mount of
@@ -230,6 +284,14 @@ def container_tree(path, fmt: str, length: int):
     if folder is not None:
         yield folder
         return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(min(length, containers.SUPERBLOCK_BYTES))
+    except OSError as exc:
+        raise ImageError(f"cannot read {show_path(path)}: {exc.strerror}") from None
+    problem = container.superblock_problem(head, length)
+    if problem:
+        raise ImageError(f"{show_path(path)}: its container is damaged ({problem})")
     from .mount import mounted
     with mounted(path, container.fstype, length) as tree:
         yield tree

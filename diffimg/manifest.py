@@ -12,7 +12,7 @@ import time
 
 import xxhash
 
-from . import __version__, codec, statcache
+from . import __version__, codec, runs, statcache
 from .entry import Entry, Hint, Kind, inode_fields
 from .errors import InputNotFound, ManifestError, OutputError, UnsupportedVersion, show_path
 
@@ -30,38 +30,57 @@ def to_record(e: Entry) -> list:
 
 _KINDS = {int(k): k for k in Kind}
 _DEVICES = (Kind.CHAR, Kind.BLOCK)
+_U32 = 1 << 32
+_I64 = 1 << 63
+MAX_TARGET = 4095          # a symlink's target: PATH_MAX less its NUL
+
+
+def _int(value, low: int, high: int) -> bool:
+    """value is an int in [low, high)."""
+    return type(value) is int and low <= value < high
 
 
 def from_record(rec) -> Entry:
-    """An Entry from a decoded record, checking each field's type and the path's safety."""
+    """An Entry from a decoded record, checking every field (spec/manifest.md, "Field rules"):
+    its type and range, nil exactly where the kind has no such field, and the path's safety."""
     if type(rec) is not list or len(rec) < 13:
         raise ValueError("record is not an array of at least 13 fields")
     (path, kind, mode, uid, gid, mtime_ns, size, digest, target, rdev, xattrs, link,
      sparse) = rec[:13]
     if type(path) is not bytes:
         raise ValueError("path is not bytes")
-    kind = _KINDS.get(kind)
+    kind = _KINDS.get(kind) if type(kind) is int else None
     if kind is None:
         raise ValueError(f"unknown kind {rec[1]!r}")
-    if not (type(mode) is int and type(uid) is int and type(gid) is int and type(mtime_ns) is int):
-        raise ValueError("mode, uid, gid or mtime_ns is not an integer")
-    if not 0 <= mode <= 0o7777 or uid < 0 or gid < 0:
-        raise ValueError("mode, uid or gid out of range")
-    if kind is Kind.FILE:
-        if type(size) is not int or size < 0:
-            raise ValueError("file without a valid size")
-        if digest is not None and (type(digest) is not bytes or len(digest) != 16):
-            raise ValueError("digest is not 16 bytes")
-        if sparse is not None and type(sparse) is not bool:
-            raise ValueError("sparse is not a boolean")
-    elif kind is Kind.SYMLINK:
-        if type(target) is not bytes or not target or b"\0" in target:
+    if not (_int(mode, 0, 0o10000) and _int(uid, 0, _U32) and _int(gid, 0, _U32)
+            and _int(mtime_ns, -_I64, _I64)):
+        raise ValueError("mode, uid, gid or mtime_ns is not an integer in its range")
+    is_file = kind is Kind.FILE
+    if is_file:
+        if not _int(size, 0, _I64) or type(digest) is not bytes or len(digest) != 16 \
+                or type(sparse) is not bool:
+            raise ValueError("file without a valid size, digest or sparse flag")
+    elif size is not None or digest is not None or sparse is not None:
+        raise ValueError(f"a {kind.name.lower()} with a size, digest or sparse flag")
+    if kind is Kind.SYMLINK:
+        if type(target) is not bytes or not 0 < len(target) <= MAX_TARGET or b"\0" in target:
             raise ValueError("symlink without a valid target")
-    elif kind in _DEVICES and type(rdev) is not int:
-        raise ValueError("device without rdev")
-    if xattrs is not None and (type(xattrs) is not dict or not all(
-            type(k) is bytes and type(v) is bytes for k, v in xattrs.items())):
-        raise ValueError("xattrs is not a map of bytes to bytes")
+    elif target is not None:
+        raise ValueError(f"a {kind.name.lower()} with a symlink target")
+    if kind in _DEVICES:
+        if not _int(rdev, 0, 1 << 64):
+            raise ValueError("device without a valid rdev")
+    elif rdev is not None:
+        raise ValueError(f"a {kind.name.lower()} with a device number")
+    if xattrs is not None:
+        if type(xattrs) is not dict or not xattrs:
+            raise ValueError("xattrs is not a non-empty map")
+        last = b""
+        for name, value in xattrs.items():
+            if type(name) is not bytes or type(value) is not bytes or not name > last \
+                    or b"\0" in name:
+                raise ValueError("xattrs is not a map of names (sorted, without NUL) to bytes")
+            last = name
     if link is not None and (type(link) is not bytes or kind is Kind.DIR or unsafe_path(link)):
         raise ValueError("invalid hardlink reference")
     return Entry(path, kind, mode, uid, gid, mtime_ns, size, digest, target, rdev, xattrs, link,
@@ -79,6 +98,11 @@ def _unsafe_key(key: list[bytes], path: bytes) -> bool:
 def unsafe_path(path: bytes) -> bool:
     """True for a path that could leave a tree (absolute, empty, '.' or '..' parts, NUL) or
     lies in diffimg's own folder at its root."""
+    # most paths have no component starting with '.', no empty one and no NUL: four searches
+    # in C tell them apart; only the rest are split
+    if path and not path.startswith((b".", b"/")) and not path.endswith(b"/") \
+            and b"/." not in path and b"//" not in path and b"\0" not in path:
+        return False
     return not path or _unsafe_key(path.split(b"/"), path)
 
 
@@ -144,6 +168,7 @@ class ManifestWriter:
         self._stats = stats
         directory = os.path.dirname(self.path) or b"."
         self._tmp = os.path.join(directory, b".%s.tmp-%d" % (os.path.basename(self.path), os.getpid()))
+        runs.current().made(self._tmp)          # a later run removes it if this one is killed
         self._ids = TreeId()
         self._pack = codec.packer().pack
         self._pending: list[bytes] = []
@@ -279,6 +304,8 @@ class ManifestReader:
             self._span = (offset, end)
             # the records end where the stat section (if any) begins
             records_end = statcache.records_end(self._file, offset, end)
+            self._file.seek(offset + _PREAMBLE.size)
+            self._frame_head = self._file.read(18)
             self._file.seek(offset)
             self._file = codec.Window(self._file, records_end - offset)
         except FileNotFoundError:
@@ -304,11 +331,17 @@ class ManifestReader:
                 f"{show_path(self.path)}: manifest format {major}.{minor} is not supported "
                 f"(this diffimg reads format {VERSION[0]}.x)")
         self.version = (major, minor)
+        try:
+            codec.check_frame(self._frame_head)
+        except ValueError as exc:
+            self._fail(f"corrupt ({exc})")
         self._reader = codec.ObjectReader(self._file)
         self._objects = iter(self._reader)
         header, self._records_start = self._next_object()
         if type(header) is not dict:
             self._fail("no header")
+        if header.get("format") != [major, minor] or header.get("hash") != HASH_NAME:
+            self._fail("header's format or hash does not match the manifest's")
         self.header = header
 
     def _next_object(self):
@@ -319,31 +352,44 @@ class ManifestReader:
         except codec.DecodeErrors as exc:
             self._fail(f"corrupt ({exc})")
 
-    def _records(self, ids: "TreeId"):
-        """Yield the raw records; digest them as written and check the trailer at the end.
+    def _records(self, ids: "TreeId", canonical: bool = True):
+        """Yield the raw records; digest them as written and check the trailer at the end; with
+        canonical, check that they are written in their canonical encoding.
 
         The caller counts each record into ids (ids.count) before asking for the next."""
         hashed = end = self._records_start   # records are digested up to 'hashed'
+        held = []                            # the records since then
         while True:
             rec, next_end = self._next_object()
             if type(rec) is dict:
                 if ids.entries == 0:
                     self._fail("no root folder record")
-                ids.update(self._reader.take(hashed, end))
+                raw = self._reader.take(hashed, end)
+                ids.update(self._canonical(held, raw) if canonical else raw)
                 self._check_trailer(rec, ids)
                 return
             end = next_end
+            if canonical:
+                held.append(rec)
             if end - hashed >= 1 << 16:    # digest in large pieces, and forget what is digested
-                ids.update(self._reader.take(hashed, end))
+                raw = self._reader.take(hashed, end)
+                ids.update(self._canonical(held, raw) if canonical else raw)
                 self._reader.release(end)
                 hashed = end
+                held = []
             yield rec
+
+    def _canonical(self, records: list, raw: bytes) -> bytes:
+        """raw, when it is exactly the canonical encoding of records (else one tree could have
+        two tree IDs): each int, string and array in its smallest form."""
+        packed = codec.pack(records)          # one call: an array header, then each record
+        header = 1 if len(records) < 16 else 3 if len(records) < 1 << 16 else 5
+        if packed[header:] != raw:
+            self._fail("a record is not in its canonical encoding")
+        return raw
 
     def entries(self):
         """Yield the entries, fully checked; ManifestError as soon as anything is wrong."""
-        return self._own_errors(self._entries())
-
-    def _entries(self):
         ids = TreeId()
         stack: list[list[bytes]] = []     # keys of the folders that enclose the current entry
         last_key = None
@@ -399,16 +445,16 @@ class ManifestReader:
         of the filesystem being scanned, hints carry the stat section's proofs taken on it. Only
         what a hint needs is checked per record; the whole stream's integrity (frame checksum,
         counts, tree ID, the stat section's match) is still checked at its end."""
-        return self._own_errors(self._file_hints(filesystem))
-
-    def _file_hints(self, filesystem):
         ids = TreeId()
         file_kind = int(Kind.FILE)
         new = tuple.__new__     # Hint(...) without NamedTuple's Python-level __new__: per file
-        section = self.stat_section() if filesystem is not None else None
+        with self._errors_as_own():
+            section = self.stat_section() if filesystem is not None else None
         proofs = section.proofs(filesystem) if section is not None else None
+        if proofs is not None:
+            proofs = self._own_errors(proofs)
         proof = None
-        for rec in self._records(ids):
+        for rec in self._records(ids, canonical=False):   # (entries() checks the encoding)
             ids.entries += 1
             if proofs is not None:
                 proof = next(proofs, None)
@@ -426,7 +472,8 @@ class ManifestReader:
             ids.files += 1
             ids.bytes += size
             yield new(Hint, (path, size, mtime_ns, digest, sparse, *(proof or (None, None))))
-        statcache.check_against(section, self.trailer, self.path)
+        with self._errors_as_own():
+            statcache.check_against(section, self.trailer, self.path)
         if proofs is not None:
             for _ in proofs:          # to its end, where the rows' count is checked
                 pass

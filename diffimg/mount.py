@@ -3,9 +3,9 @@
 import contextlib
 import os
 import subprocess
-import tempfile
 import time
 
+from . import runs
 from .interrupts import signals_held
 from .tools import require_root, run
 
@@ -17,7 +17,7 @@ def mounted(image_path, fstype: str, length: int):
     The loop device covers exactly the container's bytes (sizelimit), not the metadata after it;
     mount's loop option detaches it again on unmount."""
     require_root(f"reading a {fstype} image")
-    mountpoint = tempfile.mkdtemp(prefix="diffimg-mnt-")
+    mountpoint = os.fsdecode(runs.current().mount_point())   # a killed run's is cleaned up
     # Ctrl-C and SIGTERM wait while the mount is made or undone; one held over the mount arrives
     # inside the try whose finally undoes it: an interrupt can never leave a mount behind
     is_mounted = False

@@ -10,7 +10,7 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from . import __version__, containers
+from . import __version__, containers, runs
 from .containers import Sizes
 from .delta import STORE
 from .differ import diff_trees
@@ -54,12 +54,15 @@ class _Output:
         pid = os.getpid()
         self.tmp = os.path.join(directory, b".%s.tmp-%d" % (base, pid))
         self.manifest = os.path.join(directory, b".%s.manifest-%d" % (base, pid))
+        staging = os.path.join(directory, b".%s.staging-%d" % (base, pid))
+        run = runs.current()       # a later run removes them if this one is killed
+        for path in (self.tmp, self.manifest, staging):
+            run.made(path)
         try:
             container.make_output(self.tmp)
         except OSError as exc:
             raise OutputError(f"cannot write in {show_path(directory)}: {exc.strerror}") from None
-        self.staging = container.staging_folder(
-            self.tmp, beside=os.path.join(directory, b".%s.staging-%d" % (base, pid)))
+        self.staging = container.staging_folder(self.tmp, beside=staging)
 
     def commit(self):
         if os.path.lexists(self.out):

@@ -217,10 +217,9 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
         phase(Phase.SCANNING_TARGET)
         had, previous, trust_mtime = _target_hints(root_fd, target, layers, chain.ambiguous,
                                                    checksum, warn)
-        sizes = {hint.size for hint in final.file_hints()}   # what target content can serve
         entries = scan(target, previous=previous, checksum=checksum, trust_mtime=trust_mtime,
-                       leave_out=kept.paths, wanted_sizes=sizes, on_progress=on_progress,
-                       on_warning=on_warning)
+                       leave_out=kept.paths, wanted_sizes=_FileSizes(final),
+                       on_progress=on_progress, on_warning=on_warning)
         p = plan_restore(entries, final.entries(), chain, kept)
         if not dry_run:
             run = State(False, None, [layer_record(layer) for layer in layers], command,
@@ -235,6 +234,20 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
             finish(root_fd, run, final, kept, lambda index, e, st: not (
                 p.unverified[index] or e.path in p.unverified_writes))
         return p
+
+
+class _FileSizes:
+    """The sizes of the final tree's files: what target content can serve (read once, when a
+    target file must be hashed; a restore that hashes nothing never reads them)."""
+
+    def __init__(self, final):
+        self._final = final
+        self._sizes: set[int] | None = None
+
+    def __contains__(self, size: int) -> bool:
+        if self._sizes is None:
+            self._sizes = {hint.size for hint in self._final.file_hints()}
+        return size in self._sizes
 
 
 def _target_hints(root_fd: int, target: bytes, layers, ambiguous: set[bytes], checksum: bool, warn):

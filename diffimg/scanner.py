@@ -14,7 +14,7 @@ import stat
 from .entry import Entry, Hint, Kind, entry_from_stat, path_key
 from .errors import InputNotFound, ScanError, show_path
 from .fsmeta import mount_points_below, read_xattrs
-from .hashing import EMPTY_DIGEST, HashPool, Problem, hash_file
+from .hashing import EMPTY_DIGEST, HashPool, Problem, hash_file, holes_at
 from .manifest import STATE_DIR
 
 BATCH_FILES = 256           # small files go to the pool in batches: one task each costs too much
@@ -270,6 +270,11 @@ class _Walker:
                 entry.digest, entry.sparse = EMPTY_DIGEST, False
             else:
                 known = self.find_previous(path_key(rel), st)
+                if known is not None and not known[2]:
+                    # taken on size and mtime alone: no stat row vouches for it, nor for its
+                    # holes, which are the file's own (a stat proof keeps them)
+                    sparse = holes_at(path)
+                    known = None if sparse is None else (known[0], sparse, False)
                 if known is None and self.wanted_sizes is not None and size not in self.wanted_sizes:
                     self.pending.append(entry)      # content of no use: left unread
                     return
@@ -282,7 +287,7 @@ class _Walker:
                         self.flush()
                     return
                 entry.digest, entry.sparse, proved = known
-                if not proved:              # taken on size and mtime alone: no stat row vouches
+                if not proved:
                     entry.ino = entry.ctime_ns = None
         self.pending.append(entry)
 

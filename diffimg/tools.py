@@ -1,7 +1,9 @@
 """Running the external tools an imaging server has (mksquashfs, mkfs.*, mount)."""
 
+import ctypes
 import os
 import shutil
+import signal
 import subprocess
 
 from .errors import NeedsRoot, OutputError, ToolError
@@ -28,7 +30,7 @@ class Running:
         self.what = what
         self._proc = subprocess.Popen([os.fsencode(a) if isinstance(a, bytes) else a for a in argv],
                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT)
+                                      stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
 
     def wait(self) -> str:
         """Its output once it has ended well; ToolError or OutputError otherwise."""
@@ -49,6 +51,16 @@ class Running:
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.communicate()
+
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)      # loaded before any fork: the child only calls it
+
+
+def die_with_parent():
+    """In a child process: be killed when the process that started it dies (a killed diffimg
+    must not leave mksquashfs writing on, or a worker waiting forever)."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def start(argv: list, what: str) -> Running:

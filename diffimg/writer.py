@@ -101,10 +101,12 @@ def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job, layers: _Layers) -> Writ
     parent, name = split(entry.path)
     try:
         dir_fd = dirs.fd(parent)
+    except OSError as exc:
+        return Written(_failure(exc), exc.strerror, None)
+    try:
         src = _open_source(source_dirs, job, layers)
     except OSError as exc:
-        return Written(Problem.ERROR, f"cannot open the source of {os.fsdecode(entry.path)}: "
-                       f"{exc.strerror}", None)
+        return Written(Problem.UNREADABLE, f"cannot open its content: {exc.strerror}", None)
     try:
         dst = os.open(tmp, _CREATE, 0o600, dir_fd=dir_fd)
     except OSError as exc:
@@ -123,6 +125,8 @@ def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job, layers: _Layers) -> Writ
     except _Mismatch:
         failed = Written(Problem.BAD_CONTENT, "the stored content does not match its digest "
                          "and size", None)
+    except _ReadError as exc:
+        failed = Written(Problem.UNREADABLE, f"cannot read its content: {exc.strerror}", None)
     except OSError as exc:
         failed = Written(_failure(exc), exc.strerror, None)
     finally:
@@ -181,6 +185,10 @@ class _Mismatch(Exception):
     pass
 
 
+class _ReadError(OSError):
+    """Reading the source failed (not writing the target): a damaged layer, if it is one."""
+
+
 def _copy(src: int, dst: int, sparse: bool, size: int):
     """Copy src to dst, hashing as it goes; zero runs become holes when sparse. A source longer
     than size is not read to its end: its digest is None."""
@@ -188,7 +196,7 @@ def _copy(src: int, dst: int, sparse: bool, size: int):
     view = _BUFFER
     offset = 0
     with open(src, "rb", buffering=0, closefd=False) as f:
-        while n := f.readinto(view):
+        while n := _read(f, view):
             if offset + n > size:
                 return None, offset + n
             chunk = view[:n]
@@ -204,6 +212,13 @@ def _copy(src: int, dst: int, sparse: bool, size: int):
     if sparse:
         os.ftruncate(dst, offset)
     return h.digest(), offset
+
+
+def _read(f, view) -> int:
+    try:
+        return f.readinto(view)
+    except OSError as exc:
+        raise _ReadError(exc.errno, exc.strerror) from None
 
 
 def _write_all(fd: int, data, offset: int):

@@ -18,6 +18,7 @@ def d(path, mode=0o755, mtime=T, **kw):
 
 
 def f(path, content=b"", mode=0o644, mtime=T, **kw):
+    kw.setdefault("sparse", False)
     return Entry(path, Kind.FILE, mode, UID, GID, mtime, size=len(content), digest=digest(content), **kw)
 
 

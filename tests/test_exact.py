@@ -58,8 +58,11 @@ def test_default_diff_finds_edits_that_keep_size_and_time(rich_tree, tmp_path):
     _edit(rich_tree)
     run_cli("diff", rich_tree, base, "-o", tmp_path / "d1", "--format", "dir", "-q", check_rc=0)
     run_cli("compare", "--checksum", base, tmp_path / "d1", rich_tree, check_rc=0)
+    # the old rule misses the content edits (it sees only that sparse.img, rewritten whole,
+    # lost its holes, which are never taken on trust): its tree is not the edited one
     run_cli("diff", "--trust-mtime", rich_tree, base, "-o", tmp_path / "old-rule", "--format", "dir",
-            "-q", check_rc=1)                  # "nothing changed": the edits are missed
+            "-q", check_rc=0)
+    run_cli("compare", "--checksum", base, tmp_path / "old-rule", rich_tree, check_rc=1)
 
 
 @needs_root

@@ -113,7 +113,7 @@ def test_a_container_symlink_is_never_followed_for_content(tmp_path):
     target = tmp_path / "target"
     target.mkdir()
     proc = run_cli("restore", tmp_path / "img", target, timeout=60)
-    assert proc.returncode in (7, 8) and b"x/zero" in proc.stderr, proc
+    assert proc.returncode == 8 and b"x/zero" in proc.stderr, proc
     assert not os.path.lexists(target / "x" / "zero")
 
 
@@ -204,7 +204,7 @@ def test_a_device_in_a_container_is_never_read_as_content(tmp_path):
     target = tmp_path / "target"
     target.mkdir()
     proc = run_cli("restore", tmp_path / "img", target, timeout=60)
-    assert proc.returncode == 7 and b"not a regular file" in proc.stderr, proc
+    assert proc.returncode == 8 and b"not a regular file" in proc.stderr, proc
     assert not os.path.lexists(target / "f")
 
 
@@ -372,3 +372,22 @@ def test_an_extra_file_of_a_size_the_tree_lacks_is_not_read(tmp_path):
     proc = run_cli("restore", tmp_path / "img", target, timeout=60)
     assert proc.returncode == 0 and b"1 from the target" in proc.stderr, proc
     assert sorted(os.listdir(target)) == [".diffimg", "moved"]
+
+
+def test_a_damaged_container_is_a_bad_image(tmp_path):
+    """Strict formats, exit codes: a file missing from the container, and a squashfs whose
+    superblock is damaged, are bad images (8), not a failed write (7) or mount (11)."""
+    from conftest import assert_one_line_error
+    container = _image_with_file(tmp_path, b"f", b"abc")
+    os.unlink(container / "f")
+    target = tmp_path / "target"
+    target.mkdir()
+    assert b"f: cannot open its content" in assert_one_line_error(
+        run_cli("restore", tmp_path / "img", target), 8).encode()
+    run_cli("create", tmp_path / "t", tmp_path / "sq.img", "-q", check_rc=0)
+    with open(tmp_path / "sq.img", "r+b") as f:
+        f.seek(12)
+        f.write(b"\x00\x00\x00\x00")              # the block size
+    (tmp_path / "second").mkdir()
+    assert b"damaged squashfs superblock" in assert_one_line_error(
+        run_cli("restore", tmp_path / "sq.img", tmp_path / "second"), 8).encode()

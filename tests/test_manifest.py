@@ -122,12 +122,21 @@ def test_newer_format_is_refused_with_its_own_code(tmp_path):
         ManifestReader(out)
 
 
-def test_newer_minor_version_is_read(tmp_path):
+def test_newer_minor_version_is_read(tmp_path, monkeypatch):
+    """A manifest of format 1.7 (preamble and header agree) is read by this 1.x reader; one
+    whose preamble and header disagree is refused."""
+    from diffimg import manifest
+    from diffimg.scanner import scan
     tree, out = _manifest(tmp_path)
+    newer = tmp_path / "newer"
+    monkeypatch.setattr(manifest, "VERSION", (1, 7))
+    manifest.write_manifest(newer, scan(tree))
+    monkeypatch.undo()
+    run_cli("compare", tree, newer, check_rc=0)
     data = bytearray(out.read_bytes())
     data[10:12] = (7).to_bytes(2, "big")
     out.write_bytes(data)
-    run_cli("compare", tree, out, check_rc=0)
+    assert b"format" in assert_one_line_error(run_cli("compare", tree, out), 4).encode()
 
 
 def test_missing_path_and_non_manifest_are_one_line_errors(tmp_path):

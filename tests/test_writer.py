@@ -15,7 +15,7 @@ T = 1_650_000_000_111_222_333
 TMP = b".diffimg-tmp-test-1"
 
 
-def f(path, content, mode=0o640, mtime=T, sparse=None):
+def f(path, content, mode=0o640, mtime=T, sparse=False):
     return Entry(path, Kind.FILE, mode, os.getuid(), os.getgid(), mtime, size=len(content),
                  digest=xxhash.xxh3_128_digest(content), sparse=sparse)
 
@@ -152,16 +152,18 @@ def test_sparse_entry_ending_in_zeros_keeps_its_size(target, tmp_path):
 
 
 def test_missing_source_is_an_error_with_a_message(target, tmp_path):
+    """A source that cannot be opened is UNREADABLE (a damaged layer, when it is one), not an
+    error of the target."""
     e = f(b"x", b"content")
     [answer] = write(target, layer_job(e, os.fsencode(tmp_path / "no-such-file")))
-    assert answer.problem is Problem.ERROR and answer.size is None
-    assert "x" in answer.message and "No such file" in answer.message
+    assert answer.problem is Problem.UNREADABLE and answer.size is None
+    assert "cannot open its content" in answer.message and "No such file" in answer.message
     assert os.listdir(target) == []
 
 
 def test_missing_rescue_with_may_link_is_an_error(target):
     [answer] = write(target, Job(TMP, f(b"x", b"c"), From.RESCUE, b"rescue/gone", True))
-    assert answer.problem is Problem.ERROR and answer.message
+    assert answer.problem is Problem.UNREADABLE and answer.message
     assert os.listdir(target) == []
 
 
@@ -172,7 +174,7 @@ def test_a_batch_answers_each_job_in_order(target, tmp_path):
             layer_job(f(b"c", b"bad"), good)._replace(tmp=b".t3"),
             Job(b".t4", f(b"d", b""), From.EMPTY, None, False)]
     answers = write(target, *jobs)
-    assert [a.problem for a in answers] == [None, Problem.ERROR, Problem.BAD_CONTENT, None]
+    assert [a.problem for a in answers] == [None, Problem.UNREADABLE, Problem.BAD_CONTENT, None]
     assert sorted(os.listdir(target)) == ["a", "d"]
 
 

@@ -10,7 +10,7 @@ signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(EXIT_INTERRUPTED))
 
 import click  # noqa: E402
 
-from .. import __version__  # noqa: E402
+from .. import __version__, runs  # noqa: E402
 from ..errors import DiffimgError  # noqa: E402
 
 trust_mtime_option = click.option(
@@ -44,6 +44,7 @@ def main(argv=None):
     """Run the CLI; expected errors become one line on stderr and their documented exit code."""
     _more_open_files()
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    runs.clean_dead_runs(lambda message: print(f"diffimg: warning: {message}", file=sys.stderr))
     signal.signal(signal.SIGTERM, _terminated)
     try:
         rc = cli.main(args=argv, prog_name="diffimg", standalone_mode=False)

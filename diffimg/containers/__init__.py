@@ -87,6 +87,15 @@ class FileContainer(Container):
     def content_folder(self, image: bytes) -> bytes | None:
         return None
 
+    def superblock_problem(self, head: bytes, length: int) -> str | None:
+        """What makes the container's first bytes (SUPERBLOCK_BYTES of them) not a superblock
+        of this format holding length bytes; None when they look right. A damaged image is
+        told apart from a machine that cannot mount it (a bad image, not a failed tool)."""
+        raise NotImplementedError
+
+
+SUPERBLOCK_BYTES = 65536 + 4096      # btrfs's lies at 64 KiB
+
 
 from . import btrfs, dirfmt, ext4, squashfs  # noqa: E402  (they import the classes above)
 

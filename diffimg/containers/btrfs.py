@@ -10,6 +10,11 @@ class Btrfs(FileContainer):
     name = fstype = "btrfs"
     packs_from_tree_while_scanning = True
 
+    def superblock_problem(self, head: bytes, length: int) -> str | None:
+        if len(head) < 0x10048 or head[0x10040:0x10048] != b"_BHRfS_M":
+            return "no btrfs superblock"
+        return None
+
     def build(self, source: bytes, out: bytes, sizes=None):
         self.start(source, out).wait()
 

@@ -32,6 +32,11 @@ def size_for(sizes) -> int:
 class Ext4(FileContainer):
     name = fstype = "ext4"
 
+    def superblock_problem(self, head: bytes, length: int) -> str | None:
+        if len(head) < 1082 or head[1080:1082] != b"\x53\xef":
+            return "no ext4 superblock"
+        return None
+
     def build(self, source: bytes, out: bytes, sizes):
         size = size_for(sizes)
         for attempt in range(2):

@@ -1,6 +1,7 @@
 """squashfs containers, made with mksquashfs (zstd)."""
 
 import os
+import struct
 
 from .. import tools
 from . import FileContainer
@@ -20,6 +21,19 @@ class Squashfs(FileContainer):
     @property
     def compression(self) -> str:
         return f"zstd level {self.level}"
+
+    def superblock_problem(self, head: bytes, length: int) -> str | None:
+        # squashfs 4.0: magic, block size (a power of two, 4 KiB to 1 MiB) and its log, the
+        # major version, and the bytes used (no more than the container's length)
+        if len(head) < 96 or head[:4] != b"hsqs":
+            return "no squashfs superblock"
+        block_size, = struct.unpack_from("<I", head, 12)
+        block_log, major = struct.unpack_from("<H", head, 22)[0], struct.unpack_from("<H", head, 28)[0]
+        bytes_used, = struct.unpack_from("<Q", head, 40)
+        if major != 4 or not 4096 <= block_size <= 1 << 20 or block_size != 1 << block_log \
+                or bytes_used > length:
+            return "a damaged squashfs superblock"
+        return None
 
     def build(self, source: bytes, out: bytes, sizes=None):
         self.start(source, out).wait()

@@ -1,0 +1,183 @@
+"""Issue 9: images from anyone. Hypothesis mutates one field of a manifest record, a delta record
+(or the entry records inside it), the info or the index of real dir-format images, recomputing
+every digest, count and tree ID as an attacker would, then verifies and restores the chain into a
+used target beside a sentinel folder. Each run ends in a DiffimgError (a one-line error with its
+code) or in a target equal to the crafted tree; never another exception, never a change outside
+the target."""
+
+import io
+import os
+import shutil
+import struct
+
+import msgpack
+import pytest
+import xxhash
+import zstandard
+from conftest import needs_root
+from hypothesis import event, given
+from hypothesis import strategies as st
+from snapshot import snapshot
+from treebuild import build
+
+from diffimg import codec
+from diffimg.compare import compare
+from diffimg.errors import DiffimgError
+from diffimg.image import FOOTER, MAGIC, Image
+from diffimg.manifest import MAGIC as MANIFEST_MAGIC
+from diffimg.restore import restore
+from diffimg.scanner import scan
+from diffimg.statcache import records_end
+from diffimg.verify import verify_chain
+
+pytestmark = needs_root
+
+HOSTILE = [None, True, 0, -1, 1, 7, 8, 0o7777 + 1, 2**32, 2**40, 2**63, 2**64 - 1, -2**63, 1.5,
+           b"", b"x", b"../outside/victim", b"/etc/passwd", b"a/../../x", b".diffimg/x", b"a\0b",
+           b"\0" * 16, b"\xff" * 17, "text", [], [1, 2], {}, {b"": b""}, {b"user.a\0": b"v"},
+           {b"user.b": b"1", b"user.a": b"2"}, b"f", b"sub", b"sub/g", b"l"]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """A base and a diff (dir format) of a small tree with every kind the fuzz should reach."""
+    top = tmp_path_factory.mktemp("fuzz")
+    tree = build(top / "tree", [
+        {"path": b"", "kind": "dir"},
+        {"path": b"f", "kind": "file", "data": b"file content"},
+        {"path": b"h", "kind": "link", "to": b"f"},
+        {"path": b"l", "kind": "symlink", "target": b"f"},
+        {"path": b"p", "kind": "fifo"},
+        {"path": b"sub", "kind": "dir"},
+        {"path": b"sub/g", "kind": "file", "data": b"g" * 5000, "xattrs": {b"user.k": b"v"}},
+    ])
+    _cli("create", tree, top / "base", "--format", "dir")
+    with open(os.path.join(tree, b"f"), "ab") as f:
+        f.write(b" changed")
+    os.rename(os.path.join(tree, b"sub/g"), os.path.join(tree, b"moved"))
+    os.symlink(b"moved", os.path.join(tree, b"l2"))
+    _cli("diff", tree, top / "base", "-o", top / "diff", "--format", "dir")
+    return top
+
+
+def _cli(*args):
+    from conftest import run_cli
+    run_cli(*args, "-q", check_rc=0)
+
+
+def _blobs(image: Image) -> dict:
+    with open(image.meta_path, "rb") as f:
+        data = f.read()
+    return {name: data[start:start + length] for name, (start, length, _) in image.blobs.items()}
+
+
+def _records(manifest_blob: bytes) -> tuple[dict, list]:
+    """The header and raw records of a manifest blob (its stat section dropped)."""
+    frame = manifest_blob[12:records_end(io.BytesIO(manifest_blob), 0, len(manifest_blob))]
+    with zstandard.ZstdDecompressor().stream_reader(frame, read_across_frames=False) as r:
+        objects = list(msgpack.Unpacker(r, raw=False, strict_map_key=False))
+    return objects[0], objects[1:-1]
+
+
+def _manifest_blob(header: dict, records: list) -> tuple[bytes, bytes]:
+    """A manifest of these raw records with an honest trailer; (blob, tree ID)."""
+    packed = [codec.pack(r) for r in records]
+    tree_id = xxhash.xxh3_128_digest(b"".join(packed))
+    files = [r for r in records if type(r) is list and len(r) > 6 and r[1] == 2]
+    trailer = {"entries": len(records), "files": len(files),
+               "bytes": sum(r[6] for r in files if type(r[6]) is int), "tree_id": tree_id}
+    body = codec.pack(header) + b"".join(packed) + codec.pack(trailer)
+    return MANIFEST_MAGIC + struct.pack(">HH", 1, 1) + codec.compress(body), tree_id
+
+
+def _write_meta(path, blobs: dict, container: dict, index_change=None):
+    """The metadata section: blobs, an index with their digests (one field possibly changed),
+    the footer; the index digest recomputed."""
+    index = {"container": container}
+    out = bytearray()
+    for name, data in blobs.items():
+        index[name] = [len(out), len(data), xxhash.xxh3_128_digest(data)]
+        out += data
+    if index_change is not None:
+        index_change(index)
+    index_bytes = codec.pack(index)
+    offset = len(out)
+    out += index_bytes
+    out += FOOTER.pack(MAGIC, 1, 0, offset, len(index_bytes), xxhash.xxh3_128_digest(index_bytes))
+    with open(path, "wb") as f:
+        f.write(out)
+
+
+def _set(container, position: int, value):
+    """container[position % len] = value (lists), or a key picked by position (maps)."""
+    if type(container) is dict:
+        keys = sorted(container, key=repr)
+        container[keys[position % len(keys)]] = value
+    elif type(container) is list and container:
+        container[position % len(container)] = value
+
+
+MUTATIONS = st.tuples(st.sampled_from(["manifest", "diff-manifest", "delta", "delta-entry", "info",
+                                       "index"]),
+                      st.integers(0, 50), st.integers(0, 50), st.sampled_from(HOSTILE))
+
+
+@given(MUTATIONS)
+def test_a_crafted_image_gives_an_error_or_its_own_tree_and_never_writes_outside(chain, mutation):
+    blob_name, which, field, value = mutation
+    work = chain / "work"
+    if os.path.lexists(work):
+        shutil.rmtree(work)
+    work.mkdir()
+    for name in ("base", "diff"):
+        shutil.copytree(chain / name, work / name, symlinks=True)
+    base, diff = Image(work / "base"), Image(work / "diff")
+    crafted = base if blob_name == "manifest" else diff
+    blobs = _blobs(crafted)
+    info = codec.unpack(blobs["info"])
+    index_change = None
+    images = [work / "base", work / "diff"]
+    if blob_name in ("manifest", "diff-manifest"):
+        header, records = _records(blobs["manifest"])
+        _set(records[which % len(records)], field, value)
+        blobs["manifest"], info["tree_id"] = _manifest_blob(header, records)
+        if blob_name == "manifest":
+            images = [work / "base"]      # the crafted tree is the final one
+    elif blob_name.startswith("delta"):
+        records = codec.unpack_compressed(blobs["delta"])
+        record = records[which % len(records)]
+        if blob_name == "delta-entry" and type(record[6 if field % 2 else 5]) is list:
+            record = record[6 if field % 2 else 5]
+        _set(record, field, value)
+        blobs["delta"] = codec.pack_compressed(records)
+    elif blob_name == "info":
+        _set(info, field, value)
+    else:
+        index_change = lambda index: _set(index, which, value) if field % 2 else \
+            _set(index["container"], which, value)  # noqa: E731
+    blobs["info"] = codec.pack(info)
+    _write_meta(crafted.meta_path, blobs, crafted.container, index_change)
+
+    target = work / "target"
+    target.mkdir()
+    (target / "old").write_bytes(b"old")
+    (work / "outside").mkdir()
+    (work / "outside" / "victim").write_bytes(b"must stay")
+    before = snapshot(work / "outside")
+    try:
+        verify_chain(images)
+    except DiffimgError:
+        pass
+    try:
+        restore(images, target)
+    except DiffimgError as exc:
+        restored = False
+        event(f"{blob_name}: {type(exc).__name__}")
+    else:
+        restored = True
+        event(f"{blob_name}: restored")
+    assert snapshot(work / "outside") == before
+    assert sorted(os.listdir(work)) == ["base", "diff", "outside", "target"]
+    if restored:            # a valid image, only another tree: the target is that tree
+        wanted = Image(images[-1]).entries()
+        assert not list(compare(wanted, scan(target)))
