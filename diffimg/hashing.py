@@ -86,10 +86,13 @@ def hash_file(path: bytes) -> Hashed:
                 digest, nread = _hash_stream(fd, b"")
             after = os.fstat(fd)
             content = _content(after, digest, has_holes(fd, after.st_size))
-            if (nread == after.st_size and before.st_size == after.st_size
-                    and before.st_mtime_ns == after.st_mtime_ns
-                    and before.st_ctime_ns == after.st_ctime_ns):
+            steady = (before.st_size == after.st_size and before.st_mtime_ns == after.st_mtime_ns
+                      and before.st_ctime_ns == after.st_ctime_ns)
+            if steady and nread == after.st_size:
                 return Hashed(None, None, content)
+            if steady and nread < after.st_size:     # unchanged, yet it ends early: damaged
+                return Hashed(Problem.ERROR, f"could be read only to byte {nread:,} of its "
+                              f"{after.st_size:,}", None)
         except OSError as exc:
             return Hashed(Problem.ERROR, exc.strerror, None)
         finally:
@@ -163,10 +166,36 @@ def copy_batch(pairs: list[tuple[bytes, bytes]]) -> list[Hashed]:
     return [copy_file(source, dest) for source, dest in pairs]
 
 
+LONG_PATH = 3800      # a longer path is opened in pieces (the kernel refuses past PATH_MAX)
+
+
+def _pin(path: bytes) -> int:
+    """An O_PATH fd of path itself (a symlink is not followed); a path of any length."""
+    if len(path) <= LONG_PATH:
+        return os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    folder, name = path.rsplit(b"/", 1)
+    dir_fd = None
+    try:
+        while folder:               # the folders in pieces below LONG_PATH, each from the last
+            cut = folder.rfind(b"/", 0, LONG_PATH) if len(folder) > LONG_PATH else len(folder)
+            if cut <= 0:
+                raise OSError(errno.ENAMETOOLONG, "a path component is too long", path)
+            piece, folder = folder[:cut], folder[cut + 1:]
+            opened = os.open(piece, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
+                             dir_fd=dir_fd if dir_fd is not None else -100)   # -100: AT_FDCWD
+            if dir_fd is not None:
+                os.close(dir_fd)
+            dir_fd = opened
+        return os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    finally:
+        if dir_fd is not None:
+            os.close(dir_fd)
+
+
 def _open_for_read(path: bytes) -> int:
     """path opened for reading when it is a regular file; otherwise its O_PATH pin, which the
     caller's fstat finds not regular (a device or FIFO is never opened: some act on open)."""
-    pin = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    pin = _pin(path)
     if not stat.S_ISREG(os.fstat(pin).st_mode):
         return pin
     pinned = b"/proc/self/fd/%d" % pin

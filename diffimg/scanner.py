@@ -210,12 +210,31 @@ class _Walker:
         excluded = self.excluded if self.excluded else None
         visit, pending, drain = self.visit, self.pending, self.drain
         lstat, is_dir = os.lstat, stat.S_ISDIR
-        stack = [(b"", root, iter([n for n in _list(root) if n != STATE_DIR]))]
+        # (relative path, the path to reach it by, its names to visit, its fd or None); a
+        # folder whose path grows past LONG_PATH is reached through its fd (/proc/self/fd/N):
+        # a tree of any depth is walked, paths handed to the kernel stay below PATH_MAX
+        stack = [(b"", root, iter([n for n in _list(root) if n != STATE_DIR]), None)]
+        try:
+            yield from self._walk(stack, root_dev, warn, skip, mounts, excluded, visit, pending,
+                                  drain, lstat, is_dir)
+        finally:
+            for *_, fd in stack:
+                if fd is not None:
+                    os.close(fd)
+        self.flush()
+        yield from drain(0)
+        if self.on_progress is not None:
+            self.on_progress(self.emitted, self.emitted_bytes)
+
+    def _walk(self, stack, root_dev, warn, skip, mounts, excluded, visit, pending, drain, lstat,
+              is_dir):
         while stack:
-            rel_dir, abs_dir, names = stack[-1]
+            rel_dir, abs_dir, names, _ = stack[-1]
             name = next(names, None)
             if name is None:
-                stack.pop()
+                _, _, _, fd = stack.pop()
+                if fd is not None:
+                    os.close(fd)
                 continue
             rel = rel_dir + b"/" + name if rel_dir else name
             if excluded is not None and excluded(rel, name):
@@ -233,7 +252,11 @@ class _Walker:
                 else:
                     visit(rel, path, st)
                     if is_dir(st.st_mode):
-                        stack.append((rel, path, iter(_list(path))))
+                        fd = None
+                        if len(path) > LONG_PATH:
+                            fd = os.open(path, _DIR_FLAGS)
+                            path = b"/proc/self/fd/%d" % fd
+                        stack.append((rel, path, iter(_list(path)), fd))
             except FileNotFoundError:
                 warn(f"{show_path(path)}: vanished while being scanned")
                 continue
@@ -241,10 +264,6 @@ class _Walker:
                 raise ScanError(f"cannot read {show_path(path)}: {exc.strerror}") from None
             if len(pending) >= DRAIN_EVERY:     # draining after each entry costs a generator each
                 yield from drain(WINDOW)
-        self.flush()
-        yield from drain(0)
-        if self.on_progress is not None:
-            self.on_progress(self.emitted, self.emitted_bytes)
 
     def visit(self, rel, path, st):
         """Queue the Entry for one lstat result, with whatever must finish it."""
@@ -277,6 +296,11 @@ class _Walker:
                     known = None if sparse is None else (known[0], sparse, False)
                 if known is None and self.wanted_sizes is not None and size not in self.wanted_sizes:
                     self.pending.append(entry)      # content of no use: left unread
+                    return
+                if known is None and path.startswith(_PROC_FD):
+                    # reached through this process's fd: the worker processes cannot open it
+                    if self.apply(entry, hash_file(path)) is not None:
+                        self.pending.append(entry)
                     return
                 if known is None:           # hash it in a batch; inline, as this runs per file
                     batch = self.batch
@@ -379,6 +403,11 @@ class _Walker:
 
     def abs_path(self, rel):
         return self.root + b"/" + rel if rel else self.root
+
+
+LONG_PATH = 3800       # a folder's path beyond this is reached through its fd instead
+_PROC_FD = b"/proc/self/fd/"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _list(path: bytes) -> list[bytes]:

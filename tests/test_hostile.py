@@ -391,3 +391,52 @@ def test_a_damaged_container_is_a_bad_image(tmp_path):
     (tmp_path / "second").mkdir()
     assert b"damaged squashfs superblock" in assert_one_line_error(
         run_cli("restore", tmp_path / "sq.img", tmp_path / "second"), 8).encode()
+
+
+def _deep_folder(root, levels=25) -> bytes:
+    """A chain of folders whose path passes PATH_MAX (made by fd: no path is ever that long);
+    the relative path of the deepest."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    parts = []
+    for i in range(levels):
+        name = b"d%02d" % i + b"x" * 200
+        os.mkdir(name, dir_fd=fd)
+        child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+        parts.append(name)
+    leaf = os.open(b"leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(leaf, b"deep")
+    os.close(leaf)
+    os.close(fd)
+    return b"/".join(parts)
+
+
+def test_a_target_with_paths_past_path_max_is_restored(tmp_path):
+    """Hostile targets: a folder chain 5 KB deep in the target no longer stops restore with
+    exit 6 forever: it is scanned and deleted through folder fds; status and a second restore
+    agree the target is the image's tree."""
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"a", "kind": "file", "data": b"x"}])
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    target = tmp_path / "target"
+    target.mkdir()
+    assert len(_deep_folder(target)) > 5000
+    proc = run_cli("restore", tmp_path / "img", target)
+    assert proc.returncode == 0, proc
+    assert sorted(os.listdir(target)) == [".diffimg", "a"]
+    assert run_cli("status", target).returncode == 0
+
+
+def test_a_tree_with_paths_past_path_max_is_scanned(tmp_path):
+    """The scan walks a tree of any depth (a folder past LONG_PATH is reached through its fd),
+    and hashes its files."""
+    from diffimg.manifest import read_entries
+    tree = tmp_path / "t"
+    tree.mkdir()
+    deep = _deep_folder(tree)
+    run_cli("scan", tree, "-o", tmp_path / "m", check_rc=0)
+    entries = {e.path: e for e in read_entries(tmp_path / "m")}
+    leaf = entries[deep + b"/leaf"]
+    import xxhash
+    assert len(entries) == 27 and leaf.digest == xxhash.xxh3_128_digest(b"deep") and leaf.size == 4

@@ -102,6 +102,12 @@ def test_kill_9_at_any_moment_leaves_nothing_that_lasts(tmp_path, seed):
     _assert_nothing_left(pid, mark, [images], {"base.img", "d1.img"})
     assert_same_tree(snapshot(target), snapshot(tree))
 
+    # verify and compare (they mount the images and hash in workers), killed
+    for args in (["verify", base, diff], ["compare", base, diff, str(target)]):
+        pid = _killed(args, rng.uniform(0.1, 1.0), mark)
+        run_cli("info", base, check_rc=0)
+        _assert_nothing_left(pid, mark, [images], {"base.img", "d1.img"})
+
     # apply, killed onto a restored base; apply --force finishes it
     second = tmp_path / "second"
     second.mkdir()

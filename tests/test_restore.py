@@ -382,9 +382,10 @@ def test_kill_9_at_several_moments_then_a_rerun_converges(tmp_path):
         _no_leftovers(os.fsencode(target))
 
 
-def _mounted() -> bool:
+def _mounted(pid: int) -> bool:
+    """Whether the diffimg process pid has an image mounted (in its run folder, runs.py)."""
     with open("/proc/self/mounts", "rb") as f:
-        return any(b"/diffimg-run-" in line and b"/mnt-" in line for line in f)
+        return any(b"/diffimg-run-%d-" % pid in line and b"/mnt-" in line for line in f)
 
 
 def _interrupt_restores(chain, tmp_path, interrupt):
@@ -398,19 +399,19 @@ def _interrupt_restores(chain, tmp_path, interrupt):
         proc = subprocess.Popen([sys.executable, "-m", "diffimg", "restore", base, diff, target],
                                 stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + 20
-        while not _mounted() and proc.poll() is None:
+        while not _mounted(proc.pid) and proc.poll() is None:
             assert time.monotonic() < deadline, "restore never mounted"
             time.sleep(0.005)
         if proc.poll() is not None:       # done between two looks: nothing left to interrupt
             _, err = proc.communicate(timeout=60)
-            assert proc.returncode == 0 and not _mounted(), err
+            assert proc.returncode == 0 and not _mounted(proc.pid), err
             continue
         time.sleep(delay)
         interrupt(proc)
         _, err = proc.communicate(timeout=60)
         finished = b"did:" in err      # the work was done: the signal met the exit (rc 0 or -2)
         assert proc.returncode == 130 or finished and proc.returncode in (0, -signal.SIGINT), err
-        assert not _mounted()
+        assert not _mounted(proc.pid)
         assert b"Traceback" not in err, err.decode(errors="replace")
 
 
