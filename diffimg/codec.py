@@ -154,6 +154,45 @@ def pack_compressed(obj) -> bytes:
     return _compressor().compress(pack(obj))
 
 
+class _Capped(io.RawIOBase):
+    """A stream that fails once more than limit bytes were read from it."""
+
+    def __init__(self, stream, limit: int):
+        self._stream, self._left = stream, limit
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        n = self._stream.readinto(buffer)
+        self._left -= n
+        if self._left < 0:
+            raise ValueError("decompresses to more than it may")
+        return n
+
+
+def iter_compressed_array(data: bytes, max_items: int, max_size: int = 1 << 30):
+    """The items of the one msgpack array in the zstd frame data, decoded one at a time: a
+    caller that checks each item stops at the first bad one, so a small frame that expands to
+    a huge array of junk costs no memory. ValueError (or a DecodeErrors) when malformed."""
+    check_frame(data[:18])
+    stream = _Capped(zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=False),
+                     max_size)
+    unpacker = msgpack.Unpacker(stream, raw=False, use_list=True, strict_map_key=False,
+                                max_buffer_size=MAX_OBJECT_BYTES, max_array_len=1 << 16,
+                                max_map_len=1 << 16)
+    count = unpacker.read_array_header()
+    if count > max_items:
+        raise ValueError(f"{count:,} items, more than {max_items:,}")
+    for _ in range(count):
+        yield unpacker.unpack()
+    try:
+        unpacker.unpack()
+    except msgpack.OutOfData:
+        return
+    raise ValueError("data after the array")
+
+
 def unpack_compressed(data: bytes, max_size: int = 1 << 30):
     check_frame(data[:18])
     dctx = zstandard.ZstdDecompressor()

@@ -19,7 +19,7 @@ from .hashing import Problem, copy_file, run_pooled
 from .planner import Plan
 from .progress import Phase
 from .safefs import Dirs, make_special, open_dir, proc_path, remove, replace, set_meta_at, set_meta_fd, split
-from .writer import From, Job, write_batch
+from .writer import From, Job, Root, write_batch
 
 RESCUE_DIR = b".diffimg-rescue"
 TMP_PREFIX = b".diffimg-tmp-"
@@ -84,7 +84,7 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
         phase(Phase.MAKING_SPECIALS)
         _make_specials(dirs, run, p.specials)
         phase(Phase.WRITING_FILES)
-        _write_files(p, target, run, layer_roots, on_progress)
+        _write_files(p, Root.of(root_fd), run, layer_roots, on_progress)
         phase(Phase.LINKING)
         for e in p.links:
             _link(root_fd, dirs, e, run.tmp_name())
@@ -172,7 +172,7 @@ def _jobs(p: Plan, run: _Run, layer_roots: dict):
         yield Job(run.tmp_name(), w.entry, origin, where, may_link, layer_root), w
 
 
-def _write_files(p: Plan, target: bytes, run: _Run, layer_roots: dict, on_progress):
+def _write_files(p: Plan, target: Root, run: _Run, layer_roots: dict, on_progress):
     done = [0, 0]
 
     def check(w, written):

@@ -103,7 +103,13 @@ def hash_file(path: bytes) -> Hashed:
 def has_holes(fd: int, size: int) -> bool:
     """Whether the open file has a hole before its end, by SEEK_HOLE alone: its block count
     says nothing sure (an xattr or extent block can make up for a hole)."""
-    return size > 0 and os.lseek(fd, 0, os.SEEK_HOLE) < size
+    if size <= 0:
+        return False
+    offset = os.lseek(fd, 0, os.SEEK_CUR)
+    try:
+        return os.lseek(fd, 0, os.SEEK_HOLE) < size
+    finally:
+        os.lseek(fd, offset, os.SEEK_SET)       # the file's offset as it was
 
 
 def holes_at(path: bytes) -> bool | None:

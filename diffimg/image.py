@@ -10,6 +10,7 @@ Byte-level layout: spec/image.md.
 
 import contextlib
 import os
+import stat
 import struct
 
 import xxhash
@@ -19,12 +20,15 @@ from .delta import COPY, STORE, Change
 from .entry import path_key
 from .errors import ChainError, ImageError, InputNotFound, UnsupportedVersion, show_path
 from .manifest import ManifestReader, read_entries, read_file_hints
+from .safefs import open_file
 
 MAGIC = b"\x89DIFFIMG-IMAGE\r\n"
 VERSION = (1, 0)
 FOOTER = struct.Struct(">16sHHQQ16s")     # magic, major, minor, index offset, index length, digest
 ALIGN = 4096
 BLOBS = ("manifest", "delta", "info")
+MAX_DELTA_RECORDS = 1 << 26     # far beyond any tree's changes; a bigger count is junk
+MAX_SMALL_BLOB = 16 << 20       # the index and the info are a few hundred bytes
 
 
 def blob_digest(data: bytes) -> bytes:
@@ -65,7 +69,7 @@ def is_image(path) -> bool:
     if meta is None:
         return False
     try:
-        with open(meta, "rb") as f:
+        with open_file(meta) as f:
             f.seek(-FOOTER.size, os.SEEK_END)
             return f.read(len(MAGIC)) == MAGIC
     except OSError:
@@ -84,7 +88,7 @@ class Image:
         if self.meta_path is None:
             raise ImageError(f"{show_path(path)} is a folder but not a diffimg image")
         try:
-            with open(self.meta_path, "rb") as f:
+            with open_file(self.meta_path) as f:
                 self._read_index(f)
                 self.info = self._info(f)
         except OSError as exc:
@@ -106,6 +110,8 @@ class Image:
                                      f"not supported (this diffimg reads {VERSION[0]}.x)")
         if offset + length > size - FOOTER.size:
             self._fail("index out of bounds (truncated)")
+        if length > MAX_SMALL_BLOB:
+            self._fail("index is corrupt (too large)")
         f.seek(offset)
         data = f.read(length)
         if blob_digest(data) != digest:
@@ -130,7 +136,13 @@ class Image:
                 self._fail(f"index entry of the {name} is malformed")
             if where[0] + where[1] > offset:
                 self._fail(f"{name} out of bounds")
+            if name == "info" and where[1] > MAX_SMALL_BLOB:
+                self._fail("info is corrupt (too large)")
             self.blobs[name] = tuple(where)
+        # the container lies before every blob, from the start of the file
+        if container.get("offset", 0) != 0 or any(
+                container.get("length", 0) > start for start, _, _ in self.blobs.values()):
+            self._fail("container out of bounds")
 
     def _blob(self, f, name: str, check: bool = True) -> bytes:
         start, length, digest = self.blobs[name]
@@ -179,7 +191,7 @@ class Image:
     def _manifest_span(self) -> tuple:
         """(file, offset, length) of the manifest blob, its digest checked on first use."""
         if not self._manifest_checked:
-            with open(self.meta_path, "rb") as f:
+            with open_file(self.meta_path) as f:
                 digest = xxhash.xxh3_128()
                 for chunk in _blob_chunks(f, *self.blobs["manifest"][:2]):
                     digest.update(chunk)
@@ -191,17 +203,18 @@ class Image:
     def manifest_records(self) -> tuple[int, int]:
         """Where the manifest's records lie in meta_path: the blob less its stat section."""
         start, length, _ = self.blobs["manifest"]
-        with open(self.meta_path, "rb") as f:
+        with open_file(self.meta_path) as f:
             return start, statcache.records_end(f, start, start + length)
 
     def delta(self) -> list[Change] | None:
         if "delta" not in self.blobs:
             return None
-        with open(self.meta_path, "rb") as f:
+        with open_file(self.meta_path) as f:
             data = self._blob(f, "delta")
         try:
-            changes = [Change.from_record(rec) for rec in codec.unpack_compressed(data)]
-        except (*codec.DecodeErrors, TypeError) as exc:
+            changes = [Change.from_record(rec)
+                       for rec in codec.iter_compressed_array(data, MAX_DELTA_RECORDS)]
+        except (*codec.DecodeErrors, TypeError, MemoryError) as exc:
             self._fail(f"delta is corrupt ({exc})")
         keys = [path_key(c.path) for c in changes]
         if any(a >= b for a, b in zip(keys, keys[1:])):
@@ -216,7 +229,7 @@ class Image:
     def check_blobs(self) -> list[str]:
         """Problems with the metadata blobs' digests (empty when all are intact)."""
         problems = []
-        with open(self.meta_path, "rb") as f:
+        with open_file(self.meta_path) as f:
             for name in self.blobs:
                 try:
                     self._blob(f, name)
@@ -243,6 +256,10 @@ def _count(value) -> bool:
     return type(value) is int and value >= 0
 
 
+def _int64(value) -> bool:
+    return type(value) is int and -(1 << 63) <= value < 1 << 63
+
+
 def _is_id(value) -> bool:
     return type(value) is bytes and len(value) == 16
 
@@ -260,14 +277,17 @@ def _info_problem(info: dict) -> str | None:
             return f"{name} is not a count"
     if info["entries"] < 1:
         return "no entries"
-    for name in ("format", "tool", "compression"):
+    if type(info.get("format")) is not str or type(info.get("source")) is not dict:
+        return "format or source is missing"
+    if not _int64(info.get("created_ns")):
+        return "created_ns is not a time"
+    for name in ("tool", "compression"):
         if name in info and type(info[name]) is not str:
             return f"{name} is not text"
-    for name in ("source", "os"):
-        if name in info and type(info[name]) is not dict:
-            return f"{name} is not a map"
-    if "created_ns" in info and type(info["created_ns"]) is not int:
-        return "created_ns is not an integer"
+    if "os" in info and type(info["os"]) is not dict:
+        return "os is not a map"
+    if "container_bytes" in info and not _count(info["container_bytes"]):
+        return "container_bytes is not a count"
     changes = info.get("changes")
     if changes is not None and (type(changes) is not dict or not all(
             type(k) is str and _count(v) for k, v in changes.items())):
@@ -282,10 +302,16 @@ def container_tree(path, fmt: str, length: int):
     container = containers.get(fmt)
     folder = container.content_folder(os.fsencode(path))
     if folder is not None:
+        try:
+            real_folder = stat.S_ISDIR(os.lstat(folder).st_mode)   # not a symlink to elsewhere
+        except OSError:
+            real_folder = False
+        if not real_folder:
+            raise ImageError(f"{show_path(path)}: its content folder is missing or not a folder")
         yield folder
         return
     try:
-        with open(path, "rb") as f:
+        with open_file(path) as f:
             head = f.read(min(length, containers.SUPERBLOCK_BYTES))
     except OSError as exc:
         raise ImageError(f"cannot read {show_path(path)}: {exc.strerror}") from None

@@ -15,6 +15,7 @@ import xxhash
 from . import __version__, codec, runs, statcache
 from .entry import Entry, Hint, Kind, inode_fields
 from .errors import InputNotFound, ManifestError, OutputError, UnsupportedVersion, show_path
+from .safefs import open_file
 
 MAGIC = b"\x89DIFFIMG"
 VERSION = (1, 1)
@@ -52,7 +53,8 @@ def from_record(rec) -> Entry:
     kind = _KINDS.get(kind) if type(kind) is int else None
     if kind is None:
         raise ValueError(f"unknown kind {rec[1]!r}")
-    if not (_int(mode, 0, 0o10000) and _int(uid, 0, _U32) and _int(gid, 0, _U32)
+    # (2^32 - 1 is "no owner" to chown, which would leave the owner as it is)
+    if not (_int(mode, 0, 0o10000) and _int(uid, 0, _U32 - 1) and _int(gid, 0, _U32 - 1)
             and _int(mtime_ns, -_I64, _I64)):
         raise ValueError("mode, uid, gid or mtime_ns is not an integer in its range")
     is_file = kind is Kind.FILE
@@ -261,7 +263,7 @@ def _remove_quietly(path):
 
 def is_manifest(path) -> bool:
     try:
-        with open(path, "rb") as f:
+        with open_file(path) as f:
             return f.read(len(MAGIC)) == MAGIC
     except OSError:
         return False
@@ -299,7 +301,7 @@ class ManifestReader:
         self.header: dict = {}
         self.trailer: dict | None = None
         try:
-            self._file = open(path, "rb")  # noqa: SIM115  (closed by close())
+            self._file = open_file(path)      # (closed by close())
             end = self._file.seek(0, os.SEEK_END) if length is None else offset + length
             self._span = (offset, end)
             # the records end where the stat section (if any) begins

@@ -7,6 +7,8 @@ checks the target at the paths one diff's delta touches (parentcheck) and plans 
 
 import contextlib
 import os
+import stat
+import tempfile
 
 from . import statcache
 from .delta import DELETE, LINK, META, PARENT
@@ -17,12 +19,14 @@ from .fsmeta import mount_of, mount_points_below
 from .hashing import prestart_workers
 from .image import Image, open_chain
 from .keep import Kept, defaults_for, find_kept, literal_pattern
+from .manifest import STATE_DIR
 from .parentcheck import check_parent, entry_at
 from .planner import index_chain, plan_delta, plan_restore
 from .progress import Phase
 from .safefs import split
 from .scanner import scan
 from .state import RecordedTree, State, begin, confirm, finish, layer_record, recorded_hints, usable_state
+from .verify import check_delta
 
 _RESTORE_AGAIN = ("; once the cause is mended, run the restore again: it takes up where this one "
                   "stopped")
@@ -56,7 +60,12 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
         prestart_workers()          # while the target is checked
         phase(Phase.CHECKING_TARGET)
         kept, patterns = _kept(root_fd, target, keep, on_warning or (lambda message: None))
-        changes = _outside_kept(image.delta(), kept)
+        delta = image.delta()
+        mismatched = check_delta(image.entries(), delta)
+        if mismatched:
+            raise ImageError(f"{show_path(diff)}: its delta and its manifest are not one tree "
+                             f"({mismatched[0]}; {len(mismatched):,} in all); nothing was changed")
+        changes = _outside_kept(delta, kept)
         _refuse_images_inside(target, [image], kept, [c.path for c in changes
                                                       if c.action == DELETE or c.replaces])
         fs = statcache.identity(root_fd)
@@ -104,6 +113,8 @@ def _kept(root_fd: int, target: bytes, keep, warn) -> tuple[Kept, list[str]]:
     fstype = mount_of(os.fstat(root_fd).st_dev).get("fstype")
     patterns = [os.fsdecode(k) for k in keep] + defaults_for(fstype)
     for point in sorted(mount_points_below(target), key=path_key):
+        if point.split(b"/")[0] == STATE_DIR:
+            continue                  # diffimg's own folder, never part of the tree
         warn(f"{show_path(os.path.join(target, point))}: a mount point inside the target, left "
              "as it is with what is mounted there")
         patterns.append("/" + os.fsdecode(literal_pattern(point)))
@@ -112,36 +123,46 @@ def _kept(root_fd: int, target: bytes, keep, warn) -> tuple[Kept, list[str]]:
 
 def _refuse_images_inside(target: bytes, layers, kept: Kept, removed=None):
     """Refuse when an image of the chain lies inside the target where the run may remove it:
-    anywhere but a kept path for restore; below a path the delta removes for apply (removed)."""
+    anywhere but a kept path for restore; below a path the delta removes for apply (removed);
+    and when the target is an image or lies inside one (a dir image's folder)."""
     root = os.stat(target)
     for layer in layers:
         rel = _path_inside(layer.path, (root.st_dev, root.st_ino))
-        if rel is None or kept.covers(rel):
+        image = os.stat(layer.path)
+        if rel is None and stat.S_ISDIR(image.st_mode) \
+                and _path_inside(target, (image.st_dev, image.st_ino)) is not None:
+            raise Refused(f"the target {show_path(target)} lies inside the image "
+                          f"{show_path(layer.path)}; nothing was changed")
+        if rel is None or (rel and kept.covers(rel)):
             continue
-        if removed is not None and not any(rel == r or rel.startswith(r + b"/") for r in removed):
+        if rel and removed is not None and not any(rel == r or rel.startswith(r + b"/")
+                                                   for r in removed):
             continue
         raise Refused(f"the image {show_path(layer.path)} lies inside the target, at "
-                      f"{show_path(rel)}, where this run would delete it; move it out of the "
-                      "target (or --keep it); nothing was changed")
+                      f"{show_path(rel) or '.'}, where this run would delete it; move it out of "
+                      "the target (or --keep it); nothing was changed")
+    if _path_inside(os.fsencode(tempfile.gettempdir()), (root.st_dev, root.st_ino)) is not None:
+        raise Refused(f"the temporary folder {show_path(tempfile.gettempdir())} (TMPDIR) lies "
+                      "inside the target, where this run would delete what it mounts there; "
+                      "set TMPDIR to a folder outside it; nothing was changed")
 
 
 def _path_inside(path: bytes, root: tuple[int, int]) -> bytes | None:
-    """path's place below the folder root ((st_dev, st_ino)), symlinks resolved; None when it
-    is not below it."""
-    real = os.path.realpath(path)
+    """path's place at or below the folder root ((st_dev, st_ino)), symlinks resolved: b"" for
+    root itself; None when it is not there."""
+    folder = os.path.realpath(path)
     names = []
-    folder = real
     while True:
-        folder, name = os.path.split(folder)
-        if not name:
-            return None
-        names.append(name)
         try:
             st = os.stat(folder)
         except OSError:
             return None
         if (st.st_dev, st.st_ino) == root:
             return b"/".join(reversed(names))
+        folder, name = os.path.split(folder)
+        if not name:
+            return None
+        names.append(name)
 
 
 def _outside_kept(changes, kept: Kept) -> list:
@@ -178,7 +199,7 @@ class _Carried:
         while self._cur is not None and path_key(self._cur.path) < key:
             self._cur = next(self._hints, None)
         if self._cur is not None and self._cur.path == path and self._cur.ino is not None:
-            return self._cur.ino, self._cur.ctime_ns
+            return self._cur.ino, self._cur.ctime_ns, self._cur.digest
         return None
 
     def close(self):
@@ -198,7 +219,9 @@ def _applied_verifier(changes, checked: bool, carried: "_Carried | None"):
             return True
         if e.path in kept_content:
             return checked
-        return carried is not None and carried.proof(e.path) == (st.st_ino, st.st_ctime_ns)
+        # (the previous state's row vouches for the content it recorded, which must be this)
+        return carried is not None and carried.proof(e.path) == (st.st_ino, st.st_ctime_ns,
+                                                                e.digest)
     return verified
 
 

@@ -147,6 +147,20 @@ def open_regular(dir_fd: int, name: bytes, flags: int) -> int:
         os.close(pin)
 
 
+def open_file(path, mode: str = "rb"):
+    """The file at path opened for reading, only if it is a regular file (a FIFO, device or
+    socket given as an image or manifest is never opened: a FIFO would block forever)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        os.set_blocking(fd, True)
+        return open(fd, mode)   # noqa: SIM115  (the caller closes it)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def make_special(dir_fd: int, name: bytes, e: Entry):
     """Create a symlink, device, FIFO or socket named name (which must not exist)."""
     if e.kind is Kind.SYMLINK:

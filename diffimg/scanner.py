@@ -213,7 +213,12 @@ class _Walker:
         # (relative path, the path to reach it by, its names to visit, its fd or None); a
         # folder whose path grows past LONG_PATH is reached through its fd (/proc/self/fd/N):
         # a tree of any depth is walked, paths handed to the kernel stay below PATH_MAX
-        stack = [(b"", root, iter([n for n in _list(root) if n != STATE_DIR]), None)]
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            names = [n for n in _list(fd) if n != STATE_DIR]
+        finally:
+            os.close(fd)
+        stack = [(b"", root, iter(names), None)]
         try:
             yield from self._walk(stack, root_dev, warn, skip, mounts, excluded, visit, pending,
                                   drain, lstat, is_dir)
@@ -252,11 +257,18 @@ class _Walker:
                 else:
                     visit(rel, path, st)
                     if is_dir(st.st_mode):
-                        fd = None
-                        if len(path) > LONG_PATH:
-                            fd = os.open(path, _DIR_FLAGS)
+                        fd = os.open(path, _DIR_FLAGS)     # never through a symlink
+                        try:
+                            names = _list(fd)
+                        except BaseException:
+                            os.close(fd)
+                            raise
+                        if len(path) > LONG_PATH:        # reached through its fd from now on
                             path = b"/proc/self/fd/%d" % fd
-                        stack.append((rel, path, iter(_list(path)), fd))
+                        else:
+                            os.close(fd)
+                            fd = None
+                        stack.append((rel, path, iter(names), fd))
             except FileNotFoundError:
                 warn(f"{show_path(path)}: vanished while being scanned")
                 continue
@@ -410,7 +422,10 @@ _PROC_FD = b"/proc/self/fd/"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _list(path: bytes) -> list[bytes]:
-    names = os.listdir(path)
+def _list(fd: int) -> list[bytes]:
+    """The sorted names in the open folder (opened without following a symlink swapped in for
+    it since its lstat; a swap of a folder above it is the walk's residual race: it can make
+    the walk read, never write, outside)."""
+    names = os.listdir(b"/proc/self/fd/%d" % fd)    # (by a bytes path: bytes names)
     names.sort()
     return names

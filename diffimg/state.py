@@ -24,6 +24,7 @@ import xxhash
 from . import __version__, statcache
 from .entry import KIND_OF_FMT, Kind
 from .errors import ManifestError, OutputError, show_path
+from .hashing import has_holes
 from .keep import parse as parse_patterns
 from .manifest import STATE_DIR, ManifestReader
 from .safefs import DIR_FLAGS, Dirs, remove, replace, split
@@ -31,6 +32,7 @@ from .safefs import DIR_FLAGS, Dirs, remove, replace, split
 STATE_FILE = b"state.json"
 MANIFEST_FILE = b"manifest"
 MAX_STATE_BYTES = 1 << 20
+MAX_MANIFEST_BYTES = 16 << 30      # a manifest of tens of millions of entries
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
 
@@ -61,11 +63,22 @@ def layer_record(image) -> dict:
 
 
 def _open_state_dir(root_fd: int) -> int | None:
-    """An fd of .diffimg/, None when there is none to read (or it cannot be opened)."""
+    """An fd of .diffimg/, None when there is none to read (or it cannot be opened, or it is
+    not diffimg's: owned by another user, or writable by others)."""
     try:
-        return os.open(STATE_DIR, DIR_FLAGS, dir_fd=root_fd)
+        fd = os.open(STATE_DIR, DIR_FLAGS, dir_fd=root_fd)
     except OSError:
         return None
+    if not _ours(fd):
+        os.close(fd)
+        return None
+    return fd
+
+
+def _ours(fd: int) -> bool:
+    """The open file is one this user made for itself: owned by it, writable by no one else."""
+    st = os.fstat(fd)
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 def _make_dir(root_fd: int) -> int:
@@ -104,7 +117,11 @@ def _open_regular(dir_fd: int, name: bytes) -> int | None:
         fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
     except OSError:
         return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    # a state file diffimg wrote: regular, its own, of a plausible size and without holes (a
+    # planted 16 TiB sparse "manifest" would take hours to read)
+    if not stat.S_ISREG(st.st_mode) or not _ours(fd) or st.st_size > MAX_MANIFEST_BYTES \
+            or has_holes(fd, st.st_size):
         os.close(fd)
         return None
     return fd

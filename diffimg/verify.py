@@ -44,7 +44,7 @@ def verify_chain(paths, on_layer=None) -> list[str]:
                     found += _check_content(image, content_files(m.entries()))
                 else:
                     delta = image.delta()
-                    found += _check_delta(m.entries(), delta)
+                    found += check_delta(m.entries(), delta)
                     found += _check_content(image, ((c.path, c.digest, c.after.size) for c in delta
                                                     if c.action == STORE))
                 if m.trailer["tree_id"] != image.tree_id:
@@ -59,8 +59,9 @@ def verify_chain(paths, on_layer=None) -> list[str]:
     return problems
 
 
-def _check_delta(entries, delta) -> list[str]:
-    """Each delta record's new entry is the manifest's (apply trusts the delta alone)."""
+def check_delta(entries, delta) -> list[str]:
+    """Problems where a delta record's new entry is not the manifest's (apply acts on the delta
+    and records the manifest: at every record they must agree)."""
     bad = []
     for e, change in merge_join(entries, delta):
         if change is None:

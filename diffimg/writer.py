@@ -50,9 +50,36 @@ class Written(NamedTuple):
     size: int | None            # bytes written
 
 
-def write_batch(root: bytes, jobs: list[Job]) -> list[Written]:
-    """Write each job's file into the target at root; the answers, in order."""
-    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+class Root(NamedTuple):
+    """The target as the process that locked it holds it open: a worker reaches that very
+    folder through /proc/PID/fd/FD, never by its path (which a rename could send elsewhere)."""
+    pid: int
+    fd: int
+    dev: int
+    ino: int
+
+    @classmethod
+    def of(cls, fd: int) -> "Root":
+        st = os.fstat(fd)
+        return cls(os.getpid(), fd, st.st_dev, st.st_ino)
+
+    def open(self) -> int:
+        fd = os.open(b"/proc/%d/fd/%d" % (self.pid, self.fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (self.dev, self.ino):
+            os.close(fd)
+            raise OSError(errno.ESTALE, "the target is no longer the folder being restored")
+        return fd
+
+
+def write_batch(root, jobs: list[Job]) -> list[Written]:
+    """Write each job's file into the target (a Root, or a path for tests); the answers, in
+    order."""
+    try:
+        root_fd = (root.open() if isinstance(root, Root)
+                   else os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    except OSError as exc:
+        return [Written(Problem.ERROR, f"cannot open the target: {exc.strerror}", None)] * len(jobs)
     dirs, source_dirs = Dirs(root_fd), Dirs(root_fd)   # two caches: the paths interleave
     layers = _Layers()
     try:
@@ -74,7 +101,8 @@ class _Layers:
     def fd(self, root: bytes, rel_dir: bytes) -> int:
         dirs = self._dirs.get(root)
         if dirs is None:
-            dirs = self._dirs[root] = Dirs(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+            dirs = self._dirs[root] = Dirs(os.open(root, os.O_RDONLY | os.O_DIRECTORY
+                                                   | os.O_NOFOLLOW | os.O_CLOEXEC))
         return dirs.fd(rel_dir)
 
     def close(self):

@@ -18,9 +18,9 @@ def _recrafted(image_path, scratch, entries=None, changes=None):
     manifest = os.path.join(scratch, "crafted-manifest")
     trailer = write_manifest(manifest, entries if entries is not None else list(image.entries()))
     info = dict(image.info, tree_id=trailer["tree_id"])
+    changes = changes if changes is not None else image.delta()    # read before rewriting
     with open(image.meta_path, "wb") as f:
-        append_metadata(f, image.container, manifest,
-                        changes if changes is not None else image.delta(), info)
+        append_metadata(f, image.container, manifest, changes, info)
 
 
 def _victim(tmp_path):
@@ -244,7 +244,9 @@ def test_a_hardlink_must_name_an_earlier_entry_of_its_own_inode(tmp_path):
 
 def test_apply_links_only_to_the_inode_the_record_shares(tmp_path):
     """Item 1 (apply): a link record whose source is an untracked target file with other
-    metadata is refused; the untracked file keeps its single link."""
+    metadata is refused; the untracked file keeps its single link. (The delta no longer
+    matches the manifest, which apply now checks first: a bad image, exit 8; parentcheck's
+    same-inode check of a link's source stays behind it.)"""
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
                                   {"path": b"a", "kind": "file", "data": b"same"}])
     run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
@@ -261,7 +263,7 @@ def test_apply_links_only_to_the_inode_the_record_shares(tmp_path):
     linked.source = linked.after.link = b"x"
     _recrafted(tmp_path / "d1", tmp_path, changes=changes)
     proc = run_cli("apply", tmp_path / "d1", target)
-    assert proc.returncode == 14 and b"x is not the entry" in proc.stderr, proc
+    assert proc.returncode == 8 and b"not one tree" in proc.stderr, proc
     assert os.stat(target / "x").st_nlink == 1 and not os.path.lexists(target / "b")
 
 
@@ -440,3 +442,147 @@ def test_a_tree_with_paths_past_path_max_is_scanned(tmp_path):
     leaf = entries[deep + b"/leaf"]
     import xxhash
     assert len(entries) == 27 and leaf.digest == xxhash.xxh3_128_digest(b"deep") and leaf.size == 4
+
+
+# The hostile review of this change found these; each test fails on the code it reviewed.
+
+def test_write_workers_reach_the_locked_target_not_its_path(tmp_path):
+    """The target renamed and replaced by a symlink while files are written: the workers write
+    into the folder the restore locked (through /proc/PID/fd), never where the path now leads."""
+    import xxhash
+
+    from diffimg.entry import Entry, Kind
+    from diffimg.writer import From, Job, Root, write_batch
+    target, outside = tmp_path / "target", tmp_path / "outside"
+    target.mkdir()
+    outside.mkdir()
+    layer = tmp_path / "layer"
+    layer.mkdir()
+    (layer / "f").write_bytes(b"data")
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        root = Root.of(fd)
+        os.rename(target, tmp_path / "moved")
+        os.symlink(outside, target)
+        e = Entry(b"f", Kind.FILE, 0o644, os.getuid(), os.getgid(), 10**18, size=4,
+                  digest=xxhash.xxh3_128_digest(b"data"), sparse=False)
+        [written] = write_batch(root, [Job(b".tmp", e, From.LAYER, b"f", False, os.fsencode(layer))])
+    finally:
+        os.close(fd)
+    assert written.problem is None and os.listdir(outside) == []
+    assert (tmp_path / "moved" / "f").read_bytes() == b"data"
+
+
+def test_apply_refuses_a_delta_that_is_not_its_manifests_tree(tmp_path):
+    """A diff whose store record (and container) says one content and whose manifest says
+    another: apply refuses before writing (it used to write the delta's content and record the
+    manifest's, so status, compare and restore all called the target right)."""
+    from conftest import assert_one_line_error
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"a", "kind": "file", "data": b"HELLO"}])
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
+    with open(os.path.join(tree, b"a"), "wb") as f:
+        f.write(b"evil!")
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
+            check_rc=0)
+    entries = list(Image(tmp_path / "d1").entries())
+    import xxhash
+    entries[1].digest = xxhash.xxh3_128_digest(b"HELLO")       # the manifest's word
+    _recrafted(tmp_path / "d1", tmp_path, entries=entries)
+    assert b"not one tree" in assert_one_line_error(
+        run_cli("apply", tmp_path / "d1", target), 8).encode()
+    assert (target / "a").read_bytes() == b"HELLO"
+
+
+def test_a_delta_that_expands_to_junk_is_refused_at_once(tmp_path):
+    """Under 1 MB of zstd expanding to 512 MiB of empty msgpack arrays: refused as a bad image,
+    not a MemoryError traceback or an out-of-memory kill."""
+    import zstandard
+    from conftest import assert_one_line_error
+    from test_fuzz_images import _blobs, _write_meta
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}])
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    (tmp_path / "t" / "f").write_bytes(b"x")
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
+            check_rc=0)
+    image = Image(tmp_path / "d1")
+    params = zstandard.ZstdCompressionParameters.from_level(19, write_checksum=1)
+    squeeze = zstandard.ZstdCompressor(compression_params=params).compressobj()
+    bomb = squeeze.compress(b"\xdd\x20\x00\x00\x00") + b"".join(    # 2^29 empty arrays
+        squeeze.compress(b"\x90" * (1 << 20)) for _ in range(512)) + squeeze.flush()
+    assert len(bomb) < 1 << 20
+    blobs = _blobs(image)
+    blobs["delta"] = bomb
+    _write_meta(image.meta_path, blobs, image.container)
+    target = tmp_path / "target"
+    target.mkdir()
+    proc = run_cli("restore", tmp_path / "base", tmp_path / "d1", target, timeout=120,
+                   prefix=["prlimit", "--as=4000000000"])     # 4 GB: a MemoryError, not an OOM
+    assert b"delta is corrupt" in assert_one_line_error(proc, 8).encode()
+
+
+def test_the_target_is_never_an_image_or_inside_one(tmp_path):
+    """restore IMG IMG, and a restore into a dir image's own tree/, are refused (exit 14,
+    nothing changed); they used to destroy the image."""
+    from conftest import assert_one_line_error
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"a", "kind": "file", "data": b"x"}])
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    assert_one_line_error(run_cli("restore", tmp_path / "img", tmp_path / "img"), 14)
+    assert_one_line_error(run_cli("restore", tmp_path / "img", tmp_path / "img" / "tree"), 14)
+    assert run_cli("verify", tmp_path / "img").returncode == 0
+
+
+def test_hostile_state_files_and_image_paths_end_quickly(tmp_path):
+    """An 8 TiB sparse .diffimg/manifest is not read (status, restore: hours before); an image
+    path that is a FIFO is refused instead of blocking forever; a dir image whose tree/ is a
+    symlink to /etc is refused."""
+    from conftest import assert_one_line_error
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"a", "kind": "file", "data": b"x"}])
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", "-q", tmp_path / "img", target, check_rc=0)
+    with open(target / ".diffimg" / "manifest", "r+b") as f:
+        f.truncate(8 << 40)
+    assert run_cli("status", target, timeout=30).returncode == 15
+    run_cli("restore", "-q", tmp_path / "img", target, timeout=30, check_rc=0)
+    os.mkfifo(tmp_path / "fifo.img")
+    assert_one_line_error(run_cli("info", tmp_path / "fifo.img", timeout=30), 8)
+    assert_one_line_error(run_cli("restore", tmp_path / "fifo.img", target, timeout=30), 8)
+    os.rename(tmp_path / "img" / "tree", tmp_path / "real-tree")
+    os.symlink(tmp_path / "real-tree", tmp_path / "img" / "tree")
+    other = tmp_path / "other"
+    other.mkdir()
+    assert b"content folder" in assert_one_line_error(
+        run_cli("restore", tmp_path / "img", other), 8).encode()
+
+
+def test_fields_that_the_kernel_would_take_for_something_else_are_refused(tmp_path):
+    """uid 2^32 - 1 (chown's "leave as it is"), an info without its format, and a container
+    longer than the file it lies in: each a one-line bad-image error."""
+    from conftest import assert_one_line_error
+    from test_fuzz_images import _blobs, _write_meta
+
+    from diffimg import codec
+    _image_with_file(tmp_path, b"f", b"abc")
+    entries = list(Image(tmp_path / "img").entries())
+    entries[1].uid = 2**32 - 1
+    _recrafted(tmp_path / "img", tmp_path, entries=entries)
+    (tmp_path / "target").mkdir()
+    assert_one_line_error(run_cli("restore", tmp_path / "img", tmp_path / "target"), 8)
+    run_cli("create", tmp_path / "t", tmp_path / "img2", "--format", "dir", "-q", check_rc=0)
+    image = Image(tmp_path / "img2")
+    blobs = _blobs(image)
+    info = codec.unpack(blobs["info"])
+    del info["format"]
+    blobs["info"] = codec.pack(info)
+    _write_meta(image.meta_path, blobs, image.container)
+    assert_one_line_error(run_cli("info", tmp_path / "img2"), 8)
+    blobs["info"] = codec.pack(dict(info, format="dir"))
+    _write_meta(image.meta_path, blobs, dict(image.container, length=2**63))
+    assert b"out of bounds" in assert_one_line_error(run_cli("info", tmp_path / "img2"), 8).encode()
