@@ -4,7 +4,7 @@ with the content its manifest or delta says."""
 import os
 
 from .delta import DELETE, STORE
-from .entry import content_files
+from .entry import Kind, content_files
 from .errors import DiffimgError, InputNotFound, NeedsRoot, ToolError, show_path
 from .hashing import Problem, hash_batch, run_pooled
 from .image import Image
@@ -50,6 +50,8 @@ def verify_chain(paths, on_layer=None) -> list[str]:
                 if m.trailer["tree_id"] != image.tree_id:
                     found.append("manifest's tree ID does not match the image's")
                 m.check_stat_section()
+            if image.kind == "diff" and previous is not None and not found:
+                found += check_applied(previous.entries(), image.delta(), image.entries())
             problems += [f"{name}: {p}" for p in found]
         except (ToolError, NeedsRoot):
             raise                    # the machine cannot check it: an error, not a bad image
@@ -70,6 +72,37 @@ def check_delta(entries, delta) -> list[str]:
             bad.append(f"{show_path(change.path) or '.'}: the delta's record does not match the "
                        "manifest")
     return bad
+
+
+def check_applied(parent_entries, delta, entries, shown: int = 5) -> list[str]:
+    """Problems where the parent's tree changed by the delta is not the diff's manifest (a
+    manifest that differs from its parent at a path without a record would be restored by
+    restore and never by apply), or a record's `before` is not the parent's entry."""
+    bad = []
+    for want, have in merge_join(_applied(parent_entries, delta, bad), entries):
+        if want != have and len(bad) < shown:
+            path = show_path((want or have).path) or "."
+            bad.append(f"{path}: the parent's tree changed by the delta is not the manifest here")
+    return bad
+
+
+def _applied(parent_entries, delta, bad: list):
+    """The parent's entries changed by the delta, in canonical order."""
+    removed = None                  # b"folder/": the parent's subtree a record removes
+    for p, c in merge_join(parent_entries, delta):
+        path = (p or c).path
+        if removed is not None and not path.startswith(removed):
+            removed = None
+        if c is None:
+            if removed is None:
+                yield p
+            continue
+        if removed is None and c.before != p:
+            bad.append(f"{show_path(path) or '.'}: the delta's parent record is not the parent's")
+        if (c.action == DELETE or c.replaces) and p is not None and p.kind is Kind.DIR:
+            removed = path + b"/"
+        if c.after is not None:
+            yield c.after
 
 
 def _check_content(image: Image, stored) -> list[str]:

@@ -586,3 +586,23 @@ def test_fields_that_the_kernel_would_take_for_something_else_are_refused(tmp_pa
     blobs["info"] = codec.pack(dict(info, format="dir"))
     _write_meta(image.meta_path, blobs, dict(image.container, length=2**63))
     assert b"out of bounds" in assert_one_line_error(run_cli("info", tmp_path / "img2"), 8).encode()
+
+
+def test_verify_finds_a_manifest_that_differs_from_its_parent_without_a_record(tmp_path):
+    """A diff whose manifest changes a path its delta has no record of (restore would make it,
+    apply never would): verify of the chain names it."""
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"a", "kind": "file", "data": b"a"},
+                                  {"path": b"b", "kind": "file", "data": b"b", "mode": 0o644}])
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    with open(os.path.join(tree, b"a"), "ab") as f:
+        f.write(b"more")
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
+            check_rc=0)
+    assert run_cli("verify", tmp_path / "base", tmp_path / "d1").returncode == 0
+    entries = list(Image(tmp_path / "d1").entries())
+    assert entries[2].path == b"b"
+    entries[2].mode = 0o4755                          # setuid, and no record says so
+    _recrafted(tmp_path / "d1", tmp_path, entries=entries)
+    proc = run_cli("verify", tmp_path / "base", tmp_path / "d1")
+    assert proc.returncode == 1 and b"b: the parent's tree changed by the delta" in proc.stdout + proc.stderr, proc
