@@ -169,20 +169,27 @@ class ManifestWriter:
         self.path = os.fsencode(path)
         self._stats = stats
         directory = os.path.dirname(self.path) or b"."
-        self._tmp = os.path.join(directory, b".%s.tmp-%d" % (os.path.basename(self.path), os.getpid()))
+        # a new name no one can foresee, made here (never through a symlink planted for it)
+        self._tmp = os.path.join(directory, b".%s.tmp-%d-%s" % (
+            os.path.basename(self.path), os.getpid(), os.urandom(6).hex().encode()))
         runs.current().made(self._tmp)          # a later run removes it if this one is killed
         self._ids = TreeId()
         self._pack = codec.packer().pack
         self._pending: list[bytes] = []
         self.trailer: dict | None = None
         try:
-            self._raw = open(self._tmp, "wb")  # noqa: SIM115  (closed by close() or abort())
+            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644)
+            self._raw = open(fd, "wb")  # noqa: SIM115  (closed by close() or abort())
             self._raw.write(_PREAMBLE.pack(MAGIC, *VERSION))
             self._z = codec.compressing_writer(self._raw)
             self._z.write(codec.pack(make_header(source)))
         except OSError as exc:
             self.abort()
             raise OutputError(f"cannot write manifest {show_path(self.path)}: {exc.strerror}") from None
+        except BaseException:               # Ctrl-C, SIGTERM: nothing is left behind either
+            self.abort()
+            raise
 
     def add(self, entry: Entry):
         # TreeId.add, unrolled: this runs once per entry of every scan
@@ -226,6 +233,9 @@ class ManifestWriter:
         except OSError as exc:
             self.abort()
             raise OutputError(f"cannot write manifest {show_path(self.path)}: {exc.strerror}") from None
+        except BaseException:
+            self.abort()
+            raise
         self.trailer = self._ids.trailer()
         return self.trailer
 

@@ -5,8 +5,11 @@ prove that the container holds exactly that content (read back and hashed), appe
 metadata, and only then give the image its name. On any failure nothing is left under it.
 """
 
+import contextlib
+import errno
 import os
-import shutil
+import stat
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -23,6 +26,7 @@ from .manifest import ManifestWriter, read_entries, write_manifest
 from .osinfo import detect
 from .progress import Phase
 from .quickcheck import tree_hints
+from .safefs import remove
 from .scanner import scan
 from .statcache import StatRecorder
 
@@ -40,41 +44,59 @@ class PackOptions:
 
 
 class _Output:
-    """The temporary names beside the output, laid out as the container says; the image gets
-    its name only at the end."""
+    """Where an image is made: a private folder beside the output (mode 0700, a random name
+    holding this run's PID), reached through this process's fd of it, /proc/PID/fd/N, by this
+    process, its workers and the tools alike: no one can plant a symlink at a temporary name,
+    and renaming the folder sends nothing elsewhere. The image gets its name only at the end."""
 
     def __init__(self, out, container: containers.Container):
         self.container = container
         self.out = os.fsencode(out)
-        directory, base = os.path.split(os.path.abspath(self.out))
+        directory, self._name = os.path.split(os.path.abspath(self.out))
         if os.path.lexists(self.out):
             raise OutputError(f"{show_path(self.out)} already exists; remove it or choose another name")
-        if not os.path.isdir(directory):
-            raise OutputError(f"no such folder: {show_path(directory)}")
-        pid = os.getpid()
-        self.tmp = os.path.join(directory, b".%s.tmp-%d" % (base, pid))
-        self.manifest = os.path.join(directory, b".%s.manifest-%d" % (base, pid))
-        staging = os.path.join(directory, b".%s.staging-%d" % (base, pid))
-        run = runs.current()       # a later run removes them if this one is killed
-        for path in (self.tmp, self.manifest, staging):
-            run.made(path)
+        self._dir_fd = self._fd = None
         try:
+            self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            private = tempfile.mkdtemp(prefix=f".{os.fsdecode(self._name)}.diffimg-{os.getpid()}-",
+                                       dir=os.fsdecode(directory))
+            runs.current().made(private)       # a later run removes it if this one is killed
+            self._private = os.path.basename(os.fsencode(private))
+            self._fd = os.open(self._private, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                               | os.O_CLOEXEC, dir_fd=self._dir_fd)
+            st = os.fstat(self._fd)
+            if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) != 0o700:
+                raise OSError(errno.EPERM, "the private folder was swapped", private)
+            here = b"/proc/%d/fd/%d/" % (os.getpid(), self._fd)
+            self.tmp, self.manifest = here + b"image", here + b"manifest"
             container.make_output(self.tmp)
+            self.staging = container.staging_folder(self.tmp, beside=here + b"staging")
+        except FileNotFoundError:
+            self.cleanup()
+            raise OutputError(f"no such folder: {show_path(directory)}") from None
         except OSError as exc:
+            self.cleanup()
             raise OutputError(f"cannot write in {show_path(directory)}: {exc.strerror}") from None
-        self.staging = container.staging_folder(self.tmp, beside=staging)
 
     def commit(self):
-        if os.path.lexists(self.out):
+        try:
+            os.stat(self._name, dir_fd=self._dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        else:
             raise OutputError(f"{show_path(self.out)} appeared meanwhile; not replacing it")
-        os.rename(self.tmp, self.out)
+        os.rename(b"image", self._name, src_dir_fd=self._fd, dst_dir_fd=self._dir_fd)
 
     def cleanup(self):
-        for path in (self.manifest, self.staging, self.tmp):
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-            elif os.path.lexists(path):
-                os.unlink(path)
+        """The private folder and all in it go (never across a mount point)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            with contextlib.suppress(OSError):
+                remove(self._dir_fd, self._private)
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
 
 
 def _phase(opts, phase: Phase, detail: str | None = None):

@@ -16,6 +16,7 @@ import stat
 import subprocess
 import tempfile
 import threading
+import time
 
 from .safefs import remove
 
@@ -56,11 +57,12 @@ class Run:
             f.write(line)
 
     def close(self):
-        """At a normal end: the folder goes (its mounts were undone by their owners)."""
+        """At a normal end: what it listed and still exists is a leftover of an interrupted
+        step, and goes with the folder (its mounts were undone by their owners)."""
         if os.getpid() != self.pid:
             return                      # a forked child inherited the atexit hook
         with contextlib.suppress(OSError):
-            _remove_quietly(self.folder)
+            _clean(self.folder, self.pid)
         os.close(self._lock_fd)
 
 
@@ -80,24 +82,33 @@ def multiprocessing_folder() -> str:
     return os.fsdecode(current().folder)
 
 
+STALE_NS = 60 * 10**9      # a run folder without a lock file this old was never finished
+
+
 def clean_dead_runs(on_warning=None) -> int:
-    """Unmount and remove what killed runs left; the number of runs cleaned."""
+    """Unmount and remove what killed runs left (in this TMPDIR and in /tmp, where a run with
+    another TMPDIR may have been); the number of runs cleaned."""
     cleaned = 0
-    top = os.fsencode(tempfile.gettempdir())
-    try:
-        names = [n for n in os.listdir(top) if n.startswith(PREFIX.encode())]
-    except OSError:
-        return 0
-    for name in names:
-        folder = os.path.join(top, name)
-        pid = _owned_run(folder, name)
-        if pid is None or _alive(folder):
+    for top in {os.fsencode(tempfile.gettempdir()), b"/tmp"}:
+        try:
+            names = [n for n in os.listdir(top) if n.startswith(PREFIX.encode())]
+        except OSError:
             continue
-        problems = _clean(folder, pid)
-        if problems and on_warning is not None:
-            on_warning(f"cannot clean up after a killed diffimg ({os.fsdecode(folder)}): "
-                       + "; ".join(problems))
-        cleaned += 1
+        for name in names:
+            folder = os.path.join(top, name)
+            pid = _owned_run(folder, name)
+            claim = _claim(folder) if pid is not None else None
+            if claim is None:
+                continue
+            try:
+                problems = _clean(folder, pid)
+            finally:
+                if claim >= 0:
+                    os.close(claim)
+            if problems and on_warning is not None:
+                on_warning(f"cannot clean up after a killed diffimg ({os.fsdecode(folder)}): "
+                           + "; ".join(problems))
+            cleaned += 1
     return cleaned
 
 
@@ -114,23 +125,32 @@ def _owned_run(folder: bytes, name: bytes) -> int | None:
     return pid
 
 
-def _alive(folder: bytes) -> bool:
-    """Whether the run owning folder still runs (holds its lock); a folder being made (no lock
-    file yet) counts as alive."""
+def _claim(folder: bytes) -> int | None:
+    """The dead run's lock, taken (held while its leftovers are cleaned, so two runs never
+    clean one folder at once); -1 for a folder that never got its lock file and is older than
+    STALE_NS; None while the run lives (or its folder is being made)."""
     try:
         fd = os.open(os.path.join(folder, _LOCK), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        try:
+            old = time.time_ns() - os.lstat(folder).st_mtime_ns > STALE_NS
+        except OSError:
+            return None
+        return -1 if old else None
     except OSError:
-        return True
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
     except BlockingIOError:
-        return True
-    finally:
         os.close(fd)
+        return None
+    return fd
 
 
 def _clean(folder: bytes, pid: int) -> list[str]:
+    """Unmount what is mounted below folder, remove the temporary paths it lists (whose names
+    hold -pid), then the folder; its lock file goes last, and stays when anything could not be
+    removed, so that a later run tries again."""
     problems = []
     for point in _mounts_below(folder):
         if subprocess.run(["umount", point], capture_output=True).returncode != 0:
@@ -151,7 +171,14 @@ def _clean(folder: bytes, pid: int) -> list[str]:
         except OSError as exc:
             problems.append(f"{os.fsdecode(path)}: {exc.strerror}")
     try:
-        _remove_quietly(folder)
+        for name in os.listdir(folder):
+            if name != _LOCK:
+                _remove_quietly(os.path.join(folder, name))
+        if not problems:
+            _remove_quietly(os.path.join(folder, _LOCK))
+            os.rmdir(folder)
+    except FileNotFoundError:
+        pass
     except OSError as exc:
         problems.append(f"{os.fsdecode(folder)}: {exc.strerror}")
     return problems

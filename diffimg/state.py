@@ -98,6 +98,11 @@ def _make_dir(root_fd: int) -> int:
     try:
         os.fchown(fd, os.geteuid(), os.getegid())
         os.fchmod(fd, 0o700)
+        # the target is locked by this run: any other name here is a killed run's temporary
+        # file (state.json.tmp-PID, .manifest.tmp-PID), gone now
+        for name in os.listdir(b"/proc/self/fd/%d" % fd):
+            if name not in (STATE_FILE, MANIFEST_FILE):
+                remove(fd, name)
     except BaseException:
         os.close(fd)
         raise

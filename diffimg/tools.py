@@ -1,6 +1,7 @@
 """Running the external tools an imaging server has (mksquashfs, mkfs.*, mount)."""
 
 import ctypes
+import functools
 import os
 import shutil
 import signal
@@ -30,7 +31,8 @@ class Running:
         self.what = what
         self._proc = subprocess.Popen([os.fsencode(a) if isinstance(a, bytes) else a for a in argv],
                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+                                      stderr=subprocess.STDOUT,
+                                      preexec_fn=functools.partial(die_with_parent, os.getpid()))
 
     def wait(self) -> str:
         """Its output once it has ended well; ToolError or OutputError otherwise."""
@@ -57,10 +59,12 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)      # loaded before any fork: the child only calls it
 
 
-def die_with_parent():
-    """In a child process: be killed when the process that started it dies (a killed diffimg
-    must not leave mksquashfs writing on, or a worker waiting forever)."""
+def die_with_parent(parent: int):
+    """In a child process: be killed when the process that started it (parent) dies (a killed
+    diffimg must not leave mksquashfs writing on); at once if it died before this was set."""
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def start(argv: list, what: str) -> Running:

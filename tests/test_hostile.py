@@ -605,4 +605,5 @@ def test_verify_finds_a_manifest_that_differs_from_its_parent_without_a_record(t
     entries[2].mode = 0o4755                          # setuid, and no record says so
     _recrafted(tmp_path / "d1", tmp_path, entries=entries)
     proc = run_cli("verify", tmp_path / "base", tmp_path / "d1")
-    assert proc.returncode == 1 and b"b: the parent's tree changed by the delta" in proc.stdout + proc.stderr, proc
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and b"b: the parent's tree changed by the delta" in said, proc

@@ -116,3 +116,24 @@ def test_kill_9_at_any_moment_leaves_nothing_that_lasts(tmp_path, seed):
     run_cli("apply", "--force", diff, second, "-q", check_rc=0)
     _assert_nothing_left(pid, mark, [images], {"base.img", "d1.img"})
     assert_same_tree(snapshot(second), snapshot(tree))
+
+
+def test_no_temporary_name_beside_the_output_can_be_planted(tmp_path):
+    """The second review's finding: in a folder others can write, symlinks planted at the
+    temporary names beside the output (.NAME.tmp-PID, ..NAME.manifest-PID.tmp-PID) made root
+    write the image and the manifest through them. Run as PID 1 of a new PID namespace, so the
+    names the old code would use are known: the files they point at stay untouched."""
+    tree = _tree(str(tmp_path / "tree"), 20, 1)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    os.chmod(drop, 0o1777)
+    victims = []
+    for n, name in enumerate([".out.img.tmp-1", "..out.img.manifest-1.tmp-1"]):
+        victim = tmp_path / f"victim{n}"
+        victim.write_bytes(b"root's file")
+        os.symlink(victim, drop / name)
+        victims.append(victim)
+    run_cli("create", tree, drop / "out.img", "-q", check_rc=0,
+            prefix=["unshare", "--fork", "--pid", "--mount-proc"])
+    assert [v.read_bytes() for v in victims] == [b"root's file"] * 2
+    assert run_cli("verify", drop / "out.img").returncode == 0
