@@ -54,8 +54,9 @@ def from_record(rec) -> Entry:
     if kind is None:
         raise ValueError(f"unknown kind {rec[1]!r}")
     # (2^32 - 1 is "no owner" to chown, which would leave the owner as it is)
-    if not (_int(mode, 0, 0o10000) and _int(uid, 0, _U32 - 1) and _int(gid, 0, _U32 - 1)
-            and _int(mtime_ns, -_I64, _I64)):
+    if not (type(mode) is int and 0 <= mode < 0o10000 and type(uid) is int and 0 <= uid < _U32 - 1
+            and type(gid) is int and 0 <= gid < _U32 - 1 and type(mtime_ns) is int
+            and -_I64 <= mtime_ns < _I64):
         raise ValueError("mode, uid, gid or mtime_ns is not an integer in its range")
     is_file = kind is Kind.FILE
     if is_file:
@@ -476,8 +477,9 @@ class ManifestReader:
                 path, size, mtime_ns, digest, sparse = rec[0], rec[6], rec[5], rec[7], rec[12]
             except (TypeError, IndexError):
                 self._fail(f"bad record {ids.entries}")
-            # a hint's path may name content in a container: checked as every reader checks it
-            if (type(path) is not bytes or unsafe_path(path) or type(size) is not int or size < 0
+            # (a hint's path is checked for safety where it names content in a container:
+            # planner._contents_of; here it is only compared with the paths of a scan)
+            if (type(path) is not bytes or type(size) is not int or size < 0
                     or type(mtime_ns) is not int or type(digest) is not bytes or len(digest) != 16
                     or (sparse is not None and type(sparse) is not bool)):
                 self._fail(f"bad record {ids.entries}")

@@ -99,6 +99,8 @@ def _contents_of(base) -> dict[bytes, Source]:
     found: dict[bytes, Source] = {}
     for hint in base.file_hints():
         if hint.digest not in found:
+            if unsafe_path(hint.path):        # it names a file to read in the container
+                raise ImageError(f"{show_path(base.path)}: unsafe path {show_path(hint.path)!r}")
             found[hint.digest] = Source(From.LAYER, hint.path, 0)
     return found
 
