@@ -607,3 +607,29 @@ def test_verify_finds_a_manifest_that_differs_from_its_parent_without_a_record(t
     proc = run_cli("verify", tmp_path / "base", tmp_path / "d1")
     said = proc.stdout + proc.stderr
     assert proc.returncode == 1 and b"b: the parent's tree changed by the delta" in said, proc
+
+
+def test_a_base_records_path_never_becomes_a_content_source(tmp_path):
+    """Item 5: restore reads the full image's records only as quick-check hints to find where
+    it stores content; a crafted record there naming ../../etc/x is refused, not read."""
+    from conftest import assert_one_line_error
+    from test_fuzz_images import _blobs, _write_meta
+
+    from diffimg import codec
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"a", "kind": "file", "data": b"shared"}])
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    (tmp_path / "t" / "b").write_bytes(b"shared")
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
+            check_rc=0)
+    entries = list(Image(tmp_path / "base").entries())
+    entries[1].path = b"../../etc/x"                # canonical order kept: "." sorts first
+    _recrafted(tmp_path / "base", tmp_path, entries=entries)
+    diff = Image(tmp_path / "d1")
+    blobs = _blobs(diff)
+    blobs["info"] = codec.pack(dict(diff.info, parent_id=Image(tmp_path / "base").tree_id))
+    _write_meta(diff.meta_path, blobs, diff.container)
+    target = tmp_path / "target"
+    target.mkdir()
+    assert b"unsafe path" in assert_one_line_error(
+        run_cli("restore", tmp_path / "base", tmp_path / "d1", target), 8).encode()
