@@ -8,6 +8,7 @@ records alone).
 
 import errno
 import os
+import stat
 
 from .compare import entry_differences, is_xattr_label
 from .delta import LINK, META, PARENT
@@ -15,7 +16,7 @@ from .entry import Entry, Kind, entry_from_stat, inode_fields, same_meta
 from .errors import ImageError, Refused, ScanError, show_path
 from .fsmeta import read_xattrs
 from .hashing import hash_file
-from .safefs import Dirs, proc_path, split
+from .safefs import Dirs, open_dir, proc_path, split
 
 _ABSENT = (errno.ENOENT, errno.ENOTDIR)
 SHOWN = 20     # differing paths a refusal names in its message (all are on the error)
@@ -131,6 +132,37 @@ def _differs(have: Entry | None, want: Entry | None) -> str | None:
     if want.kind is Kind.FILE and have.digest is not None and have.digest != want.digest:
         return "has other content"
     return None
+
+
+def untracked_below(root_fd: int, folders, recorded) -> list[tuple[bytes, str]]:
+    """(path, why) of each entry the target holds below the folders (which the delta removes)
+    that the parent tree lacks: removing the folder would lose it. recorded: a stream of the
+    parent tree's entries (the target's state). Walked by fd, never through a symlink."""
+    folders = [f for f in folders if f]
+    if not folders:
+        return []
+    prefixes = tuple(f + b"/" for f in folders)
+    known = {e.path for e in recorded if e.path.startswith(prefixes)}
+    found = []
+    for folder in folders:
+        pending = [folder]
+        while pending:
+            rel = pending.pop()
+            try:
+                fd = open_dir(root_fd, rel)
+            except OSError:
+                continue                # not a real folder: check_parent names it
+            try:
+                for name in sorted(os.listdir(b"/proc/self/fd/%d" % fd)):
+                    path = rel + b"/" + name
+                    if path not in known:
+                        found.append((path, f"is not in the diff's parent, and the diff removes "
+                                            f"{show_path(folder)}, which holds it"))
+                    elif stat.S_ISDIR(os.lstat(name, dir_fd=fd).st_mode):
+                        pending.append(path)
+            finally:
+                os.close(fd)
+    return found
 
 
 def entry_at(root_fd: int, path: bytes) -> Entry | None:

@@ -20,7 +20,7 @@ from .hashing import prestart_workers
 from .image import Image, open_chain
 from .keep import Kept, defaults_for, find_kept, literal_pattern
 from .manifest import STATE_DIR
-from .parentcheck import check_parent, entry_at
+from .parentcheck import SHOWN, check_parent, entry_at, untracked_below
 from .planner import index_chain, plan_delta, plan_restore
 from .progress import Phase
 from .safefs import split
@@ -74,6 +74,8 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
             state = None
         proofs = _proofs(root_fd, changes, fs) if state is not None and not checksum else None
         shared = check_parent(root_fd, target, changes, checksum, proofs)
+        if state is not None:       # the parent's records say what a removed folder may hold
+            _refuse_untracked(root_fd, target, changes)
         p = plan_delta(changes, image.info["entries"], shared)
         if p.renewed:
             _keep_folder_times(root_fd, p, p.renewed)
@@ -92,6 +94,24 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
                     if carried is not None:
                         carried.close()
         return p
+
+
+def _refuse_untracked(root_fd: int, target: bytes, changes):
+    """Refuse (exit 14, nothing changed) when a folder the delta removes holds entries the
+    parent tree (the target's state) lacks: apply changes only the diff's paths, and removing
+    the folder would lose them."""
+    folders = [c.path for c in changes
+               if (c.action == DELETE or c.replaces) and c.before.kind is Kind.DIR]
+    if not folders:
+        return
+    with RecordedTree(root_fd) as recorded, recorded.reader() as m:
+        untracked = untracked_below(root_fd, folders, m.entries())
+    if untracked:
+        shown = "; ".join(f"{show_path(p)} {why}" for p, why in untracked[:SHOWN])
+        more = f"; and {len(untracked) - SHOWN:,} more" if len(untracked) > SHOWN else ""
+        raise Refused(f"{show_path(target)}: {len(untracked):,} paths would be lost: {shown}"
+                      f"{more}; nothing was changed. Move them out, --keep them, or restore "
+                      "(or apply --force) to delete them", differences=untracked)
 
 
 def _keep_folder_times(root_fd: int, p, shared: set[bytes]):

@@ -633,3 +633,30 @@ def test_a_base_records_path_never_becomes_a_content_source(tmp_path):
     target.mkdir()
     assert b"unsafe path" in assert_one_line_error(
         run_cli("restore", tmp_path / "base", tmp_path / "d1", target), 8).encode()
+
+
+def test_apply_never_loses_untracked_files_below_a_folder_it_removes(tmp_path):
+    """A target restored by diffimg (its state holds the parent tree) with a file of its own
+    inside a folder the diff removes: apply refuses (exit 14), naming it, and changes nothing;
+    apply --force deletes it, as restore would."""
+    from snapshot import snapshot
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"old", "kind": "dir"},
+                                  {"path": b"old/sub", "kind": "dir"},
+                                  {"path": b"old/sub/x", "kind": "file", "data": b"x"},
+                                  {"path": b"keep", "kind": "file", "data": b"k"}])
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
+    import shutil
+    shutil.rmtree(os.path.join(tree, b"old"))
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
+            check_rc=0)
+    (target / "old" / "sub" / "mine").write_bytes(b"the user's")    # old's own mtime stays
+    before = snapshot(target)
+    proc = run_cli("apply", tmp_path / "d1", target)
+    assert proc.returncode == 14 and b"old/sub/mine is not in the diff's parent" in proc.stderr, proc
+    assert snapshot(target) == before
+    run_cli("apply", "--force", "-q", tmp_path / "d1", target, check_rc=0)
+    assert not (target / "old").exists()
