@@ -171,8 +171,9 @@ class ManifestWriter:
         self._stats = stats
         directory = os.path.dirname(self.path) or b"."
         # a new name no one can foresee, made here (never through a symlink planted for it)
+        # (the name cut short: the random part makes it unique, and it must fit in NAME_MAX)
         self._tmp = os.path.join(directory, b".%s.tmp-%d-%s" % (
-            os.path.basename(self.path), os.getpid(), os.urandom(6).hex().encode()))
+            os.path.basename(self.path)[:100], os.getpid(), os.urandom(6).hex().encode()))
         runs.current().made(self._tmp)          # a later run removes it if this one is killed
         self._ids = TreeId()
         self._pack = codec.packer().pack

@@ -26,7 +26,7 @@ from .manifest import ManifestWriter, read_entries, write_manifest
 from .osinfo import detect
 from .progress import Phase
 from .quickcheck import tree_hints
-from .safefs import remove
+from .safefs import remove, rename_noreplace
 from .scanner import scan
 from .statcache import StatRecorder
 
@@ -58,7 +58,8 @@ class _Output:
         self._dir_fd = self._fd = None
         try:
             self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            private = tempfile.mkdtemp(prefix=f".{os.fsdecode(self._name)}.diffimg-{os.getpid()}-",
+            # (the name cut short, to fit in NAME_MAX: the random part makes it unique)
+            private = tempfile.mkdtemp(prefix=f".{os.fsdecode(self._name[:100])}.diffimg-{os.getpid()}-",
                                        dir=os.fsdecode(directory))
             runs.current().made(private)       # a later run removes it if this one is killed
             self._private = os.path.basename(os.fsencode(private))
@@ -80,12 +81,9 @@ class _Output:
 
     def commit(self):
         try:
-            os.stat(self._name, dir_fd=self._dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            pass
-        else:
-            raise OutputError(f"{show_path(self.out)} appeared meanwhile; not replacing it")
-        os.rename(b"image", self._name, src_dir_fd=self._fd, dst_dir_fd=self._dir_fd)
+            rename_noreplace(self._fd, b"image", self._dir_fd, self._name)
+        except FileExistsError:
+            raise OutputError(f"{show_path(self.out)} appeared meanwhile; not replacing it") from None
 
     def cleanup(self):
         """The private folder and all in it go (never across a mount point)."""

@@ -7,6 +7,7 @@ with the folder's fd; xattrs, which have no *at() call, go through /proc/self/fd
 kernel resolves to that very folder.
 """
 
+import ctypes
 import errno
 import os
 import stat
@@ -226,6 +227,27 @@ def mount_id(fd: int) -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+_RENAME_NOREPLACE = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def rename_noreplace(src_dir_fd: int, src: bytes, dst_dir_fd: int, dst: bytes):
+    """Rename src to dst, FileExistsError if dst exists: checked and done in one step by the
+    kernel (renameat2 RENAME_NOREPLACE), so nothing that appears meanwhile is replaced. Where
+    the filesystem cannot do that, a check just before the rename."""
+    if _libc.renameat2(src_dir_fd, src, dst_dir_fd, dst, _RENAME_NOREPLACE) == 0:
+        return
+    err = ctypes.get_errno()
+    if err not in (errno.EINVAL, errno.ENOSYS):
+        raise OSError(err, os.strerror(err), dst)
+    try:
+        os.lstat(dst, dir_fd=dst_dir_fd)
+    except FileNotFoundError:
+        os.rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+        return
+    raise FileExistsError(errno.EEXIST, "exists", dst)
 
 
 def replace(dir_fd: int, tmp: bytes, name: bytes):

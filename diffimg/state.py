@@ -98,11 +98,12 @@ def _make_dir(root_fd: int) -> int:
     try:
         os.fchown(fd, os.geteuid(), os.getegid())
         os.fchmod(fd, 0o700)
-        # the target is locked by this run: any other name here is a killed run's temporary
-        # file (state.json.tmp-PID, .manifest.tmp-PID), gone now
+        # the target is locked by this run: a temporary file of this folder's (state.json.tmp-PID,
+        # .manifest.tmp-PID) is a killed run's, gone now; what cannot go stays
         for name in os.listdir(b"/proc/self/fd/%d" % fd):
-            if name not in (STATE_FILE, MANIFEST_FILE):
-                remove(fd, name)
+            if b".tmp-" in name and name not in (STATE_FILE, MANIFEST_FILE):
+                with contextlib.suppress(OSError):
+                    remove(fd, name)
     except BaseException:
         os.close(fd)
         raise

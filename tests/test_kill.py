@@ -137,3 +137,13 @@ def test_no_temporary_name_beside_the_output_can_be_planted(tmp_path):
             prefix=["unshare", "--fork", "--pid", "--mount-proc"])
     assert [v.read_bytes() for v in victims] == [b"root's file"] * 2
     assert run_cli("verify", drop / "out.img").returncode == 0
+
+
+def test_long_output_names_still_fit(tmp_path):
+    """Names up to NAME_MAX work: the temporary names beside them are cut short (the third
+    review found that 230-242-byte names failed once random parts were added)."""
+    tree = _tree(str(tmp_path / "tree"), 5, 2)
+    name = "m" * 235
+    run_cli("scan", tree, "-o", tmp_path / name, "-q", check_rc=0)
+    run_cli("create", tree, tmp_path / ("i" * 240), "--format", "dir", "-q", check_rc=0)
+    assert sorted(os.listdir(tmp_path)) == sorted(["tree", name, "i" * 240])

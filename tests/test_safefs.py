@@ -303,3 +303,20 @@ def test_remove_stops_at_a_mount_point_and_walks_paths_of_any_length(tmp_path):
     remove(fd, b"doomed")
     os.close(fd)
     assert os.listdir(tmp_path) == ["other"] and os.listdir(tmp_path / "other") == ["precious"]
+
+
+def test_rename_noreplace_never_replaces(tmp_path):
+    import pytest
+
+    from diffimg.safefs import rename_noreplace
+    (tmp_path / "src").write_bytes(b"new")
+    (tmp_path / "dst").write_bytes(b"there first")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(FileExistsError):
+            rename_noreplace(fd, b"src", fd, b"dst")
+        assert (tmp_path / "dst").read_bytes() == b"there first"
+        rename_noreplace(fd, b"src", fd, b"free")
+    finally:
+        os.close(fd)
+    assert (tmp_path / "free").read_bytes() == b"new" and not (tmp_path / "src").exists()
