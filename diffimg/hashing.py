@@ -65,7 +65,7 @@ def hash_file(path: bytes) -> Hashed:
     fails); with CHANGED it is the last read."""
     for _ in range(READ_ATTEMPTS):
         try:
-            fd = _open_for_read(path)
+            fd = open_for_read(path)
         except FileNotFoundError:
             return Hashed(Problem.VANISHED, "vanished while being scanned", None)
         except OSError as exc:
@@ -116,7 +116,7 @@ def holes_at(path: bytes) -> bool | None:
     """has_holes of the regular file at path (not following a symlink); None when it cannot
     be opened as one."""
     try:
-        fd = _open_for_read(path)
+        fd = open_for_read(path)
     except OSError:
         return None
     try:
@@ -141,7 +141,7 @@ def copy_file(source: bytes, dest: bytes) -> Hashed:
     """Copy source to a new file dest, hashing what is copied; answers as hash_file does.
     The digest is of the bytes written, so a caller compares it with the one it expects."""
     try:
-        fd = _open_for_read(source)
+        fd = open_for_read(source)
     except FileNotFoundError:
         return Hashed(Problem.VANISHED, "vanished since it was scanned", None)
     except OSError as exc:
@@ -198,7 +198,7 @@ def _pin(path: bytes) -> int:
             os.close(dir_fd)
 
 
-def _open_for_read(path: bytes) -> int:
+def open_for_read(path: bytes) -> int:
     """path opened for reading when it is a regular file; otherwise its O_PATH pin, which the
     caller's fstat finds not regular (a device or FIFO is never opened: some act on open)."""
     pin = _pin(path)

@@ -7,11 +7,15 @@ metadata, and only then give the image its name. On any failure nothing is left 
 
 import contextlib
 import errno
+import io
 import os
 import stat
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
+
+import xxhash
 
 from . import __version__, containers, runs
 from .containers import Sizes
@@ -20,7 +24,7 @@ from .differ import diff_trees
 from .entry import Kind, content_files
 from .errors import ImageError, OutputError, ScanError, show_path
 from .fsmeta import source_info
-from .hashing import Problem, copy_batch, hash_batch, run_pooled
+from .hashing import Problem, copy_batch, hash_batch, open_for_read, run_pooled
 from .image import ALIGN, append_metadata, container_tree, open_chain
 from .manifest import ManifestWriter, read_entries, write_manifest
 from .osinfo import detect
@@ -193,6 +197,9 @@ def _pack(tree, output, opts, stored, direct: bool, packing=None):
     elif direct:
         _phase(opts, Phase.PACKING, f"{container.name} from {show_path(tree)}")
         container.build(tree, output.tmp, _sizes_of(output.manifest))
+    elif hasattr(container, "start_stream"):
+        _phase(opts, Phase.PACKING, f"{container.name}, streamed")
+        return _stream(tree, output, stored(), opts.on_progress)
     else:
         _phase(opts, Phase.COPYING)
         sizes = _stage(tree, output.staging, stored(), opts.on_progress)
@@ -202,6 +209,76 @@ def _pack(tree, output, opts, stored, direct: bool, packing=None):
     _phase(opts, Phase.CHECKING)
     length = container.content_length(output.tmp)
     return _check(output.tmp, container.name, length, stored(), opts.on_progress)
+
+
+def _stream(tree, output, stored, on_progress=None) -> tuple[int, int]:
+    """Send the stored files from the tree to the container tool as one tar stream, hashing
+    each file's bytes as they are sent: the container then holds content whose digest and size
+    were checked on its way in, with no staging copy and no read back (verify reads it all)."""
+    running = output.container.start_stream(output.tmp)
+    counts = [0, 0]
+    try:
+        with tarfile.open(fileobj=running.stdin, mode="w|", format=tarfile.PAX_FORMAT,
+                          encoding="utf-8", errors="surrogateescape") as tar:
+            for path, digest, size in stored:
+                _send(tar, tree, path, digest, size)
+                counts[0] += 1
+                counts[1] += size
+                if on_progress is not None:
+                    on_progress(*counts)
+    except BrokenPipeError:
+        pass                            # the tool ended early: wait() says why
+    except BaseException:
+        running.stop()
+        raise
+    running.wait()
+    return counts[0], counts[1]
+
+
+def _send(tar, tree: bytes, path: bytes, digest: bytes, size: int):
+    """One file into the tar stream: exactly size bytes, which must have the digest."""
+    where = os.path.join(tree, path)
+    try:
+        fd = open_for_read(where)
+    except OSError as exc:
+        raise ScanError(f"cannot read {show_path(where)}: {exc.strerror}") from None
+    with open(fd, "rb", buffering=0) as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ScanError(f"{show_path(where)} is no longer a file; run the command again")
+        reader = _Hashed(f, size)
+        info = tarfile.TarInfo(os.fsdecode(path))
+        info.size, info.mode = size, 0o644
+        try:
+            tar.addfile(info, reader)
+        except BrokenPipeError:
+            raise                       # the tool's end, not the file's
+        except OSError as exc:          # shorter than scanned ("unexpected end of data"), or
+            if reader.left:             # unreadable
+                raise ScanError(f"{show_path(where)} changed since it was scanned, or cannot be "
+                                f"read ({exc}); run the command again") from None
+            raise
+        if reader.digest() != digest or f.read(1):
+            raise ScanError(f"{show_path(where)} changed since it was scanned; run the command again")
+
+
+class _Hashed(io.RawIOBase):
+    """A file read (no further than size bytes) and hashed as it is read."""
+
+    def __init__(self, f, size: int):
+        self._f, self.left, self._h = f, size, xxhash.xxh3_128()
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        n = self._f.readinto(memoryview(buffer)[:min(len(buffer), self.left)])
+        if n:
+            self._h.update(memoryview(buffer)[:n])
+            self.left -= n
+        return n
+
+    def digest(self) -> bytes:
+        return self._h.digest()
 
 
 def _sizes_of(manifest) -> Sizes:

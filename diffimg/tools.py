@@ -1,11 +1,13 @@
 """Running the external tools an imaging server has (mksquashfs, mkfs.*, mount)."""
 
+import contextlib
 import ctypes
 import functools
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 
 from .errors import NeedsRoot, OutputError, ToolError
 
@@ -22,21 +24,31 @@ def run(argv: list, what: str) -> str:
 
 
 class Running:
-    """A tool started in the background (see start)."""
+    """A tool started in the background (see start); with fed, stdin is a pipe the caller
+    writes (and its output goes to a temporary file, so that a tool that talks while it reads
+    can never block the writer)."""
 
-    def __init__(self, argv: list, what: str):
+    def __init__(self, argv: list, what: str, fed: bool = False):
         if shutil.which(argv[0]) is None:
             raise ToolError(f"{argv[0]} is not installed (Debian package "
                             f"{PACKAGE.get(argv[0], argv[0])})")
         self.what = what
+        self._output = tempfile.TemporaryFile() if fed else None  # noqa: SIM115  (closed in wait)
         self._proc = subprocess.Popen([os.fsencode(a) if isinstance(a, bytes) else a for a in argv],
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stdin=subprocess.PIPE if fed else subprocess.DEVNULL,
+                                      stdout=self._output or subprocess.PIPE,
                                       stderr=subprocess.STDOUT,
                                       preexec_fn=functools.partial(die_with_parent, os.getpid()))
+        self.stdin = self._proc.stdin
 
     def wait(self) -> str:
         """Its output once it has ended well; ToolError or OutputError otherwise."""
-        out = self._proc.communicate()[0].decode("utf-8", "replace")
+        out = self._proc.communicate()[0] or b""
+        if self._output is not None:
+            self._output.seek(0)
+            out = self._output.read()
+            self._output.close()
+        out = out.decode("utf-8", "replace")
         if self._proc.returncode != 0:
             lines = [" ".join(line.split()) for line in out.strip().splitlines() if line.strip()]
             detail = "; ".join(lines[-3:])[-400:] if lines else f"exit {self._proc.returncode}"
@@ -52,7 +64,10 @@ class Running:
             return                      # already waited for
         if self._proc.poll() is None:
             self._proc.kill()
-        self._proc.communicate()
+        with contextlib.suppress(OSError):
+            self._proc.communicate()
+        if self._output is not None:
+            self._output.close()
 
 
 _PR_SET_PDEATHSIG = 1
@@ -67,8 +82,8 @@ def die_with_parent(parent: int):
         os._exit(1)
 
 
-def start(argv: list, what: str) -> Running:
-    return Running(argv, what)
+def start(argv: list, what: str, fed: bool = False) -> Running:
+    return Running(argv, what, fed)
 
 
 def require_root(what: str):

@@ -35,6 +35,13 @@ class Squashfs(FileContainer):
             return "a damaged squashfs superblock"
         return None
 
+    def start_stream(self, out: bytes) -> tools.Running:
+        """mksquashfs reading a tar stream from its stdin (Running.stdin): the files to store
+        are sent straight from the tree, with no staging copy (bench/README.md)."""
+        return tools.start(["mksquashfs", "-", out, "-tar", "-comp", "zstd", "-Xcompression-level",
+                            str(self.level), "-noappend", "-no-progress", "-quiet",
+                            "-processors", str(os.cpu_count() or 1)], "mksquashfs", fed=True)
+
     def build(self, source: bytes, out: bytes, sizes=None):
         self.start(source, out).wait()
 
