@@ -13,7 +13,6 @@ ZSTD_LEVEL = 9
 
 class Squashfs(FileContainer):
     name = fstype = "squashfs"
-    packs_from_tree_while_scanning = True
 
     def __init__(self, level: int = ZSTD_LEVEL):
         self.level = level
@@ -43,11 +42,7 @@ class Squashfs(FileContainer):
                             "-processors", str(os.cpu_count() or 1)], "mksquashfs", fed=True)
 
     def build(self, source: bytes, out: bytes, sizes=None):
-        self.start(source, out).wait()
-
-    def start(self, source: bytes, out: bytes) -> tools.Running:
-        """mksquashfs in the background; it needs nothing from the scan, so it can run beside it."""
-        return tools.start(["mksquashfs", source, out, "-comp", "zstd", "-Xcompression-level",
-                            str(self.level), "-noappend", "-no-progress", "-quiet",
-                            "-one-file-system", "-processors", str(os.cpu_count() or 1)],
-                           "mksquashfs")
+        """mksquashfs of a folder (the image commands feed it a stream instead: start_stream)."""
+        tools.run(["mksquashfs", source, out, "-comp", "zstd", "-Xcompression-level",
+                   str(self.level), "-noappend", "-no-progress", "-quiet",
+                   "-one-file-system", "-processors", str(os.cpu_count() or 1)], "mksquashfs")
