@@ -14,7 +14,7 @@ from diffimg.packer import PackOptions, create
 
 FILE_FORMATS = ["squashfs", "btrfs", "ext4"]
 # name: (fstype, packs_from_tree_while_scanning, needs_build)
-FACTS = {"squashfs": ("squashfs", True, True), "btrfs": ("btrfs", True, True),
+FACTS = {"squashfs": ("squashfs", False, True), "btrfs": ("btrfs", True, True),
          "ext4": ("ext4", False, True), "dir": (None, False, False)}
 FILES = {b"a.txt": b"hello\n", b"empty": b"", b"sub/deeper/big.bin": os.urandom(300_000),
          b"sub/name with spaces \xff": b"any bytes in a name"}
