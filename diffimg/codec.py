@@ -193,11 +193,5 @@ def iter_compressed_array(data: bytes, max_items: int, max_size: int = 1 << 30):
     raise ValueError("data after the array")
 
 
-def unpack_compressed(data: bytes, max_size: int = 1 << 30):
-    check_frame(data[:18])
-    dctx = zstandard.ZstdDecompressor()
-    return unpack(dctx.decompress(data, max_output_size=max_size))
-
-
 def unpack(data: bytes):
     return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)

@@ -21,6 +21,7 @@ import xxhash
 
 from . import runs
 from .interrupts import signals_held
+from .safefs import fd_path
 
 WHOLE_READ = 1 << 20        # files up to this size are read in one call
 CHUNK = 1 << 20             # larger files are hashed in 1 MiB reads
@@ -204,7 +205,7 @@ def open_for_read(path: bytes) -> int:
     pin = _pin(path)
     if not stat.S_ISREG(os.fstat(pin).st_mode):
         return pin
-    pinned = b"/proc/self/fd/%d" % pin
+    pinned = fd_path(pin)
     flags = _OPEN_FLAGS & ~os.O_NOFOLLOW
     try:
         try:

@@ -30,7 +30,7 @@ from .manifest import ManifestWriter, read_entries, write_manifest
 from .osinfo import detect
 from .progress import Phase
 from .quickcheck import tree_hints
-from .safefs import remove, rename_noreplace
+from .safefs import private_to_us, remove, rename_noreplace
 from .scanner import scan
 from .statcache import StatRecorder
 
@@ -70,7 +70,7 @@ class _Output:
             self._fd = os.open(self._private, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
                                | os.O_CLOEXEC, dir_fd=self._dir_fd)
             st = os.fstat(self._fd)
-            if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) != 0o700:
+            if not private_to_us(st) or stat.S_IMODE(st.st_mode) != 0o700:
                 raise OSError(errno.EPERM, "the private folder was swapped", private)
             here = b"/proc/%d/fd/%d/" % (os.getpid(), self._fd)
             self.tmp, self.manifest = here + b"image", here + b"manifest"

@@ -16,7 +16,7 @@ from .entry import Entry, Kind, entry_from_stat, inode_fields, same_meta
 from .errors import ImageError, Refused, ScanError, show_path
 from .fsmeta import read_xattrs
 from .hashing import hash_file
-from .safefs import Dirs, open_dir, proc_path, split
+from .safefs import Dirs, names_in, open_dir, proc_path, split
 
 _ABSENT = (errno.ENOENT, errno.ENOTDIR)
 SHOWN = 20     # differing paths a refusal names in its message (all are on the error)
@@ -153,7 +153,7 @@ def untracked_below(root_fd: int, folders, recorded) -> list[tuple[bytes, str]]:
             except OSError:
                 continue                # not a real folder: check_parent names it
             try:
-                for name in sorted(os.listdir(b"/proc/self/fd/%d" % fd)):
+                for name in names_in(fd):
                     path = rel + b"/" + name
                     if path not in known:
                         found.append((path, f"is not in the diff's parent, and the diff removes "

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 
-from .safefs import remove
+from .safefs import private_to_us, remove
 
 PREFIX = "diffimg-run-"
 _LOCK = b"lock"
@@ -120,7 +120,7 @@ def _owned_run(folder: bytes, name: bytes) -> int | None:
         pid = int(name[len(PREFIX):].split(b"-")[0])
     except (OSError, ValueError):
         return None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+    if not stat.S_ISDIR(st.st_mode) or not private_to_us(st):
         return None
     return pid
 

@@ -80,6 +80,24 @@ def proc_path(dir_fd: int, name: bytes) -> bytes:
     return b"/proc/self/fd/%d/%s" % (dir_fd, name)
 
 
+def fd_path(fd: int) -> bytes:
+    """A path naming the very file (or folder) open at fd in this process."""
+    return b"/proc/self/fd/%d" % fd
+
+
+def names_in(dir_fd: int) -> list[bytes]:
+    """The names in the open folder, as bytes, sorted (listdir of an fd would give str)."""
+    names = os.listdir(fd_path(dir_fd))
+    names.sort()
+    return names
+
+
+def private_to_us(st) -> bool:
+    """A stat result of a file this user made for itself: owned by it, writable by no one else
+    (what another user planted, or could change, is never trusted)."""
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
 def sync_xattrs(target, wanted: dict | None, follow: bool = True):
     """Make target's xattrs exactly wanted. target: an fd, or a path (not followed if follow is
     False). Extras are removed first: a new file may inherit an ACL from its folder's default."""
@@ -111,7 +129,7 @@ def set_meta_at(dir_fd: int, name: bytes, e: Entry):
     try:
         if KIND_OF_FMT.get(stat.S_IFMT(os.fstat(pin).st_mode)) is not e.kind:
             raise OSError(errno.ESTALE, "changed kind while being restored", name)
-        pinned = b"/proc/self/fd/%d" % pin        # the pinned inode itself, which is no symlink
+        pinned = fd_path(pin)        # the pinned inode itself, which is no symlink
         if e.kind is Kind.FILE or e.kind is Kind.DIR:
             flags = (DIR_FLAGS if e.kind is Kind.DIR else
                      os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
@@ -143,7 +161,7 @@ def open_regular(dir_fd: int, name: bytes, flags: int) -> int:
     try:
         if not stat.S_ISREG(os.fstat(pin).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", name)
-        return os.open(b"/proc/self/fd/%d" % pin, flags & ~os.O_NOFOLLOW)
+        return os.open(fd_path(pin), flags & ~os.O_NOFOLLOW)
     finally:
         os.close(pin)
 
@@ -192,7 +210,7 @@ def remove(dir_fd: int, name: bytes):
         while stack:
             fd, names, own = stack[-1]
             if names is None:
-                names = iter(sorted(os.listdir(fd)))
+                names = iter(names_in(fd))
                 stack[-1] = (fd, names, own)
             child = next(names, None)
             if child is None:             # emptied: removed from its parent
@@ -230,14 +248,14 @@ def mount_id(fd: int) -> int | None:
 
 
 _RENAME_NOREPLACE = 1
-_libc = ctypes.CDLL(None, use_errno=True)
+LIBC = ctypes.CDLL(None, use_errno=True)   # the C library, for calls os does not offer
 
 
 def rename_noreplace(src_dir_fd: int, src: bytes, dst_dir_fd: int, dst: bytes):
     """Rename src to dst, FileExistsError if dst exists: checked and done in one step by the
     kernel (renameat2 RENAME_NOREPLACE), so nothing that appears meanwhile is replaced. Where
     the filesystem cannot do that, a check just before the rename."""
-    if _libc.renameat2(src_dir_fd, src, dst_dir_fd, dst, _RENAME_NOREPLACE) == 0:
+    if LIBC.renameat2(src_dir_fd, src, dst_dir_fd, dst, _RENAME_NOREPLACE) == 0:
         return
     err = ctypes.get_errno()
     if err not in (errno.EINVAL, errno.ENOSYS):

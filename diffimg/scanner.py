@@ -16,6 +16,7 @@ from .errors import InputNotFound, ScanError, show_path
 from .fsmeta import mount_points_below, read_xattrs
 from .hashing import EMPTY_DIGEST, HashPool, Problem, hash_file, holes_at
 from .manifest import STATE_DIR
+from .safefs import fd_path, names_in
 
 BATCH_FILES = 256           # small files go to the pool in batches: one task each costs too much
 BATCH_BYTES = 16 << 20
@@ -215,7 +216,7 @@ class _Walker:
         # a tree of any depth is walked, paths handed to the kernel stay below PATH_MAX
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            names = [n for n in _list(fd) if n != STATE_DIR]
+            names = [n for n in names_in(fd) if n != STATE_DIR]
         finally:
             os.close(fd)
         stack = [(b"", root, iter(names), None)]
@@ -259,12 +260,12 @@ class _Walker:
                     if is_dir(st.st_mode):
                         fd = os.open(path, _DIR_FLAGS)     # never through a symlink
                         try:
-                            names = _list(fd)
+                            names = names_in(fd)
                         except BaseException:
                             os.close(fd)
                             raise
                         if len(path) > LONG_PATH:        # reached through its fd from now on
-                            path = b"/proc/self/fd/%d" % fd
+                            path = fd_path(fd)
                         else:
                             os.close(fd)
                             fd = None
@@ -418,14 +419,7 @@ class _Walker:
 
 
 LONG_PATH = 3800       # a folder's path beyond this is reached through its fd instead
-_PROC_FD = b"/proc/self/fd/"
+_PROC_FD = fd_path(0)[:-1]         # b"/proc/self/fd/": a path reached through this process's fd
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _list(fd: int) -> list[bytes]:
-    """The sorted names in the open folder (opened without following a symlink swapped in for
-    it since its lstat; a swap of a folder above it is the walk's residual race: it can make
-    the walk read, never write, outside)."""
-    names = os.listdir(b"/proc/self/fd/%d" % fd)    # (by a bytes path: bytes names)
-    names.sort()
-    return names

@@ -27,7 +27,7 @@ from .errors import ManifestError, OutputError, show_path
 from .hashing import has_holes
 from .keep import parse as parse_patterns
 from .manifest import STATE_DIR, ManifestReader
-from .safefs import DIR_FLAGS, Dirs, remove, replace, split
+from .safefs import DIR_FLAGS, Dirs, fd_path, names_in, private_to_us, remove, replace, split
 
 STATE_FILE = b"state.json"
 MANIFEST_FILE = b"manifest"
@@ -69,16 +69,10 @@ def _open_state_dir(root_fd: int) -> int | None:
         fd = os.open(STATE_DIR, DIR_FLAGS, dir_fd=root_fd)
     except OSError:
         return None
-    if not _ours(fd):
+    if not private_to_us(os.fstat(fd)):
         os.close(fd)
         return None
     return fd
-
-
-def _ours(fd: int) -> bool:
-    """The open file is one this user made for itself: owned by it, writable by no one else."""
-    st = os.fstat(fd)
-    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 def _make_dir(root_fd: int) -> int:
@@ -100,7 +94,7 @@ def _make_dir(root_fd: int) -> int:
         os.fchmod(fd, 0o700)
         # the target is locked by this run: a temporary file of this folder's (state.json.tmp-PID,
         # .manifest.tmp-PID) is a killed run's, gone now; what cannot go stays
-        for name in os.listdir(b"/proc/self/fd/%d" % fd):
+        for name in names_in(fd):
             if b".tmp-" in name and name not in (STATE_FILE, MANIFEST_FILE):
                 with contextlib.suppress(OSError):
                     remove(fd, name)
@@ -126,7 +120,7 @@ def _open_regular(dir_fd: int, name: bytes) -> int | None:
     st = os.fstat(fd)
     # a state file diffimg wrote: regular, its own, of a plausible size and without holes (a
     # planted 16 TiB sparse "manifest" would take hours to read)
-    if not stat.S_ISREG(st.st_mode) or not _ours(fd) or st.st_size > MAX_MANIFEST_BYTES \
+    if not stat.S_ISREG(st.st_mode) or not private_to_us(st) or st.st_size > MAX_MANIFEST_BYTES \
             or has_holes(fd, st.st_size):
         os.close(fd)
         return None
@@ -194,7 +188,7 @@ class RecordedTree:
         if self.fd is not None and digest is not None and _digest_of(self.fd) != digest:
             self.intact = False
             self.close()
-        self.path = b"/proc/self/fd/%d" % self.fd if self.fd is not None else None
+        self.path = fd_path(self.fd) if self.fd is not None else None
 
     def reader(self) -> ManifestReader:
         return ManifestReader(self.path)

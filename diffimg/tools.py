@@ -1,7 +1,6 @@
 """Running the external tools an imaging server has (mksquashfs, mkfs.*, mount)."""
 
 import contextlib
-import ctypes
 import functools
 import os
 import shutil
@@ -10,6 +9,7 @@ import subprocess
 import tempfile
 
 from .errors import NeedsRoot, OutputError, ToolError
+from .safefs import LIBC  # loaded before any fork: a child only calls it
 
 # Debian package of each tool, for the error that says how to get it
 PACKAGE = {"mksquashfs": "squashfs-tools", "unsquashfs": "squashfs-tools",
@@ -71,13 +71,12 @@ class Running:
 
 
 _PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)      # loaded before any fork: the child only calls it
 
 
 def die_with_parent(parent: int):
     """In a child process: be killed when the process that started it (parent) dies (a killed
     diffimg must not leave mksquashfs writing on); at once if it died before this was set."""
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
 

@@ -38,6 +38,7 @@ def verify_chain(paths, on_layer=None) -> list[str]:
         try:
             # one read of the manifest: checked whole, and for a full image it also lists the
             # files to hash while they are hashed
+            delta = None
             with image.manifest_reader() as m:
                 found = []
                 if image.kind == "full":
@@ -51,7 +52,7 @@ def verify_chain(paths, on_layer=None) -> list[str]:
                     found.append("manifest's tree ID does not match the image's")
                 m.check_stat_section()
             if image.kind == "diff" and previous is not None and not found:
-                found += check_applied(previous.entries(), image.delta(), image.entries())
+                found += check_applied(previous.entries(), delta, image.entries())
             problems += [f"{name}: {p}" for p in found]
         except (ToolError, NeedsRoot):
             raise                    # the machine cannot check it: an error, not a bad image

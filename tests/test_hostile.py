@@ -23,6 +23,24 @@ def _recrafted(image_path, scratch, entries=None, changes=None):
         append_metadata(f, image.container, manifest, changes, info)
 
 
+def _base(tree, tmp_path):
+    """A dir-format full image of tree at tmp_path/base."""
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+
+
+def _diff(tree, tmp_path):
+    """A dir-format diff of tree on tmp_path/base at tmp_path/d1."""
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
+            check_rc=0)
+
+
+def _restored(tmp_path, **kw):
+    """Restore tmp_path/img into a new empty folder: (the CLI's answer, the folder)."""
+    target = tmp_path / "target"
+    target.mkdir()
+    return run_cli("restore", tmp_path / "img", target, **kw), target
+
+
 def _victim(tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -39,9 +57,7 @@ def test_a_hardlink_to_outside_the_target_is_refused(tmp_path):
     entries = list(Image(tmp_path / "img").entries())
     entries[1].link = b"../outside/victim"            # sorts before "z": an "earlier" path
     _recrafted(tmp_path / "img", tmp_path, entries=entries)
-    target = tmp_path / "target"
-    target.mkdir()
-    proc = run_cli("restore", tmp_path / "img", target)
+    proc, target = _restored(tmp_path)
     assert proc.returncode == 8 and b"hardlink" in proc.stderr, proc
     assert os.stat(victim).st_nlink == 1 and not os.path.lexists(target / "z")
     assert run_cli("verify", tmp_path / "img").returncode != 0
@@ -51,13 +67,12 @@ def test_a_delta_link_record_must_link_to_its_source(tmp_path):
     victim = _victim(tmp_path)
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
                                   {"path": b"a", "kind": "file", "data": b"secret"}])
-    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    _base(tree, tmp_path)
     target = tmp_path / "target"
     target.mkdir()
     run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
     os.link(os.path.join(tree, b"a"), os.path.join(tree, b"b"))
-    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
-            check_rc=0)
+    _diff(tree, tmp_path)
     changes = Image(tmp_path / "d1").delta()
     linked = [c for c in changes if c.action == LINK]
     assert linked
@@ -110,9 +125,7 @@ def test_a_container_symlink_is_never_followed_for_content(tmp_path):
     os.unlink(container / "x" / "zero")
     os.rmdir(container / "x")
     os.symlink("/dev", container / "x")
-    target = tmp_path / "target"
-    target.mkdir()
-    proc = run_cli("restore", tmp_path / "img", target, timeout=60)
+    proc, target = _restored(tmp_path, timeout=60)
     assert proc.returncode == 8 and b"x/zero" in proc.stderr, proc
     assert not os.path.lexists(target / "x" / "zero")
 
@@ -121,9 +134,7 @@ def test_a_container_file_longer_than_recorded_is_not_read_to_its_end(tmp_path):
     container = _image_with_file(tmp_path, b"f", b"abc")
     with open(container / "f", "r+b") as f:
         f.truncate(1 << 40)                       # a 1 TiB sparse file where 3 bytes are recorded
-    target = tmp_path / "target"
-    target.mkdir()
-    proc = run_cli("restore", tmp_path / "img", target, timeout=60)
+    proc, target = _restored(tmp_path, timeout=60)
     assert proc.returncode == 8 and b"does not match" in proc.stderr, proc
     assert not os.path.lexists(target / "f")
 
@@ -139,11 +150,10 @@ def test_a_target_sharing_inodes_with_outside_files_leaves_them_alone(tmp_path):
     golden = tmp_path / "golden"
     import subprocess
     subprocess.run(["cp", "-a", tree, golden], check=True)
-    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    _base(tree, tmp_path)
     os.chmod(os.path.join(tree, b"secret"), 0o644)
     os.chmod(os.path.join(tree, b"fifo"), 0o666)
-    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
-            check_rc=0)
+    _diff(tree, tmp_path)
     before = snapshot(golden)
     target = tmp_path / "target"
     subprocess.run(["cp", "-al", golden, target], check=True)
@@ -164,14 +174,13 @@ def test_apply_onto_a_hardlink_clone_leaves_the_outside_files_alone(tmp_path):
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
                                   {"path": b"secret", "kind": "file", "data": b"s", "mode": 0o600},
                                   {"path": b"fifo", "kind": "fifo", "mode": 0o600}])
-    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    _base(tree, tmp_path)
     golden = tmp_path / "golden"
     golden.mkdir()
     run_cli("restore", "-q", tmp_path / "base", golden, check_rc=0)
     os.chmod(os.path.join(tree, b"secret"), 0o644)
     os.chmod(os.path.join(tree, b"fifo"), 0o666)
-    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
-            check_rc=0)
+    _diff(tree, tmp_path)
     before = snapshot(golden)
     target = tmp_path / "target"
     subprocess.run(["cp", "-al", golden, target], check=True)
@@ -190,9 +199,7 @@ def test_a_hardlink_whose_first_member_is_of_another_kind_is_refused(tmp_path):
     entries = list(Image(tmp_path / "img").entries())
     entries[2].link = b"a"
     _recrafted(tmp_path / "img", tmp_path, entries=entries)
-    target = tmp_path / "target"
-    target.mkdir()
-    proc = run_cli("restore", tmp_path / "img", target)
+    proc, target = _restored(tmp_path)
     assert proc.returncode == 8 and b"hardlink" in proc.stderr, proc
     assert not os.path.islink(target / "b")
 
@@ -201,9 +208,7 @@ def test_a_device_in_a_container_is_never_read_as_content(tmp_path):
     container = _image_with_file(tmp_path, b"f", b"abc")
     os.unlink(container / "f")
     os.mknod(container / "f", 0o600 | 0o020000, os.makedev(1, 3))     # /dev/null's numbers
-    target = tmp_path / "target"
-    target.mkdir()
-    proc = run_cli("restore", tmp_path / "img", target, timeout=60)
+    proc, target = _restored(tmp_path, timeout=60)
     assert proc.returncode == 8 and b"not a regular file" in proc.stderr, proc
     assert not os.path.lexists(target / "f")
 
@@ -217,9 +222,7 @@ def test_a_size_the_content_does_not_have_is_caught(tmp_path):
     _recrafted(tmp_path / "img", tmp_path, entries=entries)
     proc = run_cli("verify", tmp_path / "img")
     assert proc.returncode == 1 and b"1,000" in proc.stdout + proc.stderr, proc
-    target = tmp_path / "target"
-    target.mkdir()
-    proc = run_cli("restore", tmp_path / "img", target)
+    proc, target = _restored(tmp_path)
     assert proc.returncode == 8 and b"does not match" in proc.stderr, proc
     assert not os.path.lexists(target / "f")
 
@@ -234,9 +237,7 @@ def test_a_hardlink_must_name_an_earlier_entry_of_its_own_inode(tmp_path):
     entries = list(Image(tmp_path / "img").entries())
     entries[2].link = b"a"
     _recrafted(tmp_path / "img", tmp_path, entries=entries)
-    target = tmp_path / "target"
-    target.mkdir()
-    proc = run_cli("restore", tmp_path / "img", target)
+    proc, target = _restored(tmp_path)
     assert proc.returncode == 8 and b"hardlink" in proc.stderr, proc
     assert not os.path.lexists(target / "a")
     assert run_cli("verify", tmp_path / "img").returncode != 0
@@ -249,15 +250,14 @@ def test_apply_links_only_to_the_inode_the_record_shares(tmp_path):
     same-inode check of a link's source stays behind it.)"""
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
                                   {"path": b"a", "kind": "file", "data": b"same"}])
-    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    _base(tree, tmp_path)
     target = tmp_path / "target"
     target.mkdir()
     run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
     (target / "x").write_bytes(b"same")           # a's content, not in the tree
     os.chmod(target / "x", 0o600)
     os.link(os.path.join(tree, b"a"), os.path.join(tree, b"b"))
-    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
-            check_rc=0)
+    _diff(tree, tmp_path)
     changes = Image(tmp_path / "d1").delta()
     linked = [c for c in changes if c.action == LINK][0]
     linked.source = linked.after.link = b"x"
@@ -480,14 +480,13 @@ def test_apply_refuses_a_delta_that_is_not_its_manifests_tree(tmp_path):
     from conftest import assert_one_line_error
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
                                   {"path": b"a", "kind": "file", "data": b"HELLO"}])
-    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    _base(tree, tmp_path)
     target = tmp_path / "target"
     target.mkdir()
     run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
     with open(os.path.join(tree, b"a"), "wb") as f:
         f.write(b"evil!")
-    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
-            check_rc=0)
+    _diff(tree, tmp_path)
     entries = list(Image(tmp_path / "d1").entries())
     import xxhash
     entries[1].digest = xxhash.xxh3_128_digest(b"HELLO")       # the manifest's word
@@ -504,10 +503,9 @@ def test_a_delta_that_expands_to_junk_is_refused_at_once(tmp_path):
     from conftest import assert_one_line_error
     from test_fuzz_images import _blobs, _write_meta
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}])
-    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    _base(tree, tmp_path)
     (tmp_path / "t" / "f").write_bytes(b"x")
-    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
-            check_rc=0)
+    _diff(tree, tmp_path)
     image = Image(tmp_path / "d1")
     params = zstandard.ZstdCompressionParameters.from_level(19, write_checksum=1)
     squeeze = zstandard.ZstdCompressor(compression_params=params).compressobj()
@@ -594,11 +592,10 @@ def test_verify_finds_a_manifest_that_differs_from_its_parent_without_a_record(t
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
                                   {"path": b"a", "kind": "file", "data": b"a"},
                                   {"path": b"b", "kind": "file", "data": b"b", "mode": 0o644}])
-    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    _base(tree, tmp_path)
     with open(os.path.join(tree, b"a"), "ab") as f:
         f.write(b"more")
-    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
-            check_rc=0)
+    _diff(tree, tmp_path)
     assert run_cli("verify", tmp_path / "base", tmp_path / "d1").returncode == 0
     entries = list(Image(tmp_path / "d1").entries())
     assert entries[2].path == b"b"
@@ -618,10 +615,9 @@ def test_a_base_records_path_never_becomes_a_content_source(tmp_path):
     from diffimg import codec
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
                                   {"path": b"a", "kind": "file", "data": b"shared"}])
-    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    _base(tree, tmp_path)
     (tmp_path / "t" / "b").write_bytes(b"shared")
-    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
-            check_rc=0)
+    _diff(tree, tmp_path)
     entries = list(Image(tmp_path / "base").entries())
     entries[1].path = b"../../etc/x"                # canonical order kept: "." sorts first
     _recrafted(tmp_path / "base", tmp_path, entries=entries)
@@ -645,14 +641,13 @@ def test_apply_never_loses_untracked_files_below_a_folder_it_removes(tmp_path):
                                   {"path": b"old/sub", "kind": "dir"},
                                   {"path": b"old/sub/x", "kind": "file", "data": b"x"},
                                   {"path": b"keep", "kind": "file", "data": b"k"}])
-    run_cli("create", tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
+    _base(tree, tmp_path)
     target = tmp_path / "target"
     target.mkdir()
     run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
     import shutil
     shutil.rmtree(os.path.join(tree, b"old"))
-    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "--format", "dir", "-q",
-            check_rc=0)
+    _diff(tree, tmp_path)
     (target / "old" / "sub" / "mine").write_bytes(b"the user's")    # old's own mtime stays
     before = snapshot(target)
     proc = run_cli("apply", tmp_path / "d1", target)
