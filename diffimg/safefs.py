@@ -42,29 +42,28 @@ def open_dir(root_fd: int, rel: bytes) -> int:
 
 
 class Dirs:
-    """Folder fds along the current path, reused while operations move in canonical order."""
+    """Folder fds along the current path, reused while operations move in canonical order.
+    Kept as one list of (name, fd) pairs, and an fd leaves the list before it is closed: a
+    Ctrl-C between any two steps leaves nothing that a later close() would close twice."""
 
     def __init__(self, root_fd: int):
         self.root = root_fd
-        self._parts: list[bytes] = []
-        self._fds: list[int] = []
+        self._open: list[tuple[bytes, int]] = []
 
     def fd(self, rel_dir: bytes) -> int:
         parts = rel_dir.split(b"/") if rel_dir else []
         keep = 0
-        while keep < len(self._parts) and keep < len(parts) and self._parts[keep] == parts[keep]:
+        while keep < len(self._open) and keep < len(parts) and self._open[keep][0] == parts[keep]:
             keep += 1
         self._drop(keep)
         for part in parts[keep:]:
-            parent = self._fds[-1] if self._fds else self.root
-            self._fds.append(os.open(_name(part), DIR_FLAGS, dir_fd=parent))
-            self._parts.append(part)
-        return self._fds[-1] if self._fds else self.root
+            parent = self._open[-1][1] if self._open else self.root
+            self._open.append((part, os.open(_name(part), DIR_FLAGS, dir_fd=parent)))
+        return self._open[-1][1] if self._open else self.root
 
     def _drop(self, keep: int):
-        for fd in self._fds[keep:]:
-            os.close(fd)
-        del self._fds[keep:], self._parts[keep:]
+        while len(self._open) > keep:
+            os.close(self._open.pop()[1])
 
     def close(self):
         """Forget every cached fd (also needed after folders were removed or replaced)."""
