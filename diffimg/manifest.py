@@ -147,11 +147,20 @@ def make_header(source: dict | None = None) -> dict:
     return {
         "format": list(VERSION),
         "hash": HASH_NAME,
-        "created_ns": time.time_ns(),
+        "created_ns": _now_ns(),
         "tool": f"diffimg {__version__}",
         "host": socket.gethostname(),
         "source": source or {},
     }
+
+
+def _now_ns() -> int:
+    """Now, or SOURCE_DATE_EPOCH (seconds) when set to a whole number: the reproducible-builds
+    convention, so that two scans of one tree give byte-identical manifests."""
+    fixed = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if fixed.isdigit() and int(fixed) < 2**63 // 10**9:
+        return int(fixed) * 10**9
+    return time.time_ns()
 
 
 class ManifestWriter:

@@ -6,6 +6,7 @@ the tree, only with the hardlink map.
 """
 
 import collections
+import errno
 import fnmatch
 import os
 import re
@@ -210,19 +211,19 @@ class _Walker:
         root_dev, warn, skip, mounts = self.root_st.st_dev, self.warn, self.skip, self.mounts
         excluded = self.excluded if self.excluded else None
         visit, pending, drain = self.visit, self.pending, self.drain
-        lstat, is_dir = os.lstat, stat.S_ISDIR
+        is_dir = stat.S_ISDIR
         # (relative path, the path to reach it by, its names to visit, its fd or None); a
         # folder whose path grows past LONG_PATH is reached through its fd (/proc/self/fd/N):
         # a tree of any depth is walked, paths handed to the kernel stay below PATH_MAX
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            names = [n for n in names_in(fd) if n != STATE_DIR]
+            listing = [item for item in read_folder(fd, root) if item[0] != STATE_DIR]
         finally:
             os.close(fd)
-        stack = [(b"", root, iter(names), None)]
+        stack = [(b"", root, iter(listing), None)]
         try:
             yield from self._walk(stack, root_dev, warn, skip, mounts, excluded, visit, pending,
-                                  drain, lstat, is_dir)
+                                  drain, is_dir)
         finally:
             for *_, fd in stack:
                 if fd is not None:
@@ -232,44 +233,49 @@ class _Walker:
         if self.on_progress is not None:
             self.on_progress(self.emitted, self.emitted_bytes)
 
-    def _walk(self, stack, root_dev, warn, skip, mounts, excluded, visit, pending, drain, lstat,
-              is_dir):
+    def _walk(self, stack, root_dev, warn, skip, mounts, excluded, visit, pending, drain, is_dir):
         while stack:
-            rel_dir, abs_dir, names, _ = stack[-1]
-            name = next(names, None)
-            if name is None:
+            rel_dir, abs_dir, listing, _ = stack[-1]
+            item = next(listing, None)
+            if item is None:
                 _, _, _, fd = stack.pop()
                 if fd is not None:
                     os.close(fd)
                 continue
+            name, st, xattrs, target, error = item
             rel = rel_dir + b"/" + name if rel_dir else name
             if excluded is not None and excluded(rel, name):
                 continue
             path = abs_dir + b"/" + name
+            if error:
+                if error == errno.ENOENT:
+                    warn(f"{show_path(path)}: vanished while being scanned")
+                    continue
+                raise ScanError(f"cannot read {show_path(path)}: {os.strerror(error)}")
             try:
-                st = lstat(path)
                 if st.st_dev != root_dev or (mounts and rel in mounts):
                     skip(path)
                     if not is_dir(st.st_mode):
                         warn(f"{show_path(path)}: skipped, a mount point")
                         continue
                     warn(f"{show_path(path)}: mount point, recorded as an empty folder")
-                    visit(rel, path, st)
+                    visit(rel, path, st, xattrs, target)
                 else:
-                    visit(rel, path, st)
+                    visit(rel, path, st, xattrs, target)
                     if is_dir(st.st_mode):
                         fd = os.open(path, _DIR_FLAGS)     # never through a symlink
+                        long = len(path) > LONG_PATH
+                        if long:                         # reached through its fd from now on
+                            path = fd_path(fd)
                         try:
-                            names = names_in(fd)
+                            listing = read_folder(fd, path)
                         except BaseException:
                             os.close(fd)
                             raise
-                        if len(path) > LONG_PATH:        # reached through its fd from now on
-                            path = fd_path(fd)
-                        else:
+                        if not long:
                             os.close(fd)
                             fd = None
-                        stack.append((rel, path, iter(names), fd))
+                        stack.append((rel, path, iter(listing), fd))
             except FileNotFoundError:
                 warn(f"{show_path(path)}: vanished while being scanned")
                 continue
@@ -278,8 +284,9 @@ class _Walker:
             if len(pending) >= DRAIN_EVERY:     # draining after each entry costs a generator each
                 yield from drain(WINDOW)
 
-    def visit(self, rel, path, st):
-        """Queue the Entry for one lstat result, with whatever must finish it."""
+    def visit(self, rel, path, st, xattrs, target):
+        """Queue the Entry for one lstat result (and the xattrs and symlink target read with
+        it), with whatever must finish it."""
         entry = entry_from_stat(rel, st)
         kind = entry.kind
         inode = None
@@ -291,9 +298,8 @@ class _Walker:
                 entry.target = leader.target
                 self.pending.append(_LinkMember(entry, leader, inode))
                 return
-        entry.xattrs = read_xattrs(path)
-        if kind is Kind.SYMLINK:
-            entry.target = os.readlink(path)
+        entry.xattrs = xattrs
+        entry.target = target
         if inode is not None:
             self.hardlinks[inode] = entry
         if kind is Kind.FILE:
@@ -423,3 +429,36 @@ _PROC_FD = fd_path(0)[:-1]         # b"/proc/self/fd/": a path reached through t
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+
+
+def _read_folder_in_python(dir_fd: int, dir_path: bytes) -> list:
+    """What _folder.read_folder gives, in Python: [(name, st, xattrs, target, error)] of the
+    open folder dir_fd (at dir_path), sorted by name; error is 0 or the errno of the first step
+    that failed for that name."""
+    listing = []
+    for name in names_in(dir_fd):
+        path = dir_path + b"/" + name
+        try:
+            st = os.lstat(path)
+            xattrs = read_xattrs(path)
+            target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+        except OSError as exc:
+            listing.append((name, None, None, None, exc.errno))
+            continue
+        listing.append((name, st, xattrs, target, 0))
+    return listing
+
+
+def _folder_reader():
+    """The compiled reader (built by pip install, see setup.py) unless DIFFIMG_PURE_PYTHON is
+    set; the Python one when it is not built."""
+    if not os.environ.get("DIFFIMG_PURE_PYTHON"):
+        try:
+            from ._folder import read_folder as compiled
+            return compiled
+        except ImportError:
+            pass
+    return _read_folder_in_python
+
+
+read_folder = _folder_reader()

@@ -1,0 +1,101 @@
+"""The compiled folder reader (diffimg/_folder.c, built by pip install) against the Python one:
+the same tree gives byte-identical manifests through either, and through the path-based xattr
+calls that kernels before 6.13 need."""
+
+import os
+
+import pytest
+from conftest import needs_root
+from treebuild import build, every_kind_spec
+
+from diffimg import scanner
+from diffimg.manifest import write_manifest
+
+
+def test_the_compiled_core_is_built_and_used():
+    from diffimg import _folder
+    assert scanner.read_folder is _folder.read_folder
+
+
+def _awkward_extras(tree):
+    """What stresses the reader beyond the every-kind tree: a big xattr value, many xattrs, a
+    folder whose names take several getdents calls, and folders past the scanner's LONG_PATH
+    (reached through /proc/self/fd)."""
+    big = tree / "big-xattr"
+    big.write_bytes(b"b")
+    os.setxattr(big, b"user.big", os.urandom(3000))
+    many = tree / "many-xattrs"
+    many.write_bytes(b"m")
+    for i in range(40):
+        os.setxattr(many, b"user.x%02d" % (39 - i), b"v" * i)
+    crowd = tree / "crowd"
+    crowd.mkdir()
+    for i in range(3000):
+        (crowd / f"name-{i:05d}-{'x' * 40}").write_bytes(b"")
+    fd = os.open(tree, os.O_RDONLY)
+    try:
+        for level in range(22):                     # 22 x 201 bytes: past LONG_PATH (3800)
+            name = b"%03d" % level + b"d" * 198
+            os.mkdir(name, dir_fd=fd)
+            child = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        leaf = os.open(b"deep-file", os.O_WRONLY | os.O_CREAT, 0o640, dir_fd=fd)
+        os.write(leaf, b"deep")
+        os.setxattr(leaf, b"user.deep", b"yes")
+        os.close(leaf)
+        os.symlink(b"../deep-target", b"deep-link", dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+@needs_root
+def test_compiled_and_python_readers_give_byte_identical_manifests(tmp_path, monkeypatch):
+    from diffimg import _folder
+    tree = tmp_path / "tree"
+    build(tree, every_kind_spec())
+    _awkward_extras(tree)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    readers = {"compiled": _folder.read_folder, "python": scanner._read_folder_in_python}
+    made = {}
+    for name, reader in readers.items():
+        monkeypatch.setattr(scanner, "read_folder", reader)
+        made[name] = tmp_path / f"{name}.dmf"
+        write_manifest(made[name], scan_all(tree))
+    _folder.xattrs_by_path(True)
+    try:
+        monkeypatch.setattr(scanner, "read_folder", _folder.read_folder)
+        made["by path"] = tmp_path / "by-path.dmf"
+        write_manifest(made["by path"], scan_all(tree))
+    finally:
+        _folder.xattrs_by_path(False)
+    contents = {name: path.read_bytes() for name, path in made.items()}
+    assert contents["compiled"] == contents["python"] == contents["by path"]
+    entries = list(scanner.scan(tree))
+    assert len(entries) > 3000 + len(every_kind_spec())
+    deep = [e for e in entries if e.path.endswith(b"/deep-file")]
+    assert len(deep) == 1 and len(deep[0].path) > scanner.LONG_PATH
+    assert deep[0].xattrs == {b"user.deep": b"yes"}
+    assert [e.xattrs for e in entries if e.path == b"many-xattrs"][0] == {
+        b"user.x%02d" % i: b"v" * (39 - i) for i in range(40)}
+
+
+def scan_all(tree):
+    return scanner.scan(tree, workers=1)
+
+
+def test_a_name_that_vanishes_or_cannot_be_read_is_reported_as_its_errno(tmp_path):
+    from diffimg import _folder
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "kept").write_bytes(b"k")
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        listing = _folder.read_folder(fd, os.fsencode(folder))
+    finally:
+        os.close(fd)
+    assert [item[0] for item in listing] == [b"kept"]
+    name, st, xattrs, target, error = listing[0]
+    assert (st.st_size, xattrs, target, error) == (1, None, None, 0)
+    with pytest.raises(OSError):
+        _folder.read_folder(-1, b"/nowhere")
