@@ -1,7 +1,7 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: deps demo test bench bench-images bench-restore bench-exact bench-deps
+.PHONY: deps demo test bench bench-scan bench-images bench-restore bench-exact bench-deps
 
 deps:
 	@bash scripts/deps.sh
@@ -14,7 +14,12 @@ test: deps
 	$(PYTHON) -m ruff check --no-cache diffimg tests bench
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests
 
+# the whole suite: bench/results/latest.md, .json and .png (ENTRIES=100000 for the targets' size)
+ENTRIES ?= 10000
 bench: deps bench-deps
+	$(PYTHON) bench/suite.py --entries $(ENTRIES)
+
+bench-scan: deps bench-deps
 	$(PYTHON) bench/bench_scan.py
 
 bench-images: deps bench-deps
@@ -26,7 +31,9 @@ bench-restore: deps bench-deps
 bench-exact: deps bench-deps
 	$(PYTHON) bench/bench_exact.py
 
-# the peers the benchmarks measure against, and GNU time for peak memory
+# the peers the benchmarks measure against, GNU time for peak memory, matplotlib for the chart
 bench-deps:
 	@command -v wimcapture >/dev/null && [ -x /usr/bin/time ] || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wimtools time >/dev/null)
+	@$(PYTHON) -c "import matplotlib" 2>/dev/null || \
+	  $(PYTHON) -m pip install -q --disable-pip-version-check matplotlib
