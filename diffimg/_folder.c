@@ -222,7 +222,7 @@ struct linux_dirent64 {
 static int list_names(int dir_fd, Item **out, size_t *count) {
     enum { BUF = 64 * 1024 };
     char *buf = malloc(BUF);
-    size_t n = 0, cap = 64;
+    size_t n = 0, cap = 16;
     Item *items = calloc(cap, sizeof *items);
     if (!buf || !items) { free(buf); free(items); return ENOMEM; }
     for (;;) {
@@ -248,6 +248,10 @@ static int list_names(int dir_fd, Item **out, size_t *count) {
         }
     }
     free(buf);
+    if (n < cap) {                    /* a queue of read folders holds many of these */
+        Item *fit = realloc(items, (n ? n : 1) * sizeof *items);
+        if (fit) items = fit;
+    }
     *out = items;
     *count = n;
     return 0;
@@ -310,6 +314,35 @@ static PyObject *item_object(Item *it) {
     return Py_BuildValue("(NNNNi)", name, st, xattrs, target, 0);
 }
 
+/* The sorted listing of the open folder dir_fd, each name read (GIL not needed); 0 or the
+   errno of the listing itself. dir_path names the folder for path-based xattr calls. */
+static int read_listing(int dir_fd, const char *dir_path, size_t dir_len, Item **items,
+                        size_t *n) {
+    char *path_buf = malloc(PATH_MAX);
+    if (!path_buf) return ENOMEM;
+    memcpy(path_buf, dir_path, dir_len);
+    path_buf[dir_len] = '/';
+    int e = list_names(dir_fd, items, n);
+    if (!e) {
+        qsort(*items, *n, sizeof **items, by_name);
+        for (size_t i = 0; i < *n; i++) read_item(dir_fd, dir_path, dir_len, path_buf, &(*items)[i]);
+    }
+    free(path_buf);
+    return e;
+}
+
+/* The listing as Python objects; the items are freed either way. */
+static PyObject *listing_object(Item *items, size_t n) {
+    PyObject *list = PyList_New(n);
+    for (size_t i = 0; list && i < n; i++) {
+        PyObject *obj = item_object(&items[i]);
+        if (!obj) { Py_CLEAR(list); break; }
+        PyList_SET_ITEM(list, i, obj);
+    }
+    free_items(items, n);
+    return list;
+}
+
 static PyObject *read_folder(PyObject *self, PyObject *args) {
     int dir_fd;
     const char *dir_path;
@@ -322,31 +355,353 @@ static PyObject *read_folder(PyObject *self, PyObject *args) {
     Item *items = NULL;
     size_t n = 0;
     int e;
-    char *path_buf = malloc(PATH_MAX);
-    if (!path_buf) return PyErr_NoMemory();
-    memcpy(path_buf, dir_path, dir_len);
-    path_buf[dir_len] = '/';
     Py_BEGIN_ALLOW_THREADS
-    e = list_names(dir_fd, &items, &n);
-    if (!e) {
-        qsort(items, n, sizeof *items, by_name);
-        for (size_t i = 0; i < n; i++) read_item(dir_fd, dir_path, dir_len, path_buf, &items[i]);
-    }
+    e = read_listing(dir_fd, dir_path, dir_len, &items, &n);
     Py_END_ALLOW_THREADS
-    free(path_buf);
     if (e) {
         errno = e;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    PyObject *list = PyList_New(n);
-    for (size_t i = 0; list && i < n; i++) {
-        PyObject *obj = item_object(&items[i]);
-        if (!obj) { Py_CLEAR(list); break; }
-        PyList_SET_ITEM(list, i, obj);
-    }
-    free_items(items, n);
-    return list;
+    return listing_object(items, n);
 }
+
+/* ReadAhead(root_fd, root_dev, skip): a thread of its own walks the tree below the open folder
+   root_fd depth first in canonical order, reading each folder as read_folder does, while the
+   caller handles the folders already read: the walk's syscalls and the caller's Python run at
+   once, on two cores. It descends into every folder on root_dev whose relative path is not in
+   skip (a set of bytes: mount points, kept paths); a caller that leaves out more (exclude
+   patterns) passes over the listings it does not want. next() gives (rel, listing, error) in
+   that order, None at the end: error is 0, or the errno of opening or listing rel (listing is
+   then None). At most QUEUE_ENTRIES names wait in the queue. */
+
+#include <pthread.h>
+#include <time.h>
+
+enum { QUEUE_ENTRIES = 32768 };
+
+typedef struct Folder {
+    char *rel;
+    size_t rel_len;
+    Item *items;
+    size_t n;
+    int error;
+    struct Folder *next;
+} Folder;
+
+typedef struct {
+    char *rel;          /* the folder's path in the tree ("" for the root) */
+    size_t rel_len;
+    int fd;
+    char **subdirs;     /* the names to descend into, in order */
+    size_t n_sub, next_sub;
+} Frame;
+
+typedef struct {
+    PyObject_HEAD
+    pthread_t thread;
+    int started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    Folder *head, *tail;
+    size_t queued;      /* names in the queue */
+    int done, stop;
+    int root_fd;
+    dev_t root_dev;
+    char **skip;        /* sorted, for bsearch */
+    size_t n_skip;
+} ReadAhead;
+
+static int by_cstr_key(const void *key, const void *item) {
+    return strcmp((const char *)key, *(char *const *)item);
+}
+
+/* Hand one folder to the caller; 0, or -1 when the caller asked the walk to stop. */
+static int put(ReadAhead *w, Folder *f) {
+    pthread_mutex_lock(&w->lock);
+    while (!w->stop && w->queued > QUEUE_ENTRIES) pthread_cond_wait(&w->cond, &w->lock);
+    int stopped = w->stop;
+    if (!stopped) {
+        if (w->tail) w->tail->next = f; else w->head = f;
+        w->tail = f;
+        w->queued += f->n + 1;
+        pthread_cond_broadcast(&w->cond);
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (stopped) { free_items(f->items, f->n); free(f->rel); free(f); return -1; }
+    return 0;
+}
+
+static char *join_rel(const char *rel, size_t rel_len, const char *name, size_t *out_len) {
+    size_t n = strlen(name);
+    size_t len = rel_len ? rel_len + 1 + n : n;
+    char *p = malloc(len + 1);
+    if (!p) return NULL;
+    if (rel_len) { memcpy(p, rel, rel_len); p[rel_len] = '/'; memcpy(p + rel_len + 1, name, n + 1); }
+    else memcpy(p, name, n + 1);
+    *out_len = len;
+    return p;
+}
+
+/* Read the open folder fd (at rel; both become the walk's), hand its listing on, and fill
+   frame with where to go next (always set: free_frame may follow); -1 when the walk must end
+   (stop asked, or no memory for the listing's record). */
+static void free_frame(Frame *fr);
+
+static int visit_folder(ReadAhead *w, int fd, char *rel, size_t rel_len, Frame *frame) {
+    memset(frame, 0, sizeof *frame);
+    frame->fd = -1;
+    Folder *f = calloc(1, sizeof *f);
+    if (!f) { close(fd); free(rel); return -1; }
+    f->rel = rel;
+    f->rel_len = rel_len;
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    f->error = read_listing(fd, proc, strlen(proc), &f->items, &f->n);
+    if (!f->error) {
+        frame->subdirs = malloc((f->n ? f->n : 1) * sizeof *frame->subdirs);
+        frame->rel = strdup(rel);
+        frame->rel_len = rel_len;
+        if (!frame->subdirs || !frame->rel) f->error = ENOMEM;
+    }
+    for (size_t i = 0; !f->error && i < f->n; i++) {
+        Item *it = &f->items[i];
+        if (it->error || !S_ISDIR(it->st.st_mode) || it->st.st_dev != w->root_dev) continue;
+        if (w->n_skip) {
+            size_t len;
+            char *child = join_rel(rel, rel_len, it->name, &len);
+            if (!child) { f->error = ENOMEM; break; }
+            int skipped = bsearch(child, w->skip, w->n_skip, sizeof *w->skip, by_cstr_key) != NULL;
+            free(child);
+            if (skipped) continue;
+        }
+        char *name = strdup(it->name);
+        if (!name) { f->error = ENOMEM; break; }
+        frame->subdirs[frame->n_sub++] = name;
+    }
+    if (f->error) {                   /* the caller gets the errno; nothing below is walked */
+        free_items(f->items, f->n);
+        f->items = NULL;
+        f->n = 0;
+        free_frame(frame);
+        memset(frame, 0, sizeof *frame);
+        frame->fd = -1;
+        close(fd);
+    } else {
+        frame->fd = fd;
+    }
+    return put(w, f);
+}
+
+static void free_frame(Frame *fr) {
+    if (fr->fd >= 0) close(fr->fd);
+    for (size_t i = fr->next_sub; i < fr->n_sub; i++) free(fr->subdirs[i]);
+    free(fr->subdirs);
+    free(fr->rel);
+}
+
+static void *walk_thread(void *arg) {
+    ReadAhead *w = arg;
+    size_t depth = 0, cap = 64;
+    Frame *stack = malloc(cap * sizeof *stack);
+    int fd = stack ? fcntl(w->root_fd, F_DUPFD_CLOEXEC, 0) : -1;
+    char *root_rel = strdup("");
+    if (!stack || fd < 0 || !root_rel) {
+        Folder *f = calloc(1, sizeof *f);
+        if (f) { f->rel = root_rel ? root_rel : strdup(""); f->error = fd < 0 ? errno : ENOMEM; put(w, f); }
+        if (fd >= 0) close(fd);
+        free(stack);
+        goto done;
+    }
+    depth = 1;                        /* a frame is always set, and freed below */
+    int stopped = visit_folder(w, fd, root_rel, 0, &stack[0]) < 0;
+    while (depth && !stopped) {
+        Frame *top = &stack[depth - 1];
+        if (top->next_sub >= top->n_sub) {
+            free_frame(top);
+            depth--;
+            continue;
+        }
+        char *name = top->subdirs[top->next_sub++];
+        size_t rel_len;
+        char *rel = join_rel(top->rel, top->rel_len, name, &rel_len);
+        int child = -1, err = ENOMEM;
+        if (rel) {
+            child = openat(top->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            err = child < 0 ? errno : 0;
+        }
+        free(name);
+        if (child < 0) {
+            Folder *f = calloc(1, sizeof *f);
+            if (!f || !rel) { free(f); free(rel); break; }
+            f->rel = rel;
+            f->rel_len = rel_len;
+            f->error = err;
+            if (put(w, f) < 0) break;
+            continue;
+        }
+        if (depth == cap) {
+            Frame *more = realloc(stack, 2 * cap * sizeof *stack);
+            if (!more) { close(child); free(rel); break; }
+            stack = more;
+            cap *= 2;
+            top = &stack[depth - 1];
+        }
+        stopped = visit_folder(w, child, rel, rel_len, &stack[depth]) < 0;
+        depth++;                      /* an empty frame is popped next time round */
+    }
+    while (depth) free_frame(&stack[--depth]);
+    free(stack);
+done:
+    pthread_mutex_lock(&w->lock);
+    w->done = 1;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static void stop_walk(ReadAhead *w) {
+    if (!w->started) return;
+    pthread_mutex_lock(&w->lock);
+    w->stop = 1;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(w->thread, NULL);
+    Py_END_ALLOW_THREADS
+    w->started = 0;
+    while (w->head) {
+        Folder *f = w->head;
+        w->head = f->next;
+        free_items(f->items, f->n);
+        free(f->rel);
+        free(f);
+    }
+    w->tail = NULL;
+    w->queued = 0;
+}
+
+static void free_skip(ReadAhead *w) {
+    for (size_t i = 0; i < w->n_skip; i++) free(w->skip[i]);
+    free(w->skip);
+    w->skip = NULL;
+    w->n_skip = 0;
+}
+
+static void ReadAhead_dealloc(ReadAhead *w) {
+    stop_walk(w);
+    free_skip(w);
+    if (w->root_fd >= 0) close(w->root_fd);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+    Py_TYPE(w)->tp_free((PyObject *)w);
+}
+
+static PyObject *ReadAhead_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    int root_fd;
+    unsigned long long root_dev;
+    PyObject *skip;
+    if (!PyArg_ParseTuple(args, "iKO:ReadAhead", &root_fd, &root_dev, &skip)) return NULL;
+    ReadAhead *w = (ReadAhead *)type->tp_alloc(type, 0);
+    if (!w) return NULL;
+    w->root_fd = -1;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    w->root_dev = (dev_t)root_dev;
+    PyObject *seq = PySequence_Fast(skip, "ReadAhead: skip must be a collection of bytes");
+    if (!seq) { Py_DECREF(w); return NULL; }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    w->skip = calloc(n ? n : 1, sizeof *w->skip);
+    if (!w->skip) { Py_DECREF(seq); Py_DECREF(w); return PyErr_NoMemory(); }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        char *bytes;
+        Py_ssize_t len;
+        if (PyBytes_AsStringAndSize(item, &bytes, &len) < 0 || (Py_ssize_t)strlen(bytes) != len) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "ReadAhead: a NUL in a path");
+            Py_DECREF(seq);
+            Py_DECREF(w);
+            return NULL;
+        }
+        w->skip[w->n_skip] = strdup(bytes);
+        if (!w->skip[w->n_skip]) { Py_DECREF(seq); Py_DECREF(w); return PyErr_NoMemory(); }
+        w->n_skip++;
+    }
+    Py_DECREF(seq);
+    qsort(w->skip, w->n_skip, sizeof *w->skip, by_cstr);
+    w->root_fd = fcntl(root_fd, F_DUPFD_CLOEXEC, 0);
+    if (w->root_fd < 0) { PyErr_SetFromErrno(PyExc_OSError); Py_DECREF(w); return NULL; }
+    int e = pthread_create(&w->thread, NULL, walk_thread, w);
+    if (e) { errno = e; PyErr_SetFromErrno(PyExc_OSError); Py_DECREF(w); return NULL; }
+    w->started = 1;
+    return (PyObject *)w;
+}
+
+/* The next folder, waiting for the walk while letting other threads and signals in. */
+static PyObject *ReadAhead_next(ReadAhead *w, PyObject *unused) {
+    Folder *f = NULL;
+    for (;;) {
+        int finished = 0;
+        Py_BEGIN_ALLOW_THREADS
+        pthread_mutex_lock(&w->lock);
+        if (!w->head && !w->done && w->started) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 50 * 1000 * 1000;          /* look at signals (Ctrl-C) now and then */
+            if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
+            pthread_cond_timedwait(&w->cond, &w->lock, &until);
+        }
+        if (w->head) {
+            f = w->head;
+            w->head = f->next;
+            if (!w->head) w->tail = NULL;
+            w->queued -= f->n + 1;
+            pthread_cond_broadcast(&w->cond);
+        } else if (w->done || !w->started) {
+            finished = 1;
+        }
+        pthread_mutex_unlock(&w->lock);
+        Py_END_ALLOW_THREADS
+        if (f || finished) break;
+        if (PyErr_CheckSignals() < 0) return NULL;
+    }
+    if (!f) Py_RETURN_NONE;
+    PyObject *rel = PyBytes_FromStringAndSize(f->rel, f->rel_len);
+    PyObject *listing;
+    if (f->error) {
+        free_items(f->items, f->n);
+        listing = Py_None;
+        Py_INCREF(listing);
+    } else {
+        listing = listing_object(f->items, f->n);
+    }
+    int error = f->error;
+    free(f->rel);
+    free(f);
+    if (!rel || !listing) { Py_XDECREF(rel); Py_XDECREF(listing); return NULL; }
+    return Py_BuildValue("(NNi)", rel, listing, error);
+}
+
+static PyObject *ReadAhead_close(ReadAhead *w, PyObject *unused) {
+    stop_walk(w);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef ReadAhead_methods[] = {
+    {"next", (PyCFunction)ReadAhead_next, METH_NOARGS,
+     "next() -> (rel, listing, error), the next folder in canonical order; None at the end"},
+    {"close", (PyCFunction)ReadAhead_close, METH_NOARGS, "Stop the walk and free what it read."},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject ReadAheadType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "diffimg._folder.ReadAhead",
+    .tp_basicsize = sizeof(ReadAhead),
+    .tp_dealloc = (destructor)ReadAhead_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "ReadAhead(root_fd, root_dev, skip): the tree's folders read by a thread of its own",
+    .tp_methods = ReadAhead_methods,
+    .tp_new = ReadAhead_new,
+};
 
 /* For the tests: read xattrs by path, as on kernels older than 6.13. */
 static PyObject *xattrs_by_path(PyObject *self, PyObject *arg) {
@@ -371,6 +726,13 @@ PyMODINIT_FUNC PyInit__folder(void) {
     if (!m) return NULL;
     StatType = PyStructSequence_NewType(&stat_desc);
     if (!StatType) { Py_DECREF(m); return NULL; }
+    if (PyType_Ready(&ReadAheadType) < 0) { Py_DECREF(m); return NULL; }
+    Py_INCREF(&ReadAheadType);
+    if (PyModule_AddObject(m, "ReadAhead", (PyObject *)&ReadAheadType) < 0) {
+        Py_DECREF(&ReadAheadType);
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(StatType);
     if (PyModule_AddObject(m, "Stat", (PyObject *)StatType) < 0) {
         Py_DECREF(StatType);

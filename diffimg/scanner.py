@@ -165,7 +165,7 @@ def scan(root, *, previous=None, checksum: bool = False, trust_mtime: bool = Fal
     pool = HashPool(workers)
     try:
         walker = _Walker(root, root_st, excluded, find_previous, pool, warn, skip, on_progress,
-                         mount_points_below(root), wanted_sizes)
+                         mount_points_below(root), wanted_sizes, leave_out)
         yield from walker.walk()
         if previous is not None and not checksum:
             find_previous.drain()
@@ -180,10 +180,10 @@ class _Walker:
 
     __slots__ = ("root", "root_st", "excluded", "find_previous", "pool", "warn", "skip",
                  "on_progress", "mounts", "wanted_sizes", "hardlinks", "pending", "batch",
-                 "emitted", "emitted_bytes")
+                 "emitted", "emitted_bytes", "left_out", "ahead")
 
     def __init__(self, root, root_st, excluded, find_previous, pool, warn, skip, on_progress,
-                 mounts, wanted_sizes):
+                 mounts, wanted_sizes, left_out):
         self.root = root
         self.root_st = root_st
         self.excluded = excluded
@@ -200,6 +200,8 @@ class _Walker:
         self.batch = _Batch()               # being filled; flush() hands it to the pool
         self.emitted = 0                    # entries passed on, and their files' bytes
         self.emitted_bytes = 0
+        self.left_out = left_out            # paths never walked into (kept paths)
+        self.ahead = None                   # the compiled read-ahead walk, when there is one
 
     def walk(self):
         """Yield the tree's Entries in canonical order: depth first, each folder's names sorted."""
@@ -217,17 +219,25 @@ class _Walker:
         # a tree of any depth is walked, paths handed to the kernel stay below PATH_MAX
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            listing = [item for item in read_folder(fd, root) if item[0] != STATE_DIR]
+            if ReadAhead is not None:       # it walks from its own copy of fd
+                self.ahead = ReadAhead(fd, root_dev, self.mounts | set(self.left_out))
+            else:
+                listing = read_folder(fd, root)
         finally:
             os.close(fd)
-        stack = [(b"", root, iter(listing), None)]
+        stack = []
         try:
+            if self.ahead is not None:
+                listing = self.take(b"")
+            stack.append((b"", root, iter([i for i in listing if i[0] != STATE_DIR]), None))
             yield from self._walk(stack, root_dev, warn, skip, mounts, excluded, visit, pending,
                                   drain, is_dir)
         finally:
             for *_, fd in stack:
                 if fd is not None:
                     os.close(fd)
+            if self.ahead is not None:
+                self.ahead.close()
         self.flush()
         yield from drain(0)
         if self.on_progress is not None:
@@ -263,19 +273,7 @@ class _Walker:
                 else:
                     visit(rel, path, st, xattrs, target)
                     if is_dir(st.st_mode):
-                        fd = os.open(path, _DIR_FLAGS)     # never through a symlink
-                        long = len(path) > LONG_PATH
-                        if long:                         # reached through its fd from now on
-                            path = fd_path(fd)
-                        try:
-                            listing = read_folder(fd, path)
-                        except BaseException:
-                            os.close(fd)
-                            raise
-                        if not long:
-                            os.close(fd)
-                            fd = None
-                        stack.append((rel, path, iter(listing), fd))
+                        stack.append(self.descend(rel, path))
             except FileNotFoundError:
                 warn(f"{show_path(path)}: vanished while being scanned")
                 continue
@@ -283,6 +281,42 @@ class _Walker:
                 raise ScanError(f"cannot read {show_path(path)}: {exc.strerror}") from None
             if len(pending) >= DRAIN_EVERY:     # draining after each entry costs a generator each
                 yield from drain(WINDOW)
+
+    def descend(self, rel, path):
+        """The stack frame of the folder rel at path: (rel, the path to reach what is in it
+        by, its listing's iterator, its fd or None)."""
+        if self.ahead is None:
+            fd = os.open(path, _DIR_FLAGS)             # never through a symlink
+        elif len(path) > LONG_PATH:
+            fd = os.open(path, _DIR_FLAGS)             # only for the path below
+        else:
+            return rel, path, iter(self.take(rel)), None
+        try:
+            if len(path) > LONG_PATH:                  # reached through its fd from now on
+                path = fd_path(fd)
+            listing = read_folder(fd, path) if self.ahead is None else self.take(rel)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not path.startswith(_PROC_FD):
+            os.close(fd)
+            fd = None
+        return rel, path, iter(listing), fd
+
+    def take(self, rel):
+        """The listing of the folder rel from the read-ahead walk, which runs the same order
+        and passes the same folders over (other filesystems, mount points, kept paths) but not
+        those left out by pattern: their listings come first, and are let go."""
+        while True:
+            got = self.ahead.next()
+            if got is None:
+                raise ScanError(f"cannot read {show_path(self.abs_path(rel))}: the walk ended "
+                                "early (out of memory?)")
+            got_rel, listing, error = got
+            if got_rel == rel:
+                if error:
+                    raise OSError(error, os.strerror(error))
+                return listing
 
     def visit(self, rel, path, st, xattrs, target):
         """Queue the Entry for one lstat result (and the xattrs and symlink target read with
@@ -449,6 +483,11 @@ def _read_folder_in_python(dir_fd: int, dir_path: bytes) -> list:
     return listing
 
 
+def _read_ahead():
+    from ._folder import ReadAhead as compiled
+    return compiled
+
+
 def _folder_reader():
     """The compiled reader (built by pip install, see setup.py) unless DIFFIMG_PURE_PYTHON is
     set; the Python one when it is not built."""
@@ -462,3 +501,4 @@ def _folder_reader():
 
 
 read_folder = _folder_reader()
+ReadAhead = None if read_folder is _read_folder_in_python else _read_ahead()

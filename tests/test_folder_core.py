@@ -15,6 +15,7 @@ from diffimg.manifest import write_manifest
 def test_the_compiled_core_is_built_and_used():
     from diffimg import _folder
     assert scanner.read_folder is _folder.read_folder
+    assert scanner.ReadAhead is _folder.ReadAhead
 
 
 def _awkward_extras(tree):
@@ -49,28 +50,37 @@ def _awkward_extras(tree):
         os.close(fd)
 
 
+def _manifests(tmp_path, monkeypatch, tree, **scan_options):
+    """The manifest of tree written through each reader: bytes by reader's name."""
+    from diffimg import _folder
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    readers = {   # name: (per-folder reader, read-ahead walk, xattrs by path)
+        "read ahead": (_folder.read_folder, _folder.ReadAhead, False),
+        "compiled, folder by folder": (_folder.read_folder, None, False),
+        "python": (scanner._read_folder_in_python, None, False),
+        "read ahead, xattrs by path": (_folder.read_folder, _folder.ReadAhead, True),
+    }
+    made = {}
+    for name, (reader, ahead, by_path) in readers.items():
+        monkeypatch.setattr(scanner, "read_folder", reader)
+        monkeypatch.setattr(scanner, "ReadAhead", ahead)
+        path = tmp_path / (name.replace(" ", "-").replace(",", "") + ".dmf")
+        _folder.xattrs_by_path(by_path)
+        try:
+            write_manifest(path, scanner.scan(tree, workers=1, **scan_options))
+        finally:
+            _folder.xattrs_by_path(False)
+        made[name] = path.read_bytes()
+    return made
+
+
 @needs_root
 def test_compiled_and_python_readers_give_byte_identical_manifests(tmp_path, monkeypatch):
-    from diffimg import _folder
     tree = tmp_path / "tree"
     build(tree, every_kind_spec())
     _awkward_extras(tree)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    readers = {"compiled": _folder.read_folder, "python": scanner._read_folder_in_python}
-    made = {}
-    for name, reader in readers.items():
-        monkeypatch.setattr(scanner, "read_folder", reader)
-        made[name] = tmp_path / f"{name}.dmf"
-        write_manifest(made[name], scan_all(tree))
-    _folder.xattrs_by_path(True)
-    try:
-        monkeypatch.setattr(scanner, "read_folder", _folder.read_folder)
-        made["by path"] = tmp_path / "by-path.dmf"
-        write_manifest(made["by path"], scan_all(tree))
-    finally:
-        _folder.xattrs_by_path(False)
-    contents = {name: path.read_bytes() for name, path in made.items()}
-    assert contents["compiled"] == contents["python"] == contents["by path"]
+    made = _manifests(tmp_path, monkeypatch, tree)
+    assert len(set(made.values())) == 1, "the readers disagree"
     entries = list(scanner.scan(tree))
     assert len(entries) > 3000 + len(every_kind_spec())
     deep = [e for e in entries if e.path.endswith(b"/deep-file")]
@@ -80,8 +90,21 @@ def test_compiled_and_python_readers_give_byte_identical_manifests(tmp_path, mon
         b"user.x%02d" % i: b"v" * (39 - i) for i in range(40)}
 
 
-def scan_all(tree):
-    return scanner.scan(tree, workers=1)
+@needs_root
+def test_exclusions_and_kept_paths_agree_with_the_read_ahead(tmp_path, monkeypatch):
+    """The read-ahead walk reads folders left out by pattern (it does not know the patterns)
+    and the scan lets their listings go; kept paths it does not read at all."""
+    tree = tmp_path / "tree"
+    build(tree, every_kind_spec())
+    _awkward_extras(tree)
+    made = _manifests(tmp_path, monkeypatch, tree, excludes=["crowd", "*.exe", "/links/sub"],
+                      leave_out={b"names/a", b"dev"})
+    assert len(set(made.values())) == 1, "the readers disagree"
+    paths = [e.path for e in scanner.scan(tree, excludes=["crowd", "*.exe", "/links/sub"],
+                                           leave_out={b"names/a", b"dev"})]
+    assert b"names" in paths and b"links" in paths and b"xattrs" in paths
+    assert not [p for p in paths if p.startswith((b"crowd", b"links/sub", b"names/a/", b"dev"))
+                or p.endswith(b".exe") or p == b"names/a"]
 
 
 def test_a_name_that_vanishes_or_cannot_be_read_is_reported_as_its_errno(tmp_path):
