@@ -292,7 +292,7 @@ def _sizes_of(manifest) -> Sizes:
         if e.kind is Kind.SYMLINK and len(e.target) > 60:
             size = len(e.target)
         xattr_bytes = sum(len(k) + len(v) for k, v in e.xattrs.items()) if e.xattrs else 0
-        sizes.add(len(e.name), size, xattr_bytes)
+        sizes.add(len(e.name), size, xattr_bytes, folder=e.kind is Kind.DIR)
     return sizes
 
 
@@ -309,7 +309,7 @@ def _stage(tree, staging, stored, on_progress=None) -> Sizes:
                 os.makedirs(os.path.join(staging, parent), exist_ok=True)
                 while parent not in made:
                     made.add(parent)
-                    sizes.add(len(os.path.basename(parent)))
+                    sizes.add(len(os.path.basename(parent)), folder=True)
                     parent = os.path.dirname(parent)
             yield (os.path.join(tree, path), os.path.join(staging, path)), (path, digest, size)
 
@@ -323,7 +323,7 @@ def _stage(tree, staging, stored, on_progress=None) -> Sizes:
                             "scanned; run the command again")
         sizes.add(len(os.path.basename(path)), copied.content.size)
         if on_progress is not None:
-            on_progress(sizes.entries, sizes.file_blocks * 4096)
+            on_progress(sizes.entries, sizes.file_bytes)
 
     run_pooled(copy_batch, pairs(), check)
     return sizes

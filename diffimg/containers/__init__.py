@@ -13,13 +13,17 @@ from dataclasses import dataclass
 class Sizes:
     """What the container will hold, for formats that must be sized up front."""
     entries: int = 0          # every entry, folders included
-    file_blocks: int = 0      # sum over stored files of their size in 4 KiB blocks
+    folders: int = 0
+    file_bytes: int = 0       # sum of the stored files' sizes
+    file_kib: int = 0         # the same, each file in whole KiB (1 KiB blocks)
     name_bytes: int = 0       # sum of the names' lengths (folder blocks)
     xattr_bytes: int = 0      # sum of xattr names and values
 
-    def add(self, name_len: int, size: int = 0, xattr_bytes: int = 0):
+    def add(self, name_len: int, size: int = 0, xattr_bytes: int = 0, folder: bool = False):
         self.entries += 1
-        self.file_blocks += -(-size // 4096)
+        self.folders += folder
+        self.file_bytes += size
+        self.file_kib += -(-size // 1024)
         self.name_bytes += name_len
         self.xattr_bytes += xattr_bytes
 
