@@ -18,6 +18,7 @@ from .errors import ImageError, Refused, show_path
 from .manifest import unsafe_path
 from .merge import merge_join_pruned
 from .safefs import split
+from .spill import SpillList
 from .writer import From
 
 
@@ -74,35 +75,58 @@ class Plan:
 
 class ChainIndex:
     """What restore needs to know of a chain's layers before it scans the target: where each
-    content is stored (get), and the paths a quick check cannot tell (ambiguous, below)."""
+    content is stored in the diffs (get), the full image under them (base), and the paths a
+    quick check cannot tell (ambiguous, below)."""
 
     def __init__(self, base=None):
         self.stored: dict[bytes, Source] = {}    # the diffs' stored content, the newest wins
         self.ambiguous: set[bytes] = set()
-        self._base = base                         # the full image, layer 0, read when needed
-        self._in_base: dict[bytes, Source] | None = None
+        self.base = base                          # the full image, layer 0: see _BaseContents
 
     def get(self, digest: bytes) -> Source | None:
-        """Where the newest layer storing this content holds it; None when none does."""
-        source = self.stored.get(digest)
-        if source is None and self._base is not None:
-            if self._in_base is None:
-                self._in_base = _contents_of(self._base)
-            source = self._in_base.get(digest)
-        return source
+        """Where the newest diff storing this content holds it; None when none does."""
+        return self.stored.get(digest)
 
 
-def _contents_of(base) -> dict[bytes, Source]:
-    """Where a full image holds each content. The quick-check hints are the lightest read of a
-    manifest; the first path with a content is never a later hardlink member (its group's first
-    member comes before it), so the container holds it."""
-    found: dict[bytes, Source] = {}
-    for hint in base.file_hints():
-        if hint.digest not in found:
-            if unsafe_path(hint.path):        # it names a file to read in the container
-                raise ImageError(f"{show_path(base.path)}: unsafe path {show_path(hint.path)!r}")
-            found[hint.digest] = Source(From.LAYER, hint.path, 0)
-    return found
+class _BaseContents:
+    """Where the full image holds the contents the writes need, without a map of all of them:
+    the writes come in canonical order, and so do the image's files, so most are found at their
+    own path in one merge (at_path); what moved is looked up in a second pass (find)."""
+
+    def __init__(self, base):
+        self._base = base
+        self._files = self._leaders() if base is not None else iter(())
+        self._cur = next(self._files, None)
+
+    def _leaders(self):
+        """(path key, path, digest) of each file whose content the container holds: a file's
+        first path (a later hardlink member is not in the container)."""
+        for e in self._base.entries():
+            if e.kind is Kind.FILE and e.link is None:
+                yield path_key(e.path), e.path, e.digest
+
+    def at_path(self, f: Entry) -> Source | None:
+        """The image's file at f's own path, when it holds f's content."""
+        key = path_key(f.path)
+        while self._cur is not None and self._cur[0] < key:
+            self._cur = next(self._files, None)
+        if self._cur is not None and self._cur[0] == key and self._cur[2] == f.digest:
+            return self._source(f.path)
+        return None
+
+    def find(self, digests: set[bytes]) -> dict[bytes, Source]:
+        """Where the image holds each of digests (the first path with it)."""
+        found: dict[bytes, Source] = {}
+        if self._base is not None:
+            for _, path, digest in self._leaders():
+                if digest in digests and digest not in found:
+                    found[digest] = self._source(path)
+        return found
+
+    def _source(self, path: bytes) -> Source:
+        if unsafe_path(path):                     # it names a file to read in the container
+            raise ImageError(f"{show_path(self._base.path)}: unsafe path {show_path(path)!r}")
+        return Source(From.LAYER, path, 0)
 
 
 def index_chain(layers) -> ChainIndex:
@@ -134,17 +158,18 @@ def plan_restore(target_entries, final_entries, index, kept=None) -> Plan:
     """The plan that makes the target (a scan of it) equal to the final entries; index: where
     the chain stores each content (a ChainIndex, or any mapping of digest to Source). kept
     (keep.Kept): target paths left as they are, which the scan left out; the folders holding
-    them stay even where the chain lacks them (Refused where the chain has another kind there)."""
-    p = Plan()
-    in_target: dict[bytes, bytes] = {}    # digest -> a target path holding it
+    them stay even where the chain lacks them (Refused where the chain has another kind there).
+    The plan's long lists are SpillLists: its memory does not grow with the tree."""
+    p = Plan(dirs=SpillList(), specials=SpillList(), links=SpillList(), metas=SpillList())
+    target_files = SpillList()            # (digest, path, taken unverified) of each target file
     going: set[bytes] = set()             # target paths removed (with subtrees) or overwritten
     final_dirs: dict[bytes, Entry] = {}   # every folder of the final tree
-    classify = _Classifier(p, going)
+    writes = SpillList()                  # the final files to write, sources not yet known
+    classify = _Classifier(p, going, writes)
     stays = kept.holds if kept else None
     # every target file can give its content, also one below a folder that is removed
-    unverified_content: set[bytes] = set()   # digests in_target took on size and mtime alone
-    for t, f in merge_join_pruned(_indexed(target_entries, in_target, unverified_content),
-                                  final_entries, stays):
+    for t, f in merge_join_pruned(_noting_files(target_entries, target_files), final_entries,
+                                  stays):
         if f is not None:
             # the target's content kept here was taken on size and mtime alone, unchecked
             p.unverified.append(t is not None and t.kind is Kind.FILE and t.ino is None)
@@ -164,23 +189,41 @@ def plan_restore(target_entries, final_entries, index, kept=None) -> Plan:
         classify(t, f)
     if kept:
         p.kept = sorted(kept.paths, key=path_key)
-    _restore_folder_metas(p, final_dirs)
-    _assign_sources(p, in_target, going, index)
+    _restore_folder_metas(p, final_dirs, writes)
+    in_target, unverified_content = _target_contents(target_files, writes)
+    target_files.close()
+    p.writes = _assign_sources(p, writes, in_target, going, index)
+    writes.close()
     # a write from the target's own content carries it over unread when it takes its inode
     p.unverified_writes = {w.entry.path for w in p.writes if w.entry.digest in unverified_content
                            and w.source.origin in (From.TARGET, From.RESCUE)}
     return p
 
 
-def _indexed(entries, in_target: dict, unverified: set):
-    """Pass entries through, noting a path that holds each content, and which of those contents
-    were taken on size and mtime alone (unverified)."""
+def _noting_files(entries, files: SpillList):
+    """Pass entries through, noting each file with a content: (digest, path, whether its
+    content was taken on size and mtime alone)."""
     for e in entries:
-        if e.kind is Kind.FILE and e.digest is not None and e.digest not in in_target:
-            in_target[e.digest] = e.path
-            if e.ino is None:
-                unverified.add(e.digest)
+        if e.kind is Kind.FILE and e.digest is not None:
+            files.append((e.digest, e.path, e.ino is None))
         yield e
+
+
+def _target_contents(target_files: SpillList, writes: SpillList):
+    """(digest -> the first target path holding it, the digests of those taken on size and
+    mtime alone), for the contents the writes need (only those: a target of a million files
+    would give a map of them all)."""
+    in_target: dict[bytes, bytes] = {}
+    unverified: set[bytes] = set()
+    if not target_files:
+        return in_target, unverified
+    needed = {f.digest for f in writes if f.size}
+    for digest, path, taken_unverified in target_files:
+        if digest in needed and digest not in in_target:
+            in_target[digest] = path
+            if taken_unverified:
+                unverified.add(digest)
+    return in_target, unverified
 
 
 def _shared(t: Entry) -> bool:
@@ -192,13 +235,18 @@ def _shared(t: Entry) -> bool:
 class _Classifier:
     """Sorts each (target entry, final entry) pair into the plan's lists."""
 
-    def __init__(self, p: Plan, going: set[bytes]):
+    def __init__(self, p: Plan, going: set[bytes], writes: SpillList):
         self.p = p
         self.going = going
-        self.rewritten: set[bytes] = set()   # final paths whose inode will be new
+        self.writes = writes                 # final files to write (plan_restore: no sources)
+        # final paths whose inode will be new, where the target's has other links: only there
+        # can a later member of the same group (t.link == f.link) find its group changed
+        self.rewritten: set[bytes] = set()
+        self.linked_here = False             # the current target entry has other links
 
     def __call__(self, t: Entry | None, f: Entry | None):
         p = self.p
+        self.linked_here = t is not None and t.nlink != 1
         if f is None or (t is not None and t.kind != f.kind):
             p.deletes.append(t.path)
             self.going.add(t.path)
@@ -246,19 +294,21 @@ class _Classifier:
             self._special(f)
 
     def _write(self, f: Entry):
-        self.p.writes.append(Write(f))
-        self.rewritten.add(f.path)
+        self.writes.append(f)
+        if self.linked_here:
+            self.rewritten.add(f.path)
 
     def _special(self, f: Entry):
         self.p.specials.append(f)
-        self.rewritten.add(f.path)
+        if self.linked_here:
+            self.rewritten.add(f.path)
 
 
-def _restore_folder_metas(p: Plan, final_dirs: dict[bytes, Entry]):
+def _restore_folder_metas(p: Plan, final_dirs: dict[bytes, Entry], writes):
     """Every folder whose content the plan changes gets its metadata back at the end: creating,
-    renaming or deleting inside a folder changes its mtime."""
+    renaming or deleting inside a folder changes its mtime. writes: the files written."""
     touched = {split(path)[0] for path in p.deletes}
-    for group in (p.dirs, p.specials, p.links, [w.entry for w in p.writes]):
+    for group in (p.dirs, p.specials, p.links, writes):
         touched.update(split(e.path)[0] for e in group if e.path)
     if touched:
         touched.add(b"")   # the root: the rescue folder may come and go there
@@ -269,20 +319,36 @@ def _restore_folder_metas(p: Plan, final_dirs: dict[bytes, Entry]):
     p.times_only = len(times_back)
 
 
-def _assign_sources(p: Plan, in_target: dict, going: set[bytes], index):
-    """Each write's content: nothing for an empty file, else the target's own copy (kept aside
-    first when its path goes away), else the newest layer storing it."""
-    for write in p.writes:
-        f = write.entry
+def _assign_sources(p: Plan, writes: SpillList, in_target: dict, going: set[bytes],
+                    index) -> SpillList:
+    """Each write with its content's source: nothing for an empty file, else the target's own
+    copy (kept aside first when its path goes away), else the newest layer storing it."""
+    base = _BaseContents(getattr(index, "base", None))
+    out = SpillList()
+    missing: set[bytes] = set()          # contents found only by a second look at the base
+    for f in writes:
         if not f.size:
-            write.source = Source(From.EMPTY)
+            source = Source(From.EMPTY)
         elif f.digest in in_target:
-            path = in_target[f.digest]
-            write.source = _from_target(p, path, f, going)
-        elif (stored := index.get(f.digest)) is not None:
-            write.source = stored
+            source = _from_target(p, in_target[f.digest], f, going)
         else:
-            raise ImageError(f"no image of the chain holds the content of {show_path(f.path)}")
+            source = index.get(f.digest) or base.at_path(f)
+            if source is None:
+                missing.add(f.digest)
+        out.append(Write(f, source))
+    if not missing:
+        return out
+    found = base.find(missing)
+    placed = SpillList()
+    for write in out:
+        if write.source is None:
+            write.source = found.get(write.entry.digest)
+            if write.source is None:
+                raise ImageError("no image of the chain holds the content of "
+                                 f"{show_path(write.entry.path)}")
+        placed.append(write)
+    out.close()
+    return placed
 
 
 def _from_target(p: Plan, path: bytes, f: Entry, going: set[bytes]) -> Source:

@@ -28,7 +28,7 @@ def test_identical_trees_leave_every_entry_unchanged():
     t = tree(d(b"a"), f(b"a/x", b"1"), f(b"a/h", b"1", link=b"a/x"), sym(b"l", b"a"))
     p = plan_restore(t, tree(d(b"a"), f(b"a/x", b"1"), f(b"a/h", b"1", link=b"a/x"), sym(b"l", b"a")), {})
     assert p.unchanged == 5
-    assert (p.deletes, p.dirs, p.writes, p.specials, p.links, p.metas) == ([], [], [], [], [], [])
+    assert [list(x) for x in (p.deletes, p.dirs, p.writes, p.specials, p.links, p.metas)] == [[]] * 6
     assert p.rescues == {}
     assert p.dir_metas == []                  # nothing to do, not even the root's times
 
@@ -54,11 +54,11 @@ def test_metadata_only_changes_are_metas():
     target = tree(d(b"a"), f(b"a/x", b"1"), sym(b"l", b"t"))
     final = tree(d(b"a", mode=0o700), f(b"a/x", b"1", mode=0o600), sym(b"l", b"t", mtime=T + 5))
     p = plan_restore(target, final, {})
-    assert paths(p.metas) == [b"a/x"] and p.metas[0].mode == 0o600
+    assert paths(p.metas) == [b"a/x"] and list(p.metas)[0].mode == 0o600
     # a symlink's own attributes are set only on one made anew (never by name on an old one)
-    assert paths(p.specials) == [b"l"] and p.specials[0].mtime_ns == T + 5
+    assert paths(p.specials) == [b"l"] and list(p.specials)[0].mtime_ns == T + 5
     assert paths(p.dir_metas) == [b"", b"a"] and p.dir_metas[1].mode == 0o700
-    assert (p.writes, p.deletes) == ([], [])
+    assert (list(p.writes), p.deletes) == ([], [])
     assert p.unchanged == 1                   # the root
 
 
@@ -101,6 +101,44 @@ def test_content_only_in_a_layer_comes_from_the_index():
     p = plan_restore(tree(), tree(f(b"x", b"new"), f(b"y", b"newer")), index)
     assert sources(p) == {b"x": Source(From.LAYER, b"stored/new", 0), b"y": Source(From.LAYER, b"n", 2)}
     assert p.layers_read() == {0, 2}
+
+
+class _FullImage:
+    """What the planner reads of a full image: its path and its entries."""
+    path = b"base.img"
+
+    def __init__(self, entries):
+        self._entries = entries
+
+    def entries(self):
+        return iter(self._entries)
+
+
+def test_a_plan_of_many_writes_is_spilled_and_finds_the_base_contents_by_path(monkeypatch):
+    """More writes than a SpillList keeps in memory (BATCH, made small here): each file of the
+    full image is found at its own path in one merge, a moved one by a second look, a later
+    hardlink member's path never (the container lacks it), a diff's stored copy first."""
+    from diffimg import spill
+    from diffimg.planner import ChainIndex
+    monkeypatch.setattr(spill, "BATCH", 16)
+    files = [f(b"d/f%03d" % i, b"content %d" % i) for i in range(100)]
+    base = tree(d(b"d"), *files, f(b"d/g", b"content 0", link=b"d/f000"),
+                f(b"old/place", b"moved"), d(b"old"))
+    final = tree(d(b"d"), *files, f(b"new/place", b"moved"), d(b"new"), f(b"d/g", b"content 0"),
+                 f(b"stored", b"in a diff"))
+    index = ChainIndex(_FullImage(base))
+    index.stored.update(layer(b"in a diff", b"stored", 1))
+    index.stored.update(layer(b"content 7", b"copy/of/7", 1))
+    p = plan_restore(tree(), final, index)
+    assert type(p.writes) is spill.SpillList and p.writes._batches      # it did spill
+    got = sources(p)
+    assert len(got) == 103
+    assert got[b"d/f003"] == Source(From.LAYER, b"d/f003", 0)
+    assert got[b"d/f007"] == Source(From.LAYER, b"copy/of/7", 1)        # the newest layer first
+    assert got[b"new/place"] == Source(From.LAYER, b"old/place", 0)     # moved: second look
+    assert got[b"stored"] == Source(From.LAYER, b"stored", 1)
+    # d/g is a later hardlink member in the image: the container holds it only at d/f000
+    assert got[b"d/g"] == Source(From.LAYER, b"d/f000", 0)
 
 
 def test_target_content_is_preferred_to_a_layer():

@@ -1,0 +1,72 @@
+"""A list kept mostly on disk: a restore's plan of a million entries in little memory.
+
+A restore decides every action before it writes anything; at a million entries those actions,
+as Python objects, took over a gigabyte. A SpillList keeps its last few thousand items as
+objects and the rest pickled in zstd-compressed batches (about 30 bytes an entry), in an
+unlinked file of this run's folder (runs.py): no one else can reach it, and nothing is left
+after a crash. Only this process writes what it reads back, so pickle is safe here.
+"""
+
+import os
+import pickle
+import tempfile
+
+import zstandard
+
+from . import runs
+
+BATCH = 4096
+
+
+class SpillList:
+    """append, len and iteration (in order, from the start, as often as wanted)."""
+
+    def __init__(self):
+        self._tail: list = []                     # the newest items, not yet spilled
+        self._batches: list[tuple[int, int]] = []  # (offset, length) of each spilled batch
+        self._file = None
+        self._end = 0
+        self._len = 0
+
+    def append(self, item):
+        self._tail.append(item)
+        self._len += 1
+        if len(self._tail) >= BATCH:
+            self._spill()
+
+    def extend(self, items):
+        for item in items:
+            self.append(item)
+
+    def _spill(self):
+        if self._file is None:       # closed by close(), or when the list goes
+            self._file = tempfile.TemporaryFile(dir=runs.current().folder)  # noqa: SIM115
+        data = _compressor.compress(pickle.dumps(self._tail, pickle.HIGHEST_PROTOCOL))
+        start = self._end
+        view = memoryview(data)
+        while view:
+            view = view[os.pwrite(self._file.fileno(), view, self._end):]
+            self._end = start + len(data) - len(view)
+        self._batches.append((start, len(data)))
+        self._tail = []
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __bool__(self) -> bool:
+        return self._len > 0
+
+    def __iter__(self):
+        for offset, length in self._batches:
+            data = os.pread(self._file.fileno(), length, offset)
+            yield from pickle.loads(_decompressor.decompress(data))
+        yield from list(self._tail)
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+_compressor = zstandard.ZstdCompressor(level=1)
+_decompressor = zstandard.ZstdDecompressor()
