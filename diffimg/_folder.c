@@ -29,7 +29,8 @@
 
 /* listxattrat and getxattrat (Linux 6.13; one number on every architecture): xattrs read
    relative to the folder's fd, without the kernel walking the whole path of each entry. Older
-   kernels answer ENOSYS and the path is used instead. */
+   kernels answer ENOSYS, a seccomp filter may answer EPERM: then the path is used instead
+   (probed once when the module loads, so no thread writes the flag). */
 #define NR_GETXATTRAT 464
 #define NR_LISTXATTRAT 465
 struct xattr_args_at {
@@ -45,11 +46,15 @@ typedef struct {
     const char *path;   /* the same entry by path, for kernels without the *at calls */
 } Where;
 
+static void probe_xattrat(void) {
+    long n = syscall(NR_LISTXATTRAT, AT_FDCWD, "/", AT_SYMLINK_NOFOLLOW, NULL, 0);
+    xattrat_missing = n < 0 && (errno == ENOSYS || errno == EPERM);
+}
+
 static ssize_t xlist(const Where *w, char *list, size_t size) {
     if (!xattrat_missing) {
         long n = syscall(NR_LISTXATTRAT, w->dir_fd, w->name, AT_SYMLINK_NOFOLLOW, list, size);
         if (n >= 0 || errno != ENOSYS) return n;
-        xattrat_missing = 1;
     }
     return llistxattr(w->path, list, size);
 }
@@ -60,7 +65,6 @@ static ssize_t xget(const Where *w, const char *attr, void *value, size_t size) 
         long n = syscall(NR_GETXATTRAT, w->dir_fd, w->name, AT_SYMLINK_NOFOLLOW, attr, &args,
                          sizeof args);
         if (n >= 0 || errno != ENOSYS) return n;
-        xattrat_missing = 1;
     }
     return lgetxattr(w->path, attr, value, size);
 }
@@ -102,61 +106,50 @@ static int by_cstr(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Buffers for one folder's reading: a name list and a value of the largest size Linux allows
+   (XATTR_LIST_MAX, XATTR_SIZE_MAX). Each call asks with the whole buffer: never with size 0,
+   whose answer may be stale by the next call (a value that grows meanwhile). */
+enum { XATTR_MAX = 65536 };
+typedef struct {
+    char list[XATTR_MAX];
+    char value[XATTR_MAX];
+} Scratch;
+
 /* The xattrs of the entry (not followed), names sorted; 0 or an errno. None: n_xattrs 0. */
-static int read_xattrs(const Where *path, Item *it) {
-    ssize_t size = 0;
-    char *names = NULL;
-    for (;;) {
-        size = xlist(path, NULL, 0);
-        if (size < 0) {
-            if (errno == ENOTSUP || errno == EOPNOTSUPP) return 0;
-            return errno;
-        }
-        if (size == 0) return 0;
-        free(names);
-        names = malloc(size);
-        if (!names) return ENOMEM;
-        ssize_t got = xlist(path, names, size);
-        if (got >= 0) { size = got; break; }
-        if (errno != ERANGE) { int e = errno; free(names); return e; }
-        /* grew between the two calls: ask again */
+static int read_xattrs(const Where *path, Item *it, Scratch *sc) {
+    ssize_t size = xlist(path, sc->list, XATTR_MAX);
+    if (size < 0) {
+        if (errno == ENOTSUP || errno == EOPNOTSUPP) return 0;
+        return errno;
     }
+    if (size == 0) return 0;
+    if (sc->list[size - 1] != '\0') return EIO;        /* not a list of names */
     size_t count = 0;
-    for (ssize_t i = 0; i < size; i++) if (names[i] == '\0') count++;
-    if (count == 0) { free(names); return 0; }
+    for (ssize_t i = 0; i < size; i++) if (sc->list[i] == '\0') count++;
     char **order = malloc(count * sizeof *order);
+    char *sorted = malloc(size);
     it->values = calloc(count, sizeof *it->values);
     it->value_lens = calloc(count, sizeof *it->value_lens);
-    if (!order || !it->values || !it->value_lens) { free(order); free(names); return ENOMEM; }
+    if (!order || !sorted || !it->values || !it->value_lens) {
+        free(order);
+        free(sorted);
+        return ENOMEM;
+    }
     size_t k = 0;
-    for (ssize_t i = 0; i < size; i += strlen(names + i) + 1) order[k++] = names + i;
+    for (ssize_t i = 0; i < size; i += strlen(sc->list + i) + 1) order[k++] = sc->list + i;
     qsort(order, count, sizeof *order, by_cstr);
     /* names kept in sorted order, each with its value; one removed meanwhile is left out */
-    char *sorted = malloc(size);
-    if (!sorted) { free(order); free(names); return ENOMEM; }
     size_t at = 0, kept = 0;
-    for (size_t j = 0; j < count; j++) {
-        char *value = NULL;
-        ssize_t len;
-        for (;;) {
-            len = xget(path, order[j], NULL, 0);
-            if (len < 0) break;
-            free(value);
-            value = malloc(len ? len : 1);
-            if (!value) { free(order); free(names); free(sorted); return ENOMEM; }
-            ssize_t got = xget(path, order[j], value, len);
-            if (got >= 0) { len = got; break; }
-            if (errno != ERANGE) { len = -1; break; }
-        }
+    int e = 0;
+    for (size_t j = 0; j < count && !e; j++) {
+        ssize_t len = xget(path, order[j], sc->value, XATTR_MAX);
         if (len < 0) {
-            int e = errno;
-            free(value);
-            if (e == ENODATA) continue;     /* removed between list and get: simply gone */
-            free(order); free(names); free(sorted);
-            it->n_xattrs = kept;
-            it->xattrs = NULL;
-            return e;
+            if (errno != ENODATA) e = errno;    /* ENODATA: removed meanwhile, simply gone */
+            continue;
         }
+        char *value = malloc(len ? len : 1);
+        if (!value) { e = ENOMEM; break; }
+        memcpy(value, sc->value, len);
         size_t n = strlen(order[j]) + 1;
         memcpy(sorted + at, order[j], n);
         at += n;
@@ -165,15 +158,14 @@ static int read_xattrs(const Where *path, Item *it) {
         kept++;
     }
     free(order);
-    free(names);
-    it->xattrs = sorted;
+    it->xattrs = sorted;           /* freed with the item, also after an error */
     it->xattrs_len = at;
     it->n_xattrs = kept;
-    return 0;
+    return e;
 }
 
 static void read_item(int dir_fd, const char *dir_path, size_t dir_len, char *path_buf,
-                      Item *it) {
+                      Scratch *sc, Item *it) {
     if (fstatat(dir_fd, it->name, &it->st, AT_SYMLINK_NOFOLLOW) != 0) {
         it->error = errno;
         return;
@@ -184,13 +176,15 @@ static void read_item(int dir_fd, const char *dir_path, size_t dir_len, char *pa
     }
     memcpy(path_buf + dir_len + 1, it->name, it->name_len + 1);
     Where where = {dir_fd, it->name, path_buf};
-    int e = read_xattrs(&where, it);
+    int e = read_xattrs(&where, it, sc);
     if (e) { it->error = e; return; }
     if (S_ISLNK(it->st.st_mode)) {
         char *buf = malloc(PATH_MAX + 1);
         if (!buf) { it->error = ENOMEM; return; }
         ssize_t n = readlinkat(dir_fd, it->name, buf, PATH_MAX + 1);
-        if (n < 0) { it->error = errno; free(buf); return; }
+        /* EINVAL: no longer a symlink; the one listed is gone from there (as the Python
+           reader says it too) */
+        if (n < 0) { it->error = errno == EINVAL ? ENOENT : errno; free(buf); return; }
         it->target = buf;
         it->target_len = n;
     }
@@ -257,6 +251,24 @@ static int list_names(int dir_fd, Item **out, size_t *count) {
     return 0;
 }
 
+/* A time in integer nanoseconds, exactly as os.stat gives it: past the int64 range too (a
+   timestamp of the year 2400 is a valid ext4 time; the scan decides what to do with it). */
+static PyObject *ns_object(const struct timespec *t) {
+    long long ns;
+    if (!__builtin_mul_overflow((long long)t->tv_sec, 1000000000LL, &ns) &&
+        !__builtin_add_overflow(ns, (long long)t->tv_nsec, &ns))
+        return PyLong_FromLongLong(ns);
+    PyObject *sec = PyLong_FromLongLong(t->tv_sec), *giga = PyLong_FromLong(1000000000L);
+    PyObject *nsec = PyLong_FromLong(t->tv_nsec);
+    PyObject *mul = sec && giga ? PyNumber_Multiply(sec, giga) : NULL;
+    PyObject *sum = mul && nsec ? PyNumber_Add(mul, nsec) : NULL;
+    Py_XDECREF(sec);
+    Py_XDECREF(giga);
+    Py_XDECREF(nsec);
+    Py_XDECREF(mul);
+    return sum;
+}
+
 static PyObject *item_object(Item *it) {
     PyObject *name = PyBytes_FromStringAndSize(it->name, it->name_len);
     if (!name) return NULL;
@@ -274,8 +286,8 @@ static PyObject *item_object(Item *it) {
         PyLong_FromUnsignedLong(s->st_uid),
         PyLong_FromUnsignedLong(s->st_gid),
         PyLong_FromLongLong(s->st_size),
-        PyLong_FromLongLong((long long)s->st_mtim.tv_sec * 1000000000LL + s->st_mtim.tv_nsec),
-        PyLong_FromLongLong((long long)s->st_ctim.tv_sec * 1000000000LL + s->st_ctim.tv_nsec),
+        ns_object(&s->st_mtim),
+        ns_object(&s->st_ctim),
         PyLong_FromUnsignedLongLong(s->st_rdev),
     };
     for (int i = 0; i < 10; i++) {
@@ -285,8 +297,8 @@ static PyObject *item_object(Item *it) {
             Py_DECREF(name);
             return NULL;
         }
-        PyStructSequence_SET_ITEM(st, i, fields[i]);
     }
+    for (int i = 0; i < 10; i++) PyStructSequence_SET_ITEM(st, i, fields[i]);
     PyObject *xattrs = Py_None;
     Py_INCREF(Py_None);
     if (it->n_xattrs) {
@@ -319,14 +331,17 @@ static PyObject *item_object(Item *it) {
 static int read_listing(int dir_fd, const char *dir_path, size_t dir_len, Item **items,
                         size_t *n) {
     char *path_buf = malloc(PATH_MAX);
-    if (!path_buf) return ENOMEM;
+    Scratch *sc = malloc(sizeof *sc);
+    if (!path_buf || !sc) { free(path_buf); free(sc); return ENOMEM; }
     memcpy(path_buf, dir_path, dir_len);
     path_buf[dir_len] = '/';
     int e = list_names(dir_fd, items, n);
     if (!e) {
         qsort(*items, *n, sizeof **items, by_name);
-        for (size_t i = 0; i < *n; i++) read_item(dir_fd, dir_path, dir_len, path_buf, &(*items)[i]);
+        for (size_t i = 0; i < *n; i++)
+            read_item(dir_fd, dir_path, dir_len, path_buf, sc, &(*items)[i]);
     }
+    free(sc);
     free(path_buf);
     return e;
 }
@@ -375,15 +390,23 @@ static PyObject *read_folder(PyObject *self, PyObject *args) {
    then None). At most QUEUE_ENTRIES names wait in the queue. */
 
 #include <pthread.h>
+#include <signal.h>
 #include <time.h>
 
-enum { QUEUE_ENTRIES = 32768 };
+/* The queue waits for the caller past either bound (one folder always passes: a folder of a
+   million names is read whole, as the Python reader reads it). */
+enum { QUEUE_ENTRIES = 32768, QUEUE_BYTES = 64 << 20 };
+/* Folders deeper than this below the nearest kept one have their fd closed, and opened again
+   from it name by name when their next subfolder is due: a tree of any depth is walked with a
+   bounded number of fds (the rest of the process needs them too). */
+enum { KEEP_FDS = 32 };
 
 typedef struct Folder {
     char *rel;
     size_t rel_len;
     Item *items;
     size_t n;
+    size_t bytes;       /* what its listing holds in memory */
     int error;
     struct Folder *next;
 } Folder;
@@ -391,7 +414,9 @@ typedef struct Folder {
 typedef struct {
     char *rel;          /* the folder's path in the tree ("" for the root) */
     size_t rel_len;
-    int fd;
+    int fd;             /* -1 once closed (no subfolder left, or too deep): see reopen */
+    dev_t dev;
+    ino_t ino;
     char **subdirs;     /* the names to descend into, in order */
     size_t n_sub, next_sub;
 } Frame;
@@ -404,6 +429,7 @@ typedef struct {
     pthread_cond_t cond;
     Folder *head, *tail;
     size_t queued;      /* names in the queue */
+    size_t queued_bytes;
     int done, stop;
     int root_fd;
     dev_t root_dev;
@@ -418,12 +444,14 @@ static int by_cstr_key(const void *key, const void *item) {
 /* Hand one folder to the caller; 0, or -1 when the caller asked the walk to stop. */
 static int put(ReadAhead *w, Folder *f) {
     pthread_mutex_lock(&w->lock);
-    while (!w->stop && w->queued > QUEUE_ENTRIES) pthread_cond_wait(&w->cond, &w->lock);
+    while (!w->stop && (w->queued > QUEUE_ENTRIES || w->queued_bytes > QUEUE_BYTES))
+        pthread_cond_wait(&w->cond, &w->lock);
     int stopped = w->stop;
     if (!stopped) {
         if (w->tail) w->tail->next = f; else w->head = f;
         w->tail = f;
         w->queued += f->n + 1;
+        w->queued_bytes += f->bytes;
         pthread_cond_broadcast(&w->cond);
     }
     pthread_mutex_unlock(&w->lock);
@@ -457,7 +485,16 @@ static int visit_folder(ReadAhead *w, int fd, char *rel, size_t rel_len, Frame *
     char proc[64];
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
     f->error = read_listing(fd, proc, strlen(proc), &f->items, &f->n);
+    struct stat self;
+    if (!f->error && fstat(fd, &self) != 0) f->error = errno;
+    for (size_t i = 0; !f->error && i < f->n; i++) {
+        const Item *it = &f->items[i];
+        f->bytes += sizeof *it + it->name_len + 1 + it->xattrs_len + it->target_len;
+        for (size_t j = 0; j < it->n_xattrs; j++) f->bytes += it->value_lens[j] + 16;
+    }
     if (!f->error) {
+        frame->dev = self.st_dev;
+        frame->ino = self.st_ino;
         frame->subdirs = malloc((f->n ? f->n : 1) * sizeof *frame->subdirs);
         frame->rel = strdup(rel);
         frame->rel_len = rel_len;
@@ -499,15 +536,49 @@ static void free_frame(Frame *fr) {
     free(fr->rel);
 }
 
+/* Open stack[i]'s folder again (its fd was closed), name by name from the nearest frame that
+   kept its fd, never through a symlink; it must be the very folder listed (ESTALE if not). */
+static int reopen(Frame *stack, size_t i) {
+    size_t j = i;
+    while (stack[j].fd < 0) j--;             /* the root's frame keeps its fd */
+    const char *left = stack[i].rel + stack[j].rel_len + (stack[j].rel_len ? 1 : 0);
+    int cur = stack[j].fd;
+    char name[NAME_MAX + 1];
+    while (*left) {
+        const char *slash = strchr(left, '/');
+        size_t n = slash ? (size_t)(slash - left) : strlen(left);
+        if (n > NAME_MAX) { if (cur != stack[j].fd) close(cur); return ENAMETOOLONG; }
+        memcpy(name, left, n);
+        name[n] = '\0';
+        int next = openat(cur, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int e = errno;
+        if (cur != stack[j].fd) close(cur);
+        if (next < 0) return e;
+        cur = next;
+        left += n + (slash ? 1 : 0);
+    }
+    struct stat st;
+    if (fstat(cur, &st) != 0 || st.st_dev != stack[i].dev || st.st_ino != stack[i].ino) {
+        close(cur);
+        return ESTALE;
+    }
+    stack[i].fd = cur;
+    return 0;
+}
+
 static void *walk_thread(void *arg) {
     ReadAhead *w = arg;
+    sigset_t all;                 /* signals are the caller's: none interrupts a call here */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
     size_t depth = 0, cap = 64;
     Frame *stack = malloc(cap * sizeof *stack);
     int fd = stack ? fcntl(w->root_fd, F_DUPFD_CLOEXEC, 0) : -1;
+    int fd_error = fd < 0 ? (stack ? errno : ENOMEM) : 0;
     char *root_rel = strdup("");
     if (!stack || fd < 0 || !root_rel) {
         Folder *f = calloc(1, sizeof *f);
-        if (f) { f->rel = root_rel ? root_rel : strdup(""); f->error = fd < 0 ? errno : ENOMEM; put(w, f); }
+        if (f) { f->rel = root_rel ? root_rel : strdup(""); f->error = fd_error ? fd_error : ENOMEM; put(w, f); }
         if (fd >= 0) close(fd);
         free(stack);
         goto done;
@@ -526,10 +597,17 @@ static void *walk_thread(void *arg) {
         char *rel = join_rel(top->rel, top->rel_len, name, &rel_len);
         int child = -1, err = ENOMEM;
         if (rel) {
-            child = openat(top->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            err = child < 0 ? errno : 0;
+            err = top->fd < 0 ? reopen(stack, depth - 1) : 0;
+            if (!err) {
+                child = openat(top->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                err = child < 0 ? errno : 0;
+            }
         }
         free(name);
+        if (top->next_sub >= top->n_sub && top->fd >= 0 && depth > 1) {
+            close(top->fd);           /* its last subfolder: it is done with its fd */
+            top->fd = -1;
+        }
         if (child < 0) {
             Folder *f = calloc(1, sizeof *f);
             if (!f || !rel) { free(f); free(rel); break; }
@@ -544,7 +622,10 @@ static void *walk_thread(void *arg) {
             if (!more) { close(child); free(rel); break; }
             stack = more;
             cap *= 2;
-            top = &stack[depth - 1];
+        }
+        if (depth > KEEP_FDS && stack[depth - KEEP_FDS].fd >= 0) {
+            close(stack[depth - KEEP_FDS].fd);       /* opened again when its turn comes */
+            stack[depth - KEEP_FDS].fd = -1;
         }
         stopped = visit_folder(w, child, rel, rel_len, &stack[depth]) < 0;
         depth++;                      /* an empty frame is popped next time round */
@@ -578,6 +659,7 @@ static void stop_walk(ReadAhead *w) {
     }
     w->tail = NULL;
     w->queued = 0;
+    w->queued_bytes = 0;
 }
 
 static void free_skip(ReadAhead *w) {
@@ -655,6 +737,7 @@ static PyObject *ReadAhead_next(ReadAhead *w, PyObject *unused) {
             w->head = f->next;
             if (!w->head) w->tail = NULL;
             w->queued -= f->n + 1;
+            w->queued_bytes -= f->bytes;
             pthread_cond_broadcast(&w->cond);
         } else if (w->done || !w->started) {
             finished = 1;
@@ -722,6 +805,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "diffimg._folder",
                                     "One folder of a tree read in one call.", -1, methods};
 
 PyMODINIT_FUNC PyInit__folder(void) {
+    probe_xattrat();
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     StatType = PyStructSequence_NewType(&stat_desc);

@@ -52,6 +52,7 @@ class Content(NamedTuple):
     gid: int
     ino: int
     ctime_ns: int        # unchanged while the content was read (a stat cache keys on it)
+    dev: int             # with ino: which file was read (the scan checks it is the one listed)
 
 
 class Hashed(NamedTuple):
@@ -131,7 +132,7 @@ def holes_at(path: bytes) -> bool | None:
 
 def _content(st, digest: bytes, sparse: bool) -> Content:
     return Content(digest, sparse, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode),
-                   st.st_uid, st.st_gid, st.st_ino, st.st_ctime_ns)
+                   st.st_uid, st.st_gid, st.st_ino, st.st_ctime_ns, st.st_dev)
 
 
 def hash_batch(paths: list[bytes]) -> list[Hashed]:

@@ -185,8 +185,8 @@ class Image:
     def entries(self):
         return read_entries(*self._manifest_span(), ImageError)
 
-    def file_hints(self, filesystem: dict | None = None):
-        return read_file_hints(*self._manifest_span(), filesystem, ImageError)
+    def file_hints(self, filesystem: dict | None = None, leaders_only: bool = False):
+        return read_file_hints(*self._manifest_span(), filesystem, ImageError, leaders_only)
 
     def _manifest_span(self) -> tuple:
         """(file, offset, length) of the manifest blob, its digest checked on first use."""

@@ -463,11 +463,12 @@ class ManifestReader:
         """The manifest's stat section (statcache.py), None when it has none."""
         return statcache.read_section(self.path, *self._span)
 
-    def file_hints(self, filesystem: dict | None = None):
+    def file_hints(self, filesystem: dict | None = None, leaders_only: bool = False):
         """Yield a Hint for each file, in canonical order, for a quick check; with the identity
         of the filesystem being scanned, hints carry the stat section's proofs taken on it. Only
         what a hint needs is checked per record; the whole stream's integrity (frame checksum,
-        counts, tree ID, the stat section's match) is still checked at its end."""
+        counts, tree ID, the stat section's match) is still checked at its end. leaders_only:
+        leave out the later members of hardlink groups (what a container holds)."""
         ids = TreeId()
         file_kind = int(Kind.FILE)
         new = tuple.__new__     # Hint(...) without NamedTuple's Python-level __new__: per file
@@ -495,6 +496,8 @@ class ManifestReader:
                 self._fail(f"bad record {ids.entries}")
             ids.files += 1
             ids.bytes += size
+            if leaders_only and rec[11] is not None:
+                continue
             yield new(Hint, (path, size, mtime_ns, digest, sparse, *(proof or (None, None))))
         with self._errors_as_own():
             statcache.check_against(section, self.trailer, self.path)
@@ -532,7 +535,7 @@ def read_entries(path, offset: int = 0, length: int | None = None, error=Manifes
 
 
 def read_file_hints(path, offset: int = 0, length: int | None = None, filesystem=None,
-                    error=ManifestError):
+                    error=ManifestError, leaders_only: bool = False):
     """Yield the quick-check hints of the manifest at path (see ManifestReader.file_hints)."""
     with ManifestReader(path, offset, length, error) as m:
-        yield from m.file_hints(filesystem)
+        yield from m.file_hints(filesystem, leaders_only)

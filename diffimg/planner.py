@@ -12,6 +12,7 @@ A bad manifest or a content no layer holds is refused here, before the target is
 import dataclasses
 from dataclasses import dataclass, field
 
+from . import spill
 from .delta import COPY, DELETE, LINK, META, NEW, STORE
 from .entry import Entry, Kind, path_key, same_meta
 from .errors import ImageError, Refused, show_path
@@ -101,9 +102,8 @@ class _BaseContents:
     def _leaders(self):
         """(path key, path, digest) of each file whose content the container holds: a file's
         first path (a later hardlink member is not in the container)."""
-        for e in self._base.entries():
-            if e.kind is Kind.FILE and e.link is None:
-                yield path_key(e.path), e.path, e.digest
+        for hint in self._base.file_hints(leaders_only=True):
+            yield path_key(hint.path), hint.path, hint.digest
 
     def at_path(self, f: Entry) -> Source | None:
         """The image's file at f's own path, when it holds f's content."""
@@ -160,11 +160,12 @@ def plan_restore(target_entries, final_entries, index, kept=None) -> Plan:
     (keep.Kept): target paths left as they are, which the scan left out; the folders holding
     them stay even where the chain lacks them (Refused where the chain has another kind there).
     The plan's long lists are SpillLists: its memory does not grow with the tree."""
-    p = Plan(dirs=SpillList(), specials=SpillList(), links=SpillList(), metas=SpillList())
+    p = Plan(dirs=spill.entries(), specials=spill.entries(), links=spill.entries(),
+             metas=spill.entries())
     target_files = SpillList()            # (digest, path, taken unverified) of each target file
     going: set[bytes] = set()             # target paths removed (with subtrees) or overwritten
     final_dirs: dict[bytes, Entry] = {}   # every folder of the final tree
-    writes = SpillList()                  # the final files to write, sources not yet known
+    writes = spill.entries()              # the final files to write, sources not yet known
     classify = _Classifier(p, going, writes)
     stays = kept.holds if kept else None
     # every target file can give its content, also one below a folder that is removed
@@ -319,12 +320,24 @@ def _restore_folder_metas(p: Plan, final_dirs: dict[bytes, Entry], writes):
     p.times_only = len(times_back)
 
 
+def _writes() -> SpillList:
+    """A SpillList of Writes."""
+    def encode(w: Write) -> tuple:
+        s = w.source
+        return spill.entry_fields(w.entry), s and (s.origin.value, s.path, s.layer)
+
+    def decode(fields: tuple) -> Write:
+        s = fields[1]
+        return Write(spill.entry_of(fields[0]), s and Source(From(s[0]), s[1], s[2]))
+    return SpillList(encode, decode)
+
+
 def _assign_sources(p: Plan, writes: SpillList, in_target: dict, going: set[bytes],
                     index) -> SpillList:
     """Each write with its content's source: nothing for an empty file, else the target's own
     copy (kept aside first when its path goes away), else the newest layer storing it."""
     base = _BaseContents(getattr(index, "base", None))
-    out = SpillList()
+    out = _writes()
     missing: set[bytes] = set()          # contents found only by a second look at the base
     for f in writes:
         if not f.size:
@@ -339,7 +352,7 @@ def _assign_sources(p: Plan, writes: SpillList, in_target: dict, going: set[byte
     if not missing:
         return out
     found = base.find(missing)
-    placed = SpillList()
+    placed = _writes()
     for write in out:
         if write.source is None:
             write.source = found.get(write.entry.digest)

@@ -165,7 +165,7 @@ def scan(root, *, previous=None, checksum: bool = False, trust_mtime: bool = Fal
     pool = HashPool(workers)
     try:
         walker = _Walker(root, root_st, excluded, find_previous, pool, warn, skip, on_progress,
-                         mount_points_below(root), wanted_sizes, leave_out)
+                         mount_points_below(root), wanted_sizes, leave_out, bool(excludes))
         yield from walker.walk()
         if previous is not None and not checksum:
             find_previous.drain()
@@ -180,10 +180,10 @@ class _Walker:
 
     __slots__ = ("root", "root_st", "excluded", "find_previous", "pool", "warn", "skip",
                  "on_progress", "mounts", "wanted_sizes", "hardlinks", "pending", "batch",
-                 "emitted", "emitted_bytes", "left_out", "ahead")
+                 "emitted", "emitted_bytes", "left_out", "ahead", "excluded_by_pattern")
 
     def __init__(self, root, root_st, excluded, find_previous, pool, warn, skip, on_progress,
-                 mounts, wanted_sizes, left_out):
+                 mounts, wanted_sizes, left_out, excluded_by_pattern):
         self.root = root
         self.root_st = root_st
         self.excluded = excluded
@@ -201,12 +201,15 @@ class _Walker:
         self.emitted = 0                    # entries passed on, and their files' bytes
         self.emitted_bytes = 0
         self.left_out = left_out            # paths never walked into (kept paths)
+        self.excluded_by_pattern = excluded_by_pattern
         self.ahead = None                   # the compiled read-ahead walk, when there is one
 
     def walk(self):
         """Yield the tree's Entries in canonical order: depth first, each folder's names sorted."""
         root = self.root
         root_entry = entry_from_stat(b"", self.root_st)
+        if not _TIME_LOW <= root_entry.mtime_ns <= _TIME_HIGH:
+            self.fit_time(root_entry)
         root_entry.xattrs = read_xattrs(root)
         self.pending.append(root_entry)
         # the loop runs once per entry: what it uses is bound to locals
@@ -219,7 +222,9 @@ class _Walker:
         # a tree of any depth is walked, paths handed to the kernel stay below PATH_MAX
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            if ReadAhead is not None:       # it walks from its own copy of fd
+            if ReadAhead is not None and not self.excluded_by_pattern:
+                # it walks from its own copy of fd; it knows no patterns, and would read what
+                # they leave out: with patterns, each folder is read when the walk reaches it
                 self.ahead = ReadAhead(fd, root_dev, self.mounts | set(self.left_out))
             else:
                 listing = read_folder(fd, root)
@@ -284,7 +289,17 @@ class _Walker:
 
     def descend(self, rel, path):
         """The stack frame of the folder rel at path: (rel, the path to reach what is in it
-        by, its listing's iterator, its fd or None)."""
+        by, its listing's iterator, its fd or None). A folder that is no longer one (swapped
+        for a symlink or a file since it was listed) is recorded empty, with a warning."""
+        try:
+            return self._descend(rel, path)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                raise
+            self.warn(f"{show_path(path)}: replaced while being scanned")
+            return rel, path, iter(()), None
+
+    def _descend(self, rel, path):
         if self.ahead is None:
             fd = os.open(path, _DIR_FLAGS)             # never through a symlink
         elif len(path) > LONG_PATH:
@@ -322,6 +337,8 @@ class _Walker:
         """Queue the Entry for one lstat result (and the xattrs and symlink target read with
         it), with whatever must finish it."""
         entry = entry_from_stat(rel, st)
+        if not _TIME_LOW <= entry.mtime_ns <= _TIME_HIGH:
+            self.fit_time(entry)
         kind = entry.kind
         inode = None
         if kind is not Kind.DIR and st.st_nlink > 1:
@@ -448,17 +465,36 @@ class _Walker:
                 entry.kind = None   # marks a dropped entry, so later hardlink members look again
                 return None
         content = hashed.content
+        if entry.ino is not None and (content.ino, content.dev) != (entry.ino, self.root_st.st_dev):
+            # the path now leads to another file: a folder above it was swapped (for a symlink
+            # to outside the tree, maybe) after it was listed; what was listed is gone from there
+            self.warn(f"{show_path(self.abs_path(entry.path))}: replaced while being scanned")
+            entry.kind = None
+            return None
+        listed_fitted = entry.mtime_ns in (_TIME_LOW, _TIME_HIGH)     # warned about already
         entry.digest, entry.sparse = content.digest, content.sparse
         entry.size, entry.mtime_ns = content.size, content.mtime_ns
         entry.mode, entry.uid, entry.gid = content.mode, content.uid, content.gid
         entry.ino, entry.ctime_ns = content.ino, content.ctime_ns
+        if not _TIME_LOW <= entry.mtime_ns <= _TIME_HIGH:
+            self.fit_time(entry, warn=not listed_fitted)
         return entry
+
+    def fit_time(self, entry, warn=True):
+        """An mtime a manifest cannot hold (int64 nanoseconds: 1677 to 2262; ext4 allows up
+        to 2446) is recorded as the nearest it can, with a warning."""
+        fitted = min(max(entry.mtime_ns, _TIME_LOW), _TIME_HIGH)
+        if warn:
+            self.warn(f"{show_path(self.abs_path(entry.path))}: modification time out of the "
+                      f"manifest's range, recorded as {fitted} ns")
+        entry.mtime_ns = fitted
 
     def abs_path(self, rel):
         return self.root + b"/" + rel if rel else self.root
 
 
 LONG_PATH = 3800       # a folder's path beyond this is reached through its fd instead
+_TIME_LOW, _TIME_HIGH = -(1 << 63), (1 << 63) - 1     # what a manifest's mtime_ns can hold
 _PROC_FD = fd_path(0)[:-1]         # b"/proc/self/fd/": a path reached through this process's fd
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -477,7 +513,9 @@ def _read_folder_in_python(dir_fd: int, dir_path: bytes) -> list:
             xattrs = read_xattrs(path)
             target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
         except OSError as exc:
-            listing.append((name, None, None, None, exc.errno))
+            # EINVAL from readlink: no longer a symlink, the one listed is gone from there
+            listing.append((name, None, None, None,
+                            errno.ENOENT if exc.errno == errno.EINVAL else exc.errno))
             continue
         listing.append((name, st, xattrs, target, 0))
     return listing

@@ -8,7 +8,7 @@ from treebuild import build
 
 from diffimg.delta import LINK
 from diffimg.image import Image, append_metadata
-from diffimg.manifest import write_manifest
+from diffimg.manifest import read_entries, write_manifest
 
 
 def _recrafted(image_path, scratch, entries=None, changes=None):
@@ -655,3 +655,55 @@ def test_apply_never_loses_untracked_files_below_a_folder_it_removes(tmp_path):
     assert snapshot(target) == before
     run_cli("apply", "--force", "-q", tmp_path / "d1", target, check_rc=0)
     assert not (target / "old").exists()
+
+
+def test_a_folder_swapped_for_a_symlink_while_scanned_brings_no_outside_content_in(tmp_path):
+    """A hostile review: x/ listed, then swapped (renameat2 RENAME_EXCHANGE, in a loop) with a
+    symlink to a folder outside the tree, so that hashing by path read the outside files and
+    the manifest (then the image) held them. The file read must be the inode listed."""
+    import subprocess
+    import sys
+
+    from diffimg.hashing import hash_file
+    from diffimg.scanner import scan
+    outside, tree = tmp_path / "outside", tmp_path / "tree"
+    (tree / "x").mkdir(parents=True)
+    outside.mkdir()
+    for i in range(200):
+        (tree / "x" / f"f{i:03d}").write_bytes(b"decoy %d" % i)
+        (outside / f"f{i:03d}").write_bytes(b"SECRET %d" % i)
+    (tree / "y").symlink_to(outside)
+    secrets = {hash_file(os.fsencode(outside / f"f{i:03d}")).content.digest for i in range(200)}
+    swapper = subprocess.Popen([sys.executable, "-c", (
+        "import ctypes, sys\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "a, b = sys.argv[1].encode(), sys.argv[2].encode()\n"
+        "while True:\n"
+        "    libc.renameat2(-100, a, -100, b, 2)\n"), str(tree / "x"), str(tree / "y")])
+    try:
+        for _ in range(30):
+            for e in scan(tree, workers=1, on_warning=lambda message: None):
+                assert e.digest not in secrets, e.path
+    finally:
+        swapper.kill()
+        swapper.wait()
+
+
+def test_a_time_past_what_a_manifest_holds_is_recorded_as_the_nearest_with_a_warning(tmp_path):
+    """ext4 keeps times up to the year 2446, a manifest's int64 nanoseconds end in 2262: the
+    compiled reader wrapped such a time round to 1815, the Python one wrote a manifest it could
+    not read back."""
+    tree = tmp_path / "tree"
+    (tree / "folder").mkdir(parents=True)
+    (tree / "folder" / "file").write_bytes(b"from the future")
+    (tree / "link").symlink_to("folder")
+    year_2400 = 13_569_465_600 * 10**9
+    for path in (tree / "folder" / "file", tree / "folder", tree / "link"):
+        os.utime(path, ns=(year_2400, year_2400), follow_symlinks=False)
+    for pure in ("", "1"):
+        out = tmp_path / f"m{pure}"
+        proc = run_cli("scan", tree, "-o", out, env={**os.environ, "DIFFIMG_PURE_PYTHON": pure})
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.count(b"modification time out of the manifest's range") == 3
+        times = {e.path: e.mtime_ns for e in read_entries(out)}
+        assert times[b"folder"] == times[b"folder/file"] == times[b"link"] == 2**63 - 1

@@ -55,6 +55,20 @@ def test_manifest_records_every_kind_and_attribute(rich_tree, tmp_path):
 
 
 @needs_root
+def test_leaders_only_hints_leave_out_later_hardlink_members(rich_tree, tmp_path):
+    """What a container holds of a full image: a file's first path, never a later member of its
+    hardlink group; the stream is still checked whole (trailer counts every file)."""
+    from diffimg.manifest import read_file_hints
+    out = tmp_path / "m"
+    write_manifest(out, scan(rich_tree))
+    entries = list(read_entries(out))
+    members = {e.path for e in entries if e.kind is Kind.FILE and e.link is not None}
+    assert members                              # the every-kind tree has hardlinks
+    every = [h.path for h in read_file_hints(out)]
+    leaders = [h.path for h in read_file_hints(out, leaders_only=True)]
+    assert leaders == [p for p in every if p not in members]
+
+
 def test_records_are_in_canonical_order_with_the_root_first(rich_tree, tmp_path):
     paths = [e.path for e in scan(rich_tree)]
     assert paths[0] == b""

@@ -104,14 +104,15 @@ def test_content_only_in_a_layer_comes_from_the_index():
 
 
 class _FullImage:
-    """What the planner reads of a full image: its path and its entries."""
+    """What the planner reads of a full image: its path and its files' hints."""
     path = b"base.img"
 
     def __init__(self, entries):
         self._entries = entries
 
-    def entries(self):
-        return iter(self._entries)
+    def file_hints(self, leaders_only=False):
+        return iter([Hint(e.path, e.size, e.mtime_ns, e.digest, e.sparse) for e in self._entries
+                     if e.kind is Kind.FILE and not (leaders_only and e.link is not None)])
 
 
 def test_a_plan_of_many_writes_is_spilled_and_finds_the_base_contents_by_path(monkeypatch):
