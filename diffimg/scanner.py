@@ -15,9 +15,9 @@ import stat
 from .entry import Entry, Hint, Kind, entry_from_stat, path_key
 from .errors import InputNotFound, ScanError, show_path
 from .fsmeta import mount_points_below, read_xattrs
-from .hashing import EMPTY_DIGEST, HashPool, Problem, hash_file, holes_at
+from .hashing import EMPTY_DIGEST, Hashed, HashPool, Problem, hash_file, holes_at
 from .manifest import STATE_DIR
-from .safefs import fd_path, names_in
+from .safefs import fd_path, names_in, open_dir, proc_path, split
 
 BATCH_FILES = 256           # small files go to the pool in batches: one task each costs too much
 BATCH_BYTES = 16 << 20
@@ -180,7 +180,8 @@ class _Walker:
 
     __slots__ = ("root", "root_st", "excluded", "find_previous", "pool", "warn", "skip",
                  "on_progress", "mounts", "wanted_sizes", "hardlinks", "pending", "batch",
-                 "emitted", "emitted_bytes", "left_out", "ahead", "excluded_by_pattern")
+                 "emitted", "emitted_bytes", "left_out", "ahead", "excluded_by_pattern",
+                 "root_fd")
 
     def __init__(self, root, root_st, excluded, find_previous, pool, warn, skip, on_progress,
                  mounts, wanted_sizes, left_out, excluded_by_pattern):
@@ -203,6 +204,7 @@ class _Walker:
         self.left_out = left_out            # paths never walked into (kept paths)
         self.excluded_by_pattern = excluded_by_pattern
         self.ahead = None                   # the compiled read-ahead walk, when there is one
+        self.root_fd = None                 # the tree's root, open while it is walked
 
     def walk(self):
         """Yield the tree's Entries in canonical order: depth first, each folder's names sorted."""
@@ -220,16 +222,21 @@ class _Walker:
         # (relative path, the path to reach it by, its names to visit, its fd or None); a
         # folder whose path grows past LONG_PATH is reached through its fd (/proc/self/fd/N):
         # a tree of any depth is walked, paths handed to the kernel stay below PATH_MAX
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            if ReadAhead is not None and not self.excluded_by_pattern:
-                # it walks from its own copy of fd; it knows no patterns, and would read what
-                # they leave out: with patterns, each folder is read when the walk reaches it
-                self.ahead = ReadAhead(fd, root_dev, self.mounts | set(self.left_out))
-            else:
-                listing = read_folder(fd, root)
+            yield from self._walk_from(fd, root, root_dev, warn, skip, mounts, excluded, visit,
+                                       pending, drain, is_dir)
         finally:
             os.close(fd)
+
+    def _walk_from(self, fd, root, root_dev, warn, skip, mounts, excluded, visit, pending, drain,
+                   is_dir):
+        if ReadAhead is not None and not self.excluded_by_pattern:
+            # it walks from its own copy of fd; it knows no patterns, and would read what they
+            # leave out: with patterns, each folder is read when the walk reaches it
+            self.ahead = ReadAhead(fd, root_dev, self.mounts | set(self.left_out))
+        else:
+            listing = read_folder(fd, fd_path(fd))
         stack = []
         try:
             if self.ahead is not None:
@@ -278,7 +285,7 @@ class _Walker:
                 else:
                     visit(rel, path, st, xattrs, target)
                     if is_dir(st.st_mode):
-                        stack.append(self.descend(rel, path))
+                        stack.append(self.descend(rel, path, st))
             except FileNotFoundError:
                 warn(f"{show_path(path)}: vanished while being scanned")
                 continue
@@ -287,29 +294,32 @@ class _Walker:
             if len(pending) >= DRAIN_EVERY:     # draining after each entry costs a generator each
                 yield from drain(WINDOW)
 
-    def descend(self, rel, path):
-        """The stack frame of the folder rel at path: (rel, the path to reach what is in it
-        by, its listing's iterator, its fd or None). A folder that is no longer one (swapped
-        for a symlink or a file since it was listed) is recorded empty, with a warning."""
+    def descend(self, rel, path, st):
+        """The stack frame of the folder rel at path, listed with lstat result st: (rel, the
+        path to reach what is in it by, its listing's iterator, its fd or None). A folder that
+        is no longer the one listed (swapped for a symlink, a file, or another folder since,
+        by itself or a folder above it) is recorded empty, with a warning."""
         try:
-            return self._descend(rel, path)
+            return self._descend(rel, path, st)
         except OSError as exc:
             if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
                 raise
             self.warn(f"{show_path(path)}: replaced while being scanned")
             return rel, path, iter(()), None
 
-    def _descend(self, rel, path):
-        if self.ahead is None:
-            fd = os.open(path, _DIR_FLAGS)             # never through a symlink
-        elif len(path) > LONG_PATH:
-            fd = os.open(path, _DIR_FLAGS)             # only for the path below
-        else:
+    def _descend(self, rel, path, st):
+        if self.ahead is not None and len(path) <= LONG_PATH:
             return rel, path, iter(self.take(rel)), None
+        # by path, so a folder above may have been swapped for a symlink meanwhile: the
+        # folder opened must be the one listed (O_NOFOLLOW guards the last name only)
+        fd = os.open(path, _DIR_FLAGS)
         try:
+            opened = os.fstat(fd)
+            if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+                raise OSError(errno.ENOTDIR, "replaced while being scanned")
             if len(path) > LONG_PATH:                  # reached through its fd from now on
                 path = fd_path(fd)
-            listing = read_folder(fd, path) if self.ahead is None else self.take(rel)
+            listing = read_folder(fd, fd_path(fd)) if self.ahead is None else self.take(rel)
         except BaseException:
             os.close(fd)
             raise
@@ -453,8 +463,9 @@ class _Walker:
         self.hardlinks[member.inode] = entry
         return self.apply(entry, hash_file(self.abs_path(entry.path)))
 
-    def apply(self, entry, hashed):
-        """Entry with the content a hashing read, or None (and dropped) when its file vanished."""
+    def apply(self, entry, hashed, inside=False):
+        """Entry with the content a hashing read, or None (and dropped) when its file vanished.
+        inside: read through the tree itself (read_inside), whatever inode it found there."""
         problem = hashed.problem
         if problem is not None:
             shown = show_path(self.abs_path(entry.path))
@@ -465,12 +476,12 @@ class _Walker:
                 entry.kind = None   # marks a dropped entry, so later hardlink members look again
                 return None
         content = hashed.content
-        if entry.ino is not None and (content.ino, content.dev) != (entry.ino, self.root_st.st_dev):
-            # the path now leads to another file: a folder above it was swapped (for a symlink
-            # to outside the tree, maybe) after it was listed; what was listed is gone from there
-            self.warn(f"{show_path(self.abs_path(entry.path))}: replaced while being scanned")
-            entry.kind = None
-            return None
+        if not inside and entry.ino is not None and \
+                (content.ino, content.dev) != (entry.ino, self.root_st.st_dev):
+            # the path led to another file than the one listed: replaced (an atomic rename),
+            # or a folder above it swapped for a symlink to outside the tree; what is there now
+            # is read again through the tree itself
+            return self.apply(entry, self.read_inside(entry.path), inside=True)
         listed_fitted = entry.mtime_ns in (_TIME_LOW, _TIME_HIGH)     # warned about already
         entry.digest, entry.sparse = content.digest, content.sparse
         entry.size, entry.mtime_ns = content.size, content.mtime_ns
@@ -479,6 +490,19 @@ class _Walker:
         if not _TIME_LOW <= entry.mtime_ns <= _TIME_HIGH:
             self.fit_time(entry, warn=not listed_fitted)
         return entry
+
+    def read_inside(self, rel):
+        """Hash the file at rel reached from the tree's root, each folder opened without
+        following a symlink: what is there now, and surely inside the tree."""
+        parent, name = split(rel)
+        try:
+            dir_fd = open_dir(self.root_fd, parent)
+        except OSError:
+            return Hashed(Problem.VANISHED, "vanished while being scanned", None)
+        try:
+            return hash_file(proc_path(dir_fd, name))
+        finally:
+            os.close(dir_fd)
 
     def fit_time(self, entry, warn=True):
         """An mtime a manifest cannot hold (int64 nanoseconds: 1677 to 2262; ext4 allows up
@@ -507,11 +531,10 @@ def _read_folder_in_python(dir_fd: int, dir_path: bytes) -> list:
     that failed for that name."""
     listing = []
     for name in names_in(dir_fd):
-        path = dir_path + b"/" + name
-        try:
-            st = os.lstat(path)
-            xattrs = read_xattrs(path)
-            target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+        try:                 # all through dir_fd: a folder above swapped meanwhile is no way out
+            st = os.lstat(name, dir_fd=dir_fd)
+            xattrs = read_xattrs(proc_path(dir_fd, name))
+            target = os.readlink(name, dir_fd=dir_fd) if stat.S_ISLNK(st.st_mode) else None
         except OSError as exc:
             # EINVAL from readlink: no longer a symlink, the one listed is gone from there
             listing.append((name, None, None, None,

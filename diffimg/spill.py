@@ -15,6 +15,7 @@ import zstandard
 
 from . import runs
 from .entry import Entry, Kind
+from .errors import OutputError, show_path
 
 BATCH = 4096
 
@@ -44,15 +45,20 @@ class SpillList:
             self.append(item)
 
     def _spill(self):
-        if self._file is None:       # closed by close(), or when the list goes
-            self._file = tempfile.TemporaryFile(dir=runs.current().folder)  # noqa: SIM115
-        plain = self._tail if self._encode is None else [self._encode(i) for i in self._tail]
-        data = _compressor.compress(pickle.dumps(plain, pickle.HIGHEST_PROTOCOL))
-        start = self._end
-        view = memoryview(data)
-        while view:
-            view = view[os.pwrite(self._file.fileno(), view, self._end):]
-            self._end = start + len(data) - len(view)
+        folder = runs.current().folder
+        try:
+            if self._file is None:   # closed by close(), or when the list goes
+                self._file = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115
+            plain = self._tail if self._encode is None else [self._encode(i) for i in self._tail]
+            data = _compressor.compress(pickle.dumps(plain, pickle.HIGHEST_PROTOCOL))
+            start = self._end
+            view = memoryview(data)
+            while view:
+                view = view[os.pwrite(self._file.fileno(), view, self._end):]
+                self._end = start + len(data) - len(view)
+        except OSError as exc:       # before anything is written to a target: nothing changed
+            raise OutputError(f"cannot keep the plan in {show_path(folder)} (TMPDIR): "
+                              f"{exc.strerror}; nothing was changed") from None
         self._batches.append((start, len(data)))
         self._tail = []
 

@@ -3,6 +3,7 @@ the target. Real images, the real CLI."""
 
 import os
 
+import pytest
 from conftest import run_cli
 from treebuild import build
 
@@ -657,36 +658,79 @@ def test_apply_never_loses_untracked_files_below_a_folder_it_removes(tmp_path):
     assert not (target / "old").exists()
 
 
-def test_a_folder_swapped_for_a_symlink_while_scanned_brings_no_outside_content_in(tmp_path):
-    """A hostile review: x/ listed, then swapped (renameat2 RENAME_EXCHANGE, in a loop) with a
-    symlink to a folder outside the tree, so that hashing by path read the outside files and
-    the manifest (then the image) held them. The file read must be the inode listed."""
+@pytest.mark.parametrize("reader", ["read ahead", "folder by folder", "python"])
+def test_a_folder_swapped_for_a_symlink_while_scanned_brings_no_outside_content_in(
+        tmp_path, monkeypatch, reader):
+    """Hostile reviews: a/ listed, then swapped (renameat2 RENAME_EXCHANGE, in a loop) with a
+    symlink to a folder outside the tree of the same shape, so that hashing by path read the
+    outside files, or a folder below a/ opened by path was the outside one and everything in
+    it looked consistent. Whatever is read must come from inside the tree."""
     import subprocess
     import sys
 
+    from diffimg import scanner
     from diffimg.hashing import hash_file
-    from diffimg.scanner import scan
+    if reader != "read ahead":
+        monkeypatch.setattr(scanner, "ReadAhead", None)
+    if reader == "python":
+        monkeypatch.setattr(scanner, "read_folder", scanner._read_folder_in_python)
     outside, tree = tmp_path / "outside", tmp_path / "tree"
-    (tree / "x").mkdir(parents=True)
-    outside.mkdir()
-    for i in range(200):
-        (tree / "x" / f"f{i:03d}").write_bytes(b"decoy %d" % i)
-        (outside / f"f{i:03d}").write_bytes(b"SECRET %d" % i)
+    secrets = set()
+    for top, word in ((tree / "a", b"decoy"), (outside, b"SECRET")):
+        for sub in ("", "b", "b/c", "b/c/d"):
+            (top / sub).mkdir(parents=True, exist_ok=True)
+            for i in range(50):
+                (top / sub / f"f{i:02d}").write_bytes(b"%s %s %d" % (word, sub.encode(), i))
+                if word == b"SECRET":
+                    secrets.add(hash_file(os.fsencode(top / sub / f"f{i:02d}")).content.digest)
     (tree / "y").symlink_to(outside)
-    secrets = {hash_file(os.fsencode(outside / f"f{i:03d}")).content.digest for i in range(200)}
     swapper = subprocess.Popen([sys.executable, "-c", (
         "import ctypes, sys\n"
         "libc = ctypes.CDLL(None, use_errno=True)\n"
         "a, b = sys.argv[1].encode(), sys.argv[2].encode()\n"
         "while True:\n"
-        "    libc.renameat2(-100, a, -100, b, 2)\n"), str(tree / "x"), str(tree / "y")])
+        "    libc.renameat2(-100, a, -100, b, 2)\n"), str(tree / "a"), str(tree / "y")])
     try:
         for _ in range(30):
-            for e in scan(tree, workers=1, on_warning=lambda message: None):
+            for e in scanner.scan(tree, workers=1, on_warning=lambda message: None):
                 assert e.digest not in secrets, e.path
     finally:
         swapper.kill()
         swapper.wait()
+
+
+def test_a_file_replaced_by_a_rename_while_scanned_is_recorded_not_dropped(tmp_path):
+    """Atomic replacement (write a temporary file, rename it over the old one) during a scan:
+    the hash then reads another inode than the one listed. The file is read again through the
+    tree itself and recorded with what it holds now; it is never left out (a review saw 291
+    of 3000 files dropped, and an image without them deletes them on restore)."""
+    import subprocess
+    import sys
+
+    from diffimg.scanner import scan
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(1000):
+        (tree / f"f{i:04d}").write_bytes(b"first %d" % i)
+    replacer = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys\n"
+        "root = sys.argv[1]\n"
+        "n = 0\n"
+        "while True:\n"
+        "    for i in range(0, 1000, 10):\n"
+        "        tmp = os.path.join(root, '.t%d' % i)\n"
+        "        with open(tmp, 'wb') as f:\n"
+        "            f.write(b'next %d %d' % (i, n))\n"
+        "        os.rename(tmp, os.path.join(root, 'f%04d' % i))\n"
+        "    n += 1\n"), str(tree)])
+    try:
+        for _ in range(5):
+            files = [e.path for e in scan(tree, workers=1, excludes=[".t*"],
+                                          on_warning=lambda message: None)]
+            assert [p for p in files if p.startswith(b"f")] == [b"f%04d" % i for i in range(1000)]
+    finally:
+        replacer.kill()
+        replacer.wait()
 
 
 def test_a_time_past_what_a_manifest_holds_is_recorded_as_the_nearest_with_a_warning(tmp_path):
@@ -707,3 +751,32 @@ def test_a_time_past_what_a_manifest_holds_is_recorded_as_the_nearest_with_a_war
         assert proc.stderr.count(b"modification time out of the manifest's range") == 3
         times = {e.path: e.mtime_ns for e in read_entries(out)}
         assert times[b"folder"] == times[b"folder/file"] == times[b"link"] == 2**63 - 1
+
+
+def test_a_full_tmpdir_while_a_big_plan_is_kept_aside_is_a_one_line_error(tmp_path):
+    """A restore's plan past 4096 entries goes to a file in the run folder (TMPDIR): a full
+    TMPDIR gave a traceback and exit 1; now one line, exit 7, and the target unchanged."""
+    import subprocess
+
+    from conftest import assert_one_line_error
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(5000):
+        (tree / f"f{i:04d}").write_bytes(b"%d" % i)
+    _base(tree, tmp_path)
+    small = tmp_path / "small-tmp"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", small], check=True)
+    try:
+        filler = small / "filler"
+        with open(filler, "wb") as f:          # leave about 40 KiB
+            f.write(b"\0" * (216 << 10))
+        target = tmp_path / "target"
+        target.mkdir()
+        proc = run_cli("restore", tmp_path / "base", target, "-q",
+                       env={**os.environ, "TMPDIR": str(small)})
+        line = assert_one_line_error(proc, 7)
+        assert "nothing was changed" in line
+        assert os.listdir(target) == []
+    finally:
+        subprocess.run(["umount", small], check=True)
