@@ -75,12 +75,12 @@ class _Hashing:
 
 class _LinkMember:
     """A later member of a hardlink group in the window: it takes the content of the group's
-    leader, hardlinks[inode] (the first member seen, unless that one vanished)."""
-    __slots__ = ("entry", "inode", "leader")
+    leader, hardlinks[inode] (the first member seen, unless that one vanished or was found
+    replaced)."""
+    __slots__ = ("entry", "inode")
 
-    def __init__(self, entry: Entry, leader: Entry, inode: tuple[int, int]):
+    def __init__(self, entry: Entry, inode: tuple[int, int]):
         self.entry = entry
-        self.leader = leader            # hardlinks[inode] when this member was seen
         self.inode = inode              # (st_dev, st_ino)
 
 
@@ -357,7 +357,7 @@ class _Walker:
             if leader is not None:          # same inode: same xattrs, target and content
                 entry.xattrs = leader.xattrs
                 entry.target = leader.target
-                self.pending.append(_LinkMember(entry, leader, inode))
+                self.pending.append(_LinkMember(entry, inode))
                 return
         entry.xattrs = xattrs
         entry.target = target
@@ -449,17 +449,18 @@ class _Walker:
     def finish_member(self, member):
         """A later hardlink member with its group's content, or None when it vanished. Its
         leader is ahead in the window, so finished by now."""
-        entry, leader = member.entry, member.leader
-        if leader.kind is None:             # dropped: a later member may have taken its place
-            leader = self.hardlinks[member.inode]
-        if leader.kind is not None:
+        entry = member.entry
+        # the group's leader now: the first member, or the one that took its place when it
+        # vanished or was found replaced (then it left the group: apply)
+        leader = self.hardlinks.get(member.inode)
+        if leader is not None and leader.kind is not None:
             entry.link = leader.path
             entry.digest, entry.sparse = leader.digest, leader.sparse
             entry.size, entry.mtime_ns = leader.size, leader.mtime_ns
             entry.mode, entry.uid, entry.gid = leader.mode, leader.uid, leader.gid
             entry.ctime_ns = leader.ctime_ns
             return entry
-        entry.link = None                   # every earlier member vanished: this one leads now
+        entry.link = None                   # no earlier member stands for it: this one leads
         self.hardlinks[member.inode] = entry
         return self.apply(entry, hash_file(self.abs_path(entry.path)))
 
@@ -480,8 +481,17 @@ class _Walker:
                 (content.ino, content.dev) != (entry.ino, self.root_st.st_dev):
             # the path led to another file than the one listed: replaced (an atomic rename),
             # or a folder above it swapped for a symlink to outside the tree; what is there now
-            # is read again through the tree itself
-            return self.apply(entry, self.read_inside(entry.path), inside=True)
+            # is read again through the tree itself. It is no longer the listed inode: if that
+            # one had other links, they are a group without it (finish_member)
+            listed = (self.root_st.st_dev, entry.ino)
+            if self.hardlinks.get(listed) is entry:
+                del self.hardlinks[listed]
+            hashed, entry.xattrs = self.read_inside(entry.path)
+            return self.apply(entry, hashed, inside=True)
+        if inside and content.dev != self.root_st.st_dev:     # something mounted there since
+            self.warn(f"{show_path(self.abs_path(entry.path))}: replaced while being scanned")
+            entry.kind = None
+            return None
         listed_fitted = entry.mtime_ns in (_TIME_LOW, _TIME_HIGH)     # warned about already
         entry.digest, entry.sparse = content.digest, content.sparse
         entry.size, entry.mtime_ns = content.size, content.mtime_ns
@@ -492,15 +502,20 @@ class _Walker:
         return entry
 
     def read_inside(self, rel):
-        """Hash the file at rel reached from the tree's root, each folder opened without
-        following a symlink: what is there now, and surely inside the tree."""
+        """(Hashed, xattrs) of the file at rel reached from the tree's root, each folder opened
+        without following a symlink: what is there now, and surely inside the tree."""
+        vanished = Hashed(Problem.VANISHED, "vanished while being scanned", None), None
         parent, name = split(rel)
         try:
             dir_fd = open_dir(self.root_fd, parent)
         except OSError:
-            return Hashed(Problem.VANISHED, "vanished while being scanned", None)
+            return vanished
         try:
-            return hash_file(proc_path(dir_fd, name))
+            where = proc_path(dir_fd, name)
+            hashed = hash_file(where)
+            return hashed, read_xattrs(where) if hashed.problem is None else None
+        except OSError:
+            return vanished
         finally:
             os.close(dir_fd)
 

@@ -780,3 +780,33 @@ def test_a_full_tmpdir_while_a_big_plan_is_kept_aside_is_a_one_line_error(tmp_pa
         assert os.listdir(target) == []
     finally:
         subprocess.run(["umount", small], check=True)
+
+
+def test_a_hardlink_leader_replaced_while_scanned_leaves_its_group_with_their_content(tmp_path):
+    """A third review: the first member of a hardlink group replaced by a rename between the
+    listing and its hashing was read again (right) but its group still took the new content
+    from it, so a restore gave the other member the replacement's content. The replaced file
+    leaves the group; the next member leads with the group's own content."""
+    from diffimg import scanner
+    from diffimg.hashing import hash_file
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a").write_bytes(b"OLD content shared by a and z")
+    os.link(tree / "a", tree / "z")
+    (tree / "new").write_bytes(b"NEW content, only at a")
+    flush = scanner._Walker.flush
+
+    def replace_a_first(walker):        # between the listing and the hashing of its batch
+        if (tree / "new").exists():
+            os.rename(tree / "new", tree / "a")
+        flush(walker)
+
+    scanner._Walker.flush = replace_a_first
+    try:
+        got = {e.path: e for e in scanner.scan(tree, workers=1) if e.path}
+    finally:
+        scanner._Walker.flush = flush
+    assert got[b"a"].digest == hash_file(os.fsencode(tree / "a")).content.digest
+    assert got[b"a"].link is None
+    assert got[b"z"].digest == hash_file(os.fsencode(tree / "z")).content.digest
+    assert got[b"z"].link is None                   # its group is itself alone now
