@@ -42,3 +42,29 @@ def merge_join_pruned(old, new, stays=None):
                 and not (stays is not None and stays(a.path)):
             removed = a.path + b"/"
         yield a, b
+
+
+class PathLookup:
+    """Items of a canonical-order stream (each with a .path) looked up by path, the paths asked
+    in canonical order too: one pass over the stream, whatever its length."""
+
+    def __init__(self, items):
+        self._items = iter(items)
+        self._advance()
+
+    def _advance(self):
+        self._cur = next(self._items, None)
+        self._key = path_key(self._cur.path) if self._cur is not None else None
+
+    def get(self, path: bytes):
+        """The item at path, or None (then no earlier path may be asked any more)."""
+        key = path_key(path)
+        while self._cur is not None and self._key < key:
+            self._advance()
+        return self._cur if self._cur is not None and self._key == key else None
+
+    def close(self):
+        """Close the stream (a generator's own cleanup runs now)."""
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()

@@ -17,7 +17,7 @@ from .delta import COPY, DELETE, LINK, META, NEW, STORE
 from .entry import Entry, Kind, path_key, same_meta
 from .errors import ImageError, Refused, show_path
 from .manifest import unsafe_path
-from .merge import merge_join_pruned
+from .merge import PathLookup, merge_join_pruned
 from .safefs import split
 from .spill import SpillList
 from .writer import From
@@ -56,11 +56,15 @@ class Plan:
     renewed: set = field(default_factory=set)    # plan_delta: meta records given a new inode
 
     def counts(self) -> dict:
-        origins = [w.source.origin for w in self.writes]
+        written = from_target = from_images = 0
+        for w in self.writes:               # once: a spilled list is read back from disk
+            written += w.entry.size
+            origin = w.source.origin
+            from_target += origin is From.TARGET or origin is From.RESCUE
+            from_images += origin is From.LAYER
         return {"deleted": len(self.deletes), "folders_made": len(self.dirs),
-                "files_written": len(self.writes), "bytes_written": sum(w.entry.size for w in self.writes),
-                "from_target": sum(1 for o in origins if o is From.TARGET or o is From.RESCUE),
-                "from_images": sum(1 for o in origins if o is From.LAYER),
+                "files_written": len(self.writes), "bytes_written": written,
+                "from_target": from_target, "from_images": from_images,
                 "specials_made": len(self.specials), "hardlinks": len(self.links),
                 "metadata_only": len(self.metas) + len(self.dir_metas) - len(self.dirs) - self.times_only,
                 "unchanged": self.unchanged, "kept": len(self.kept)}
@@ -96,21 +100,17 @@ class _BaseContents:
 
     def __init__(self, base):
         self._base = base
-        self._files = self._leaders() if base is not None else iter(())
-        self._cur = next(self._files, None)
+        self._files = PathLookup(self._leaders() if base is not None else ())
 
     def _leaders(self):
-        """(path key, path, digest) of each file whose content the container holds: a file's
-        first path (a later hardlink member is not in the container)."""
-        for hint in self._base.file_hints(leaders_only=True):
-            yield path_key(hint.path), hint.path, hint.digest
+        """The hints of the files whose content the container holds: a file's first path (a
+        later hardlink member is not in the container)."""
+        return self._base.file_hints(leaders_only=True)
 
     def at_path(self, f: Entry) -> Source | None:
         """The image's file at f's own path, when it holds f's content."""
-        key = path_key(f.path)
-        while self._cur is not None and self._cur[0] < key:
-            self._cur = next(self._files, None)
-        if self._cur is not None and self._cur[0] == key and self._cur[2] == f.digest:
+        hint = self._files.get(f.path)
+        if hint is not None and hint.digest == f.digest:
             return self._source(f.path)
         return None
 
@@ -118,9 +118,9 @@ class _BaseContents:
         """Where the image holds each of digests (the first path with it)."""
         found: dict[bytes, Source] = {}
         if self._base is not None:
-            for _, path, digest in self._leaders():
-                if digest in digests and digest not in found:
-                    found[digest] = self._source(path)
+            for hint in self._leaders():
+                if hint.digest in digests and hint.digest not in found:
+                    found[hint.digest] = self._source(hint.path)
         return found
 
     def _source(self, path: bytes) -> Source:

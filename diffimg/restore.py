@@ -20,6 +20,7 @@ from .hashing import prestart_workers
 from .image import Image, open_chain
 from .keep import Kept, defaults_for, find_kept, literal_pattern
 from .manifest import STATE_DIR
+from .merge import PathLookup
 from .parentcheck import SHOWN, check_parent, entry_at, untracked_below
 from .planner import index_chain, plan_delta, plan_restore
 from .progress import Phase
@@ -211,15 +212,12 @@ class _Carried:
     """The previous state's stat proofs, looked up by path in canonical order (one pass)."""
 
     def __init__(self, recorded, fs):
-        self._hints = recorded.hints(fs)
-        self._cur = next(self._hints, None)
+        self._hints = PathLookup(recorded.hints(fs))
 
     def proof(self, path: bytes):
-        key = path_key(path)
-        while self._cur is not None and path_key(self._cur.path) < key:
-            self._cur = next(self._hints, None)
-        if self._cur is not None and self._cur.path == path and self._cur.ino is not None:
-            return self._cur.ino, self._cur.ctime_ns, self._cur.digest
+        hint = self._hints.get(path)
+        if hint is not None and hint.ino is not None:
+            return hint.ino, hint.ctime_ns, hint.digest
         return None
 
     def close(self):

@@ -17,7 +17,7 @@ from .errors import InputNotFound, ScanError, show_path
 from .fsmeta import mount_points_below, read_xattrs
 from .hashing import EMPTY_DIGEST, Hashed, HashPool, Problem, hash_file, holes_at
 from .manifest import STATE_DIR
-from .safefs import fd_path, names_in, open_dir, proc_path, split
+from .safefs import DIR_FLAGS, fd_path, names_in, open_dir, proc_path, split
 
 BATCH_FILES = 256           # small files go to the pool in batches: one task each costs too much
 BATCH_BYTES = 16 << 20
@@ -82,8 +82,6 @@ class _LinkMember:
     def __init__(self, entry: Entry, inode: tuple[int, int]):
         self.entry = entry
         self.inode = inode              # (st_dev, st_ino)
-
-
 
 
 def hints_of(entries):
@@ -223,35 +221,27 @@ class _Walker:
         # folder whose path grows past LONG_PATH is reached through its fd (/proc/self/fd/N):
         # a tree of any depth is walked, paths handed to the kernel stay below PATH_MAX
         fd = self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            yield from self._walk_from(fd, root, root_dev, warn, skip, mounts, excluded, visit,
-                                       pending, drain, is_dir)
-        finally:
-            os.close(fd)
-
-    def _walk_from(self, fd, root, root_dev, warn, skip, mounts, excluded, visit, pending, drain,
-                   is_dir):
-        if ReadAhead is not None and not self.excluded_by_pattern:
-            # it walks from its own copy of fd; it knows no patterns, and would read what they
-            # leave out: with patterns, each folder is read when the walk reaches it
-            self.ahead = ReadAhead(fd, root_dev, self.mounts | set(self.left_out))
-        else:
-            listing = read_folder(fd, fd_path(fd))
         stack = []
         try:
-            if self.ahead is not None:
+            if ReadAhead is not None and not self.excluded_by_pattern:
+                # it walks from its own copy of fd; it knows no patterns, and would read what
+                # they leave out: with patterns, each folder is read when the walk reaches it
+                self.ahead = ReadAhead(fd, root_dev, self.mounts | set(self.left_out))
                 listing = self.take(b"")
+            else:
+                listing = read_folder(fd, fd_path(fd))
             stack.append((b"", root, iter([i for i in listing if i[0] != STATE_DIR]), None))
             yield from self._walk(stack, root_dev, warn, skip, mounts, excluded, visit, pending,
                                   drain, is_dir)
+            self.flush()
+            yield from drain(0)         # (files hashed again through the tree need root_fd)
         finally:
-            for *_, fd in stack:
-                if fd is not None:
-                    os.close(fd)
+            for *_, dir_fd in stack:
+                if dir_fd is not None:
+                    os.close(dir_fd)
             if self.ahead is not None:
                 self.ahead.close()
-        self.flush()
-        yield from drain(0)
+            os.close(fd)
         if self.on_progress is not None:
             self.on_progress(self.emitted, self.emitted_bytes)
 
@@ -312,7 +302,7 @@ class _Walker:
             return rel, path, iter(self.take(rel)), None
         # by path, so a folder above may have been swapped for a symlink meanwhile: the
         # folder opened must be the one listed (O_NOFOLLOW guards the last name only)
-        fd = os.open(path, _DIR_FLAGS)
+        fd = os.open(path, DIR_FLAGS)
         try:
             opened = os.fstat(fd)
             if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
@@ -535,9 +525,6 @@ class _Walker:
 LONG_PATH = 3800       # a folder's path beyond this is reached through its fd instead
 _TIME_LOW, _TIME_HIGH = -(1 << 63), (1 << 63) - 1     # what a manifest's mtime_ns can hold
 _PROC_FD = fd_path(0)[:-1]         # b"/proc/self/fd/": a path reached through this process's fd
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
 
 
 def _read_folder_in_python(dir_fd: int, dir_path: bytes) -> list:
@@ -559,22 +546,18 @@ def _read_folder_in_python(dir_fd: int, dir_path: bytes) -> list:
     return listing
 
 
-def _read_ahead():
-    from ._folder import ReadAhead as compiled
-    return compiled
+def _compiled():
+    """The compiled part (built by pip install, see setup.py), unless DIFFIMG_PURE_PYTHON is
+    set or it is not built."""
+    if os.environ.get("DIFFIMG_PURE_PYTHON"):
+        return None
+    try:
+        from . import _folder
+    except ImportError:
+        return None
+    return _folder
 
 
-def _folder_reader():
-    """The compiled reader (built by pip install, see setup.py) unless DIFFIMG_PURE_PYTHON is
-    set; the Python one when it is not built."""
-    if not os.environ.get("DIFFIMG_PURE_PYTHON"):
-        try:
-            from ._folder import read_folder as compiled
-            return compiled
-        except ImportError:
-            pass
-    return _read_folder_in_python
-
-
-read_folder = _folder_reader()
-ReadAhead = None if read_folder is _read_folder_in_python else _read_ahead()
+_core = _compiled()
+read_folder = _core.read_folder if _core is not None else _read_folder_in_python
+ReadAhead = _core.ReadAhead if _core is not None else None

@@ -40,10 +40,6 @@ class SpillList:
         if len(self._tail) >= BATCH:
             self._spill()
 
-    def extend(self, items):
-        for item in items:
-            self.append(item)
-
     def _spill(self):
         folder = runs.current().folder
         try:
