@@ -7,17 +7,16 @@ metadata, and only then give the image its name. On any failure nothing is left 
 
 import contextlib
 import errno
-import io
+import fcntl
 import os
 import stat
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
 
 import xxhash
 
-from . import __version__, containers, runs
+from . import __version__, containers, runs, tarstream
 from .containers import Sizes
 from .delta import STORE
 from .differ import diff_trees
@@ -220,16 +219,19 @@ def _stream(tree, output, stored, on_progress=None) -> tuple[int, int]:
     each file's bytes as they are sent: the container then holds content whose digest and size
     were checked on its way in, with no staging copy and no read back (verify reads it all)."""
     running = output.container.start_stream(output.tmp)
+    pipe = running.stdin.fileno()
+    with contextlib.suppress(OSError):       # fewer wake-ups of the tool; the default works too
+        fcntl.fcntl(pipe, _F_SETPIPE_SZ, _CHUNK)
+    buffer = memoryview(bytearray(_CHUNK))
     counts = [0, 0]
     try:
-        with tarfile.open(fileobj=running.stdin, mode="w|", format=tarfile.PAX_FORMAT,
-                          encoding="utf-8", errors="surrogateescape") as tar:
-            for path, digest, size in stored:
-                _send(tar, tree, path, digest, size)
-                counts[0] += 1
-                counts[1] += size
-                if on_progress is not None:
-                    on_progress(*counts)
+        for path, digest, size in stored:
+            _send(pipe, buffer, tree, path, digest, size)
+            counts[0] += 1
+            counts[1] += size
+            if on_progress is not None:
+                on_progress(*counts)
+        _write_all(pipe, tarstream.END)
     except BrokenPipeError:
         pass                            # the tool ended early: wait() says why
     except BaseException:
@@ -239,7 +241,11 @@ def _stream(tree, output, stored, on_progress=None) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
-def _send(tar, tree: bytes, path: bytes, digest: bytes, size: int):
+_CHUNK = 1 << 20
+_F_SETPIPE_SZ = 1031
+
+
+def _send(pipe: int, buffer: memoryview, tree: bytes, path: bytes, digest: bytes, size: int):
     """One file into the tar stream: exactly size bytes, which must have the digest."""
     where = os.path.join(tree, path)
     try:
@@ -249,40 +255,27 @@ def _send(tar, tree: bytes, path: bytes, digest: bytes, size: int):
     with open(fd, "rb", buffering=0) as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ScanError(f"{show_path(where)} is no longer a file; run the command again")
-        reader = _Hashed(f, size)
-        info = tarfile.TarInfo(os.fsdecode(path))
-        info.size, info.mode = size, 0o644
-        try:
-            tar.addfile(info, reader)
-        except BrokenPipeError:
-            raise                       # the tool's end, not the file's
-        except OSError as exc:          # shorter than scanned ("unexpected end of data"), or
-            if reader.left:             # unreadable
-                raise ScanError(f"{show_path(where)} changed since it was scanned, or cannot be "
-                                f"read ({exc}); run the command again") from None
-            raise
-        if reader.digest() != digest or f.read(1):
+        _write_all(pipe, tarstream.file_header(path, size))
+        hasher, left = xxhash.xxh3_128(), size
+        while left:
+            try:
+                n = f.readinto(buffer[:min(left, _CHUNK)])
+            except OSError as exc:
+                raise ScanError(f"cannot read {show_path(where)}: {exc.strerror}") from None
+            if not n:
+                break                   # shorter than scanned: the digest check says so
+            hasher.update(buffer[:n])
+            _write_all(pipe, buffer[:n])
+            left -= n
+        if left or hasher.digest() != digest or f.read(1):
             raise ScanError(f"{show_path(where)} changed since it was scanned; run the command again")
+        _write_all(pipe, tarstream.padding(size))
 
 
-class _Hashed(io.RawIOBase):
-    """A file read (no further than size bytes) and hashed as it is read."""
-
-    def __init__(self, f, size: int):
-        self._f, self.left, self._h = f, size, xxhash.xxh3_128()
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        n = self._f.readinto(memoryview(buffer)[:min(len(buffer), self.left)])
-        if n:
-            self._h.update(memoryview(buffer)[:n])
-            self.left -= n
-        return n
-
-    def digest(self) -> bytes:
-        return self._h.digest()
+def _write_all(pipe: int, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(pipe, view):]
 
 
 def _sizes_of(manifest) -> Sizes:
