@@ -1,12 +1,13 @@
 /* diffimg._folder: read one folder of a tree in a single call, with the GIL released.
 
-   read_folder(dir_fd, dir_path) -> list of (name, st, xattrs, target, error), sorted by name
+   read_folder(dir_fd, dir_path, asked=()) -> list of (name, st, xattrs, target, error), sorted by name
    (bytes order), "." and ".." left out. dir_fd is the folder, opened and not yet read from;
    dir_path names it too. For each name:
      st      a Stat (st_mode, st_ino, st_dev, st_nlink, st_uid, st_gid, st_size, st_mtime_ns,
              st_ctime_ns, st_rdev), from fstatat(dir_fd, name, AT_SYMLINK_NOFOLLOW);
      xattrs  {name: value} of every xattr, sorted by name, read by dir_path/name without
-             following a symlink; None when it has none or the filesystem has none;
+             following a symlink, and of those named in asked that it has (a filesystem may
+             list fewer than it holds: ntfs-3g); None when it has none;
      target  a symlink's target (bytes), else None;
      error   0, or the errno of the first step that failed (st, xattrs and target are then None).
    The listing itself failing raises OSError. This is the pure-Python reader in scanner.py
@@ -115,21 +116,68 @@ typedef struct {
     char value[XATTR_MAX];
 } Scratch;
 
-/* The xattrs of the entry (not followed), names sorted; 0 or an errno. None: n_xattrs 0. */
-static int read_xattrs(const Where *path, Item *it, Scratch *sc) {
+/* Names asked for by name besides those listed (ntfs-3g lists none of its system.ntfs_*). */
+typedef struct {
+    char **names;
+    size_t n;
+} Names;
+
+static const Names no_names = {NULL, 0};
+
+static void free_names(Names *names) {
+    for (size_t i = 0; i < names->n; i++) free(names->names[i]);
+    free(names->names);
+    names->names = NULL;
+    names->n = 0;
+}
+
+/* names filled from a Python collection of bytes (none holding a NUL), sorted; 0, or -1 with
+   the Python error set (what is filled so far is then freed). */
+static int names_from(PyObject *collection, Names *names, const char *what) {
+    names->names = NULL;
+    names->n = 0;
+    PyObject *seq = PySequence_Fast(collection, what);
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    names->names = calloc(n ? n : 1, sizeof *names->names);
+    if (!names->names) { Py_DECREF(seq); PyErr_NoMemory(); return -1; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char *bytes;
+        Py_ssize_t len;
+        if (PyBytes_AsStringAndSize(PySequence_Fast_GET_ITEM(seq, i), &bytes, &len) < 0
+                || (Py_ssize_t)strlen(bytes) != len) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, what);
+            Py_DECREF(seq);
+            free_names(names);
+            return -1;
+        }
+        names->names[names->n] = strdup(bytes);
+        if (!names->names[names->n]) { Py_DECREF(seq); free_names(names); PyErr_NoMemory(); return -1; }
+        names->n++;
+    }
+    Py_DECREF(seq);
+    qsort(names->names, names->n, sizeof *names->names, by_cstr);
+    return 0;
+}
+
+/* The xattrs of the entry (not followed), names sorted: the listed ones and those asked for
+   that it has; 0 or an errno. None: n_xattrs 0. */
+static int read_xattrs(const Where *path, Item *it, Scratch *sc, const Names *asked) {
     ssize_t size = xlist(path, sc->list, XATTR_MAX);
     if (size < 0) {
-        if (errno == ENOTSUP || errno == EOPNOTSUPP) return 0;
-        return errno;
+        if (errno != ENOTSUP && errno != EOPNOTSUPP) return errno;
+        size = 0;                                       /* none here */
     }
-    if (size == 0) return 0;
-    if (sc->list[size - 1] != '\0') return EIO;        /* not a list of names */
+    if (size > 0 && sc->list[size - 1] != '\0') return EIO;   /* not a list of names */
     size_t count = 0;
     for (ssize_t i = 0; i < size; i++) if (sc->list[i] == '\0') count++;
-    char **order = malloc(count * sizeof *order);
-    char *sorted = malloc(size);
-    it->values = calloc(count, sizeof *it->values);
-    it->value_lens = calloc(count, sizeof *it->value_lens);
+    if (count + asked->n == 0) return 0;
+    char **order = malloc((count + asked->n) * sizeof *order);
+    size_t names_len = size;
+    for (size_t a = 0; a < asked->n; a++) names_len += strlen(asked->names[a]) + 1;
+    char *sorted = malloc(names_len ? names_len : 1);
+    it->values = calloc(count + asked->n, sizeof *it->values);
+    it->value_lens = calloc(count + asked->n, sizeof *it->value_lens);
     if (!order || !sorted || !it->values || !it->value_lens) {
         free(order);
         free(sorted);
@@ -137,14 +185,24 @@ static int read_xattrs(const Where *path, Item *it, Scratch *sc) {
     }
     size_t k = 0;
     for (ssize_t i = 0; i < size; i += strlen(sc->list + i) + 1) order[k++] = sc->list + i;
-    qsort(order, count, sizeof *order, by_cstr);
-    /* names kept in sorted order, each with its value; one removed meanwhile is left out */
+    for (size_t a = 0; a < asked->n; a++) {
+        int listed = 0;
+        for (size_t j = 0; j < count && !listed; j++) listed = !strcmp(order[j], asked->names[a]);
+        if (!listed) order[k++] = asked->names[a];
+    }
+    qsort(order, k, sizeof *order, by_cstr);
+    /* names kept in sorted order, each with its value; one removed meanwhile (or an asked one
+       it does not have) is left out */
     size_t at = 0, kept = 0;
     int e = 0;
-    for (size_t j = 0; j < count && !e; j++) {
+    for (size_t j = 0; j < k && !e; j++) {
         ssize_t len = xget(path, order[j], sc->value, XATTR_MAX);
         if (len < 0) {
-            if (errno != ENODATA) e = errno;    /* ENODATA: removed meanwhile, simply gone */
+            /* an asked name (not in the list) that it cannot have: ntfs-3g answers EPERM for
+               the short name of the root */
+            int was_asked = order[j] < sc->list || order[j] >= sc->list + size;
+            if (errno != ENODATA && errno != ENOTSUP && errno != EOPNOTSUPP
+                    && !(was_asked && errno == EPERM)) e = errno;
             continue;
         }
         char *value = malloc(len ? len : 1);
@@ -165,7 +223,7 @@ static int read_xattrs(const Where *path, Item *it, Scratch *sc) {
 }
 
 static void read_item(int dir_fd, const char *dir_path, size_t dir_len, char *path_buf,
-                      Scratch *sc, Item *it) {
+                      Scratch *sc, const Names *asked, Item *it) {
     if (fstatat(dir_fd, it->name, &it->st, AT_SYMLINK_NOFOLLOW) != 0) {
         it->error = errno;
         return;
@@ -176,7 +234,7 @@ static void read_item(int dir_fd, const char *dir_path, size_t dir_len, char *pa
     }
     memcpy(path_buf + dir_len + 1, it->name, it->name_len + 1);
     Where where = {dir_fd, it->name, path_buf};
-    int e = read_xattrs(&where, it, sc);
+    int e = read_xattrs(&where, it, sc, asked);
     if (e) { it->error = e; return; }
     if (S_ISLNK(it->st.st_mode)) {
         char *buf = malloc(PATH_MAX + 1);
@@ -328,8 +386,8 @@ static PyObject *item_object(Item *it) {
 
 /* The sorted listing of the open folder dir_fd, each name read (GIL not needed); 0 or the
    errno of the listing itself. dir_path names the folder for path-based xattr calls. */
-static int read_listing(int dir_fd, const char *dir_path, size_t dir_len, Item **items,
-                        size_t *n) {
+static int read_listing(int dir_fd, const char *dir_path, size_t dir_len, const Names *asked,
+                        Item **items, size_t *n) {
     char *path_buf = malloc(PATH_MAX);
     Scratch *sc = malloc(sizeof *sc);
     if (!path_buf || !sc) { free(path_buf); free(sc); return ENOMEM; }
@@ -339,7 +397,7 @@ static int read_listing(int dir_fd, const char *dir_path, size_t dir_len, Item *
     if (!e) {
         qsort(*items, *n, sizeof **items, by_name);
         for (size_t i = 0; i < *n; i++)
-            read_item(dir_fd, dir_path, dir_len, path_buf, sc, &(*items)[i]);
+            read_item(dir_fd, dir_path, dir_len, path_buf, sc, asked, &(*items)[i]);
     }
     free(sc);
     free(path_buf);
@@ -362,17 +420,23 @@ static PyObject *read_folder(PyObject *self, PyObject *args) {
     int dir_fd;
     const char *dir_path;
     Py_ssize_t dir_len;
-    if (!PyArg_ParseTuple(args, "iy#:read_folder", &dir_fd, &dir_path, &dir_len)) return NULL;
+    PyObject *asked_obj = NULL;
+    if (!PyArg_ParseTuple(args, "iy#|O:read_folder", &dir_fd, &dir_path, &dir_len, &asked_obj))
+        return NULL;
     if ((size_t)dir_len >= PATH_MAX || strlen(dir_path) != (size_t)dir_len) {
         PyErr_SetString(PyExc_ValueError, "read_folder: bad folder path");
         return NULL;
     }
+    Names asked = no_names;
+    if (asked_obj && names_from(asked_obj, &asked, "read_folder: asked must be xattr names") < 0)
+        return NULL;
     Item *items = NULL;
     size_t n = 0;
     int e;
     Py_BEGIN_ALLOW_THREADS
-    e = read_listing(dir_fd, dir_path, dir_len, &items, &n);
+    e = read_listing(dir_fd, dir_path, dir_len, &asked, &items, &n);
     Py_END_ALLOW_THREADS
+    free_names(&asked);
     if (e) {
         errno = e;
         return PyErr_SetFromErrno(PyExc_OSError);
@@ -380,7 +444,7 @@ static PyObject *read_folder(PyObject *self, PyObject *args) {
     return listing_object(items, n);
 }
 
-/* ReadAhead(root_fd, root_dev, skip): a thread of its own walks the tree below the open folder
+/* ReadAhead(root_fd, root_dev, skip, asked=()): a thread of its own walks the tree below the open folder
    root_fd depth first in canonical order, reading each folder as read_folder does, while the
    caller handles the folders already read: the walk's syscalls and the caller's Python run at
    once, on two cores. It descends into every folder on root_dev whose relative path is not in
@@ -433,8 +497,8 @@ typedef struct {
     int done, stop;
     int root_fd;
     dev_t root_dev;
-    char **skip;        /* sorted, for bsearch */
-    size_t n_skip;
+    Names skip;         /* sorted, for bsearch */
+    Names asked;        /* xattrs asked for by name (read_folder's asked) */
 } ReadAhead;
 
 static int by_cstr_key(const void *key, const void *item) {
@@ -484,7 +548,7 @@ static int visit_folder(ReadAhead *w, int fd, char *rel, size_t rel_len, Frame *
     f->rel_len = rel_len;
     char proc[64];
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-    f->error = read_listing(fd, proc, strlen(proc), &f->items, &f->n);
+    f->error = read_listing(fd, proc, strlen(proc), &w->asked, &f->items, &f->n);
     struct stat self;
     if (!f->error && fstat(fd, &self) != 0) f->error = errno;
     for (size_t i = 0; !f->error && i < f->n; i++) {
@@ -503,11 +567,12 @@ static int visit_folder(ReadAhead *w, int fd, char *rel, size_t rel_len, Frame *
     for (size_t i = 0; !f->error && i < f->n; i++) {
         Item *it = &f->items[i];
         if (it->error || !S_ISDIR(it->st.st_mode) || it->st.st_dev != w->root_dev) continue;
-        if (w->n_skip) {
+        if (w->skip.n) {
             size_t len;
             char *child = join_rel(rel, rel_len, it->name, &len);
             if (!child) { f->error = ENOMEM; break; }
-            int skipped = bsearch(child, w->skip, w->n_skip, sizeof *w->skip, by_cstr_key) != NULL;
+            int skipped = bsearch(child, w->skip.names, w->skip.n, sizeof *w->skip.names,
+                                  by_cstr_key) != NULL;
             free(child);
             if (skipped) continue;
         }
@@ -662,16 +727,10 @@ static void stop_walk(ReadAhead *w) {
     w->queued_bytes = 0;
 }
 
-static void free_skip(ReadAhead *w) {
-    for (size_t i = 0; i < w->n_skip; i++) free(w->skip[i]);
-    free(w->skip);
-    w->skip = NULL;
-    w->n_skip = 0;
-}
-
 static void ReadAhead_dealloc(ReadAhead *w) {
     stop_walk(w);
-    free_skip(w);
+    free_names(&w->skip);
+    free_names(&w->asked);
     if (w->root_fd >= 0) close(w->root_fd);
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->cond);
@@ -681,35 +740,20 @@ static void ReadAhead_dealloc(ReadAhead *w) {
 static PyObject *ReadAhead_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     int root_fd;
     unsigned long long root_dev;
-    PyObject *skip;
-    if (!PyArg_ParseTuple(args, "iKO:ReadAhead", &root_fd, &root_dev, &skip)) return NULL;
+    PyObject *skip, *asked = NULL;
+    if (!PyArg_ParseTuple(args, "iKO|O:ReadAhead", &root_fd, &root_dev, &skip, &asked))
+        return NULL;
     ReadAhead *w = (ReadAhead *)type->tp_alloc(type, 0);
     if (!w) return NULL;
     w->root_fd = -1;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
     w->root_dev = (dev_t)root_dev;
-    PyObject *seq = PySequence_Fast(skip, "ReadAhead: skip must be a collection of bytes");
-    if (!seq) { Py_DECREF(w); return NULL; }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    w->skip = calloc(n ? n : 1, sizeof *w->skip);
-    if (!w->skip) { Py_DECREF(seq); Py_DECREF(w); return PyErr_NoMemory(); }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        char *bytes;
-        Py_ssize_t len;
-        if (PyBytes_AsStringAndSize(item, &bytes, &len) < 0 || (Py_ssize_t)strlen(bytes) != len) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "ReadAhead: a NUL in a path");
-            Py_DECREF(seq);
-            Py_DECREF(w);
-            return NULL;
-        }
-        w->skip[w->n_skip] = strdup(bytes);
-        if (!w->skip[w->n_skip]) { Py_DECREF(seq); Py_DECREF(w); return PyErr_NoMemory(); }
-        w->n_skip++;
+    if (names_from(skip, &w->skip, "ReadAhead: skip must be a collection of paths") < 0
+            || (asked && names_from(asked, &w->asked, "ReadAhead: asked must be xattr names") < 0)) {
+        Py_DECREF(w);
+        return NULL;
     }
-    Py_DECREF(seq);
-    qsort(w->skip, w->n_skip, sizeof *w->skip, by_cstr);
     w->root_fd = fcntl(root_fd, F_DUPFD_CLOEXEC, 0);
     if (w->root_fd < 0) { PyErr_SetFromErrno(PyExc_OSError); Py_DECREF(w); return NULL; }
     int e = pthread_create(&w->thread, NULL, walk_thread, w);
@@ -781,7 +825,7 @@ static PyTypeObject ReadAheadType = {
     .tp_basicsize = sizeof(ReadAhead),
     .tp_dealloc = (destructor)ReadAhead_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "ReadAhead(root_fd, root_dev, skip): the tree's folders read by a thread of its own",
+    .tp_doc = "ReadAhead(root_fd, root_dev, skip, asked=()): the tree's folders read by a thread of its own",
     .tp_methods = ReadAhead_methods,
     .tp_new = ReadAhead_new,
 };
@@ -796,7 +840,7 @@ static PyObject *xattrs_by_path(PyObject *self, PyObject *arg) {
 
 static PyMethodDef methods[] = {
     {"read_folder", read_folder, METH_VARARGS,
-     "read_folder(dir_fd, dir_path) -> [(name, st, xattrs, target, error)], sorted by name"},
+     "read_folder(dir_fd, dir_path, asked=()) -> [(name, st, xattrs, target, error)], sorted"},
     {"xattrs_by_path", xattrs_by_path, METH_O,
      "xattrs_by_path(True): read xattrs by path, as on kernels without listxattrat"},
     {NULL, NULL, 0, NULL}};

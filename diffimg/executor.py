@@ -13,12 +13,24 @@ import functools
 import os
 import stat
 
+from . import ntfs
 from .entry import KIND_OF_FMT
 from .errors import Busy, ImageError, InputNotFound, OutputError, show_path
 from .hashing import Problem, copy_file, run_pooled
 from .planner import Plan
 from .progress import Phase
-from .safefs import Dirs, make_special, open_dir, proc_path, remove, replace, set_meta_at, set_meta_fd, split
+from .safefs import (
+    Dirs,
+    make_special,
+    open_dir,
+    proc_path,
+    put_in_place,
+    remove,
+    replace,
+    set_meta_at,
+    set_meta_fd,
+    split,
+)
 from .writer import From, Job, Root, write_batch
 
 RESCUE_DIR = b".diffimg-rescue"
@@ -82,7 +94,7 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
         phase(Phase.MAKING_FOLDERS)
         _make_folders(dirs, p.dirs)
         phase(Phase.MAKING_SPECIALS)
-        _make_specials(dirs, run, p.specials)
+        _make_specials(dirs, run, p.specials, ntfs.is_ntfs(root_fd))
         phase(Phase.WRITING_FILES)
         _write_files(p, Root.of(root_fd), run, layer_roots, on_progress)
         phase(Phase.LINKING)
@@ -92,11 +104,13 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
         for e in p.metas:
             parent, name = split(e.path)
             set_meta_at(dirs.fd(parent), name, e)
+            _set_short_name(dirs, e)
         if p.rescues:
             remove(root_fd, run.rescue_dir)
         dirs.close()                         # the rescue folder is gone
         for e in reversed(p.dir_metas):      # deepest first: a folder after its content
             set_meta_fd(dirs.fd(e.path), e)
+            _set_short_name(dirs, e)
         os.sync()
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
@@ -107,6 +121,13 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
         dirs.close()
 
 
+def _set_short_name(dirs: Dirs, e):
+    """The NTFS short name of an entry at its own name (ntfs.set_short_name)."""
+    if e.path and e.xattrs and ntfs.DOS_NAME in e.xattrs and e.link is None:
+        parent, name = split(e.path)
+        ntfs.set_short_name(proc_path(dirs.fd(parent), name), e.xattrs)
+
+
 def _make_folders(dirs: Dirs, folders):
     for e in folders:
         parent, name = split(e.path)
@@ -115,16 +136,16 @@ def _make_folders(dirs: Dirs, folders):
                 os.mkdir(name, 0o700, dir_fd=dirs.fd(parent))
 
 
-def _make_specials(dirs: Dirs, run: _Run, specials):
+def _make_specials(dirs: Dirs, run: _Run, specials, on_ntfs: bool):
     """Symlinks, devices, FIFOs and sockets: made under a temporary name with their metadata,
-    then renamed into place."""
+    then renamed into place (on NTFS, a junction from its reparse data: safefs.make_special)."""
     for e in specials:
         parent, name = split(e.path)
         dir_fd = dirs.fd(parent)
         tmp = run.tmp_name()
-        make_special(dir_fd, tmp, e)
+        make_special(dir_fd, tmp, e, on_ntfs)
         set_meta_at(dir_fd, tmp, e)
-        replace(dir_fd, tmp, name)
+        put_in_place(dir_fd, tmp, name, e)
 
 
 def _rescue(root_fd: int, dirs: Dirs, run: _Run, rescues: dict):

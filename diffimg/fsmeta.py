@@ -3,28 +3,36 @@
 import errno
 import os
 
+from .ntfs import get_xattr
+
 _NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP)
+_NOT_HELD = (*_NO_XATTRS, errno.EPERM)
 
 
-def read_xattrs(path: bytes) -> dict[bytes, bytes] | None:
-    """All xattrs of path (not following a symlink), sorted by name; None when it has none.
+def read_xattrs(path: bytes, asked=()) -> dict[bytes, bytes] | None:
+    """All xattrs of path (not following a symlink), and those named in asked that it has (a
+    filesystem may hold more than it lists: ntfs-3g), sorted by name; None when it has none.
 
     Raises FileNotFoundError when path vanished, OSError for other failures.
     """
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = {os.fsencode(n) for n in os.listxattr(path, follow_symlinks=False)}
     except OSError as exc:
-        if exc.errno in _NO_XATTRS:
-            return None
-        raise
-    if not names:
-        return None
+        if exc.errno not in _NO_XATTRS:
+            raise
+        names = set()
+    listed = set(names)
+    names.update(asked)
     found = {}
-    for name in sorted(os.fsencode(n) for n in names):
+    for name in sorted(names):
         try:
-            found[name] = os.getxattr(path, name, follow_symlinks=False)
+            # a value of any size at once where names are asked (ntfs-3g: see ntfs.get_xattr)
+            found[name] = get_xattr(path, name) if asked else \
+                os.getxattr(path, name, follow_symlinks=False)
         except OSError as exc:
-            if exc.errno != errno.ENODATA:   # removed between list and get: it is simply gone
+            # removed between list and get: it is simply gone; an asked name it cannot have
+            # (ntfs-3g answers EPERM for the short name of the root)
+            if exc.errno != errno.ENODATA and not (name not in listed and exc.errno in _NOT_HELD):
                 raise
     return found or None
 

@@ -10,11 +10,12 @@ import errno
 import os
 import stat
 
+from . import ntfs
 from .compare import entry_differences, is_xattr_label
 from .delta import LINK, META, PARENT
 from .entry import Entry, Kind, entry_from_stat, inode_fields, same_meta
 from .errors import ImageError, Refused, ScanError, show_path
-from .fsmeta import read_xattrs
+from .fsmeta import mount_of, read_xattrs
 from .hashing import hash_file
 from .safefs import Dirs, names_in, open_dir, proc_path, split
 
@@ -31,6 +32,7 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
     (of the parent tree): the content of those files is compared unless their stat proves it.
     Returns the paths of meta records whose inode has other links (planner.plan_delta)."""
     dirs, source_dirs = Dirs(root_fd), Dirs(root_fd)   # two caches: the paths interleave
+    volume = target_volume(root_fd)
     afters = {c.path: c.after for c in changes}
     differences: dict[bytes, str] = {}                 # path -> what differs, in delta order
     shared: set[bytes] = set()
@@ -40,7 +42,8 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
                 return True
             return None if proofs is None else proofs.get(path, True)
         for c in changes:
-            found = _lookup(dirs, c.path, content_check(c.path) if c.before is not None else None)
+            found = _lookup(dirs, c.path, content_check(c.path) if c.before is not None else None,
+                            volume)
             problem = _differs(found, c.before)
             if problem:
                 differences.setdefault(c.path, problem)
@@ -54,7 +57,8 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
                                      f"{show_path(c.source)} is not the same inode (a damaged image?)")
             elif c.action in (PARENT, LINK) and c.source not in afters:
                 found = _lookup(source_dirs, c.source,
-                                content_check(c.source) if c.after.kind is Kind.FILE else None)
+                                content_check(c.source) if c.after.kind is Kind.FILE else None,
+                                volume)
                 if found is None or found.kind is not c.after.kind or found.size != c.after.size \
                         or (c.digest is not None and found.digest not in (None, c.digest)) \
                         or (c.action == LINK and not _same_inode(found, c.after)):
@@ -85,10 +89,11 @@ def _refuse(target: bytes, differences: list[tuple[bytes, str]]):
 _UNREADABLE = b"unreadable"      # the digest of a file that could not be hashed: matches none
 
 
-def _lookup(dirs: Dirs, path: bytes, content) -> Entry | None:
+def _lookup(dirs: Dirs, path: bytes, content, volume: ntfs.Volume) -> Entry | None:
     """The target's entry at path (never through a symlink), or None when there is none. Its
     digest is read when content is True, or is a stat proof (ino, ctime_ns) that the file's
-    stat does not equal; it is None when content is None or the proof holds."""
+    stat does not equal; it is None when content is None or the proof holds. volume: how the
+    target's entries are read (ntfs.Volume)."""
     parent, name = split(path)
     try:
         dir_fd = dirs.fd(parent)
@@ -96,9 +101,9 @@ def _lookup(dirs: Dirs, path: bytes, content) -> Entry | None:
         e = entry_from_stat(path, st)
         # the root through "fd/N/.": a bare /proc/self/fd/N is a link, whose own xattrs are none
         where = proc_path(dir_fd, name) if path else proc_path(dirs.root, b".")
-        e.xattrs = read_xattrs(where)
+        e.xattrs = read_xattrs(where, volume.asked)
         if e.kind is Kind.SYMLINK:
-            e.target = os.readlink(name, dir_fd=dir_fd)
+            e.target = volume.recorded_target(os.readlink(name, dir_fd=dir_fd), e.xattrs)
     except OSError as exc:
         if exc.errno in _ABSENT or exc.errno == errno.ELOOP:
             return None            # a symlink where the parent has a folder: reported as absent
@@ -169,6 +174,11 @@ def entry_at(root_fd: int, path: bytes) -> Entry | None:
     """The target's entry at path, with its xattrs (never through a symlink); None if absent."""
     dirs = Dirs(root_fd)
     try:
-        return _lookup(dirs, path, None)
+        return _lookup(dirs, path, None, target_volume(root_fd))
     finally:
         dirs.close()
+
+
+def target_volume(root_fd: int) -> ntfs.Volume:
+    """How the entries of the target open at root_fd are read (ntfs.Volume)."""
+    return ntfs.Volume.of(root_fd, mount_of(os.fstat(root_fd).st_dev).get("mountpoint"))

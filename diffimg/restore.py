@@ -10,7 +10,7 @@ import os
 import stat
 import tempfile
 
-from . import statcache
+from . import ntfs, statcache
 from .delta import DELETE, LINK, META, PARENT
 from .entry import Kind, path_key
 from .errors import ImageError, OutputError, Refused, show_path
@@ -67,6 +67,10 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
             raise ImageError(f"{show_path(diff)}: its delta and its manifest are not one tree "
                              f"({mismatched[0]}; {len(mismatched):,} in all); nothing was changed")
         changes = _outside_kept(delta, kept)
+        if not ntfs.is_ntfs(root_fd):      # (the entries are changed in place)
+            for _ in ntfs.fit_for_plain_target((e for c in changes for e in (c.before, c.after)),
+                                               on_warning or (lambda message: None)):
+                pass
         _refuse_images_inside(target, [image], kept, [c.path for c in changes
                                                       if c.action == DELETE or c.replaces])
         fs = statcache.identity(root_fd)
@@ -261,7 +265,10 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
         entries = scan(target, previous=previous, checksum=checksum, trust_mtime=trust_mtime,
                        leave_out=kept.paths, wanted_sizes=_FileSizes(final),
                        on_progress=on_progress, on_warning=on_warning)
-        p = plan_restore(entries, final.entries(), chain, kept)
+        wanted = final.entries()
+        if not ntfs.is_ntfs(root_fd):
+            wanted = ntfs.fit_for_plain_target(wanted, warn)
+        p = plan_restore(entries, wanted, chain, kept)
         if not dry_run:
             run = State(False, None, [layer_record(layer) for layer in layers], command,
                         keep=patterns)

@@ -12,6 +12,7 @@ import errno
 import os
 import stat
 
+from . import ntfs
 from .entry import KIND_OF_FMT, Entry, Kind
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -99,8 +100,9 @@ def private_to_us(st) -> bool:
 
 def sync_xattrs(target, wanted: dict | None, follow: bool = True):
     """Make target's xattrs exactly wanted. target: an fd, or a path (not followed if follow is
-    False). Extras are removed first: a new file may inherit an ACL from its folder's default."""
-    wanted = wanted or {}
+    False). Extras are removed first: a new file may inherit an ACL from its folder's default.
+    The NTFS ones are left to ntfs.set_in_order: ntfs-3g lists none, and their order matters."""
+    wanted = {k: v for k, v in wanted.items() if not ntfs.is_ntfs_name(k)} if wanted else {}
     have = {os.fsencode(n) for n in os.listxattr(target, follow_symlinks=follow)}
     for name in have - wanted.keys():
         os.removexattr(target, name, follow_symlinks=follow)
@@ -111,11 +113,13 @@ def sync_xattrs(target, wanted: dict | None, follow: bool = True):
 
 def set_meta_fd(fd: int, e: Entry):
     """Owner, mode, xattrs and times of an open file or folder, in that order: chown clears
-    setuid bits and capabilities, so mode and xattrs come after it."""
+    setuid bits and capabilities, so mode and xattrs come after it; then the NTFS attributes,
+    which chown, chmod and utime would change (ntfs.py)."""
     os.fchown(fd, e.uid, e.gid)
     os.fchmod(fd, e.mode)
     sync_xattrs(fd, e.xattrs)
     os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
+    ntfs.set_in_order(fd, e.xattrs)
 
 
 def set_meta_at(dir_fd: int, name: bytes, e: Entry):
@@ -143,12 +147,14 @@ def set_meta_at(dir_fd: int, name: bytes, e: Entry):
             os.chmod(pinned, e.mode)
             sync_xattrs(pinned, e.xattrs)
             os.utime(pinned, ns=(e.mtime_ns, e.mtime_ns))
+            ntfs.set_in_order(pinned, e.xattrs)
             return
         # a symlink's own attributes can only be set by name (no-follow): it is one this run
         # made under a temporary name (the planner remakes a symlink whose metadata changes)
         os.chown(name, e.uid, e.gid, dir_fd=dir_fd, follow_symlinks=False)
         sync_xattrs(proc_path(dir_fd, name), e.xattrs, follow=False)
         os.utime(name, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+        ntfs.set_in_order(proc_path(dir_fd, name), e.xattrs, follow=False)
     finally:
         os.close(pin)
 
@@ -179,9 +185,20 @@ def open_file(path, mode: str = "rb"):
         raise
 
 
-def make_special(dir_fd: int, name: bytes, e: Entry):
-    """Create a symlink, device, FIFO or socket named name (which must not exist)."""
-    if e.kind is Kind.SYMLINK:
+def put_in_place(dir_fd: int, tmp: bytes, name: bytes, e: Entry):
+    """Rename the entry made under tmp to name (replace), then set what belongs to a name
+    rather than to the inode: the NTFS short name (ntfs.set_short_name)."""
+    replace(dir_fd, tmp, name)
+    if e.xattrs and e.link is None:
+        ntfs.set_short_name(proc_path(dir_fd, name), e.xattrs)
+
+
+def make_special(dir_fd: int, name: bytes, e: Entry, on_ntfs: bool = False):
+    """Create a symlink, device, FIFO or socket named name (which must not exist). On NTFS
+    (ntfs-3g), a symlink with reparse data is made from its reparse data: a junction stays one."""
+    if e.kind is Kind.SYMLINK and on_ntfs and ntfs.is_reparse_point(e.xattrs):
+        ntfs.make_reparse_point(dir_fd, name, e.xattrs)
+    elif e.kind is Kind.SYMLINK:
         os.symlink(e.target, name, dir_fd=dir_fd)
     elif e.kind is Kind.FIFO:
         os.mkfifo(name, 0o600, dir_fd=dir_fd)

@@ -12,9 +12,10 @@ import os
 import re
 import stat
 
+from . import ntfs
 from .entry import Entry, Hint, Kind, entry_from_stat, path_key
 from .errors import InputNotFound, ScanError, show_path
-from .fsmeta import mount_points_below, read_xattrs
+from .fsmeta import mount_of, mount_points_below, read_xattrs
 from .hashing import EMPTY_DIGEST, Hashed, HashPool, Problem, hash_file, holes_at
 from .manifest import STATE_DIR
 from .safefs import DIR_FLAGS, fd_path, names_in, open_dir, proc_path, split
@@ -163,7 +164,8 @@ def scan(root, *, previous=None, checksum: bool = False, trust_mtime: bool = Fal
     pool = HashPool(workers)
     try:
         walker = _Walker(root, root_st, excluded, find_previous, pool, warn, skip, on_progress,
-                         mount_points_below(root), wanted_sizes, leave_out, bool(excludes))
+                         mount_points_below(root), wanted_sizes, leave_out, bool(excludes),
+                         ntfs.Volume.of(root, mount_of(root_st.st_dev).get("mountpoint")))
         yield from walker.walk()
         if previous is not None and not checksum:
             find_previous.drain()
@@ -179,11 +181,13 @@ class _Walker:
     __slots__ = ("root", "root_st", "excluded", "find_previous", "pool", "warn", "skip",
                  "on_progress", "mounts", "wanted_sizes", "hardlinks", "pending", "batch",
                  "emitted", "emitted_bytes", "left_out", "ahead", "excluded_by_pattern",
-                 "root_fd")
+                 "root_fd", "volume", "asked")
 
     def __init__(self, root, root_st, excluded, find_previous, pool, warn, skip, on_progress,
-                 mounts, wanted_sizes, left_out, excluded_by_pattern):
+                 mounts, wanted_sizes, left_out, excluded_by_pattern, volume):
         self.root = root
+        self.volume = volume                # on NTFS: xattrs asked for by name (ntfs.py)
+        self.asked = volume.asked
         self.root_st = root_st
         self.excluded = excluded
         self.find_previous = find_previous
@@ -210,7 +214,7 @@ class _Walker:
         root_entry = entry_from_stat(b"", self.root_st)
         if not _TIME_LOW <= root_entry.mtime_ns <= _TIME_HIGH:
             self.fit_time(root_entry)
-        root_entry.xattrs = read_xattrs(root)
+        root_entry.xattrs = read_xattrs(root, self.asked)
         self.pending.append(root_entry)
         # the loop runs once per entry: what it uses is bound to locals
         root_dev, warn, skip, mounts = self.root_st.st_dev, self.warn, self.skip, self.mounts
@@ -226,10 +230,10 @@ class _Walker:
             if ReadAhead is not None and not self.excluded_by_pattern:
                 # it walks from its own copy of fd; it knows no patterns, and would read what
                 # they leave out: with patterns, each folder is read when the walk reaches it
-                self.ahead = ReadAhead(fd, root_dev, self.mounts | set(self.left_out))
+                self.ahead = ReadAhead(fd, root_dev, self.mounts | set(self.left_out), self.asked)
                 listing = self.take(b"")
             else:
-                listing = read_folder(fd, fd_path(fd))
+                listing = read_folder(fd, fd_path(fd), self.asked)
             stack.append((b"", root, iter([i for i in listing if i[0] != STATE_DIR]), None))
             yield from self._walk(stack, root_dev, warn, skip, mounts, excluded, visit, pending,
                                   drain, is_dir)
@@ -309,7 +313,8 @@ class _Walker:
                 raise OSError(errno.ENOTDIR, "replaced while being scanned")
             if len(path) > LONG_PATH:                  # reached through its fd from now on
                 path = fd_path(fd)
-            listing = read_folder(fd, fd_path(fd)) if self.ahead is None else self.take(rel)
+            listing = read_folder(fd, fd_path(fd), self.asked) if self.ahead is None else \
+                self.take(rel)
         except BaseException:
             os.close(fd)
             raise
@@ -351,6 +356,8 @@ class _Walker:
                 return
         entry.xattrs = xattrs
         entry.target = target
+        if target is not None and self.asked:
+            entry.target = self.volume.recorded_target(target, xattrs)
         if inode is not None:
             self.hardlinks[inode] = entry
         if kind is Kind.FILE:
@@ -503,7 +510,7 @@ class _Walker:
         try:
             where = proc_path(dir_fd, name)
             hashed = hash_file(where)
-            return hashed, read_xattrs(where) if hashed.problem is None else None
+            return hashed, read_xattrs(where, self.asked) if hashed.problem is None else None
         except OSError:
             return vanished
         finally:
@@ -527,7 +534,7 @@ _TIME_LOW, _TIME_HIGH = -(1 << 63), (1 << 63) - 1     # what a manifest's mtime_
 _PROC_FD = fd_path(0)[:-1]         # b"/proc/self/fd/": a path reached through this process's fd
 
 
-def _read_folder_in_python(dir_fd: int, dir_path: bytes) -> list:
+def _read_folder_in_python(dir_fd: int, dir_path: bytes, asked=()) -> list:
     """What _folder.read_folder gives, in Python: [(name, st, xattrs, target, error)] of the
     open folder dir_fd (at dir_path), sorted by name; error is 0 or the errno of the first step
     that failed for that name."""
@@ -535,7 +542,7 @@ def _read_folder_in_python(dir_fd: int, dir_path: bytes) -> list:
     for name in names_in(dir_fd):
         try:                 # all through dir_fd: a folder above swapped meanwhile is no way out
             st = os.lstat(name, dir_fd=dir_fd)
-            xattrs = read_xattrs(proc_path(dir_fd, name))
+            xattrs = read_xattrs(proc_path(dir_fd, name), asked)
             target = os.readlink(name, dir_fd=dir_fd) if stat.S_ISLNK(st.st_mode) else None
         except OSError as exc:
             # EINVAL from readlink: no longer a symlink, the one listed is gone from there

@@ -12,7 +12,7 @@ import xxhash
 
 from .entry import Entry
 from .hashing import Problem
-from .safefs import Dirs, open_regular, replace, set_meta_fd, split
+from .safefs import Dirs, open_regular, put_in_place, set_meta_fd, split
 
 CHUNK = 1 << 20
 HOLE_UNIT = 4 << 10          # sparse files: zero blocks of this size become holes (the
@@ -148,7 +148,7 @@ def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job, layers: _Layers) -> Writ
         set_meta_fd(dst, entry)
         os.close(dst)
         dst = None
-        replace(dir_fd, tmp, name)
+        put_in_place(dir_fd, tmp, name, entry)
         return Written(None, None, size)
     except _Mismatch:
         failed = Written(Problem.BAD_CONTENT, "the stored content does not match its digest "
@@ -190,7 +190,7 @@ def _move(dirs: Dirs, source_dirs: Dirs, tmp: bytes, where: bytes, entry: Entry)
             set_meta_fd(fd, entry)
         finally:
             os.close(fd)
-        replace(dir_fd, tmp, name)
+        put_in_place(dir_fd, tmp, name, entry)
         return Written(None, None, entry.size)
     except OSError as exc:
         _discard(dir_fd, tmp)

@@ -1,0 +1,189 @@
+"""Windows partitions through ntfs-3g: real NTFS volumes (mkntfs) in files, mounted with
+ntfs-3g, given Windows metadata written raw (security descriptors, DOS attributes, creation
+times, short names, streams, a junction); create, diff and restore keep every value."""
+
+import contextlib
+import os
+import stat
+import struct
+import subprocess
+
+import pytest
+from conftest import run_cli
+
+from diffimg import ntfs
+from diffimg.image import Image
+
+STREAM = b"user.Zone.Identifier"
+
+
+def _sid(authority: int, *subs: int) -> bytes:
+    return struct.pack("<BB", 1, len(subs)) + authority.to_bytes(6, "big") + b"".join(
+        struct.pack("<I", s) for s in subs)
+
+
+EVERYONE = _sid(1, 0)
+SYSTEM = _sid(5, 18)
+ADMINS = _sid(5, 32, 544)
+TRUSTED_INSTALLER = _sid(5, 80, 956008885, 3418522649, 1831038044, 1853292631, 2271478464)
+
+
+def _ace(sid: bytes, mask: int) -> bytes:
+    body = struct.pack("<I", mask) + sid
+    return struct.pack("<BBH", 0, 0, 4 + len(body)) + body        # ACCESS_ALLOWED
+
+
+def descriptor(owner: bytes, group: bytes, *aces: bytes) -> bytes:
+    """A self-relative security descriptor with a DACL of aces."""
+    body = b"".join(aces)
+    dacl = struct.pack("<BBHHH", 2, 0, 8 + len(body), len(aces), 0) + body
+    at_owner = 20
+    at_group = at_owner + len(owner)
+    at_dacl = at_group + len(group)
+    return struct.pack("<BBHIIII", 1, 0, 0x8004, at_owner, at_group, 0, at_dacl) + owner + group + dacl
+
+
+def junction_data(windows_path: str) -> bytes:
+    """Reparse data of a junction (a mount point reparse point) to windows_path."""
+    substitute = ("\\??\\" + windows_path).encode("utf-16-le")
+    printed = windows_path.encode("utf-16-le")
+    names = substitute + b"\0\0" + printed + b"\0\0"
+    data = struct.pack("<HHHH", 0, len(substitute), len(substitute) + 2, len(printed)) + names
+    return struct.pack("<IHH", 0xA0000003, len(data), 0) + data
+
+
+@pytest.fixture
+def volumes(tmp_path):
+    """volumes(name): a fresh NTFS volume in a file, mounted with ntfs-3g; all unmounted at
+    the end."""
+    mounted = []
+
+    def make(name: str, size_mib: int = 64):
+        image = tmp_path / f"{name}.ntfs"
+        with open(image, "wb") as f:
+            f.truncate(size_mib << 20)
+        subprocess.run(["mkntfs", "-q", "-F", "-f", str(image)], check=True, capture_output=True)
+        mount = tmp_path / name
+        mount.mkdir()
+        subprocess.run(["ntfs-3g", str(image), str(mount)], check=True)
+        mounted.append(mount)
+        return mount
+
+    yield make
+    for mount in mounted:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def _set(path, name: bytes, value: bytes):
+    os.setxattr(path, name, value, follow_symlinks=False)
+
+
+def windows_tree(root):
+    """A small Windows-like tree with NTFS metadata of every kind; returns root."""
+    os.makedirs(root / "Windows" / "System32")
+    os.makedirs(root / "Users" / "Ünïcødé user")
+    (root / "Windows" / "System32" / "kernel32.dll").write_bytes(b"MZ" + os.urandom(5000))
+    (root / "Windows" / "System32" / "drivers.ini").write_bytes(b"[drivers]\r\n")
+    os.link(root / "Windows" / "System32" / "kernel32.dll", root / "Windows" / "kernel32.dll")
+    (root / "Users" / "Ünïcødé user" / "Long document name.txt").write_bytes(b"hello")
+    (root / "pagefile.sys").write_bytes(b"\0" * 4096)
+    os.symlink("Windows/System32", root / "sys32")
+    os.mkdir(root / "Documents and Settings")
+    _set(root / "Documents and Settings", ntfs.REPARSE, junction_data("C:\\Users"))
+    with contextlib.suppress(OSError):           # the first lookup after it drops a stale inode
+        os.lstat(root / "Documents and Settings")
+    dll = root / "Windows" / "System32" / "kernel32.dll"
+    _set(dll, ntfs.ACL, descriptor(TRUSTED_INSTALLER, SYSTEM, _ace(TRUSTED_INSTALLER, 0x1F01FF),
+                                   _ace(EVERYONE, 0x1200A9)))
+    _set(root / "Windows", ntfs.ACL, descriptor(SYSTEM, SYSTEM, _ace(ADMINS, 0x1F01FF)))
+    _set(root / "Users" / "Ünïcødé user" / "Long document name.txt", ntfs.DOS_NAME, b"LONGDO~1.TXT")
+    _set(root / "Users" / "Ünïcødé user" / "Long document name.txt", STREAM,
+         b"[ZoneTransfer]\r\nZoneId=3\r\n")
+    _set(dll, ntfs.CRTIME, bytes.fromhex("01d0123456789abc"))
+    _set(root / "Windows", ntfs.CRTIME, bytes.fromhex("01c0000000000001"))
+    _set(root / "pagefile.sys", ntfs.ATTRIB, struct.pack(">I", 0x26))        # hidden, system
+    _set(root / "Windows" / "System32" / "drivers.ini", ntfs.ATTRIB, struct.pack(">I", 0x21))
+    _set(root / "Users", ntfs.ATTRIB, struct.pack(">I", 0x11))                # read-only folder
+    return root
+
+
+def ntfs_view(root) -> dict:
+    """path -> (kind, content, mtime, every NTFS value and stream) of the tree at root."""
+    view = {}
+    for folder, dirs, files in os.walk(root):
+        if folder == str(root) and ".diffimg" in dirs:
+            dirs.remove(".diffimg")                 # the target's state, not the tree
+        for name in dirs + files + ([] if folder != str(root) else ["."]):
+            path = os.path.normpath(os.path.join(folder, name))
+            rel = os.path.relpath(path, root)
+            st = os.lstat(path)
+            values = {}
+            for attr in ntfs.NAMES:
+                with contextlib.suppress(OSError):
+                    values[attr] = ntfs.get_xattr(path, attr)
+            for attr in os.listxattr(path, follow_symlinks=False):
+                values[os.fsencode(attr)] = ntfs.get_xattr(path, os.fsencode(attr))
+            content = None
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    content = f.read()
+            kind = stat.S_IFMT(st.st_mode)
+            view[rel] = (kind, content, st.st_mtime_ns if kind != stat.S_IFDIR else None,
+                         st.st_nlink if kind == stat.S_IFREG else None, values)
+    return view
+
+
+def test_a_windows_volume_is_restored_with_every_ntfs_attribute(volumes, tmp_path):
+    source = windows_tree(volumes("source"))
+    run_cli("create", source, tmp_path / "base.img", "-q", check_rc=0)
+    run_cli("compare", tmp_path / "base.img", source, check_rc=0)
+    target = volumes("target")
+    run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
+    want, got = ntfs_view(source), ntfs_view(target)
+    assert sorted(got) == sorted(want)
+    for path in want:
+        assert got[path] == want[path], path
+    assert want["Documents and Settings"][0] == stat.S_IFLNK      # a junction, kept raw
+    assert want["Documents and Settings"][4][ntfs.REPARSE] == junction_data("C:\\Users")
+    # restored again: nothing to do (what ntfs-3g shows is read back exactly as recorded)
+    proc = run_cli("restore", tmp_path / "base.img", target, check_rc=0)
+    assert b"0 deleted, 0 folders, 0 files written" in proc.stderr
+    assert b" 0 links and special files, 0 hardlinks, 0 metadata only" in proc.stderr
+
+
+def test_an_attribute_acl_or_stream_change_is_a_change_and_is_restored(volumes, tmp_path):
+    source = windows_tree(volumes("source"))
+    run_cli("create", source, tmp_path / "base.img", "-q", check_rc=0)
+    target = volumes("target")
+    run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
+    doc = source / "Users" / "Ünïcødé user" / "Long document name.txt"
+    _set(source / "Windows" / "System32" / "drivers.ini", ntfs.ATTRIB, struct.pack(">I", 0x27))
+    _set(source / "Windows", ntfs.ACL, descriptor(ADMINS, SYSTEM, _ace(EVERYONE, 0x1F01FF)))
+    _set(doc, STREAM, b"[ZoneTransfer]\r\nZoneId=4\r\n")
+    _set(doc, ntfs.CRTIME, bytes.fromhex("01d9999999999999"))
+    proc = run_cli("compare", tmp_path / "base.img", source, check_rc=1)
+    assert b"drivers.ini" in proc.stdout and b"Windows" in proc.stdout
+    run_cli("diff", source, tmp_path / "base.img", "-o", tmp_path / "d1.img", "-q", check_rc=0)
+    assert Image(tmp_path / "d1.img").info["stored_files"] == 0          # metadata only
+    run_cli("apply", "-q", tmp_path / "d1.img", target, check_rc=0)
+    assert ntfs_view(target) == ntfs_view(source)
+    fresh = volumes("fresh")
+    run_cli("restore", "-q", tmp_path / "base.img", tmp_path / "d1.img", fresh, check_rc=0)
+    assert ntfs_view(fresh) == ntfs_view(source)
+
+
+def test_an_ntfs_image_restored_into_a_plain_folder_says_what_it_leaves_out(volumes, tmp_path):
+    source = windows_tree(volumes("source"))
+    run_cli("create", source, tmp_path / "base.img", "-q", check_rc=0)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    proc = run_cli("restore", tmp_path / "base.img", plain, check_rc=0)
+    assert b"NTFS attributes" in proc.stderr
+    assert (plain / "Windows" / "System32" / "kernel32.dll").read_bytes() == \
+        (source / "Windows" / "System32" / "kernel32.dll").read_bytes()
+    # the junction: the symlink ntfs-3g shows, without the source's mount point
+    shown = os.readlink(source / "Documents and Settings")
+    assert shown.startswith(str(source) + "/")
+    assert os.readlink(plain / "Documents and Settings") == shown[len(str(source)):]
+    assert os.getxattr(plain / "Users" / "Ünïcødé user" / "Long document name.txt", STREAM) == \
+        b"[ZoneTransfer]\r\nZoneId=3\r\n"
