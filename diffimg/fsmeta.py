@@ -3,7 +3,7 @@
 import errno
 import os
 
-from .ntfs import get_xattr
+from .ntfs import get_xattr, is_ntfs
 
 _NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP)
 _NOT_HELD = (*_NO_XATTRS, errno.EPERM)
@@ -83,4 +83,6 @@ def source_info(tree) -> dict:
         info.update(mount_of(os.lstat(tree).st_dev))
     except OSError:
         pass
+    if info.get("fstype", "").startswith("fuse") and is_ntfs(tree):
+        info["fstype"] = "ntfs"             # served by ntfs-3g, which mounts as fuse or fuseblk
     return info

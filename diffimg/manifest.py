@@ -12,7 +12,7 @@ import time
 
 import xxhash
 
-from . import __version__, codec, runs, statcache
+from . import __version__, codec, ntfs, runs, statcache
 from .entry import Entry, Hint, Kind, inode_fields
 from .errors import InputNotFound, ManifestError, OutputError, UnsupportedVersion, show_path
 from .safefs import open_file
@@ -84,6 +84,9 @@ def from_record(rec) -> Entry:
                     or b"\0" in name:
                 raise ValueError("xattrs is not a map of names (sorted, without NUL) to bytes")
             last = name
+        if kind is not Kind.SYMLINK and ntfs.REPARSE in xattrs:
+            # a restorer gives reparse data only to the empty entry it makes for it
+            raise ValueError(f"a {kind.name.lower()} with NTFS reparse data")
     if link is not None and (type(link) is not bytes or kind is Kind.DIR or unsafe_path(link)):
         raise ValueError("invalid hardlink reference")
     return Entry(path, kind, mode, uid, gid, mtime_ns, size, digest, target, rdev, xattrs, link,

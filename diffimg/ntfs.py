@@ -111,6 +111,11 @@ def fit_for_plain_target(entries, warn):
         yield e
 
 
+def without_reparse(xattrs: dict) -> dict | None:
+    kept = {k: v for k, v in xattrs.items() if k != REPARSE}
+    return kept or None
+
+
 def is_reparse_point(xattrs: dict | None) -> bool:
     return bool(xattrs) and REPARSE in xattrs
 

@@ -5,9 +5,9 @@ import os
 
 def detect(root) -> dict:
     root = os.fsencode(root)
-    for kernel in (b"Windows/System32/ntoskrnl.exe", b"WINDOWS/system32/ntoskrnl.exe"):
-        if os.path.isfile(os.path.join(root, kernel)):
-            return {"family": "windows", "evidence": os.fsdecode(kernel)}
+    kernel = _windows_kernel(root)
+    if kernel is not None:
+        return {"family": "windows", "evidence": os.fsdecode(kernel)}
     try:
         with open(os.path.join(root, b"etc/os-release"), "rb") as f:
             fields = dict(_os_release(f.read().decode("utf-8", "replace")))
@@ -16,6 +16,24 @@ def detect(root) -> dict:
     except OSError:
         pass
     return {"family": "unknown"}
+
+
+def _windows_kernel(root: bytes) -> bytes | None:
+    """The path of Windows/System32/ntoskrnl.exe in root, spelt in any case (Windows trees
+    have WINDOWS/system32 too), or None; never through a symlink."""
+    path = b""
+    for wanted in (b"windows", b"system32", b"ntoskrnl.exe"):
+        try:
+            names = os.listdir(os.path.join(root, path) if path else root)
+        except OSError:
+            return None
+        found = [n for n in names if n.lower() == wanted]
+        if not found:
+            return None
+        path = os.path.join(path, found[0]) if path else found[0]
+        if os.path.islink(os.path.join(root, path)):
+            return None
+    return path if os.path.isfile(os.path.join(root, path)) else None
 
 
 def _os_release(text: str):

@@ -356,8 +356,13 @@ class _Walker:
                 return
         entry.xattrs = xattrs
         entry.target = target
-        if target is not None and self.asked:
-            entry.target = self.volume.recorded_target(target, xattrs)
+        if self.asked:
+            if target is not None:
+                entry.target = self.volume.recorded_target(target, xattrs)
+            elif ntfs.is_reparse_point(xattrs):
+                # one ntfs-3g shows as a file or folder (deduplicated, cloud or compressed
+                # files): its content is what it shows, restored as such
+                entry.xattrs = ntfs.without_reparse(xattrs)
         if inode is not None:
             self.hardlinks[inode] = entry
         if kind is Kind.FILE:

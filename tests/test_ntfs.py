@@ -84,6 +84,7 @@ def windows_tree(root):
     os.makedirs(root / "Users" / "Ünïcødé user")
     (root / "Windows" / "System32" / "kernel32.dll").write_bytes(b"MZ" + os.urandom(5000))
     (root / "Windows" / "System32" / "drivers.ini").write_bytes(b"[drivers]\r\n")
+    (root / "Windows" / "System32" / "NTOSKRNL.EXE").write_bytes(b"MZ kernel")
     os.link(root / "Windows" / "System32" / "kernel32.dll", root / "Windows" / "kernel32.dll")
     (root / "Users" / "Ünïcødé user" / "Long document name.txt").write_bytes(b"hello")
     (root / "pagefile.sys").write_bytes(b"\0" * 4096)
@@ -137,6 +138,8 @@ def test_a_windows_volume_is_restored_with_every_ntfs_attribute(volumes, tmp_pat
     source = windows_tree(volumes("source"))
     run_cli("create", source, tmp_path / "base.img", "-q", check_rc=0)
     run_cli("compare", tmp_path / "base.img", source, check_rc=0)
+    info = Image(tmp_path / "base.img").info
+    assert info["source"]["fstype"] == "ntfs" and info["os"]["family"] == "windows"
     target = volumes("target")
     run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
     want, got = ntfs_view(source), ntfs_view(target)
@@ -187,3 +190,18 @@ def test_an_ntfs_image_restored_into_a_plain_folder_says_what_it_leaves_out(volu
     assert os.readlink(plain / "Documents and Settings") == shown[len(str(source)):]
     assert os.getxattr(plain / "Users" / "Ünïcødé user" / "Long document name.txt", STREAM) == \
         b"[ZoneTransfer]\r\nZoneId=3\r\n"
+
+
+def test_reparse_data_is_accepted_on_symlink_records_only():
+    """A restorer gives reparse data only to the empty entry it makes for it: a manifest whose
+    file or folder carries some (which would turn written content into a junction) is refused."""
+    from diffimg.entry import Entry, Kind
+    from diffimg.manifest import from_record, to_record
+    data = {ntfs.ATTRIB: struct.pack(">I", 0x410), ntfs.REPARSE: junction_data("C:\\Users")}
+    link = Entry(b"Documents and Settings", Kind.SYMLINK, 0o777, 0, 0, 0, None, None, b"/Users",
+                 None, data)
+    assert from_record(to_record(link)).xattrs == data
+    for kind, size, digest, sparse in ((Kind.FILE, 0, bytes(16), False), (Kind.DIR, None, None, None)):
+        bad = Entry(b"x", kind, 0o755, 0, 0, 0, size, digest, None, None, data, None, sparse)
+        with pytest.raises(ValueError, match="reparse data"):
+            from_record(to_record(bad))
