@@ -10,21 +10,30 @@ from .interrupts import signals_held
 from .tools import require_root, run
 
 
-@contextlib.contextmanager
 def mounted(image_path, fstype: str, length: int):
     """Yield the path of the container's tree, mounted read-only for the duration.
 
     The loop device covers exactly the container's bytes (sizelimit), not the metadata after it;
     mount's loop option detaches it again on unmount."""
     require_root(f"reading a {fstype} image")
+    return mounted_by(lambda point: ["mount", "-t", fstype, "-o",
+                                     f"loop,ro,nodev,nosuid,noexec,sizelimit={length}",
+                                     os.fsencode(image_path), point],
+                      f"mounting {os.fsdecode(image_path)}")
+
+
+@contextlib.contextmanager
+def mounted_by(argv, what: str):
+    """Yield a new mount point of this run with argv(mount_point) (a command that mounts
+    something there) run for the duration; unmounted at the end, whatever happens."""
+    require_root(what)
     mountpoint = os.fsdecode(runs.current().mount_point())   # a killed run's is cleaned up
     # Ctrl-C and SIGTERM wait while the mount is made or undone; one held over the mount arrives
     # inside the try whose finally undoes it: an interrupt can never leave a mount behind
     is_mounted = False
     try:
         with signals_held():
-            run(["mount", "-t", fstype, "-o", f"loop,ro,nodev,nosuid,noexec,sizelimit={length}",
-                 os.fsencode(image_path), mountpoint], f"mounting {os.fsdecode(image_path)}")
+            run(argv(mountpoint), what)
             is_mounted = True
         yield os.fsencode(mountpoint)
     finally:

@@ -17,6 +17,8 @@ import errno
 import os
 import struct
 
+from .entry import Kind
+
 ACL = b"system.ntfs_acl"                     # the security descriptor, self-relative
 ATTRIB = b"system.ntfs_attrib_be"            # DOS attributes, 32 bits big-endian
 CRTIME = b"system.ntfs_crtime_be"            # creation time, NTFS units big-endian
@@ -29,6 +31,8 @@ NAMES = (ACL, ATTRIB, CRTIME, DOS_NAME, REPARSE)
 SET_ORDER = (REPARSE, ACL, CRTIME, ATTRIB)
 
 FILE_ATTRIBUTE_DIRECTORY = 0x10
+# the POSIX modes an NTFS entry is recorded with, by kind (Volume.fit); others: 0o644
+MODES = {Kind.DIR: 0o755, Kind.SYMLINK: 0o777}
 XATTR_SIZE_MAX = 65536
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -79,6 +83,23 @@ class Volume:
         if prefix is not None and target.startswith(prefix) and is_reparse_point(xattrs):
             return target[len(prefix) - 1:]
         return target
+
+    def fit(self, entry):
+        """The entry (with its xattrs and target read) as it is recorded from this volume. NTFS
+        keeps no POSIX mode or owner: ntfs-3g shows those of its mount options (the security
+        descriptor, recorded, is the truth), so an NTFS entry is recorded with fixed ones
+        (MODES, owner root) whatever the mount, and a restore onto NTFS converges."""
+        if not self.asked:
+            return entry
+        entry.mode = MODES.get(entry.kind, 0o644)
+        entry.uid = entry.gid = 0
+        if entry.target is not None:
+            entry.target = self.recorded_target(entry.target, entry.xattrs)
+        elif is_reparse_point(entry.xattrs):
+            # one ntfs-3g shows as a file or folder (deduplicated, cloud or compressed files):
+            # its content is what it shows, restored as such
+            entry.xattrs = without_reparse(entry.xattrs)
+        return entry
 
 
 def is_ntfs_name(name: bytes) -> bool:

@@ -103,7 +103,8 @@ def _lookup(dirs: Dirs, path: bytes, content, volume: ntfs.Volume) -> Entry | No
         where = proc_path(dir_fd, name) if path else proc_path(dirs.root, b".")
         e.xattrs = read_xattrs(where, volume.asked)
         if e.kind is Kind.SYMLINK:
-            e.target = volume.recorded_target(os.readlink(name, dir_fd=dir_fd), e.xattrs)
+            e.target = os.readlink(name, dir_fd=dir_fd)
+        volume.fit(e)
     except OSError as exc:
         if exc.errno in _ABSENT or exc.errno == errno.ELOOP:
             return None            # a symlink where the parent has a folder: reported as absent

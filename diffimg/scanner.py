@@ -215,6 +215,7 @@ class _Walker:
         if not _TIME_LOW <= root_entry.mtime_ns <= _TIME_HIGH:
             self.fit_time(root_entry)
         root_entry.xattrs = read_xattrs(root, self.asked)
+        self.volume.fit(root_entry)
         self.pending.append(root_entry)
         # the loop runs once per entry: what it uses is bound to locals
         root_dev, warn, skip, mounts = self.root_st.st_dev, self.warn, self.skip, self.mounts
@@ -357,12 +358,7 @@ class _Walker:
         entry.xattrs = xattrs
         entry.target = target
         if self.asked:
-            if target is not None:
-                entry.target = self.volume.recorded_target(target, xattrs)
-            elif ntfs.is_reparse_point(xattrs):
-                # one ntfs-3g shows as a file or folder (deduplicated, cloud or compressed
-                # files): its content is what it shows, restored as such
-                entry.xattrs = ntfs.without_reparse(xattrs)
+            self.volume.fit(entry)
         if inode is not None:
             self.hardlinks[inode] = entry
         if kind is Kind.FILE:
@@ -499,6 +495,8 @@ class _Walker:
         entry.size, entry.mtime_ns = content.size, content.mtime_ns
         entry.mode, entry.uid, entry.gid = content.mode, content.uid, content.gid
         entry.ino, entry.ctime_ns = content.ino, content.ctime_ns
+        if self.asked:
+            self.volume.fit(entry)
         if not _TIME_LOW <= entry.mtime_ns <= _TIME_HIGH:
             self.fit_time(entry, warn=not listed_fitted)
         return entry

@@ -1,5 +1,7 @@
 """The diffimg command line: click commands, one module each; only parsing and printing here."""
 
+import contextlib
+import os
 import signal
 import sys
 
@@ -12,6 +14,9 @@ import click  # noqa: E402
 
 from .. import __version__, runs  # noqa: E402
 from ..errors import DiffimgError  # noqa: E402
+from ..image import is_image  # noqa: E402
+from ..manifest import is_manifest  # noqa: E402
+from ..partition import is_partition, tree_of  # noqa: E402
 
 trust_mtime_option = click.option(
     "--trust-mtime", is_flag=True,
@@ -19,6 +24,27 @@ trust_mtime_option = click.option(
          "for a copy of the tree, but a change that kept both (an installer, a restored time) "
          "is missed. By default only a file whose inode and ctime also prove it untouched on "
          "the same filesystem is trusted, and every other file is hashed.")
+
+
+allow_unclean_option = click.option(
+    "--allow-unclean", is_flag=True,
+    help="Image an NTFS partition whose dirty bit is set (Windows did not close it) as it is, "
+         "read-only; by default such a partition is refused.")
+
+
+@contextlib.contextmanager
+def as_folders(paths, *, writable: bool = False, allow_unclean: bool = False):
+    """The paths, each partition among them (a block device, or a file holding a filesystem
+    rather than an image or a manifest) replaced by its mount for the block (partition.py)."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(tree_of(p, writable=writable, allow_unclean=allow_unclean))
+               if _names_partition(p) else p for p in paths]
+
+
+def _names_partition(path) -> bool:
+    if os.path.isdir(path) or not os.path.exists(path):
+        return False
+    return not is_image(path) and not is_manifest(path) and is_partition(path)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

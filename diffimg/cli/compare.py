@@ -11,7 +11,7 @@ from ..errors import show_path
 from ..image import open_chain
 from ..progress import ProgressLine
 from ..sources import compare_sides
-from . import cli, trust_mtime_option
+from . import allow_unclean_option, as_folders, cli, trust_mtime_option
 
 EXIT_IDENTICAL, EXIT_DIFFERENT = 0, 1
 
@@ -56,8 +56,9 @@ def difference_json(d) -> dict:
 @click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
               help="Leave out matching entries of tree sides.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (spec/cli.md).")
+@allow_unclean_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress.")
-def compare_command(paths, checksum, trust_mtime, excludes, as_json, quiet):
+def compare_command(paths, checksum, trust_mtime, excludes, as_json, allow_unclean, quiet):
     """Compare A and B: compare A B, each a tree, a manifest or an image (its tree); or compare
     IMAGE DIFF... B, a chain's tree with B. Exit 0 when identical, 1 when they differ."""
     if len(paths) < 2:
@@ -66,17 +67,20 @@ def compare_command(paths, checksum, trust_mtime, excludes, as_json, quiet):
         open_chain(paths[:-1])           # the layers must form a chain: its tree is the last one's
     a, b = paths[-2], paths[-1]
     progress = ProgressLine("comparing", quiet)
-    side_a, side_b = compare_sides(a, b, checksum=checksum, trust_mtime=trust_mtime, excludes=excludes,
-                                   on_progress=progress, on_warning=progress.warn)
     found = []
     try:
-        for diff in compare(side_a, side_b):
-            if as_json:
-                found.append(diff)
-                continue
-            progress.clear()
-            click.echo(difference_line(diff))
-            found.append(None)
+        # a partition side is mounted read-only while it is compared
+        with as_folders([a, b], allow_unclean=allow_unclean) as (folder_a, folder_b):
+            side_a, side_b = compare_sides(folder_a, folder_b, checksum=checksum,
+                                           trust_mtime=trust_mtime, excludes=excludes,
+                                           on_progress=progress, on_warning=progress.warn)
+            for diff in compare(side_a, side_b):
+                if as_json:
+                    found.append(diff)
+                    continue
+                progress.clear()
+                click.echo(difference_line(diff))
+                found.append(None)
     finally:
         progress.clear()
     if as_json:

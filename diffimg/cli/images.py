@@ -8,7 +8,7 @@ from ..containers import FORMATS
 from ..containers.squashfs import ZSTD_LEVEL
 from ..packer import PackOptions, create, diff
 from ..progress import ProgressLine, human_bytes
-from . import cli, trust_mtime_option
+from . import allow_unclean_option, as_folders, cli, trust_mtime_option
 
 EXIT_NOTHING_CHANGED = 1
 
@@ -44,13 +44,15 @@ def _summary(info, started):
 @level_option
 @checksum_option
 @exclude_option
+@allow_unclean_option
 @quiet_option
-def create_command(tree, image, fmt, level, checksum, excludes, quiet):
-    """Make a full image of TREE at IMAGE."""
+def create_command(tree, image, fmt, level, checksum, excludes, allow_unclean, quiet):
+    """Make a full image of TREE (a folder, or a partition, mounted read-only for it) at IMAGE."""
     started = time.monotonic()
     opts, progress = _options(fmt, level, checksum, excludes, quiet)
     try:
-        info = create(tree, image, opts)
+        with as_folders([tree], allow_unclean=allow_unclean) as (folder,):
+            info = create(folder, image, opts)
     finally:
         progress.clear()
     if not quiet:
@@ -68,15 +70,18 @@ def create_command(tree, image, fmt, level, checksum, excludes, quiet):
 @checksum_option
 @trust_mtime_option
 @exclude_option
+@allow_unclean_option
 @quiet_option
-def diff_command(tree, chain, output, fmt, level, checksum, trust_mtime, excludes, quiet):
+def diff_command(tree, chain, output, fmt, level, checksum, trust_mtime, excludes, allow_unclean,
+                 quiet):
     """Make a differential image of TREE on top of CHAIN (BASE [DIFF...]).
 
     Exit 0 when an image was made, 1 when TREE equals the chain's tree (no image is made)."""
     started = time.monotonic()
     opts, progress = _options(fmt, level, checksum, excludes, quiet, trust_mtime)
     try:
-        info = diff(tree, chain, output, opts)
+        with as_folders([tree], allow_unclean=allow_unclean) as (folder,):
+            info = diff(folder, chain, output, opts)
     finally:
         progress.clear()
     if info is None:

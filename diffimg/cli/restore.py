@@ -9,7 +9,7 @@ from ..errors import Refused, show_path
 from ..planner import From, Source
 from ..progress import ProgressLine, human_bytes
 from ..restore import apply, restore
-from . import cli
+from . import as_folders, cli
 
 keep_option = click.option(
     "--keep", multiple=True, metavar="PATTERN",
@@ -91,8 +91,9 @@ def restore_command(paths, checksum, dry_run, as_json, keep, quiet):
         raise click.UsageError("give the image(s), then the target folder")
     options, progress = _options(quiet or as_json)
     try:
-        p = restore(paths[:-1], paths[-1], checksum=checksum, dry_run=dry_run, keep=keep,
-                    command="restore", **options)
+        with as_folders(paths[-1:], writable=not dry_run) as (target,):
+            p = restore(paths[:-1], target, checksum=checksum, dry_run=dry_run, keep=keep,
+                        command="restore", **options)
     finally:
         progress.clear()
     if not quiet or as_json:
@@ -115,8 +116,9 @@ def apply_command(diff, target, force, checksum, dry_run, as_json, keep, quiet):
     """Apply DIFF to TARGET, which must be the tree DIFF was made on (exit 14 otherwise)."""
     options, progress = _options(quiet or as_json)
     try:
-        p = apply(diff, target, force=force, checksum=checksum, dry_run=dry_run, keep=keep,
-                  command="apply --force" if force else "apply", **options)
+        with as_folders([target], writable=not dry_run) as (folder,):
+            p = apply(diff, folder, force=force, checksum=checksum, dry_run=dry_run, keep=keep,
+                      command="apply --force" if force else "apply", **options)
     except Refused as exc:
         if as_json and exc.differences:      # every differing path, as data
             click.echo(json.dumps({"refused": True, "differences": [

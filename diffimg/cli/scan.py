@@ -10,11 +10,11 @@ from ..progress import ProgressLine, human_bytes
 from ..quickcheck import tree_hints
 from ..scanner import scan
 from ..statcache import StatRecorder
-from . import cli, trust_mtime_option
+from . import allow_unclean_option, as_folders, cli, trust_mtime_option
 
 
 @cli.command("scan")
-@click.argument("tree", type=click.Path(file_okay=False, path_type=bytes))
+@click.argument("tree", type=click.Path(path_type=bytes))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=bytes),
               help="Manifest file to write (replaced atomically).")
 @click.option("--checksum", is_flag=True, help="Hash every file, even where a quick check would do.")
@@ -24,9 +24,16 @@ from . import cli, trust_mtime_option
 @trust_mtime_option
 @click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
               help="Leave out entries matching GLOB (a name, or a path from the root if it has '/').")
+@allow_unclean_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
-def scan_command(tree, output, checksum, previous, trust_mtime, excludes, quiet):
-    """Record TREE (one filesystem) in a manifest file, with a stat section (spec/manifest.md)."""
+def scan_command(tree, output, checksum, previous, trust_mtime, excludes, allow_unclean, quiet):
+    """Record TREE (one filesystem: a folder, or a partition, mounted read-only for it) in a
+    manifest file, with a stat section (spec/manifest.md)."""
+    with as_folders([tree], allow_unclean=allow_unclean) as (folder,):
+        return _scan(folder, output, checksum, previous, trust_mtime, excludes, quiet)
+
+
+def _scan(tree, output, checksum, previous, trust_mtime, excludes, quiet):
     progress = ProgressLine("scanning", quiet)
     started = time.monotonic()
     hints = None

@@ -8,7 +8,7 @@ import click
 from ..errors import show_path
 from ..progress import ProgressLine
 from ..status import status
-from . import cli
+from . import as_folders, cli
 from .compare import difference_json, difference_line
 
 EXIT_CLEAN, EXIT_DRIFT, EXIT_INCOMPLETE = 0, 1, 16
@@ -30,7 +30,8 @@ def status_command(target, checksum, as_json, quiet):
     (or its state is damaged), 16 when the last restore or apply did not finish."""
     progress = ProgressLine("checking", quiet or as_json)
     try:
-        st = status(target, checksum=checksum, on_progress=progress, on_warning=progress.warn)
+        with as_folders([target]) as (folder,):
+            st = status(folder, checksum=checksum, on_progress=progress, on_warning=progress.warn)
     finally:
         progress.clear()
     state = st.state

@@ -1,0 +1,175 @@
+"""A partition given where a folder is expected: a block device (/dev/sda2) or a file holding
+a filesystem. blkid says which filesystem; it is mounted for the command (ntfs-3g for NTFS,
+the kernel for ext2/3/4, btrfs, xfs and vfat), read-only for a source, and always unmounted,
+with its loop device detached, on errors, Ctrl-C and SIGTERM too (mount.mounted_by).
+
+An NTFS volume is checked before it is mounted at all: BitLocker (its boot sector says
+-FVE-FS-), the dirty bit of $Volume (Windows did not close it: chkdsk should run first), and,
+through a read-only mount, a hibernated Windows (hiberfil.sys starts with "hibr": Fast Startup
+too), whose disk is not the state Windows will resume from.
+"""
+
+import contextlib
+import os
+import stat
+import struct
+import subprocess
+
+from .errors import DiffimgError, InputNotFound, ToolError, show_path
+from .mount import mounted_by
+
+KERNEL_TYPES = ("ext2", "ext3", "ext4", "btrfs", "xfs", "vfat")
+TYPES = (*KERNEL_TYPES, "ntfs")
+_VOLUME_IS_DIRTY = 0x0001
+
+
+class UnsafeVolume(DiffimgError):
+    """A partition that must not be read or written as it is (spec/cli.md, exit codes)."""
+    exit_code = 17
+
+
+def is_partition(path) -> bool:
+    """Whether path is a block device or a regular file (not a folder) that holds a filesystem
+    blkid knows: what tree_of mounts."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if stat.S_ISBLK(st.st_mode):
+        return True
+    return stat.S_ISREG(st.st_mode) and (fs_type(path) is not None or _is_bitlocker(path))
+
+
+def fs_type(path) -> str | None:
+    """The filesystem blkid finds in path by probing it (no cache), or None."""
+    try:
+        done = subprocess.run(["blkid", "-p", "-o", "value", "-s", "TYPE", os.fsencode(path)],
+                              capture_output=True, timeout=60)
+    except FileNotFoundError:
+        raise ToolError("blkid is not installed (Debian package util-linux)") from None
+    except subprocess.TimeoutExpired:
+        return None
+    found = done.stdout.decode("ascii", "replace").strip()
+    return (found or None) if done.returncode == 0 else None
+
+
+@contextlib.contextmanager
+def tree_of(path, *, writable: bool, allow_unclean: bool = False):
+    """Yield the folder to work on for path: path itself when it is a folder, else the
+    partition it names, mounted (read-write only if writable) until the block ends.
+    allow_unclean: capture an NTFS volume whose dirty bit is set (read-only only)."""
+    path = os.fsencode(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputNotFound(f"no such file, folder or device: {show_path(path)}") from None
+    except OSError as exc:
+        raise InputNotFound(f"cannot reach {show_path(path)}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        yield path
+        return
+    if not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        raise InputNotFound(f"{show_path(path)} is neither a folder, a block device nor a file")
+    fstype = fs_type(path)
+    if fstype == "BitLocker" or _is_bitlocker(path):
+        raise UnsafeVolume(f"{show_path(path)} is a BitLocker volume: unlock it first (for "
+                           "example with dislocker) and give the unlocked volume")
+    if fstype not in TYPES:
+        raise InputNotFound(f"{show_path(path)} holds no filesystem diffimg can mount"
+                            + (f" (blkid: {fstype})" if fstype else ""))
+    if fstype == "ntfs":
+        if _ntfs_dirty(path) and (writable or not allow_unclean):
+            raise UnsafeVolume(
+                f"{show_path(path)}: Windows did not close this NTFS volume cleanly (its dirty "
+                "bit is set): boot Windows and shut it down fully, or run chkdsk on it"
+                + ("" if writable else "; --allow-unclean images it as it is, read-only"))
+        with _mounted(path, fstype, st, writable=False) as tree:
+            hibernated = _hibernated(tree)
+            if not writable:
+                if hibernated:
+                    raise UnsafeVolume(_HIBERNATED % show_path(path))
+                yield tree
+                return
+        if hibernated:
+            raise UnsafeVolume(_HIBERNATED % show_path(path))
+    with _mounted(path, fstype, st, writable) as tree:
+        yield tree
+
+
+_HIBERNATED = ("%s: Windows is hibernated on this volume (or shut down with Fast Startup), and "
+               "will resume from its hibernation file: boot it and shut it down fully (Shift + "
+               "Shut down, or powercfg /h off), then try again")
+
+
+def _mounted(path: bytes, fstype: str, st, writable: bool):
+    mode = "rw" if writable else "ro"
+    if fstype == "ntfs":
+        def argv(point):
+            # umask: only root may write (diffimg trusts its state in .diffimg/ only then);
+            # what modes ntfs-3g shows is not recorded anyway (ntfs.Volume.fit)
+            return ["ntfs-3g", "-o", f"{mode},umask=022,nodev,nosuid", path, point]
+    else:
+        loop = ",loop" if stat.S_ISREG(st.st_mode) else ""
+        def argv(point):
+            return ["mount", "-t", fstype, "-o", f"{mode},nodev,nosuid,noexec{loop}", path, point]
+    return mounted_by(argv, f"mounting {os.fsdecode(path)} ({fstype})")
+
+
+def _is_bitlocker(path) -> bool:
+    """Whether the volume's boot sector has BitLocker's signature (blkid may know it too)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(11)[3:] == b"-FVE-FS-"
+    except OSError:
+        return False
+
+
+def _ntfs_dirty(path: bytes) -> bool:
+    """Whether the VOLUME_INFORMATION of $Volume (MFT record 3) has its dirty flag set; a
+    volume whose records cannot be read so is taken as dirty (ntfs-3g will say more)."""
+    try:
+        with open(path, "rb") as f:
+            boot = f.read(512)
+            sector, per_cluster = struct.unpack_from("<HB", boot, 11)
+            mft_cluster = struct.unpack_from("<Q", boot, 48)[0]
+            per_record = struct.unpack_from("<b", boot, 64)[0]
+            cluster = sector * per_cluster
+            size = cluster * per_record if per_record > 0 else 1 << -per_record
+            if not (512 <= sector <= 4096 and cluster and 1024 <= size <= 65536):
+                return True
+            f.seek(mft_cluster * cluster + 3 * size)
+            record = bytearray(f.read(size))
+        if record[:4] != b"FILE":
+            return True
+        fixups_at, count = struct.unpack_from("<HH", record, 4)
+        for i in range(1, count):          # the update sequence: each sector's last two bytes
+            end = i * sector
+            record[end - 2:end] = record[fixups_at + 2 * i:fixups_at + 2 * i + 2]
+        at = struct.unpack_from("<H", record, 20)[0]
+        while at + 24 <= size:
+            kind, length = struct.unpack_from("<II", record, at)
+            if kind == 0xFFFFFFFF or length < 24:
+                break
+            if kind == 0x70 and record[at + 8] == 0:          # VOLUME_INFORMATION, resident
+                value_length, value_at = struct.unpack_from("<IH", record, at + 16)
+                if value_length >= 12:
+                    return bool(struct.unpack_from("<H", record, at + value_at + 10)[0]
+                                & _VOLUME_IS_DIRTY)
+            at += length
+    except (OSError, struct.error, IndexError):
+        pass
+    return True
+
+
+def _hibernated(tree: bytes) -> bool:
+    """Whether the volume's hiberfil.sys (any case) holds a hibernated session."""
+    try:
+        names = [n for n in os.listdir(tree) if n.lower() == b"hiberfil.sys"]
+        for name in names:
+            fd = os.open(os.path.join(tree, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with open(fd, "rb") as f:
+                if f.read(4).lower() in (b"hibr", b"wake"):
+                    return True
+    except OSError:
+        pass
+    return False
