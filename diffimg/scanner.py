@@ -268,6 +268,10 @@ class _Walker:
                 if error == errno.ENOENT:
                     warn(f"{show_path(path)}: vanished while being scanned")
                     continue
+                if error == errno.E2BIG:        # Linux reads no xattr value over 64 KiB
+                    raise ScanError(f"cannot read {show_path(path)}: it has an xattr (on NTFS, a "
+                                    "named stream) over 64 KiB, which Linux cannot read; not "
+                                    "supported yet")
                 raise ScanError(f"cannot read {show_path(path)}: {os.strerror(error)}")
             try:
                 if st.st_dev != root_dev or (mounts and rel in mounts):

@@ -9,7 +9,7 @@ import struct
 import subprocess
 
 import pytest
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 
 from diffimg import ntfs
 from diffimg.image import Image
@@ -205,3 +205,30 @@ def test_reparse_data_is_accepted_on_symlink_records_only():
         bad = Entry(b"x", kind, 0o755, 0, 0, 0, size, digest, None, None, data, None, sparse)
         with pytest.raises(ValueError, match="reparse data"):
             from_record(to_record(bad))
+
+
+def test_a_stream_over_64_kib_stops_the_scan_with_a_clear_error(tmp_path):
+    """Linux cannot read an xattr value over 64 KiB: such a stream is never silently left out
+    (the scan stops, naming the file), and no image is made."""
+    volume = tmp_path / "v.ntfs"
+    with open(volume, "wb") as f:
+        f.truncate(32 << 20)
+    subprocess.run(["mkntfs", "-q", "-F", "-f", str(volume)], check=True, capture_output=True)
+    mount = tmp_path / "m"
+    mount.mkdir()
+    # written as Windows does, through ntfs-3g's other interface to streams
+    subprocess.run(["ntfs-3g", "-o", "streams_interface=windows", str(volume), str(mount)], check=True)
+    try:
+        (mount / "file").write_bytes(b"main")
+        (mount / "file:big").write_bytes(b"s" * 70000)
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
+    try:
+        assert "user.big" in os.listxattr(mount / "file")
+        proc = run_cli("create", mount, tmp_path / "a.img")
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    line = assert_one_line_error(proc, 6)
+    assert "file" in line and "over 64 KiB" in line
+    assert not (tmp_path / "a.img").exists()
