@@ -286,6 +286,10 @@ def _info_problem(info: dict) -> str | None:
             return f"{name} is not text"
     if "os" in info and type(info["os"]) is not dict:
         return "os is not a map"
+    left_out = info.get("left_out")
+    if left_out is not None and (type(left_out) is not list or not all(
+            type(p) is str for p in left_out)):
+        return "left_out is not a list of paths"
     if "container_bytes" in info and not _count(info["container_bytes"]):
         return "container_bytes is not a count"
     changes = info.get("changes")

@@ -10,7 +10,7 @@ import os
 import stat
 import tempfile
 
-from . import ntfs, statcache
+from . import ntfs, statcache, windows
 from .delta import DELETE, LINK, META, PARENT
 from .entry import Kind, path_key
 from .errors import ImageError, OutputError, Refused, show_path
@@ -262,8 +262,11 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
         phase(Phase.SCANNING_TARGET)
         had, previous, trust_mtime = _target_hints(root_fd, target, layers, chain.ambiguous,
                                                    checksum, warn)
+        # what Windows makes again stays on the target of a Windows image (windows.py)
+        windows_own = windows.present_in(target) if final.info.get("os", {}).get(
+            "family") == "windows" else set()
         entries = scan(target, previous=previous, checksum=checksum, trust_mtime=trust_mtime,
-                       leave_out=kept.paths, wanted_sizes=_FileSizes(final),
+                       leave_out=kept.paths | windows_own, wanted_sizes=_FileSizes(final),
                        on_progress=on_progress, on_warning=on_warning)
         wanted = final.entries()
         if not ntfs.is_ntfs(root_fd):

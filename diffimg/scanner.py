@@ -12,7 +12,7 @@ import os
 import re
 import stat
 
-from . import ntfs
+from . import ntfs, windows
 from .entry import Entry, Hint, Kind, entry_from_stat, path_key
 from .errors import InputNotFound, ScanError, show_path
 from .fsmeta import mount_of, mount_points_below, read_xattrs
@@ -128,7 +128,7 @@ def _lookup(hints, trust_mtime: bool):
 
 def scan(root, *, previous=None, checksum: bool = False, trust_mtime: bool = False, excludes=(),
          leave_out=frozenset(), wanted_sizes=None, workers: int | None = None, on_progress=None,
-         on_warning=None, on_skip=None):
+         on_warning=None, on_skip=None, windows_files: bool = False):
     """Yield the Entries of the tree at root in canonical order, leaving out STATE_DIR at its
     root. Each entry carries the ino and ctime_ns its record was read with (a stat cache's row).
 
@@ -142,7 +142,8 @@ def scan(root, *, previous=None, checksum: bool = False, trust_mtime: bool = Fal
     and an extra sparse file of terabytes is not worth reading before it is deleted.
     on_progress(entries, bytes): called now and then. on_warning(message): vanished files,
     skipped mount points, files that changed while read. on_skip(path): called for each entry
-    left out or emptied because it is on another filesystem (after its warning).
+    left out or emptied because it is on another filesystem (after its warning). A Windows
+    tree's paths windows.py leaves out by default are left out too, unless windows_files.
     """
     root = os.fsencode(root)
     try:
@@ -156,6 +157,8 @@ def scan(root, *, previous=None, checksum: bool = False, trust_mtime: bool = Fal
     warn = on_warning or (lambda message: None)
     skip = on_skip or (lambda path: None)
     excluded = Excluder(excludes)
+    if not windows_files:
+        leave_out = frozenset(leave_out) | windows.left_out_in(root)
     if leave_out:
         by_pattern = excluded if excluded else None
         excluded = lambda rel, name: rel in leave_out or (  # noqa: E731

@@ -59,7 +59,7 @@ class Side:
 
 
 def compare_sides(a, b, *, checksum=False, trust_mtime=False, excludes=(), on_progress=None,
-                  on_warning=None):
+                  on_warning=None, windows_files=False):
     """The two Sides of a comparison, sharing digests where a quick check allows.
 
     A tree scanned against a manifest (or an image) reuses its digests where a stat proof
@@ -71,7 +71,8 @@ def compare_sides(a, b, *, checksum=False, trust_mtime=False, excludes=(), on_pr
 
     def scanned(path, previous, trust=False):
         return scan(path, previous=previous, checksum=checksum, trust_mtime=trust,
-                    excludes=excludes, on_progress=on_progress, on_warning=on_warning)
+                    excludes=excludes, on_progress=on_progress, on_warning=on_warning,
+                    windows_files=windows_files)
 
     def tree(path, recorded):
         if checksum:

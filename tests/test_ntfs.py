@@ -134,15 +134,21 @@ def ntfs_view(root) -> dict:
     return view
 
 
+def imaged(view: dict) -> dict:
+    """What an image of a Windows tree holds of its view: not pagefile.sys (windows.py)."""
+    return {path: value for path, value in view.items() if path != "pagefile.sys"}
+
+
 def test_a_windows_volume_is_restored_with_every_ntfs_attribute(volumes, tmp_path):
     source = windows_tree(volumes("source"))
     run_cli("create", source, tmp_path / "base.img", "-q", check_rc=0)
     run_cli("compare", tmp_path / "base.img", source, check_rc=0)
     info = Image(tmp_path / "base.img").info
     assert info["source"]["fstype"] == "ntfs" and info["os"]["family"] == "windows"
+    assert info["left_out"] == ["pagefile.sys"]
     target = volumes("target")
     run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
-    want, got = ntfs_view(source), ntfs_view(target)
+    want, got = imaged(ntfs_view(source)), ntfs_view(target)
     assert sorted(got) == sorted(want)
     for path in want:
         assert got[path] == want[path], path
@@ -169,10 +175,10 @@ def test_an_attribute_acl_or_stream_change_is_a_change_and_is_restored(volumes, 
     run_cli("diff", source, tmp_path / "base.img", "-o", tmp_path / "d1.img", "-q", check_rc=0)
     assert Image(tmp_path / "d1.img").info["stored_files"] == 0          # metadata only
     run_cli("apply", "-q", tmp_path / "d1.img", target, check_rc=0)
-    assert ntfs_view(target) == ntfs_view(source)
+    assert ntfs_view(target) == imaged(ntfs_view(source))
     fresh = volumes("fresh")
     run_cli("restore", "-q", tmp_path / "base.img", tmp_path / "d1.img", fresh, check_rc=0)
-    assert ntfs_view(fresh) == ntfs_view(source)
+    assert ntfs_view(fresh) == imaged(ntfs_view(source))
 
 
 def test_an_ntfs_image_restored_into_a_plain_folder_says_what_it_leaves_out(volumes, tmp_path):
@@ -232,3 +238,25 @@ def test_a_stream_over_64_kib_stops_the_scan_with_a_clear_error(tmp_path):
     line = assert_one_line_error(proc, 6)
     assert "file" in line and "over 64 KiB" in line
     assert not (tmp_path / "a.img").exists()
+
+
+def test_what_windows_makes_again_is_left_out_and_left_alone(volumes, tmp_path):
+    """A Windows tree's image leaves out pagefile.sys, hiberfil.sys, System Volume Information
+    and the like (any case), info says so, and a restore leaves the target's own as they are;
+    --windows-files keeps them."""
+    source = windows_tree(volumes("source"))
+    os.makedirs(source / "System Volume Information" / "inner")
+    (source / "HIBERFIL.SYS").write_bytes(b"\0" * 100)
+    run_cli("create", source, tmp_path / "base.img", "-q", check_rc=0)
+    assert Image(tmp_path / "base.img").info["left_out"] == [
+        "HIBERFIL.SYS", "System Volume Information", "pagefile.sys"]
+    proc = run_cli("info", tmp_path / "base.img", check_rc=0)
+    assert b"left out:" in proc.stdout and b"pagefile.sys" in proc.stdout
+    target = volumes("target")
+    (target / "pagefile.sys").write_bytes(b"the target's own")
+    run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
+    assert (target / "pagefile.sys").read_bytes() == b"the target's own"
+    assert not (target / "HIBERFIL.SYS").exists()
+    run_cli("create", source, tmp_path / "all.img", "-q", "--windows-files", check_rc=0)
+    assert "left_out" not in Image(tmp_path / "all.img").info
+    proc = run_cli("compare", tmp_path / "all.img", source, "--windows-files", check_rc=0)

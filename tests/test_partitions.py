@@ -7,7 +7,7 @@ import struct
 import subprocess
 
 from conftest import assert_one_line_error, run_cli
-from test_ntfs import ntfs_view, windows_tree
+from test_ntfs import imaged, ntfs_view, windows_tree
 
 from diffimg.image import Image
 
@@ -88,7 +88,7 @@ def test_an_unmounted_ntfs_volume_is_imaged_and_restored_onto_one(tmp_path):
     run_cli("status", target, check_rc=0)
     mounted_ntfs(target, view)
     try:
-        assert ntfs_view(view) == want
+        assert ntfs_view(view) == imaged(want)
     finally:
         subprocess.run(["umount", str(view)], check=True)
     _nothing_left_on(source, target)

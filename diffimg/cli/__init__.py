@@ -26,6 +26,11 @@ trust_mtime_option = click.option(
          "the same filesystem is trusted, and every other file is hashed.")
 
 
+windows_files_option = click.option(
+    "--windows-files", is_flag=True,
+    help="Keep in a Windows tree what it leaves out by default (pagefile.sys, hiberfil.sys, "
+         "swapfile.sys, System Volume Information, $Recycle.Bin, ...; spec/manifest.md).")
+
 allow_unclean_option = click.option(
     "--allow-unclean", is_flag=True,
     help="Image an NTFS partition whose dirty bit is set (Windows did not close it) as it is, "

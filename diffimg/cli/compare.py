@@ -11,7 +11,7 @@ from ..errors import show_path
 from ..image import open_chain
 from ..progress import ProgressLine
 from ..sources import compare_sides
-from . import allow_unclean_option, as_folders, cli, trust_mtime_option
+from . import allow_unclean_option, as_folders, cli, trust_mtime_option, windows_files_option
 
 EXIT_IDENTICAL, EXIT_DIFFERENT = 0, 1
 
@@ -56,9 +56,11 @@ def difference_json(d) -> dict:
 @click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
               help="Leave out matching entries of tree sides.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (spec/cli.md).")
+@windows_files_option
 @allow_unclean_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress.")
-def compare_command(paths, checksum, trust_mtime, excludes, as_json, allow_unclean, quiet):
+def compare_command(paths, checksum, trust_mtime, excludes, as_json, windows_files, allow_unclean,
+                    quiet):
     """Compare A and B: compare A B, each a tree, a manifest or an image (its tree); or compare
     IMAGE DIFF... B, a chain's tree with B. Exit 0 when identical, 1 when they differ."""
     if len(paths) < 2:
@@ -73,7 +75,8 @@ def compare_command(paths, checksum, trust_mtime, excludes, as_json, allow_uncle
         with as_folders([a, b], allow_unclean=allow_unclean) as (folder_a, folder_b):
             side_a, side_b = compare_sides(folder_a, folder_b, checksum=checksum,
                                            trust_mtime=trust_mtime, excludes=excludes,
-                                           on_progress=progress, on_warning=progress.warn)
+                                           on_progress=progress, on_warning=progress.warn,
+                                           windows_files=windows_files)
             for diff in compare(side_a, side_b):
                 if as_json:
                     found.append(diff)

@@ -8,7 +8,7 @@ from ..containers import FORMATS
 from ..containers.squashfs import ZSTD_LEVEL
 from ..packer import PackOptions, create, diff
 from ..progress import ProgressLine, human_bytes
-from . import allow_unclean_option, as_folders, cli, trust_mtime_option
+from . import allow_unclean_option, as_folders, cli, trust_mtime_option, windows_files_option
 
 EXIT_NOTHING_CHANGED = 1
 
@@ -23,11 +23,11 @@ level_option = click.option("--level", type=click.IntRange(1, 22), default=ZSTD_
                             help="zstd compression level of a squashfs image.")
 
 
-def _options(fmt, level, checksum, excludes, quiet, trust_mtime=False):
+def _options(fmt, level, checksum, excludes, quiet, trust_mtime=False, windows_files=False):
     progress = ProgressLine("scanning", quiet)
     opts = PackOptions(fmt=fmt, level=level, checksum=checksum, trust_mtime=trust_mtime,
-                       excludes=excludes, on_progress=progress, on_warning=progress.warn,
-                       on_phase=progress.phase)
+                       excludes=excludes, windows_files=windows_files, on_progress=progress,
+                       on_warning=progress.warn, on_phase=progress.phase)
     return opts, progress
 
 
@@ -44,12 +44,14 @@ def _summary(info, started):
 @level_option
 @checksum_option
 @exclude_option
+@windows_files_option
 @allow_unclean_option
 @quiet_option
-def create_command(tree, image, fmt, level, checksum, excludes, allow_unclean, quiet):
+def create_command(tree, image, fmt, level, checksum, excludes, windows_files, allow_unclean,
+                   quiet):
     """Make a full image of TREE (a folder, or a partition, mounted read-only for it) at IMAGE."""
     started = time.monotonic()
-    opts, progress = _options(fmt, level, checksum, excludes, quiet)
+    opts, progress = _options(fmt, level, checksum, excludes, quiet, windows_files=windows_files)
     try:
         with as_folders([tree], allow_unclean=allow_unclean) as (folder,):
             info = create(folder, image, opts)
@@ -70,15 +72,16 @@ def create_command(tree, image, fmt, level, checksum, excludes, allow_unclean, q
 @checksum_option
 @trust_mtime_option
 @exclude_option
+@windows_files_option
 @allow_unclean_option
 @quiet_option
-def diff_command(tree, chain, output, fmt, level, checksum, trust_mtime, excludes, allow_unclean,
-                 quiet):
+def diff_command(tree, chain, output, fmt, level, checksum, trust_mtime, excludes, windows_files,
+                 allow_unclean, quiet):
     """Make a differential image of TREE on top of CHAIN (BASE [DIFF...]).
 
     Exit 0 when an image was made, 1 when TREE equals the chain's tree (no image is made)."""
     started = time.monotonic()
-    opts, progress = _options(fmt, level, checksum, excludes, quiet, trust_mtime)
+    opts, progress = _options(fmt, level, checksum, excludes, quiet, trust_mtime, windows_files)
     try:
         with as_folders([tree], allow_unclean=allow_unclean) as (folder,):
             info = diff(folder, chain, output, opts)

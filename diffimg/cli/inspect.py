@@ -51,6 +51,8 @@ def info_command(image, as_json):
         ("stored", f"{info['stored_files']:,} files, {human_bytes(info['stored_bytes'])}"),
         ("container", human_bytes(info.get("container_bytes", 0))),
     ]
+    if info.get("left_out"):
+        rows.append(("left out", ", ".join(info["left_out"]) + " (Windows defaults)"))
     if "changes" in info:
         rows.append(("changes", ", ".join(f"{n:,} {a}" for a, n in sorted(info["changes"].items()))))
     for name, value in rows:

@@ -10,7 +10,7 @@ from ..progress import ProgressLine, human_bytes
 from ..quickcheck import tree_hints
 from ..scanner import scan
 from ..statcache import StatRecorder
-from . import allow_unclean_option, as_folders, cli, trust_mtime_option
+from . import allow_unclean_option, as_folders, cli, trust_mtime_option, windows_files_option
 
 
 @cli.command("scan")
@@ -24,16 +24,19 @@ from . import allow_unclean_option, as_folders, cli, trust_mtime_option
 @trust_mtime_option
 @click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
               help="Leave out entries matching GLOB (a name, or a path from the root if it has '/').")
+@windows_files_option
 @allow_unclean_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
-def scan_command(tree, output, checksum, previous, trust_mtime, excludes, allow_unclean, quiet):
+def scan_command(tree, output, checksum, previous, trust_mtime, excludes, windows_files,
+                 allow_unclean, quiet):
     """Record TREE (one filesystem: a folder, or a partition, mounted read-only for it) in a
     manifest file, with a stat section (spec/manifest.md)."""
     with as_folders([tree], allow_unclean=allow_unclean) as (folder,):
-        return _scan(folder, output, checksum, previous, trust_mtime, excludes, quiet)
+        return _scan(folder, output, checksum, previous, trust_mtime, excludes, windows_files,
+                     quiet)
 
 
-def _scan(tree, output, checksum, previous, trust_mtime, excludes, quiet):
+def _scan(tree, output, checksum, previous, trust_mtime, excludes, windows_files, quiet):
     progress = ProgressLine("scanning", quiet)
     started = time.monotonic()
     hints = None
@@ -42,7 +45,8 @@ def _scan(tree, output, checksum, previous, trust_mtime, excludes, quiet):
                                         progress.warn)
     stats = StatRecorder.for_scan(tree)
     entries = scan(tree, previous=hints, checksum=checksum, trust_mtime=trust_mtime,
-                   excludes=excludes, on_progress=progress, on_warning=progress.warn)
+                   excludes=excludes, on_progress=progress, on_warning=progress.warn,
+                   windows_files=windows_files)
     try:
         trailer = write_manifest(output, entries, source_info(tree), stats)
     finally:
