@@ -287,8 +287,19 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump({"t0": t0, "t1": t1, "counts": counts, "mutated": mutated,
                        "used": USED, "repeat": args.repeat, "cpus": NCPU,
-                       "python": platform.python_version(), "results": res},
+                       "python": platform.python_version(), "results": _trimmed(res)},
                       f, indent=2, ensure_ascii=False)
+
+
+def _trimmed(res):
+    """The results with at most 20 of each row's compare lines (and their count): a peer that
+    keeps no metadata differs at every entry, 20 MB of lines at 100k."""
+    out = {}
+    for key, r in res.items():
+        lines = r["diff_lines"]
+        out[key] = dict(r, diff_lines=lines[:20], diff_line_count=len(lines),
+                        diff_kinds=kinds(lines) if lines else "")
+    return out
 
 
 if __name__ == "__main__":
