@@ -1,7 +1,7 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: deps demo test bench bench-scan bench-images bench-restore bench-exact bench-deps
+.PHONY: deps demo test bench bench-scan bench-images bench-restore bench-exact bench-ntfs bench-deps
 
 deps:
 	@bash scripts/deps.sh
@@ -30,6 +30,9 @@ bench-restore: deps bench-deps
 
 bench-exact: deps bench-deps
 	$(PYTHON) bench/bench_exact.py
+
+bench-ntfs: deps bench-deps
+	$(PYTHON) bench/bench_ntfs.py
 
 # the peers the benchmarks measure against, GNU time for peak memory, matplotlib for the chart
 bench-deps:

@@ -137,6 +137,10 @@ def without_reparse(xattrs: dict) -> dict | None:
     return kept or None
 
 
+def has_descriptor(xattrs: dict | None) -> bool:
+    return bool(xattrs) and ACL in xattrs
+
+
 def is_reparse_point(xattrs: dict | None) -> bool:
     return bool(xattrs) and REPARSE in xattrs
 

@@ -114,9 +114,12 @@ def sync_xattrs(target, wanted: dict | None, follow: bool = True):
 def set_meta_fd(fd: int, e: Entry):
     """Owner, mode, xattrs and times of an open file or folder, in that order: chown clears
     setuid bits and capabilities, so mode and xattrs come after it; then the NTFS attributes,
-    which chown, chmod and utime would change (ntfs.py)."""
-    os.fchown(fd, e.uid, e.gid)
-    os.fchmod(fd, e.mode)
+    which chown, chmod and utime would change (ntfs.py). An entry with a security descriptor
+    (so on NTFS: onto anything else restore leaves those out) gets it instead of an owner and
+    mode, which NTFS does not keep (each a round trip through ntfs-3g)."""
+    if not ntfs.has_descriptor(e.xattrs):
+        os.fchown(fd, e.uid, e.gid)
+        os.fchmod(fd, e.mode)
     sync_xattrs(fd, e.xattrs)
     os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
     ntfs.set_in_order(fd, e.xattrs)
@@ -143,15 +146,17 @@ def set_meta_at(dir_fd: int, name: bytes, e: Entry):
                 os.close(fd)
             return
         if e.kind is not Kind.SYMLINK:          # every change through the pin: a name
-            os.chown(pinned, e.uid, e.gid)      # swapped meanwhile is never touched
-            os.chmod(pinned, e.mode)
+            if not ntfs.has_descriptor(e.xattrs):   # swapped meanwhile is never touched
+                os.chown(pinned, e.uid, e.gid)
+                os.chmod(pinned, e.mode)
             sync_xattrs(pinned, e.xattrs)
             os.utime(pinned, ns=(e.mtime_ns, e.mtime_ns))
             ntfs.set_in_order(pinned, e.xattrs)
             return
         # a symlink's own attributes can only be set by name (no-follow): it is one this run
         # made under a temporary name (the planner remakes a symlink whose metadata changes)
-        os.chown(name, e.uid, e.gid, dir_fd=dir_fd, follow_symlinks=False)
+        if not ntfs.has_descriptor(e.xattrs):
+            os.chown(name, e.uid, e.gid, dir_fd=dir_fd, follow_symlinks=False)
         sync_xattrs(proc_path(dir_fd, name), e.xattrs, follow=False)
         os.utime(name, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
         ntfs.set_in_order(proc_path(dir_fd, name), e.xattrs, follow=False)
