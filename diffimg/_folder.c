@@ -199,10 +199,10 @@ static int read_xattrs(const Where *path, Item *it, Scratch *sc, const Names *as
         ssize_t len = xget(path, order[j], sc->value, XATTR_MAX);
         if (len < 0) {
             /* an asked name (not in the list) that it cannot have: ntfs-3g answers EPERM for
-               the short name of the root */
+               the short name of the root, EMLINK for that of a file with other links */
             int was_asked = order[j] < sc->list || order[j] >= sc->list + size;
             if (errno != ENODATA && errno != ENOTSUP && errno != EOPNOTSUPP
-                    && !(was_asked && errno == EPERM)) e = errno;
+                    && !(was_asked && (errno == EPERM || errno == EMLINK))) e = errno;
             continue;
         }
         char *value = malloc(len ? len : 1);

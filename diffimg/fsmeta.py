@@ -6,7 +6,7 @@ import os
 from .ntfs import get_xattr, is_ntfs
 
 _NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP)
-_NOT_HELD = (*_NO_XATTRS, errno.EPERM)
+_NOT_HELD = (*_NO_XATTRS, errno.EPERM, errno.EMLINK)
 
 
 def read_xattrs(path: bytes, asked=()) -> dict[bytes, bytes] | None:
@@ -31,7 +31,8 @@ def read_xattrs(path: bytes, asked=()) -> dict[bytes, bytes] | None:
                 os.getxattr(path, name, follow_symlinks=False)
         except OSError as exc:
             # removed between list and get: it is simply gone; an asked name it cannot have
-            # (ntfs-3g answers EPERM for the short name of the root)
+            # (ntfs-3g answers EPERM for the short name of the root, EMLINK for that of a
+            # file with other links)
             if exc.errno != errno.ENODATA and not (name not in listed and exc.errno in _NOT_HELD):
                 raise
     return found or None

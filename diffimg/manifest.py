@@ -87,6 +87,10 @@ def from_record(rec) -> Entry:
         if kind is not Kind.SYMLINK and ntfs.REPARSE in xattrs:
             # a restorer gives reparse data only to the empty entry it makes for it
             raise ValueError(f"a {kind.name.lower()} with NTFS reparse data")
+        for name in ntfs.NAMES:
+            problem = name in xattrs and ntfs.value_problem(name, xattrs[name], kind)
+            if problem:
+                raise ValueError(problem)
     if link is not None and (type(link) is not bytes or kind is Kind.DIR or unsafe_path(link)):
         raise ValueError("invalid hardlink reference")
     return Entry(path, kind, mode, uid, gid, mtime_ns, size, digest, target, rdev, xattrs, link,

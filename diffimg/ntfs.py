@@ -64,42 +64,76 @@ def is_ntfs(path) -> bool:
 
 class Volume:
     """How a tree's entries are read where it lies: on an ntfs-3g volume, the NTFS names are
-    asked for (asked), and a junction's symlink, which ntfs-3g points into its mount point, is
-    recorded without that mount point (the raw reparse data is the junction)."""
+    asked for (asked) and the entries recorded as fit() says."""
 
-    def __init__(self, asked: tuple = (), mount_point: bytes | None = None):
+    def __init__(self, asked: tuple = ()):
         self.asked = asked
-        self._prefix = mount_point.rstrip(b"/") + b"/" if mount_point is not None else None
 
     @classmethod
-    def of(cls, where, mount_point) -> "Volume":
-        """where: a path or fd on the volume; mount_point: where its filesystem is mounted."""
-        if not is_ntfs(where):
-            return cls()
-        return cls(NAMES, os.fsencode(mount_point or "/"))
-
-    def recorded_target(self, target: bytes, xattrs: dict | None) -> bytes:
-        prefix = self._prefix
-        if prefix is not None and target.startswith(prefix) and is_reparse_point(xattrs):
-            return target[len(prefix) - 1:]
-        return target
+    def of(cls, where, wanted: bool = True) -> "Volume":
+        """where: a path or fd on the volume. wanted False: read it as any other filesystem
+        (a restore of an image that holds no NTFS attributes)."""
+        return cls(NAMES if wanted and is_ntfs(where) else ())
 
     def fit(self, entry):
-        """The entry (with its xattrs and target read) as it is recorded from this volume. NTFS
-        keeps no POSIX mode or owner: ntfs-3g shows those of its mount options (the security
-        descriptor, recorded, is the truth), so an NTFS entry is recorded with fixed ones
-        (MODES, owner root) whatever the mount, and a restore onto NTFS converges."""
+        """The entry (with its xattrs and target read) as it is recorded from this volume:
+        - NTFS keeps no POSIX mode or owner (ntfs-3g shows those of its mount options; the
+          security descriptor is the truth): fixed ones (MODES, owner root), whatever the mount;
+        - a symlink with reparse data (a junction, a Windows symlink) gets a target made from
+          that data (reparse_target), not the one ntfs-3g shows, which depends on where and how
+          the volume was mounted; a reparse point ntfs-3g shows as a file or folder
+          (deduplicated, cloud or compressed files) is recorded as what it shows;
+        - DOS attributes that ntfs-3g can neither set on a file nor show back are left out
+          (UNKEPT_FILE_ATTRIBUTES)."""
         if not self.asked:
             return entry
         entry.mode = MODES.get(entry.kind, 0o644)
         entry.uid = entry.gid = 0
+        xattrs = entry.xattrs
+        if not xattrs:
+            return entry
         if entry.target is not None:
-            entry.target = self.recorded_target(entry.target, entry.xattrs)
-        elif is_reparse_point(entry.xattrs):
-            # one ntfs-3g shows as a file or folder (deduplicated, cloud or compressed files):
-            # its content is what it shows, restored as such
-            entry.xattrs = without_reparse(entry.xattrs)
+            if REPARSE in xattrs:
+                entry.target = reparse_target(xattrs[REPARSE])
+        elif REPARSE in xattrs:
+            xattrs = entry.xattrs = without_reparse(xattrs)
+        value = xattrs.get(ATTRIB) if xattrs else None
+        if value is not None and len(value) == 4 and entry.kind is not Kind.DIR:
+            bits = struct.unpack(">I", value)[0]
+            if bits & UNKEPT_FILE_ATTRIBUTES:
+                xattrs[ATTRIB] = struct.pack(">I", bits & ~UNKEPT_FILE_ATTRIBUTES)
         return entry
+
+
+# sparse, compressed, encrypted: a file's own state that ntfs-3g cannot give a file it writes
+UNKEPT_FILE_ATTRIBUTES = 0x0200 | 0x0800 | 0x4000
+_JUNCTION, _SYMLINK = 0xA0000003, 0xA000000C
+
+
+def reparse_target(data: bytes) -> bytes:
+    """The symlink target a reparse point is recorded with: for a junction or a Windows
+    symlink, its Windows path as ntfs-3g names one it cannot resolve (C:\\Users ->
+    /.NTFS-3G/C:/Users; a relative symlink's path with slashes); for any other tag,
+    /.NTFS-3G/reparse-TAG. The reparse data itself, recorded too, is what a restore uses."""
+    tag = struct.unpack_from("<I", data)[0] if len(data) >= 4 else 0
+    fallback = b"/.NTFS-3G/reparse-%08x" % tag
+    try:
+        if tag not in (_JUNCTION, _SYMLINK):
+            return fallback
+        sub_at, sub_len, print_at, print_len = struct.unpack_from("<HHHH", data, 8)
+        relative = tag == _SYMLINK and struct.unpack_from("<I", data, 16)[0] & 1
+        names = data[16 if tag == _JUNCTION else 20:]
+        at, length = (print_at, print_len) if print_len else (sub_at, sub_len)
+        path = names[at:at + length].decode("utf-16-le")
+    except (struct.error, UnicodeDecodeError):
+        return fallback
+    if path.startswith("\\??\\"):
+        path = path[4:]
+    path = path.replace("\\", "/")
+    if not path or "\0" in path:
+        return fallback
+    shown = path.encode("utf-8", "surrogateescape")
+    return shown if relative else b"/.NTFS-3G/" + shown.lstrip(b"/")
 
 
 def is_ntfs_name(name: bytes) -> bool:
@@ -166,12 +200,113 @@ def set_in_order(target, xattrs: dict | None, follow: bool = True):
         os.setxattr(target, name, value, follow_symlinks=follow)
 
 
+# what a DOS 8.3 name may hold besides letters and digits (no space, no dot but the one)
+_SHORT_NAME_SYMBOLS = frozenset(b"!#$%&'()-@^_`{}~")
+
+
+def is_short_name(name: bytes) -> bool:
+    """Whether name is a valid 8.3 short name: upper-case ASCII letters, digits and the symbols
+    DOS allows, at most 8 of them, then optionally a dot and at most 3 more."""
+    base, dot, ext = name.partition(b".")
+    allowed = all(c in _SHORT_NAME_SYMBOLS or 0x30 <= c <= 0x39 or 0x41 <= c <= 0x5A
+                  for c in base + ext)
+    return (allowed and 1 <= len(base) <= 8 and len(ext) <= 3 and (not dot or len(ext) >= 1)
+            and base not in _DEVICE_NAMES)
+
+
+_DEVICE_NAMES = frozenset([b"CON", b"PRN", b"AUX", b"NUL"] + [b"COM%d" % i for i in range(1, 10)]
+                          + [b"LPT%d" % i for i in range(1, 10)])
+_MAX_REPARSE = 16 * 1024        # NTFS's limit on reparse data
+
+
+def value_problem(name: bytes, value: bytes, kind) -> str | None:
+    """What is wrong with an NTFS value of an entry of kind, as a manifest holds it (a reader
+    refuses it: ntfs-3g would refuse it at restore, or never show it back); None if nothing."""
+    if name == ATTRIB:
+        if len(value) != 4:
+            return "NTFS attributes are not 4 bytes"
+        is_dir = bool(struct.unpack(">I", value)[0] & FILE_ATTRIBUTE_DIRECTORY)
+        if (kind is Kind.DIR and not is_dir) or (kind is not Kind.DIR and kind is not Kind.SYMLINK
+                                                 and is_dir):
+            return "NTFS attributes disagree with the entry's kind"
+        if kind is not Kind.DIR and struct.unpack(">I", value)[0] & UNKEPT_FILE_ATTRIBUTES:
+            return "NTFS attributes a file cannot be given (sparse, compressed, encrypted)"
+    elif name == CRTIME:
+        if len(value) != 8:
+            return "an NTFS creation time is not 8 bytes"
+    elif name == DOS_NAME:
+        if not is_short_name(value):
+            return "not a valid 8.3 short name"
+    elif name == REPARSE:
+        if not 8 <= len(value) <= 8 + _MAX_REPARSE or \
+                struct.unpack_from("<H", value, 4)[0] != len(value) - 8:
+            return "malformed NTFS reparse data"
+    elif name == ACL and not _valid_descriptor(value):
+        return "malformed NTFS security descriptor"
+    return None
+
+
+def _valid_descriptor(sd: bytes) -> bool:
+    """A self-relative security descriptor whose owner, group and ACLs lie within it, well
+    formed (what ntfs-3g checks before it takes one)."""
+    if len(sd) < 20 or sd[0] != 1:
+        return False
+    control, owner, group, sacl, dacl = struct.unpack_from("<HIIII", sd, 2)
+    if not control & 0x8000:                       # SE_SELF_RELATIVE
+        return False
+    for at in (owner, group):
+        if at and not _valid_sid(sd, at):
+            return False
+    for at, present in ((sacl, control & 0x0010), (dacl, control & 0x0004)):
+        if present and at and not _valid_acl(sd, at):
+            return False
+    return bool(owner)
+
+
+def _valid_sid(sd: bytes, at: int) -> bool:
+    return (20 <= at <= len(sd) - 8 and sd[at] == 1 and sd[at + 1] <= 15
+            and at + 8 + 4 * sd[at + 1] <= len(sd))
+
+
+def _valid_acl(sd: bytes, at: int) -> bool:
+    if not 20 <= at <= len(sd) - 8:
+        return False
+    revision, size, count = sd[at], *struct.unpack_from("<HH", sd, at + 2)
+    if revision not in (2, 4) or size < 8 or at + size > len(sd):
+        return False
+    ace = at + 8
+    for _ in range(count):
+        if ace + 4 > at + size:
+            return False
+        ace_size = struct.unpack_from("<H", sd, ace + 2)[0]
+        if ace_size < 8 or ace + ace_size > at + size:
+            return False
+        ace += ace_size
+    return True
+
+
 def set_short_name(path: bytes, xattrs: dict | None):
     """Give the entry at path (not followed) its DOS short name, if it has one: the name
     belongs to a link, not to the inode; ntfs-3g drops it with a temporary name, and refuses
-    it on a temporary name while the old entry still has it."""
-    if xattrs and DOS_NAME in xattrs and _current(path, DOS_NAME, False) != xattrs[DOS_NAME]:
-        os.setxattr(path, DOS_NAME, xattrs[DOS_NAME], follow_symlinks=False)
+    it on a temporary name while the old entry still has it. Another entry of the folder that
+    holds that short name (two names swapped) loses it first: its own is set when its turn
+    comes."""
+    if not xattrs or DOS_NAME not in xattrs:
+        return
+    wanted = xattrs[DOS_NAME]
+    if _current(path, DOS_NAME, False) == wanted:
+        return
+    try:
+        os.setxattr(path, DOS_NAME, wanted, follow_symlinks=False)
+    except FileExistsError:
+        if not is_short_name(wanted):
+            raise
+        folder = os.path.dirname(path)
+        holder = os.path.join(folder, wanted)         # ntfs-3g finds an entry by its short name
+        if os.lstat(holder).st_ino == os.lstat(path).st_ino:
+            raise
+        os.removexattr(holder, DOS_NAME, follow_symlinks=False)
+        os.setxattr(path, DOS_NAME, wanted, follow_symlinks=False)
 
 
 def make_reparse_point(dir_fd: int, name: bytes, xattrs: dict):
@@ -197,6 +332,6 @@ def _current(target, name, follow):
     try:
         return get_xattr(target, name, follow)
     except OSError as exc:
-        if exc.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
+        if exc.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
             return None
         raise

@@ -261,9 +261,14 @@ def _send(pipe: int, buffer: memoryview, tree: bytes, path: bytes, digest: bytes
         fd = open_for_read(where)
     except OSError as exc:
         raise ScanError(f"cannot read {show_path(where)}: {exc.strerror}") from None
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        regular = False
+    if not regular:                     # (a folder's fd cannot even be wrapped for reading)
+        os.close(fd)
+        raise ScanError(f"{show_path(where)} is no longer a file; run the command again")
     with open(fd, "rb", buffering=0) as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ScanError(f"{show_path(where)} is no longer a file; run the command again")
         _write_all(pipe, tarstream.file_header(path, size))
         hasher, left = xxhash.xxh3_128(), size
         while left:

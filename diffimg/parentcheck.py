@@ -15,7 +15,7 @@ from .compare import entry_differences, is_xattr_label
 from .delta import LINK, META, PARENT
 from .entry import Entry, Kind, entry_from_stat, inode_fields, same_meta
 from .errors import ImageError, Refused, ScanError, show_path
-from .fsmeta import mount_of, read_xattrs
+from .fsmeta import read_xattrs
 from .hashing import hash_file
 from .safefs import Dirs, names_in, open_dir, proc_path, split
 
@@ -24,7 +24,7 @@ SHOWN = 20     # differing paths a refusal names in its message (all are on the 
 
 
 def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
-                 proofs: dict | None = None):
+                 proofs: dict | None = None, ntfs_attributes: bool = True):
     """Refuse (changing nothing) unless the target holds the parent's entry at every path the
     delta touches, and a file of the right size at every path content is taken from; the
     refusal names every path that differs. checksum: compare the content of those files too,
@@ -32,7 +32,7 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
     (of the parent tree): the content of those files is compared unless their stat proves it.
     Returns the paths of meta records whose inode has other links (planner.plan_delta)."""
     dirs, source_dirs = Dirs(root_fd), Dirs(root_fd)   # two caches: the paths interleave
-    volume = target_volume(root_fd)
+    volume = target_volume(root_fd, ntfs_attributes)
     afters = {c.path: c.after for c in changes}
     differences: dict[bytes, str] = {}                 # path -> what differs, in delta order
     shared: set[bytes] = set()
@@ -180,6 +180,6 @@ def entry_at(root_fd: int, path: bytes) -> Entry | None:
         dirs.close()
 
 
-def target_volume(root_fd: int) -> ntfs.Volume:
+def target_volume(root_fd: int, ntfs_attributes: bool = True) -> ntfs.Volume:
     """How the entries of the target open at root_fd are read (ntfs.Volume)."""
-    return ntfs.Volume.of(root_fd, mount_of(os.fstat(root_fd).st_dev).get("mountpoint"))
+    return ntfs.Volume.of(root_fd, ntfs_attributes)

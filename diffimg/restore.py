@@ -78,7 +78,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
         if state is not None and state.tree_id != image.parent_id:
             state = None
         proofs = _proofs(root_fd, changes, fs) if state is not None and not checksum else None
-        shared = check_parent(root_fd, target, changes, checksum, proofs)
+        shared = check_parent(root_fd, target, changes, checksum, proofs, holds_ntfs(image))
         if state is not None:       # the parent's records say what a removed folder may hold
             _refuse_untracked(root_fd, target, changes)
         p = plan_delta(changes, image.info["entries"], shared)
@@ -99,6 +99,13 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
                     if carried is not None:
                         carried.close()
         return p
+
+
+def holds_ntfs(image) -> bool:
+    """Whether the image's tree was read from NTFS, with its NTFS attributes: a target on NTFS
+    is then read with them too, else as any other filesystem (so a Linux tree restored onto
+    NTFS compares as one)."""
+    return image.info.get("source", {}).get("fstype") == "ntfs"
 
 
 def _refuse_untracked(root_fd: int, target: bytes, changes):
@@ -266,7 +273,8 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
         windows_own = windows.present_in(target) if final.info.get("os", {}).get(
             "family") == "windows" else set()
         entries = scan(target, previous=previous, checksum=checksum, trust_mtime=trust_mtime,
-                       leave_out=kept.paths | windows_own, wanted_sizes=_FileSizes(final),
+                       leave_out=kept.paths | windows_own, ntfs_attributes=holds_ntfs(final),
+                       wanted_sizes=_FileSizes(final),
                        on_progress=on_progress, on_warning=on_warning)
         wanted = final.entries()
         if not ntfs.is_ntfs(root_fd):

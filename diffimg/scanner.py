@@ -15,7 +15,7 @@ import stat
 from . import ntfs, windows
 from .entry import Entry, Hint, Kind, entry_from_stat, path_key
 from .errors import InputNotFound, ScanError, show_path
-from .fsmeta import mount_of, mount_points_below, read_xattrs
+from .fsmeta import mount_points_below, read_xattrs
 from .hashing import EMPTY_DIGEST, Hashed, HashPool, Problem, hash_file, holes_at
 from .manifest import STATE_DIR
 from .safefs import DIR_FLAGS, fd_path, names_in, open_dir, proc_path, split
@@ -128,7 +128,7 @@ def _lookup(hints, trust_mtime: bool):
 
 def scan(root, *, previous=None, checksum: bool = False, trust_mtime: bool = False, excludes=(),
          leave_out=frozenset(), wanted_sizes=None, workers: int | None = None, on_progress=None,
-         on_warning=None, on_skip=None, windows_files: bool = False):
+         on_warning=None, on_skip=None, windows_files: bool = False, ntfs_attributes: bool = True):
     """Yield the Entries of the tree at root in canonical order, leaving out STATE_DIR at its
     root. Each entry carries the ino and ctime_ns its record was read with (a stat cache's row).
 
@@ -143,7 +143,9 @@ def scan(root, *, previous=None, checksum: bool = False, trust_mtime: bool = Fal
     on_progress(entries, bytes): called now and then. on_warning(message): vanished files,
     skipped mount points, files that changed while read. on_skip(path): called for each entry
     left out or emptied because it is on another filesystem (after its warning). A Windows
-    tree's paths windows.py leaves out by default are left out too, unless windows_files.
+    tree's paths windows.py leaves out by default are left out too, unless windows_files. On
+    an ntfs-3g volume, the NTFS attributes are recorded (ntfs.py) unless ntfs_attributes is
+    False (a restore of an image that holds none, onto NTFS).
     """
     root = os.fsencode(root)
     try:
@@ -168,7 +170,7 @@ def scan(root, *, previous=None, checksum: bool = False, trust_mtime: bool = Fal
     try:
         walker = _Walker(root, root_st, excluded, find_previous, pool, warn, skip, on_progress,
                          mount_points_below(root), wanted_sizes, leave_out, bool(excludes),
-                         ntfs.Volume.of(root, mount_of(root_st.st_dev).get("mountpoint")))
+                         ntfs.Volume.of(root, ntfs_attributes))
         yield from walker.walk()
         if previous is not None and not checksum:
             find_previous.drain()

@@ -53,9 +53,12 @@ def status(target, *, checksum: bool = False, on_progress=None, on_warning=None)
 
 def _drift(target, recorded, kept: Kept, checksum, on_progress, on_warning) -> list:
     hints = None if checksum else recorded.hints(statcache.identity(target))
-    scanned = scan(target, previous=hints, checksum=checksum, leave_out=kept.paths,
-                   on_progress=on_progress, on_warning=on_warning)
     with recorded.reader() as m:
+        # read with the NTFS attributes only where the recorded tree has them (restore.py)
+        source = m.header.get("source")
+        from_ntfs = type(source) is dict and source.get("fstype") == "ntfs"
+        scanned = scan(target, previous=hints, checksum=checksum, leave_out=kept.paths,
+                       on_progress=on_progress, on_warning=on_warning, ntfs_attributes=from_ntfs)
         wanted = (e for e in m.entries() if not (kept and kept.covers(e.path)))
         # a folder the tree lacks that holds kept paths was left by the restore, on purpose
         return [d for d in map(_kept_links_left_out(kept), compare(wanted, scanned))

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import xxhash
 
+from . import ntfs
 from .entry import Entry
 from .hashing import Problem
 from .safefs import Dirs, open_regular, put_in_place, set_meta_fd, split
@@ -172,6 +173,8 @@ def _move(dirs: Dirs, source_dirs: Dirs, tmp: bytes, where: bytes, entry: Entry)
     the bytes do not move at all. None when it must be copied instead."""
     if entry.sparse:
         return None                     # the copy makes the holes the manifest records
+    if entry.xattrs and ntfs.DOS_NAME in entry.xattrs:
+        return None      # ntfs-3g gives no short name to an inode with another link (the kept one)
     parent, name = split(entry.path)
     source_parent, source_name = split(where)
     try:

@@ -334,6 +334,9 @@ def test_a_file_that_changed_since_its_scan_is_never_streamed_into_an_image(tmp_
             _stream(os.fsencode(tree), output, [(b"f", b"\0" * 16, 3)])
         with pytest.raises(ScanError, match="changed since it was scanned"):
             _stream(os.fsencode(tree), output, [(b"f", b"\0" * 16, 5)])
+        (tree / "d").mkdir()                   # a folder where a file was scanned
+        with pytest.raises(ScanError, match="no longer a file"):
+            _stream(os.fsencode(tree), output, [(b"d", b"\0" * 16, 5)])
     finally:
         output.cleanup()
     assert sorted(os.listdir(tmp_path)) == ["t"]
