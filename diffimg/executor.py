@@ -24,7 +24,6 @@ from .safefs import (
     make_special,
     open_dir,
     proc_path,
-    put_in_place,
     remove,
     replace,
     set_meta_at,
@@ -96,7 +95,7 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
         phase(Phase.MAKING_SPECIALS)
         _make_specials(dirs, run, p.specials, ntfs.is_ntfs(root_fd))
         phase(Phase.WRITING_FILES)
-        _write_files(p, Root.of(root_fd), run, layer_roots, on_progress)
+        _write_files(p, Root.of(root_fd), run, layer_roots, on_progress, dirs)
         phase(Phase.LINKING)
         for e in p.links:
             _link(root_fd, dirs, e, run.tmp_name())
@@ -122,7 +121,9 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
 
 
 def _set_short_name(dirs: Dirs, e):
-    """The NTFS short name of an entry at its own name (ntfs.set_short_name)."""
+    """The NTFS short name of an entry at its own name (ntfs.set_short_name): set by this
+    process, one at a time (two entries may swap theirs), once the entry has its final name
+    (ntfs-3g drops it with a temporary one)."""
     if e.path and e.xattrs and ntfs.DOS_NAME in e.xattrs and e.link is None:
         parent, name = split(e.path)
         ntfs.set_short_name(proc_path(dirs.fd(parent), name), e.xattrs)
@@ -145,7 +146,8 @@ def _make_specials(dirs: Dirs, run: _Run, specials, on_ntfs: bool):
         tmp = run.tmp_name()
         make_special(dir_fd, tmp, e, on_ntfs)
         set_meta_at(dir_fd, tmp, e)
-        put_in_place(dir_fd, tmp, name, e)
+        replace(dir_fd, tmp, name)
+        _set_short_name(dirs, e)
 
 
 def _rescue(root_fd: int, dirs: Dirs, run: _Run, rescues: dict):
@@ -193,8 +195,9 @@ def _jobs(p: Plan, run: _Run, layer_roots: dict):
         yield Job(run.tmp_name(), w.entry, origin, where, may_link, layer_root), w
 
 
-def _write_files(p: Plan, target: Root, run: _Run, layer_roots: dict, on_progress):
+def _write_files(p: Plan, target: Root, run: _Run, layer_roots: dict, on_progress, dirs: Dirs):
     done = [0, 0]
+    short_names = []            # the files written that have an NTFS short name, set after
 
     def check(w, written):
         if written.problem is None:
@@ -202,11 +205,15 @@ def _write_files(p: Plan, target: Root, run: _Run, layer_roots: dict, on_progres
             done[1] += w.entry.size
             if on_progress is not None:
                 on_progress(*done)
+            if w.entry.xattrs and ntfs.DOS_NAME in w.entry.xattrs:
+                short_names.append(w.entry)
             return
         raise _write_failure(w, written)
 
     run_pooled(functools.partial(write_batch, target), _jobs(p, run, layer_roots), check,
                batch_size=64)
+    for e in short_names:
+        _set_short_name(dirs, e)
 
 
 def _write_failure(w, written):

@@ -190,14 +190,6 @@ def open_file(path, mode: str = "rb"):
         raise
 
 
-def put_in_place(dir_fd: int, tmp: bytes, name: bytes, e: Entry):
-    """Rename the entry made under tmp to name (replace), then set what belongs to a name
-    rather than to the inode: the NTFS short name (ntfs.set_short_name)."""
-    replace(dir_fd, tmp, name)
-    if e.xattrs and e.link is None:
-        ntfs.set_short_name(proc_path(dir_fd, name), e.xattrs)
-
-
 def make_special(dir_fd: int, name: bytes, e: Entry, on_ntfs: bool = False):
     """Create a symlink, device, FIFO or socket named name (which must not exist). On NTFS
     (ntfs-3g), a symlink with reparse data is made from its reparse data: a junction stays one."""

@@ -52,6 +52,13 @@ class Side:
                 yield entry
             self.tree_id = m.trailer["tree_id"]
 
+    def from_ntfs(self) -> bool:
+        """Whether this recorded tree was read from NTFS with its NTFS attributes: a tree it is
+        compared with is read with them only then (restore.holds_ntfs)."""
+        with self._reader() as m:
+            source = m.header.get("source")
+        return type(source) is dict and source.get("fstype") == "ntfs"
+
     def tree_hints(self, tree, trust_mtime: bool):
         """What a scan of tree may trust of this recorded side (quickcheck.tree_hints)."""
         tree_id = Image(self.path).tree_id if self.kind == "image" else None
@@ -69,15 +76,17 @@ def compare_sides(a, b, *, checksum=False, trust_mtime=False, excludes=(), on_pr
     """
     kinds = kind_of(a), kind_of(b)
 
-    def scanned(path, previous, trust=False):
+    def scanned(path, previous, trust=False, ntfs_attributes=True):
         return scan(path, previous=previous, checksum=checksum, trust_mtime=trust,
                     excludes=excludes, on_progress=on_progress, on_warning=on_warning,
-                    windows_files=windows_files)
+                    windows_files=windows_files, ntfs_attributes=ntfs_attributes)
 
     def tree(path, recorded):
+        from_ntfs = recorded.from_ntfs()
         if checksum:
-            return Side(path, "tree", scanned(path, None))
-        return Side(path, "tree", scanned(path, *recorded.tree_hints(path, trust_mtime)))
+            return Side(path, "tree", scanned(path, None, ntfs_attributes=from_ntfs))
+        return Side(path, "tree", scanned(path, *recorded.tree_hints(path, trust_mtime),
+                                          ntfs_attributes=from_ntfs))
 
     if "tree" not in kinds:
         return Side(a, kinds[0]), Side(b, kinds[1])

@@ -13,7 +13,7 @@ import xxhash
 from . import ntfs
 from .entry import Entry
 from .hashing import Problem
-from .safefs import Dirs, open_regular, put_in_place, set_meta_fd, split
+from .safefs import Dirs, open_regular, replace, set_meta_fd, split
 
 CHUNK = 1 << 20
 HOLE_UNIT = 4 << 10          # sparse files: zero blocks of this size become holes (the
@@ -149,7 +149,7 @@ def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job, layers: _Layers) -> Writ
         set_meta_fd(dst, entry)
         os.close(dst)
         dst = None
-        put_in_place(dir_fd, tmp, name, entry)
+        replace(dir_fd, tmp, name)
         return Written(None, None, size)
     except _Mismatch:
         failed = Written(Problem.BAD_CONTENT, "the stored content does not match its digest "
@@ -193,7 +193,7 @@ def _move(dirs: Dirs, source_dirs: Dirs, tmp: bytes, where: bytes, entry: Entry)
             set_meta_fd(fd, entry)
         finally:
             os.close(fd)
-        put_in_place(dir_fd, tmp, name, entry)
+        replace(dir_fd, tmp, name)
         return Written(None, None, entry.size)
     except OSError as exc:
         _discard(dir_fd, tmp)

@@ -259,3 +259,133 @@ def test_what_windows_makes_again_is_left_out_and_left_alone(volumes, tmp_path):
     run_cli("create", source, tmp_path / "all.img", "-q", "--windows-files", check_rc=0)
     assert "left_out" not in Image(tmp_path / "all.img").info
     proc = run_cli("compare", tmp_path / "all.img", source, "--windows-files", check_rc=0)
+
+
+def _again_does_nothing(image_args, target):
+    proc = run_cli("restore", *image_args, target, check_rc=0)
+    assert b"0 deleted, 0 folders, 0 files written" in proc.stderr, proc.stderr
+    assert b" 0 links and special files, 0 hardlinks, 0 metadata only" in proc.stderr, proc.stderr
+
+
+def test_a_linux_tree_restored_onto_ntfs_converges_and_takes_a_diff(volumes, tmp_path):
+    """An image read from a non-NTFS tree: an NTFS target is compared without NTFS values
+    (review: restores never converged, apply always refused)."""
+    tree = tmp_path / "linux"
+    (tree / "d").mkdir(parents=True)
+    (tree / "d" / "f").write_text("hi\n")
+    os.symlink("d/f", tree / "lnk")
+    for path in (tree / "d" / "f", tree / "d", tree):
+        os.chmod(path, 0o777)                 # what ntfs-3g shows without its permissions option
+        os.utime(path, (1704067200, 1704067200))
+    os.utime(tree / "lnk", (1704067200, 1704067200), follow_symlinks=False)
+    run_cli("create", tree, tmp_path / "plain.img", "--format", "dir", "-q", check_rc=0)
+    target = volumes("target")
+    run_cli("restore", "-q", tmp_path / "plain.img", target, check_rc=0)
+    _again_does_nothing([tmp_path / "plain.img"], target)
+    run_cli("compare", tmp_path / "plain.img", target, check_rc=0)
+    (tree / "d" / "f").write_text("changed\n")
+    os.chmod(tree / "d" / "f", 0o777)
+    run_cli("diff", tree, tmp_path / "plain.img", "-o", tmp_path / "d1.img", "--format", "dir", "-q",
+            check_rc=0)
+    run_cli("apply", "-q", tmp_path / "d1.img", target, check_rc=0)
+    assert (target / "d" / "f").read_text() == "changed\n"
+
+
+def test_short_names_survive_links_moves_and_swaps(volumes, tmp_path):
+    """ntfs-3g gives no short name to an inode with two links (EMLINK), keeps one per folder,
+    and drops it with a temporary name: a linked file with one, a moved one and two swapped
+    ones are restored at the first run (review: exit 6 or 7)."""
+    source = volumes("source")
+    (source / "Long name one.txt").write_text("one")
+    (source / "Long name two.txt").write_text("two")
+    (source / "Long name three.txt").write_text("three")
+    _set(source / "Long name one.txt", ntfs.DOS_NAME, b"LONGNA~1.TXT")
+    _set(source / "Long name two.txt", ntfs.DOS_NAME, b"LONGNA~2.TXT")
+    _set(source / "Long name three.txt", ntfs.DOS_NAME, b"LONGNA~3.TXT")
+    (source / "Linked file.txt").write_text("linked")
+    _set(source / "Linked file.txt", ntfs.DOS_NAME, b"LINKED~1.TXT")
+    os.link(source / "Linked file.txt", source / "second link.txt")
+    run_cli("create", source, tmp_path / "base.img", "-q", check_rc=0)
+    target = volumes("target")
+    run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
+    # the target drifts: two short names swapped, a file moved
+    _set(target / "Long name one.txt", ntfs.DOS_NAME, b"LONGNA~9.TXT")
+    _set(target / "Long name two.txt", ntfs.DOS_NAME, b"LONGNA~1.TXT")
+    _set(target / "Long name one.txt", ntfs.DOS_NAME, b"LONGNA~2.TXT")
+    os.rename(target / "Long name three.txt", target / "moved.txt")
+    run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
+    for name, short in (("one", b"LONGNA~1.TXT"), ("two", b"LONGNA~2.TXT"), ("three", b"LONGNA~3.TXT")):
+        assert ntfs.get_xattr(target / f"Long name {name}.txt", ntfs.DOS_NAME) == short
+    _again_does_nothing([tmp_path / "base.img"], target)
+
+
+def test_compressed_and_sparse_files_converge(volumes, tmp_path):
+    """ntfs-3g cannot give a written file the compressed or sparse state: not recorded for
+    files, so a restore does not redo them forever (review)."""
+    source = volumes("source")
+    (source / "packed").mkdir()
+    _set(source / "packed", ntfs.ATTRIB, struct.pack(">I", 0x810))
+    (source / "packed" / "file").write_bytes(b"z" * 100000)
+    with open(source / "holes", "wb") as f:
+        f.truncate(10 << 20)
+        f.write(b"x")
+    assert struct.unpack(">I", ntfs.get_xattr(source / "packed" / "file", ntfs.ATTRIB))[0] & 0x800
+    run_cli("create", source, tmp_path / "base.img", "-q", check_rc=0)
+    target = volumes("target")
+    run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
+    _again_does_nothing([tmp_path / "base.img"], target)
+    run_cli("compare", tmp_path / "base.img", target, check_rc=0)
+
+
+def test_a_junction_is_recorded_alike_however_the_volume_is_mounted(tmp_path):
+    """ntfs-3g points a junction's symlink into the mount point as it was given: the record is
+    made from the reparse data instead, so the tree ID is the same (review)."""
+    volume = tmp_path / "v.ntfs"
+    with open(volume, "wb") as f:
+        f.truncate(32 << 20)
+    subprocess.run(["mkntfs", "-q", "-F", "-f", str(volume)], check=True, capture_output=True)
+    real = tmp_path / "real"
+    real.mkdir()
+    os.symlink(real, tmp_path / "alias")
+    ids = []
+    for given in (real, tmp_path / "alias", tmp_path / "real" / ".." / "real"):
+        subprocess.run(["ntfs-3g", str(volume), str(given)], check=True)
+        try:
+            if not (real / "Documents and Settings").exists() and not os.path.islink(
+                    real / "Documents and Settings"):
+                os.mkdir(real / "Documents and Settings")
+                _set(real / "Documents and Settings", ntfs.REPARSE, junction_data("C:\\Users"))
+            with contextlib.suppress(OSError):
+                os.lstat(real / "Documents and Settings")
+            run_cli("scan", real, "-o", tmp_path / "m.dimf", "-q", check_rc=0)
+        finally:
+            subprocess.run(["umount", str(real)], check=True)
+        from diffimg.manifest import ManifestReader
+        with ManifestReader(tmp_path / "m.dimf") as m:
+            targets = [e.target for e in m.entries() if e.target is not None]
+            ids.append((m.trailer["tree_id"], targets))
+    assert ids[0] == ids[1] == ids[2] and ids[0][1] == [b"/.NTFS-3G/C:/Users"]
+
+
+def test_a_manifest_with_ntfs_values_ntfs_3g_would_refuse_is_refused():
+    """Checked when read (exit 8 for an image), not found out half-way through a restore."""
+    from diffimg.entry import Entry, Kind
+    from diffimg.manifest import from_record, to_record
+    good = {ntfs.ACL: descriptor(SYSTEM, SYSTEM, _ace(EVERYONE, 0x1F01FF)),
+            ntfs.ATTRIB: struct.pack(">I", 0x20), ntfs.CRTIME: bytes(8),
+            ntfs.DOS_NAME: b"LONGDO~1.TXT"}
+
+    def record(xattrs, kind=Kind.FILE):
+        size, digest, sparse = (0, bytes(16), False) if kind is Kind.FILE else (None, None, None)
+        return to_record(Entry(b"f", kind, 0o644, 0, 0, 0, size, digest, None, None,
+                               dict(sorted(xattrs.items())), None, sparse))
+    assert from_record(record(good)).xattrs == dict(sorted(good.items()))
+    for name, bad in ((ntfs.ATTRIB, b"\0\0\0"), (ntfs.ATTRIB, struct.pack(">I", 0x30)),
+                      (ntfs.ATTRIB, struct.pack(">I", 0x820)), (ntfs.CRTIME, b"\0" * 3),
+                      (ntfs.DOS_NAME, b".."), (ntfs.DOS_NAME, b"A/B"), (ntfs.DOS_NAME, b"CON"),
+                      (ntfs.DOS_NAME, b"lower.txt"), (ntfs.ACL, b"junk"),
+                      (ntfs.ACL, descriptor(SYSTEM, SYSTEM)[:-8] + b"\xff" * 8)):
+        with pytest.raises(ValueError):
+            from_record(record({**good, name: bad}))
+    with pytest.raises(ValueError):
+        from_record(record({ntfs.ATTRIB: struct.pack(">I", 0x20)}, Kind.DIR))
