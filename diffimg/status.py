@@ -3,7 +3,7 @@
 import os
 from dataclasses import dataclass, field
 
-from . import statcache
+from . import ntfs, statcache
 from .compare import ADDED, compare
 from .errors import InputNotFound, ManifestError, NoState, show_path
 from .keep import Kept, find_kept
@@ -60,6 +60,8 @@ def _drift(target, recorded, kept: Kept, checksum, on_progress, on_warning) -> l
         scanned = scan(target, previous=hints, checksum=checksum, leave_out=kept.paths,
                        on_progress=on_progress, on_warning=on_warning, ntfs_attributes=from_ntfs)
         wanted = (e for e in m.entries() if not (kept and kept.covers(e.path)))
+        if from_ntfs and not ntfs.is_ntfs(target):   # restored without them, with a warning
+            wanted = ntfs.fit_for_plain_target(wanted, lambda message: None)
         # a folder the tree lacks that holds kept paths was left by the restore, on purpose
         return [d for d in map(_kept_links_left_out(kept), compare(wanted, scanned))
                 if d is not None and not (d.change == ADDED and kept.holds(d.path))]
