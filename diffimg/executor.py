@@ -75,12 +75,14 @@ class _Run:
 
 
 def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=None,
-            on_progress=None):
+            on_progress=None, on_warning=None):
     """Carry out plan p on the target (root_fd). layer_roots: layer number -> mounted tree.
-    on_progress(files, bytes) is called as files are written."""
+    on_progress(files, bytes) is called as files are written; on_warning(message) for a short
+    name that cannot be given (_ShortNames)."""
     phase = on_phase or (lambda phase: None)
     dirs = Dirs(root_fd)
     run = _Run()
+    short_names = _ShortNames()
     try:
         if p.rescues:
             phase(Phase.RESCUING)
@@ -93,9 +95,9 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
         phase(Phase.MAKING_FOLDERS)
         _make_folders(dirs, p.dirs)
         phase(Phase.MAKING_SPECIALS)
-        _make_specials(dirs, run, p.specials, ntfs.is_ntfs(root_fd))
+        _make_specials(dirs, run, p.specials, ntfs.is_ntfs(root_fd), short_names)
         phase(Phase.WRITING_FILES)
-        _write_files(p, Root.of(root_fd), run, layer_roots, on_progress, dirs)
+        _write_files(p, Root.of(root_fd), run, layer_roots, on_progress, short_names)
         phase(Phase.LINKING)
         for e in p.links:
             _link(root_fd, dirs, e, run.tmp_name())
@@ -103,13 +105,15 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
         for e in p.metas:
             parent, name = split(e.path)
             set_meta_at(dirs.fd(parent), name, e)
-            _set_short_name(dirs, e)
+            short_names.add(e)
+        for e in p.dir_metas:
+            short_names.add(e)
+        short_names.give(dirs, on_warning or (lambda message: None))   # (a folder's mtime moves)
         if p.rescues:
             remove(root_fd, run.rescue_dir)
         dirs.close()                         # the rescue folder is gone
         for e in reversed(p.dir_metas):      # deepest first: a folder after its content
             set_meta_fd(dirs.fd(e.path), e)
-            _set_short_name(dirs, e)
         os.sync()
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
@@ -120,13 +124,39 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
         dirs.close()
 
 
-def _set_short_name(dirs: Dirs, e):
-    """The NTFS short name of an entry at its own name (ntfs.set_short_name): set by this
-    process, one at a time (two entries may swap theirs), once the entry has its final name
-    (ntfs-3g drops it with a temporary one)."""
-    if e.path and e.xattrs and ntfs.DOS_NAME in e.xattrs and e.link is None:
-        parent, name = split(e.path)
-        ntfs.set_short_name(proc_path(dirs.fd(parent), name), e.xattrs)
+class _ShortNames:
+    """The NTFS short names of the entries this run made or changed, given once they all have
+    their final names (ntfs-3g drops a short name with a temporary name), by this process: first
+    each of them lets go of a short name it has that is not its own, then each gets its own, so
+    two entries that swapped theirs get them back. A short name held by anything else (a kept
+    path, what Windows makes again, a mount) is never taken from it: that entry is left
+    without one, with a warning."""
+
+    def __init__(self):
+        self._wanted = []           # (path, short name)
+
+    def add(self, e):
+        if e.path and e.xattrs and ntfs.DOS_NAME in e.xattrs and e.link is None:
+            self._wanted.append((e.path, e.xattrs[ntfs.DOS_NAME]))
+
+    def give(self, dirs: Dirs, warn):
+        for path, name in self._wanted:
+            ntfs.let_go_of_short_name(self._where(dirs, path), name)
+        for path, name in self._wanted:
+            try:
+                ntfs.set_short_name(self._where(dirs, path), name)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.EMLINK):
+                    raise
+                held = "another entry of its folder has it" if exc.errno == errno.EEXIST \
+                    else "it has other links"
+                warn(f"{show_path(path)}: left without its short name {show_path(name)}: {held}")
+        self._wanted = []
+
+    @staticmethod
+    def _where(dirs: Dirs, path: bytes) -> bytes:
+        parent, name = split(path)
+        return proc_path(dirs.fd(parent), name)
 
 
 def _make_folders(dirs: Dirs, folders):
@@ -137,7 +167,7 @@ def _make_folders(dirs: Dirs, folders):
                 os.mkdir(name, 0o700, dir_fd=dirs.fd(parent))
 
 
-def _make_specials(dirs: Dirs, run: _Run, specials, on_ntfs: bool):
+def _make_specials(dirs: Dirs, run: _Run, specials, on_ntfs: bool, short_names: "_ShortNames"):
     """Symlinks, devices, FIFOs and sockets: made under a temporary name with their metadata,
     then renamed into place (on NTFS, a junction from its reparse data: safefs.make_special)."""
     for e in specials:
@@ -147,7 +177,7 @@ def _make_specials(dirs: Dirs, run: _Run, specials, on_ntfs: bool):
         make_special(dir_fd, tmp, e, on_ntfs)
         set_meta_at(dir_fd, tmp, e)
         replace(dir_fd, tmp, name)
-        _set_short_name(dirs, e)
+        short_names.add(e)
 
 
 def _rescue(root_fd: int, dirs: Dirs, run: _Run, rescues: dict):
@@ -195,9 +225,9 @@ def _jobs(p: Plan, run: _Run, layer_roots: dict):
         yield Job(run.tmp_name(), w.entry, origin, where, may_link, layer_root), w
 
 
-def _write_files(p: Plan, target: Root, run: _Run, layer_roots: dict, on_progress, dirs: Dirs):
+def _write_files(p: Plan, target: Root, run: _Run, layer_roots: dict, on_progress,
+                 short_names: "_ShortNames"):
     done = [0, 0]
-    short_names = []            # the files written that have an NTFS short name, set after
 
     def check(w, written):
         if written.problem is None:
@@ -205,15 +235,12 @@ def _write_files(p: Plan, target: Root, run: _Run, layer_roots: dict, on_progres
             done[1] += w.entry.size
             if on_progress is not None:
                 on_progress(*done)
-            if w.entry.xattrs and ntfs.DOS_NAME in w.entry.xattrs:
-                short_names.append(w.entry)
+            short_names.add(w.entry)
             return
         raise _write_failure(w, written)
 
     run_pooled(functools.partial(write_batch, target), _jobs(p, run, layer_roots), check,
                batch_size=64)
-    for e in short_names:
-        _set_short_name(dirs, e)
 
 
 def _write_failure(w, written):

@@ -285,28 +285,19 @@ def _valid_acl(sd: bytes, at: int) -> bool:
     return True
 
 
-def set_short_name(path: bytes, xattrs: dict | None):
-    """Give the entry at path (not followed) its DOS short name, if it has one: the name
-    belongs to a link, not to the inode; ntfs-3g drops it with a temporary name, and refuses
-    it on a temporary name while the old entry still has it. Another entry of the folder that
-    holds that short name (two names swapped) loses it first: its own is set when its turn
-    comes."""
-    if not xattrs or DOS_NAME not in xattrs:
-        return
-    wanted = xattrs[DOS_NAME]
-    if _current(path, DOS_NAME, False) == wanted:
-        return
-    try:
+def set_short_name(path: bytes, wanted: bytes):
+    """Give the entry at path (not followed) the DOS short name wanted (a name belongs to a
+    link, not to the inode). OSError EEXIST when another entry of the folder has it."""
+    if _current(path, DOS_NAME, False) != wanted:
         os.setxattr(path, DOS_NAME, wanted, follow_symlinks=False)
-    except FileExistsError:
-        if not is_short_name(wanted):
-            raise
-        folder = os.path.dirname(path)
-        holder = os.path.join(folder, wanted)         # ntfs-3g finds an entry by its short name
-        if os.lstat(holder).st_ino == os.lstat(path).st_ino:
-            raise
-        os.removexattr(holder, DOS_NAME, follow_symlinks=False)
-        os.setxattr(path, DOS_NAME, wanted, follow_symlinks=False)
+
+
+def let_go_of_short_name(path: bytes, wanted: bytes):
+    """Remove the short name of the entry at path (not followed) if it has one other than
+    wanted, so that another entry may take it."""
+    current = _current(path, DOS_NAME, False)
+    if current is not None and current != wanted:
+        os.removexattr(path, DOS_NAME, follow_symlinks=False)
 
 
 def make_reparse_point(dir_fd: int, name: bytes, xattrs: dict):

@@ -93,12 +93,18 @@ def tree_of(path, *, writable: bool, allow_unclean: bool = False):
         if hibernated:
             raise UnsafeVolume(_HIBERNATED % show_path(path))
     with _mounted(path, fstype, st, writable) as tree:
+        if writable and os.statvfs(tree).f_flag & os.ST_RDONLY:
+            # ntfs-3g falls back to read-only, saying nothing, on a volume it finds hibernated
+            raise UnsafeVolume(f"{show_path(path)} could be mounted only read-only (ntfs-3g "
+                               "finds Windows hibernated on it, or the disk is read-only): "
+                               + _HIBERNATED_ADVICE)
         yield tree
 
 
+_HIBERNATED_ADVICE = ("boot Windows and shut it down fully (Shift + Shut down, or powercfg /h "
+                      "off), then try again")
 _HIBERNATED = ("%s: Windows is hibernated on this volume (or shut down with Fast Startup), and "
-               "will resume from its hibernation file: boot it and shut it down fully (Shift + "
-               "Shut down, or powercfg /h off), then try again")
+               "will resume from its hibernation file: " + _HIBERNATED_ADVICE)
 
 
 def _mounted(path: bytes, fstype: str, st, writable: bool):
@@ -133,17 +139,19 @@ def _ntfs_dirty(path: bytes) -> bool:
             sector, per_cluster = struct.unpack_from("<HB", boot, 11)
             mft_cluster = struct.unpack_from("<Q", boot, 48)[0]
             per_record = struct.unpack_from("<b", boot, 64)[0]
-            cluster = sector * per_cluster
+            # past 0x80 the byte is minus a power of two of sectors (clusters over 64 KiB)
+            cluster = sector * (per_cluster if per_cluster <= 0x80 else 1 << (256 - per_cluster))
             size = cluster * per_record if per_record > 0 else 1 << -per_record
-            if not (512 <= sector <= 4096 and cluster and 1024 <= size <= 65536):
+            if not (512 <= sector <= 4096 and cluster and 1024 <= size <= 65536
+                    and cluster <= 1 << 21):
                 return True
             f.seek(mft_cluster * cluster + 3 * size)
             record = bytearray(f.read(size))
         if record[:4] != b"FILE":
             return True
         fixups_at, count = struct.unpack_from("<HH", record, 4)
-        for i in range(1, count):          # the update sequence: each sector's last two bytes
-            end = i * sector
+        for i in range(1, count):          # the update sequence: each 512 bytes' last two
+            end = i * 512
             record[end - 2:end] = record[fixups_at + 2 * i:fixups_at + 2 * i + 2]
         at = struct.unpack_from("<H", record, 20)[0]
         while at + 24 <= size:

@@ -92,7 +92,8 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
                 carried = _Carried(previous, fs) if state is not None else None
                 try:
                     begin(root_fd, run)
-                    _execute(p, [image], target, root_fd, phase, on_progress, _FINISH_WITH_FORCE)
+                    _execute(p, [image], target, root_fd, phase, on_progress, _FINISH_WITH_FORCE,
+                             on_warning)
                     finish(root_fd, run, image, kept,
                            _applied_verifier(changes, checksum or proofs is not None, carried))
                 finally:
@@ -289,7 +290,7 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
                 confirm(root_fd, run, final.tree_id)     # its manifest and rows still hold
                 return p
             begin(root_fd, run)
-            _execute(p, layers, target, root_fd, phase, on_progress, _RESTORE_AGAIN)
+            _execute(p, layers, target, root_fd, phase, on_progress, _RESTORE_AGAIN, warn)
             finish(root_fd, run, final, kept, lambda index, e, st: not (
                 p.unverified[index] or e.path in p.unverified_writes))
         return p
@@ -334,7 +335,7 @@ def _trusted_hints(final, ambiguous: set[bytes]):
     return (hint for hint in final.file_hints() if hint.path not in ambiguous)
 
 
-def _execute(p, layers, target, root_fd, phase, on_progress, after_failure: str):
+def _execute(p, layers, target, root_fd, phase, on_progress, after_failure: str, warn=None):
     """Carry out plan p, mounting the layers whose content it copies, and only those. A failure
     once the target may have changed says what to do next (after_failure)."""
     needed = p.layers_read()
@@ -343,7 +344,7 @@ def _execute(p, layers, target, root_fd, phase, on_progress, after_failure: str)
             phase(Phase.MOUNTING)
         roots = {n: mounts.enter_context(layers[n].content()) for n in sorted(needed)}
         try:
-            execute(p, target, root_fd, roots, phase, on_progress)
+            execute(p, target, root_fd, roots, phase, on_progress, warn)
         except (OutputError, ImageError) as exc:
             exc.message += after_failure
             raise

@@ -390,3 +390,19 @@ def test_a_manifest_with_ntfs_values_ntfs_3g_would_refuse_is_refused():
             from_record(record({**good, name: bad}))
     with pytest.raises(ValueError):
         from_record(record({ntfs.ATTRIB: struct.pack(">I", 0x20)}, Kind.DIR))
+
+
+def test_a_short_name_held_by_a_kept_entry_is_never_taken_from_it(volumes, tmp_path):
+    """Only entries the restore makes or changes let go of a short name (second review: a kept
+    file, a folder Windows makes again, a folder under a mount lost theirs)."""
+    source = volumes("source")
+    (source / "Other file.txt").write_text("other")
+    _set(source / "Other file.txt", ntfs.DOS_NAME, b"KEEPME~1.TXT")
+    run_cli("create", source, tmp_path / "base.img", "-q", check_rc=0)
+    target = volumes("target")
+    (target / "Keep me.txt").write_text("mine")
+    _set(target / "Keep me.txt", ntfs.DOS_NAME, b"KEEPME~1.TXT")
+    proc = run_cli("restore", tmp_path / "base.img", target, "--keep", "/Keep me.txt", check_rc=0)
+    assert b"left without its short name" in proc.stderr
+    assert ntfs.get_xattr(target / "Keep me.txt", ntfs.DOS_NAME) == b"KEEPME~1.TXT"
+    assert (target / "Other file.txt").read_text() == "other"

@@ -26,10 +26,11 @@ def _nothing_left_on(*volumes):
         assert attached.stdout.strip() == "", attached.stdout
 
 
-def new_ntfs(path, size_mib=64):
+def new_ntfs(path, size_mib=64, *options):
     with open(path, "wb") as f:
         f.truncate(size_mib << 20)
-    subprocess.run(["mkntfs", "-q", "-F", "-f", str(path)], check=True, capture_output=True)
+    subprocess.run(["mkntfs", "-q", "-F", "-f", *options, str(path)], check=True,
+                   capture_output=True)
     return path
 
 
@@ -156,3 +157,22 @@ def test_a_bitlocker_volume_is_refused(tmp_path):
     line = assert_one_line_error(run_cli("scan", volume, "-o", tmp_path / "m.dimf"), 17)
     assert "BitLocker" in line
     _nothing_left_on(volume)
+
+
+def test_clusters_over_64_kib_and_a_read_only_fallback(tmp_path):
+    """A clean volume with 128 KiB clusters is not taken as dirty (the cluster size byte is a
+    power of two past 0x80; second review); a target ntfs-3g mounts read-only by itself (it
+    finds Windows hibernated: an empty hiberfil.sys) is refused, nothing changed."""
+    big = new_ntfs(tmp_path / "big.ntfs", 256, "-c", "131072")
+    run_cli("create", big, tmp_path / "big.img", "-q", check_rc=0)
+    volume = new_ntfs(tmp_path / "v.ntfs")
+    view = mounted_ntfs(volume, tmp_path / "view")
+    try:
+        (view / "hiberfil.sys").write_bytes(b"")
+    finally:
+        subprocess.run(["umount", str(view)], check=True)
+    before = volume.read_bytes()
+    line = assert_one_line_error(run_cli("restore", tmp_path / "big.img", volume), 17)
+    assert "read-only" in line
+    assert volume.read_bytes() == before
+    _nothing_left_on(big, volume)
