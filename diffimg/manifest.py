@@ -91,6 +91,14 @@ def from_record(rec) -> Entry:
             problem = name in xattrs and ntfs.value_problem(name, xattrs[name], kind)
             if problem:
                 raise ValueError(problem)
+        if ntfs.DOS_NAME in xattrs and (not path or link is not None):
+            # ntfs-3g gives none to the root, nor to an inode with other links
+            raise ValueError("an NTFS short name on the root or on a hardlink")
+        if ntfs.REPARSE in xattrs and target != ntfs.reparse_target(xattrs[ntfs.REPARSE]):
+            raise ValueError("a symlink whose target is not the one its reparse data makes")
+        if ntfs.REPARSE in xattrs and ntfs.ATTRIB in xattrs and ntfs.is_junction(
+                xattrs[ntfs.REPARSE]) and not ntfs.is_directory(xattrs):
+            raise ValueError("a junction whose NTFS attributes say file")
     if link is not None and (type(link) is not bytes or kind is Kind.DIR or unsafe_path(link)):
         raise ValueError("invalid hardlink reference")
     return Entry(path, kind, mode, uid, gid, mtime_ns, size, digest, target, rdev, xattrs, link,

@@ -98,15 +98,26 @@ class Volume:
         elif REPARSE in xattrs:
             xattrs = entry.xattrs = without_reparse(xattrs)
         value = xattrs.get(ATTRIB) if xattrs else None
-        if value is not None and len(value) == 4 and entry.kind is not Kind.DIR:
+        if value is not None and len(value) == 4:
             bits = struct.unpack(">I", value)[0]
-            if bits & UNKEPT_FILE_ATTRIBUTES:
-                xattrs[ATTRIB] = struct.pack(">I", bits & ~UNKEPT_FILE_ATTRIBUTES)
+            kept = bits & kept_attributes(entry.kind)
+            if kept != bits:
+                xattrs[ATTRIB] = struct.pack(">I", kept)
         return entry
 
 
-# sparse, compressed, encrypted: a file's own state that ntfs-3g cannot give a file it writes
-UNKEPT_FILE_ATTRIBUTES = 0x0200 | 0x0800 | 0x4000
+# the DOS attributes ntfs-3g gives back, by kind (read-only, hidden, system, archive, normal,
+# temporary, offline, not indexed; on a folder, the folder bit and compressed; on a reparse
+# point, the folder and reparse bits, which it makes itself): it drops the others (sparse,
+# compressed and encrypted files, pinned and the like) or cannot give them to what it writes
+_FILE_KEPT = 0x0001 | 0x0002 | 0x0004 | 0x0020 | 0x0080 | 0x0100 | 0x1000 | 0x2000
+_KEPT = {Kind.DIR: (_FILE_KEPT & ~0x0080) | 0x0010 | 0x0800,
+         Kind.SYMLINK: _FILE_KEPT | 0x0010 | 0x0400}
+
+
+def kept_attributes(kind) -> int:
+    """The mask of DOS attributes an entry of kind is recorded with (Volume.fit)."""
+    return _KEPT.get(kind, _FILE_KEPT)
 _JUNCTION, _SYMLINK = 0xA0000003, 0xA000000C
 
 
@@ -229,8 +240,8 @@ def value_problem(name: bytes, value: bytes, kind) -> str | None:
         if (kind is Kind.DIR and not is_dir) or (kind is not Kind.DIR and kind is not Kind.SYMLINK
                                                  and is_dir):
             return "NTFS attributes disagree with the entry's kind"
-        if kind is not Kind.DIR and struct.unpack(">I", value)[0] & UNKEPT_FILE_ATTRIBUTES:
-            return "NTFS attributes a file cannot be given (sparse, compressed, encrypted)"
+        if struct.unpack(">I", value)[0] & ~kept_attributes(kind):
+            return "NTFS attributes ntfs-3g cannot give back (sparse, compressed, encrypted...)"
     elif name == CRTIME:
         if len(value) != 8:
             return "an NTFS creation time is not 8 bytes"
@@ -241,26 +252,50 @@ def value_problem(name: bytes, value: bytes, kind) -> str | None:
         if not 8 <= len(value) <= 8 + _MAX_REPARSE or \
                 struct.unpack_from("<H", value, 4)[0] != len(value) - 8:
             return "malformed NTFS reparse data"
+        tag = struct.unpack_from("<I", value)[0]
+        if not tag & 0x80000000:        # a Microsoft tag: ntfs-3g takes no other
+            return "NTFS reparse data of an unknown tag"
+        if tag in (_JUNCTION, _SYMLINK) and not _names_fit(value, tag):
+            return "NTFS junction or symlink data whose names lie outside it"
     elif name == ACL and not _valid_descriptor(value):
         return "malformed NTFS security descriptor"
     return None
 
 
+def is_junction(data: bytes) -> bool:
+    return len(data) >= 4 and struct.unpack_from("<I", data)[0] == _JUNCTION
+
+
+def _names_fit(data: bytes, tag: int) -> bool:
+    """Whether a junction's or symlink's substitute and print names lie within its data."""
+    names_at = 16 if tag == _JUNCTION else 20
+    if len(data) < names_at:
+        return False
+    sub_at, sub_len, print_at, print_len = struct.unpack_from("<HHHH", data, 8)
+    room = len(data) - names_at
+    return sub_at + sub_len <= room and print_at + print_len <= room and sub_len > 0
+
+
 def _valid_descriptor(sd: bytes) -> bool:
-    """A self-relative security descriptor whose owner, group and ACLs lie within it, well
-    formed (what ntfs-3g checks before it takes one)."""
+    """A self-relative security descriptor with an owner, a group and a DACL, each lying
+    within it and well formed, and nothing after them (what ntfs-3g checks before it takes
+    one)."""
     if len(sd) < 20 or sd[0] != 1:
         return False
     control, owner, group, sacl, dacl = struct.unpack_from("<HIIII", sd, 2)
-    if not control & 0x8000:                       # SE_SELF_RELATIVE
-        return False
+    if not control & 0x8000 or not control & 0x0004 or not (owner and group and dacl):
+        return False                               # self-relative, a DACL present, not NULL
+    ends = []
     for at in (owner, group):
-        if at and not _valid_sid(sd, at):
+        if not _valid_sid(sd, at):
             return False
-    for at, present in ((sacl, control & 0x0010), (dacl, control & 0x0004)):
-        if present and at and not _valid_acl(sd, at):
-            return False
-    return bool(owner)
+        ends.append(at + 8 + 4 * sd[at + 1])
+    for at, present in ((sacl, control & 0x0010), (dacl, True)):
+        if present and at:
+            if not _valid_acl(sd, at):
+                return False
+            ends.append(at + struct.unpack_from("<H", sd, at + 2)[0])
+    return max(ends) == len(sd)
 
 
 def _valid_sid(sd: bytes, at: int) -> bool:

@@ -204,8 +204,8 @@ def test_reparse_data_is_accepted_on_symlink_records_only():
     from diffimg.entry import Entry, Kind
     from diffimg.manifest import from_record, to_record
     data = {ntfs.ATTRIB: struct.pack(">I", 0x410), ntfs.REPARSE: junction_data("C:\\Users")}
-    link = Entry(b"Documents and Settings", Kind.SYMLINK, 0o777, 0, 0, 0, None, None, b"/Users",
-                 None, data)
+    link = Entry(b"Documents and Settings", Kind.SYMLINK, 0o777, 0, 0, 0, None, None,
+                 b"/.NTFS-3G/C:/Users", None, data)
     assert from_record(to_record(link)).xattrs == data
     for kind, size, digest, sparse in ((Kind.FILE, 0, bytes(16), False), (Kind.DIR, None, None, None)):
         bad = Entry(b"x", kind, 0o755, 0, 0, 0, size, digest, None, None, data, None, sparse)
@@ -390,6 +390,36 @@ def test_a_manifest_with_ntfs_values_ntfs_3g_would_refuse_is_refused():
             from_record(record({**good, name: bad}))
     with pytest.raises(ValueError):
         from_record(record({ntfs.ATTRIB: struct.pack(">I", 0x20)}, Kind.DIR))
+    # second review: values that passed the reader, then failed every restore or never settled
+    no_group = bytearray(descriptor(SYSTEM, SYSTEM, _ace(EVERYONE, 0x1F01FF)))
+    no_group[8:12] = bytes(4)
+    null_dacl = bytearray(descriptor(SYSTEM, SYSTEM, _ace(EVERYONE, 0x1F01FF)))
+    null_dacl[16:20] = bytes(4)
+    for bad in (bytes(no_group), bytes(null_dacl), descriptor(SYSTEM, SYSTEM) + bytes(4),
+                struct.pack(">I", 0x80020)):
+        with pytest.raises(ValueError):
+            from_record(record({**good, (ntfs.ATTRIB if len(bad) == 4 else ntfs.ACL): bad}))
+    junction = junction_data("C:\\Users")
+
+    def link_record(xattrs, target=b"/.NTFS-3G/C:/Users", path=b"j", link=None):
+        return to_record(Entry(path, Kind.SYMLINK, 0o777, 0, 0, 0, None, None, target, None,
+                               dict(sorted(xattrs.items())), link))
+    dir_bits = {ntfs.ATTRIB: struct.pack(">I", 0x410)}
+    assert from_record(link_record({ntfs.REPARSE: junction, **dir_bits})).target == \
+        b"/.NTFS-3G/C:/Users"
+    for xattrs, target in (({ntfs.REPARSE: junction, **dir_bits}, b"/elsewhere"),
+                           ({ntfs.REPARSE: junction, ntfs.ATTRIB: struct.pack(">I", 0x420)},
+                            b"/.NTFS-3G/C:/Users"),
+                           ({ntfs.REPARSE: bytes(8)}, b"/.NTFS-3G/reparse-00000000"),
+                           ({ntfs.REPARSE: b"\x03\x00\x00\x20" + bytes(4)},
+                            b"/.NTFS-3G/reparse-20000003"),
+                           ({ntfs.REPARSE: junction[:8] + struct.pack("<HHHH", 500, 10, 0, 0)
+                             + junction[16:]}, b"/.NTFS-3G/reparse-a0000003")):
+        with pytest.raises(ValueError):
+            from_record(link_record(xattrs, target))
+    with pytest.raises(ValueError):                              # a short name on the root
+        from_record(to_record(Entry(b"", Kind.DIR, 0o755, 0, 0, 0, xattrs={
+            ntfs.DOS_NAME: b"ROOT"})))
 
 
 def test_a_short_name_held_by_a_kept_entry_is_never_taken_from_it(volumes, tmp_path):
