@@ -286,6 +286,8 @@ def _info_problem(info: dict) -> str | None:
             return f"{name} is not text"
     if "os" in info and type(info["os"]) is not dict:
         return "os is not a map"
+    if info.get("windows_defaults", True) is not True:
+        return "windows_defaults is not true"
     left_out = info.get("left_out")
     if left_out is not None and (type(left_out) is not list or not all(
             type(p) is str for p in left_out)):

@@ -134,8 +134,7 @@ def create(tree, out, opts: PackOptions) -> dict:
         stored_files, stored_bytes = _pack(tree, output, opts, stored, direct, packing)
         packing = None
         info = _info("full", tree, container, trailer, None, stored_files, stored_bytes)
-        if left_out:
-            info["left_out"] = sorted(os.fsdecode(p) for p in left_out)
+        _note_windows_defaults(info, tree, opts)
         _finish(output, opts, info, None)
         return info
     finally:
@@ -176,9 +175,7 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
         to_store = [(c.path, c.digest, c.after.size) for c in changes if c.action == STORE]
         stored_files, stored_bytes = _pack(tree, output, opts, lambda: iter(to_store), direct=False)
         info = _info("diff", tree, container, trailer, parent.tree_id, stored_files, stored_bytes)
-        left_out = set() if opts.windows_files else windows.left_out_in(tree)
-        if left_out:
-            info["left_out"] = sorted(os.fsdecode(p) for p in left_out)
+        _note_windows_defaults(info, tree, opts)
         info["changes"] = {}
         for c in changes:
             info["changes"][c.action] = info["changes"].get(c.action, 0) + 1
@@ -360,6 +357,15 @@ def _check(image, fmt, length, expected, on_progress=None):
                          f"differ or are missing, e.g. {show_path(bad[0])} (did the tree change "
                          "while it was packed?)")
     return counts[0], counts[1]
+
+
+def _note_windows_defaults(info: dict, tree, opts):
+    """Say in info that the tree's Windows defaults were left out (windows.py), and which."""
+    if info["os"].get("family") == "windows" and not opts.windows_files:
+        info["windows_defaults"] = True
+        left_out = windows.present_in(tree)
+        if left_out:
+            info["left_out"] = sorted(os.fsdecode(p) for p in left_out)
 
 
 def _info(kind, tree, container, trailer, parent_id, stored_files, stored_bytes) -> dict:

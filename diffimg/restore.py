@@ -270,11 +270,13 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
         phase(Phase.SCANNING_TARGET)
         had, previous, trust_mtime = _target_hints(root_fd, target, layers, chain.ambiguous,
                                                    checksum, warn)
-        # what Windows makes again stays on the target of a Windows image (windows.py)
-        windows_own = windows.present_in(target) if final.info.get("os", {}).get(
-            "family") == "windows" else set()
+        # what Windows makes again stays on the target of an image that left it out (and only
+        # then: an image that holds it, or holds no Windows, is restored whole)
+        windows_own = windows.present_in(target) if final.info.get("windows_defaults") is True \
+            else set()
         entries = scan(target, previous=previous, checksum=checksum, trust_mtime=trust_mtime,
                        leave_out=kept.paths | windows_own, ntfs_attributes=holds_ntfs(final),
+                       windows_files=True,
                        wanted_sizes=_FileSizes(final),
                        on_progress=on_progress, on_warning=on_warning)
         wanted = final.entries()

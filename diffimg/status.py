@@ -3,7 +3,7 @@
 import os
 from dataclasses import dataclass, field
 
-from . import ntfs, statcache
+from . import ntfs, statcache, windows
 from .compare import ADDED, compare
 from .errors import InputNotFound, ManifestError, NoState, show_path
 from .keep import Kept, find_kept
@@ -57,14 +57,22 @@ def _drift(target, recorded, kept: Kept, checksum, on_progress, on_warning) -> l
         # read with the NTFS attributes only where the recorded tree has them (restore.py)
         source = m.header.get("source")
         from_ntfs = type(source) is dict and source.get("fstype") == "ntfs"
-        scanned = scan(target, previous=hints, checksum=checksum, leave_out=kept.paths,
-                       on_progress=on_progress, on_warning=on_warning, ntfs_attributes=from_ntfs)
-        wanted = (e for e in m.entries() if not (kept and kept.covers(e.path)))
+        # what Windows makes again on a Windows target is no drift, whatever the image held
+        regenerated = windows.left_out_in(target)
+        scanned = scan(target, previous=hints, checksum=checksum,
+                       leave_out=kept.paths | regenerated, on_progress=on_progress,
+                       on_warning=on_warning, ntfs_attributes=from_ntfs, windows_files=True)
+        wanted = (e for e in m.entries() if not (kept and kept.covers(e.path))
+                  and not _under(e.path, regenerated))
         if from_ntfs and not ntfs.is_ntfs(target):   # restored without them, with a warning
             wanted = ntfs.fit_for_plain_target(wanted, lambda message: None)
         # a folder the tree lacks that holds kept paths was left by the restore, on purpose
         return [d for d in map(_kept_links_left_out(kept), compare(wanted, scanned))
                 if d is not None and not (d.change == ADDED and kept.holds(d.path))]
+
+
+def _under(path: bytes, tops: set) -> bool:
+    return bool(tops) and any(path == top or path.startswith(top + b"/") for top in tops)
 
 
 def _kept_links_left_out(kept: Kept):

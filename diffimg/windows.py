@@ -31,27 +31,26 @@ def left_out_in(root) -> set[bytes]:
 
 
 def present_in(root) -> set[bytes]:
-    """The DEFAULT_LEFT_OUT paths the tree at root has, as its own names spell them (a restore
-    of a Windows image leaves them on its target, Windows or not yet)."""
+    """The DEFAULT_LEFT_OUT paths the tree at root has, every spelling of each (a POSIX
+    namespace may hold pagefile.sys and PAGEFILE.SYS side by side) (a restore of a Windows
+    image leaves them on its target, Windows or not yet)."""
     root = os.fsencode(root)
     found = set()
     for wanted in DEFAULT_LEFT_OUT:
-        path = _spelt(root, wanted)
-        if path is not None:
-            found.add(path)
+        found.update(_spellings(root, wanted.split(b"/")))
     return found
 
 
-def _spelt(root: bytes, wanted: bytes) -> bytes | None:
-    """wanted as the tree spells it (each name matched without regard to case), or None."""
-    path = b""
-    for part in wanted.split(b"/"):
-        try:
-            names = os.listdir(os.path.join(root, path) if path else root)
-        except OSError:
-            return None
-        match = [n for n in names if n.lower() == part.lower()]
-        if not match:
-            return None
-        path = os.path.join(path, match[0]) if path else match[0]
-    return path
+def _spellings(root: bytes, parts: list, path: bytes = b"") -> list:
+    """The paths below root whose names are parts, each in any case."""
+    try:
+        names = os.listdir(os.path.join(root, path) if path else root)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if name.lower() != parts[0].lower():
+            continue
+        here = os.path.join(path, name) if path else name
+        found += [here] if len(parts) == 1 else _spellings(root, parts[1:], here)
+    return found
