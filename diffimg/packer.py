@@ -254,6 +254,10 @@ _F_SETPIPE_SZ = 1031
 def _send(pipe: int, buffer: memoryview, tree: bytes, path: bytes, digest: bytes, size: int):
     """One file into the tar stream: exactly size bytes, which must have the digest."""
     where = os.path.join(tree, path)
+    longest = max(len(name) for name in path.split(b"/"))
+    if longest > 255:       # ntfs-3g serves such names (255 UTF-16 units), squashfs holds none
+        raise ScanError(f"{show_path(where)}: a name of {longest} bytes, over the 255 a squashfs "
+                        "image (and Linux) can hold; not supported yet")
     try:
         fd = open_for_read(where)
     except OSError as exc:

@@ -337,6 +337,9 @@ def test_a_file_that_changed_since_its_scan_is_never_streamed_into_an_image(tmp_
         (tree / "d").mkdir()                   # a folder where a file was scanned
         with pytest.raises(ScanError, match="no longer a file"):
             _stream(os.fsencode(tree), output, [(b"d", b"\0" * 16, 5)])
+        # a name NTFS can have (255 UTF-16 units) and squashfs cannot: said before it is packed
+        with pytest.raises(ScanError, match="a name of 400 bytes"):
+            _stream(os.fsencode(tree), output, [(b"\xc3\xa9" * 200, b"\0" * 16, 5)])
     finally:
         output.cleanup()
     assert sorted(os.listdir(tmp_path)) == ["t"]
