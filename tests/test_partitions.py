@@ -87,6 +87,9 @@ def test_an_unmounted_ntfs_volume_is_imaged_and_restored_onto_one(tmp_path):
     _nothing_left_on(source, target)
     run_cli("compare", tmp_path / "base.img", target, check_rc=0)
     run_cli("status", target, check_rc=0)
+    # an error names the partition as given, not its temporary mount point
+    line = assert_one_line_error(run_cli("status", source), 15)
+    assert str(source) in line and "diffimg-run" not in line
     mounted_ntfs(target, view)
     try:
         assert ntfs_view(view) == imaged(want)

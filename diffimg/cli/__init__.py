@@ -42,8 +42,15 @@ def as_folders(paths, *, writable: bool = False, allow_unclean: bool = False):
     """The paths, each partition among them (a block device, or a file holding a filesystem
     rather than an image or a manifest) replaced by its mount for the block (partition.py)."""
     with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(tree_of(p, writable=writable, allow_unclean=allow_unclean))
-               if _names_partition(p) else p for p in paths]
+        folders = [stack.enter_context(tree_of(p, writable=writable, allow_unclean=allow_unclean))
+                   if _names_partition(p) else p for p in paths]
+        try:
+            yield folders
+        except DiffimgError as exc:      # name the partition as given, not where it is mounted
+            for given, folder in zip(paths, folders):
+                if folder is not given:
+                    exc.message = exc.message.replace(os.fsdecode(folder), os.fsdecode(given))
+            raise
 
 
 def _names_partition(path) -> bool:
