@@ -133,16 +133,21 @@ class _ShortNames:
     without one, with a warning."""
 
     def __init__(self):
-        self._wanted = []           # (path, short name)
+        self._wanted = []           # (path, short name, or None for none)
 
     def add(self, e):
-        if e.path and e.xattrs and ntfs.DOS_NAME in e.xattrs and e.link is None:
-            self._wanted.append((e.path, e.xattrs[ntfs.DOS_NAME]))
+        """An entry this run made or changed: with NTFS values (from an NTFS image, onto NTFS)
+        it must end with exactly the short name it has in the image, or none."""
+        if e.path and e.xattrs and e.link is None and (ntfs.ATTRIB in e.xattrs
+                                                        or ntfs.ACL in e.xattrs):
+            self._wanted.append((e.path, e.xattrs.get(ntfs.DOS_NAME)))
 
     def give(self, dirs: Dirs, warn):
         for path, name in self._wanted:
             ntfs.let_go_of_short_name(self._where(dirs, path), name)
         for path, name in self._wanted:
+            if name is None:
+                continue
             try:
                 ntfs.set_short_name(self._where(dirs, path), name)
             except OSError as exc:

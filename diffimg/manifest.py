@@ -99,6 +99,9 @@ def from_record(rec) -> Entry:
         if ntfs.REPARSE in xattrs and ntfs.ATTRIB in xattrs and ntfs.is_junction(
                 xattrs[ntfs.REPARSE]) and not ntfs.is_directory(xattrs):
             raise ValueError("a junction whose NTFS attributes say file")
+        if kind is Kind.SYMLINK and ntfs.ATTRIB in xattrs and not ntfs.symlink_attributes_fit(
+                xattrs[ntfs.ATTRIB], ntfs.REPARSE in xattrs):
+            raise ValueError("a symlink whose NTFS attributes ntfs-3g would not show")
     if link is not None and (type(link) is not bytes or kind is Kind.DIR or unsafe_path(link)):
         raise ValueError("invalid hardlink reference")
     return Entry(path, kind, mode, uid, gid, mtime_ns, size, digest, target, rdev, xattrs, link,

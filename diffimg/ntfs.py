@@ -240,8 +240,11 @@ def value_problem(name: bytes, value: bytes, kind) -> str | None:
         if (kind is Kind.DIR and not is_dir) or (kind is not Kind.DIR and kind is not Kind.SYMLINK
                                                  and is_dir):
             return "NTFS attributes disagree with the entry's kind"
-        if struct.unpack(">I", value)[0] & ~kept_attributes(kind):
+        bits = struct.unpack(">I", value)[0]
+        if bits & ~kept_attributes(kind):
             return "NTFS attributes ntfs-3g cannot give back (sparse, compressed, encrypted...)"
+        if kind is not Kind.DIR and (bits == 0 or (bits & 0x80 and bits != 0x80)):
+            return "NTFS attributes with 'normal' not alone, or none"
     elif name == CRTIME:
         if len(value) != 8:
             return "an NTFS creation time is not 8 bytes"
@@ -260,6 +263,15 @@ def value_problem(name: bytes, value: bytes, kind) -> str | None:
     elif name == ACL and not _valid_descriptor(value):
         return "malformed NTFS security descriptor"
     return None
+
+
+def symlink_attributes_fit(value: bytes, reparse: bool) -> bool:
+    """Whether a symlink's DOS attributes are ones ntfs-3g shows: a reparse point's have the
+    reparse bit; one of ntfs-3g's own symlinks (no reparse data) is a system file, no folder."""
+    bits = struct.unpack(">I", value)[0]
+    if reparse:
+        return bool(bits & 0x400)
+    return bool(bits & 0x4) and not bits & 0x410
 
 
 def is_junction(data: bytes) -> bool:
@@ -327,9 +339,9 @@ def set_short_name(path: bytes, wanted: bytes):
         os.setxattr(path, DOS_NAME, wanted, follow_symlinks=False)
 
 
-def let_go_of_short_name(path: bytes, wanted: bytes):
+def let_go_of_short_name(path: bytes, wanted: bytes | None):
     """Remove the short name of the entry at path (not followed) if it has one other than
-    wanted, so that another entry may take it."""
+    wanted (None: any), so that another entry may take it."""
     current = _current(path, DOS_NAME, False)
     if current is not None and current != wanted:
         os.removexattr(path, DOS_NAME, follow_symlinks=False)

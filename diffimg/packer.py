@@ -167,7 +167,8 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
             scanned = scan(tree, previous=hints, checksum=opts.checksum, trust_mtime=trust_mtime,
                            excludes=opts.excludes, on_progress=opts.on_progress,
                            on_warning=opts.on_warning, windows_files=opts.windows_files)
-            changes = diff_trees(parent_entries, writer.recording(scanned), parent.file_hints())
+            changes = diff_trees(parent_entries, writer.recording(_names_fit(tree, scanned)),
+                                 parent.file_hints())
         trailer = writer.trailer
         if trailer["tree_id"] == parent.tree_id:
             return None
@@ -192,7 +193,19 @@ def _scan(tree, output, opts, hints, skipped):
                    on_progress=opts.on_progress, on_warning=opts.on_warning,
                    windows_files=opts.windows_files,
                    on_skip=skipped.append if skipped is not None else None)
-    return write_manifest(output.manifest, entries, source_info(tree), stats)
+    return write_manifest(output.manifest, _names_fit(tree, entries), source_info(tree), stats)
+
+
+def _names_fit(tree, entries):
+    """The entries, stopped at one whose name Linux filesystems cannot hold (over 255 bytes:
+    ntfs-3g serves NTFS names of up to 255 UTF-16 units): an image of it could be read by no
+    restore but one onto NTFS, and no container can hold it."""
+    for e in entries:
+        if len(e.path) > 255 and len(e.name) > 255:
+            raise ScanError(f"{show_path(os.path.join(tree, e.path))}: a name of {len(e.name)} "
+                            "bytes, over the 255 Linux filesystems and images can hold; not "
+                            "supported yet")
+        yield e
 
 
 def _pack(tree, output, opts, stored, direct: bool, packing=None):

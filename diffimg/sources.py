@@ -3,6 +3,7 @@
 import itertools
 import os
 
+from . import windows
 from .errors import InputNotFound, ManifestError, show_path
 from .image import Image, is_image
 from .manifest import ManifestReader, TreeId, is_manifest
@@ -52,6 +53,12 @@ class Side:
                 yield entry
             self.tree_id = m.trailer["tree_id"]
 
+    def windows_defaults(self) -> bool | None:
+        """Whether this recorded image left a Windows tree's defaults out (None: a manifest,
+        which does not say)."""
+        return Image(self.path).info.get("windows_defaults") is True if self.kind == "image" \
+            else None
+
     def from_ntfs(self) -> bool:
         """Whether this recorded tree was read from NTFS with its NTFS attributes: a tree it is
         compared with is read with them only then (restore.holds_ntfs)."""
@@ -76,17 +83,23 @@ def compare_sides(a, b, *, checksum=False, trust_mtime=False, excludes=(), on_pr
     """
     kinds = kind_of(a), kind_of(b)
 
-    def scanned(path, previous, trust=False, ntfs_attributes=True):
+    def scanned(path, previous, trust=False, ntfs_attributes=True, leave_out=frozenset(),
+                whole=windows_files):
         return scan(path, previous=previous, checksum=checksum, trust_mtime=trust,
                     excludes=excludes, on_progress=on_progress, on_warning=on_warning,
-                    windows_files=windows_files, ntfs_attributes=ntfs_attributes)
+                    windows_files=whole, ntfs_attributes=ntfs_attributes, leave_out=leave_out)
 
     def tree(path, recorded):
-        from_ntfs = recorded.from_ntfs()
+        # read as the recorded tree was: with NTFS values only if it has them; without what
+        # Windows makes again only if it left that out (as restore does)
+        how = {"ntfs_attributes": recorded.from_ntfs()}
+        defaults = recorded.windows_defaults()
+        if defaults is not None and not windows_files:
+            how["whole"] = True
+            how["leave_out"] = frozenset(windows.present_in(path)) if defaults else frozenset()
         if checksum:
-            return Side(path, "tree", scanned(path, None, ntfs_attributes=from_ntfs))
-        return Side(path, "tree", scanned(path, *recorded.tree_hints(path, trust_mtime),
-                                          ntfs_attributes=from_ntfs))
+            return Side(path, "tree", scanned(path, None, **how))
+        return Side(path, "tree", scanned(path, *recorded.tree_hints(path, trust_mtime), **how))
 
     if "tree" not in kinds:
         return Side(a, kinds[0]), Side(b, kinds[1])

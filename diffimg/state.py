@@ -59,7 +59,7 @@ class State:
 
 def layer_record(image) -> dict:
     return {"tree_id": image.tree_id.hex(), "file": os.path.basename(os.fsdecode(image.path)),
-            "kind": image.kind}
+            "kind": image.kind, "windows_defaults": image.info.get("windows_defaults") is True}
 
 
 def _open_state_dir(root_fd: int) -> int | None:

@@ -42,7 +42,9 @@ def status(target, *, checksum: bool = False, on_progress=None, on_warning=None)
             if recorded.fd is None:
                 raise NoState(f"{show_path(target)}: its state has no manifest")
             try:
-                differences = _drift(target, recorded, kept, checksum, on_progress, on_warning)
+                differences = _drift(target, recorded, kept, checksum, on_progress, on_warning,
+                                     bool(state.chain) and state.chain[-1].get("windows_defaults")
+                                     is True)
             except ManifestError as exc:
                 raise NoState(f"{show_path(target)}: its state manifest is damaged "
                               f"({exc.message})") from None
@@ -51,28 +53,24 @@ def status(target, *, checksum: bool = False, on_progress=None, on_warning=None)
         os.close(root_fd)
 
 
-def _drift(target, recorded, kept: Kept, checksum, on_progress, on_warning) -> list:
+def _drift(target, recorded, kept: Kept, checksum, on_progress, on_warning,
+           windows_defaults: bool) -> list:
     hints = None if checksum else recorded.hints(statcache.identity(target))
     with recorded.reader() as m:
         # read with the NTFS attributes only where the recorded tree has them (restore.py)
         source = m.header.get("source")
         from_ntfs = type(source) is dict and source.get("fstype") == "ntfs"
-        # what Windows makes again on a Windows target is no drift, whatever the image held
-        regenerated = windows.left_out_in(target)
+        # what Windows makes again is no drift where the image left it out (as restore does)
+        regenerated = windows.present_in(target) if windows_defaults else set()
         scanned = scan(target, previous=hints, checksum=checksum,
                        leave_out=kept.paths | regenerated, on_progress=on_progress,
                        on_warning=on_warning, ntfs_attributes=from_ntfs, windows_files=True)
-        wanted = (e for e in m.entries() if not (kept and kept.covers(e.path))
-                  and not _under(e.path, regenerated))
+        wanted = (e for e in m.entries() if not (kept and kept.covers(e.path)))
         if from_ntfs and not ntfs.is_ntfs(target):   # restored without them, with a warning
             wanted = ntfs.fit_for_plain_target(wanted, lambda message: None)
         # a folder the tree lacks that holds kept paths was left by the restore, on purpose
         return [d for d in map(_kept_links_left_out(kept), compare(wanted, scanned))
                 if d is not None and not (d.change == ADDED and kept.holds(d.path))]
-
-
-def _under(path: bytes, tops: set) -> bool:
-    return bool(tops) and any(path == top or path.startswith(top + b"/") for top in tops)
 
 
 def _kept_links_left_out(kept: Kept):

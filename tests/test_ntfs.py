@@ -456,3 +456,50 @@ def test_windows_defaults_follow_the_image(volumes, tmp_path):
     run_cli("create", plain, tmp_path / "plain.img", "--format", "dir", "-q", check_rc=0)
     run_cli("restore", "-q", tmp_path / "plain.img", target, check_rc=0)
     assert sorted(os.listdir(target)) == [".diffimg", "only"]
+
+
+def test_a_name_over_255_bytes_is_refused_before_anything_is_made(volumes, tmp_path):
+    """NTFS allows 255 UTF-16 units, 2-3 bytes each in UTF-8: no Linux filesystem or container
+    can hold such a name (third review: a traceback with --format dir)."""
+    source = volumes("source")
+    folder = source / ("D" + "é" * 200)
+    folder.mkdir()
+    (folder / "f").write_text("x")
+    for fmt in ("squashfs", "dir"):
+        line = assert_one_line_error(run_cli("create", source, tmp_path / f"{fmt}.img",
+                                             "--format", fmt), 6)
+        assert "a name of 401 bytes" in line
+        assert not (tmp_path / f"{fmt}.img").exists()
+
+
+def test_a_short_name_the_image_lacks_is_taken_away(volumes, tmp_path):
+    """An entry the restore changes ends with exactly the image's short name, or none (third
+    review: a folder kept one forever)."""
+    source = volumes("source")
+    (source / "Dir one long").mkdir()
+    _set(source / "Dir one long", ntfs.DOS_NAME, b"DIRONE~1")
+    run_cli("create", source, tmp_path / "base.img", "-q", check_rc=0)
+    target = volumes("target")
+    run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
+    os.removexattr(source / "Dir one long", ntfs.DOS_NAME)
+    run_cli("diff", source, tmp_path / "base.img", "-o", tmp_path / "d1.img", "-q", check_rc=0)
+    run_cli("apply", "-q", tmp_path / "d1.img", target, check_rc=0)
+    run_cli("compare", tmp_path / "d1.img", target, check_rc=0)
+    _again_does_nothing([tmp_path / "base.img", tmp_path / "d1.img"], target)
+
+
+def test_attributes_ntfs_3g_would_show_otherwise_are_refused():
+    from diffimg.entry import Entry, Kind
+    from diffimg.manifest import from_record, to_record
+
+    def entry(kind, bits, **more):
+        fields = dict(size=0, digest=bytes(16), sparse=False) if kind is Kind.FILE else {}
+        return to_record(Entry(b"x", kind, 0o644, 0, 0, 0, xattrs={
+            ntfs.ATTRIB: struct.pack(">I", bits)}, **fields, **more))
+    from_record(entry(Kind.FILE, 0x80))
+    from_record(entry(Kind.SYMLINK, 0x24, target=b"y"))
+    for kind, bits, more in ((Kind.FILE, 0x81, {}), (Kind.FILE, 0, {}),
+                             (Kind.SYMLINK, 0x20, {"target": b"y"}),
+                             (Kind.SYMLINK, 0x410, {"target": b"y"})):
+        with pytest.raises(ValueError):
+            from_record(entry(kind, bits, **more))
