@@ -52,6 +52,15 @@ def junction_data(windows_path: str) -> bytes:
     return struct.pack("<IHH", 0xA0000003, len(data), 0) + data
 
 
+def new_ntfs(path, size_mib=64, *options):
+    """A fresh NTFS volume in the file path (mkntfs)."""
+    with open(path, "wb") as f:
+        f.truncate(size_mib << 20)
+    subprocess.run(["mkntfs", "-q", "-F", "-f", *options, str(path)], check=True,
+                   capture_output=True)
+    return path
+
+
 @pytest.fixture
 def volumes(tmp_path):
     """volumes(name): a fresh NTFS volume in a file, mounted with ntfs-3g; all unmounted at
@@ -59,10 +68,7 @@ def volumes(tmp_path):
     mounted = []
 
     def make(name: str, size_mib: int = 64):
-        image = tmp_path / f"{name}.ntfs"
-        with open(image, "wb") as f:
-            f.truncate(size_mib << 20)
-        subprocess.run(["mkntfs", "-q", "-F", "-f", str(image)], check=True, capture_output=True)
+        image = new_ntfs(tmp_path / f"{name}.ntfs", size_mib)
         mount = tmp_path / name
         mount.mkdir()
         subprocess.run(["ntfs-3g", str(image), str(mount)], check=True)
@@ -216,10 +222,7 @@ def test_reparse_data_is_accepted_on_symlink_records_only():
 def test_a_stream_over_64_kib_stops_the_scan_with_a_clear_error(tmp_path):
     """Linux cannot read an xattr value over 64 KiB: such a stream is never silently left out
     (the scan stops, naming the file), and no image is made."""
-    volume = tmp_path / "v.ntfs"
-    with open(volume, "wb") as f:
-        f.truncate(32 << 20)
-    subprocess.run(["mkntfs", "-q", "-F", "-f", str(volume)], check=True, capture_output=True)
+    volume = new_ntfs(tmp_path / "v.ntfs", 32)
     mount = tmp_path / "m"
     mount.mkdir()
     # written as Windows does, through ntfs-3g's other interface to streams
@@ -341,10 +344,7 @@ def test_compressed_and_sparse_files_converge(volumes, tmp_path):
 def test_a_junction_is_recorded_alike_however_the_volume_is_mounted(tmp_path):
     """ntfs-3g points a junction's symlink into the mount point as it was given: the record is
     made from the reparse data instead, so the tree ID is the same (review)."""
-    volume = tmp_path / "v.ntfs"
-    with open(volume, "wb") as f:
-        f.truncate(32 << 20)
-    subprocess.run(["mkntfs", "-q", "-F", "-f", str(volume)], check=True, capture_output=True)
+    volume = new_ntfs(tmp_path / "v.ntfs", 32)
     real = tmp_path / "real"
     real.mkdir()
     os.symlink(real, tmp_path / "alias")

@@ -7,7 +7,7 @@ import struct
 import subprocess
 
 from conftest import assert_one_line_error, run_cli
-from test_ntfs import imaged, ntfs_view, windows_tree
+from test_ntfs import imaged, new_ntfs, ntfs_view, windows_tree
 
 from diffimg.image import Image
 
@@ -24,14 +24,6 @@ def _nothing_left_on(*volumes):
         assert str(volume) not in _mounts()
         attached = subprocess.run(["losetup", "-j", str(volume)], capture_output=True, text=True)
         assert attached.stdout.strip() == "", attached.stdout
-
-
-def new_ntfs(path, size_mib=64, *options):
-    with open(path, "wb") as f:
-        f.truncate(size_mib << 20)
-    subprocess.run(["mkntfs", "-q", "-F", "-f", *options, str(path)], check=True,
-                   capture_output=True)
-    return path
 
 
 def mounted_ntfs(volume, mount):
