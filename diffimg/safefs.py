@@ -111,6 +111,19 @@ def sync_xattrs(target, wanted: dict | None, follow: bool = True):
             os.setxattr(target, name, value, follow_symlinks=follow)
 
 
+# the coarsest time a filesystem restores onto keeps (FAT: 2 s); NTFS keeps 100 ns
+_TIME_GRAIN_NS = 2_000_000_000
+
+
+def held_time(st, e: Entry):
+    """OSError (ERANGE) when the filesystem did not take e's modification time (it clamps
+    what it cannot hold, e.g. ext4 before 1901, saying nothing): a tree it cannot hold is an
+    error, never a silently other tree. Within its grain (2 s) a time is taken as held."""
+    if abs(st.st_mtime_ns - e.mtime_ns) > _TIME_GRAIN_NS:
+        raise OSError(errno.ERANGE, "the target's filesystem cannot hold its modification time "
+                      f"({e.mtime_ns} ns)", e.path)
+
+
 def set_meta_fd(fd: int, e: Entry):
     """Owner, mode, xattrs and times of an open file or folder, in that order: chown clears
     setuid bits and capabilities, so mode and xattrs come after it; then the NTFS attributes,
@@ -122,6 +135,7 @@ def set_meta_fd(fd: int, e: Entry):
         os.fchmod(fd, e.mode)
     sync_xattrs(fd, e.xattrs)
     os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
+    held_time(os.fstat(fd), e)
     ntfs.set_in_order(fd, e.xattrs)
 
 
@@ -151,6 +165,7 @@ def set_meta_at(dir_fd: int, name: bytes, e: Entry):
                 os.chmod(pinned, e.mode)
             sync_xattrs(pinned, e.xattrs)
             os.utime(pinned, ns=(e.mtime_ns, e.mtime_ns))
+            held_time(os.stat(pinned), e)
             ntfs.set_in_order(pinned, e.xattrs)
             return
         # a symlink's own attributes can only be set by name (no-follow): it is one this run
@@ -159,6 +174,7 @@ def set_meta_at(dir_fd: int, name: bytes, e: Entry):
             os.chown(name, e.uid, e.gid, dir_fd=dir_fd, follow_symlinks=False)
         sync_xattrs(proc_path(dir_fd, name), e.xattrs, follow=False)
         os.utime(name, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+        held_time(os.lstat(name, dir_fd=dir_fd), e)
         ntfs.set_in_order(proc_path(dir_fd, name), e.xattrs, follow=False)
     finally:
         os.close(pin)
