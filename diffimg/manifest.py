@@ -68,6 +68,8 @@ def from_record(rec) -> Entry:
     if kind is Kind.SYMLINK:
         if type(target) is not bytes or not 0 < len(target) <= MAX_TARGET or b"\0" in target:
             raise ValueError("symlink without a valid target")
+        if mode != 0o777:       # Linux gives every symlink 0777, and no way to set another
+            raise ValueError("a symlink whose mode is not 0777")
     elif target is not None:
         raise ValueError(f"a {kind.name.lower()} with a symlink target")
     if kind in _DEVICES:
