@@ -494,7 +494,8 @@ def test_attributes_ntfs_3g_would_show_otherwise_are_refused():
 
     def entry(kind, bits, **more):
         fields = dict(size=0, digest=bytes(16), sparse=False) if kind is Kind.FILE else {}
-        return to_record(Entry(b"x", kind, 0o644, 0, 0, 0, xattrs={
+        mode = 0o777 if kind is Kind.SYMLINK else 0o644
+        return to_record(Entry(b"x", kind, mode, 0, 0, 0, xattrs={
             ntfs.ATTRIB: struct.pack(">I", bits)}, **fields, **more))
     from_record(entry(Kind.FILE, 0x80))
     from_record(entry(Kind.SYMLINK, 0x24, target=b"y"))
