@@ -62,6 +62,13 @@ def is_ntfs(path) -> bool:
         return False
 
 
+def read_from_ntfs(source) -> bool:
+    """Whether a recorded tree's source (its manifest header's or image info's) was an NTFS
+    volume, read with its NTFS attributes: a tree compared with it, or restored to it, is
+    read with them only then."""
+    return type(source) is dict and source.get("fstype") == "ntfs"
+
+
 class Volume:
     """How a tree's entries are read where it lies: on an ntfs-3g volume, the NTFS names are
     asked for (asked) and the entries recorded as fit() says."""

@@ -112,7 +112,7 @@ def create(tree, out, opts: PackOptions) -> dict:
     container = containers.get(opts.fmt, level=opts.level)
     output = _Output(out, container)
     packing = None
-    left_out = set() if opts.windows_files else windows.left_out_in(tree)
+    left_out = _windows_left_out(tree, opts)
     try:
         skipped = []
         # squashfs is fed the stored files as a stream once they are scanned (no read-back:
@@ -123,7 +123,7 @@ def create(tree, out, opts: PackOptions) -> dict:
             # a container packed straight from the tree needs nothing from the scan: run both
             _phase(opts, Phase.PACKING, f"{container.name} from {show_path(tree)} in the background")
             packing = container.start(tree, output.tmp)
-        trailer = _scan(tree, output, opts, None, skipped)
+        trailer = _scan(tree, output, opts, left_out, skipped)
         stored = lambda: content_files(read_entries(output.manifest))  # noqa: E731  (each pass reads anew)
         # the dir format has nothing to build from the tree: its staged folder is the content
         direct = (container.needs_build and not opts.excludes and not left_out and not skipped
@@ -134,7 +134,7 @@ def create(tree, out, opts: PackOptions) -> dict:
         stored_files, stored_bytes = _pack(tree, output, opts, stored, direct, packing)
         packing = None
         info = _info("full", tree, container, trailer, None, stored_files, stored_bytes)
-        _note_windows_defaults(info, tree, opts)
+        _note_windows_defaults(info, opts, left_out)
         _finish(output, opts, info, None)
         return info
     finally:
@@ -163,10 +163,11 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
             hints, trust_mtime = tree_hints(tree, parent.manifest_reader, parent.tree_id,
                                             opts.trust_mtime, opts.on_warning)
         stats = StatRecorder.for_scan(tree)
+        left_out = _windows_left_out(tree, opts)
         with ManifestWriter(output.manifest, source_info(tree), stats) as writer:
             scanned = scan(tree, previous=hints, checksum=opts.checksum, trust_mtime=trust_mtime,
                            excludes=opts.excludes, on_progress=opts.on_progress,
-                           on_warning=opts.on_warning, windows_files=opts.windows_files)
+                           on_warning=opts.on_warning, leave_out=left_out, windows_files=True)
             changes = diff_trees(parent_entries, writer.recording(_names_fit(tree, scanned)),
                                  parent.file_hints())
         trailer = writer.trailer
@@ -176,7 +177,7 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
         to_store = [(c.path, c.digest, c.after.size) for c in changes if c.action == STORE]
         stored_files, stored_bytes = _pack(tree, output, opts, lambda: iter(to_store), direct=False)
         info = _info("diff", tree, container, trailer, parent.tree_id, stored_files, stored_bytes)
-        _note_windows_defaults(info, tree, opts)
+        _note_windows_defaults(info, opts, left_out)
         info["changes"] = {}
         for c in changes:
             info["changes"][c.action] = info["changes"].get(c.action, 0) + 1
@@ -186,12 +187,12 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
         output.cleanup()
 
 
-def _scan(tree, output, opts, hints, skipped):
+def _scan(tree, output, opts, left_out, skipped):
     _phase(opts, Phase.SCANNING)
     stats = StatRecorder.for_scan(tree)
-    entries = scan(tree, previous=hints, checksum=opts.checksum, excludes=opts.excludes,
+    entries = scan(tree, checksum=opts.checksum, excludes=opts.excludes,
                    on_progress=opts.on_progress, on_warning=opts.on_warning,
-                   windows_files=opts.windows_files,
+                   leave_out=left_out, windows_files=True,
                    on_skip=skipped.append if skipped is not None else None)
     return write_manifest(output.manifest, _names_fit(tree, entries), source_info(tree), stats)
 
@@ -267,7 +268,7 @@ _F_SETPIPE_SZ = 1031
 def _send(pipe: int, buffer: memoryview, tree: bytes, path: bytes, digest: bytes, size: int):
     """One file into the tar stream: exactly size bytes, which must have the digest."""
     where = os.path.join(tree, path)
-    longest = max(len(name) for name in path.split(b"/"))
+    longest = max(len(name) for name in path.split(b"/")) if len(path) > 255 else 0
     if longest > 255:       # ntfs-3g serves such names (255 UTF-16 units), squashfs holds none
         raise ScanError(f"{show_path(where)}: a name of {longest} bytes, over the 255 a squashfs "
                         "image (and Linux) can hold; not supported yet")
@@ -376,11 +377,16 @@ def _check(image, fmt, length, expected, on_progress=None):
     return counts[0], counts[1]
 
 
-def _note_windows_defaults(info: dict, tree, opts):
+def _windows_left_out(tree, opts) -> set:
+    """The paths of the tree its image leaves out by default (windows.py), found once: the
+    scan is given them, and info lists them."""
+    return set() if opts.windows_files else windows.left_out_in(tree)
+
+
+def _note_windows_defaults(info: dict, opts, left_out: set):
     """Say in info that the tree's Windows defaults were left out (windows.py), and which."""
     if info["os"].get("family") == "windows" and not opts.windows_files:
         info["windows_defaults"] = True
-        left_out = windows.present_in(tree)
         if left_out:
             info["left_out"] = sorted(os.fsdecode(p) for p in left_out)
 

@@ -106,7 +106,7 @@ def holds_ntfs(image) -> bool:
     """Whether the image's tree was read from NTFS, with its NTFS attributes: a target on NTFS
     is then read with them too, else as any other filesystem (so a Linux tree restored onto
     NTFS compares as one)."""
-    return image.info.get("source", {}).get("fstype") == "ntfs"
+    return ntfs.read_from_ntfs(image.info.get("source"))
 
 
 def _refuse_untracked(root_fd: int, target: bytes, changes):

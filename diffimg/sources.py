@@ -3,7 +3,7 @@
 import itertools
 import os
 
-from . import windows
+from . import ntfs, windows
 from .errors import InputNotFound, ManifestError, show_path
 from .image import Image, is_image
 from .manifest import ManifestReader, TreeId, is_manifest
@@ -63,8 +63,7 @@ class Side:
         """Whether this recorded tree was read from NTFS with its NTFS attributes: a tree it is
         compared with is read with them only then (restore.holds_ntfs)."""
         with self._reader() as m:
-            source = m.header.get("source")
-        return type(source) is dict and source.get("fstype") == "ntfs"
+            return ntfs.read_from_ntfs(m.header.get("source"))
 
     def tree_hints(self, tree, trust_mtime: bool):
         """What a scan of tree may trust of this recorded side (quickcheck.tree_hints)."""

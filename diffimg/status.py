@@ -58,8 +58,7 @@ def _drift(target, recorded, kept: Kept, checksum, on_progress, on_warning,
     hints = None if checksum else recorded.hints(statcache.identity(target))
     with recorded.reader() as m:
         # read with the NTFS attributes only where the recorded tree has them (restore.py)
-        source = m.header.get("source")
-        from_ntfs = type(source) is dict and source.get("fstype") == "ntfs"
+        from_ntfs = ntfs.read_from_ntfs(m.header.get("source"))
         # what Windows makes again is no drift where the image left it out (as restore does)
         regenerated = windows.present_in(target) if windows_defaults else set()
         scanned = scan(target, previous=hints, checksum=checksum,
