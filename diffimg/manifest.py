@@ -21,6 +21,7 @@ MAGIC = b"\x89DIFFIMG"
 VERSION = (1, 1)
 _PREAMBLE = struct.Struct(">8sHH")
 HASH_NAME = "xxh3-128"
+_EMPTY_DIGEST = xxhash.xxh3_128_digest(b"")
 
 def to_record(e: Entry) -> list:
     """The entry's record: its fields by position (spec/manifest.md). A later minor version may
@@ -63,6 +64,8 @@ def from_record(rec) -> Entry:
         if not _int(size, 0, _I64) or type(digest) is not bytes or len(digest) != 16 \
                 or type(sparse) is not bool:
             raise ValueError("file without a valid size, digest or sparse flag")
+        if size == 0 and digest != _EMPTY_DIGEST:   # restored as empty, whatever it says
+            raise ValueError("an empty file whose digest is not that of no bytes")
     elif size is not None or digest is not None or sparse is not None:
         raise ValueError(f"a {kind.name.lower()} with a size, digest or sparse flag")
     if kind is Kind.SYMLINK:

@@ -129,6 +129,7 @@ MUTATIONS = st.tuples(st.sampled_from(["manifest", "diff-manifest", "delta", "de
 @example(mutation=("manifest", 1, 45, (1 << 64) - 1))   # a size whose sum msgpack cannot hold
 @example(mutation=("manifest", 0, 44, -(1 << 63)))       # a time before what ext4 can hold
 @example(mutation=("manifest", 3, 28, 0))                # a symlink of mode 0
+@example(mutation=("manifest", 6, 6, 0))                 # a file of size 0 with content's digest
 def test_a_crafted_image_gives_an_error_or_its_own_tree_and_never_writes_outside(chain, mutation):
     blob_name, which, field, value = mutation
     work = chain / "work"
