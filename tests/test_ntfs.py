@@ -12,6 +12,7 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 
 from diffimg import ntfs
+from diffimg.hashing import EMPTY_DIGEST
 from diffimg.image import Image
 
 STREAM = b"user.Zone.Identifier"
@@ -213,7 +214,7 @@ def test_reparse_data_is_accepted_on_symlink_records_only():
     link = Entry(b"Documents and Settings", Kind.SYMLINK, 0o777, 0, 0, 0, None, None,
                  b"/.NTFS-3G/C:/Users", None, data)
     assert from_record(to_record(link)).xattrs == data
-    for kind, size, digest, sparse in ((Kind.FILE, 0, bytes(16), False), (Kind.DIR, None, None, None)):
+    for kind, size, digest, sparse in ((Kind.FILE, 0, EMPTY_DIGEST, False), (Kind.DIR, None, None, None)):
         bad = Entry(b"x", kind, 0o755, 0, 0, 0, size, digest, None, None, data, None, sparse)
         with pytest.raises(ValueError, match="reparse data"):
             from_record(to_record(bad))
@@ -377,7 +378,7 @@ def test_a_manifest_with_ntfs_values_ntfs_3g_would_refuse_is_refused():
             ntfs.DOS_NAME: b"LONGDO~1.TXT"}
 
     def record(xattrs, kind=Kind.FILE):
-        size, digest, sparse = (0, bytes(16), False) if kind is Kind.FILE else (None, None, None)
+        size, digest, sparse = (0, EMPTY_DIGEST, False) if kind is Kind.FILE else (None, None, None)
         return to_record(Entry(b"f", kind, 0o644, 0, 0, 0, size, digest, None, None,
                                dict(sorted(xattrs.items())), None, sparse))
     assert from_record(record(good)).xattrs == dict(sorted(good.items()))
@@ -493,7 +494,7 @@ def test_attributes_ntfs_3g_would_show_otherwise_are_refused():
     from diffimg.manifest import from_record, to_record
 
     def entry(kind, bits, **more):
-        fields = dict(size=0, digest=bytes(16), sparse=False) if kind is Kind.FILE else {}
+        fields = dict(size=0, digest=EMPTY_DIGEST, sparse=False) if kind is Kind.FILE else {}
         mode = 0o777 if kind is Kind.SYMLINK else 0o644
         return to_record(Entry(b"x", kind, mode, 0, 0, 0, xattrs={
             ntfs.ATTRIB: struct.pack(">I", bits)}, **fields, **more))
