@@ -165,8 +165,9 @@ static int names_from(PyObject *collection, Names *names, const char *what) {
 static int read_xattrs(const Where *path, Item *it, Scratch *sc, const Names *asked) {
     ssize_t size = xlist(path, sc->list, XATTR_MAX);
     if (size < 0) {
-        if (errno != ENOTSUP && errno != EOPNOTSUPP) return errno;
-        size = 0;                                       /* none here */
+        /* none here (ntfs-3g serving streams as files answers ENODATA for none) */
+        if (errno != ENOTSUP && errno != EOPNOTSUPP && errno != ENODATA) return errno;
+        size = 0;
     }
     if (size > 0 && sc->list[size - 1] != '\0') return EIO;   /* not a list of names */
     size_t count = 0;

@@ -30,6 +30,7 @@ from .safefs import (
     set_meta_fd,
     split,
 )
+from .streams import large
 from .writer import From, Job, Root, write_batch
 
 RESCUE_DIR = b".diffimg-rescue"
@@ -82,6 +83,7 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
     phase = on_phase or (lambda phase: None)
     dirs = Dirs(root_fd)
     run = _Run()
+    sources = {digest: layer_roots[n] for digest, n in p.stream_layers.items()}
     short_names = _ShortNames()
     try:
         if p.rescues:
@@ -97,14 +99,14 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
         phase(Phase.MAKING_SPECIALS)
         _make_specials(dirs, run, p.specials, ntfs.is_ntfs(root_fd), short_names)
         phase(Phase.WRITING_FILES)
-        _write_files(p, Root.of(root_fd), run, layer_roots, on_progress, short_names)
+        _write_files(p, Root.of(root_fd), run, layer_roots, sources, on_progress, short_names)
         phase(Phase.LINKING)
         for e in p.links:
             _link(root_fd, dirs, e, run.tmp_name())
         phase(Phase.SETTING_METADATA)
         for e in p.metas:
             parent, name = split(e.path)
-            set_meta_at(dirs.fd(parent), name, e)
+            set_meta_at(dirs.fd(parent), name, e, sources)
             short_names.add(e)
         for e in p.dir_metas:
             short_names.add(e)
@@ -113,7 +115,11 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
             remove(root_fd, run.rescue_dir)
         dirs.close()                         # the rescue folder is gone
         for e in reversed(p.dir_metas):      # deepest first: a folder after its content
-            set_meta_fd(dirs.fd(e.path), e)
+            if e.path:
+                parent, name = split(e.path)
+                set_meta_at(dirs.fd(parent), name, e, sources)
+            else:
+                set_meta_fd(root_fd, e, (root_fd, b""), sources)
         os.sync()
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
@@ -212,7 +218,7 @@ def _rescue(root_fd: int, dirs: Dirs, run: _Run, rescues: dict):
         os.close(keep_fd)
 
 
-def _jobs(p: Plan, run: _Run, layer_roots: dict):
+def _jobs(p: Plan, run: _Run, layer_roots: dict, sources: dict):
     """(Job, Write) for each write: where the worker reads the content."""
     linked = set()       # rescued content: its first write may take the rescued inode itself
     for w in p.writes:
@@ -227,10 +233,11 @@ def _jobs(p: Plan, run: _Run, layer_roots: dict):
             linked.add(w.entry.digest)
         else:
             where = w.source.path
-        yield Job(run.tmp_name(), w.entry, origin, where, may_link, layer_root), w
+        streams = tuple((d, sources[d]) for _, _, d in large(w.entry.xattrs) if d in sources)
+        yield Job(run.tmp_name(), w.entry, origin, where, may_link, layer_root, streams), w
 
 
-def _write_files(p: Plan, target: Root, run: _Run, layer_roots: dict, on_progress,
+def _write_files(p: Plan, target: Root, run: _Run, layer_roots: dict, sources: dict, on_progress,
                  short_names: "_ShortNames"):
     done = [0, 0]
 
@@ -244,7 +251,7 @@ def _write_files(p: Plan, target: Root, run: _Run, layer_roots: dict, on_progres
             return
         raise _write_failure(w, written)
 
-    run_pooled(functools.partial(write_batch, target), _jobs(p, run, layer_roots), check,
+    run_pooled(functools.partial(write_batch, target), _jobs(p, run, layer_roots, sources), check,
                batch_size=64)
 
 

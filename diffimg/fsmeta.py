@@ -5,7 +5,8 @@ import os
 
 from .ntfs import get_xattr, is_ntfs
 
-_NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP)
+# (ntfs-3g serving streams as files answers ENODATA to a list of none)
+_NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
 _NOT_HELD = (*_NO_XATTRS, errno.EPERM, errno.EMLINK)
 
 

@@ -12,7 +12,7 @@ import time
 
 import xxhash
 
-from . import __version__, codec, ntfs, runs, statcache
+from . import __version__, codec, ntfs, runs, statcache, streams
 from .entry import Entry, Hint, Kind, inode_fields
 from .errors import InputNotFound, ManifestError, OutputError, UnsupportedVersion, show_path
 from .safefs import open_file
@@ -94,6 +94,11 @@ def from_record(rec) -> Entry:
             raise ValueError(f"a {kind.name.lower()} with NTFS reparse data")
         for name in ntfs.NAMES:
             problem = name in xattrs and ntfs.value_problem(name, xattrs[name], kind)
+            if problem:
+                raise ValueError(problem)
+        for name in xattrs:
+            problem = name.startswith(streams.REF) and streams.value_problem(name, xattrs[name],
+                                                                             kind, xattrs)
             if problem:
                 raise ValueError(problem)
         if ntfs.DOS_NAME in xattrs and (not path or link is not None):

@@ -17,6 +17,7 @@ import errno
 import os
 import struct
 
+from . import streams
 from .entry import Kind
 
 ACL = b"system.ntfs_acl"                     # the security descriptor, self-relative
@@ -71,19 +72,27 @@ def read_from_ntfs(source) -> bool:
 
 class Volume:
     """How a tree's entries are read where it lies: on an ntfs-3g volume, the NTFS names are
-    asked for (asked) and the entries recorded as fit() says."""
+    asked for (asked) and the entries recorded as fit() says; where ntfs-3g serves streams as
+    files, their list is asked for too and each stream read (streams.py)."""
 
-    def __init__(self, asked: tuple = ()):
+    def __init__(self, asked: tuple = (), streams_root: bytes | None = None):
         self.asked = asked
+        self.streams_root = streams_root
 
     @classmethod
     def of(cls, where, wanted: bool = True) -> "Volume":
-        """where: a path or fd on the volume. wanted False: read it as any other filesystem
-        (a restore of an image that holds no NTFS attributes)."""
-        return cls(NAMES if wanted and is_ntfs(where) else ())
+        """where: a path or fd on the volume (its tree's root). wanted False: read it as any
+        other filesystem (a restore of an image that holds no NTFS attributes), streams
+        aside, which are what xattrs are there."""
+        root = b"/proc/self/fd/%d" % where if isinstance(where, int) else os.fsencode(where)
+        on_windows = streams.windows_interface(where)
+        asked = NAMES if wanted and is_ntfs(where) else ()
+        return cls(asked + (streams.LIST,) if on_windows else asked,
+                   root if on_windows else None)
 
     def fit(self, entry):
         """The entry (with its xattrs and target read) as it is recorded from this volume:
+        - its streams, read as streams.read says, where ntfs-3g serves them as files;
         - NTFS keeps no POSIX mode or owner (ntfs-3g shows those of its mount options; the
           security descriptor is the truth): fixed ones (MODES, owner root), whatever the mount;
         - a symlink with reparse data (a junction, a Windows symlink) gets a target made from
@@ -92,7 +101,9 @@ class Volume:
           (deduplicated, cloud or compressed files) is recorded as what it shows;
         - DOS attributes that ntfs-3g can neither set on a file nor show back are left out
           (UNKEPT_FILE_ATTRIBUTES)."""
-        if not self.asked:
+        if self.streams_root is not None:
+            streams.read(self.streams_root, entry)
+        if ATTRIB not in self.asked:
             return entry
         entry.mode = MODES.get(entry.kind, 0o644)
         entry.uid = entry.gid = 0
@@ -158,28 +169,34 @@ def is_ntfs_name(name: bytes) -> bool:
     return name in NAMES
 
 
-def without_ntfs(xattrs: dict | None) -> dict | None:
-    """xattrs less the NTFS ones (for a target that cannot hold them)."""
-    if not xattrs:
-        return xattrs
-    kept = {k: v for k, v in xattrs.items() if k not in NAMES}
-    return kept or None
+def _not_held(name: bytes, ntfs_values: bool) -> bool:
+    return name.startswith(streams.REF) or (not ntfs_values and name in NAMES)
 
 
 LEFT_OUT = ("the image holds NTFS attributes (security descriptors, DOS attributes, creation "
-            "times, short names, reparse data) that the target's filesystem cannot hold: they "
-            "are left out (restore onto an NTFS volume mounted with ntfs-3g to keep them)")
+            "times, short names, reparse data, streams over 64 KiB) that the target's filesystem "
+            "cannot hold: they are left out (restore onto an NTFS partition given as itself, or "
+            "mounted with ntfs-3g -o streams_interface=windows, to keep them)")
+LEFT_OUT_STREAMS = ("the image holds named streams over 64 KiB, which ntfs-3g serves only with "
+                    "-o streams_interface=windows: they are left out (give the partition itself, "
+                    "or mount it that way, to keep them)")
 
 
-def fit_for_plain_target(entries, warn):
-    """The entries without their NTFS xattrs, for a target that is not NTFS; warn(LEFT_OUT)
-    once, at the first entry that had some."""
+def fit_for_target(entries, where, warn):
+    """The entries without what the target at where (a path or fd) cannot hold: on a volume
+    that is not NTFS, the NTFS xattrs and large streams; on NTFS through ntfs-3g's default
+    streams interface, the large streams. warn once, at the first entry that had some."""
+    if streams.windows_interface(where):
+        yield from entries
+        return
+    ntfs_values = is_ntfs(where)
+    message = LEFT_OUT_STREAMS if ntfs_values else LEFT_OUT
     warned = False
     for e in entries:
-        if e is not None and e.xattrs and any(name in NAMES for name in e.xattrs):
-            e.xattrs = without_ntfs(e.xattrs)
+        if e is not None and e.xattrs and any(_not_held(k, ntfs_values) for k in e.xattrs):
+            e.xattrs = {k: v for k, v in e.xattrs.items() if not _not_held(k, ntfs_values)} or None
             if not warned:
-                warn(LEFT_OUT)
+                warn(message)
                 warned = True
         yield e
 

@@ -8,6 +8,7 @@ metadata, and only then give the image its name. On any failure nothing is left 
 import contextlib
 import errno
 import fcntl
+import itertools
 import os
 import stat
 import tempfile
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import xxhash
 
-from . import __version__, containers, runs, tarstream, windows
+from . import __version__, containers, runs, streams, tarstream, windows
 from .containers import Sizes
 from .delta import STORE
 from .differ import diff_trees
@@ -119,15 +120,18 @@ def create(tree, out, opts: PackOptions) -> dict:
         # on the 100k-entry bench tree 13.3 s against 24.8 s for mksquashfs of the tree plus
         # the read-back); btrfs is packed from the tree while it is scanned
         streamed = hasattr(container, "start_stream")
-        if container.packs_from_tree_while_scanning and not opts.excludes and not left_out:
+        # large NTFS streams are stored apart from the tree's files (streams.py)
+        whole_tree = not opts.excludes and not left_out and not streams.windows_interface(tree)
+        if container.packs_from_tree_while_scanning and whole_tree:
             # a container packed straight from the tree needs nothing from the scan: run both
             _phase(opts, Phase.PACKING, f"{container.name} from {show_path(tree)} in the background")
             packing = container.start(tree, output.tmp)
         trailer = _scan(tree, output, opts, left_out, skipped)
-        stored = lambda: content_files(read_entries(output.manifest))  # noqa: E731  (each pass reads anew)
+        stored = lambda: itertools.chain(  # noqa: E731  (each pass reads anew)
+            content_files(read_entries(output.manifest)),
+            streams.stored_items(streams.of_entries(read_entries(output.manifest))))
         # the dir format has nothing to build from the tree: its staged folder is the content
-        direct = (container.needs_build and not opts.excludes and not left_out and not skipped
-                  and not streamed)
+        direct = container.needs_build and whole_tree and not skipped and not streamed
         if packing is not None and not direct:
             packing.stop()            # the tree has mount points inside: pack what was scanned
             packing = None
@@ -175,6 +179,7 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
             return None
         assert changes, "trees differ but no change was classified"
         to_store = [(c.path, c.digest, c.after.size) for c in changes if c.action == STORE]
+        to_store += streams.stored_items(streams.of_changes(changes))
         stored_files, stored_bytes = _pack(tree, output, opts, lambda: iter(to_store), direct=False)
         info = _info("diff", tree, container, trailer, parent.tree_id, stored_files, stored_bytes)
         _note_windows_defaults(info, opts, left_out)
@@ -245,8 +250,8 @@ def _stream(tree, output, stored, on_progress=None) -> tuple[int, int]:
     buffer = memoryview(bytearray(_CHUNK))
     counts = [0, 0]
     try:
-        for path, digest, size in stored:
-            _send(pipe, buffer, tree, path, digest, size)
+        for path, digest, size, *source in stored:
+            _send(pipe, buffer, tree, path, digest, size, *source)
             counts[0] += 1
             counts[1] += size
             if on_progress is not None:
@@ -265,9 +270,11 @@ _CHUNK = 1 << 20
 _F_SETPIPE_SZ = 1031
 
 
-def _send(pipe: int, buffer: memoryview, tree: bytes, path: bytes, digest: bytes, size: int):
-    """One file into the tar stream: exactly size bytes, which must have the digest."""
-    where = os.path.join(tree, path)
+def _send(pipe: int, buffer: memoryview, tree: bytes, path: bytes, digest: bytes, size: int,
+          source: bytes | None = None):
+    """One file into the tar stream at path: exactly size bytes, which must have the digest,
+    read from the tree at source (a large stream's FILE:NAME), or at path."""
+    where = os.path.join(tree, source if source is not None else path)
     longest = max(len(name) for name in path.split(b"/")) if len(path) > 255 else 0
     if longest > 255:       # ntfs-3g serves such names (255 UTF-16 units), squashfs holds none
         raise ScanError(f"{show_path(where)}: a name of {longest} bytes, over the 255 a squashfs "
@@ -325,7 +332,7 @@ def _stage(tree, staging, stored, on_progress=None) -> Sizes:
     made = {b""}
 
     def pairs():
-        for path, digest, size in stored:
+        for path, digest, size, *source in stored:
             parent = os.path.dirname(path)
             if parent not in made:
                 os.makedirs(os.path.join(staging, parent), exist_ok=True)
@@ -333,7 +340,8 @@ def _stage(tree, staging, stored, on_progress=None) -> Sizes:
                     made.add(parent)
                     sizes.add(len(os.path.basename(parent)), folder=True)
                     parent = os.path.dirname(parent)
-            yield (os.path.join(tree, path), os.path.join(staging, path)), (path, digest, size)
+            yield (os.path.join(tree, *source or [path]), os.path.join(staging, path)), \
+                (path, digest, size)
 
     def check(item, copied):
         path, digest, size = item
@@ -358,7 +366,7 @@ def _check(image, fmt, length, expected, on_progress=None):
     counts = [0, 0]
 
     def check(item, hashed):
-        path, digest, size = item
+        path, digest, size = item[:3]
         if hashed.problem is not None or hashed.content.digest != digest \
                 or hashed.content.size != size:
             bad.append(path)

@@ -112,8 +112,10 @@ def _mounted(path: bytes, fstype: str, st, writable: bool):
     if fstype == "ntfs":
         def argv(point):
             # umask: only root may write (diffimg trusts its state in .diffimg/ only then);
-            # what modes ntfs-3g shows is not recorded anyway (ntfs.Volume.fit)
-            return ["ntfs-3g", "-o", f"{mode},umask=022,nodev,nosuid", path, point]
+            # what modes ntfs-3g shows is not recorded anyway (ntfs.Volume.fit); streams as
+            # files, which hold any size (streams.py)
+            return ["ntfs-3g", "-o", f"{mode},umask=022,nodev,nosuid,streams_interface=windows",
+                    path, point]
     else:
         loop = ",loop" if stat.S_ISREG(st.st_mode) else ""
         def argv(point):

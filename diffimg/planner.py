@@ -54,6 +54,7 @@ class Plan:
     unverified: bytearray = field(default_factory=bytearray)
     unverified_writes: set = field(default_factory=set)   # writes of target content so taken
     renewed: set = field(default_factory=set)    # plan_delta: meta records given a new inode
+    stream_layers: dict = field(default_factory=dict)   # digest -> layer storing a large stream
 
     def counts(self) -> dict:
         written = from_target = from_images = 0
@@ -74,8 +75,9 @@ class Plan:
                     or self.metas or self.dir_metas)
 
     def layers_read(self) -> set[int]:
-        """The layers whose containers the writes read."""
-        return {w.source.layer for w in self.writes if w.source.origin is From.LAYER}
+        """The layers whose containers the writes read (large streams too)."""
+        return {w.source.layer for w in self.writes if w.source.origin is From.LAYER} | set(
+            self.stream_layers.values())
 
 
 class ChainIndex:

@@ -6,11 +6,12 @@ checks the target at the paths one diff's delta touches (parentcheck) and plans 
 """
 
 import contextlib
+import itertools
 import os
 import stat
 import tempfile
 
-from . import ntfs, statcache, windows
+from . import ntfs, statcache, streams, windows
 from .delta import DELETE, LINK, META, PARENT
 from .entry import Kind, path_key
 from .errors import ImageError, OutputError, Refused, show_path
@@ -67,10 +68,9 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
             raise ImageError(f"{show_path(diff)}: its delta and its manifest are not one tree "
                              f"({mismatched[0]}; {len(mismatched):,} in all); nothing was changed")
         changes = _outside_kept(delta, kept)
-        if not ntfs.is_ntfs(root_fd):      # (the entries are changed in place)
-            for _ in ntfs.fit_for_plain_target((e for c in changes for e in (c.before, c.after)),
-                                               on_warning or (lambda message: None)):
-                pass
+        for _ in ntfs.fit_for_target((e for c in changes for e in (c.before, c.after)), root_fd,
+                                     on_warning or (lambda message: None)):
+            pass                            # (the entries are changed in place)
         _refuse_images_inside(target, [image], kept, [c.path for c in changes
                                                       if c.action == DELETE or c.replaces])
         fs = statcache.identity(root_fd)
@@ -82,6 +82,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
         if state is not None:       # the parent's records say what a removed folder may hold
             _refuse_untracked(root_fd, target, changes)
         p = plan_delta(changes, image.info["entries"], shared)
+        p.stream_layers = _stream_layers(p, [image], root_fd)
         if p.renewed:
             _keep_folder_times(root_fd, p, p.renewed)
         p.kept = sorted(kept.paths)
@@ -100,6 +101,21 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
                     if carried is not None:
                         carried.close()
         return p
+
+
+def _stream_layers(p, layers, root_fd: int) -> dict:
+    """digest -> the newest layer that stores it, for each large stream of the entries the
+    plan writes or gives metadata (streams.py); none where the target cannot hold them."""
+    if not streams.windows_interface(root_fd):
+        return {}
+    entries = itertools.chain((w.entry for w in p.writes), p.metas, p.dir_metas)
+    wanted = {digest for e in entries for _, _, digest in streams.large(e.xattrs)}
+    found = {}
+    for number, layer in enumerate(layers if wanted else ()):
+        stored = streams.of_entries(layer.entries()) if layer.kind == "full" else \
+            streams.of_changes(layer.delta())
+        found.update((digest, number) for _, _, _, digest in stored if digest in wanted)
+    return found
 
 
 def holds_ntfs(image) -> bool:
@@ -279,10 +295,9 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
                        windows_files=True,
                        wanted_sizes=_FileSizes(final),
                        on_progress=on_progress, on_warning=on_warning)
-        wanted = final.entries()
-        if not ntfs.is_ntfs(root_fd):
-            wanted = ntfs.fit_for_plain_target(wanted, warn)
+        wanted = ntfs.fit_for_target(final.entries(), root_fd, warn)
         p = plan_restore(entries, wanted, chain, kept)
+        p.stream_layers = _stream_layers(p, layers, root_fd)
         if not dry_run:
             run = State(False, None, [layer_record(layer) for layer in layers], command,
                         keep=patterns)

@@ -12,7 +12,7 @@ import errno
 import os
 import stat
 
-from . import ntfs
+from . import ntfs, streams
 from .entry import KIND_OF_FMT, Entry, Kind
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -98,12 +98,22 @@ def private_to_us(st) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
-def sync_xattrs(target, wanted: dict | None, follow: bool = True):
+def sync_xattrs(target, wanted: dict | None, follow: bool = True, streams_done: bool = False):
     """Make target's xattrs exactly wanted. target: an fd, or a path (not followed if follow is
     False). Extras are removed first: a new file may inherit an ACL from its folder's default.
-    The NTFS ones are left to ntfs.set_in_order: ntfs-3g lists none, and their order matters."""
-    wanted = {k: v for k, v in wanted.items() if not ntfs.is_ntfs_name(k)} if wanted else {}
-    have = {os.fsencode(n) for n in os.listxattr(target, follow_symlinks=follow)}
+    The NTFS ones are left to ntfs.set_in_order: ntfs-3g lists none, and their order matters;
+    the streams to streams.sync where ntfs-3g serves them as files (streams_done)."""
+    def ours(name: bytes) -> bool:
+        return not (ntfs.is_ntfs_name(name) or name.startswith(streams.REF) or name == streams.LIST
+                    or (streams_done and name.startswith(streams.INLINE)))
+    wanted = {k: v for k, v in wanted.items() if ours(k)} if wanted else {}
+    try:
+        listed = os.listxattr(target, follow_symlinks=follow)
+    except OSError as exc:
+        if exc.errno != errno.ENODATA:          # ntfs-3g serving streams as files: none
+            raise
+        listed = []
+    have = {n for n in map(os.fsencode, listed) if ours(n)}
     for name in have - wanted.keys():
         os.removexattr(target, name, follow_symlinks=follow)
     for name, value in wanted.items():
@@ -124,22 +134,26 @@ def held_time(st, e: Entry):
                       f"({e.mtime_ns} ns)", e.path)
 
 
-def set_meta_fd(fd: int, e: Entry):
+def set_meta_fd(fd: int, e: Entry, at: tuple[int, bytes] | None = None, sources=None):
     """Owner, mode, xattrs and times of an open file or folder, in that order: chown clears
     setuid bits and capabilities, so mode and xattrs come after it; then the NTFS attributes,
     which chown, chmod and utime would change (ntfs.py). An entry with a security descriptor
     (so on NTFS: onto anything else restore leaves those out) gets it instead of an owner and
-    mode, which NTFS does not keep (each a round trip through ntfs-3g)."""
+    mode, which NTFS does not keep (each a round trip through ntfs-3g). at: (folder fd, name)
+    where it is (name b"" for the folder itself), through which its streams are written where
+    ntfs-3g serves them as files, before the times (a stream's write moves them); sources:
+    digest -> the container tree that stores a large stream (streams.sync)."""
     if not ntfs.has_descriptor(e.xattrs):
         os.fchown(fd, e.uid, e.gid)
         os.fchmod(fd, e.mode)
-    sync_xattrs(fd, e.xattrs)
+    done = at is not None and streams.sync(at, fd, e.xattrs, sources or {})
+    sync_xattrs(fd, e.xattrs, streams_done=done)
     os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
     held_time(os.fstat(fd), e)
     ntfs.set_in_order(fd, e.xattrs)
 
 
-def set_meta_at(dir_fd: int, name: bytes, e: Entry):
+def set_meta_at(dir_fd: int, name: bytes, e: Entry, sources=None):
     """The same for an entry that is not opened (symlinks, devices, FIFOs, sockets, and files).
     The entry is first pinned with O_PATH, never following a symlink, and must still be of
     e's kind (else OSError, changing nothing): one swapped in since the scan is not touched, and
@@ -155,7 +169,7 @@ def set_meta_at(dir_fd: int, name: bytes, e: Entry):
                      os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
             fd = os.open(pinned, flags & ~os.O_NOFOLLOW)
             try:
-                set_meta_fd(fd, e)
+                set_meta_fd(fd, e, (dir_fd, name), sources)
             finally:
                 os.close(fd)
             return

@@ -275,8 +275,9 @@ class _Walker:
                     continue
                 if error == errno.E2BIG:        # Linux reads no xattr value over 64 KiB
                     raise ScanError(f"cannot read {show_path(path)}: it has an xattr (on NTFS, a "
-                                    "named stream) over 64 KiB, which Linux cannot read; not "
-                                    "supported yet")
+                                    "named stream) over 64 KiB, which Linux cannot read as one; "
+                                    "give the NTFS partition itself, or mount it with ntfs-3g -o "
+                                    "streams_interface=windows")
                 raise ScanError(f"cannot read {show_path(path)}: {os.strerror(error)}")
             try:
                 if st.st_dev != root_dev or (mounts and rel in mounts):

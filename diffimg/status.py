@@ -65,8 +65,8 @@ def _drift(target, recorded, kept: Kept, checksum, on_progress, on_warning,
                        leave_out=kept.paths | regenerated, on_progress=on_progress,
                        on_warning=on_warning, ntfs_attributes=from_ntfs, windows_files=True)
         wanted = (e for e in m.entries() if not (kept and kept.covers(e.path)))
-        if from_ntfs and not ntfs.is_ntfs(target):   # restored without them, with a warning
-            wanted = ntfs.fit_for_plain_target(wanted, lambda message: None)
+        if from_ntfs:              # restored without what the target cannot hold, with a warning
+            wanted = ntfs.fit_for_target(wanted, target, lambda message: None)
         # a folder the tree lacks that holds kept paths was left by the restore, on purpose
         return [d for d in map(_kept_links_left_out(kept), compare(wanted, scanned))
                 if d is not None and not (d.change == ADDED and kept.holds(d.path))]

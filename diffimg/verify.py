@@ -1,8 +1,10 @@
 """Verify images: metadata intact, chain linked, and the container holding every stored file
 with the content its manifest or delta says."""
 
+import itertools
 import os
 
+from . import streams
 from .delta import DELETE, STORE
 from .entry import Kind, content_files
 from .errors import DiffimgError, InputNotFound, NeedsRoot, ToolError, show_path
@@ -42,12 +44,15 @@ def verify_chain(paths, on_layer=None) -> list[str]:
             with image.manifest_reader() as m:
                 found = []
                 if image.kind == "full":
-                    found += _check_content(image, content_files(m.entries()))
+                    found += _check_content(image, itertools.chain(
+                        content_files(m.entries()),
+                        streams.stored_items(streams.of_entries(image.entries()))))
                 else:
                     delta = image.delta()
                     found += check_delta(m.entries(), delta)
-                    found += _check_content(image, ((c.path, c.digest, c.after.size) for c in delta
-                                                    if c.action == STORE))
+                    found += _check_content(image, itertools.chain(
+                        ((c.path, c.digest, c.after.size) for c in delta if c.action == STORE),
+                        streams.stored_items(streams.of_changes(delta))))
                 if m.trailer["tree_id"] != image.tree_id:
                     found.append("manifest's tree ID does not match the image's")
                 m.check_stat_section()
@@ -107,11 +112,12 @@ def _applied(parent_entries, delta, bad: list):
 
 
 def _check_content(image: Image, stored) -> list[str]:
-    """Problems with the files the container must hold: stored, (path, digest, size)."""
+    """Problems with the files the container must hold: stored, (path, digest, size) (and, for
+    a large stream, where it was read)."""
     bad = []
 
     def check(item, hashed):
-        path, digest, size = item
+        path, digest, size = item[:3]
         if hashed.problem is Problem.VANISHED:
             bad.append(f"{show_path(path)}: missing from the container")
         elif hashed.problem is not None:

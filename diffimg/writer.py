@@ -43,6 +43,7 @@ class Job(NamedTuple):
                            # inside the target; EMPTY: None
     may_link: bool         # RESCUE: nothing else uses this content, so its inode may take the name
     layer_root: bytes | None = None   # LAYER: the layer's tree (a mounted container, a folder)
+    streams: tuple = ()    # (digest, the layer's tree that stores it) of each large stream
 
 
 class Written(NamedTuple):
@@ -123,7 +124,7 @@ def _open_source(source_dirs: Dirs, job: Job, layers: _Layers) -> int | None:
 
 def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job, layers: _Layers) -> Written:
     if job.may_link:
-        moved = _move(dirs, source_dirs, job.tmp, job.where, job.entry)
+        moved = _move(dirs, source_dirs, job.tmp, job.where, job.entry, dict(job.streams))
         if moved is not None:
             return moved
     tmp, entry = job.tmp, job.entry
@@ -146,7 +147,7 @@ def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job, layers: _Layers) -> Writ
         digest, size = _copy(src, dst, entry.sparse, entry.size) if src is not None else (None, 0)
         if src is not None and (digest != entry.digest or size != entry.size):
             raise _Mismatch
-        set_meta_fd(dst, entry)
+        set_meta_fd(dst, entry, (dir_fd, tmp), dict(job.streams))
         os.close(dst)
         dst = None
         replace(dir_fd, tmp, name)
@@ -167,7 +168,8 @@ def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job, layers: _Layers) -> Writ
     return failed
 
 
-def _move(dirs: Dirs, source_dirs: Dirs, tmp: bytes, where: bytes, entry: Entry) -> Written | None:
+def _move(dirs: Dirs, source_dirs: Dirs, tmp: bytes, where: bytes, entry: Entry,
+          sources: dict) -> Written | None:
     """Give the content kept aside at where (inside root) the entry's name and metadata, by a
     hardlink instead of a copy, when nothing else links to it any more (its old paths are gone):
     the bytes do not move at all. None when it must be copied instead."""
@@ -190,7 +192,7 @@ def _move(dirs: Dirs, source_dirs: Dirs, tmp: bytes, where: bytes, entry: Entry)
     try:
         fd = os.open(tmp, _READ, dir_fd=dir_fd)
         try:
-            set_meta_fd(fd, entry)
+            set_meta_fd(fd, entry, (dir_fd, tmp), sources)
         finally:
             os.close(fd)
         replace(dir_fd, tmp, name)

@@ -3,6 +3,7 @@ ntfs-3g, given Windows metadata written raw (security descriptors, DOS attribute
 times, short names, streams, a junction); create, diff and restore keep every value."""
 
 import contextlib
+import errno
 import os
 import stat
 import struct
@@ -129,8 +130,12 @@ def ntfs_view(root) -> dict:
             for attr in ntfs.NAMES:
                 with contextlib.suppress(OSError):
                     values[attr] = ntfs.get_xattr(path, attr)
-            for attr in os.listxattr(path, follow_symlinks=False):
+            for attr in _listed(path):
                 values[os.fsencode(attr)] = ntfs.get_xattr(path, os.fsencode(attr))
+            if not stat.S_ISLNK(st.st_mode):       # streams served as files: as xattrs
+                for name in _streams_listed(path):
+                    with open(_stream(root, rel, os.fsdecode(name)), "rb") as f:
+                        values[b"user." + name] = f.read()
             content = None
             if stat.S_ISREG(st.st_mode):
                 with open(path, "rb") as f:
@@ -139,6 +144,23 @@ def ntfs_view(root) -> dict:
             view[rel] = (kind, content, st.st_mtime_ns if kind != stat.S_IFDIR else None,
                          st.st_nlink if kind == stat.S_IFREG else None, values)
     return view
+
+
+def _listed(path) -> list:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:         # ntfs-3g serving streams as files lists none so
+        if exc.errno != errno.ENODATA:
+            raise
+        return []
+    return [name for name in names if name != "ntfs.streams.list"]
+
+
+def _streams_listed(path) -> list:
+    try:
+        return [n for n in os.getxattr(path, "ntfs.streams.list").split(b"\0") if n]
+    except OSError:                # the default interface: streams are the user.* xattrs
+        return []
 
 
 def imaged(view: dict) -> dict:
@@ -220,19 +242,91 @@ def test_reparse_data_is_accepted_on_symlink_records_only():
             from_record(to_record(bad))
 
 
-def test_a_stream_over_64_kib_stops_the_scan_with_a_clear_error(tmp_path):
-    """Linux cannot read an xattr value over 64 KiB: such a stream is never silently left out
-    (the scan stops, naming the file), and no image is made."""
-    volume = new_ntfs(tmp_path / "v.ntfs", 32)
-    mount = tmp_path / "m"
-    mount.mkdir()
-    # written as Windows does, through ntfs-3g's other interface to streams
-    subprocess.run(["ntfs-3g", "-o", "streams_interface=windows", str(volume), str(mount)], check=True)
+@contextlib.contextmanager
+def windows_mounted(volume, mount):
+    """The volume mounted with ntfs-3g serving streams as files (FILE:NAME), of any size."""
+    mount.mkdir(exist_ok=True)
+    subprocess.run(["ntfs-3g", "-o", "streams_interface=windows", str(volume), str(mount)],
+                   check=True)
     try:
-        (mount / "file").write_bytes(b"main")
-        (mount / "file:big").write_bytes(b"s" * 70000)
+        yield mount
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def _stream(root, rel: str, name: str) -> str:
+    """The path of a stream of the entry rel (the root's too: ROOT/:NAME)."""
+    return os.path.join(root, rel) + ("/" if rel == "." else "") + ":" + name
+
+
+BIG, OTHER = os.urandom(200_000), os.urandom(70_000)
+
+
+def test_streams_of_any_size_are_kept_on_a_partition_given_as_itself(tmp_path):
+    """A partition (a volume file) given as itself is read with its streams as files: streams
+    over 64 KiB (the kernel's xattr limit) on files, folders and the root are recorded, stored
+    once per content, restored onto another partition given as itself, and a change to them
+    is a diff that apply and restore carry out."""
+    source = new_ntfs(tmp_path / "source.ntfs")
+    with windows_mounted(source, tmp_path / "m") as m:
+        os.makedirs(m / "Users" / "Public")
+        (m / "Users" / "doc.txt").write_bytes(b"hello")
+        (m / "copy.bin").write_bytes(b"two")
+        for rel, name, value in (("Users/doc.txt", "big", BIG), ("Users/doc.txt", "Zone.Identifier",
+                                 b"[ZoneTransfer]\r\nZoneId=3\r\n"), ("Users", "folder", OTHER),
+                                 ("copy.bin", "same", BIG), (".", "root", b"r" * 100)):
+            with open(_stream(m, rel, name), "wb") as f:
+                f.write(value)
+        want = ntfs_view(m)
+    assert want["Users/doc.txt"][4][b"user.big"] == BIG and want["."][4][b"user.root"]
+    run_cli("create", source, tmp_path / "base.img", "-q", check_rc=0)
+    info = Image(tmp_path / "base.img").info
+    assert info["stored_files"] == 2 + 1 + 1          # two files, BIG once, OTHER
+    run_cli("verify", tmp_path / "base.img", check_rc=0)
+    target = new_ntfs(tmp_path / "target.ntfs")
+    run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
+    with windows_mounted(target, tmp_path / "t") as t:
+        assert ntfs_view(t) == want
+    # a change to the streams only: a new content, one removed, one added on a folder
+    with windows_mounted(source, tmp_path / "m") as m:
+        changed = bytearray(BIG)
+        changed[100_000] ^= 1
+        with open(_stream(m, "Users/doc.txt", "big"), "wb") as f:
+            f.write(changed)
+        os.unlink(_stream(m, "copy.bin", "same"))
+        with open(_stream(m, "Users/Public", "added"), "wb") as f:
+            f.write(OTHER + b"more")
+        want = ntfs_view(m)
+    proc = run_cli("compare", tmp_path / "base.img", source, check_rc=1)
+    assert b"Users/doc.txt" in proc.stdout and b"copy.bin" in proc.stdout
+    run_cli("diff", source, tmp_path / "base.img", "-o", tmp_path / "d1.img", "-q", check_rc=0)
+    d1 = Image(tmp_path / "d1.img").info
+    assert d1["stored_files"] == 2 and set(d1["changes"]) == {"meta"}     # the two new streams
+    run_cli("verify", tmp_path / "base.img", tmp_path / "d1.img", check_rc=0)
+    run_cli("apply", "-q", tmp_path / "d1.img", target, check_rc=0)
+    with windows_mounted(target, tmp_path / "t") as t:
+        assert ntfs_view(t) == want
+    fresh = new_ntfs(tmp_path / "fresh.ntfs")
+    run_cli("restore", "-q", tmp_path / "base.img", tmp_path / "d1.img", fresh, check_rc=0)
+    with windows_mounted(fresh, tmp_path / "f") as f:
+        assert ntfs_view(f) == want
+    proc = run_cli("restore", tmp_path / "base.img", tmp_path / "d1.img", fresh, check_rc=0)
+    assert b"0 metadata only" in proc.stderr
+
+
+def test_a_large_stream_read_or_written_where_it_cannot_be_says_so(tmp_path):
+    """Through ntfs-3g's default interface a stream over 64 KiB cannot be read (the scan stops,
+    naming the file and what to do; no image is made) nor written (a restore leaves it out
+    with a warning, the rest kept)."""
+    volume = new_ntfs(tmp_path / "v.ntfs", 32)
+    with windows_mounted(volume, tmp_path / "m") as m:
+        (m / "file").write_bytes(b"main")
+        with open(_stream(m, "file", "big"), "wb") as f:
+            f.write(BIG)
+        with open(_stream(m, "file", "small"), "wb") as f:
+            f.write(b"kept")
+    mount = tmp_path / "plain-mount"
+    mount.mkdir()
     subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
     try:
         assert "user.big" in os.listxattr(mount / "file")
@@ -240,8 +334,46 @@ def test_a_stream_over_64_kib_stops_the_scan_with_a_clear_error(tmp_path):
     finally:
         subprocess.run(["umount", str(mount)], check=True)
     line = assert_one_line_error(proc, 6)
-    assert "file" in line and "over 64 KiB" in line
+    assert "file" in line and "over 64 KiB" in line and "streams_interface=windows" in line
     assert not (tmp_path / "a.img").exists()
+    run_cli("create", volume, tmp_path / "a.img", "-q", check_rc=0)
+    target = new_ntfs(tmp_path / "t.ntfs", 32)
+    # (umask: diffimg trusts its state on a target only root may write)
+    subprocess.run(["ntfs-3g", "-o", "umask=022", str(target), str(mount)], check=True)
+    try:
+        proc = run_cli("restore", tmp_path / "a.img", mount, check_rc=0)
+        assert b"streams over 64 KiB" in proc.stderr
+        assert os.getxattr(mount / "file", "user.small") == b"kept"
+        assert "user.big" not in os.listxattr(mount / "file")
+        run_cli("status", mount, check_rc=0)            # what it could hold is there
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_large_stream_record_is_checked_when_read():
+    """A large stream is recorded by size (over 64 KiB) and digest, on a file or folder, once,
+    with a name ntfs-3g can serve; anything else is refused as a corrupt manifest."""
+    from diffimg import streams
+    from diffimg.entry import Entry, Kind
+    from diffimg.manifest import from_record, to_record
+
+    def record(xattrs, kind=Kind.FILE):
+        size, digest, sparse = (0, EMPTY_DIGEST, False) if kind is Kind.FILE else (None, None, None)
+        target = b"t" if kind is Kind.SYMLINK else None
+        mode = 0o777 if kind is Kind.SYMLINK else 0o644
+        return to_record(Entry(b"f", kind, mode, 0, 0, 0, size, digest, target, None,
+                               dict(sorted(xattrs.items())), None, sparse))
+    ref = streams.reference(70_000, bytes(16))
+    for kind in (Kind.FILE, Kind.DIR):
+        assert from_record(record({b"diffimg.stream.big": ref}, kind)).xattrs
+    for xattrs, kind in (({b"diffimg.stream.big": ref}, Kind.SYMLINK),
+                         ({b"diffimg.stream.big": streams.reference(65_536, bytes(16))}, Kind.FILE),
+                         ({b"diffimg.stream.big": ref[:-1]}, Kind.FILE),
+                         ({b"diffimg.stream.a:b": ref}, Kind.FILE),
+                         ({b"diffimg.stream.": ref}, Kind.FILE),
+                         ({b"diffimg.stream.big": ref, b"user.big": b"x"}, Kind.FILE)):
+        with pytest.raises(ValueError):
+            from_record(record(xattrs, kind))
 
 
 def test_what_windows_makes_again_is_left_out_and_left_alone(volumes, tmp_path):
