@@ -284,8 +284,9 @@ def _info_problem(info: dict) -> str | None:
     for name in ("tool", "compression"):
         if name in info and type(info[name]) is not str:
             return f"{name} is not text"
-    if "os" in info and type(info["os"]) is not dict:
-        return "os is not a map"
+    if "os" in info and (type(info["os"]) is not dict or not all(
+            type(k) is str and type(v) is str and len(v) <= 4096 for k, v in info["os"].items())):
+        return "os is not a map of texts"
     if info.get("windows_defaults", True) is not True:
         return "windows_defaults is not true"
     left_out = info.get("left_out")

@@ -1,13 +1,24 @@
 """What operating system a tree holds, for an image's info."""
 
 import os
+import re
+import shutil
+import stat
+import subprocess
+
+# where Windows keeps its product name, edition and version (SOFTWARE hive)
+_VERSION_KEY = "Microsoft\\Windows NT\\CurrentVersion"
+# value -> what info calls it; DisplayVersion (Windows 10 20H2 on) before ReleaseId
+_VERSION_VALUES = (("ProductName", "product"), ("EditionID", "edition"),
+                   ("DisplayVersion", "version"), ("ReleaseId", "version"), ("CurrentBuild", "build"))
 
 
 def detect(root) -> dict:
     root = os.fsencode(root)
     kernel = _windows_kernel(root)
     if kernel is not None:
-        return {"family": "windows", "evidence": os.fsdecode(kernel)}
+        return {"family": "windows", **_windows_version(root, os.path.dirname(kernel)),
+                "evidence": os.fsdecode(kernel)}
     try:
         with open(os.path.join(root, b"etc/os-release"), "rb") as f:
             fields = dict(_os_release(f.read().decode("utf-8", "replace")))
@@ -16,6 +27,54 @@ def detect(root) -> dict:
     except OSError:
         pass
     return {"family": "unknown"}
+
+
+def is_windows(root) -> bool:
+    return _windows_kernel(os.fsencode(root)) is not None
+
+
+def _windows_version(root: bytes, system32: bytes) -> dict:
+    """Product name, edition, version and build from the SOFTWARE hive (System32/config, in
+    any case, never through a symlink), read by hivexget (Debian's libhivex-bin, made for
+    hives from anyone) when it is at hand; what it cannot say is absent."""
+    tool = shutil.which("hivexget")
+    hive = _child(root, _child(root, system32, b"config"), b"software")
+    if tool is None or hive is None:
+        return {}
+    try:
+        if not stat.S_ISREG(os.lstat(os.path.join(root, hive)).st_mode):
+            return {}
+        shown = subprocess.run([tool, os.path.abspath(os.path.join(root, hive)), _VERSION_KEY],
+                               capture_output=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    values = {}
+    for line in shown.decode("utf-8", "replace").splitlines():
+        # regedit format: "Name"="text" or "Name"=dword:0000abcd; plain text only is kept
+        match = re.fullmatch(r'"(\w+)"=(?:"([\w .()-]{1,200})"|dword:([0-9a-f]{8}))', line)
+        if match is not None:
+            values[match[1]] = match[2] if match[2] is not None else str(int(match[3], 16))
+    found = {}
+    for name, called in _VERSION_VALUES:
+        if name in values and called not in found:
+            found[called] = values[name]
+    if "build" in found and "UBR" in values:
+        found["build"] += "." + values["UBR"]
+    return found
+
+
+def _child(root: bytes, parent: bytes | None, wanted: bytes) -> bytes | None:
+    """parent's entry named wanted in any case (not a symlink), or None."""
+    if parent is None:
+        return None
+    try:
+        names = os.listdir(os.path.join(root, parent))
+    except OSError:
+        return None
+    for name in names:
+        if name.lower() == wanted and not os.path.islink(os.path.join(root, parent, name)):
+            return os.path.join(parent, name)
+    return None
 
 
 def _windows_kernel(root: bytes) -> bytes | None:

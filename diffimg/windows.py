@@ -8,7 +8,7 @@ or status leaves them on a Windows target as they are."""
 
 import os
 
-from .osinfo import detect
+from .osinfo import is_windows
 
 DEFAULT_LEFT_OUT = (
     b"$ntfs.log",
@@ -25,7 +25,7 @@ DEFAULT_LEFT_OUT = (
 def left_out_in(root) -> set[bytes]:
     """The DEFAULT_LEFT_OUT paths the tree at root has, as its own names spell them; none
     unless the tree holds Windows."""
-    if detect(os.fsencode(root)).get("family") != "windows":
+    if not is_windows(root):
         return set()
     return present_in(root)
 

@@ -9,7 +9,7 @@ PYTHON=${PYTHON:-python3}
 declare -A NEED=(
   [setfacl]=acl [getfattr]=attr [rsync]=rsync [xxhsum]=xxhash [zstd]=zstd
   [mksquashfs]=squashfs-tools [mkfs.ext4]=e2fsprogs [mkfs.btrfs]=btrfs-progs [setpriv]=util-linux
-  [ntfs-3g]=ntfs-3g [mkntfs]=ntfs-3g
+  [ntfs-3g]=ntfs-3g [mkntfs]=ntfs-3g [hivexget]=libhivex-bin
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

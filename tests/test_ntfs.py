@@ -637,3 +637,32 @@ def test_attributes_ntfs_3g_would_show_otherwise_are_refused():
                              (Kind.SYMLINK, 0x410, {"target": b"y"})):
         with pytest.raises(ValueError):
             from_record(entry(kind, bits, **more))
+
+
+def test_info_names_the_windows_edition_and_version_from_the_software_hive(tmp_path):
+    """Read from Windows/System32/config/SOFTWARE (any case) with hivexget; a hive it cannot
+    read, or one that is a symlink, gives the family alone, never an error."""
+    from regf import REG_DWORD, REG_SZ, hive
+    tree = tmp_path / "tree"
+    config = tree / "WINDOWS" / "system32" / "config"
+    config.mkdir(parents=True)
+    (tree / "WINDOWS" / "system32" / "NTOSKRNL.EXE").write_bytes(b"MZ")
+    (config / "SOFTWARE").write_bytes(hive({"Microsoft": {"Windows NT": {"CurrentVersion": {
+        "ProductName": (REG_SZ, "Windows 10 Pro"), "EditionID": (REG_SZ, "Professional"),
+        "ReleaseId": (REG_SZ, "2009"), "DisplayVersion": (REG_SZ, "22H2"),
+        "CurrentBuild": (REG_SZ, "19045"), "UBR": (REG_DWORD, 3803),
+        "Odd": (REG_SZ, 'quote " and \\ slash')}}}}))
+    run_cli("create", tree, tmp_path / "a.img", "-q", check_rc=0)
+    assert Image(tmp_path / "a.img").info["os"] == {
+        "family": "windows", "product": "Windows 10 Pro", "edition": "Professional",
+        "version": "22H2", "build": "19045.3803", "evidence": "WINDOWS/system32/NTOSKRNL.EXE"}
+    assert b"Windows 10 Pro Professional 22H2 19045.3803" in run_cli(
+        "info", tmp_path / "a.img", check_rc=0).stdout
+    (config / "SOFTWARE").write_bytes(b"regf" + os.urandom(8000))
+    run_cli("create", tree, tmp_path / "b.img", "-q", check_rc=0)
+    assert Image(tmp_path / "b.img").info["os"] == {
+        "family": "windows", "evidence": "WINDOWS/system32/NTOSKRNL.EXE"}
+    (config / "SOFTWARE").unlink()
+    (config / "software").symlink_to("/etc/passwd")
+    run_cli("create", tree, tmp_path / "c.img", "-q", check_rc=0)
+    assert set(Image(tmp_path / "c.img").info["os"]) == {"family", "evidence"}
