@@ -287,6 +287,10 @@ def _info_problem(info: dict) -> str | None:
     if "os" in info and (type(info["os"]) is not dict or not all(
             type(k) is str and type(v) is str and len(v) <= 4096 for k, v in info["os"].items())):
         return "os is not a map of texts"
+    converted = info.get("converted_from")
+    if converted is not None and (type(converted) is not dict or not all(
+            type(k) is str and type(v) in (str, int) for k, v in converted.items())):
+        return "converted_from is not a map of texts and numbers"
     if info.get("windows_defaults", True) is not True:
         return "windows_defaults is not true"
     left_out = info.get("left_out")

@@ -46,6 +46,7 @@ class PackOptions:
     on_progress: object = None        # (entries, bytes) while scanning
     on_warning: object = None         # (message)
     on_phase: object = None           # (Phase, detail) as each step starts
+    converted_from: dict | None = None    # create: the partclone image the tree came from
 
 
 class _Output:
@@ -138,6 +139,10 @@ def create(tree, out, opts: PackOptions) -> dict:
         stored_files, stored_bytes = _pack(tree, output, opts, stored, direct, packing)
         packing = None
         info = _info("full", tree, container, trailer, None, stored_files, stored_bytes)
+        if opts.converted_from is not None:     # the tree is a temporary mount of it
+            info["converted_from"] = opts.converted_from
+            info["source"] = {"path": opts.converted_from["path"],
+                              **{k: v for k, v in info["source"].items() if k == "fstype"}}
         _note_windows_defaults(info, opts, left_out)
         _finish(output, opts, info, None)
         return info

@@ -15,6 +15,7 @@ class Phase(enum.Enum):
         self.counts = counts
 
     # making images
+    RESTORING_PARTCLONE = ("restoring the partclone image into a temporary file",)
     SCANNING = ("scanning",)
     CLASSIFYING = ("scanning and classifying changes",)
     PACKING = ("packing",)                              # detail: format, from what

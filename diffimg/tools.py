@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 
 from .errors import NeedsRoot, OutputError, ToolError
+from .interrupts import HELD, signals_held
 from .safefs import LIBC  # loaded before any fork: a child only calls it
 
 # Debian package of each tool, for the error that says how to get it
@@ -34,11 +35,9 @@ class Running:
                             f"{PACKAGE.get(argv[0], argv[0])})")
         self.what = what
         self._output = tempfile.TemporaryFile() if fed else None  # noqa: SIM115  (closed in wait)
-        self._proc = subprocess.Popen([os.fsencode(a) if isinstance(a, bytes) else a for a in argv],
-                                      stdin=subprocess.PIPE if fed else subprocess.DEVNULL,
-                                      stdout=self._output or subprocess.PIPE,
-                                      stderr=subprocess.STDOUT,
-                                      preexec_fn=functools.partial(die_with_parent, os.getpid()))
+        self._proc = spawn([os.fsencode(a) if isinstance(a, bytes) else a for a in argv],
+                           stdin=subprocess.PIPE if fed else subprocess.DEVNULL,
+                           stdout=self._output or subprocess.PIPE, stderr=subprocess.STDOUT)
         self.stdin = self._proc.stdin
 
     def wait(self) -> str:
@@ -73,10 +72,21 @@ class Running:
 _PR_SET_PDEATHSIG = 1
 
 
+def spawn(argv: list, **popen) -> subprocess.Popen:
+    """subprocess.Popen of a tool that dies with diffimg (die_with_parent). Ctrl-C and SIGTERM
+    are held while it is started: one that arrives inside the fork would be raised where
+    Python ignores exceptions (its at-fork hooks), and be lost; they take effect just after."""
+    with signals_held():
+        return subprocess.Popen(argv, preexec_fn=functools.partial(die_with_parent, os.getpid()),
+                                **popen)
+
+
 def die_with_parent(parent: int):
     """In a child process: be killed when the process that started it (parent) dies (a killed
-    diffimg must not leave mksquashfs writing on); at once if it died before this was set."""
+    diffimg must not leave mksquashfs writing on); at once if it died before this was set.
+    Ctrl-C and SIGTERM, held while it was started (spawn), reach it again."""
     LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)
     if os.getppid() != parent:
         os._exit(1)
 

@@ -10,6 +10,7 @@ declare -A NEED=(
   [setfacl]=acl [getfattr]=attr [rsync]=rsync [xxhsum]=xxhash [zstd]=zstd
   [mksquashfs]=squashfs-tools [mkfs.ext4]=e2fsprogs [mkfs.btrfs]=btrfs-progs [setpriv]=util-linux
   [ntfs-3g]=ntfs-3g [mkntfs]=ntfs-3g [hivexget]=libhivex-bin
+  [partclone.restore]=partclone [lzop]=lzop [lz4]=lz4 [xz]=xz-utils [bzip2]=bzip2
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -6,6 +6,7 @@ import click
 
 from ..containers import FORMATS
 from ..containers.squashfs import ZSTD_LEVEL
+from ..convert import convert
 from ..packer import PackOptions, create, diff
 from ..progress import ProgressLine, human_bytes
 from . import allow_unclean_option, as_folders, cli, trust_mtime_option, windows_files_option
@@ -94,4 +95,31 @@ def diff_command(tree, chain, output, fmt, level, checksum, trust_mtime, exclude
     if not quiet:
         changes = ", ".join(f"{n:,} {a}" for a, n in sorted(info["changes"].items()))
         click.echo(_summary(info, started) + f"; changes: {changes}")
+    return 0
+
+
+@cli.command("convert")
+@click.argument("source", type=click.Path(path_type=bytes))
+@click.argument("image", type=click.Path(path_type=bytes))
+@format_option
+@level_option
+@exclude_option
+@windows_files_option
+@allow_unclean_option
+@click.option("--tmp", type=click.Path(file_okay=False, path_type=bytes),
+              help="Folder for the restored volume, a sparse file as large as the filesystem's "
+                   "used blocks (default: IMAGE's folder).")
+@quiet_option
+def convert_command(source, image, fmt, level, excludes, windows_files, allow_unclean, tmp, quiet):
+    """Make a full image at IMAGE of the filesystem in the partclone image SOURCE (raw or
+    compressed with gzip, zstd, xz, lz4, lzo or bzip2; a split one as NAME.aa, NAME.ab, ...)."""
+    started = time.monotonic()
+    opts, progress = _options(fmt, level, False, excludes, quiet, windows_files=windows_files)
+    try:
+        info = convert(source, image, opts, tmp=tmp, allow_unclean=allow_unclean)
+    finally:
+        progress.clear()
+    if not quiet:
+        click.echo(_summary(info, started) + f"; from a partclone image of "
+                   f"{info['converted_from']['filesystem']}")
     return 0

@@ -51,6 +51,13 @@ def info_command(image, as_json):
         ("stored", f"{info['stored_files']:,} files, {human_bytes(info['stored_bytes'])}"),
         ("container", human_bytes(info.get("container_bytes", 0))),
     ]
+    converted = info.get("converted_from")
+    if converted:
+        parts = converted.get("parts", 1)
+        rows.append(("converted", f"from the partclone image {converted.get('path', '?')} ("
+                     f"{converted.get('filesystem', '?')}, format {converted.get('image_version', '?')}, "
+                     f"{converted.get('compression', '?')}" + (f", {parts} parts" if parts != 1 else "")
+                     + ")"))
     if info.get("left_out"):
         rows.append(("left out", ", ".join(info["left_out"]) + " (Windows defaults)"))
     if "changes" in info:

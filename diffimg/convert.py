@@ -1,0 +1,275 @@
+"""Convert a partclone image (Clonezilla, FOG, the seed's own) into a diffimg image.
+
+The partclone image (raw or compressed, whole or split into NAME.aa, NAME.ab, ...) is restored
+by partclone.restore into a sparse file in a private temporary folder, extended to the
+filesystem's full size (the header gives it: a short file does not mount), mounted read-only
+like any partition (partition.py), and imaged by packer.create; the temporary folder, the mount
+and the loop device always go, on errors, Ctrl-C and SIGTERM too (and after a kill -9, at the
+next run: runs.py).
+
+The header is read (and checked) before anything is written: format 0001 (partclone before
+0.3.0) and 0002, whose layouts are described in partclone's IMAGE_FORMATS.md.
+"""
+
+import contextlib
+import os
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+import zlib
+from dataclasses import dataclass
+
+from . import runs
+from .errors import ImageError, InputNotFound, OutputError, ToolError, show_path
+from .packer import PackOptions, create
+from .partition import tree_of
+from .progress import Phase
+from .tools import spawn
+
+# compression, found from the first bytes: (magic, name, command that decompresses stdin)
+COMPRESSIONS = (
+    (b"\x1f\x8b", "gzip", ["gzip", "-dc"]),
+    (b"\x28\xb5\x2f\xfd", "zstd", ["zstd", "-dcq"]),
+    (b"\xfd7zXZ\x00", "xz", ["xz", "-dc"]),
+    (b"\x04\x22\x4d\x18", "lz4", ["lz4", "-dcq"]),
+    (b"\x89LZO\x00\r\n\x1a\n", "lzo", ["lzop", "-dc"]),
+    (b"BZh", "bzip2", ["bzip2", "-dc"]),
+)
+_PACKAGE = {"gzip": "gzip", "zstd": "zstd", "xz": "xz-utils", "lz4": "lz4", "lzop": "lzop",
+            "bzip2": "bzip2", "partclone.restore": "partclone"}
+MAGIC = b"partclone-image"
+_V1 = struct.Struct("<15s15s4s2xiQQQ")        # then 4096 unused bytes
+_V1_SIZE = _V1.size + 4096
+_V2 = struct.Struct("<16s14s4sH16sQQQQI")       # then options; a CRC32 of bytes 0-105 at 106
+_V2_SIZE = 110
+# partclone's names of the filesystems diffimg can mount (partition.TYPES)
+_MOUNTABLE = re.compile(r"(EXTFS|EXT[234]|NTFS|FAT(12|16|32)?|VFAT|BTRFS|XFS)")
+_MARGIN = 64 << 20          # beyond the used blocks: the sparse file's own metadata, and slack
+
+
+@dataclass
+class Header:
+    version: str          # "0001" or "0002"
+    filesystem: str       # as partclone names it: EXTFS, NTFS, FAT32, ...
+    device_size: int      # bytes
+    block_size: int
+    total_blocks: int
+    used_blocks: int
+    tool: str             # the partclone version that made it (0002 only)
+
+    @property
+    def used_bytes(self) -> int:
+        return self.used_blocks * self.block_size
+
+
+def parts_of(source) -> list[bytes]:
+    """The files of a partclone image given as source: itself, or, for a split image (source
+    is NAME.aa, or NAME when only NAME.aa exists), NAME.aa, NAME.ab, ... while they exist."""
+    source = os.fsencode(source)
+    base = source[:-3] if source.endswith(b".aa") else source
+    if not source.endswith(b".aa") and (os.path.lexists(source) or not os.path.lexists(base + b".aa")):
+        if not os.path.lexists(source):
+            raise InputNotFound(f"no such partclone image: {show_path(source)}")
+        return [source]
+    parts = []
+    for first in b"abcdefghijklmnopqrstuvwxyz":
+        for second in b"abcdefghijklmnopqrstuvwxyz":
+            part = base + b"." + bytes([first, second])
+            if not os.path.lexists(part):
+                return parts
+            parts.append(part)
+    return parts
+
+
+def compression_of(first: bytes) -> tuple[str, list | None]:
+    for magic, name, command in COMPRESSIONS:
+        if first.startswith(magic):
+            return name, command
+    return "none", None
+
+
+def parse_header(data: bytes, source) -> Header:
+    """The header at the start of a decompressed partclone image; ImageError when it is not
+    one, or says something impossible."""
+    def bad(what: str):
+        return ImageError(f"{show_path(source)}: not a partclone image ({what})")
+    if not data.startswith(MAGIC):
+        raise bad("no partclone-image signature")
+    version = data[30:34]
+    if version == b"0001":
+        if len(data) < _V1_SIZE:
+            raise bad("its header is cut short")
+        _, fs, _, block_size, device_size, total, used = _V1.unpack_from(data)
+        tool = ""
+    elif version == b"0002":
+        if len(data) < _V2_SIZE:
+            raise bad("its header is cut short")
+        _, made_by, _, endian, fs, device_size, total, used, _, block_size = _V2.unpack_from(data)
+        if endian != 0xC0DE:
+            raise bad("a big-endian image, which this partclone cannot restore here")
+        if zlib.crc32(data[:106]) ^ 0xFFFFFFFF != struct.unpack_from("<I", data, 106)[0]:
+            raise bad("its header's checksum does not match")
+        tool = made_by.split(b"\0")[0].decode("ascii", "replace")
+    else:
+        raise bad(f"image format {version!r}")
+    filesystem = fs.split(b"\0")[0].decode("ascii", "replace")
+    if not (512 <= block_size <= 1 << 26 and block_size & (block_size - 1) == 0) \
+            or not 0 < total <= 1 << 48 or not 0 <= used <= total \
+            or not total * block_size <= device_size <= 1 << 56:
+        raise bad("its header gives impossible sizes")
+    return Header(version.decode(), filesystem, device_size, block_size, total, used, tool)
+
+
+class _Pipeline:
+    """cat PARTS | [decompress] | [last]: processes killed and waited for when it closes; the
+    messages of each kept in a temporary file (a talkative one never blocks)."""
+
+    def __init__(self, parts, decompress, last=None, stdout=subprocess.PIPE):
+        self.procs, self.logs = [], []
+        argvs = [["cat", "--", *parts]] + ([decompress] if decompress else []) + \
+            ([last] if last else [])
+        try:
+            previous = subprocess.DEVNULL
+            for n, argv in enumerate(argvs):
+                if shutil.which(argv[0]) is None:
+                    raise ToolError(f"{argv[0]} is not installed (Debian package "
+                                    f"{_PACKAGE.get(argv[0], argv[0])})")
+                log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in close)
+                self.logs.append(log)
+                proc = spawn(argv, stdin=previous, stderr=log,
+                             stdout=subprocess.PIPE if n < len(argvs) - 1 else stdout)
+                if previous is not subprocess.DEVNULL:
+                    previous.close()             # the next one alone reads it
+                self.procs.append((argv[0], proc))
+                previous = proc.stdout
+        except BaseException:
+            self.close()
+            raise
+        self.stdout = previous
+
+    def failures(self) -> list[str]:
+        """What each process that failed said (its last lines), after wait()."""
+        found = []
+        for (name, proc), log in zip(self.procs, self.logs):
+            if proc.returncode not in (0, None):
+                log.seek(0)
+                lines = [" ".join(line.split()) for line in
+                         log.read().decode("utf-8", "replace").splitlines()
+                         if line.strip() and "please check" not in line]   # (its log: gone)
+                said = "; ".join(lines[-2:])[-300:] if lines else f"exit {proc.returncode}"
+                found.append(said if said.startswith(name) else f"{name}: {said}")
+        return found
+
+    def wait(self):
+        for _, proc in self.procs:
+            proc.wait()
+
+    def close(self):
+        for _, proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        for log in self.logs:
+            log.close()
+
+
+def read_header(parts, decompress, source) -> Header:
+    pipeline = _Pipeline(parts, decompress)
+    try:
+        data = b""
+        while len(data) < _V1_SIZE:
+            chunk = pipeline.stdout.read(_V1_SIZE - len(data))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        pipeline.close()
+    return parse_header(data, source)
+
+
+def convert(source, out, opts: PackOptions, *, tmp=None, allow_unclean: bool = False) -> dict:
+    """Make the full image out of the partclone image source; return its info. tmp: the folder
+    for the restored volume (default: out's folder)."""
+    parts = parts_of(source)
+    try:
+        with open(parts[0], "rb") as f:
+            first = f.read(16)
+    except OSError as exc:
+        raise InputNotFound(f"cannot read {show_path(parts[0])}: {exc.strerror}") from None
+    compression, decompress = compression_of(first)
+    header = read_header(parts, decompress, source)
+    if not _MOUNTABLE.fullmatch(header.filesystem):
+        raise ImageError(f"{show_path(source)}: a partclone image of {header.filesystem!r}, "
+                         "which diffimg cannot mount (ext2/3/4, NTFS, FAT, btrfs and XFS only)")
+    if os.path.lexists(out):
+        raise OutputError(f"{show_path(out)} already exists; remove it or choose another name")
+    tmp = os.fsencode(tmp) if tmp is not None else os.path.dirname(os.path.abspath(os.fsencode(out)))
+    _check_room(tmp, header)
+    with _private_folder(tmp) as folder:
+        volume = os.path.join(folder, b"volume")
+        _restore(parts, decompress, volume, header, source, opts)
+        with tree_of(volume, writable=False, allow_unclean=allow_unclean) as tree:
+            opts.converted_from = {"format": "partclone", "path": os.fsdecode(os.path.abspath(
+                os.fsencode(source))), "image_version": header.version, "partclone": header.tool,
+                "filesystem": header.filesystem, "compression": compression, "parts": len(parts)}
+            return create(tree, out, opts)
+
+
+def _check_room(tmp: bytes, header: Header):
+    """OutputError, saying how much is needed, when tmp cannot hold the used blocks."""
+    try:
+        st = os.statvfs(tmp)
+    except OSError as exc:
+        raise OutputError(f"cannot use {show_path(tmp)} for the restored volume: {exc.strerror}") \
+            from None
+    needed, free = header.used_bytes + _MARGIN, st.f_bavail * st.f_frsize
+    if needed > free:
+        raise OutputError(f"{show_path(tmp)} has {free / 2**30:.1f} GiB free; restoring the "
+                          f"partclone image needs {needed / 2**30:.1f} GiB (its used blocks); "
+                          "choose another folder with --tmp")
+
+
+@contextlib.contextmanager
+def _private_folder(where: bytes):
+    """A new folder in where, only ours (0700), removed with all in it at the end, or by the
+    next run if this one is killed."""
+    try:
+        folder = os.fsencode(tempfile.mkdtemp(prefix=f".diffimg-convert-{os.getpid()}-",
+                                              dir=os.fsdecode(where)))
+    except OSError as exc:
+        raise OutputError(f"cannot write in {show_path(where)}: {exc.strerror}") from None
+    runs.current().made(folder)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _restore(parts, decompress, volume: bytes, header: Header, source, opts: PackOptions):
+    """partclone.restore of the image into the sparse file volume, of the filesystem's size."""
+    if opts.on_phase is not None:
+        opts.on_phase(Phase.RESTORING_PARTCLONE, f"({header.filesystem}, "
+                      f"{header.used_bytes / 2**30:.1f} GiB used)")
+    restore = ["partclone.restore", "-q", "-C", "-s", "-", "-O", os.fsdecode(volume),
+               "-L", os.fsdecode(volume + b".log")]
+    pipeline = _Pipeline(parts, decompress, restore, stdout=subprocess.DEVNULL)
+    try:
+        pipeline.wait()
+        failed = pipeline.failures()
+    finally:
+        pipeline.close()
+    if failed:
+        text = "; ".join(failed)
+        if "No space left" in text:
+            raise OutputError(f"restoring {show_path(source)}: no space left ({text})")
+        raise ImageError(f"{show_path(source)}: a corrupt or truncated partclone image ({text})")
+    try:
+        if os.path.getsize(volume) > header.device_size:
+            raise ImageError(f"{show_path(source)}: restored past the size its header gives")
+        os.truncate(volume, header.device_size)     # partclone stops at the last used block
+    except OSError as exc:
+        raise OutputError(f"cannot write the restored volume: {exc.strerror}") from None
