@@ -1,7 +1,7 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: deps demo test bench bench-scan bench-images bench-restore bench-exact bench-ntfs bench-deps
+.PHONY: deps demo test bench bench-scan bench-images bench-restore bench-exact bench-ntfs bench-convert bench-deps
 
 deps:
 	@bash scripts/deps.sh
@@ -33,6 +33,9 @@ bench-exact: deps bench-deps
 
 bench-ntfs: deps bench-deps
 	$(PYTHON) bench/bench_ntfs.py
+
+bench-convert: deps bench-deps
+	$(PYTHON) bench/bench_convert.py
 
 # the peers the benchmarks measure against, GNU time for peak memory, matplotlib for the chart
 bench-deps:

@@ -162,3 +162,21 @@ def test_an_interrupted_conversion_leaves_nothing(ext4_clone, tmp_path):
     _nothing_left_on(tmp_path / "c.img")
     with open("/proc/self/mountinfo") as f:
         assert str(tmp_path) not in f.read()
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.8, 1.5])
+def test_a_convert_killed_at_any_moment_leaves_nothing_that_lasts(ext4_clone, tmp_path, delay):
+    """kill -9 while it restores, mounts or packs: the next run of diffimg unmounts, detaches
+    and removes what it left (its temporary folder beside the output included)."""
+    import uuid
+
+    from test_kill import _assert_nothing_left, _killed
+    _, _, clone = ext4_clone
+    mark = uuid.uuid4().hex.encode()
+    out = tmp_path / "out"
+    out.mkdir()
+    pid = _killed(["convert", str(clone), str(out / "c.img"), "-q"], delay, mark)
+    if (out / "c.img").exists():
+        (out / "c.img").unlink()            # it had finished
+    run_cli("info", clone, check_rc=8)      # any run cleans a dead run's leftovers
+    _assert_nothing_left(pid, mark, [out], set())
