@@ -114,7 +114,7 @@ def main(argv=None):
     with open(clone, "rb") as f:
         header = read_header(parts, compression_of(f.read(16))[1], clone)
     out, raw, point = os.path.join(w, "out.img"), os.path.join(w, "volume.raw"), os.path.join(w, "mnt")
-    by_hand = (f"zstd -dc {clone} | partclone.restore -q -C -s - -O {raw} -L {raw}.log && "
+    by_hand = (f"touch {raw} && zstd -dc {clone} | partclone.restore -q -C -s - -O {raw} -L {raw}.log && "
                f"truncate -s {header.device_size} {raw} && mount -o loop,ro {raw} {point} && "
                f"{PY} -m diffimg create {point} {out} -q; rc=$?; umount {point}; exit $rc")
 

@@ -256,6 +256,8 @@ def _restore(parts, decompress, volume: bytes, header: Header, source, opts: Pac
                       f"{header.used_bytes / 2**30:.1f} GiB used)")
     restore = ["partclone.restore", "-q", "-C", "-s", "-", "-O", os.fsdecode(volume),
                "-L", os.fsdecode(volume + b".log")]
+    # made first: partclone.restore, making it itself, now and then fails to open it (ENOENT)
+    os.close(os.open(volume, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
     pipeline = _Pipeline(parts, decompress, restore, stdout=subprocess.DEVNULL)
     try:
         pipeline.wait()
