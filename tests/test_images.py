@@ -256,21 +256,44 @@ def test_excludes_and_dir_format_copy_only_what_the_manifest_lists(tmp_path):
     shutil.rmtree(tmp_path / "imgdir")
 
 
+def _ls_path(line: str) -> str:
+    """The path of an ls line, as shown: it follows the nanosecond time, quoted (up to its
+    closing quote) when it could be misread, else up to ' -> ' or ' => '."""
+    shown = re.split(r" \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{9} ", line, maxsplit=1)[1]
+    if shown.startswith('"'):
+        return re.match(r'"(?:[^"\\]|\\.)*"', shown)[0]
+    return shown.split(" -> ")[0].split(" => ")[0]
+
+
 def test_ls_and_info_print_what_the_image_holds(rich_tree, tmp_path):
     run_cli("create", rich_tree, tmp_path / "base", check_rc=0)
     lines = run_cli("ls", tmp_path / "base", check_rc=0).stdout.decode().splitlines()
-    by_path = {}
-    for line in lines:                   # the path follows the nanosecond time
-        name = re.split(r" \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{9} ", line, maxsplit=1)[1]
-        by_path[name.split(" -> ")[0].split(" => ")[0]] = line
+    by_path = {_ls_path(line): line for line in lines}
+    assert len(by_path) == len(lines)
     assert by_path["."].startswith("drwxr-xr-x")
     assert by_path["Program Files/setuid"].startswith("-rwsr-xr-x")
     assert by_path["shared"].startswith("drwxrwxrwt+")            # sticky, and it has ACLs
-    assert "-> ../Program Files/app.exe" in by_path["links/rel"]
+    assert by_path["links/rel"].endswith(" -> ../Program Files/app.exe")
     assert "=> Program Files/app.exe" in by_path["links/hard-top"]
     assert " 1,3 " in by_path["dev/null"] and by_path["dev/null"].startswith("c")
     assert "1969-12-30 23:59:59.999999999" in by_path["times/before-1970"]
-    assert "names/line\\nbreak" in by_path
+    # names that could be misread are quoted as ls --quoting-style=c does; others are not
+    for quoted in ('"names/line\\nbreak"', '"names/a -> b"', '"names/c => d"',
+                   '"names/\'quoted\' \\"name\\""'):
+        assert quoted in by_path, quoted
+    assert "names/\u4e2d\u6587 \u00e9t\u00e9" in by_path
+    assert any(p.startswith('"names/') and "\\3" in p for p in by_path)   # not UTF-8: octal
+    assert by_path["links/dangling"].endswith(' -> "nowhere \\n\\377"')
+    # one folder; a manifest as well; a path the tree lacks
+    listed = run_cli("ls", tmp_path / "base", "links", check_rc=0).stdout.decode().splitlines()
+    assert sorted(_ls_path(line) for line in listed) == [
+        "links/abs", "links/dangling", "links/hard-top", "links/rel", "links/sub"]
+    assert run_cli("ls", tmp_path / "base", "links/rel", check_rc=0).stdout.decode().splitlines() \
+        == [by_path["links/rel"]]
+    run_cli("scan", rich_tree, "-o", tmp_path / "m.dimf", check_rc=0)
+    assert run_cli("ls", tmp_path / "m.dimf", "links", check_rc=0).stdout.decode().splitlines() \
+        == listed
+    assert_one_line_error(run_cli("ls", tmp_path / "base", "no/such"), 3)
     info = run_cli("info", tmp_path / "base", check_rc=0).stdout.decode()
     assert "kind:       full (squashfs, zstd level 9)" in info
     assert "parent id:  -" in info

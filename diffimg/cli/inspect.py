@@ -10,8 +10,9 @@ import sys
 import click
 
 from ..entry import FMT_OF_KIND, Kind
-from ..errors import show_path
-from ..image import Image
+from ..errors import InputNotFound, show_path
+from ..image import Image, is_image
+from ..manifest import ManifestReader
 from ..progress import human_bytes
 from ..verify import verify_chain
 from . import cli
@@ -80,38 +81,96 @@ def _time(ns: int) -> str:
 
 @cli.command("ls")
 @click.argument("image", type=click.Path(path_type=bytes))
+@click.argument("path", required=False, type=click.Path(path_type=bytes))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (JSON Lines).")
-def ls_command(image, as_json):
-    """List the tree IMAGE produces, with its metadata, like ls -l."""
-    for e in Image(image).entries():
+def ls_command(image, path, as_json):
+    """List the tree IMAGE (an image or a manifest) holds, with its metadata, like ls -l; with
+    PATH, the entries of that folder (or that entry alone). A name that could be misread (a
+    newline, ' -> ', quotes, bytes that are not UTF-8) is quoted as ls --quoting-style=c does."""
+    entries = Image(image).entries() if is_image(image) else _manifest_entries(image)
+    shown = 0
+    for e in _under(entries, path):
+        shown += 1
         if as_json:
-            doc = {"path": show_path(e.path), "path_b64": base64.b64encode(e.path).decode(),
-                   "kind": e.kind.name.lower(), "mode": f"{e.mode:04o}", "uid": e.uid,
-                   "gid": e.gid, "mtime_ns": e.mtime_ns}
-            for name in ("size", "rdev", "sparse"):
-                if getattr(e, name) is not None:
-                    doc[name] = getattr(e, name)
-            if e.digest is not None:
-                doc["digest"] = e.digest.hex()
-            if e.target is not None:
-                doc["target"] = show_path(e.target)
-            if e.link is not None:
-                doc["hardlink"] = show_path(e.link)
-            if e.xattrs:
-                doc["xattrs"] = {k.decode("utf-8", "backslashreplace"): v.hex() for k, v in e.xattrs.items()}
-            click.echo(json.dumps(doc))
+            click.echo(json.dumps(_ls_doc(e)))
             continue
         size = e.size if e.size is not None else ""
         if e.rdev is not None:
             size = f"{os.major(e.rdev)},{os.minor(e.rdev)}"
         line = f"{_mode_string(e)}{'+' if e.xattrs else ' '} {e.uid:>5} {e.gid:>5} {size!s:>12} " \
-               f"{_time(e.mtime_ns)} {show_path(e.path) or '.'}"
+               f"{_time(e.mtime_ns)} {c_quoted(e.path) if e.path else '.'}"
         if e.target is not None:
-            line += f" -> {show_path(e.target)}"
+            line += f" -> {c_quoted(e.target)}"
         if e.link is not None:
-            line += f" => {show_path(e.link)}"
+            line += f" => {c_quoted(e.link)}"
         click.echo(line)
+    if path is not None and not shown:
+        raise InputNotFound(f"{show_path(path)}: no such path in {show_path(image)}")
     return 0
+
+
+def _manifest_entries(path):
+    with ManifestReader(path) as m:
+        yield from m.entries()
+
+
+def _under(entries, path: bytes | None):
+    """The entries to list: all; or, for path, the folder's own entries (the entry itself when
+    it is not a folder)."""
+    if path is None:
+        yield from entries
+        return
+    path = path.strip(b"/")
+    prefix = path + b"/" if path else b""
+    for e in entries:
+        inside = e.path.startswith(prefix) and e.path != path and b"/" not in e.path[len(prefix):]
+        if inside or (e.path == path and e.kind is not Kind.DIR):
+            yield e
+
+
+def _ls_doc(e) -> dict:
+    doc = {"path": show_path(e.path), "path_b64": base64.b64encode(e.path).decode(),
+           "kind": e.kind.name.lower(), "mode": f"{e.mode:04o}", "uid": e.uid,
+           "gid": e.gid, "mtime_ns": e.mtime_ns}
+    for name in ("size", "rdev", "sparse"):
+        if getattr(e, name) is not None:
+            doc[name] = getattr(e, name)
+    if e.digest is not None:
+        doc["digest"] = e.digest.hex()
+    if e.target is not None:
+        doc["target"] = show_path(e.target)
+        doc["target_b64"] = base64.b64encode(e.target).decode()
+    if e.link is not None:
+        doc["hardlink"] = show_path(e.link)
+    if e.xattrs:
+        doc["xattrs"] = {k.decode("utf-8", "backslashreplace"): v.hex() for k, v in e.xattrs.items()}
+    return doc
+
+
+_C_ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', 7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n",
+              11: "\\v", 12: "\\f", 13: "\\r"}
+
+
+def c_quoted(name: bytes) -> str:
+    """name as it is when nothing in it can be misread, else in double quotes with C escapes
+    (as ls --quoting-style=c writes it): control characters, quotes, backslashes and bytes
+    that are not UTF-8 escaped; a name with ' -> ' or ' => ', or spaces at its ends, quoted."""
+    text = name.decode("utf-8", "surrogateescape")
+    # (a byte that is not UTF-8 decodes to a lone surrogate, which is not printable)
+    if (text.isprintable() and not any(c in text for c in '"\\') and " -> " not in text
+            and " => " not in text and text.strip() == text):
+        return text
+    out = []
+    for c in text:
+        if "\udc80" <= c <= "\udcff":                      # a byte that is not UTF-8
+            out.append(f"\\{ord(c) - 0xDC00:03o}")
+        elif ord(c) in _C_ESCAPES:
+            out.append(_C_ESCAPES[ord(c)])
+        elif not c.isprintable():
+            out.extend(f"\\{b:03o}" for b in c.encode("utf-8"))
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
 
 
 @cli.command("verify")
