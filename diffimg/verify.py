@@ -13,8 +13,10 @@ from .image import Image
 from .merge import merge_join
 
 
-def verify_chain(paths, on_layer=None) -> list[str]:
-    """Problems found in the chain of images at paths (empty when all is good)."""
+def verify_chain(paths, on_layer=None, on_note=None) -> list[str]:
+    """Problems found in the chain of images at paths (empty when all is good). A chain that
+    starts with a diff (its parent not given) is checked in all that needs no parent, and
+    on_note(message) says what was not."""
     problems = []
     previous = None
     for index, path in enumerate(paths):
@@ -30,8 +32,10 @@ def verify_chain(paths, on_layer=None) -> list[str]:
             previous = None
             continue
         problems += image.check_blobs()
-        if index == 0 and image.kind != "full":
-            problems.append(f"{name}: a differential image cannot be the first layer")
+        if index == 0 and image.kind != "full" and on_note is not None:
+            on_note(f"{name} is a diff and its parent was not given: its link to the parent, and "
+                    "that the parent's tree changed by its delta is its tree, are not checked "
+                    "(give the whole chain: verify BASE [DIFF...])")
         if index > 0 and image.kind != "diff":
             problems.append(f"{name}: a full image cannot follow another layer")
         if previous is not None and image.kind == "diff" and image.parent_id != previous.tree_id:

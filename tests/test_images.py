@@ -124,6 +124,25 @@ def test_a_corrupted_byte_makes_verify_fail(tmp_path, fmt):
     assert b"BAD:" in proc.stdout and b"f3" in proc.stdout
 
 
+def test_a_diff_alone_is_verified_in_all_that_needs_no_parent(tmp_path):
+    """verify DIFF checks its metadata, its delta against its manifest and its stored content,
+    and says the check against its parent needs the parent; a damaged stored file is found."""
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"f", "kind": "file", "data": b"x" * 5000}])
+    run_cli("create", tree, tmp_path / "base", check_rc=0)
+    fresh = os.urandom(200_000)
+    with open(os.path.join(tree, b"g"), "wb") as f:
+        f.write(fresh)
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d", "--format", "dir", check_rc=0)
+    proc = run_cli("verify", tmp_path / "d", check_rc=0)
+    assert b"parent was not given" in proc.stderr and b"all good" in proc.stderr
+    with open(tmp_path / "d" / "tree" / "g", "r+b") as f:
+        f.seek(100_000)
+        f.write(b"\0")
+    proc = run_cli("verify", tmp_path / "d")
+    assert proc.returncode == 1 and b"BAD:" in proc.stdout and b"g" in proc.stdout
+
+
 def test_corrupt_metadata_makes_verify_fail(tmp_path):
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
                                   {"path": b"f", "kind": "file", "data": b"x" * 5000}])

@@ -178,11 +178,15 @@ def c_quoted(name: bytes) -> str:
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
 def verify_command(images, quiet):
     """Check IMAGE [DIFF...]: metadata intact, each diff on the layer before it, and every stored
-    file's content. Exit 0 good, 1 bad (each problem named)."""
+    file's content; a DIFF alone (or a chain starting with one) in all that needs no parent.
+    Exit 0 good, 1 bad (each problem named)."""
     def layer(name):
         if not quiet and sys.stderr.isatty():
             click.echo(f"checking {name}", err=True)
-    problems = verify_chain(images, layer)
+    def note(message):
+        if not quiet:
+            click.echo(f"note: {message}", err=True)
+    problems = verify_chain(images, layer, note)
     for problem in problems:
         click.echo(f"BAD: {problem}")
     if not quiet:
