@@ -185,8 +185,7 @@ def test_a_windows_volume_is_restored_with_every_ntfs_attribute(volumes, tmp_pat
     assert want["Documents and Settings"][4][ntfs.REPARSE] == junction_data("C:\\Users")
     # restored again: nothing to do (what ntfs-3g shows is read back exactly as recorded)
     proc = run_cli("restore", tmp_path / "base.img", target, check_rc=0)
-    assert b"0 deleted, 0 folders, 0 files written" in proc.stderr
-    assert b" 0 links and special files, 0 hardlinks, 0 metadata only" in proc.stderr
+    assert b"nothing to do: the target already holds the tree" in proc.stderr
 
 
 def test_an_attribute_acl_or_stream_change_is_a_change_and_is_restored(volumes, tmp_path):
@@ -311,7 +310,7 @@ def test_streams_of_any_size_are_kept_on_a_partition_given_as_itself(tmp_path):
     with windows_mounted(fresh, tmp_path / "f") as f:
         assert ntfs_view(f) == want
     proc = run_cli("restore", tmp_path / "base.img", tmp_path / "d1.img", fresh, check_rc=0)
-    assert b"0 metadata only" in proc.stderr
+    assert b"nothing to do" in proc.stderr
 
 
 def test_a_large_stream_read_or_written_where_it_cannot_be_says_so(tmp_path):
@@ -400,8 +399,7 @@ def test_what_windows_makes_again_is_left_out_and_left_alone(volumes, tmp_path):
 
 def _again_does_nothing(image_args, target):
     proc = run_cli("restore", *image_args, target, check_rc=0)
-    assert b"0 deleted, 0 folders, 0 files written" in proc.stderr, proc.stderr
-    assert b" 0 links and special files, 0 hardlinks, 0 metadata only" in proc.stderr, proc.stderr
+    assert b"nothing to do: the target already holds the tree" in proc.stderr, proc.stderr
 
 
 def test_a_linux_tree_restored_onto_ntfs_converges_and_takes_a_diff(volumes, tmp_path):

@@ -51,6 +51,9 @@ def _origin(source: Source) -> str:
     return "(empty)"
 
 
+NOTHING_TO_DO = "nothing to do: the target already holds the tree"
+
+
 def _report(p, dry_run, as_json):
     counts = p.counts()
     if as_json:
@@ -63,14 +66,16 @@ def _report(p, dry_run, as_json):
     if dry_run:
         for mark, path, detail in _actions(p):
             click.echo(f"{mark} {show_path(path) or '.'}: {detail}")
+    kept = f"; kept as they were: {', '.join(show_path(k) for k in p.kept)}" if p.kept else ""
+    if p.changes_nothing():
+        click.echo(f"{NOTHING_TO_DO} ({counts['unchanged']:,} entries){kept}", err=not dry_run)
+        return
     verb = "would" if dry_run else "did"
     click.echo(f"{verb}: {counts['deleted']:,} deleted, {counts['folders_made']:,} folders, "
                f"{counts['files_written']:,} files written ({human_bytes(counts['bytes_written'])}; "
                f"{counts['from_target']:,} from the target), {counts['specials_made']:,} links and "
                f"special files, {counts['hardlinks']:,} hardlinks, {counts['metadata_only']:,} "
-               f"metadata only, {counts['unchanged']:,} unchanged"
-               + (f"; kept as they were: {', '.join(show_path(k) for k in p.kept)}" if p.kept else ""),
-               err=not dry_run)
+               f"metadata only, {counts['unchanged']:,} unchanged{kept}", err=not dry_run)
 
 
 @cli.command("restore")
