@@ -143,6 +143,24 @@ def test_a_diff_alone_is_verified_in_all_that_needs_no_parent(tmp_path):
     assert proc.returncode == 1 and b"BAD:" in proc.stdout and b"g" in proc.stdout
 
 
+def test_a_diff_says_in_words_what_it_holds(tmp_path):
+    tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
+                                  {"path": b"a", "kind": "file", "data": b"a" * 5000},
+                                  {"path": b"b", "kind": "file", "data": b"b" * 5000},
+                                  {"path": b"gone", "kind": "file", "data": b"g"}])
+    run_cli("create", tree, tmp_path / "base", "--format", "dir", check_rc=0)
+    os.rename(os.path.join(tree, b"a"), os.path.join(tree, b"moved"))
+    os.chmod(os.path.join(tree, b"b"), 0o600)
+    os.unlink(os.path.join(tree, b"gone"))
+    with open(os.path.join(tree, b"new"), "wb") as f:
+        f.write(b"n" * 3000)
+    out = run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d", "--format", "dir",
+                  check_rc=0).stdout.decode()
+    assert "1 files, 2.9 KiB stored" in out
+    assert ("changes: 1 files with new content (stored), 1 files moved or copied from content "
+            "the parent has, 2 entries with only their metadata changed, 2 paths deleted") in out
+
+
 def test_corrupt_metadata_makes_verify_fail(tmp_path):
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
                                   {"path": b"f", "kind": "file", "data": b"x" * 5000}])

@@ -93,9 +93,22 @@ def diff_command(tree, chain, output, fmt, level, checksum, trust_mtime, exclude
             click.echo("nothing changed: the tree equals the chain's last tree; no image made")
         return EXIT_NOTHING_CHANGED
     if not quiet:
-        changes = ", ".join(f"{n:,} {a}" for a, n in sorted(info["changes"].items()))
-        click.echo(_summary(info, started) + f"; changes: {changes}")
+        click.echo(_summary(info, started) + "; " + changes_in_words(info["changes"]))
     return 0
+
+
+# each delta action (spec/image.md) as a diff's summary says it
+_IN_WORDS = (("store", "files with new content (stored)"),
+             ("copy", "more files with content stored once for them"),
+             ("parent", "files moved or copied from content the parent has"),
+             ("meta", "entries with only their metadata changed"),
+             ("new", "folders, symlinks or special files new or changed"),
+             ("link", "hardlinks"), ("delete", "paths deleted (with what they held)"))
+
+
+def changes_in_words(changes: dict) -> str:
+    words = [f"{changes[action]:,} {text}" for action, text in _IN_WORDS if changes.get(action)]
+    return "changes: " + (", ".join(words) if words else "none")
 
 
 @cli.command("convert")
