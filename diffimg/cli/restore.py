@@ -1,11 +1,16 @@
 """diffimg restore / apply: make a target equal to an image chain's tree."""
 
 import base64
+import contextlib
 import json
+import os
+import sys
 
 import click
 
 from ..errors import Refused, show_path
+from ..extract import cat, extract
+from ..image import is_image
 from ..planner import From, Source
 from ..progress import ProgressLine, human_bytes
 from ..restore import apply, restore
@@ -134,4 +139,53 @@ def apply_command(diff, target, force, checksum, dry_run, as_json, keep, quiet):
         progress.clear()
     if not quiet or as_json:
         _report(p, dry_run, as_json)
+    return 0
+
+
+def _images_and_paths(args, kind: str):
+    """The leading arguments that are images, and the rest (paths in their tree)."""
+    count = 0
+    while count < len(args) and is_image(args[count]):
+        count += 1
+    if count == 0:
+        raise click.UsageError(f"{kind}: the first argument must be an image")
+    return args[:count], args[count:]
+
+
+@cli.command("extract")
+@click.argument("args", nargs=-1, required=True, type=click.Path(path_type=bytes))
+@click.option("-o", "--output", "dest", required=True, type=click.Path(path_type=bytes),
+              help="The folder to copy into (made if absent): each PATH lands at DEST/PATH.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
+def extract_command(args, dest, quiet):
+    """Copy PATH... of the tree of IMAGE [DIFF...] into DEST, with their metadata, without
+    restoring the rest (the leading arguments that are images are the chain)."""
+    images, paths = _images_and_paths(args, "extract")
+    if not paths:
+        raise click.UsageError("extract: give at least one PATH of the tree")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(dest, 0o755)
+    opts, progress = _options(quiet)
+    try:
+        p = extract(images, paths, dest, **opts)
+    finally:
+        progress.clear()
+    if not quiet:
+        counts = p.counts()
+        click.echo(f"extracted: {counts['folders_made']:,} folders, {counts['files_written']:,} "
+                   f"files ({human_bytes(counts['bytes_written'])}), {counts['specials_made']:,} "
+                   f"links and special files, {counts['hardlinks']:,} hardlinks", err=True)
+    return 0
+
+
+@cli.command("cat")
+@click.argument("args", nargs=-1, required=True, type=click.Path(path_type=bytes))
+def cat_command(args):
+    """Write the content of the file PATH of the tree of IMAGE [DIFF...] to stdout, checked
+    against its digest (exit 8, after the bytes, when it does not match)."""
+    images, paths = _images_and_paths(args, "cat")
+    if len(paths) != 1:
+        raise click.UsageError("cat: give exactly one PATH after the images")
+    sys.stdout.flush()
+    cat(images, paths[0], sys.stdout.fileno())
     return 0

@@ -1,0 +1,102 @@
+"""extract and cat: files and folders of a 3-layer chain's tree taken out without restoring the
+rest give exactly what restore gives (the independent snapshot); nothing in the destination is
+ever replaced, and damaged content is never passed on as good."""
+
+import os
+
+from conftest import assert_one_line_error, needs_root, run_cli
+from snapshot import assert_same_tree, snapshot
+from treebuild import change_everything
+
+pytestmark = needs_root
+
+
+def _chain(tree, tmp_path):
+    """base, d1, d2 of the every-kind tree changed twice; and a restore of the three."""
+    run_cli("create", tree, tmp_path / "base", "-q", check_rc=0)
+    change_everything(tree)
+    run_cli("diff", tree, tmp_path / "base", "-o", tmp_path / "d1", "-q", check_rc=0)
+    with open(os.path.join(tree, b"Program Files/cap-bin"), "ab") as f:
+        f.write(b" patched again")
+    os.chmod(os.path.join(tree, b"names/a"), 0o700)
+    run_cli("diff", tree, tmp_path / "base", tmp_path / "d1", "-o", tmp_path / "d2", "-q",
+            check_rc=0)
+    chain = [tmp_path / "base", tmp_path / "d1", tmp_path / "d2"]
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    run_cli("restore", *chain, restored, "-q", check_rc=0)
+    assert_same_tree(snapshot(restored), snapshot(tree))
+    return chain, snapshot(restored)
+
+
+def _part(snap: dict, paths) -> dict:
+    """The snapshot's entries at, below or above the paths (the root left out: DEST's own)."""
+    def kept(rel: bytes) -> bool:
+        return any(rel == p or rel.startswith(p + b"/") or p.startswith(rel + b"/") for p in paths)
+    return {rel: rec for rel, rec in snap.items() if rel and kept(rel)}
+
+
+def test_extract_and_cat_give_what_restore_gives(rich_tree, tmp_path):
+    chain, restored = _chain(rich_tree, tmp_path)
+    # paths whose hardlinks all come along, a folder deep in the tree, single files
+    paths = [b"Program Files", b"links", b"names/a", b"new/deep/two", b"sparse.img", b"xattrs"]
+    dest = tmp_path / "dest"
+    proc = run_cli("extract", *chain, *paths, "-o", dest, check_rc=0)
+    assert b"extracted:" in proc.stderr
+    got = snapshot(dest)
+    got.pop(b"")
+    assert_same_tree(got, _part(restored, paths))
+    # the whole tree: all of it but the root's own metadata
+    whole = tmp_path / "whole"
+    run_cli("extract", *chain, "/", "-o", whole, "-q", check_rc=0)
+    got = snapshot(whole)
+    got.pop(b"")
+    assert_same_tree(got, {rel: rec for rel, rec in restored.items() if rel})
+    # a hardlink member whose group's first member stays behind is a copy of its own
+    alone = tmp_path / "alone"
+    run_cli("extract", *chain, "links/hard-top", "-o", alone, "-q", check_rc=0)
+    with open(alone / "links" / "hard-top", "rb") as f, \
+            open(tmp_path / "restored" / "links" / "hard-top", "rb") as g:
+        assert f.read() == g.read()
+    assert os.stat(alone / "links" / "hard-top").st_nlink == 1
+    for rel in (b"Program Files/app.exe", b"Program Files/cap-bin", b"new/one", b"sparse.img"):
+        out = run_cli("cat", *chain, rel, check_rc=0).stdout
+        with open(os.path.join(tmp_path / "restored", os.fsdecode(rel)), "rb") as f:
+            assert out == f.read(), rel
+
+
+def test_extract_never_replaces_and_refuses_what_the_tree_lacks(rich_tree, tmp_path):
+    run_cli("create", rich_tree, tmp_path / "base", "-q", check_rc=0)
+    dest = tmp_path / "dest"
+    (dest / "links").mkdir(parents=True)
+    (dest / "links" / "rel").write_bytes(b"mine")
+    (dest / "other").write_bytes(b"mine too")
+    line = assert_one_line_error(run_cli("extract", tmp_path / "base", "links/rel", "-o", dest), 7)
+    assert "already exists" in line
+    assert (dest / "links" / "rel").read_bytes() == b"mine"
+    # beside what DEST holds: nothing of it changes, its folder is used as it is
+    run_cli("extract", tmp_path / "base", "links/abs", "-o", dest, "-q", check_rc=0)
+    assert os.readlink(dest / "links" / "abs") == "/etc/passwd"
+    assert (dest / "other").read_bytes() == b"mine too" and (dest / "links" / "rel").exists()
+    (dest / "names").write_bytes(b"a file where the tree has a folder")
+    assert_one_line_error(run_cli("extract", tmp_path / "base", "names/a", "-o", dest), 7)
+    for bad in ("no/such", "../etc", "names/../.."):
+        assert_one_line_error(run_cli("extract", tmp_path / "base", bad, "-o", dest), 3)
+    assert_one_line_error(run_cli("cat", tmp_path / "base", "links"), 3)      # a folder
+    assert_one_line_error(run_cli("cat", tmp_path / "base", "links/rel"), 3)  # a symlink
+
+
+def test_cat_of_damaged_content_says_so(tmp_path):
+    tree = tmp_path / "t"
+    tree.mkdir()
+    data = os.urandom(300_000)
+    (tree / "f").write_bytes(data)
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    with open(tmp_path / "img" / "tree" / "f", "r+b") as f:
+        f.seek(1000)
+        f.write(b"\0" * 10)
+    proc = run_cli("cat", tmp_path / "img", "f")
+    assert proc.returncode == 8 and b"does not match its digest" in proc.stderr
+    dest = tmp_path / "dest"
+    line = assert_one_line_error(run_cli("extract", tmp_path / "img", "f", "-o", dest), 8)
+    assert "f" in line and not (dest / "f").exists()
