@@ -80,7 +80,7 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
     """Carry out plan p on the target (root_fd). layer_roots: layer number -> mounted tree.
     on_progress(files, bytes) is called as files are written; on_warning(message) for a short
     name that cannot be given (_ShortNames)."""
-    phase = on_phase or (lambda phase: None)
+    phase = on_phase or (lambda phase, detail=None, total=None: None)
     dirs = Dirs(root_fd)
     run = _Run()
     sources = {digest: layer_roots[n] for digest, n in p.stream_layers.items()}
@@ -98,7 +98,8 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
         _make_folders(dirs, p.dirs)
         phase(Phase.MAKING_SPECIALS)
         _make_specials(dirs, run, p.specials, ntfs.is_ntfs(root_fd), short_names)
-        phase(Phase.WRITING_FILES)
+        counts = p.counts()
+        phase(Phase.WRITING_FILES, total=(counts["files_written"], counts["bytes_written"]))
         _write_files(p, Root.of(root_fd), run, layer_roots, sources, on_progress, short_names)
         phase(Phase.LINKING)
         for e in p.links:

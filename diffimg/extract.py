@@ -65,7 +65,7 @@ def extract(images, paths, dest, *, on_progress=None, on_warning=None, on_phase=
     layers = open_chain(images)
     wanted = wanted_paths(paths)
     warn = on_warning or (lambda message: None)
-    phase = on_phase or (lambda phase, detail=None: None)
+    phase = on_phase or (lambda phase, detail=None, total=None: None)
     dest = os.fsencode(dest)
     phase(Phase.READING_IMAGES)
     chosen, above, missing = _selected(layers[-1].entries(), wanted)

@@ -103,9 +103,12 @@ class _Output:
             self._dir_fd = None
 
 
-def _phase(opts, phase: Phase, detail: str | None = None):
+def _phase(opts, phase: Phase, detail: str | None = None, total: tuple | None = None):
     if opts.on_phase is not None:
-        opts.on_phase(phase, detail)
+        if total is not None:
+            opts.on_phase(phase, detail, total=total)
+        else:
+            opts.on_phase(phase, detail)
 
 
 def create(tree, out, opts: PackOptions) -> dict:
@@ -224,6 +227,11 @@ def _pack(tree, output, opts, stored, direct: bool, packing=None):
     stored() yields the (path, digest, size) of the files to store, afresh at each call; packing is
     the container tool already started on the tree, if any."""
     container = output.container
+    total = [0, 0]                      # what is stored, for the progress of each step
+    for _, _, size, *_ in stored():
+        total[0] += 1
+        total[1] += size
+    total = tuple(total)
     if packing is not None:
         _phase(opts, Phase.PACKING, container.name)
         packing.wait()
@@ -231,15 +239,15 @@ def _pack(tree, output, opts, stored, direct: bool, packing=None):
         _phase(opts, Phase.PACKING, f"{container.name} from {show_path(tree)}")
         container.build(tree, output.tmp, _sizes_of(output.manifest))
     elif hasattr(container, "start_stream"):
-        _phase(opts, Phase.PACKING, f"{container.name}, streamed")
+        _phase(opts, Phase.PACKING, f"{container.name}, streamed", total)
         return _stream(tree, output, stored(), opts.on_progress)
     else:
-        _phase(opts, Phase.COPYING)
+        _phase(opts, Phase.COPYING, total=total)
         sizes = _stage(tree, output.staging, stored(), opts.on_progress)
         if container.needs_build:
             _phase(opts, Phase.PACKING, container.name)
             container.build(output.staging, output.tmp, sizes)
-    _phase(opts, Phase.CHECKING)
+    _phase(opts, Phase.CHECKING, total=total)
     length = container.content_length(output.tmp)
     return _check(output.tmp, container.name, length, stored(), opts.on_progress)
 

@@ -57,7 +57,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
                                on_progress=on_progress, on_warning=on_warning, on_phase=on_phase,
                                command=command)
     target = os.fsencode(target)
-    phase = on_phase or (lambda phase: None)
+    phase = on_phase or (lambda phase, detail=None, total=None: None)
     with locked_target(target) as root_fd:
         prestart_workers()          # while the target is checked
         phase(Phase.CHECKING_TARGET)
@@ -275,7 +275,7 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
                     command):
     """restore, on layers already opened as a chain."""
     target = os.fsencode(target)
-    phase = on_phase or (lambda phase: None)
+    phase = on_phase or (lambda phase, detail=None, total=None: None)
     warn = on_warning or (lambda message: None)
     with locked_target(target) as root_fd:
         phase(Phase.READING_IMAGES)

@@ -17,6 +17,7 @@ from ..errors import DiffimgError  # noqa: E402
 from ..image import is_image  # noqa: E402
 from ..manifest import is_manifest  # noqa: E402
 from ..partition import is_partition, tree_of  # noqa: E402
+from ..progress import set_plain  # noqa: E402
 
 trust_mtime_option = click.option(
     "--trust-mtime", is_flag=True,
@@ -30,6 +31,12 @@ windows_files_option = click.option(
     "--windows-files", is_flag=True,
     help="Keep in a Windows tree what it leaves out by default (pagefile.sys, hiberfil.sys, "
          "swapfile.sys, System Volume Information, $Recycle.Bin, ...; spec/manifest.md).")
+
+progress_option = click.option(
+    "--progress", is_flag=True, expose_value=False, is_eager=True,
+    callback=lambda ctx, param, value: set_plain(value),
+    help="Print progress as plain lines every 2 s even when stderr is not a terminal (for the "
+         "web console of an imaging server).")
 
 allow_unclean_option = click.option(
     "--allow-unclean", is_flag=True,

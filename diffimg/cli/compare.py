@@ -11,7 +11,7 @@ from ..errors import show_path
 from ..image import open_chain
 from ..progress import ProgressLine
 from ..sources import compare_sides
-from . import allow_unclean_option, as_folders, cli, trust_mtime_option, windows_files_option
+from . import allow_unclean_option, as_folders, cli, progress_option, trust_mtime_option, windows_files_option
 
 EXIT_IDENTICAL, EXIT_DIFFERENT = 0, 1
 
@@ -49,6 +49,7 @@ def difference_json(d) -> dict:
 
 
 @cli.command("compare")
+@progress_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=bytes))
 @click.option("--checksum", is_flag=True,
               help="Hash all the content of tree sides, even files whose stat proves it unchanged.")

@@ -9,7 +9,7 @@ from ..containers.squashfs import ZSTD_LEVEL
 from ..convert import convert
 from ..packer import PackOptions, create, diff
 from ..progress import ProgressLine, human_bytes
-from . import allow_unclean_option, as_folders, cli, trust_mtime_option, windows_files_option
+from . import allow_unclean_option, as_folders, cli, progress_option, trust_mtime_option, windows_files_option
 
 EXIT_NOTHING_CHANGED = 1
 
@@ -39,6 +39,7 @@ def _summary(info, started):
 
 
 @cli.command("create")
+@progress_option
 @click.argument("tree", type=click.Path(path_type=bytes))
 @click.argument("image", type=click.Path(path_type=bytes))
 @format_option
@@ -64,6 +65,7 @@ def create_command(tree, image, fmt, level, checksum, excludes, windows_files, a
 
 
 @cli.command("diff")
+@progress_option
 @click.argument("tree", type=click.Path(path_type=bytes))
 @click.argument("chain", nargs=-1, required=True, type=click.Path(path_type=bytes))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=bytes),
@@ -112,6 +114,7 @@ def changes_in_words(changes: dict) -> str:
 
 
 @cli.command("convert")
+@progress_option
 @click.argument("source", type=click.Path(path_type=bytes))
 @click.argument("image", type=click.Path(path_type=bytes))
 @format_option

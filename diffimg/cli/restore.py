@@ -14,7 +14,7 @@ from ..image import is_image
 from ..planner import From, Source
 from ..progress import ProgressLine, human_bytes
 from ..restore import apply, restore
-from . import as_folders, cli
+from . import as_folders, cli, progress_option
 
 keep_option = click.option(
     "--keep", multiple=True, metavar="PATTERN",
@@ -84,6 +84,7 @@ def _report(p, dry_run, as_json):
 
 
 @cli.command("restore")
+@progress_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=bytes))
 @click.option("--checksum", is_flag=True,
               help="Hash every target file, even one whose size and time (or stat, where the "
@@ -112,6 +113,7 @@ def restore_command(paths, checksum, dry_run, as_json, keep, quiet):
 
 
 @cli.command("apply")
+@progress_option
 @click.argument("diff", type=click.Path(path_type=bytes))
 @click.argument("target", type=click.Path(path_type=bytes))
 @click.option("--force", is_flag=True, help="Restore the diff's tree even if TARGET is not its parent.")
@@ -153,6 +155,7 @@ def _images_and_paths(args, kind: str):
 
 
 @cli.command("extract")
+@progress_option
 @click.argument("args", nargs=-1, required=True, type=click.Path(path_type=bytes))
 @click.option("-o", "--output", "dest", required=True, type=click.Path(path_type=bytes),
               help="The folder to copy into (made if absent): each PATH lands at DEST/PATH.")

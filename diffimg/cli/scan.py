@@ -10,10 +10,11 @@ from ..progress import ProgressLine, human_bytes
 from ..quickcheck import tree_hints
 from ..scanner import scan
 from ..statcache import StatRecorder
-from . import allow_unclean_option, as_folders, cli, trust_mtime_option, windows_files_option
+from . import allow_unclean_option, as_folders, cli, progress_option, trust_mtime_option, windows_files_option
 
 
 @cli.command("scan")
+@progress_option
 @click.argument("tree", type=click.Path(path_type=bytes))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=bytes),
               help="Manifest file to write (replaced atomically).")

@@ -8,7 +8,7 @@ import click
 from ..errors import show_path
 from ..progress import ProgressLine
 from ..status import status
-from . import as_folders, cli
+from . import as_folders, cli, progress_option
 from .compare import difference_json, difference_line
 
 EXIT_CLEAN, EXIT_DRIFT, EXIT_INCOMPLETE = 0, 1, 16
@@ -19,6 +19,7 @@ def _when(ns) -> str | None:
 
 
 @cli.command("status")
+@progress_option
 @click.argument("target", type=click.Path(path_type=bytes))
 @click.option("--checksum", is_flag=True, help="Hash every file, even one whose stat proves it unchanged.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (spec/cli.md).")
