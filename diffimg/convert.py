@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from . import runs
 from .errors import ImageError, InputNotFound, OutputError, ToolError, show_path
+from .interrupts import signals_held
 from .packer import PackOptions, create
 from .partition import tree_of
 from .progress import Phase
@@ -238,11 +239,12 @@ def _private_folder(where: bytes):
     """A new folder in where, only ours (0700), removed with all in it at the end, or by the
     next run if this one is killed."""
     try:
-        folder = os.fsencode(tempfile.mkdtemp(prefix=f".diffimg-convert-{os.getpid()}-",
-                                              dir=os.fsdecode(where)))
+        with signals_held():            # made and listed at once: an interrupt leaves neither
+            folder = os.fsencode(tempfile.mkdtemp(prefix=f".diffimg-convert-{os.getpid()}-",
+                                                  dir=os.fsdecode(where)))
+            runs.current().made(folder)
     except OSError as exc:
         raise OutputError(f"cannot write in {show_path(where)}: {exc.strerror}") from None
-    runs.current().made(folder)
     try:
         yield folder
     finally:

@@ -26,6 +26,7 @@ from .errors import ImageError, OutputError, ScanError, show_path
 from .fsmeta import source_info
 from .hashing import Problem, copy_batch, hash_batch, open_for_read, run_pooled
 from .image import ALIGN, append_metadata, container_tree, open_chain
+from .interrupts import signals_held
 from .manifest import ManifestWriter, read_entries, write_manifest
 from .osinfo import detect
 from .progress import Phase
@@ -65,9 +66,11 @@ class _Output:
         try:
             self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             # (the name cut short, to fit in NAME_MAX: the random part makes it unique)
-            private = tempfile.mkdtemp(prefix=f".{os.fsdecode(self._name[:100])}.diffimg-{os.getpid()}-",
-                                       dir=os.fsdecode(directory))
-            runs.current().made(private)       # a later run removes it if this one is killed
+            with signals_held():           # made and listed at once: Ctrl-C leaves neither
+                private = tempfile.mkdtemp(
+                    prefix=f".{os.fsdecode(self._name[:100])}.diffimg-{os.getpid()}-",
+                    dir=os.fsdecode(directory))
+                runs.current().made(private)   # a later run removes it if this one is killed
             self._private = os.path.basename(os.fsencode(private))
             self._fd = os.open(self._private, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
                                | os.O_CLOEXEC, dir_fd=self._dir_fd)

@@ -550,6 +550,6 @@ def test_a_damaged_state_is_a_warning_and_restore_still_works(rich_tree, tmp_pat
         (target / ".diffimg" / "state.json").write_text("[" * 100000)
     manifest.write_bytes(bytes(data))
     assert run_cli("status", target).returncode == 15
-    proc = run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
+    proc = run_cli("restore", tmp_path / "base", target, check_rc=0)   # (-q: no warnings)
     assert b"damaged" in proc.stderr
     run_cli("status", target, check_rc=0)

@@ -138,7 +138,9 @@ def test_a_diff_alone_is_verified_in_all_that_needs_no_parent(tmp_path):
     assert b"parent was not given" in proc.stderr and b"all good" in proc.stderr
     with open(tmp_path / "d" / "tree" / "g", "r+b") as f:
         f.seek(100_000)
-        f.write(b"\0")
+        byte = f.read(1)[0]
+        f.seek(100_000)
+        f.write(bytes([byte ^ 0xFF]))
     proc = run_cli("verify", tmp_path / "d")
     assert proc.returncode == 1 and b"BAD:" in proc.stdout and b"g" in proc.stdout
 

@@ -11,8 +11,8 @@ import click
 
 from ..entry import FMT_OF_KIND, Kind
 from ..errors import InputNotFound, show_path
-from ..image import Image, is_image
-from ..manifest import ManifestReader
+from ..image import Image
+from ..manifest import ManifestReader, is_manifest
 from ..progress import human_bytes
 from ..verify import verify_chain
 from . import cli
@@ -87,7 +87,7 @@ def ls_command(image, path, as_json):
     """List the tree IMAGE (an image or a manifest) holds, with its metadata, like ls -l; with
     PATH, the entries of that folder (or that entry alone). A name that could be misread (a
     newline, ' -> ', quotes, bytes that are not UTF-8) is quoted as ls --quoting-style=c does."""
-    entries = Image(image).entries() if is_image(image) else _manifest_entries(image)
+    entries = _manifest_entries(image) if is_manifest(image) else Image(image).entries()
     shown = 0
     for e in _under(entries, path):
         shown += 1
