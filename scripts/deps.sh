@@ -16,6 +16,10 @@ missing=()
 for cmd in "${!NEED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
 done
+# what pip needs to build pyfuse3 (diffimg mount): libfuse3's headers, found with pkg-config
+[ -e /usr/include/fuse3/fuse_lowlevel.h ] || missing+=(libfuse3-dev)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "deps: missing Debian packages (${missing[*]}); run as root to install them" >&2
@@ -30,7 +34,7 @@ fi
 # diffimg must be installed (editable) from this very checkout, with its dependencies
 here=$(pwd -P)/diffimg
 # and its compiled part (diffimg/_folder.c) built from the current source
-installed=$(cd / && "$PYTHON" -c "import os, diffimg, msgpack, xxhash, zstandard, click, pytest, hypothesis, pytest_benchmark
+installed=$(cd / && "$PYTHON" -c "import os, diffimg, msgpack, xxhash, zstandard, click, pytest, hypothesis, pytest_benchmark, pyfuse3
 import diffimg._folder as core
 here = os.path.dirname(os.path.realpath(diffimg.__file__))
 assert os.path.getmtime(core.__file__) >= os.path.getmtime(os.path.join(here, '_folder.c'))
@@ -38,5 +42,5 @@ print(here)" 2>/dev/null || true)
 if [ "$installed" != "$here" ] || ! "$PYTHON" -m ruff --version >/dev/null 2>&1; then
   echo "deps: installing Python packages" >&2
   "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e '^WARNING: Running pip as' -e 'is ignored: it is neither' >&2 || true
-  "$PYTHON" -c "import diffimg._folder, msgpack, xxhash, zstandard, click, pytest"
+  "$PYTHON" -c "import diffimg._folder, msgpack, xxhash, zstandard, click, pytest, pyfuse3"
 fi

@@ -3,6 +3,10 @@ rest give exactly what restore gives (the independent snapshot); nothing in the 
 ever replaced, and damaged content is never passed on as good."""
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
 from conftest import assert_one_line_error, needs_root, run_cli
 from snapshot import assert_same_tree, snapshot
@@ -100,3 +104,71 @@ def test_cat_of_damaged_content_says_so(tmp_path):
     dest = tmp_path / "dest"
     line = assert_one_line_error(run_cli("extract", tmp_path / "img", "f", "-o", dest), 8)
     assert "f" in line and not (dest / "f").exists()
+
+
+def _diffimg_mounts() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line for line in f if "diffimg" in line]
+
+
+def test_mount_shows_what_restore_gives_and_umount_leaves_nothing(rich_tree, tmp_path):
+    chain, restored = _chain(rich_tree, tmp_path)
+    point = tmp_path / "point"
+    point.mkdir()
+    before = _diffimg_mounts()
+    run_cli("mount", *chain, point, check_rc=0)
+    try:
+        assert_same_tree(snapshot(point), restored)
+        with open(point / "names" / "a" / "b", "rb") as f:
+            assert f.read() == (tmp_path / "restored" / "names" / "a" / "b").read_bytes()
+        for write in (lambda: os.close(os.open(point / "xattrs", os.O_RDWR)),
+                      lambda: (point / "new-file").write_bytes(b"x"),
+                      lambda: os.setxattr(point / "xattrs", "user.x", b"1")):
+            try:
+                write()
+                raise AssertionError("a write went through")
+            except OSError as exc:
+                assert exc.errno in (30, 13, 1)      # EROFS, EACCES, EPERM: read-only
+    finally:
+        run_cli("umount", point, check_rc=0)
+    assert _diffimg_mounts() == before               # the tree and every layer's container
+    assert os.listdir(point) == []
+
+
+def test_mount_refuses_damaged_content_and_bad_input_leaving_nothing(tmp_path):
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "good").write_bytes(b"fine")
+    (tree / "bad").write_bytes(os.urandom(100_000))
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    with open(tmp_path / "img" / "tree" / "bad", "r+b") as f:
+        byte = f.read(1)[0]
+        f.seek(0)
+        f.write(bytes([byte ^ 1]))
+    point = tmp_path / "point"
+    point.mkdir()
+    before = _diffimg_mounts()
+    run_cli("mount", tmp_path / "img", point, check_rc=0)
+    try:
+        assert (point / "good").read_bytes() == b"fine"
+        try:
+            (point / "bad").read_bytes()
+            raise AssertionError("damaged content was read")
+        except OSError as exc:
+            assert exc.errno == 5                    # EIO
+    finally:
+        run_cli("umount", point, check_rc=0)
+    assert _diffimg_mounts() == before
+    assert_one_line_error(run_cli("mount", tmp_path / "img", tmp_path / "nowhere"), 3)
+    assert_one_line_error(run_cli("umount", point), 3)       # not a diffimg mount
+    # Ctrl-C of a mount served in the foreground undoes everything
+    proc = subprocess.Popen([sys.executable, "-m", "diffimg", "mount", "--foreground",
+                             str(tmp_path / "img"), str(point)], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not any(str(point) in line for line in _diffimg_mounts()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    assert proc.returncode == 130, proc.stderr.read()
+    assert _diffimg_mounts() == before

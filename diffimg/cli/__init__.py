@@ -110,4 +110,4 @@ def main(argv=None):
     sys.exit(rc or 0)
 
 
-from . import compare, images, inspect, restore, scan, status  # noqa: F401  (registers the commands)
+from . import compare, images, inspect, mounts, restore, scan, status  # noqa: F401  (registers the commands)

@@ -1,0 +1,210 @@
+"""diffimg mount: a chain's tree shown read-only through FUSE (pyfuse3), with the manifest's
+metadata (owner, mode, nanosecond times, xattrs, hardlinks) and each file's content taken from
+the newest layer that stores it (the layers' containers mounted read-only for as long).
+
+A file's stored content is hashed whole the first time it is opened, and refused (EIO) when it
+is not what its record says: nothing damaged is ever read as good. The tree is held in memory
+(about 300 bytes an entry).
+"""
+
+import contextlib
+import errno
+import os
+import stat
+
+import pyfuse3
+import trio
+import xxhash
+
+from .entry import FMT_OF_KIND, Kind
+from .extract import _source
+from .image import open_chain
+from .safefs import open_dir, open_regular, split
+
+_TTL = 300.0          # the tree never changes: the kernel may keep what it was told
+
+
+class ChainFS(pyfuse3.Operations):
+    """The tree of one chain, read-only. Inode numbers: the root is ROOT_INODE, then each
+    entry's position in the manifest; a later hardlink member is its first member's inode."""
+
+    def __init__(self, layers, roots: dict):
+        super().__init__()
+        self._layers, self._roots = layers, roots
+        self._entries: dict[int, object] = {}
+        self._children: dict[int, dict[bytes, int]] = {}
+        self._nlink: dict[int, int] = {}
+        self._verified: set[int] = set()
+        self._open: dict[int, int] = {}           # file handle -> fd of the stored content
+        inode_of: dict[bytes, int] = {}
+        for number, e in enumerate(layers[-1].entries()):
+            ino = pyfuse3.ROOT_INODE if not e.path else pyfuse3.ROOT_INODE + number
+            if e.link is not None:
+                ino = inode_of[e.link]
+                self._nlink[ino] = self._nlink.get(ino, 1) + 1
+            else:
+                self._entries[ino] = e
+            inode_of[e.path] = ino
+            if e.path:
+                parent = inode_of[split(e.path)[0]]
+                self._children.setdefault(parent, {})[e.name] = ino
+            if e.kind is Kind.DIR:
+                self._children.setdefault(ino, {})
+        for ino, names in self._children.items():     # a folder's links: '.', its own, subfolders
+            self._nlink[ino] = 2 + sum(self._entries[c].kind is Kind.DIR for c in names.values())
+
+    def _entry(self, ino: int):
+        e = self._entries.get(ino)
+        if e is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return e
+
+    def _attributes(self, ino: int) -> pyfuse3.EntryAttributes:
+        e = self._entry(ino)
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = ino
+        a.st_mode = FMT_OF_KIND[e.kind] | e.mode
+        a.st_nlink = self._nlink.get(ino, 1)
+        a.st_uid, a.st_gid = e.uid, e.gid
+        a.st_rdev = e.rdev or 0
+        a.st_size = e.size if e.size is not None else len(e.target) if e.target is not None else 0
+        a.st_blksize = 4096
+        a.st_blocks = 0 if e.sparse else (a.st_size + 511) // 512   # (holes: where, unknown)
+        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = e.mtime_ns
+        a.attr_timeout = a.entry_timeout = _TTL
+        return a
+
+    async def getattr(self, inode, ctx=None):
+        return self._attributes(inode)
+
+    async def lookup(self, parent_inode, name, ctx=None):
+        ino = self._children.get(parent_inode, {}).get(bytes(name))
+        if ino is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return self._attributes(ino)
+
+    async def opendir(self, inode, ctx):
+        if self._entry(inode).kind is not Kind.DIR:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        return inode
+
+    async def readdir(self, fh, start_id, token):
+        names = list(self._children.get(fh, {}).items())
+        for index in range(start_id, len(names)):
+            name, ino = names[index]
+            if not pyfuse3.readdir_reply(token, name, self._attributes(ino), index + 1):
+                break
+
+    async def readlink(self, inode, ctx):
+        e = self._entry(inode)
+        if e.target is None:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return e.target
+
+    async def listxattr(self, inode, ctx):
+        return list((self._entry(inode).xattrs or {}).keys())
+
+    async def getxattr(self, inode, name, ctx):
+        value = (self._entry(inode).xattrs or {}).get(bytes(name))
+        if value is None:
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        return value
+
+    async def open(self, inode, flags, ctx):
+        e = self._entry(inode)
+        if e.kind is not Kind.FILE:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
+            raise pyfuse3.FUSEError(errno.EROFS)
+        fd = self._stored(e) if e.size else None
+        if fd is not None and inode not in self._verified:
+            if _content_of(fd) != (e.size, e.digest):
+                os.close(fd)
+                raise pyfuse3.FUSEError(errno.EIO)       # damaged: never read as good
+            self._verified.add(inode)
+        handle = max(self._open, default=0) + 1
+        self._open[handle] = fd
+        return pyfuse3.FileInfo(fh=handle, keep_cache=True)
+
+    def _stored(self, e) -> int:
+        """An fd of the stored content of e, in the newest layer that stores it."""
+        try:
+            source = _source(self._layers, e.digest)
+            root_fd = os.open(self._roots[source.layer], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                parent, name = split(source.path)
+                dir_fd = open_dir(root_fd, parent)
+                try:
+                    return open_regular(dir_fd, name, os.O_RDONLY | os.O_CLOEXEC)
+                finally:
+                    os.close(dir_fd)
+            finally:
+                os.close(root_fd)
+        except Exception:
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    async def read(self, fh, off, size):
+        fd = self._open.get(fh)
+        return os.pread(fd, size, off) if fd is not None else b""
+
+    async def release(self, fh):
+        fd = self._open.pop(fh, None)
+        if fd is not None:
+            os.close(fd)
+
+    async def statfs(self, ctx):
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = s.f_frsize = 4096
+        s.f_namemax = 255
+        return s
+
+
+def _content_of(fd: int) -> tuple[int, bytes]:
+    hasher, offset = xxhash.xxh3_128(), 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        hasher.update(chunk)
+        offset += len(chunk)
+    return offset, hasher.digest()
+
+
+def serve(images, mountpoint, on_ready=None):
+    """Mount the chain's tree at mountpoint and serve it until it is unmounted (or Ctrl-C,
+    SIGTERM); the layers' containers are mounted for as long, and everything is undone at the
+    end. on_ready() once the tree is mounted."""
+    layers = open_chain(images)
+    with contextlib.ExitStack() as mounts:
+        roots = {n: mounts.enter_context(layer.content()) for n, layer in enumerate(layers)}
+        fs = ChainFS(layers, roots)
+        pyfuse3.init(fs, os.fsdecode(mountpoint),
+                     {"ro", "nodev", "nosuid", "fsname=diffimg-%d" % os.getpid(), "subtype=diffimg",
+                      "allow_other", "default_permissions"})
+        unmounted = False
+        try:
+            if on_ready is not None:
+                on_ready()
+            trio.run(pyfuse3.main)
+            unmounted = True
+        finally:
+            pyfuse3.close(unmount=not unmounted)
+
+
+def is_diffimg_mount(mountpoint) -> int | None:
+    """The pid serving the diffimg mount at mountpoint, or None when it is not one."""
+    wanted = os.path.realpath(os.fsencode(mountpoint))
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index(b"-")
+            point = fields[4].decode("unicode_escape").encode("latin-1")
+            if point == wanted and fields[sep + 1] == b"fuse.diffimg" and \
+                    fields[sep + 2].startswith(b"diffimg-"):
+                with contextlib.suppress(ValueError):
+                    return int(fields[sep + 2][len(b"diffimg-"):])
+    return None
+
+
+def is_folder(path) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
