@@ -19,6 +19,7 @@ import struct
 
 from . import streams
 from .entry import Kind
+from .errors import Refused, show_path
 
 ACL = b"system.ntfs_acl"                     # the security descriptor, self-relative
 ATTRIB = b"system.ntfs_attrib_be"            # DOS attributes, 32 bits big-endian
@@ -187,7 +188,7 @@ def fit_for_target(entries, where, warn):
     that is not NTFS, the NTFS xattrs and large streams; on NTFS through ntfs-3g's default
     streams interface, the large streams. warn once, at the first entry that had some."""
     if streams.windows_interface(where):
-        yield from entries
+        yield from _fit_for_streams_as_files(entries, warn)
         return
     ntfs_values = is_ntfs(where)
     message = LEFT_OUT_STREAMS if ntfs_values else LEFT_OUT
@@ -197,6 +198,33 @@ def fit_for_target(entries, where, warn):
             e.xattrs = {k: v for k, v in e.xattrs.items() if not _not_held(k, ntfs_values)} or None
             if not warned:
                 warn(message)
+                warned = True
+        yield e
+
+
+NOT_A_STREAM = ("the image holds user.* xattrs whose names are no NTFS stream names (a '/' or "
+                "':' in them): ntfs-3g serving streams as files cannot hold them, and they are "
+                "left out")
+
+
+def _fit_for_streams_as_files(entries, warn):
+    """The entries, for a volume where ntfs-3g serves streams as files: a name with ':' is
+    refused (it would be taken for a stream: mount the volume with ntfs-3g's default options
+    and give the folder), user.* xattrs that can be no stream are left out (warn once)."""
+    warned = False
+    for e in entries:
+        if e is not None and b":" in e.name:
+            raise Refused(f"{show_path(e.path)}: a name with ':', which an NTFS volume serving "
+                          "named streams as files (a partition given as itself) cannot hold; "
+                          "mount it with ntfs-3g's default options and give that folder; nothing "
+                          "was changed")
+        if e is not None and e.xattrs and any(k.startswith(streams.INLINE) and
+                                              not streams.is_stream_name(k[len(streams.INLINE):])
+                                              for k in e.xattrs):
+            e.xattrs = {k: v for k, v in e.xattrs.items() if not k.startswith(streams.INLINE)
+                        or streams.is_stream_name(k[len(streams.INLINE):])} or None
+            if not warned:
+                warn(NOT_A_STREAM)
                 warned = True
         yield e
 

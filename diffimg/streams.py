@@ -13,6 +13,7 @@ STORE_DIR/<digest in hex> (spec/image.md): a full image stores every large strea
 diff those of its records that are new at their path (stored_by).
 """
 
+import contextlib
 import errno
 import os
 import stat
@@ -21,6 +22,7 @@ import struct
 import xxhash
 
 from .entry import Kind
+from .errors import ScanError, show_path
 
 LIST = b"ntfs.streams.list"
 INLINE = b"user."                  # a stream of up to INLINE_MAX bytes: its bytes
@@ -106,7 +108,9 @@ def is_stream(name: bytes) -> bool:
 
 def read(root: bytes, entry):
     """Replace the list ntfs-3g gave for entry (in its xattrs, under LIST) by its streams:
-    each one read from ROOT/PATH:NAME, the same inode as the entry (else OSError)."""
+    each one read from ROOT/PATH:NAME, the same inode as the entry. ScanError for a name
+    that is no stream name (one with '/' would reach outside the volume), or a stream that
+    changed while it was read."""
     names = entry.xattrs.pop(LIST, None) if entry.xattrs else None
     if not entry.xattrs:
         entry.xattrs = None
@@ -117,11 +121,19 @@ def read(root: bytes, entry):
     for name in names.split(b"\0"):
         if not name:
             continue
-        fd = os.open(base + b":" + name, _READ)
+        where = show_path(os.path.join(root, entry.path))
+        if not is_stream_name(name):
+            raise ScanError(f"{where}: a named stream diffimg refuses to read ({show_path(name)!r}: "
+                            "not a name Windows gives a stream)")
+        try:
+            fd = os.open(base + b":" + name, _READ)
+        except OSError as exc:
+            raise ScanError(f"{where}: cannot read its stream {show_path(name)!r}: {exc.strerror}; "
+                            "if it changed, run the command again") from None
         try:
             st = os.fstat(fd)
             if entry.ino is not None and st.st_ino != entry.ino:
-                raise OSError(errno.ESTALE, "replaced while being scanned", base)
+                raise ScanError(f"{where} was replaced while being scanned; run the command again")
             if st.st_size <= INLINE_MAX:
                 found[INLINE + name] = _read_all(fd)
             else:
@@ -146,6 +158,11 @@ def sync(at: tuple[int, bytes], fd: int, xattrs: dict | None, sources: dict) -> 
     ino = os.fstat(fd).st_ino
     wanted = {k[len(INLINE):]: v for k, v in (xattrs or {}).items() if k.startswith(INLINE)}
     big = {stream: (size, digest) for stream, size, digest in large(xattrs)}
+    # every name becomes one path component NAME:STREAM: one with '/' would leave the volume
+    for stream in [*have, *wanted, *big]:
+        if not is_stream_name(stream):
+            raise OSError(errno.EINVAL, f"a named stream diffimg will not touch ({show_path(stream)!r})",
+                          name)
     for stream in set(have) - wanted.keys() - big.keys():
         os.unlink(name + b":" + stream, dir_fd=dir_fd)
     for stream, value in wanted.items():
@@ -186,10 +203,14 @@ def _make(dir_fd: int, path: bytes, ino: int, exists: bool, fill):
 
 
 def _open_of(dir_fd: int, path: bytes, flags: int, ino: int) -> int:
-    """A stream opened with flags, of the inode ino only (else OSError, the stream closed)."""
+    """A stream opened with flags, of the inode ino only (else OSError, the stream closed,
+    and removed again if this call made it)."""
     fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     if os.fstat(fd).st_ino != ino:
         os.close(fd)
+        if flags & os.O_EXCL:
+            with contextlib.suppress(OSError):
+                os.unlink(path, dir_fd=dir_fd)
         raise OSError(errno.ESTALE, "replaced while being restored", path)
     return fd
 
@@ -262,17 +283,14 @@ def _hash(fd: int) -> tuple[int, bytes]:
 
 
 def stored_by(change) -> list[tuple[bytes, int, bytes]]:
-    """The large streams (name, size, digest) a diff stores for one delta record: those of its
-    new entry that its old one lacks at that name, and all of them when the entry is made anew
-    (a file rewritten, moved or new: apply then takes none from the target)."""
+    """The large streams (name, size, digest) a diff stores for one delta record: all those of
+    its new entry (apply then takes none from the target)."""
     after = change.after
     if after is None or not after.xattrs or after.link is not None:
         return []           # (a later hardlink member has its first member's streams)
-    found = list(large(after.xattrs))
-    if change.action == "meta" and change.before is not None:     # delta.META
-        kept = set(large(change.before.xattrs))
-        found = [s for s in found if s not in kept]
-    return found
+    # all of them, a metadata change too: apply may give the entry a new inode (one whose
+    # other links went), which takes its streams from the diff alone
+    return list(large(after.xattrs))
 
 
 def stored_items(streams) -> list[tuple[bytes, bytes, int, bytes]]:

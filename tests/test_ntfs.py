@@ -664,3 +664,92 @@ def test_info_names_the_windows_edition_and_version_from_the_software_hive(tmp_p
     (config / "software").symlink_to("/etc/passwd")
     run_cli("create", tree, tmp_path / "c.img", "-q", check_rc=0)
     assert set(Image(tmp_path / "c.img").info["os"]) == {"family", "evidence"}
+
+
+def test_stream_names_that_could_leave_the_volume_are_never_used_as_paths(tmp_path):
+    """ntfs-3g serving streams as files takes DIR:/../.. for a path out of the volume: a name
+    with '/' (an xattr of a Linux tree, a stream planted through ntfs-3g's other interface) is
+    never made into one; a scan or restore says so in one line, or leaves the xattr out."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"host file")
+    escape = b"/.." * 30 + os.fsencode(victim)
+    # a Linux tree whose xattr name would be such a stream, restored onto a partition
+    tree = tmp_path / "tree"
+    (tree / "d").mkdir(parents=True)
+    (tree / "d" / "f").write_bytes(b"content")
+    os.setxattr(tree / "d", b"user." + escape + b"-made", b"x")
+    os.setxattr(tree / "d" / "f", b"user.a/b", b"y")
+    run_cli("create", tree, tmp_path / "linux.img", "-q", check_rc=0)
+    target = new_ntfs(tmp_path / "t.ntfs")
+    proc = run_cli("restore", tmp_path / "linux.img", target, check_rc=0)
+    assert b"no NTFS stream names" in proc.stderr
+    assert not os.path.exists(os.fsdecode(os.fsencode(victim) + b"-made"))
+    with windows_mounted(target, tmp_path / "m") as m:
+        assert (m / "d" / "f").read_bytes() == b"content"
+        assert os.getxattr(m / "d", "ntfs.streams.list") == b""
+    # a volume with such a stream: its scan stops, naming it, and nothing outside is read
+    hostile = new_ntfs(tmp_path / "h.ntfs")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    subprocess.run(["ntfs-3g", str(hostile), str(plain)], check=True)
+    try:
+        (plain / "d").mkdir()
+        os.setxattr(plain / "d", b"user." + escape, b"x")
+    finally:
+        subprocess.run(["umount", str(plain)], check=True)
+    line = assert_one_line_error(run_cli("create", hostile, tmp_path / "h.img"), 6)
+    assert "named stream diffimg refuses" in line
+    # a target holding one: a restore refuses to touch it, the host file stays
+    run_cli("create", target, tmp_path / "t.img", "-q", check_rc=0)
+    line = assert_one_line_error(run_cli("restore", tmp_path / "t.img", hostile), 6)
+    assert victim.read_bytes() == b"host file"
+
+
+def test_names_with_a_colon_are_never_lost_silently(tmp_path):
+    """Linux can put 'f:s' on NTFS; served with streams as files, ntfs-3g hides it: a partition
+    holding one is refused (exit 17), and a tree holding one is not restored onto a partition
+    given as itself (exit 14), nothing changed."""
+    volume = new_ntfs(tmp_path / "v.ntfs")
+    mount = tmp_path / "m"
+    mount.mkdir()
+    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
+    try:
+        (mount / "d").mkdir()
+        (mount / "d" / "10:30 meeting.txt").write_bytes(b"notes")
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    line = assert_one_line_error(run_cli("create", volume, tmp_path / "a.img"), 17)
+    assert "10:30 meeting.txt" in line and "default options" in line
+    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
+    try:                             # mounted by hand with the default options: imaged whole
+        run_cli("create", mount, tmp_path / "a.img", "-q", check_rc=0)
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    target = new_ntfs(tmp_path / "t.ntfs")
+    line = assert_one_line_error(run_cli("restore", tmp_path / "a.img", target), 14)
+    assert "10:30 meeting.txt" in line
+    with windows_mounted(target, tmp_path / "t") as t:
+        assert sorted(os.listdir(t)) == []
+
+
+def test_a_metadata_change_of_a_hardlinked_file_with_a_large_stream_applies(tmp_path):
+    """apply gives such a file a new inode (its other link goes away): the diff stores its
+    large streams, so apply needs nothing from the target."""
+    source = new_ntfs(tmp_path / "s.ntfs")
+    with windows_mounted(source, tmp_path / "m") as m:
+        (m / "d").mkdir()
+        (m / "d" / "f").write_bytes(b"main")
+        with open(_stream(m, "d/f", "big"), "wb") as f:
+            f.write(BIG)
+        os.link(m / "d" / "f", m / "h")
+    run_cli("create", source, tmp_path / "b.img", "-q", check_rc=0)
+    target = new_ntfs(tmp_path / "t.ntfs")
+    run_cli("restore", "-q", tmp_path / "b.img", target, check_rc=0)
+    with windows_mounted(source, tmp_path / "m") as m:
+        os.unlink(m / "h")
+        os.utime(m / "d" / "f", ns=(10**18, 10**18))
+        want = ntfs_view(m)
+    run_cli("diff", source, tmp_path / "b.img", "-o", tmp_path / "d.img", "-q", check_rc=0)
+    run_cli("apply", "-q", tmp_path / "d.img", target, check_rc=0)
+    with windows_mounted(target, tmp_path / "t") as t:
+        assert ntfs_view(t) == want
