@@ -12,9 +12,11 @@ The header is read (and checked) before anything is written: format 0001 (partcl
 """
 
 import contextlib
+import errno
 import os
 import re
 import shutil
+import stat
 import struct
 import subprocess
 import tempfile
@@ -22,11 +24,12 @@ import zlib
 from dataclasses import dataclass
 
 from . import runs
-from .errors import ImageError, InputNotFound, OutputError, ToolError, show_path
+from .errors import DiffimgError, ImageError, InputNotFound, OutputError, ToolError, show_path
 from .interrupts import signals_held
 from .packer import PackOptions, create
-from .partition import tree_of
+from .partition import fs_type, tree_of
 from .progress import Phase
+from .safefs import open_file, private_to_us, remove
 from .tools import spawn
 
 # compression, found from the first bytes: (magic, name, command that decompresses stdin)
@@ -48,6 +51,15 @@ _V2_SIZE = 110
 # partclone's names of the filesystems diffimg can mount (partition.TYPES)
 _MOUNTABLE = re.compile(r"(EXTFS|EXT[234]|NTFS|FAT(12|16|32)?|VFAT|BTRFS|XFS)")
 _MARGIN = 64 << 20          # beyond the used blocks: the sparse file's own metadata, and slack
+# partclone.restore holds a bitmap of every block: 2^32 blocks (16 TiB of 4 KiB blocks) take
+# it about 512 MiB; a header asking more is refused before it runs
+_MAX_BLOCKS = 1 << 32
+_MAX_SIZE = 1 << 52
+# partclone's filesystem names -> what blkid must find in the restored volume
+_BLKID_TYPES = {"EXTFS": ("ext2", "ext3", "ext4"), "EXT2": ("ext2", "ext3", "ext4"),
+                "EXT3": ("ext2", "ext3", "ext4"), "EXT4": ("ext2", "ext3", "ext4"),
+                "NTFS": ("ntfs",), "FAT": ("vfat",), "FAT12": ("vfat",), "FAT16": ("vfat",),
+                "FAT32": ("vfat",), "VFAT": ("vfat",), "BTRFS": ("btrfs",), "XFS": ("xfs",)}
 
 
 @dataclass
@@ -66,21 +78,30 @@ class Header:
 
 
 def parts_of(source) -> list[bytes]:
-    """The files of a partclone image given as source: itself, or, for a split image (source
-    is NAME.aa, or NAME when only NAME.aa exists), NAME.aa, NAME.ab, ... while they exist."""
+    """The files of a partclone image given as source: itself; or, for a split image (source
+    is NAME.aa, NAME.aaa..., or NAME when only such parts exist), every NAME.SUFFIX of
+    lower-case letters in the order split makes them (aa ... yz, zaaa ...: that of their
+    names), each a regular file, not a symlink (a part planted beside the image must not
+    lead anywhere else)."""
     source = os.fsencode(source)
-    base = source[:-3] if source.endswith(b".aa") else source
-    if not source.endswith(b".aa") and (os.path.lexists(source) or not os.path.lexists(base + b".aa")):
-        if not os.path.lexists(source):
-            raise InputNotFound(f"no such partclone image: {show_path(source)}")
+    split_first = re.fullmatch(rb"(.*)\.a{2,}", source)
+    if not split_first and os.path.lexists(source):
         return [source]
-    parts = []
-    for first in b"abcdefghijklmnopqrstuvwxyz":
-        for second in b"abcdefghijklmnopqrstuvwxyz":
-            part = base + b"." + bytes([first, second])
-            if not os.path.lexists(part):
-                return parts
-            parts.append(part)
+    base = split_first[1] if split_first else source
+    folder, name = os.path.split(base)
+    try:
+        names = os.listdir(folder or b".")
+    except OSError:
+        names = []
+    suffixes = sorted(n[len(name) + 1:] for n in names
+                      if n.startswith(name + b".") and re.fullmatch(rb"[a-z]{2,}", n[len(name) + 1:]))
+    if not suffixes:
+        raise InputNotFound(f"no such partclone image: {show_path(source)}")
+    parts = [base + b"." + suffix for suffix in suffixes]
+    for part in parts:
+        if not stat.S_ISREG(os.lstat(part).st_mode):
+            raise ImageError(f"{show_path(part)}: a part of a split image that is not a file "
+                             "(a symlink, folder or device)")
     return parts
 
 
@@ -117,8 +138,8 @@ def parse_header(data: bytes, source) -> Header:
         raise bad(f"image format {version!r}")
     filesystem = fs.split(b"\0")[0].decode("ascii", "replace")
     if not (512 <= block_size <= 1 << 26 and block_size & (block_size - 1) == 0) \
-            or not 0 < total <= 1 << 48 or not 0 <= used <= total \
-            or not total * block_size <= device_size <= 1 << 56:
+            or not 0 < total <= _MAX_BLOCKS or not 0 <= used <= total \
+            or not total * block_size <= device_size <= _MAX_SIZE:
         raise bad("its header gives impossible sizes")
     return Header(version.decode(), filesystem, device_size, block_size, total, used, tool)
 
@@ -128,9 +149,24 @@ class _Pipeline:
     messages of each kept in a temporary file (a talkative one never blocks)."""
 
     def __init__(self, parts, decompress, last=None, stdout=subprocess.PIPE):
-        self.procs, self.logs = [], []
-        argvs = [["cat", "--", *parts]] + ([decompress] if decompress else []) + \
-            ([last] if last else [])
+        self.procs, self.logs, self.fds = [], [], []
+        try:
+            # the parts opened here (a split image's without following a symlink), and read
+            # by cat through these very descriptors: nothing swapped in meanwhile is read
+            for part in parts:
+                self.fds.append(os.open(part, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+                                        | (os.O_NOFOLLOW if len(parts) > 1 else 0)))
+                if not stat.S_ISREG(os.fstat(self.fds[-1]).st_mode):
+                    raise ImageError(f"{show_path(part)} is not a file")
+        except OSError as exc:
+            self.close()
+            raise InputNotFound(f"cannot read {show_path(exc.filename or parts[0])}: "
+                                f"{exc.strerror}") from None
+        except BaseException:
+            self.close()
+            raise
+        argvs = [["cat", "--", *(f"/dev/fd/{fd}" for fd in self.fds)]] + \
+            ([decompress] if decompress else []) + ([last] if last else [])
         try:
             previous = subprocess.DEVNULL
             for n, argv in enumerate(argvs):
@@ -140,7 +176,8 @@ class _Pipeline:
                 log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in close)
                 self.logs.append(log)
                 proc = spawn(argv, stdin=previous, stderr=log,
-                             stdout=subprocess.PIPE if n < len(argvs) - 1 else stdout)
+                             stdout=subprocess.PIPE if n < len(argvs) - 1 else stdout,
+                             pass_fds=self.fds if n == 0 else ())
                 if previous is not subprocess.DEVNULL:
                     previous.close()             # the next one alone reads it
                 self.procs.append((argv[0], proc))
@@ -168,6 +205,9 @@ class _Pipeline:
             proc.wait()
 
     def close(self):
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
         for _, proc in self.procs:
             if proc.poll() is None:
                 proc.kill()
@@ -197,7 +237,7 @@ def convert(source, out, opts: PackOptions, *, tmp=None, allow_unclean: bool = F
     for the restored volume (default: out's folder)."""
     parts = parts_of(source)
     try:
-        with open(parts[0], "rb") as f:
+        with open_file(parts[0]) as f:      # a regular file only (a FIFO would block)
             first = f.read(16)
     except OSError as exc:
         raise InputNotFound(f"cannot read {show_path(parts[0])}: {exc.strerror}") from None
@@ -210,14 +250,24 @@ def convert(source, out, opts: PackOptions, *, tmp=None, allow_unclean: bool = F
         raise OutputError(f"{show_path(out)} already exists; remove it or choose another name")
     tmp = os.fsencode(tmp) if tmp is not None else os.path.dirname(os.path.abspath(os.fsencode(out)))
     _check_room(tmp, header)
-    with _private_folder(tmp) as folder:
-        volume = os.path.join(folder, b"volume")
-        _restore(parts, decompress, volume, header, source, opts)
-        with tree_of(volume, writable=False, allow_unclean=allow_unclean) as tree:
-            opts.converted_from = {"format": "partclone", "path": os.fsdecode(os.path.abspath(
-                os.fsencode(source))), "image_version": header.version, "partclone": header.tool,
-                "filesystem": header.filesystem, "compression": compression, "parts": len(parts)}
-            return create(tree, out, opts)
+    with _private_folder(tmp) as here:
+        volume = here + b"/volume"
+        try:
+            _restore(parts, decompress, volume, header, source, opts)
+            found = fs_type(volume)
+            if found not in _BLKID_TYPES.get(header.filesystem, ()):
+                raise ImageError(f"{show_path(source)}: its header says {header.filesystem}, but "
+                                 f"the restored volume holds {found or 'no filesystem blkid knows'}")
+            with tree_of(volume, writable=False, allow_unclean=allow_unclean) as tree:
+                opts.converted_from = {
+                    "format": "partclone", "path": os.fsdecode(os.path.abspath(os.fsencode(source))),
+                    "image_version": header.version, "partclone": header.tool,
+                    "filesystem": header.filesystem, "compression": compression,
+                    "parts": len(parts)}
+                return create(tree, out, opts)
+        except DiffimgError as exc:     # the volume is named as the user gave it
+            exc.message = exc.message.replace(os.fsdecode(volume), os.fsdecode(source))
+            raise
 
 
 def _check_room(tmp: bytes, header: Header):
@@ -236,19 +286,36 @@ def _check_room(tmp: bytes, header: Header):
 
 @contextlib.contextmanager
 def _private_folder(where: bytes):
-    """A new folder in where, only ours (0700), removed with all in it at the end, or by the
-    next run if this one is killed."""
+    """A new folder in where, only ours (0700), yielded as /proc/PID/fd/N of this process's fd
+    of it: partclone.restore, blkid and the mount reach it through that fd, so renaming the
+    folder or planting a symlink in where sends nothing elsewhere (as packer's output). It
+    goes with all in it at the end (never across a mount point), or with the next run if
+    this one is killed."""
+    dir_fd = fd = None
     try:
+        dir_fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         with signals_held():            # made and listed at once: an interrupt leaves neither
             folder = os.fsencode(tempfile.mkdtemp(prefix=f".diffimg-convert-{os.getpid()}-",
                                                   dir=os.fsdecode(where)))
             runs.current().made(folder)
+        name = os.path.basename(folder)
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=dir_fd)
+        st = os.fstat(fd)
+        if not private_to_us(st) or stat.S_IMODE(st.st_mode) != 0o700:
+            raise OSError(errno.EPERM, "the private folder was swapped", folder)
     except OSError as exc:
+        for open_fd in (fd, dir_fd):
+            if open_fd is not None:
+                os.close(open_fd)
         raise OutputError(f"cannot write in {show_path(where)}: {exc.strerror}") from None
     try:
-        yield folder
+        yield b"/proc/%d/fd/%d" % (os.getpid(), fd)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            remove(dir_fd, name)
+        os.close(dir_fd)
 
 
 def _restore(parts, decompress, volume: bytes, header: Header, source, opts: PackOptions):
@@ -259,7 +326,8 @@ def _restore(parts, decompress, volume: bytes, header: Header, source, opts: Pac
     restore = ["partclone.restore", "-q", "-C", "-s", "-", "-O", os.fsdecode(volume),
                "-L", os.fsdecode(volume + b".log")]
     # made first: partclone.restore, making it itself, now and then fails to open it (ENOENT)
-    os.close(os.open(volume, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    os.close(os.open(volume, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600))
     pipeline = _Pipeline(parts, decompress, restore, stdout=subprocess.DEVNULL)
     try:
         pipeline.wait()

@@ -1,10 +1,10 @@
-"""Hold Ctrl-C and SIGTERM over a step that must not be cut in half."""
+"""Hold Ctrl-C, SIGTERM and SIGHUP over a step that must not be cut in half."""
 
 import contextlib
 import signal
 import threading
 
-HELD = (signal.SIGINT, signal.SIGTERM)
+HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextlib.contextmanager

@@ -151,8 +151,12 @@ def _mounted(path: bytes, fstype: str, st, writable: bool):
                     path, point]
     else:
         loop = ",loop" if stat.S_ISREG(st.st_mode) else ""
+        # read-only: an ext filesystem set to panic on an error (tune2fs -e panic) must not
+        # take the imaging server down while it is read
+        calm = ",errors=continue" if not writable and fstype.startswith("ext") else ""
         def argv(point):
-            return ["mount", "-t", fstype, "-o", f"{mode},nodev,nosuid,noexec{loop}", path, point]
+            return ["mount", "-t", fstype, "-o", f"{mode},nodev,nosuid,noexec{loop}{calm}", path,
+                    point]
     return mounted_by(argv, f"mounting {os.fsdecode(path)} ({fstype})")
 
 

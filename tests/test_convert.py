@@ -128,10 +128,23 @@ def test_a_damaged_partclone_image_is_refused_leaving_nothing(ext4_clone, tmp_pa
         "not-partclone": b"\x1f\x8b" + os.urandom(5000),
         "text": b"just some text\n" * 100,
     }
+    import struct
+    import zlib
+    other = bytearray(data[:110])             # an EXT4 volume its header calls NTFS
+    other[36:52] = b"NTFS".ljust(16, b"\0")
+    struct.pack_into("<I", other, 106, zlib.crc32(bytes(other[:106])) ^ 0xFFFFFFFF)
+    cases["says-ntfs"] = bytes(other) + data[110:]
     for name, content in cases.items():
         (tmp_path / name).write_bytes(content)
         line = _refused(run_cli("convert", tmp_path / name, tmp_path / "c.img"), tmp_path)
         assert name in line, line
+    # a split image whose part leads elsewhere (a symlink planted beside it) is refused
+    (tmp_path / "split.aa").write_bytes(data[:1000])
+    (tmp_path / "split.ab").symlink_to("/etc/passwd")
+    (tmp_path / "split.ac").write_bytes(data[1000:])
+    line = _refused(run_cli("convert", tmp_path / "split.aa", tmp_path / "c.img"), tmp_path)
+    assert "split.ab" in line and "not a file" in line
+    assert_one_line_error(run_cli("convert", tmp_path / "nothing.aa", tmp_path / "c.img"), 3)
 
 
 def test_a_temporary_folder_too_small_is_refused_first_saying_how_much(ext4_clone, tmp_path):

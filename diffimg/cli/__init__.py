@@ -91,6 +91,7 @@ def main(argv=None):
     signal.signal(signal.SIGINT, signal.default_int_handler)
     runs.clean_dead_runs(lambda message: print(f"diffimg: warning: {message}", file=sys.stderr))
     signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGHUP, _terminated)      # a closed terminal or ssh session too
     try:
         rc = cli.main(args=argv, prog_name="diffimg", standalone_mode=False)
     except click.exceptions.Exit as exc:
