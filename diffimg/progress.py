@@ -22,6 +22,8 @@ class Phase(enum.Enum):
     COPYING = ("copying the content to store", "copying")
     CHECKING = ("checking what the image holds", "checking")
     WRITING_METADATA = ("writing the image's metadata",)
+    # verify
+    VERIFYING = ("checking the stored content of", "checking")
     # restore and apply
     READING_IMAGES = ("reading the images",)
     SCANNING_TARGET = ("scanning the target",)

@@ -11,12 +11,14 @@ from .errors import DiffimgError, InputNotFound, NeedsRoot, ToolError, show_path
 from .hashing import Problem, hash_batch, run_pooled
 from .image import Image
 from .merge import merge_join
+from .progress import Phase
 
 
-def verify_chain(paths, on_layer=None, on_note=None) -> list[str]:
+def verify_chain(paths, on_layer=None, on_note=None, on_phase=None, on_progress=None) -> list[str]:
     """Problems found in the chain of images at paths (empty when all is good). A chain that
     starts with a diff (its parent not given) is checked in all that needs no parent, and
-    on_note(message) says what was not."""
+    on_note(message) says what was not. on_phase(Phase, detail, total=...) as each layer's
+    stored content is checked, on_progress(files, bytes) as it is."""
     problems = []
     previous = None
     for index, path in enumerate(paths):
@@ -45,18 +47,21 @@ def verify_chain(paths, on_layer=None, on_note=None) -> list[str]:
             # one read of the manifest: checked whole, and for a full image it also lists the
             # files to hash while they are hashed
             delta = None
+            if on_phase is not None:
+                on_phase(Phase.VERIFYING, name, total=(image.info.get("stored_files", 0),
+                                                       image.info.get("stored_bytes", 0)))
             with image.manifest_reader() as m:
                 found = []
                 if image.kind == "full":
                     found += _check_content(image, itertools.chain(
                         content_files(m.entries()),
-                        streams.stored_items(streams.of_entries(image.entries()))))
+                        streams.stored_items(streams.of_entries(image.entries()))), on_progress)
                 else:
                     delta = image.delta()
                     found += check_delta(m.entries(), delta)
                     found += _check_content(image, itertools.chain(
                         ((c.path, c.digest, c.after.size) for c in delta if c.action == STORE),
-                        streams.stored_items(streams.of_changes(delta))))
+                        streams.stored_items(streams.of_changes(delta))), on_progress)
                 if m.trailer["tree_id"] != image.tree_id:
                     found.append("manifest's tree ID does not match the image's")
                 m.check_stat_section()
@@ -115,13 +120,18 @@ def _applied(parent_entries, delta, bad: list):
             yield c.after
 
 
-def _check_content(image: Image, stored) -> list[str]:
+def _check_content(image: Image, stored, on_progress=None) -> list[str]:
     """Problems with the files the container must hold: stored, (path, digest, size) (and, for
     a large stream, where it was read)."""
     bad = []
+    done = [0, 0]
 
     def check(item, hashed):
         path, digest, size = item[:3]
+        if on_progress is not None and hashed.content is not None:
+            done[0] += 1
+            done[1] += hashed.content.size
+            on_progress(*done)
         if hashed.problem is Problem.VANISHED:
             bad.append(f"{show_path(path)}: missing from the container")
         elif hashed.problem is not None:

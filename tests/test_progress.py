@@ -65,3 +65,13 @@ def test_progress_as_plain_lines_on_a_pipe_and_nothing_when_quiet(tmp_path):
     target.mkdir()
     proc = run_cli("restore", tmp_path / "img", target, "-q", "--progress", check_rc=0)
     assert proc.stderr == b"" and proc.stdout == b""
+
+
+def test_verify_shows_its_progress_against_what_the_image_stores(tmp_path):
+    tree = _tree(tmp_path / "t")
+    run_cli("create", tree, tmp_path / "img", "-q", check_rc=0)
+    shown = _on_a_terminal("verify", tmp_path / "img")
+    assert "diffimg: checking the stored content of" in shown and "(40 files, " in shown
+    assert "/40 files" in shown and "%)" in shown and "all good" in shown
+    proc = run_cli("verify", tmp_path / "img", "--progress", check_rc=0)
+    assert b"checking: " in proc.stderr and b"\r" not in proc.stderr

@@ -5,7 +5,6 @@ import datetime
 import json
 import os
 import stat
-import sys
 
 import click
 
@@ -13,9 +12,9 @@ from ..entry import FMT_OF_KIND, Kind
 from ..errors import InputNotFound, show_path
 from ..image import Image
 from ..manifest import ManifestReader, is_manifest
-from ..progress import human_bytes
+from ..progress import ProgressLine, human_bytes
 from ..verify import verify_chain
-from . import cli
+from . import cli, progress_option
 
 EXIT_GOOD, EXIT_BAD = 0, 1
 
@@ -174,19 +173,23 @@ def c_quoted(name: bytes) -> str:
 
 
 @cli.command("verify")
+@progress_option
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=bytes))
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
 def verify_command(images, quiet):
     """Check IMAGE [DIFF...]: metadata intact, each diff on the layer before it, and every stored
     file's content; a DIFF alone (or a chain starting with one) in all that needs no parent.
     Exit 0 good, 1 bad (each problem named)."""
-    def layer(name):
-        if not quiet and sys.stderr.isatty():
-            click.echo(f"checking {name}", err=True)
+    progress = ProgressLine("checking", quiet, unit="files")
+
     def note(message):
         if not quiet:
+            progress.clear()
             click.echo(f"note: {message}", err=True)
-    problems = verify_chain(images, layer, note)
+    try:
+        problems = verify_chain(images, None, note, progress.phase, progress)
+    finally:
+        progress.clear()
     for problem in problems:
         click.echo(f"BAD: {problem}")
     if not quiet:
