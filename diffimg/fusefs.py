@@ -30,7 +30,12 @@ class ChainFS(pyfuse3.Operations):
 
     def __init__(self, layers, roots: dict):
         super().__init__()
-        self._layers, self._roots = layers, roots
+        # each layer's tree held open from before the mount: a mount point on or inside a
+        # container's folder (a dir-format image's tree) then hides nothing from the server,
+        # which would otherwise read through its own mount and wait on itself for ever
+        self._layers = layers
+        self._roots = {n: os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                       for n, root in roots.items()}
         self._entries: dict[int, object] = {}
         self._children: dict[int, dict[bytes, int]] = {}
         self._nlink: dict[int, int] = {}
@@ -130,16 +135,12 @@ class ChainFS(pyfuse3.Operations):
         """An fd of the stored content of e, in the newest layer that stores it."""
         try:
             source = _source(self._layers, e.digest)
-            root_fd = os.open(self._roots[source.layer], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            parent, name = split(source.path)
+            dir_fd = open_dir(self._roots[source.layer], parent)
             try:
-                parent, name = split(source.path)
-                dir_fd = open_dir(root_fd, parent)
-                try:
-                    return open_regular(dir_fd, name, os.O_RDONLY | os.O_CLOEXEC)
-                finally:
-                    os.close(dir_fd)
+                return open_regular(dir_fd, name, os.O_RDONLY | os.O_CLOEXEC)
             finally:
-                os.close(root_fd)
+                os.close(dir_fd)
         except Exception:
             raise pyfuse3.FUSEError(errno.EIO) from None
 
@@ -151,6 +152,11 @@ class ChainFS(pyfuse3.Operations):
         fd = self._open.pop(fh, None)
         if fd is not None:
             os.close(fd)
+
+    def close(self):
+        for fd in self._roots.values():
+            os.close(fd)
+        self._roots = {}
 
     async def statfs(self, ctx):
         s = pyfuse3.StatvfsData()
@@ -186,6 +192,7 @@ def serve(images, mountpoint, on_ready=None):
             unmounted = True
         finally:
             pyfuse3.close(unmount=not unmounted)
+            fs.close()
 
 
 def is_diffimg_mount(mountpoint) -> int | None:

@@ -172,3 +172,21 @@ def test_mount_refuses_damaged_content_and_bad_input_leaving_nothing(tmp_path):
     proc.wait(timeout=60)
     assert proc.returncode == 130, proc.stderr.read()
     assert _diffimg_mounts() == before
+
+
+def test_a_mount_over_its_own_layer_serves_and_ends(tmp_path):
+    """A mount point on the container's folder of a layer (a dir-format image's tree) hides
+    nothing from the server: it reads its layers through descriptors held from before."""
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "f").write_bytes(b"content" * 1000)
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    before = _diffimg_mounts()
+    run_cli("mount", tmp_path / "img", tmp_path / "img" / "tree", check_rc=0, timeout=60)
+    try:
+        proc = subprocess.run(["cat", str(tmp_path / "img" / "tree" / "f")], capture_output=True,
+                              timeout=30)
+        assert proc.stdout == b"content" * 1000
+    finally:
+        run_cli("umount", tmp_path / "img" / "tree", check_rc=0, timeout=60)
+    assert _diffimg_mounts() == before
