@@ -12,7 +12,9 @@
     ├── NeedsRoot (12)            the operation mounts images and needs root
     ├── Busy (13)                 another diffimg is restoring the same target
     ├── Refused (14)              apply: the target is not the diff's parent tree
-    └── NoState (15)              status: diffimg never restored the target (or its state is damaged)
+    ├── NoState (15)              status: diffimg never restored the target (or its state is damaged)
+    ├── RemoteError (18)          a server could not be reached, or answered with an error
+    └── RangesNotHonoured (19)    a server sent whole files where byte ranges were asked for
 
 Exit 0 and 1 belong to commands (identical / differ); 2 is click's usage error;
 130 is an interrupt. The table lives in spec/cli.md.
@@ -81,6 +83,14 @@ class Refused(DiffimgError):
 
 class NoState(DiffimgError):
     exit_code = 15
+
+
+class RemoteError(DiffimgError):
+    exit_code = 18
+
+
+class RangesNotHonoured(RemoteError):
+    exit_code = 19
 
 
 def show_path(path) -> str:

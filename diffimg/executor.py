@@ -10,6 +10,7 @@ import contextlib
 import errno
 import fcntl
 import functools
+import itertools
 import os
 import stat
 
@@ -30,10 +31,11 @@ from .safefs import (
     set_meta_fd,
     split,
 )
-from .streams import large
+from .streams import STORE_DIR, large
 from .writer import From, Job, Root, write_batch
 
 RESCUE_DIR = b".diffimg-rescue"
+FETCH_DIR = b".diffimg-fetch"
 TMP_PREFIX = b".diffimg-tmp-"
 
 
@@ -65,6 +67,8 @@ class _Run:
     def __init__(self):
         token = b"%d-%s" % (os.getpid(), os.urandom(6).hex().encode())
         self.rescue_dir = RESCUE_DIR + b"-" + token
+        self.fetch_dir = FETCH_DIR + b"-" + token     # content fetched from remote layers
+        self.fetch_fd = None
         self._tmp_names = (TMP_PREFIX + b"%s-%d" % (token, n) for n in range(1 << 62))
 
     def tmp_name(self) -> bytes:
@@ -77,9 +81,11 @@ class _Run:
 
 def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=None,
             on_progress=None, on_warning=None):
-    """Carry out plan p on the target (root_fd). layer_roots: layer number -> mounted tree.
-    on_progress(files, bytes) is called as files are written; on_warning(message) for a short
-    name that cannot be given (_ShortNames)."""
+    """Carry out plan p on the target (root_fd). layer_roots: layer number -> mounted tree, or a
+    remote.ContentReader (a layer on a web server: what the writes need of it is fetched first,
+    into this run's fetch folder in the target). on_progress(files, bytes) is called as files
+    are fetched and written; on_warning(message) for a short name that cannot be given
+    (_ShortNames)."""
     phase = on_phase or (lambda phase, detail=None, total=None: None)
     dirs = Dirs(root_fd)
     run = _Run()
@@ -98,9 +104,14 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
         _make_folders(dirs, p.dirs)
         phase(Phase.MAKING_SPECIALS)
         _make_specials(dirs, run, p.specials, ntfs.is_ntfs(root_fd), short_names)
+        fetched = {}
+        if any(not isinstance(r, bytes) for r in layer_roots.values()):
+            layer_roots, fetched = _fetch(p, root_fd, run, layer_roots, phase, on_progress)
+            sources = {digest: layer_roots[n] for digest, n in p.stream_layers.items()}
         counts = p.counts()
         phase(Phase.WRITING_FILES, total=(counts["files_written"], counts["bytes_written"]))
-        _write_files(p, Root.of(root_fd), run, layer_roots, sources, on_progress, short_names)
+        _write_files(p, Root.of(root_fd), run, layer_roots, sources, on_progress, short_names,
+                     fetched)
         phase(Phase.LINKING)
         for e in p.links:
             _link(root_fd, dirs, e, run.tmp_name())
@@ -114,6 +125,8 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
         short_names.give(dirs, on_warning or (lambda message: None))   # (a folder's mtime moves)
         if p.rescues:
             remove(root_fd, run.rescue_dir)
+        if fetched:
+            remove(root_fd, run.fetch_dir)
         dirs.close()                         # the rescue folder is gone
         for e in reversed(p.dir_metas):      # deepest first: a folder after its content
             if e.path:
@@ -129,6 +142,8 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
         raise OutputError(f"cannot change {show_path(target)}: {exc.strerror}{where}") from None
     finally:
         dirs.close()
+        if run.fetch_fd is not None:
+            os.close(run.fetch_fd)
 
 
 class _ShortNames:
@@ -219,14 +234,106 @@ def _rescue(root_fd: int, dirs: Dirs, run: _Run, rescues: dict):
         os.close(keep_fd)
 
 
-def _jobs(p: Plan, run: _Run, layer_roots: dict, sources: dict):
-    """(Job, Write) for each write: where the worker reads the content."""
+def _fetch(p: Plan, root_fd: int, run: _Run, layer_roots: dict, phase, on_progress):
+    """Fetch what the plan reads of each remote layer (stored files, large streams) into the
+    run's fetch folder, each file checked against its digest as it arrives; (the layer roots,
+    remote ones now their folder there, seen from the workers; the fetched layers' folders
+    inside the target, for the writes to take the fetched inodes themselves)."""
+    remote = {n: r for n, r in layer_roots.items() if not isinstance(r, bytes)}
+    wanted = {n: {} for n in remote}
+    for w in p.writes:
+        if w.source.origin is From.LAYER and w.source.layer in remote:
+            wanted[w.source.layer][w.source.path] = (w.entry.digest, w.entry.size)
+    for e in itertools.chain((w.entry for w in p.writes), p.metas, p.dir_metas):
+        for _, size, digest in large(e.xattrs):
+            n = p.stream_layers.get(digest)
+            if n in remote:
+                wanted[n][STORE_DIR + b"/" + digest.hex().encode()] = (digest, size)
+    total = (sum(len(w) for w in wanted.values()),
+             sum(size for w in wanted.values() for _, size in w.values()))
+    phase(Phase.FETCHING, total=total)
+    os.mkdir(run.fetch_dir, 0o700, dir_fd=root_fd)
+    fetch_fd = os.open(run.fetch_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                       dir_fd=root_fd)
+    roots, folders = dict(layer_roots), {}
+    done = [0, 0]
+
+    def progress(size):
+        done[0] += 1
+        done[1] += size
+        if on_progress is not None:
+            on_progress(*done)
+    try:
+        for n, reader in remote.items():
+            name = b"%d" % n
+            os.mkdir(name, 0o700, dir_fd=fetch_fd)
+            layer_dirs = Dirs(os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                      | os.O_CLOEXEC, dir_fd=fetch_fd))
+            try:
+                reader.read([(path, digest, size) for path, (digest, size) in sorted(
+                    wanted[n].items())], functools.partial(StagedFile, layer_dirs, progress))
+            finally:
+                layer_dirs.close()
+                os.close(layer_dirs.root)
+            roots[n] = b"/proc/%d/fd/%d/%s" % (os.getpid(), fetch_fd, name)
+            folders[n] = run.fetch_dir + b"/" + name
+    except BaseException:
+        os.close(fetch_fd)
+        with contextlib.suppress(OSError):
+            remove(root_fd, run.fetch_dir)
+        raise
+    run.fetch_fd = fetch_fd
+    return roots, folders
+
+
+class StagedFile:
+    """A fetched file, written where it lies in its layer's tree (beneath the layer's folder
+    in the fetch folder, folders made as needed, nothing followed): remote.ContentReader's sink."""
+
+    def __init__(self, dirs: Dirs, progress, path: bytes, size: int):
+        parent, name = split(path)
+        folder = b""
+        for part in parent.split(b"/") if parent else ():
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o700, dir_fd=dirs.fd(folder))
+            folder = folder + b"/" + part if folder else part
+        self._dir_fd, self._name, self._progress = dirs.fd(folder), name, progress
+        self._fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                           | os.O_CLOEXEC, 0o600, dir_fd=self._dir_fd)
+        self._size = size
+
+    def write(self, offset: int, data):
+        while data:
+            n = os.pwrite(self._fd, data, offset)
+            data, offset = data[n:], offset + n
+
+    def close(self):
+        try:
+            os.ftruncate(self._fd, self._size)
+        finally:
+            os.close(self._fd)
+        self._progress(self._size)
+
+    def abort(self):
+        os.close(self._fd)
+        with contextlib.suppress(OSError):
+            os.unlink(self._name, dir_fd=self._dir_fd)
+
+
+def _jobs(p: Plan, run: _Run, layer_roots: dict, sources: dict, fetched: dict):
+    """(Job, Write) for each write: where the worker reads the content. Content fetched from a
+    remote layer is taken as rescued content is: its first write may take the fetched inode."""
     linked = set()       # rescued content: its first write may take the rescued inode itself
     for w in p.writes:
         origin = w.source.origin
         may_link = False
         layer_root = None
-        if origin is From.LAYER:
+        if origin is From.LAYER and w.source.layer in fetched:
+            origin = From.RESCUE
+            where = fetched[w.source.layer] + b"/" + w.source.path
+            may_link = where not in linked
+            linked.add(where)
+        elif origin is From.LAYER:
             where, layer_root = w.source.path, layer_roots[w.source.layer]
         elif origin is From.RESCUE:
             where = run.rescue_path(w.entry.digest)
@@ -239,7 +346,7 @@ def _jobs(p: Plan, run: _Run, layer_roots: dict, sources: dict):
 
 
 def _write_files(p: Plan, target: Root, run: _Run, layer_roots: dict, sources: dict, on_progress,
-                 short_names: "_ShortNames"):
+                 short_names: "_ShortNames", fetched: dict):
     done = [0, 0]
 
     def check(w, written):
@@ -252,7 +359,7 @@ def _write_files(p: Plan, target: Root, run: _Run, layer_roots: dict, sources: d
             return
         raise _write_failure(w, written)
 
-    run_pooled(functools.partial(write_batch, target), _jobs(p, run, layer_roots, sources), check,
+    run_pooled(functools.partial(write_batch, target), _jobs(p, run, layer_roots, sources, fetched), check,
                batch_size=64)
 
 

@@ -26,7 +26,7 @@ MAGIC = b"\x89DIFFIMG-IMAGE\r\n"
 VERSION = (1, 0)
 FOOTER = struct.Struct(">16sHHQQ16s")     # magic, major, minor, index offset, index length, digest
 ALIGN = 4096
-BLOBS = ("manifest", "delta", "info")
+BLOBS = ("manifest", "delta", "info", "ranges")
 MAX_DELTA_RECORDS = 1 << 26     # far beyond any tree's changes; a bigger count is junk
 MAX_SMALL_BLOB = 16 << 20       # the index and the info are a few hundred bytes
 
@@ -35,14 +35,17 @@ def blob_digest(data: bytes) -> bytes:
     return xxhash.xxh3_128_digest(data)
 
 
-def append_metadata(f, container: dict, manifest_path, delta: list[Change] | None, info: dict):
-    """Append the metadata section to the open file f (positioned at the end of its content)."""
+def append_metadata(f, container: dict, manifest_path, delta: list[Change] | None, info: dict,
+                    ranges: bytes | None = None):
+    """Append the metadata section to the open file f (positioned at the end of its content);
+    ranges: the ranges blob (squashfs containers, remote.ranges_blob)."""
     index = {"container": container}
     with open(manifest_path, "rb") as m:
         blobs = {"manifest": m.read(),
                  "delta": codec.pack_compressed([c.to_record() for c in delta])
                  if delta is not None else None,
-                 "info": codec.pack(info)}
+                 "info": codec.pack(info),
+                 "ranges": ranges}
     for name in BLOBS:
         data = blobs[name]
         if data is None:
@@ -65,6 +68,10 @@ def meta_path_of(path) -> bytes | None:
 
 
 def is_image(path) -> bool:
+    """Whether path is an image (an http(s) URL is taken for one: opening it tells)."""
+    from .http import is_url
+    if is_url(path):
+        return True
     meta = meta_path_of(path)
     if meta is None:
         return False
@@ -78,6 +85,8 @@ def is_image(path) -> bool:
 
 class Image:
     """An image opened for reading its metadata (and, with content(), its files)."""
+
+    remote = False          # remote.RemoteImage: on a web server
 
     def __init__(self, path):
         self.path = os.fsencode(path)
@@ -151,6 +160,13 @@ class Image:
         if check and blob_digest(data) != digest:
             self._fail(f"{name} is corrupt")
         return data
+
+    def blob(self, name: str) -> bytes:
+        """A blob's bytes, its digest checked (ImageError when absent or damaged)."""
+        if name not in self.blobs:
+            self._fail(f"it has no {name} blob")
+        with open_file(self.meta_path) as f:
+            return self._blob(f, name)
 
     def _info(self, f) -> dict:
         try:
@@ -334,9 +350,18 @@ def container_tree(path, fmt: str, length: int):
         yield tree
 
 
+def open_image(path) -> Image:
+    """An Image for a local path; for an http(s) URL, a remote.RemoteImage."""
+    from .http import is_url
+    if is_url(path):
+        from .remote import RemoteImage
+        return RemoteImage(path)
+    return Image(path)
+
+
 def open_chain(paths) -> list[Image]:
     """Open a base image and its diffs; check that each diff's parent is the layer before it."""
-    layers = [Image(p) for p in paths]
+    layers = [open_image(p) for p in paths]
     if layers and layers[0].kind != "full":
         raise ChainError(f"{show_path(layers[0].path)} is a differential image, not a base; "
                          "give the full image first")

@@ -9,6 +9,7 @@ import contextlib
 import errno
 import fcntl
 import itertools
+import mmap
 import os
 import stat
 import tempfile
@@ -17,12 +18,12 @@ from dataclasses import dataclass
 
 import xxhash
 
-from . import __version__, containers, runs, streams, tarstream, windows
+from . import __version__, containers, runs, squashmap, streams, tarstream, windows
 from .containers import Sizes
 from .delta import STORE
 from .differ import diff_trees
 from .entry import Kind, content_files
-from .errors import ImageError, OutputError, ScanError, show_path
+from .errors import ImageError, OutputError, ScanError, ToolError, show_path
 from .fsmeta import source_info
 from .hashing import Problem, copy_batch, hash_batch, open_for_read, run_pooled
 from .image import ALIGN, append_metadata, container_tree, open_chain
@@ -434,6 +435,18 @@ def _info(kind, tree, container, trailer, parent_id, stored_files, stored_bytes)
     }
 
 
+def _ranges_of(f, container, length: int) -> bytes | None:
+    """The ranges blob of a squashfs container (where each stored file's blocks lie, for
+    clients that fetch only some of them over HTTP: remote.py); None for other formats."""
+    if container.name != "squashfs" or length == 0:
+        return None
+    with mmap.mmap(f.fileno(), length, prot=mmap.PROT_READ) as data:
+        try:
+            return squashmap.ranges_blob(squashmap.read_map(data, length))
+        except squashmap.SquashfsError as exc:
+            raise ToolError(f"mksquashfs made a container diffimg cannot read ({exc})") from None
+
+
 def _finish(output, opts, info, changes):
     """Append the metadata, flush it to disk, and give the image its name."""
     _phase(opts, Phase.WRITING_METADATA)
@@ -441,11 +454,12 @@ def _finish(output, opts, info, changes):
     index_entry = {"format": output.container.name, "offset": 0,
                    "length": output.container.content_length(output.tmp)}
     with open(meta, mode) as f:
+        ranges = _ranges_of(f, output.container, index_entry["length"])
         f.seek(0, os.SEEK_END)
         if f.tell() % ALIGN:
             f.write(b"\0" * (ALIGN - f.tell() % ALIGN))
         info["container_bytes"] = index_entry["length"]
-        append_metadata(f, index_entry, output.manifest, changes, info)
+        append_metadata(f, index_entry, output.manifest, changes, info, ranges)
         f.flush()
         os.fsync(f.fileno())
     output.commit()

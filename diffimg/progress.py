@@ -30,6 +30,7 @@ class Phase(enum.Enum):
     CHECKING_TARGET = ("checking the target",)
     MOUNTING = ("mounting images",)
     RESCUING = ("keeping content that moves",)
+    FETCHING = ("fetching what the target lacks", "fetching")     # from a web server
     DELETING = ("deleting",)
     MAKING_FOLDERS = ("making folders",)
     MAKING_SPECIALS = ("making symlinks and special files",)

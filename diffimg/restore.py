@@ -18,7 +18,7 @@ from .errors import ImageError, OutputError, Refused, show_path
 from .executor import execute, locked_target
 from .fsmeta import mount_of, mount_points_below
 from .hashing import prestart_workers
-from .image import Image, open_chain
+from .image import open_chain, open_image
 from .keep import Kept, defaults_for, find_kept, literal_pattern
 from .manifest import STATE_DIR
 from .merge import PathLookup
@@ -49,7 +49,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
           on_warning=None, on_phase=None, command="apply"):
     """Apply one diff to the tree it was made on, reading and writing only the paths its delta
     touches; with force, restore its tree regardless of what target holds."""
-    image = Image(diff)
+    image = open_image(diff)
     if image.kind != "diff":
         raise Refused(f"{show_path(diff)} is a full image; use restore")
     if force:
@@ -176,6 +176,8 @@ def _refuse_images_inside(target: bytes, layers, kept: Kept, removed=None):
     and when the target is an image or lies inside one (a dir image's folder)."""
     root = os.stat(target)
     for layer in layers:
+        if layer.remote:
+            continue
         rel = _path_inside(layer.path, (root.st_dev, root.st_ino))
         image = os.stat(layer.path)
         if rel is None and stat.S_ISDIR(image.st_mode) \
@@ -357,9 +359,10 @@ def _execute(p, layers, target, root_fd, phase, on_progress, after_failure: str,
     once the target may have changed says what to do next (after_failure)."""
     needed = p.layers_read()
     with contextlib.ExitStack() as mounts:
-        if needed:
+        if any(not layers[n].remote for n in needed):
             phase(Phase.MOUNTING)
-        roots = {n: mounts.enter_context(layers[n].content()) for n in sorted(needed)}
+        roots = {n: layers[n].content_reader() if layers[n].remote
+                 else mounts.enter_context(layers[n].content()) for n in sorted(needed)}
         try:
             execute(p, target, root_fd, roots, phase, on_progress, warn)
         except (OutputError, ImageError) as exc:

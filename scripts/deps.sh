@@ -11,6 +11,7 @@ declare -A NEED=(
   [mksquashfs]=squashfs-tools [mkfs.ext4]=e2fsprogs [mkfs.btrfs]=btrfs-progs [setpriv]=util-linux
   [ntfs-3g]=ntfs-3g [mkntfs]=ntfs-3g [hivexget]=libhivex-bin
   [partclone.restore]=partclone [lzop]=lzop [lz4]=lz4 [xz]=xz-utils [bzip2]=bzip2
+  [nginx]=nginx-light [udp-sender]=udpcast [ip]=iproute2 [tc]=iproute2 [nft]=nftables
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -1,0 +1,250 @@
+"""Byte ranges of one file on a web server: the standard library's http.client, one kept-alive
+connection, many ranges per request.
+
+Any static server that answers Range requests will do (nginx, a cache, an S3-compatible store):
+images are served as they are. A request asks for up to MAX_RANGES ranges; the server answers
+206 with one part or a multipart/byteranges body (it may merge or reorder ranges: each part is
+taken for what its Content-Range says). A server that refuses several ranges at once (400, or 200
+with the whole file, as some object stores do) is asked for one range per request from then on;
+one that does the same for a single range does not honour ranges at all (RangesNotHonoured,
+exit 19). A dropped connection or a 5xx is retried with backoff, asking only for the bytes not
+yet received; after RETRIES failures in a row: RemoteError (exit 18).
+"""
+
+import http.client
+import re
+import ssl
+import time
+import urllib.parse
+
+from . import __version__
+from .errors import InputNotFound, RangesNotHonoured, RemoteError
+
+MAX_RANGES = 100               # per request: the Range header stays under 4 KiB
+RETRIES = 6
+BACKOFF = (0.5, 1, 2, 4, 8, 15)
+TIMEOUT = 30                   # seconds without a byte: the connection is taken for dropped
+READ_SIZE = 1 << 20
+_CONTENT_RANGE = re.compile(rb"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def is_url(path) -> bool:
+    text = path.decode("utf-8", "replace") if isinstance(path, bytes) else str(path)
+    return text.startswith(("http://", "https://"))
+
+
+class Traffic:
+    """What a Server received: requests made and body bytes read (for benchmarks and -v)."""
+
+    def __init__(self):
+        self.requests = 0
+        self.bytes = 0
+
+
+class _Dropped(Exception):
+    """The connection failed mid-answer (retried)."""
+
+
+class Server:
+    """One file (url) on one server."""
+
+    def __init__(self, url: str, traffic: Traffic | None = None):
+        self.url = url
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InputNotFound(f"not an http:// or https:// address: {url}")
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._conn = None
+        self._single = False          # the server takes one range per request only
+        self.size: int | None = None  # the file's length, from the first answer
+        self.traffic = traffic or Traffic()
+
+    def close(self):
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self):
+        if self._conn is None:
+            if self._https:
+                self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=TIMEOUT,
+                                                         context=ssl.create_default_context())
+            else:
+                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=TIMEOUT)
+        return self._conn
+
+    def tail(self, length: int) -> bytes:
+        """The file's last length bytes (and its size, kept in self.size)."""
+        for failures in range(RETRIES + 1):
+            parts = []
+            try:
+                self._ask(b"bytes=-%d" % length, lambda start, data, parts=parts:
+                          parts.append((start, data)))
+                break
+            except _Dropped as exc:
+                if failures == RETRIES:
+                    raise RemoteError(f"{self.url}: {exc}; gave up after {RETRIES} retries") \
+                        from None
+                time.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+        data = b"".join(d for _, d in sorted(parts))
+        if len(data) != min(length, self.size or 0):
+            raise RemoteError(f"{self.url}: the server sent {len(data)} bytes of the last {length}")
+        return data
+
+    def fetch(self, ranges, sink):
+        """Each (start, length) of ranges (sorted, not overlapping), its bytes given to
+        sink(offset, data) in order within each range, every byte exactly once."""
+        left = [[start, length] for start, length in ranges if length > 0]
+        failures = 0
+        while left:
+            batch = left[:1 if self._single else MAX_RANGES]
+            got = {id(r): 0 for r in batch}
+            spans = {(r[0], r[0] + r[1]): r for r in batch}
+
+            def take(offset, data, spans=spans, got=got):
+                for (start, end), r in spans.items():
+                    if start + got[id(r)] == offset and offset + len(data) <= end:
+                        got[id(r)] += len(data)
+                        sink(offset, data)
+                        return
+                # a part the server merged or split differently: give each range its share
+                self._split(offset, data, spans, got, sink)
+
+            header = b"bytes=" + b",".join(b"%d-%d" % (s, s + n - 1) for s, n in batch)
+            try:
+                self._ask(header, take, several=len(batch) > 1)
+                failures = 0
+            except _Dropped as exc:
+                failures += 1
+                if failures > RETRIES:
+                    raise RemoteError(f"{self.url}: {exc}; gave up after {RETRIES} retries") \
+                        from None
+                time.sleep(BACKOFF[min(failures, len(BACKOFF)) - 1])
+            for r in batch:
+                r[0] += got[id(r)]
+                r[1] -= got[id(r)]
+            left = [r for r in left if r[1] > 0]
+
+    @staticmethod
+    def _split(offset, data, spans, got, sink):
+        view = memoryview(data)
+        end = offset + len(data)
+        for (start, stop), r in sorted(spans.items()):
+            at = start + got[id(r)]
+            if at < stop and offset <= at < end:
+                piece = bytes(view[at - offset:min(stop, end) - offset])
+                got[id(r)] += len(piece)
+                sink(at, piece)
+
+    def _ask(self, header: bytes, take, several: bool = False):
+        """One GET with Range: header, its parts given to take(offset, data). _Dropped for a
+        failure worth retrying."""
+        conn = self._connection()
+        self.traffic.requests += 1
+        try:
+            conn.putrequest("GET", self._target, skip_accept_encoding=True)
+            conn.putheader("Range", header.decode())
+            conn.putheader("Accept-Encoding", "identity")
+            conn.putheader("User-Agent", f"diffimg/{__version__}")
+            conn.endheaders()
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise _Dropped(f"connection failed ({_reason(exc)})") from None
+        try:
+            self._answer(response, take, several)
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise _Dropped(f"connection dropped ({_reason(exc)})") from None
+        if response.will_close:
+            self.close()
+
+    def _answer(self, response, take, several: bool):
+        status = response.status
+        if status == 206:
+            kind = response.getheader("Content-Type", "")
+            if kind.lower().startswith("multipart/byteranges"):
+                boundary = re.search(r'boundary="?([^";]+)"?', kind)
+                if boundary is None:
+                    raise RemoteError(f"{self.url}: a multipart answer without a boundary")
+                self._parts(response, boundary.group(1).encode(), take)
+            else:
+                start, end = self._range(response.getheader("Content-Range", "").encode())
+                self._body(response, start, end - start + 1, take)
+            return
+        body_follows = status not in (204, 304)
+        if body_follows:
+            response.close()               # never read a whole file we did not ask for
+            self.close()
+        if status in (200, 400, 416) and several:
+            self._single = True            # some stores take one range per request only
+            raise _Dropped("the server takes one range per request")
+        if status == 200:
+            raise RangesNotHonoured(f"{self.url}: the server sent the whole file where a byte "
+                                    "range was asked for: it does not honour Range requests; "
+                                    "serve the images from one that does (nginx, Apache)")
+        if status == 400:
+            raise RangesNotHonoured(f"{self.url}: the server refused a byte range request (400)")
+        if status in (404, 410):
+            raise InputNotFound(f"no such image on the server: {self.url} ({status})")
+        if status == 416:
+            raise RemoteError(f"{self.url}: the file is shorter than its index says (416); was it "
+                              "replaced while being read?")
+        if status >= 500 or status == 429:
+            raise _Dropped(f"the server answered {status} {response.reason}")
+        raise RemoteError(f"{self.url}: the server answered {status} {response.reason}")
+
+    def _range(self, header: bytes) -> tuple[int, int]:
+        m = _CONTENT_RANGE.fullmatch(header.strip())
+        if m is None:
+            raise RemoteError(f"{self.url}: a part without a valid Content-Range")
+        start, end = int(m.group(1)), int(m.group(2))
+        if m.group(3) != b"*":
+            total = int(m.group(3))
+            if self.size is None:
+                self.size = total
+            elif total != self.size:
+                raise RemoteError(f"{self.url}: the file changed size while being read "
+                                  f"({self.size:,} then {total:,} bytes)")
+        if end < start or (self.size is not None and end >= self.size):
+            raise RemoteError(f"{self.url}: a part outside the file ({start}-{end})")
+        return start, end
+
+    def _body(self, response, start: int, length: int, take):
+        while length > 0:
+            data = response.read(min(length, READ_SIZE))
+            if not data:
+                raise http.client.IncompleteRead(b"")
+            self.traffic.bytes += len(data)
+            take(start, data)
+            start += len(data)
+            length -= len(data)
+
+    def _parts(self, response, boundary: bytes, take):
+        delimiter = b"--" + boundary
+        while True:
+            line = response.readline(4096)
+            if not line:
+                raise http.client.IncompleteRead(b"")
+            line = line.rstrip(b"\r\n")
+            if line == delimiter + b"--":
+                response.read()            # the epilogue, if any
+                return
+            if line != delimiter:
+                continue                   # the preamble, or the CRLF after a part
+            headers = {}
+            while (line := response.readline(4096).rstrip(b"\r\n")):
+                name, _, value = line.partition(b":")
+                headers[name.strip().lower()] = value.strip()
+                if len(headers) > 32:
+                    raise RemoteError(f"{self.url}: a multipart answer with junk headers")
+            start, end = self._range(headers.get(b"content-range", b""))
+            self._body(response, start, end - start + 1, take)
+
+
+def _reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return text

@@ -1,0 +1,377 @@
+"""Images on a web server, read in byte ranges.
+
+    RemoteImage(url)     an Image whose metadata (footer, index, blobs) was fetched from the end
+                         of the file into a sparse local copy: every metadata reader works on it
+    ContentReader        the stored files of a squashfs container, located by the image's ranges
+                         blob, fetched (or read from a local file) in merged byte ranges, their
+                         blocks decoded, and each file given to a sink in order, checked against
+                         its digest
+
+Only what is asked for is fetched: the blocks of the wanted files, merged into ranges when the
+gap between them is small (MERGE_GAP), many ranges per request (http.py); when the wanted bytes
+are most of the container (WHOLE_FRACTION), one range over all of them instead.
+"""
+
+import atexit
+import bisect
+import os
+import shutil
+import tempfile
+
+import xxhash
+import zstandard
+
+from . import codec
+from .errors import ImageError, show_path
+from .http import Server, Traffic
+from .image import FOOTER, MAGIC, Image
+from .manifest import unsafe_path
+from .squashmap import SIZE_MASK, UNCOMPRESSED_BLOCK
+from .streams import STORE_DIR
+
+MERGE_GAP = 16 << 10          # fetch a gap this small rather than start another range
+WHOLE_FRACTION = 0.5          # wanted bytes past this share of the container: one range
+MAX_METADATA = 4 << 30        # blobs and index: far beyond any manifest
+MAX_FILES = 1 << 26
+
+_private: list[str] = []
+
+
+def _private_folder() -> str:
+    """A folder of this process for the local copies of remote metadata, removed at exit."""
+    if not _private:
+        _private.append(tempfile.mkdtemp(prefix="diffimg-remote-"))
+        atexit.register(shutil.rmtree, _private[0], True)
+    return _private[0]
+
+
+class RemoteImage(Image):
+    """An image at an http(s) URL. Its path is the URL (for messages); its metadata lies in a
+    sparse local file of the image's size (meta_path), holding the bytes from the first blob to
+    the end; the container is read in ranges (content_reader)."""
+
+    remote = True
+
+    def __init__(self, url, traffic: Traffic | None = None):
+        url = os.fsdecode(url)
+        self.server = Server(url, traffic)
+        footer = self.server.tail(FOOTER.size)
+        size = self.server.size
+        magic, _major, _minor, index_offset, index_length, _ = FOOTER.unpack(footer)
+        if magic != MAGIC or index_offset + index_length > size - FOOTER.size:
+            raise ImageError(f"{url}: not a diffimg image (no footer; truncated or another file)")
+        local = os.path.join(_private_folder(), f"{len(os.listdir(_private_folder()))}.meta")
+        with open(local, "wb") as f:
+            f.truncate(size)
+            index = self._fetch_into(f, index_offset, size - index_offset)
+            first = _first_blob(index, index_offset)
+            if index_offset - first > MAX_METADATA:
+                raise ImageError(f"{url}: its metadata is too large ({index_offset - first:,} "
+                                 "bytes)")
+            self._fetch_into(f, first, index_offset - first)
+        super().__init__(local)
+        self.path = os.fsencode(url)
+        self._ranges = None
+
+    def _fetch_into(self, f, start: int, length: int) -> bytes:
+        out = bytearray()
+
+        def sink(offset, data):
+            out.extend(data)
+        self.server.fetch([(start, length)], sink)
+        f.seek(start)
+        f.write(out)
+        return bytes(out)
+
+    def content(self):
+        raise ImageError(f"{show_path(self.path)}: a remote image's container is read in ranges, "
+                         "never mounted")
+
+    def content_reader(self) -> "ContentReader":
+        if self.format != "squashfs" or "ranges" not in self.blobs:
+            raise ImageError(f"{show_path(self.path)}: a {self.format} image without a ranges "
+                             "blob cannot be read in byte ranges; copy it first (diffimg fetch "
+                             "URL --cache DIR) and restore from the copy")
+        return ContentReader(self, self.server.fetch)
+
+
+def _first_blob(index_bytes: bytes, index_offset: int) -> int:
+    """Where the first blob starts, from the index (checked in full by Image afterwards)."""
+    try:
+        index = codec.unpack(index_bytes[:-FOOTER.size])
+    except codec.DecodeErrors:
+        return index_offset
+    starts = [v[0] for v in index.values() if type(v) is list and v and type(v[0]) is int
+              and 0 <= v[0] <= index_offset] if type(index) is dict else []
+    return min(starts, default=index_offset)
+
+
+class Blocks:
+    """Where one stored file's bytes lie in the container."""
+    __slots__ = ("start", "words", "fragment", "fragment_offset", "size")
+
+    def __init__(self, start, words, fragment, fragment_offset, size):
+        self.start, self.words, self.fragment = start, words, fragment
+        self.fragment_offset, self.size = fragment_offset, size
+
+    def span(self) -> int:
+        return sum(w & SIZE_MASK for w in self.words)
+
+
+def read_ranges(image: Image) -> tuple[int, list, dict]:
+    """(block size, fragments, path -> Blocks) from the image's ranges blob, every field checked
+    against the container's length (spec/image.md): a bad one is a bad image."""
+    data = image.blob("ranges")
+    length = image.container.get("length", 0)
+
+    def bad(why):
+        raise ImageError(f"{show_path(image.path)}: its ranges blob is malformed ({why})")
+    fragments, located = [], {}
+    try:
+        items = codec.iter_compressed_array(data, MAX_FILES)
+        header = next(items, None)
+        if type(header) is not dict or header.get("compressor") != "zstd":
+            bad("not a map of zstd blocks")
+        block_size, count = header.get("block_size"), header.get("fragments")
+        if type(block_size) is not int or not 4096 <= block_size <= 1 << 20 \
+                or block_size & (block_size - 1) or type(count) is not int or count < 0:
+            bad("its header")
+        for item in items:
+            if len(fragments) < count:
+                if type(item) is not list or len(item) != 2 \
+                        or not _word_fits(item[0], item[1], block_size, length):
+                    bad("a fragment")
+                fragments.append(item)
+                continue
+            path, blocks = _file_record(item, block_size, count, length, located, bad)
+            located[path] = blocks
+    except (*codec.DecodeErrors, MemoryError) as exc:
+        bad(exc)
+    if len(fragments) < count:
+        bad("fewer fragments than its header says")
+    return block_size, fragments, located
+
+
+def _file_record(rec, block_size: int, fragments: int, length: int, located: dict, bad):
+    if type(rec) is not list or len(rec) != 6 or type(rec[0]) is not bytes \
+            or not stored_path(rec[0]) or rec[0] in located:
+        bad("a file's path")
+    path, start, words, fragment, frag_offset, size = rec
+    if type(start) is not int or type(size) is not int or size < 0 or start < 0 \
+            or type(words) is not list or type(frag_offset) is not int:
+        bad(f"{show_path(path)}")
+    whole, tail = divmod(size, block_size)
+    if fragment is None:
+        count = whole + (tail > 0)
+    else:
+        count = whole
+        if type(fragment) is not int or not 0 <= fragment < fragments or tail == 0 \
+                or not 0 <= frag_offset <= block_size - tail:
+            bad(f"{show_path(path)}'s fragment")
+    if len(words) != count or not all(type(w) is int and 0 <= w < 1 << 32
+                                      and (w & SIZE_MASK) <= block_size for w in words):
+        bad(f"{show_path(path)}'s blocks")
+    blocks = Blocks(start, words, fragment, frag_offset, size)
+    if start + blocks.span() > length:
+        bad(f"{show_path(path)} lies past the container")
+    return path, blocks
+
+
+def stored_path(path: bytes) -> bool:
+    """A path a container may store: one inside the tree, or a large stream's content."""
+    if path.startswith(STORE_DIR + b"/"):
+        name = path[len(STORE_DIR) + 1:]
+        return len(name) == 32 and all(c in b"0123456789abcdef" for c in name)
+    return not unsafe_path(path)
+
+
+def _word_fits(start, word, block_size, length) -> bool:
+    return type(start) is int and type(word) is int and 0 <= word < 1 << 32 and start >= 0 \
+        and 0 < word & SIZE_MASK <= block_size and start + (word & SIZE_MASK) <= length
+
+
+class ContentReader:
+    """The stored files of one squashfs image, read through fetch(ranges, sink) (a Server's
+    fetch, or a local file's reads)."""
+
+    def __init__(self, image: Image, fetch):
+        self.image = image
+        self._fetch = fetch
+        self.block_size, self.fragments, self.files = read_ranges(image)
+
+    def read(self, wanted, open_sink):
+        """For each (container path, digest, size) of wanted: its bytes, in order, given to the
+        sink open_sink(path, size) returns (write(offset, data), then close(); abort() on
+        failure).
+        ImageError when a file is not in the container as its record says."""
+        plan = _Plan(self, wanted, open_sink)
+        try:
+            self._fetch(plan.ranges(self.image.container.get("length", 0)), plan.feed)
+            plan.finish()
+        except BaseException:
+            plan.abort()
+            raise
+
+
+class _FileState:
+    """One wanted file as its pieces arrive: hashed in order (a fragment tail may come first);
+    a sparse block is hashed as zeros and never written (the sink leaves a hole)."""
+    __slots__ = ("path", "digest", "size", "sink", "next", "pending", "holes", "hasher")
+
+    def __init__(self, path, digest, size):
+        self.path, self.digest, self.size = path, digest, size
+        self.sink = None
+        self.next = 0
+        self.pending = {}
+        self.holes = {}
+        self.hasher = xxhash.xxh3_128()
+
+    def give(self, offset: int, data):
+        if offset != self.next:
+            self.pending[offset] = data
+            return
+        self.hasher.update(data)
+        self.sink.write(offset, data)
+        self.next = offset + len(data)
+        self.advance()
+
+    def advance(self):
+        """Past the holes and the pieces that were waiting for the ones before them."""
+        while True:
+            hole = self.holes.pop(self.next, None)
+            if hole is not None:
+                zeros = _zeros(hole)
+                self.hasher.update(zeros)
+                self.next += hole
+                continue
+            data = self.pending.pop(self.next, None)
+            if data is None:
+                return
+            self.hasher.update(data)
+            self.sink.write(self.next, data)
+            self.next += len(data)
+
+
+def _zeros(n: int) -> bytes:
+    if len(_ZEROS) < n:
+        _ZEROS[:] = [bytes(n)]
+    return memoryview(_ZEROS[0])[:n]
+
+
+_ZEROS = [b""]
+
+
+class _Plan:
+    """The blocks to decode for a set of wanted files, keyed by their place in the container."""
+
+    def __init__(self, reader: ContentReader, wanted, open_sink):
+        self.reader = reader
+        self.bs = reader.block_size
+        self.dctx = zstandard.ZstdDecompressor()
+        self.states: list[_FileState] = []
+        self.blocks: dict[int, list] = {}      # offset -> [size word, buffer, users]
+        for path, digest, size in wanted:
+            blocks = reader.files.get(path)
+            if blocks is None or blocks.size != size:
+                raise ImageError(f"{show_path(reader.image.path)}: {show_path(path)} is not "
+                                 "in its container as its record says (a damaged image?)")
+            state = _FileState(path, digest, size)
+            self.states.append(state)
+            at = blocks.start
+            for n, word in enumerate(blocks.words):
+                length = min(self.bs, size - n * self.bs)
+                if word & SIZE_MASK == 0:            # a sparse block: zeros, nothing stored
+                    state.holes[n * self.bs] = length
+                else:
+                    self._user(at, word, (state, n * self.bs, 0, length))
+                at += word & SIZE_MASK
+            if blocks.fragment is not None:
+                start, word = reader.fragments[blocks.fragment]
+                tail = size % self.bs
+                self._user(start, word, (state, size - tail, blocks.fragment_offset, tail))
+        self.offsets = sorted(self.blocks)
+        for state in self.states:              # sinks last: nothing is opened for a bad record
+            state.sink = open_sink(state.path, state.size)
+            state.advance()
+
+    def _user(self, offset, word, use):
+        block = self.blocks.setdefault(offset, [word, bytearray(), []])
+        if block[0] != word:
+            raise ImageError(f"{show_path(self.reader.image.path)}: two files give one block "
+                             "two sizes (a damaged image?)")
+        block[2].append(use)
+
+    def ranges(self, container_length: int) -> list:
+        spans = [(o, self.blocks[o][0] & SIZE_MASK) for o in self.offsets]
+        wanted = sum(n for _, n in spans)
+        if spans and wanted >= WHOLE_FRACTION * container_length:
+            first, last = spans[0][0], max(o + n for o, n in spans)
+            return [(first, last - first)]
+        return merge_spans(spans, MERGE_GAP)
+
+    def feed(self, offset: int, data: bytes):
+        end = offset + len(data)
+        i = bisect.bisect_right(self.offsets, offset) - 1
+        i = max(i, 0)
+        view = memoryview(data)
+        while i < len(self.offsets) and self.offsets[i] < end:
+            start = self.offsets[i]
+            block = self.blocks.get(start)
+            i += 1
+            if block is None:
+                continue
+            size = block[0] & SIZE_MASK
+            have = len(block[1])
+            lo, hi = max(start + have, offset), min(start + size, end)
+            if lo >= hi or lo != start + have:
+                continue
+            block[1] += view[lo - offset:hi - offset]
+            if len(block[1]) == size:
+                self._decode(start)
+
+    def _decode(self, offset: int):
+        word, raw, users = self.blocks.pop(offset)
+        if word & UNCOMPRESSED_BLOCK:
+            plain = bytes(raw)
+        else:
+            try:
+                plain = self.dctx.decompress(bytes(raw), max_output_size=self.bs)
+            except zstandard.ZstdError:
+                plain = b""
+        for state, file_offset, skip, length in users:
+            piece = plain[skip:skip + length]
+            if len(piece) != length:
+                raise ImageError(f"{show_path(self.reader.image.path)}: {show_path(state.path)}: "
+                                 "a block of its container does not decode (a damaged image?)")
+            state.give(file_offset, piece)
+
+    def finish(self):
+        if self.blocks:
+            raise ImageError(f"{show_path(self.reader.image.path)}: the server sent less than "
+                             "was asked for")
+        for state in self.states:
+            if state.next != state.size or state.pending \
+                    or state.hasher.digest() != state.digest:
+                raise ImageError(f"{show_path(self.reader.image.path)}: {show_path(state.path)}: "
+                                 "its stored content does not match its digest (a damaged "
+                                 "image?)")
+            state.sink.close()
+            state.sink = None
+
+    def abort(self):
+        for state in self.states:
+            if state.sink is not None:
+                state.sink.abort()
+                state.sink = None
+
+
+def merge_spans(spans, gap: int) -> list:
+    """Sorted (start, length) spans merged where they overlap or lie within gap bytes."""
+    merged = []
+    for start, length in sorted(spans):
+        if merged and start <= merged[-1][0] + merged[-1][1] + gap:
+            last = merged[-1]
+            last[1] = max(last[1], start + length - last[0])
+        else:
+            merged.append([start, length])
+    return [tuple(m) for m in merged]
