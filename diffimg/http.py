@@ -12,6 +12,7 @@ yet received; after RETRIES failures in a row: RemoteError (exit 18).
 """
 
 import http.client
+import os
 import re
 import ssl
 import time
@@ -21,7 +22,7 @@ from . import __version__
 from .errors import InputNotFound, RangesNotHonoured, RemoteError
 
 MAX_RANGES = 100               # per request: the Range header stays under 4 KiB
-RETRIES = 6
+RETRIES = int(os.environ.get("DIFFIMG_HTTP_RETRIES", "6"))    # failures in a row
 BACKOFF = (0.5, 1, 2, 4, 8, 15)
 TIMEOUT = 30                   # seconds without a byte: the connection is taken for dropped
 READ_SIZE = 1 << 20

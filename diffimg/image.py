@@ -355,8 +355,14 @@ def open_image(path) -> Image:
     from .http import is_url
     if is_url(path):
         from .remote import RemoteImage
-        return RemoteImage(path)
+        key = os.fsdecode(path)
+        if key not in _remote_images:          # (read once per run: its metadata is fetched)
+            _remote_images[key] = RemoteImage(path)
+        return _remote_images[key]
     return Image(path)
+
+
+_remote_images: dict = {}
 
 
 def open_chain(paths) -> list[Image]:

@@ -33,6 +33,7 @@ MERGE_GAP = 16 << 10          # fetch a gap this small rather than start another
 WHOLE_FRACTION = 0.5          # wanted bytes past this share of the container: one range
 MAX_METADATA = 4 << 30        # blobs and index: far beyond any manifest
 MAX_FILES = 1 << 26
+TAIL = 64 << 10                # the first request: the footer, and with luck all the metadata
 
 _private: list[str] = []
 
@@ -55,20 +56,26 @@ class RemoteImage(Image):
     def __init__(self, url, traffic: Traffic | None = None):
         url = os.fsdecode(url)
         self.server = Server(url, traffic)
-        footer = self.server.tail(FOOTER.size)
+        tail = self.server.tail(TAIL)          # most images' whole metadata: one request
         size = self.server.size
-        magic, _major, _minor, index_offset, index_length, _ = FOOTER.unpack(footer)
+        magic, _major, _minor, index_offset, index_length, _ = FOOTER.unpack(tail[-FOOTER.size:])
         if magic != MAGIC or index_offset + index_length > size - FOOTER.size:
             raise ImageError(f"{url}: not a diffimg image (no footer; truncated or another file)")
         local = os.path.join(_private_folder(), f"{len(os.listdir(_private_folder()))}.meta")
-        with open(local, "wb") as f:
+        with open(local, "w+b") as f:
             f.truncate(size)
-            index = self._fetch_into(f, index_offset, size - index_offset)
-            first = _first_blob(index, index_offset)
+            have = size - len(tail)              # the tail's first byte
+            if index_offset < have:
+                self._fetch_into(f, index_offset, have - index_offset)
+            f.seek(have)
+            f.write(tail)
+            f.seek(index_offset)
+            first = _first_blob(f.read(size - index_offset), index_offset)
             if index_offset - first > MAX_METADATA:
                 raise ImageError(f"{url}: its metadata is too large ({index_offset - first:,} "
                                  "bytes)")
-            self._fetch_into(f, first, index_offset - first)
+            if first < have:
+                self._fetch_into(f, first, min(have, index_offset) - first)
         super().__init__(local)
         self.path = os.fsencode(url)
         self._ranges = None
@@ -199,12 +206,12 @@ class ContentReader:
         self._fetch = fetch
         self.block_size, self.fragments, self.files = read_ranges(image)
 
-    def read(self, wanted, open_sink):
+    def read(self, wanted, open_sink, problems: list | None = None):
         """For each (container path, digest, size) of wanted: its bytes, in order, given to the
         sink open_sink(path, size) returns (write(offset, data), then close(); abort() on
-        failure).
-        ImageError when a file is not in the container as its record says."""
-        plan = _Plan(self, wanted, open_sink)
+        failure). ImageError when a file is not in the container as its record says; with
+        problems, each such file is named there instead, and the others are read."""
+        plan = _Plan(self, wanted, open_sink, problems)
         try:
             self._fetch(plan.ranges(self.image.container.get("length", 0)), plan.feed)
             plan.finish()
@@ -213,10 +220,25 @@ class ContentReader:
             raise
 
 
+def file_fetch(path):
+    """A fetch(ranges, sink) reading a local image file (a cached copy)."""
+    def fetch(ranges, sink):
+        with open(path, "rb", buffering=0) as f:
+            for start, length in ranges:
+                while length > 0:
+                    data = os.pread(f.fileno(), min(length, 1 << 20), start)
+                    if not data:
+                        raise ImageError(f"{show_path(path)}: cut short")
+                    sink(start, data)
+                    start += len(data)
+                    length -= len(data)
+    return fetch
+
+
 class _FileState:
     """One wanted file as its pieces arrive: hashed in order (a fragment tail may come first);
     a sparse block is hashed as zeros and never written (the sink leaves a hole)."""
-    __slots__ = ("path", "digest", "size", "sink", "next", "pending", "holes", "hasher")
+    __slots__ = ("path", "digest", "size", "sink", "next", "pending", "holes", "hasher", "broken")
 
     def __init__(self, path, digest, size):
         self.path, self.digest, self.size = path, digest, size
@@ -225,6 +247,7 @@ class _FileState:
         self.pending = {}
         self.holes = {}
         self.hasher = xxhash.xxh3_128()
+        self.broken = False
 
     def give(self, offset: int, data):
         if offset != self.next:
@@ -264,8 +287,9 @@ _ZEROS = [b""]
 class _Plan:
     """The blocks to decode for a set of wanted files, keyed by their place in the container."""
 
-    def __init__(self, reader: ContentReader, wanted, open_sink):
+    def __init__(self, reader: ContentReader, wanted, open_sink, problems: list | None):
         self.reader = reader
+        self.problems = problems
         self.bs = reader.block_size
         self.dctx = zstandard.ZstdDecompressor()
         self.states: list[_FileState] = []
@@ -273,8 +297,9 @@ class _Plan:
         for path, digest, size in wanted:
             blocks = reader.files.get(path)
             if blocks is None or blocks.size != size:
-                raise ImageError(f"{show_path(reader.image.path)}: {show_path(path)} is not "
-                                 "in its container as its record says (a damaged image?)")
+                self._bad(path, "missing from the container" if blocks is None else
+                          f"its container holds {blocks.size:,} bytes, its record says {size:,}")
+                continue
             state = _FileState(path, digest, size)
             self.states.append(state)
             at = blocks.start
@@ -293,6 +318,12 @@ class _Plan:
         for state in self.states:              # sinks last: nothing is opened for a bad record
             state.sink = open_sink(state.path, state.size)
             state.advance()
+
+    def _bad(self, path: bytes, why: str):
+        if self.problems is None:
+            raise ImageError(f"{show_path(self.reader.image.path)}: {show_path(path)}: {why} "
+                             "(a damaged image?)")
+        self.problems.append(f"{show_path(path)}: {why}")
 
     def _user(self, offset, word, use):
         block = self.blocks.setdefault(offset, [word, bytearray(), []])
@@ -341,8 +372,8 @@ class _Plan:
         for state, file_offset, skip, length in users:
             piece = plain[skip:skip + length]
             if len(piece) != length:
-                raise ImageError(f"{show_path(self.reader.image.path)}: {show_path(state.path)}: "
-                                 "a block of its container does not decode (a damaged image?)")
+                piece = bytes(length)          # (its digest will not match: named at the end)
+                state.broken = True
             state.give(file_offset, piece)
 
     def finish(self):
@@ -350,11 +381,13 @@ class _Plan:
             raise ImageError(f"{show_path(self.reader.image.path)}: the server sent less than "
                              "was asked for")
         for state in self.states:
-            if state.next != state.size or state.pending \
+            if state.next != state.size or state.pending or state.broken \
                     or state.hasher.digest() != state.digest:
-                raise ImageError(f"{show_path(self.reader.image.path)}: {show_path(state.path)}: "
-                                 "its stored content does not match its digest (a damaged "
-                                 "image?)")
+                state.sink.abort()
+                state.sink = None
+                self._bad(state.path, "a block of it does not decode" if state.broken
+                          else "content does not match its digest")
+                continue
             state.sink.close()
             state.sink = None
 

@@ -5,7 +5,7 @@ import os
 
 from . import ntfs, windows
 from .errors import InputNotFound, ManifestError, show_path
-from .image import Image, is_image
+from .image import is_image, open_image
 from .manifest import ManifestReader, TreeId, is_manifest
 from .quickcheck import tree_hints
 from .scanner import hints_of, scan
@@ -37,7 +37,7 @@ class Side:
         self.tree_id: bytes | None = None
 
     def _reader(self):
-        return Image(self.path).manifest_reader() if self.kind == "image" else ManifestReader(self.path)
+        return open_image(self.path).manifest_reader() if self.kind == "image" else ManifestReader(self.path)
 
     def __iter__(self):
         if self._scanned is not None:
@@ -56,7 +56,7 @@ class Side:
     def windows_defaults(self) -> bool | None:
         """Whether this recorded image left a Windows tree's defaults out (None: a manifest,
         which does not say)."""
-        return Image(self.path).info.get("windows_defaults") is True if self.kind == "image" \
+        return open_image(self.path).info.get("windows_defaults") is True if self.kind == "image" \
             else None
 
     def from_ntfs(self) -> bool:
@@ -67,7 +67,7 @@ class Side:
 
     def tree_hints(self, tree, trust_mtime: bool):
         """What a scan of tree may trust of this recorded side (quickcheck.tree_hints)."""
-        tree_id = Image(self.path).tree_id if self.kind == "image" else None
+        tree_id = open_image(self.path).tree_id if self.kind == "image" else None
         return tree_hints(tree, self._reader, tree_id, trust_mtime)
 
 

@@ -2,6 +2,7 @@
 with the content its manifest or delta says."""
 
 import itertools
+import mmap
 import os
 
 from . import streams
@@ -9,7 +10,7 @@ from .delta import DELETE, STORE
 from .entry import Kind, content_files
 from .errors import DiffimgError, InputNotFound, NeedsRoot, ToolError, show_path
 from .hashing import Problem, hash_batch, run_pooled
-from .image import Image
+from .image import Image, open_image
 from .merge import merge_join
 from .progress import Phase
 
@@ -26,7 +27,7 @@ def verify_chain(paths, on_layer=None, on_note=None, on_phase=None, on_progress=
         if on_layer is not None:
             on_layer(name)
         try:
-            image = Image(path)
+            image = open_image(path)
         except InputNotFound:
             raise                    # bad input (exit 3), not a bad image
         except DiffimgError as exc:
@@ -122,8 +123,12 @@ def _applied(parent_entries, delta, bad: list):
 
 def _check_content(image: Image, stored, on_progress=None) -> list[str]:
     """Problems with the files the container must hold: stored, (path, digest, size) (and, for
-    a large stream, where it was read)."""
-    bad = []
+    a large stream, where it was read). A remote image's are fetched and hashed as they come
+    (nothing is written); a local image's ranges blob must also match its container's own
+    tables, since remote clients trust it (remote.py)."""
+    if image.remote:
+        return _check_remote_content(image, stored, on_progress)
+    bad = _check_ranges(image)
     done = [0, 0]
 
     def check(item, hashed):
@@ -146,3 +151,52 @@ def _check_content(image: Image, stored, on_progress=None) -> list[str]:
         items = ((os.path.join(root, item[0]), item) for item in stored)
         run_pooled(hash_batch, items, check)
     return bad
+
+
+def _check_remote_content(image, stored, on_progress=None) -> list[str]:
+    bad = []
+    done = [0, 0]
+
+    class Hashed:             # the reader hashes; nothing to write
+        def __init__(self, path, size):
+            self.size = size
+
+        def write(self, offset, data):
+            pass
+
+        def close(self):
+            done[0] += 1
+            done[1] += self.size
+            if on_progress is not None:
+                on_progress(*done)
+
+        def abort(self):
+            pass
+
+    image.content_reader().read([item[:3] for item in stored], Hashed, bad)
+    return bad
+
+
+def _check_ranges(image: Image) -> list[str]:
+    """Problems with a squashfs image's ranges blob: it must locate every file exactly where
+    the container's own tables do."""
+    if "ranges" not in image.blobs:
+        return []
+    from .remote import read_ranges
+    from .squashmap import SquashfsError, read_map
+    length = image.container.get("length", 0)
+    try:
+        block_size, fragments, files = read_ranges(image)
+        with open(image.path, "rb") as f, mmap.mmap(f.fileno(), length,
+                                                     prot=mmap.PROT_READ) as data:
+            tables = read_map(data, length)
+    except (OSError, ValueError, SquashfsError) as exc:
+        return [f"its container's tables cannot be read ({exc})"]
+    except DiffimgError as exc:
+        return [exc.message]
+    if block_size != tables["block_size"] or fragments != tables["fragments"] or {
+            path: [b.start, b.words, b.fragment, b.fragment_offset, b.size]
+            for path, b in files.items()} != {rec[0]: rec[1:] for rec in tables["files"]}:
+        return ["its ranges blob does not match its container (remote clients would read "
+                "other bytes)"]
+    return []

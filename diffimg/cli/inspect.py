@@ -10,7 +10,7 @@ import click
 
 from ..entry import FMT_OF_KIND, Kind
 from ..errors import InputNotFound, show_path
-from ..image import Image
+from ..image import open_image
 from ..manifest import ManifestReader, is_manifest
 from ..progress import ProgressLine, human_bytes
 from ..verify import verify_chain
@@ -34,7 +34,7 @@ def _jsonable(value):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def info_command(image, as_json):
     """Show what IMAGE is: kind, format, tree and parent IDs, source, OS, sizes."""
-    img = Image(image)
+    img = open_image(image)
     info = dict(img.info, container=img.container)
     if as_json:
         click.echo(json.dumps(_jsonable(info), indent=2))
@@ -86,7 +86,7 @@ def ls_command(image, path, as_json):
     """List the tree IMAGE (an image or a manifest) holds, with its metadata, like ls -l; with
     PATH, the entries of that folder (or that entry alone). A name that could be misread (a
     newline, ' -> ', quotes, bytes that are not UTF-8) is quoted as ls --quoting-style=c does."""
-    entries = _manifest_entries(image) if is_manifest(image) else Image(image).entries()
+    entries = _manifest_entries(image) if is_manifest(image) else open_image(image).entries()
     shown = 0
     for e in _under(entries, path):
         shown += 1

@@ -9,6 +9,10 @@ from . import FileContainer
 # zstd level 9, not mksquashfs's default 15: on real binaries (/usr/lib, 663 MB) level 9 made
 # 222 MB in 4.7 s, level 15 205 MB in 31.5 s, level 3 239 MB in 1.8 s (bench/README.md)
 ZSTD_LEVEL = 9
+# no fragments: each file's blocks are its own, so a client fetching a scattered 1% of the files
+# over HTTP fetches 1.01x their compressed bytes, against 6.95x with fragments (shared tail
+# blocks), for an image 0.02% larger (bench/bench_layout.py, bench/README.md)
+LAYOUT = ["-no-fragments"]
 
 
 class Squashfs(FileContainer):
@@ -38,11 +42,11 @@ class Squashfs(FileContainer):
         """mksquashfs reading a tar stream from its stdin (Running.stdin): the files to store
         are sent straight from the tree, with no staging copy (bench/README.md)."""
         return tools.start(["mksquashfs", "-", out, "-tar", "-comp", "zstd", "-Xcompression-level",
-                            str(self.level), "-noappend", "-no-progress", "-quiet",
+                            str(self.level), *LAYOUT, "-noappend", "-no-progress", "-quiet",
                             "-processors", str(os.cpu_count() or 1)], "mksquashfs", fed=True)
 
     def build(self, source: bytes, out: bytes, sizes=None):
         """mksquashfs of a folder (the image commands feed it a stream instead: start_stream)."""
         tools.run(["mksquashfs", source, out, "-comp", "zstd", "-Xcompression-level",
-                   str(self.level), "-noappend", "-no-progress", "-quiet",
+                   str(self.level), *LAYOUT, "-noappend", "-no-progress", "-quiet",
                    "-one-file-system", "-processors", str(os.cpu_count() or 1)], "mksquashfs")
