@@ -54,7 +54,7 @@ def fetch_cost(image: str, sample: set) -> dict:
         spans = []
         frags = set()
         files = 0
-        for path, start, words, frag, off, size in m["files"]:
+        for path, start, words, frag, _off, size in m["files"]:
             if path not in sample:
                 continue
             files += 1

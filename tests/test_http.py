@@ -12,14 +12,13 @@ import sys
 import time
 
 import pytest
-
 from conftest import assert_one_line_error, needs_root, run_cli
 from snapshot import assert_same_tree, snapshot
 from treebuild import change_everything
 from webserver import Nginx, free_port
 
 from diffimg import codec
-from diffimg.image import FOOTER, Image, append_metadata
+from diffimg.image import Image, append_metadata
 from diffimg.remote import read_ranges
 
 pytestmark = needs_root
