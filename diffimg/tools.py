@@ -15,7 +15,7 @@ from .safefs import LIBC  # loaded before any fork: a child only calls it
 # Debian package of each tool, for the error that says how to get it
 PACKAGE = {"mksquashfs": "squashfs-tools", "unsquashfs": "squashfs-tools",
            "mkfs.btrfs": "btrfs-progs", "mkfs.ext4": "e2fsprogs", "mount": "mount",
-           "umount": "mount"}
+           "umount": "mount", "udp-sender": "udpcast", "udp-receiver": "udpcast"}
 
 
 def run(argv: list, what: str) -> str:

@@ -5,6 +5,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import sys
 import time
 
 CONFIG = """daemon off;
@@ -61,12 +62,21 @@ class Nginx:
             cmd = ["ip", "netns", "exec", self.netns, *cmd]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         for _ in range(200):
-            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), 0.1):
+            if self._listening():
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"nginx did not start: {self.proc.stderr.read().decode()}")
             time.sleep(0.05)
         raise RuntimeError("nginx did not start listening")
+
+    def _listening(self) -> bool:
+        if self.netns is None:
+            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), 0.1):
+                return True
+            return False
+        probe = f"import socket; socket.create_connection(('{self.host}', {self.port}), 0.1)"
+        return subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-c", probe],
+                              capture_output=True).returncode == 0
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:

@@ -111,4 +111,4 @@ def main(argv=None):
     sys.exit(rc or 0)
 
 
-from . import compare, images, inspect, mounts, restore, scan, status  # noqa: F401  (registers the commands)
+from . import compare, deploy, images, inspect, mounts, restore, scan, status  # noqa: F401,E501  (registers the commands)

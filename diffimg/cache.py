@@ -1,0 +1,145 @@
+"""A cache folder of whole images, as an imaging client's cache partition holds them.
+
+    fetch_http(url, cache)      the image at url copied into cache, resumed where a copy
+                                stopped, and proven before it gets its name
+    check_copy(path)            problems with a copied image: metadata and every stored file
+    cached_name(url)            the name a copy gets in the cache (the URL's last part)
+
+A copy is written to `.NAME.part` and renamed to NAME only once its metadata digests and every
+stored file's content check out (whatever brought it: HTTP, BitTorrent, multicast). A cached
+NAME is checked again before it is trusted; a damaged one is fetched again.
+"""
+
+import os
+import urllib.parse
+
+from . import streams
+from .delta import STORE
+from .entry import content_files
+from .errors import DiffimgError, ImageError, InputNotFound, OutputError, show_path
+from .image import Image
+from .remote import ContentReader, RemoteImage, file_fetch
+
+
+def cached_name(url: str) -> str:
+    """The URL path's last part: a plain file name (no folder, not hidden)."""
+    name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+    if not name or name.startswith(".") or "/" in name or "\0" in name or len(name) > 200:
+        raise InputNotFound(f"{url}: does not end in an image's file name")
+    return name
+
+
+def part_name(name: str) -> str:
+    return f".{name}.part"
+
+
+def check_copy(path, on_progress=None) -> list[str]:
+    """Problems with an image copied whole: its metadata (footer, index, every blob's digest)
+    and every file its container stores, read through its ranges blob (no mount)."""
+    try:
+        image = Image(path)
+    except DiffimgError as exc:
+        return [exc.message]
+    problems = image.check_blobs()
+    if problems:
+        return problems
+    if "ranges" not in image.blobs:
+        return [f"{show_path(path)}: a {image.format} image has no ranges blob; only squashfs "
+                "images are copied whole by diffimg fetch"]
+    done = [0, 0]
+
+    class Hashed:
+        def __init__(self, path, size):
+            self.size = size
+
+        def write(self, offset, data):
+            pass
+
+        def close(self):
+            done[0] += 1
+            done[1] += self.size
+            if on_progress is not None:
+                on_progress(*done)
+
+        def abort(self):
+            pass
+
+    try:
+        reader = ContentReader(image, file_fetch(path))
+        reader.read(list(_stored(image)), Hashed, problems)
+    except DiffimgError as exc:
+        problems.append(exc.message)
+    return [p if p.startswith(show_path(path)) else f"{show_path(path)}: {p}" for p in problems]
+
+
+def _stored(image):
+    """(container path, digest, size) of each file the image's container must hold."""
+    if image.kind == "full":
+        yield from content_files(image.entries())
+        found = streams.of_entries(image.entries())
+    else:
+        delta = image.delta()
+        yield from ((c.path, c.digest, c.after.size) for c in delta if c.action == STORE)
+        found = streams.of_changes(delta)
+    for path, digest, size, _ in streams.stored_items(found):
+        yield path, digest, size
+
+
+def fetch_http(url: str, cache, on_progress=None, on_note=None) -> bytes:
+    """The path of url's image in the cache folder: already there and sound, or copied now
+    over HTTP (resuming a partial copy). ImageError when the copy does not check out."""
+    cache = os.fsencode(cache)
+    name = cached_name(url)
+    remote = RemoteImage(url)
+    size = remote.server.size
+    dest = os.path.join(cache, os.fsencode(name))
+    if os.path.isfile(dest) and not os.path.islink(dest):
+        if os.path.getsize(dest) == size and _same_tree(dest, remote.tree_id) \
+                and not check_copy(dest):
+            if on_note:
+                on_note(f"{name}: already in the cache")
+            return dest
+        if on_note:
+            on_note(f"{name}: the cached copy is not the server's or is damaged; fetching it again")
+    part = os.path.join(cache, os.fsencode(part_name(name)))
+    try:
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise OutputError(f"cannot write in {show_path(cache)}: {exc.strerror}") from None
+    try:
+        have = os.fstat(fd).st_size
+        if have > size:
+            os.ftruncate(fd, 0)
+            have = 0
+        done = [have]
+
+        def sink(offset, data):
+            os.pwrite(fd, data, offset)
+            done[0] += len(data)
+            if on_progress is not None:
+                on_progress(1, done[0])
+        remote.server.fetch([(have, size - have)], sink)
+        os.fsync(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write {show_path(part)}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    return settle(part, dest)
+
+
+def _same_tree(path, tree_id: bytes) -> bool:
+    try:
+        return Image(path).tree_id == tree_id
+    except DiffimgError:
+        return False
+
+
+def settle(part: bytes, dest: bytes) -> bytes:
+    """Give a complete copy its name once it checks out; a bad one is removed (ImageError)."""
+    problems = check_copy(part)
+    if problems:
+        os.unlink(part)
+        raise ImageError(f"the copy of {show_path(os.path.basename(dest))} is damaged "
+                         f"({problems[0]}); it was removed: fetch it again")
+    os.replace(part, dest)
+    return dest
