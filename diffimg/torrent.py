@@ -21,6 +21,7 @@ from .http import Server
 
 PIECE_SIZE = 4 << 20
 STALL_SECONDS = 120           # no byte from anyone for this long: give up (exit 18)
+WEB_SEED_AFTER = 3            # no byte from a peer for this long: the web seed too
 MAX_TORRENT = 64 << 20
 
 
@@ -144,6 +145,12 @@ def fetch(url: str, cache: bytes, name: str, port: int, check, peers=(), seed_fo
         os.makedirs(folder, mode=0o700, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot write in {show_path(cache)}: {exc.strerror}") from None
+    # the web seed is held back: the server's bytes go to the peers, which share them; a client
+    # with no peer sending for WEB_SEED_AFTER seconds (the first, or one alone) takes it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        web_seeds = [w["url"] for w in info.web_seeds()]
+    info.set_web_seeds([])
     ses = session(port)
     atp = lt.add_torrent_params()
     atp.ti = info
@@ -158,11 +165,17 @@ def fetch(url: str, cache: bytes, name: str, port: int, check, peers=(), seed_fo
             status = handle.status()
             if status.is_seeding:
                 break
+            now = time.monotonic()
             if status.total_wanted_done != last:
-                last, last_change = status.total_wanted_done, time.monotonic()
+                last, last_change = status.total_wanted_done, now
                 if on_progress is not None:
                     on_progress(0, status.total_wanted_done)
-            elif time.monotonic() - last_change > STALL_SECONDS:
+            if web_seeds and now - last_change > WEB_SEED_AFTER:
+                for url_seed in web_seeds:
+                    handle.add_url_seed(url_seed)
+                web_seeds = []
+                last_change = now
+            elif now - last_change > STALL_SECONDS:
                 raise RemoteError(f"{url}: no peer or web seed sent anything for "
                                   f"{STALL_SECONDS} s")
             time.sleep(0.2)

@@ -104,8 +104,8 @@ class Lab:
     def lose(self, host: str, percent: int):
         """Drop percent of the UDP and TCP packets host receives (nftables numgen random)."""
         ns = self.ns(host)
-        rules = (f"table inet lab {{ chain input {{ type filter hook input priority 0; "
-                 f"meta l4proto {{ udp, tcp }} numgen random mod 100 < {percent} drop; }} }}")
+        rules = ("table inet lab {\n chain input {\n  type filter hook input priority 0;\n"
+                 f"  meta l4proto {{ udp, tcp }} numgen random mod 100 < {percent} drop\n }}\n}}\n")
         _sh("ip", "netns", "exec", ns, "nft", "-f", "-", input=rules.encode())
 
     def run(self, host: str, argv, **kw) -> subprocess.CompletedProcess:
@@ -114,6 +114,10 @@ class Lab:
 
     def start(self, host: str, argv, **kw) -> subprocess.Popen:
         return subprocess.Popen(["ip", "netns", "exec", self.ns(host), *map(str, argv)], **kw)
+
+    def pids(self, host: str) -> list[int]:
+        """The processes still running in host's namespace."""
+        return [int(p) for p in _sh("ip", "netns", "pids", self.ns(host), check=False).stdout.split()]
 
     def teardown(self):
         for ns in reversed(self._made):
