@@ -1,7 +1,7 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: deps demo test bench bench-scan bench-images bench-restore bench-exact bench-ntfs bench-convert bench-deps
+.PHONY: deps demo test bench bench-scan bench-images bench-restore bench-exact bench-ntfs bench-convert bench-deps bench-deploy
 
 deps:
 	@bash scripts/deps.sh
@@ -43,3 +43,8 @@ bench-deps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wimtools time >/dev/null)
 	@$(PYTHON) -c "import matplotlib" 2>/dev/null || \
 	  $(PYTHON) -m pip install -q --disable-pip-version-check matplotlib
+
+# issue 14's classroom: a server and CLIENTS clients in network namespaces (bench/results/deploy.json)
+CLIENTS ?= 32
+bench-deploy: deps
+	timeout 3600 $(PYTHON) bench/bench_deploy.py --clients $(CLIENTS)

@@ -19,9 +19,10 @@ import warnings
 from .errors import ImageError, InputNotFound, OutputError, RemoteError, ToolError, show_path
 from .http import Server
 
-PIECE_SIZE = 4 << 20
+PIECES = 2000                 # about this many pieces: more to share at once in a class
+MIN_PIECE, MAX_PIECE = 256 << 10, 4 << 20
 STALL_SECONDS = 120           # no byte from anyone for this long: give up (exit 18)
-WEB_SEED_AFTER = 3            # no byte from a peer for this long: the web seed too
+WEB_SEED_AFTER = 10           # no byte from a peer for this long: the web seed too
 MAX_TORRENT = 64 << 20
 
 
@@ -45,8 +46,17 @@ def session(port: int, interface: str = "0.0.0.0"):
         "allow_multiple_connections_per_ip": True,    # a lab behind one address, or one machine
         "user_agent": "diffimg",
         "alert_mask": int(lt.alert.category_t.error_notification
-                          | lt.alert.category_t.status_notification),
+                          | lt.alert.category_t.status_notification
+                          | lt.alert.category_t.storage_notification),
     })
+
+
+def piece_size(size: int) -> int:
+    """A power of two near size / PIECES, from MIN_PIECE to MAX_PIECE."""
+    piece = MIN_PIECE
+    while piece < MAX_PIECE and piece * PIECES < size:
+        piece *= 2
+    return piece
 
 
 def torrent_path(image) -> bytes:
@@ -71,7 +81,8 @@ def make_torrent(image, web_seed: str | None = None) -> bytes:
             return out
     fs = lt.file_storage()
     lt.add_files(fs, os.fsdecode(image))
-    ct = lt.create_torrent(fs, PIECE_SIZE, flags=lt.create_torrent.v2_only)
+    ct = lt.create_torrent(fs, piece_size(os.path.getsize(image)),
+                           flags=lt.create_torrent.v2_only)
     if web_seed:
         ct.add_url_seed(web_seed)
     ct.set_creator("diffimg")
@@ -116,6 +127,21 @@ def _errors(ses):
     for alert in ses.pop_alerts():
         if isinstance(alert, (lt.file_error_alert, lt.torrent_error_alert)):
             raise ToolError(f"BitTorrent: {alert.message()}")
+
+
+def _flushed(ses, handle, timeout: float = 120):
+    """Wait until libtorrent has written every piece it holds to the file."""
+    lt = _lt()
+    handle.flush_cache()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for alert in ses.pop_alerts():
+            if isinstance(alert, lt.cache_flushed_alert):
+                return
+            if isinstance(alert, (lt.file_error_alert, lt.torrent_error_alert)):
+                raise ToolError(f"BitTorrent: {alert.message()}")
+        ses.wait_for_alert(500)
+    raise ToolError("BitTorrent: the downloaded pieces were not written to the file in time")
 
 
 def fetch(url: str, cache: bytes, name: str, port: int, check, peers=(), seed_for: float = 0,
@@ -179,6 +205,7 @@ def fetch(url: str, cache: bytes, name: str, port: int, check, peers=(), seed_fo
                 raise RemoteError(f"{url}: no peer or web seed sent anything for "
                                   f"{STALL_SECONDS} s")
             time.sleep(0.2)
+        _flushed(ses, handle)        # seeding is said before the last pieces reach the file
         check(os.path.join(folder, os.fsencode(name)))
         if seed_for > 0:                 # the others may still want pieces of this copy
             deadline = time.monotonic() + seed_for

@@ -35,7 +35,7 @@ fi
 # diffimg must be installed (editable) from this very checkout, with its dependencies
 here=$(pwd -P)/diffimg
 # and its compiled part (diffimg/_folder.c) built from the current source
-installed=$(cd / && "$PYTHON" -c "import os, diffimg, msgpack, xxhash, zstandard, click, pytest, hypothesis, pytest_benchmark, pyfuse3
+installed=$(cd / && "$PYTHON" -c "import os, diffimg, msgpack, xxhash, zstandard, click, pytest, hypothesis, pytest_benchmark, pyfuse3, libtorrent
 import diffimg._folder as core
 here = os.path.dirname(os.path.realpath(diffimg.__file__))
 assert os.path.getmtime(core.__file__) >= os.path.getmtime(os.path.join(here, '_folder.c'))
@@ -43,5 +43,5 @@ print(here)" 2>/dev/null || true)
 if [ "$installed" != "$here" ] || ! "$PYTHON" -m ruff --version >/dev/null 2>&1; then
   echo "deps: installing Python packages" >&2
   "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e '^WARNING: Running pip as' -e 'is ignored: it is neither' >&2 || true
-  "$PYTHON" -c "import diffimg._folder, msgpack, xxhash, zstandard, click, pytest, pyfuse3"
+  "$PYTHON" -c "import diffimg._folder, msgpack, xxhash, zstandard, click, pytest, pyfuse3, libtorrent"
 fi

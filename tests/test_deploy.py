@@ -13,7 +13,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import needs_root, run_cli
 from lab import Lab
 from snapshot import assert_same_tree, snapshot

@@ -6,9 +6,11 @@
               diffimg restore /cache/base.img ... /mnt/target
 """
 
+import contextlib
 import os
 import sys
 import time
+import urllib.parse
 
 import click
 
@@ -40,7 +42,8 @@ def _peer(text: str) -> tuple[str, int]:
 @click.option("--port", type=int, default=6881, show_default=True,
               help="torrent: the port this client listens on.")
 @click.option("--peer", "peers", multiple=True, help="torrent: HOST:PORT of a peer to join "
-              "(the seeder); the others are found on the LAN.")
+              "(default: the seeder on the web server's host, at --port); the others are found "
+              "on the LAN (local service discovery).")
 @click.option("--seed-for", type=float, default=0, show_default=True,
               help="torrent: seconds to go on seeding a finished image to the others.")
 @click.option("--interface", help="multicast: the network interface to receive on.")
@@ -96,11 +99,17 @@ def _cached(dest: bytes, url: str) -> bool:
 
 def _by_torrent(url, cache_dir, name, dest, port, peers, seed_for, progress) -> bytes:
     def check(path):
+        """A sound copy takes its name at once (a second link: it is seeded on meanwhile)."""
         problems = cache.check_copy(path)
         if problems:
             raise ImageError(f"the copy of {name} is damaged ({problems[0]})")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(dest)
+        os.link(path, dest)
+    if not peers:                   # the seeder, on the web server's machine, at this port
+        peers = [(urllib.parse.urlsplit(url).hostname, port)]
     path = torrent.fetch(url, cache_dir, name, port, check, peers, seed_for, progress)
-    os.replace(path, dest)
+    os.unlink(path)
     os.rmdir(os.path.dirname(path))
     return dest
 
