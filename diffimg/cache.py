@@ -49,6 +49,8 @@ def check_copy(path, on_progress=None) -> list[str]:
     done = [0, 0]
 
     class Hashed:
+        writes_holes = False
+
         def __init__(self, path, size):
             self.size = size
 

@@ -290,6 +290,8 @@ class StagedFile:
     """A fetched file, written where it lies in its layer's tree (beneath the layer's folder
     in the fetch folder, folders made as needed, nothing followed): remote.ContentReader's sink."""
 
+    writes_holes = False          # a block of zeros stays a hole
+
     def __init__(self, dirs: Dirs, progress, path: bytes, size: int):
         parent, name = split(path)
         folder = b""

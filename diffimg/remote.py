@@ -22,7 +22,7 @@ import xxhash
 import zstandard
 
 from . import codec
-from .errors import ImageError, show_path
+from .errors import DiffimgError, ImageError, show_path
 from .http import Server, Traffic
 from .image import FOOTER, MAGIC, Image
 from .manifest import unsafe_path
@@ -91,8 +91,8 @@ class RemoteImage(Image):
         return bytes(out)
 
     def content(self):
-        raise ImageError(f"{show_path(self.path)}: a remote image's container is read in ranges, "
-                         "never mounted")
+        raise DiffimgError(f"{show_path(self.path)}: an image on a web server is read in byte "
+                           "ranges, never mounted; copy it first (diffimg fetch URL --cache DIR)")
 
     def content_reader(self) -> "ContentReader":
         if self.format != "squashfs" or "ranges" not in self.blobs:
@@ -265,6 +265,8 @@ class _FileState:
             if hole is not None:
                 zeros = _zeros(hole)
                 self.hasher.update(zeros)
+                if self.sink.writes_holes:
+                    self.sink.write(self.next, zeros)
                 self.next += hole
                 continue
             data = self.pending.pop(self.next, None)

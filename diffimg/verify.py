@@ -158,6 +158,8 @@ def _check_remote_content(image, stored, on_progress=None) -> list[str]:
     done = [0, 0]
 
     class Hashed:             # the reader hashes; nothing to write
+        writes_holes = False
+
         def __init__(self, path, size):
             self.size = size
 
