@@ -31,7 +31,7 @@ from .streams import STORE_DIR
 
 MERGE_GAP = 16 << 10          # fetch a gap this small rather than start another range
 WHOLE_FRACTION = 0.5          # wanted bytes past this share of the container: one range
-MAX_METADATA = 4 << 30        # blobs and index: far beyond any manifest
+MAX_METADATA = 1 << 30        # blobs: beyond the manifest of ten million entries
 MAX_FILES = 1 << 26
 TAIL = 64 << 10                # the first request: the footer, and with luck all the metadata
 
@@ -70,25 +70,40 @@ class RemoteImage(Image):
             f.seek(have)
             f.write(tail)
             f.seek(index_offset)
-            first = _first_blob(f.read(size - index_offset), index_offset)
-            if index_offset - first > MAX_METADATA:
-                raise ImageError(f"{url}: its metadata is too large ({index_offset - first:,} "
-                                 "bytes)")
+            spans = _blob_spans(f.read(size - index_offset), index_offset)
+            # the ranges blob is fetched only when content is (a restore with nothing to do,
+            # info, ls and compare never need it)
+            wanted = [span for name, span in spans.items() if name != "ranges"]
+            first = min((start for start, _ in wanted), default=index_offset)
+            last = max((start + length for start, length in wanted), default=index_offset)
+            if last - first > MAX_METADATA:
+                raise ImageError(f"{url}: its metadata is too large ({last - first:,} bytes)")
             if first < have:
-                self._fetch_into(f, first, min(have, index_offset) - first)
+                self._fetch_into(f, first, min(have, last) - first)
         super().__init__(local)
         self.path = os.fsencode(url)
-        self._ranges = None
+        # (the part of it before the tail, which was fetched whole)
+        self._lazy = {name: (start, min(start + length, have) - start)
+                      for name, (start, length) in spans.items()
+                      if name == "ranges" and start < have}
 
-    def _fetch_into(self, f, start: int, length: int) -> bytes:
-        out = bytearray()
+    def blob(self, name: str) -> bytes:
+        span = self._lazy.pop(name, None)
+        if span is not None:
+            if span[1] > MAX_METADATA:
+                raise ImageError(f"{show_path(self.path)}: its {name} blob is too large")
+            with open(self.meta_path, "r+b") as f:
+                self._fetch_into(f, span[0], span[1])
+        return super().blob(name)
+
+    def _fetch_into(self, f, start: int, length: int):
+        """Bytes of the image written at their place in the local copy, as they come."""
+        fd = f.fileno()
+        end = min(start + length, os.fstat(fd).st_size)
 
         def sink(offset, data):
-            out.extend(data)
-        self.server.fetch([(start, length)], sink)
-        f.seek(start)
-        f.write(out)
-        return bytes(out)
+            os.pwrite(fd, data, offset)
+        self.server.fetch([(start, end - start)], sink)
 
     def content(self):
         raise DiffimgError(f"{show_path(self.path)}: an image on a web server is read in byte "
@@ -102,15 +117,18 @@ class RemoteImage(Image):
         return ContentReader(self, self.server.fetch)
 
 
-def _first_blob(index_bytes: bytes, index_offset: int) -> int:
-    """Where the first blob starts, from the index (checked in full by Image afterwards)."""
+def _blob_spans(index_bytes: bytes, index_offset: int) -> dict:
+    """name -> (start, length) of each blob the index names, as far as they lie before the
+    index (the index is checked in full by Image once fetched)."""
     try:
         index = codec.unpack(index_bytes[:-FOOTER.size])
     except codec.DecodeErrors:
-        return index_offset
-    starts = [v[0] for v in index.values() if type(v) is list and v and type(v[0]) is int
-              and 0 <= v[0] <= index_offset] if type(index) is dict else []
-    return min(starts, default=index_offset)
+        return {}
+    if type(index) is not dict:
+        return {}
+    return {name: (v[0], v[1]) for name, v in index.items()
+            if type(v) is list and len(v) == 3 and type(v[0]) is int and type(v[1]) is int
+            and v[0] >= 0 and v[1] >= 0 and v[0] + v[1] <= index_offset}
 
 
 class Blocks:
