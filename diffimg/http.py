@@ -83,7 +83,7 @@ class Server:
             parts = []
             try:
                 self._ask(b"bytes=-%d" % length, lambda start, data, parts=parts:
-                          parts.append((start, data)))
+                          parts.append((start, data)), asked=length)
                 break
             except _Dropped as exc:
                 if failures == RETRIES:
@@ -116,7 +116,8 @@ class Server:
 
             header = b"bytes=" + b",".join(b"%d-%d" % (s, s + n - 1) for s, n in batch)
             try:
-                self._ask(header, take, several=len(batch) > 1)
+                self._ask(header, take, several=len(batch) > 1,
+                          asked=sum(n for _, n in batch))
                 failures = 0
             except _Dropped as exc:
                 failures += 1
@@ -140,9 +141,13 @@ class Server:
                 got[id(r)] += len(piece)
                 sink(at, piece)
 
-    def _ask(self, header: bytes, take, several: bool = False):
+    def _ask(self, header: bytes, take, several: bool = False, asked: int = 0):
         """One GET with Range: header, its parts given to take(offset, data). _Dropped for a
-        failure worth retrying."""
+        failure worth retrying. An answer may hold at most twice the bytes asked for (a server
+        may merge ranges across gaps) plus 1 MiB, and 64 KiB of part headers and lines: a
+        server that sends on and on is cut off (RemoteError)."""
+        self._body_left = 2 * asked + (1 << 20)
+        self._lines_left = 65536 + 256 * header.count(b",")
         conn = self._connection()
         self.traffic.requests += 1
         try:
@@ -215,6 +220,10 @@ class Server:
         return start, end
 
     def _body(self, response, start: int, length: int, take):
+        self._body_left -= length
+        if self._body_left < 0:
+            self.close()
+            raise RemoteError(f"{self.url}: the server sent far more than was asked for")
         while length > 0:
             data = response.read(min(length, READ_SIZE))
             if not data:
@@ -226,18 +235,28 @@ class Server:
 
     def _parts(self, response, boundary: bytes, take):
         delimiter = b"--" + boundary
-        while True:
+
+        def readline():
             line = response.readline(4096)
+            self._lines_left -= len(line)
+            if self._lines_left < 0:
+                self.close()
+                raise RemoteError(f"{self.url}: a multipart answer with endless lines")
+            return line
+        while True:
+            line = readline()
             if not line:
                 raise http.client.IncompleteRead(b"")
             line = line.rstrip(b"\r\n")
             if line == delimiter + b"--":
-                response.read()            # the epilogue, if any
+                response.read(4096)        # the epilogue, if any: a longer one ends the connection
+                if not response.isclosed():
+                    self.close()
                 return
             if line != delimiter:
                 continue                   # the preamble, or the CRLF after a part
             headers = {}
-            while (line := response.readline(4096).rstrip(b"\r\n")):
+            while (line := readline().rstrip(b"\r\n")):
                 name, _, value = line.partition(b":")
                 headers[name.strip().lower()] = value.strip()
                 if len(headers) > 32:
