@@ -11,6 +11,7 @@ NAME is checked again before it is trusted; a damaged one is fetched again.
 """
 
 import os
+import stat
 import urllib.parse
 
 from . import streams
@@ -19,12 +20,14 @@ from .entry import content_files
 from .errors import DiffimgError, ImageError, InputNotFound, OutputError, show_path
 from .image import Image
 from .remote import ContentReader, RemoteImage, file_fetch
+from .safefs import private_to_us
 
 
 def cached_name(url: str) -> str:
     """The URL path's last part: a plain file name (no folder, not hidden)."""
     name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
-    if not name or name.startswith(".") or "/" in name or "\0" in name or len(name) > 200:
+    if not name or name.startswith(".") or "/" in name or not name.isprintable() \
+            or len(name) > 200:
         raise InputNotFound(f"{url}: does not end in an image's file name")
     return name
 
@@ -90,7 +93,7 @@ def _stored(image):
 def fetch_http(url: str, cache, on_progress=None, on_note=None) -> bytes:
     """The path of url's image in the cache folder: already there and sound, or copied now
     over HTTP (resuming a partial copy). ImageError when the copy does not check out."""
-    cache = os.fsencode(cache)
+    cache = check_cache_folder(cache)
     name = cached_name(url)
     remote = RemoteImage(url)
     size = remote.server.size
@@ -104,10 +107,7 @@ def fetch_http(url: str, cache, on_progress=None, on_note=None) -> bytes:
         if on_note:
             on_note(f"{name}: the cached copy is not the server's or is damaged; fetching it again")
     part = os.path.join(cache, os.fsencode(part_name(name)))
-    try:
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise OutputError(f"cannot write in {show_path(cache)}: {exc.strerror}") from None
+    fd = open_part(part)
     try:
         have = os.fstat(fd).st_size
         if have > size:
@@ -129,6 +129,37 @@ def fetch_http(url: str, cache, on_progress=None, on_note=None) -> bytes:
     return settle(part, dest)
 
 
+def check_cache_folder(cache) -> bytes:
+    """cache as bytes, when it is a folder of this user's that no one else can write (a name
+    planted there, a symlink or a FIFO, could send a copy elsewhere); OutputError otherwise."""
+    cache = os.fsencode(cache)
+    try:
+        st = os.stat(cache)
+    except OSError:
+        raise InputNotFound(f"no such folder: {show_path(cache)}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputNotFound(f"{show_path(cache)} is not a folder")
+    if not private_to_us(st):
+        raise OutputError(f"{show_path(cache)}: the cache folder must be owned by this user and "
+                          "writable by no one else (chmod go-w): what others plant there could "
+                          "send a copy elsewhere")
+    return cache
+
+
+def open_part(part: bytes) -> int:
+    """The partial copy's fd (made when missing): a regular file, never followed through a
+    symlink, never blocking on a FIFO; OutputError otherwise."""
+    try:
+        fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     0o600)
+    except OSError as exc:
+        raise OutputError(f"cannot write {show_path(part)}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OutputError(f"{show_path(part)} is not a file; remove it")
+    return fd
+
+
 def _same_tree(path, tree_id: bytes) -> bool:
     try:
         return Image(path).tree_id == tree_id
@@ -143,5 +174,7 @@ def settle(part: bytes, dest: bytes) -> bytes:
         os.unlink(part)
         raise ImageError(f"the copy of {show_path(os.path.basename(dest))} is damaged "
                          f"({problems[0]}); it was removed: fetch it again")
+    if os.path.lexists(dest) and not stat.S_ISREG(os.lstat(dest).st_mode):
+        raise OutputError(f"{show_path(dest)} is not a file; remove it")
     os.replace(part, dest)
     return dest

@@ -19,12 +19,13 @@ import time
 import urllib.parse
 
 from . import __version__
-from .errors import InputNotFound, RangesNotHonoured, RemoteError
+from .errors import ImageError, InputNotFound, RangesNotHonoured, RemoteError
 
 MAX_RANGES = 100               # per request: the Range header stays under 4 KiB
 RETRIES = int(os.environ.get("DIFFIMG_HTTP_RETRIES", "6"))    # failures in a row
 BACKOFF = (0.5, 1, 2, 4, 8, 15)
 TIMEOUT = 30                   # seconds without a byte: the connection is taken for dropped
+MIN_RATE, SLOW_AFTER = 4096, 60   # bytes/s an answer must average once it has run that long
 READ_SIZE = 1 << 20
 _CONTENT_RANGE = re.compile(rb"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -44,6 +45,14 @@ class Traffic:
 
 class _Dropped(Exception):
     """The connection failed mid-answer (retried)."""
+
+
+class _SinkFailed(Exception):
+    """The caller's sink failed (its OSError, raised as it is once out of the answer)."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
 
 
 class Server:
@@ -105,25 +114,39 @@ class Server:
             got = {id(r): 0 for r in batch}
             spans = {(r[0], r[0] + r[1]): r for r in batch}
 
+            def give(offset, data):
+                try:
+                    sink(offset, data)
+                except OSError as exc:       # the caller's (a full disk): not the connection's
+                    raise _SinkFailed(exc) from None
+
             def take(offset, data, spans=spans, got=got):
                 for (start, end), r in spans.items():
                     if start + got[id(r)] == offset and offset + len(data) <= end:
+                        give(offset, data)
                         got[id(r)] += len(data)
-                        sink(offset, data)
                         return
                 # a part the server merged or split differently: give each range its share
-                self._split(offset, data, spans, got, sink)
+                self._split(offset, data, spans, got, give)
 
             header = b"bytes=" + b",".join(b"%d-%d" % (s, s + n - 1) for s, n in batch)
+            problem = None
             try:
                 self._ask(header, take, several=len(batch) > 1,
                           asked=sum(n for _, n in batch))
-                failures = 0
             except _Dropped as exc:
+                problem = str(exc)
+            except _SinkFailed as exc:
+                self.close()
+                raise exc.error from None
+            if problem is None and not any(got.values()):
+                problem = "the server sent none of the bytes asked for"
+            if problem is None:
+                failures = 0
+            else:                          # (an answer that brings nothing counts as a failure)
                 failures += 1
                 if failures > RETRIES:
-                    raise RemoteError(f"{self.url}: {exc}; gave up after {RETRIES} retries") \
-                        from None
+                    raise RemoteError(f"{self.url}: {problem}; gave up after {RETRIES} retries")
                 time.sleep(BACKOFF[min(failures, len(BACKOFF)) - 1])
             for r in batch:
                 r[0] += got[id(r)]
@@ -131,15 +154,15 @@ class Server:
             left = [r for r in left if r[1] > 0]
 
     @staticmethod
-    def _split(offset, data, spans, got, sink):
+    def _split(offset, data, spans, got, give):
         view = memoryview(data)
         end = offset + len(data)
         for (start, stop), r in sorted(spans.items()):
             at = start + got[id(r)]
             if at < stop and offset <= at < end:
                 piece = bytes(view[at - offset:min(stop, end) - offset])
+                give(at, piece)
                 got[id(r)] += len(piece)
-                sink(at, piece)
 
     def _ask(self, header: bytes, take, several: bool = False, asked: int = 0):
         """One GET with Range: header, its parts given to take(offset, data). _Dropped for a
@@ -148,6 +171,7 @@ class Server:
         server that sends on and on is cut off (RemoteError)."""
         self._body_left = 2 * asked + (1 << 20)
         self._lines_left = 65536 + 256 * header.count(b",")
+        self._started, self._received = time.monotonic(), 0
         conn = self._connection()
         self.traffic.requests += 1
         try:
@@ -188,6 +212,8 @@ class Server:
         if status in (200, 400, 416) and several:
             self._single = True            # some stores take one range per request only
             raise _Dropped("the server takes one range per request")
+        if status == 200 and response.getheader("Content-Length") == "0":
+            raise ImageError(f"{self.url}: an empty file, not an image")
         if status == 200:
             raise RangesNotHonoured(f"{self.url}: the server sent the whole file where a byte "
                                     "range was asked for: it does not honour Range requests; "
@@ -228,16 +254,26 @@ class Server:
             data = response.read(min(length, READ_SIZE))
             if not data:
                 raise http.client.IncompleteRead(b"")
+            self._slow_check(len(data))
             self.traffic.bytes += len(data)
             take(start, data)
             start += len(data)
             length -= len(data)
+
+    def _slow_check(self, n: int):
+        """A server trickling bytes (each read within TIMEOUT, but at a crawl) is dropped once
+        its answer has run SLOW_AFTER seconds below MIN_RATE on average."""
+        self._received += n
+        elapsed = time.monotonic() - self._started
+        if elapsed > SLOW_AFTER and self._received < MIN_RATE * elapsed:
+            raise http.client.HTTPException(f"the server sends under {MIN_RATE // 1024} KiB/s")
 
     def _parts(self, response, boundary: bytes, take):
         delimiter = b"--" + boundary
 
         def readline():
             line = response.readline(4096)
+            self._slow_check(len(line))
             self._lines_left -= len(line)
             if self._lines_left < 0:
                 self.close()

@@ -12,19 +12,17 @@ gap between them is small (MERGE_GAP), many ranges per request (http.py); when t
 are most of the container (WHOLE_FRACTION), one range over all of them instead.
 """
 
-import atexit
 import bisect
 import os
-import shutil
-import tempfile
+import struct
 
 import xxhash
 import zstandard
 
-from . import codec
+from . import codec, runs, squashmap
 from .errors import DiffimgError, ImageError, show_path
 from .http import Server, Traffic
-from .image import FOOTER, MAGIC, Image
+from .image import FOOTER, MAGIC, MAX_SMALL_BLOB, Image
 from .manifest import unsafe_path
 from .squashmap import SIZE_MASK, UNCOMPRESSED_BLOCK
 from .streams import STORE_DIR
@@ -34,17 +32,6 @@ WHOLE_FRACTION = 0.5          # wanted bytes past this share of the container: o
 MAX_METADATA = 1 << 30        # blobs: beyond the manifest of ten million entries
 MAX_FILES = 1 << 26
 TAIL = 64 << 10                # the first request: the footer, and with luck all the metadata
-
-_private: list[str] = []
-
-
-def _private_folder() -> str:
-    """A folder of this process for the local copies of remote metadata, removed at exit."""
-    if not _private:
-        _private.append(tempfile.mkdtemp(prefix="diffimg-remote-"))
-        atexit.register(shutil.rmtree, _private[0], True)
-    return _private[0]
-
 
 class RemoteImage(Image):
     """An image at an http(s) URL. Its path is the URL (for messages); its metadata lies in a
@@ -58,19 +45,28 @@ class RemoteImage(Image):
         self.server = Server(url, traffic)
         tail = self.server.tail(TAIL)          # most images' whole metadata: one request
         size = self.server.size
+        if len(tail) < FOOTER.size:
+            raise ImageError(f"{url}: not a diffimg image (too short)")
         magic, _major, _minor, index_offset, index_length, _ = FOOTER.unpack(tail[-FOOTER.size:])
         if magic != MAGIC or index_offset + index_length > size - FOOTER.size:
             raise ImageError(f"{url}: not a diffimg image (no footer; truncated or another file)")
-        local = os.path.join(_private_folder(), f"{len(os.listdir(_private_folder()))}.meta")
+        if index_length > MAX_SMALL_BLOB or index_offset + index_length != size - FOOTER.size:
+            raise ImageError(f"{url}: its index is corrupt (too large, or not before its footer)")
+        folder = runs.current().folder          # removed at exit; a killed run's by the next
+        local = os.path.join(folder, b"remote-%d.meta" % len(os.listdir(folder)))
         with open(local, "w+b") as f:
-            f.truncate(size)
+            try:
+                f.truncate(size)
+            except OSError as exc:
+                raise ImageError(f"{url}: an image of {size:,} bytes cannot be read here "
+                                 f"({exc.strerror})") from None
             have = size - len(tail)              # the tail's first byte
-            if index_offset < have:
+            if index_offset < have:              # (at most MAX_SMALL_BLOB: checked above)
                 self._fetch_into(f, index_offset, have - index_offset)
             f.seek(have)
             f.write(tail)
             f.seek(index_offset)
-            spans = _blob_spans(f.read(size - index_offset), index_offset)
+            spans = _blob_spans(f.read(index_length + FOOTER.size), index_offset)
             # the ranges blob is fetched only when content is (a restore with nothing to do,
             # info, ls and compare never need it)
             wanted = [span for name, span in spans.items() if name != "ranges"]
@@ -80,7 +76,11 @@ class RemoteImage(Image):
                 raise ImageError(f"{url}: its metadata is too large ({last - first:,} bytes)")
             if first < have:
                 self._fetch_into(f, first, min(have, last) - first)
-        super().__init__(local)
+        try:
+            super().__init__(local)
+        except DiffimgError as exc:            # named by its URL, not the local copy
+            exc.message = exc.message.replace(show_path(local), url)
+            raise
         self.path = os.fsencode(url)
         # (the part of it before the tail, which was fetched whole)
         self._lazy = {name: (start, min(start + length, have) - start)
@@ -183,8 +183,9 @@ def _file_record(rec, block_size: int, fragments: int, length: int, located: dic
         bad("a file's path")
     path, start, words, fragment, frag_offset, size = rec
     if type(start) is not int or type(size) is not int or size < 0 or start < 0 \
-            or type(words) is not list or type(frag_offset) is not int:
+            or type(words) is not bytes or len(words) % 4 or type(frag_offset) is not int:
         bad(f"{show_path(path)}")
+    words = list(struct.unpack(f"<{len(words) // 4}I", words))
     whole, tail = divmod(size, block_size)
     if fragment is None:
         count = whole + (tail > 0)
@@ -193,8 +194,7 @@ def _file_record(rec, block_size: int, fragments: int, length: int, located: dic
         if type(fragment) is not int or not 0 <= fragment < fragments or tail == 0 \
                 or not 0 <= frag_offset <= block_size - tail:
             bad(f"{show_path(path)}'s fragment")
-    if len(words) != count or not all(type(w) is int and 0 <= w < 1 << 32
-                                      and (w & SIZE_MASK) <= block_size for w in words):
+    if len(words) != count or not all((w & SIZE_MASK) <= block_size for w in words):
         bad(f"{show_path(path)}'s blocks")
     blocks = Blocks(start, words, fragment, frag_offset, size)
     if start + blocks.span() > length:
@@ -385,10 +385,7 @@ class _Plan:
         if word & UNCOMPRESSED_BLOCK:
             plain = bytes(raw)
         else:
-            try:
-                plain = self.dctx.decompress(bytes(raw), max_output_size=self.bs)
-            except zstandard.ZstdError:
-                plain = b""
+            plain = squashmap.decompress_block(self.dctx, bytes(raw), self.bs)
         for state, file_offset, skip, length in users:
             piece = plain[skip:skip + length]
             if len(piece) != length:

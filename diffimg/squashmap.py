@@ -33,6 +33,20 @@ class SquashfsError(Exception):
     """The container's tables are not what squashfs 4.0 writes (or are cut short)."""
 
 
+def decompress_block(dctx, raw: bytes, cap: int) -> bytes:
+    """A zstd block decoded to at most cap bytes; b"" when it does not decode or would be
+    longer (python-zstandard's decompress ignores max_output_size for a frame that declares
+    its size: a small frame could ask for gigabytes)."""
+    plain = bytearray()
+    try:
+        with dctx.stream_reader(raw, read_across_frames=False) as reader:
+            while len(plain) <= cap and (chunk := reader.read(cap + 1 - len(plain))):
+                plain += chunk
+    except zstandard.ZstdError:
+        return b""
+    return bytes(plain) if len(plain) <= cap else b""
+
+
 class _Table:
     """A metadata table (inodes or directories): blocks decoded on demand, by their position
     relative to the table's start."""
@@ -57,12 +71,9 @@ class _Table:
         if header & UNCOMPRESSED_METADATA:
             block = raw
         else:
-            try:
-                block = self._dctx.decompress(raw, max_output_size=METADATA_BLOCK)
-            except zstandard.ZstdError as exc:
-                raise SquashfsError(f"a metadata block does not decompress ({exc})") from None
-        if len(block) > METADATA_BLOCK:
-            raise SquashfsError("a metadata block over 8 KiB")
+            block = decompress_block(self._dctx, raw, METADATA_BLOCK)
+            if not block:
+                raise SquashfsError("a metadata block does not decompress to at most 8 KiB")
         got = self._blocks[rel] = (block, rel + 2 + size)
         return got
 
@@ -130,11 +141,14 @@ def read_map(data, length: int) -> dict:
 
 
 def ranges_blob(squashfs_map: dict) -> bytes:
-    """The ranges blob of a squashfs container (squashmap.read_map): one zstd frame holding one
-    msgpack array, [header, fragment..., file...] (spec/image.md)."""
+    """The ranges blob of a squashfs container (read_map): one zstd frame holding one msgpack
+    array, [header, fragment..., file...], each file's size words packed as 4-byte
+    little-endian numbers (spec/image.md)."""
     header = {"block_size": squashfs_map["block_size"], "compressor": squashfs_map["compressor"],
               "fragments": len(squashfs_map["fragments"])}
-    return codec.pack_compressed([header, *squashfs_map["fragments"], *squashfs_map["files"]])
+    files = [[path, start, struct.pack(f"<{len(words)}I", *words), fragment, offset, size]
+             for path, start, words, fragment, offset, size in squashfs_map["files"]]
+    return codec.pack_compressed([header, *squashfs_map["fragments"], *files])
 
 
 def _fragments(data, table: int, count: int, end: int, dctx) -> list:

@@ -18,6 +18,7 @@ import warnings
 
 from .errors import ImageError, InputNotFound, OutputError, RemoteError, ToolError, show_path
 from .http import Server
+from .safefs import private_to_us
 
 PIECES = 2000                 # about this many pieces: more to share at once in a class
 MIN_PIECE, MAX_PIECE = 256 << 10, 4 << 20
@@ -166,11 +167,9 @@ def fetch(url: str, cache: bytes, name: str, port: int, check, peers=(), seed_fo
             if not files.file_flags(n) & lt.file_storage.flag_pad_file]
     if real != [name] or not info.info_hashes().has_v2():
         raise ImageError(f"{url}.torrent: not a v2 torrent of the one file {name}")
-    folder = os.path.join(cache, b".%s.torrent-part" % os.fsencode(name))
-    try:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot write in {show_path(cache)}: {exc.strerror}") from None
+    folder_fd, part = _part_folder(cache, name)
+    # libtorrent writes beneath the very folder diffimg opened (never one swapped meanwhile)
+    folder = b"/proc/%d/fd/%d" % (os.getpid(), folder_fd)
     # the web seed is held back: the server's bytes go to the peers, which share them; a client
     # with no peer sending for WEB_SEED_AFTER seconds (the first, or one alone) takes it
     with warnings.catch_warnings():
@@ -212,7 +211,36 @@ def fetch(url: str, cache: bytes, name: str, port: int, check, peers=(), seed_fo
             while time.monotonic() < deadline:
                 _errors(ses)
                 time.sleep(0.5)
+        os.unlink(os.fsencode(name), dir_fd=folder_fd)     # (check gave the copy its name)
+        cache_fd = os.open(cache, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.rmdir(part, dir_fd=cache_fd)
+        finally:
+            os.close(cache_fd)
     finally:
         ses.remove_torrent(handle)
         ses.pause()
-    return os.path.join(folder, os.fsencode(name))
+        os.close(folder_fd)
+
+
+def _part_folder(cache: bytes, name: str) -> tuple[int, bytes]:
+    """The fd of the cache's folder for a partial download of name (made when missing; never
+    a symlink, always this user's), and its name."""
+    part = b".%s.torrent-part" % os.fsencode(name)
+    cache_fd = os.open(cache, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            os.mkdir(part, 0o700, dir_fd=cache_fd)
+        except FileExistsError:
+            pass
+        fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=cache_fd)
+    except OSError as exc:
+        raise OutputError(f"cannot use {show_path(os.path.join(cache, part))}: {exc.strerror}; "
+                          "remove it") from None
+    finally:
+        os.close(cache_fd)
+    if not private_to_us(os.fstat(fd)):
+        os.close(fd)
+        raise OutputError(f"{show_path(os.path.join(cache, part))} is not this user's; remove it")
+    return fd, part

@@ -241,7 +241,7 @@ def test_a_crafted_ranges_blob_never_passes_wrong_bytes(tmp_path, www):
         for rec in files:
             by_size.setdefault(rec[5], []).append(rec)
         a, b = next(group for group in by_size.values() if len(group) >= 2)[:2]
-        a[1], b[1] = b[1], a[1]
+        a[1:3], b[1:3] = b[1:3], a[1:3]
         return items
 
     def past_the_end(items):

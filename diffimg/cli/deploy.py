@@ -8,6 +8,7 @@
 
 import contextlib
 import os
+import stat
 import sys
 import time
 import urllib.parse
@@ -15,7 +16,7 @@ import urllib.parse
 import click
 
 from .. import cache, multicast, torrent
-from ..errors import ImageError, InputNotFound, OutputError, show_path
+from ..errors import ImageError, OutputError, show_path
 from ..image import Image
 from ..progress import ProgressLine, human_bytes
 from ..remote import RemoteImage
@@ -58,8 +59,7 @@ def fetch_command(urls, cache_dir, via, port, peers, seed_for, interface, start_
     """Copy the images at URLS into the cache folder, each proven (every stored file's digest)
     before it gets its name; print their paths. A copy already in the cache is checked and
     kept; a damaged one is fetched again."""
-    if not os.path.isdir(cache_dir):
-        raise InputNotFound(f"no such folder: {show_path(cache_dir)}")
+    cache_dir = cache.check_cache_folder(cache_dir)
     peer_addresses = [_peer(p) for p in peers]
     for url in urls:
         started = time.monotonic()
@@ -103,14 +103,14 @@ def _by_torrent(url, cache_dir, name, dest, port, peers, seed_for, progress) -> 
         problems = cache.check_copy(path)
         if problems:
             raise ImageError(f"the copy of {name} is damaged ({problems[0]})")
+        if os.path.lexists(dest) and not stat.S_ISREG(os.lstat(dest).st_mode):
+            raise OutputError(f"{show_path(dest)} is not a file; remove it")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(dest)
-        os.link(path, dest)
+        os.link(path, dest, follow_symlinks=False)
     if not peers:                   # the seeder, on the web server's machine, at this port
         peers = [(urllib.parse.urlsplit(url).hostname, port)]
-    path = torrent.fetch(url, cache_dir, name, port, check, peers, seed_for, progress)
-    os.unlink(path)
-    os.rmdir(os.path.dirname(path))
+    torrent.fetch(url, cache_dir, name, port, check, peers, seed_for, progress)
     return dest
 
 
@@ -119,24 +119,25 @@ def _by_multicast(url, cache_dir, name, dest, interface, start_timeout, receive_
     remote = RemoteImage(url)
     size = remote.server.size
     part = os.path.join(cache_dir, os.fsencode(cache.part_name(name)))
-    with open(part, "wb"):
-        pass                            # udp-receiver writes into it; a new copy each time
-    whole = multicast.receive(part, remote.tree_id, start_timeout=start_timeout,
-                              receive_timeout=receive_timeout, interface=interface)
-    have = os.path.getsize(part)
-    if not whole or have != size:
-        progress.warn(f"{name}: multicast ended at {human_bytes(have)} of {human_bytes(size)}; "
-                      "fetching the rest over HTTP")
-        start = max(0, min(have, size) - RESUME_BACK)
-        fd = os.open(part, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
+    fd = cache.open_part(part)
+    try:
+        os.ftruncate(fd, 0)             # a new copy each time
+        # udp-receiver writes the very file diffimg opened (never a name swapped meanwhile)
+        whole = multicast.receive(b"/proc/%d/fd/%d" % (os.getpid(), fd), remote.tree_id,
+                                  start_timeout=start_timeout, receive_timeout=receive_timeout,
+                                  interface=interface)
+        have = os.fstat(fd).st_size
+        if not whole or have != size:
+            progress.warn(f"{name}: multicast ended at {human_bytes(have)} of "
+                          f"{human_bytes(size)}; fetching the rest over HTTP")
+            start = max(0, min(have, size) - RESUME_BACK)
             os.ftruncate(fd, start)
             remote.server.fetch([(start, size - start)],
                                 lambda offset, data: os.pwrite(fd, data, offset))
-        except OSError as exc:
-            raise OutputError(f"cannot write {show_path(part)}: {exc.strerror}") from None
-        finally:
-            os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write {show_path(part)}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     try:
         return cache.settle(part, dest)
     except ImageError:                  # udpcast has no checksum: one more try, all by HTTP
