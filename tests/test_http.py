@@ -3,12 +3,14 @@ target that lacks some files fetches only their ranges, in few requests; a serve
 honour ranges, a dropped connection, damaged content and a crafted ranges blob each end as the
 spec says, never with a wrong byte written."""
 
+import http.server
 import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -318,3 +320,78 @@ def test_fetch_copies_proven_images_and_mends_a_corrupt_cached_one(tmp_path, www
     target.mkdir()
     run_cli("restore", cache / "base.img", target, "-q", check_rc=0)
     assert_same_tree(snapshot(target), snapshot(tree))
+
+
+class _Useless(http.server.BaseHTTPRequestHandler):
+    """Answers every request 206 with the first byte of the file, whatever was asked."""
+
+    def do_GET(self):
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes 0-0/{self.server.size}")
+        self.send_header("Content-Length", "1")
+        self.end_headers()
+        self.wfile.write(b"x")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_server_that_never_sends_what_is_asked_for_is_given_up(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Useless)
+    server.size = 10 << 20
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        start = time.monotonic()
+        proc = run_cli("info", f"http://127.0.0.1:{server.server_port}/base.img",
+                       env={**os.environ, "DIFFIMG_HTTP_RETRIES": "2"}, timeout=60)
+        assert_one_line_error(proc, 18)
+        assert time.monotonic() - start < 30
+    finally:
+        server.shutdown()
+
+
+def test_fetch_never_writes_through_what_is_planted_in_the_cache(tmp_path, www):
+    tree = tmp_path / "tree"
+    _many_files(tree, count=10)
+    run_cli("create", tree, tmp_path / "www/base.img", "-q", check_rc=0)
+    run_cli("seed", tmp_path / "www/base.img", "--via", "torrent", "--web-seed", www.url, "--for",
+            "0", "--port", "0", check_rc=0)          # (writes base.img.torrent)
+    url = f"{www.url}/base.img"
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    for planted in (".base.img.part", ".base.img.torrent-part"):
+        (cache / planted).symlink_to(victim)
+    (cache / "base.img").mkdir()
+    for via in ("http", "torrent"):
+        proc = run_cli("fetch", url, "--cache", cache, "--via", via, "--port", "0")
+        assert_one_line_error(proc, 7)
+    assert victim.read_bytes() == b"keep me"
+    os.mkfifo(cache / ".d.img.part")       # never blocks on a FIFO either
+    # a cache folder others can write is refused before anything is fetched
+    os.chmod(cache, 0o777)
+    proc = run_cli("fetch", url, "--cache", cache)
+    assert "writable by no one else" in assert_one_line_error(proc, 7)
+
+
+def test_a_full_target_is_said_as_one(tmp_path, www):
+    tree = tmp_path / "tree"
+    _many_files(tree, count=30)
+    run_cli("create", tree, tmp_path / "www/base.img", "-q", check_rc=0)
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", small], check=True)
+    try:
+        proc = run_cli("restore", f"{www.url}/base.img", small)
+        assert "full" in assert_one_line_error(proc, 7)
+        cache = small / "cache"
+        cache.mkdir(mode=0o700)
+        for name in os.listdir(small):
+            if name != "cache":
+                shutil.rmtree(small / name, ignore_errors=True)
+        proc = run_cli("fetch", f"{www.url}/base.img", "--cache", cache)
+        assert_one_line_error(proc, 7)
+    finally:
+        subprocess.run(["umount", small], check=True)
