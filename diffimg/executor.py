@@ -26,13 +26,12 @@ from .safefs import (
     open_dir,
     proc_path,
     remove,
-    replace,
     set_meta_at,
     set_meta_fd,
     split,
 )
 from .streams import STORE_DIR, large
-from .writer import From, Job, Root, write_batch
+from .writer import From, Job, Root, place, write_batch
 
 RESCUE_DIR = b".diffimg-rescue"
 FETCH_DIR = b".diffimg-fetch"
@@ -103,7 +102,7 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
         phase(Phase.MAKING_FOLDERS)
         _make_folders(dirs, p.dirs)
         phase(Phase.MAKING_SPECIALS)
-        _make_specials(dirs, run, p.specials, ntfs.is_ntfs(root_fd), short_names)
+        _make_specials(dirs, run, p.specials, ntfs.is_ntfs(root_fd), short_names, p.no_replace)
         fetched = {}
         if any(not isinstance(r, bytes) for r in layer_roots.values()):
             layer_roots, fetched = _fetch(p, root_fd, run, layer_roots, phase, on_progress)
@@ -114,7 +113,7 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
                      fetched)
         phase(Phase.LINKING)
         for e in p.links:
-            _link(root_fd, dirs, e, run.tmp_name())
+            _link(root_fd, dirs, e, run.tmp_name(), p.no_replace)
         phase(Phase.SETTING_METADATA)
         for e in p.metas:
             parent, name = split(e.path)
@@ -194,7 +193,8 @@ def _make_folders(dirs: Dirs, folders):
                 os.mkdir(name, 0o700, dir_fd=dirs.fd(parent))
 
 
-def _make_specials(dirs: Dirs, run: _Run, specials, on_ntfs: bool, short_names: "_ShortNames"):
+def _make_specials(dirs: Dirs, run: _Run, specials, on_ntfs: bool, short_names: "_ShortNames",
+                   no_replace: bool = False):
     """Symlinks, devices, FIFOs and sockets: made under a temporary name with their metadata,
     then renamed into place (on NTFS, a junction from its reparse data: safefs.make_special)."""
     for e in specials:
@@ -203,7 +203,7 @@ def _make_specials(dirs: Dirs, run: _Run, specials, on_ntfs: bool, short_names: 
         tmp = run.tmp_name()
         make_special(dir_fd, tmp, e, on_ntfs)
         set_meta_at(dir_fd, tmp, e)
-        replace(dir_fd, tmp, name)
+        place(dir_fd, tmp, name, no_replace)
         short_names.add(e)
 
 
@@ -344,7 +344,8 @@ def _jobs(p: Plan, run: _Run, layer_roots: dict, sources: dict, fetched: dict):
         else:
             where = w.source.path
         streams = tuple((d, sources[d]) for _, _, d in large(w.entry.xattrs) if d in sources)
-        yield Job(run.tmp_name(), w.entry, origin, where, may_link, layer_root, streams), w
+        yield Job(run.tmp_name(), w.entry, origin, where, may_link, layer_root, streams,
+                  p.no_replace), w
 
 
 def _write_files(p: Plan, target: Root, run: _Run, layer_roots: dict, sources: dict, on_progress,
@@ -385,7 +386,7 @@ def _write_failure(w, written):
                        "again with --checksum")
 
 
-def _link(root_fd, dirs, e, tmp):
+def _link(root_fd, dirs, e, tmp, no_replace: bool = False):
     lparent, lname = split(e.link)
     parent, name = split(e.path)
     leader_dir = open_dir(root_fd, lparent)
@@ -400,6 +401,6 @@ def _link(root_fd, dirs, e, tmp):
             if (st.st_dev, st.st_ino) == (leader.st_dev, leader.st_ino):
                 return          # already a link to it (rename would leave tmp behind)
         os.link(lname, tmp, src_dir_fd=leader_dir, dst_dir_fd=dir_fd, follow_symlinks=False)
-        replace(dir_fd, tmp, name)
+        place(dir_fd, tmp, name, no_replace)
     finally:
         os.close(leader_dir)

@@ -91,6 +91,7 @@ def extract(images, paths, dest, *, on_progress=None, on_warning=None, on_phase=
             final.append(e)
         p = plan_restore(target, final, index_chain(layers))
         p.stream_layers = _stream_layers(p, layers, root_fd)
+        p.no_replace = True
         _execute(p, layers, dest, root_fd, phase, on_progress, "", warn)
     return p
 
@@ -127,11 +128,17 @@ def _exists(root_fd: int, path: bytes) -> bool:
         dir_fd = open_dir(root_fd, parent)
     except FileNotFoundError:
         return False
+    except OSError as exc:
+        raise OutputError(f"cannot look at {show_path(path)} in the destination: "
+                          f"{exc.strerror}") from None
     try:
         os.lstat(name, dir_fd=dir_fd)
         return True
     except FileNotFoundError:
         return False
+    except OSError as exc:
+        raise OutputError(f"cannot look at {show_path(path)} in the destination: "
+                          f"{exc.strerror}") from None
     finally:
         os.close(dir_fd)
 
@@ -152,7 +159,11 @@ def cat(images, path, out_fd: int) -> int:
     if layer.remote:
         return _cat_remote(layer, source.path, entry, out_fd)
     with layer.content() as root:
-        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:                # (a dir image's tree swapped for a symlink meanwhile: refused)
+            root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise ImageError(f"{show_path(layer.path)}: cannot open its content: "
+                             f"{exc.strerror}") from None
         try:
             parent, name = split(source.path)
             dir_fd = open_dir(root_fd, parent)
@@ -167,7 +178,8 @@ def cat(images, path, out_fd: int) -> int:
             os.close(root_fd)
         hasher, size = xxhash.xxh3_128(), 0
         try:
-            while chunk := os.read(src, _CHUNK):
+            while size <= entry.size and (chunk := os.read(src, min(_CHUNK,
+                                                                     entry.size + 1 - size))):
                 hasher.update(chunk)
                 size += len(chunk)
                 view = memoryview(chunk)

@@ -2,9 +2,12 @@
 metadata (owner, mode, nanosecond times, xattrs, hardlinks) and each file's content taken from
 the newest layer that stores it (the layers' containers mounted read-only for as long).
 
-A file's stored content is hashed whole the first time it is opened, and refused (EIO) when it
-is not what its record says: nothing damaged is ever read as good. The tree is held in memory
-(about 300 bytes an entry).
+A file's stored content is copied whole, and hashed as it is, into a private unlinked file the
+first time it is opened (in a worker thread: the other requests go on), and refused (EIO) when
+it is not what its record says; reads are then served from that copy, which no one else can
+change: nothing damaged is ever read as good, even from an image its owner rewrites meanwhile.
+The tree and where each content lies are read before the mount (never through it), and held in
+memory (about 300 bytes an entry).
 """
 
 import contextlib
@@ -16,10 +19,13 @@ import pyfuse3
 import trio
 import xxhash
 
+from . import runs
 from .entry import FMT_OF_KIND, Kind
-from .extract import _source
 from .image import open_chain
+from .manifest import unsafe_path
+from .planner import Source, index_chain
 from .safefs import open_dir, open_regular, split
+from .writer import From
 
 _TTL = 300.0          # the tree never changes: the kernel may keep what it was told
 
@@ -34,13 +40,16 @@ class ChainFS(pyfuse3.Operations):
         # container's folder (a dir-format image's tree) then hides nothing from the server,
         # which would otherwise read through its own mount and wait on itself for ever
         self._layers = layers
-        self._roots = {n: os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                       for n, root in roots.items()}
+        self._roots = {n: os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                  | os.O_CLOEXEC) for n, root in roots.items()}
         self._entries: dict[int, object] = {}
         self._children: dict[int, dict[bytes, int]] = {}
+        self._listings: dict[int, list] = {}
         self._nlink: dict[int, int] = {}
-        self._verified: set[int] = set()
-        self._open: dict[int, int] = {}           # file handle -> fd of the stored content
+        self._copies: dict[int, int] = {}         # inode -> fd of its verified private copy
+        self._copying: dict[int, trio.Event] = {}
+        self._open: dict[int, int] = {}           # file handle -> fd of the copy
+        self._sources = _sources(layers)          # digest -> where the chain stores it
         inode_of: dict[bytes, int] = {}
         for number, e in enumerate(layers[-1].entries()):
             ino = pyfuse3.ROOT_INODE if not e.path else pyfuse3.ROOT_INODE + number
@@ -94,7 +103,9 @@ class ChainFS(pyfuse3.Operations):
         return inode
 
     async def readdir(self, fh, start_id, token):
-        names = list(self._children.get(fh, {}).items())
+        names = self._listings.get(fh)
+        if names is None:
+            names = self._listings[fh] = list(self._children.get(fh, {}).items())
         for index in range(start_id, len(names)):
             name, ino = names[index]
             if not pyfuse3.readdir_reply(token, name, self._attributes(ino), index + 1):
@@ -121,20 +132,39 @@ class ChainFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EINVAL)
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
             raise pyfuse3.FUSEError(errno.EROFS)
-        fd = self._stored(e) if e.size else None
-        if fd is not None and inode not in self._verified:
-            if _content_of(fd) != (e.size, e.digest):
-                os.close(fd)
-                raise pyfuse3.FUSEError(errno.EIO)       # damaged: never read as good
-            self._verified.add(inode)
+        fd = await self._copy(inode, e) if e.size else None
         handle = max(self._open, default=0) + 1
-        self._open[handle] = fd
+        self._open[handle] = os.dup(fd) if fd is not None else None
         return pyfuse3.FileInfo(fh=handle, keep_cache=True)
+
+    async def _copy(self, inode: int, e) -> int:
+        """The fd of e's verified private copy, made on first use (one copy per inode, however
+        many open it at once)."""
+        while inode not in self._copies:
+            if inode in self._copying:
+                await self._copying[inode].wait()
+                if inode not in self._copies:
+                    raise pyfuse3.FUSEError(errno.EIO)
+                break
+            self._copying[inode] = done = trio.Event()
+            try:
+                src = self._stored(e)
+                try:
+                    copy = await trio.to_thread.run_sync(_verified_copy, src, e.size, e.digest)
+                finally:
+                    os.close(src)
+                if copy is None:
+                    raise pyfuse3.FUSEError(errno.EIO)       # damaged: never read as good
+                self._copies[inode] = copy
+            finally:
+                del self._copying[inode]
+                done.set()
+        return self._copies[inode]
 
     def _stored(self, e) -> int:
         """An fd of the stored content of e, in the newest layer that stores it."""
         try:
-            source = _source(self._layers, e.digest)
+            source = self._sources[e.digest]
             parent, name = split(source.path)
             dir_fd = open_dir(self._roots[source.layer], parent)
             try:
@@ -154,9 +184,9 @@ class ChainFS(pyfuse3.Operations):
             os.close(fd)
 
     def close(self):
-        for fd in self._roots.values():
+        for fd in [*self._roots.values(), *self._copies.values()]:
             os.close(fd)
-        self._roots = {}
+        self._roots, self._copies = {}, {}
 
     async def statfs(self, ctx):
         s = pyfuse3.StatvfsData()
@@ -165,12 +195,38 @@ class ChainFS(pyfuse3.Operations):
         return s
 
 
-def _content_of(fd: int) -> tuple[int, bytes]:
+def _verified_copy(src: int, size: int, digest: bytes) -> int | None:
+    """An unlinked private copy of src's content (this run's folder), when it is size bytes of
+    digest; None otherwise (read no further than size + 1 bytes)."""
+    copy = os.open(runs.current().folder, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
     hasher, offset = xxhash.xxh3_128(), 0
-    while chunk := os.pread(fd, 1 << 20, offset):
-        hasher.update(chunk)
-        offset += len(chunk)
-    return offset, hasher.digest()
+    try:
+        while offset <= size and (chunk := os.pread(src, min(1 << 20, size + 1 - offset), offset)):
+            hasher.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.pwrite(copy, view, offset + len(chunk) - len(view)):]
+            offset += len(chunk)
+    except OSError:
+        offset = -1
+    if (offset, hasher.digest()) != (size, digest):
+        os.close(copy)
+        return None
+    return copy
+
+
+def _sources(layers) -> dict:
+    """digest -> Source of each content of the final tree: the newest diff storing it, else the
+    full image (read once, before the mount: never through it)."""
+    chain = index_chain(layers)
+    wanted = {e.digest for e in layers[-1].entries() if e.kind is Kind.FILE and e.size}
+    found = {d: chain.stored[d] for d in wanted if d in chain.stored}
+    missing = wanted - found.keys()
+    if missing:
+        for hint in layers[0].file_hints(leaders_only=True):
+            if hint.digest in missing and not unsafe_path(hint.path):
+                found.setdefault(hint.digest, Source(From.LAYER, hint.path, 0))
+    return found
 
 
 def serve(images, mountpoint, on_ready=None):
@@ -193,6 +249,18 @@ def serve(images, mountpoint, on_ready=None):
         finally:
             pyfuse3.close(unmount=not unmounted)
             fs.close()
+
+
+def mount_point_problem(layers, mountpoint) -> str | None:
+    """Why mountpoint cannot take the chain's tree: it lies inside an image (a dir-format
+    image's folder), where the server would read its layers through its own mount."""
+    point = os.path.realpath(os.fsencode(mountpoint))
+    for layer in layers:
+        image = os.path.realpath(layer.path)
+        if point == image or point.startswith(image + b"/"):
+            return (f"{os.fsdecode(mountpoint)} lies inside the image "
+                    f"{os.fsdecode(layer.path)}; mount it elsewhere")
+    return None
 
 
 def is_diffimg_mount(mountpoint) -> int | None:

@@ -55,6 +55,7 @@ class Plan:
     unverified_writes: set = field(default_factory=set)   # writes of target content so taken
     renewed: set = field(default_factory=set)    # plan_delta: meta records given a new inode
     stream_layers: dict = field(default_factory=dict)   # digest -> layer storing a large stream
+    no_replace: bool = False     # extract: never give a name that appeared meanwhile
 
     def counts(self) -> dict:
         written = from_target = from_images = 0

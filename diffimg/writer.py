@@ -13,7 +13,7 @@ import xxhash
 from . import ntfs
 from .entry import Entry
 from .hashing import Problem
-from .safefs import Dirs, open_regular, replace, set_meta_fd, split
+from .safefs import Dirs, open_regular, rename_noreplace, replace, set_meta_fd, split
 
 CHUNK = 1 << 20
 HOLE_UNIT = 4 << 10          # sparse files: zero blocks of this size become holes (the
@@ -44,6 +44,7 @@ class Job(NamedTuple):
     may_link: bool         # RESCUE: nothing else uses this content, so its inode may take the name
     layer_root: bytes | None = None   # LAYER: the layer's tree (a mounted container, a folder)
     streams: tuple = ()    # (digest, the layer's tree that stores it) of each large stream
+    no_replace: bool = False   # extract: a name that appeared meanwhile is never replaced
 
 
 class Written(NamedTuple):
@@ -124,7 +125,8 @@ def _open_source(source_dirs: Dirs, job: Job, layers: _Layers) -> int | None:
 
 def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job, layers: _Layers) -> Written:
     if job.may_link:
-        moved = _move(dirs, source_dirs, job.tmp, job.where, job.entry, dict(job.streams))
+        moved = _move(dirs, source_dirs, job.tmp, job.where, job.entry, dict(job.streams),
+                      job.no_replace)
         if moved is not None:
             return moved
     tmp, entry = job.tmp, job.entry
@@ -150,7 +152,7 @@ def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job, layers: _Layers) -> Writ
         set_meta_fd(dst, entry, (dir_fd, tmp), dict(job.streams))
         os.close(dst)
         dst = None
-        replace(dir_fd, tmp, name)
+        place(dir_fd, tmp, name, job.no_replace)
         return Written(None, None, size)
     except _Mismatch:
         failed = Written(Problem.BAD_CONTENT, "the stored content does not match its digest "
@@ -169,7 +171,7 @@ def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job, layers: _Layers) -> Writ
 
 
 def _move(dirs: Dirs, source_dirs: Dirs, tmp: bytes, where: bytes, entry: Entry,
-          sources: dict) -> Written | None:
+          sources: dict, no_replace: bool = False) -> Written | None:
     """Give the content kept aside at where (inside root) the entry's name and metadata, by a
     hardlink instead of a copy, when nothing else links to it any more (its old paths are gone):
     the bytes do not move at all. None when it must be copied instead."""
@@ -195,11 +197,19 @@ def _move(dirs: Dirs, source_dirs: Dirs, tmp: bytes, where: bytes, entry: Entry,
             set_meta_fd(fd, entry, (dir_fd, tmp), sources)
         finally:
             os.close(fd)
-        replace(dir_fd, tmp, name)
+        place(dir_fd, tmp, name, no_replace)
         return Written(None, None, entry.size)
     except OSError as exc:
         _discard(dir_fd, tmp)
         return Written(_failure(exc), exc.strerror, None)
+
+
+def place(dir_fd: int, tmp: bytes, name: bytes, no_replace: bool):
+    """Give tmp its real name: over what is there (restore), or only if nothing is (extract)."""
+    if no_replace:
+        rename_noreplace(dir_fd, tmp, dir_fd, name)
+    else:
+        replace(dir_fd, tmp, name)
 
 
 def _failure(exc: OSError) -> Problem:

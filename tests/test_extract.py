@@ -174,19 +174,50 @@ def test_mount_refuses_damaged_content_and_bad_input_leaving_nothing(tmp_path):
     assert _diffimg_mounts() == before
 
 
-def test_a_mount_over_its_own_layer_serves_and_ends(tmp_path):
-    """A mount point on the container's folder of a layer (a dir-format image's tree) hides
-    nothing from the server: it reads its layers through descriptors held from before."""
+def test_a_mount_point_inside_an_image_is_refused_and_one_over_it_serves(tmp_path):
+    """A mount point inside a layer (a dir-format image's folder, its tree, a folder of it) is
+    refused: the server would read that layer through its own mount and wait on itself. One
+    over the folder that holds the image serves: the server read what it needs beforehand."""
     tree = tmp_path / "t"
     tree.mkdir()
-    (tree / "f").write_bytes(b"content" * 1000)
-    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    (tree / "d").mkdir()
+    (tree / "d" / "f").write_bytes(b"content" * 1000)
+    holder = tmp_path / "holder"
+    holder.mkdir()
+    run_cli("create", tree, holder / "img", "--format", "dir", "-q", check_rc=0)
     before = _diffimg_mounts()
-    run_cli("mount", tmp_path / "img", tmp_path / "img" / "tree", check_rc=0, timeout=60)
+    for point in (holder / "img" / "tree", holder / "img" / "tree" / "d"):
+        proc = run_cli("mount", holder / "img", point, timeout=60)
+        assert "inside the image" in assert_one_line_error(proc, 14)
+        assert _diffimg_mounts() == before
+    run_cli("mount", holder / "img", holder, check_rc=0, timeout=60)
     try:
-        proc = subprocess.run(["cat", str(tmp_path / "img" / "tree" / "f")], capture_output=True,
-                              timeout=30)
+        proc = subprocess.run(["cat", str(holder / "d" / "f")], capture_output=True, timeout=30)
         assert proc.stdout == b"content" * 1000
     finally:
-        run_cli("umount", tmp_path / "img" / "tree", check_rc=0, timeout=60)
+        run_cli("umount", holder, check_rc=0, timeout=60)
     assert _diffimg_mounts() == before
+
+
+def test_a_mount_serves_only_checked_content_even_when_the_image_is_rewritten(tmp_path):
+    """The mount serves a private copy checked when first opened: rewriting the dir image's
+    stored file afterwards (its owner can) changes nothing that is read through the mount."""
+    tree = tmp_path / "t"
+    tree.mkdir()
+    good = b"good content " * 5000
+    (tree / "f").write_bytes(good)
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    run_cli("mount", tmp_path / "img", mnt, check_rc=0, timeout=60)
+    try:
+        with open(mnt / "f", "rb") as held:
+            assert held.read(13) == b"good content "
+            stored = tmp_path / "img" / "tree" / "f"
+            with open(stored, "r+b") as f:       # rewritten in place, same size
+                f.write(b"EVIL" * (len(good) // 4))
+            subprocess.run(["sh", "-c", "echo 3 > /proc/sys/vm/drop_caches"], check=False)
+            assert held.read() == good[13:]
+        assert (mnt / "f").read_bytes() == good
+    finally:
+        run_cli("umount", mnt, check_rc=0, timeout=60)

@@ -9,7 +9,7 @@ import time
 import click
 
 from .. import runs
-from ..errors import DiffimgError, InputNotFound, ToolError, show_path
+from ..errors import DiffimgError, InputNotFound, Refused, ToolError, show_path
 from ..image import open_chain
 from . import EXIT_INTERRUPTED, cli
 
@@ -27,7 +27,11 @@ def mount_command(args, foreground):
         raise click.UsageError("mount: give IMAGE [DIFF...] MOUNTPOINT")
     if not is_folder(mountpoint):
         raise InputNotFound(f"no such folder to mount on: {show_path(mountpoint)}")
-    open_chain(images)                            # a bad chain is said here, in the foreground
+    from ..fusefs import mount_point_problem
+    layers = open_chain(images)                   # a bad chain is said here, in the foreground
+    problem = mount_point_problem(layers, mountpoint)
+    if problem:
+        raise Refused(f"{problem}; nothing was mounted")
     if foreground:
         serve(images, mountpoint)
         return 0

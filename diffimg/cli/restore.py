@@ -1,14 +1,13 @@
 """diffimg restore / apply: make a target equal to an image chain's tree."""
 
 import base64
-import contextlib
 import json
 import os
 import sys
 
 import click
 
-from ..errors import Refused, show_path
+from ..errors import OutputError, Refused, show_path
 from ..extract import cat, extract
 from ..image import is_image
 from ..planner import From, Source
@@ -166,8 +165,12 @@ def extract_command(args, dest, quiet):
     images, paths = _images_and_paths(args, "extract")
     if not paths:
         raise click.UsageError("extract: give at least one PATH of the tree")
-    with contextlib.suppress(FileExistsError):
+    try:
         os.mkdir(dest, 0o755)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise OutputError(f"cannot make {show_path(dest)}: {exc.strerror}") from None
     opts, progress = _options(quiet)
     try:
         p = extract(images, paths, dest, **opts)
