@@ -74,6 +74,8 @@ def check_copy(path, on_progress=None) -> list[str]:
         reader.read(list(_stored(image)), Hashed, problems)
     except DiffimgError as exc:
         problems.append(exc.message)
+    from .verify import check_ranges  # the blob remote clients trust: as the tables say
+    problems += check_ranges(image)
     return [p if p.startswith(show_path(path)) else f"{show_path(path)}: {p}" for p in problems]
 
 
@@ -143,6 +145,17 @@ def check_cache_folder(cache) -> bytes:
         raise OutputError(f"{show_path(cache)}: the cache folder must be owned by this user and "
                           "writable by no one else (chmod go-w): what others plant there could "
                           "send a copy elsewhere")
+    # nor may anyone else rename it or a folder above it (a sticky folder such as /tmp keeps
+    # what is ours)
+    folder = os.path.realpath(cache)
+    while folder != b"/":
+        folder = os.path.dirname(folder)
+        above = os.stat(folder)
+        if above.st_uid not in (0, os.geteuid()) or (above.st_mode & 0o022
+                                                     and not above.st_mode & stat.S_ISVTX):
+            raise OutputError(f"{show_path(cache)}: {show_path(folder)} above the cache folder "
+                              "can be changed by others; use a cache folder only this user and "
+                              "root can reach")
     return cache
 
 

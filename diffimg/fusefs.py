@@ -24,7 +24,7 @@ from .entry import FMT_OF_KIND, Kind
 from .image import open_chain
 from .manifest import unsafe_path
 from .planner import Source, index_chain
-from .safefs import open_dir, open_regular, split
+from .safefs import open_regular, split
 from .writer import From
 
 _TTL = 300.0          # the tree never changes: the kernel may keep what it was told
@@ -148,7 +148,10 @@ class ChainFS(pyfuse3.Operations):
                 break
             self._copying[inode] = done = trio.Event()
             try:
-                src = self._stored(e)
+                # in a worker thread: should the layer's path lead into this very mount (a
+                # shared bind mount propagates it there), the requests that causes are answered
+                # and _stored refuses the foreign filesystem, instead of the loop waiting on itself
+                src = await trio.to_thread.run_sync(self._stored, e)
                 try:
                     copy = await trio.to_thread.run_sync(_verified_copy, src, e.size, e.digest)
                 finally:
@@ -162,15 +165,29 @@ class ChainFS(pyfuse3.Operations):
         return self._copies[inode]
 
     def _stored(self, e) -> int:
-        """An fd of the stored content of e, in the newest layer that stores it."""
+        """An fd of the stored content of e, in the newest layer that stores it, reached folder
+        by folder without following a symlink or leaving the layer's filesystem."""
         try:
             source = self._sources[e.digest]
+            root = self._roots[source.layer]
+            dev = os.fstat(root).st_dev
             parent, name = split(source.path)
-            dir_fd = open_dir(self._roots[source.layer], parent)
+            fd = os.dup(root)
             try:
-                return open_regular(dir_fd, name, os.O_RDONLY | os.O_CLOEXEC)
+                for part in parent.split(b"/") if parent else ():
+                    child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                    | os.O_CLOEXEC, dir_fd=fd)
+                    os.close(fd)
+                    fd = child
+                    if os.fstat(fd).st_dev != dev:
+                        raise OSError(errno.EXDEV, "a mount inside the layer")
+                src = open_regular(fd, name, os.O_RDONLY | os.O_CLOEXEC)
             finally:
-                os.close(dir_fd)
+                os.close(fd)
+            if os.fstat(src).st_dev != dev:
+                os.close(src)
+                raise OSError(errno.EXDEV, "a mount inside the layer")
+            return src
         except Exception:
             raise pyfuse3.FUSEError(errno.EIO) from None
 
@@ -203,10 +220,12 @@ def _verified_copy(src: int, size: int, digest: bytes) -> int | None:
     try:
         while offset <= size and (chunk := os.pread(src, min(1 << 20, size + 1 - offset), offset)):
             hasher.update(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.pwrite(copy, view, offset + len(chunk) - len(view)):]
+            if chunk.count(0) != len(chunk):          # zeros stay a hole in the copy
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.pwrite(copy, view, offset + len(chunk) - len(view)):]
             offset += len(chunk)
+        os.ftruncate(copy, offset)
     except OSError:
         offset = -1
     if (offset, hasher.digest()) != (size, digest):

@@ -11,10 +11,13 @@ exit 19). A dropped connection or a 5xx is retried with backoff, asking only for
 yet received; after RETRIES failures in a row: RemoteError (exit 18).
 """
 
+import contextlib
 import http.client
 import os
 import re
+import socket
 import ssl
+import threading
 import time
 import urllib.parse
 
@@ -26,6 +29,7 @@ RETRIES = int(os.environ.get("DIFFIMG_HTTP_RETRIES", "6"))    # failures in a ro
 BACKOFF = (0.5, 1, 2, 4, 8, 15)
 TIMEOUT = 30                   # seconds without a byte: the connection is taken for dropped
 MIN_RATE, SLOW_AFTER = 4096, 60   # bytes/s an answer must average once it has run that long
+HEADERS_DEADLINE = 60          # seconds for a status line and headers
 READ_SIZE = 1 << 20
 _CONTENT_RANGE = re.compile(rb"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -109,7 +113,15 @@ class Server:
         sink(offset, data) in order within each range, every byte exactly once."""
         left = [[start, length] for start, length in ranges if length > 0]
         failures = 0
+        started, total = time.monotonic(), sum(n for _, n in left)
         while left:
+            # however the server splits its answers (a byte each, slowly), the whole fetch must
+            # average MIN_RATE once it has run SLOW_AFTER seconds
+            elapsed = time.monotonic() - started
+            if elapsed > SLOW_AFTER and total - sum(r[1] for r in left) < MIN_RATE * elapsed:
+                self.close()
+                raise RemoteError(f"{self.url}: the server sends under {MIN_RATE // 1024} KiB/s; "
+                                  "gave up")
             batch = left[:1 if self._single else MAX_RANGES]
             got = {id(r): 0 for r in batch}
             spans = {(r[0], r[0] + r[1]): r for r in batch}
@@ -180,7 +192,15 @@ class Server:
             conn.putheader("Accept-Encoding", "identity")
             conn.putheader("User-Agent", f"diffimg/{__version__}")
             conn.endheaders()
-            response = conn.getresponse()
+            # a status line and headers sent a byte at a time (each within TIMEOUT) would hold
+            # getresponse for ever: past HEADERS_DEADLINE the socket is shut
+            watchdog = threading.Timer(HEADERS_DEADLINE, _shut, (conn,))
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                response = conn.getresponse()
+            finally:
+                watchdog.cancel()
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise _Dropped(f"connection failed ({_reason(exc)})") from None
@@ -299,6 +319,11 @@ class Server:
                     raise RemoteError(f"{self.url}: a multipart answer with junk headers")
             start, end = self._range(headers.get(b"content-range", b""))
             self._body(response, start, end - start + 1, take)
+
+
+def _shut(conn):
+    with contextlib.suppress(OSError, AttributeError):
+        conn.sock.shutdown(socket.SHUT_RDWR)
 
 
 def _reason(exc: Exception) -> str:

@@ -34,11 +34,13 @@ def send(image, tree_id: bytes, *, min_receivers: int, max_wait: int, retries_un
     tools.run(cmd, "udp-sender")
 
 
-def receive(part: bytes, tree_id: bytes, *, start_timeout: int, receive_timeout: int,
+def receive(part: bytes, tree_id: bytes, size: int, *, start_timeout: int, receive_timeout: int,
             interface: str | None = None) -> bool:
-    """Receive one image into part (udp-receiver); False when it ended before the end (the
-    sender dropped it, or never came): the caller finishes the copy otherwise."""
-    cmd = ["udp-receiver", "--file", os.fsdecode(part), "--portbase", str(port_of(tree_id)),
+    """Receive one image of size bytes into part (udp-receiver, which may write no more: a
+    sender that sends more is cut off); False when it ended before the end (the sender dropped
+    it, or never came, or sent too much): the caller finishes the copy otherwise."""
+    cmd = ["prlimit", f"--fsize={size}", "udp-receiver", "--file", os.fsdecode(part),
+           "--portbase", str(port_of(tree_id)),
            "--nokbd", "--no-progress", "--start-timeout", str(start_timeout),
            "--receive-timeout", str(receive_timeout), "--exit-wait", "500"]
     if interface:

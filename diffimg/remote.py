@@ -12,9 +12,10 @@ gap between them is small (MERGE_GAP), many ranges per request (http.py); when t
 are most of the container (WHOLE_FRACTION), one range over all of them instead.
 """
 
+import array
 import bisect
 import os
-import struct
+import sys
 
 import xxhash
 import zstandard
@@ -31,6 +32,7 @@ MERGE_GAP = 16 << 10          # fetch a gap this small rather than start another
 WHOLE_FRACTION = 0.5          # wanted bytes past this share of the container: one range
 MAX_METADATA = 1 << 30        # blobs: beyond the manifest of ten million entries
 MAX_FILES = 1 << 26
+MAX_RANGES_BYTES = 512 << 20    # the ranges blob decoded: 2 TiB files of words, and more
 TAIL = 64 << 10                # the first request: the footer, and with luck all the metadata
 
 class RemoteImage(Image):
@@ -153,7 +155,7 @@ def read_ranges(image: Image) -> tuple[int, list, dict]:
         raise ImageError(f"{show_path(image.path)}: its ranges blob is malformed ({why})")
     fragments, located = [], {}
     try:
-        items = codec.iter_compressed_array(data, MAX_FILES)
+        items = codec.iter_compressed_array(data, MAX_FILES, MAX_RANGES_BYTES)
         header = next(items, None)
         if type(header) is not dict or header.get("compressor") != "zstd":
             bad("not a map of zstd blocks")
@@ -185,7 +187,9 @@ def _file_record(rec, block_size: int, fragments: int, length: int, located: dic
     if type(start) is not int or type(size) is not int or size < 0 or start < 0 \
             or type(words) is not bytes or len(words) % 4 or type(frag_offset) is not int:
         bad(f"{show_path(path)}")
-    words = list(struct.unpack(f"<{len(words) // 4}I", words))
+    words = array.array("I", words)         # 4 bytes a word, not a Python int each
+    if sys.byteorder != "little":
+        words.byteswap()
     whole, tail = divmod(size, block_size)
     if fragment is None:
         count = whole + (tail > 0)

@@ -128,7 +128,7 @@ def _check_content(image: Image, stored, on_progress=None) -> list[str]:
     tables, since remote clients trust it (remote.py)."""
     if image.remote:
         return _check_remote_content(image, stored, on_progress)
-    bad = _check_ranges(image)
+    bad = check_ranges(image)
     done = [0, 0]
 
     def check(item, hashed):
@@ -179,7 +179,7 @@ def _check_remote_content(image, stored, on_progress=None) -> list[str]:
     return bad
 
 
-def _check_ranges(image: Image) -> list[str]:
+def check_ranges(image: Image) -> list[str]:
     """Problems with a squashfs image's ranges blob: it must locate every file exactly where
     the container's own tables do."""
     if "ranges" not in image.blobs:
@@ -197,7 +197,7 @@ def _check_ranges(image: Image) -> list[str]:
     except DiffimgError as exc:
         return [exc.message]
     if block_size != tables["block_size"] or fragments != tables["fragments"] or {
-            path: [b.start, b.words, b.fragment, b.fragment_offset, b.size]
+            path: [b.start, list(b.words), b.fragment, b.fragment_offset, b.size]
             for path, b in files.items()} != {rec[0]: rec[1:] for rec in tables["files"]}:
         return ["its ranges blob does not match its container (remote clients would read "
                 "other bytes)"]

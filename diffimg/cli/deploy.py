@@ -123,7 +123,7 @@ def _by_multicast(url, cache_dir, name, dest, interface, start_timeout, receive_
     try:
         os.ftruncate(fd, 0)             # a new copy each time
         # udp-receiver writes the very file diffimg opened (never a name swapped meanwhile)
-        whole = multicast.receive(b"/proc/%d/fd/%d" % (os.getpid(), fd), remote.tree_id,
+        whole = multicast.receive(b"/proc/%d/fd/%d" % (os.getpid(), fd), remote.tree_id, size,
                                   start_timeout=start_timeout, receive_timeout=receive_timeout,
                                   interface=interface)
         have = os.fstat(fd).st_size
