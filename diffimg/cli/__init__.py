@@ -108,6 +108,10 @@ def main(argv=None):
     except BrokenPipeError:
         sys.stderr.close()   # the reader went away (| head): not an error worth a traceback
         rc = 0
+    # the work is done (or undone): a Ctrl-C or SIGTERM now would only cut the exit handlers
+    # (unmounting, removing this run's folder) short, with a traceback
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     sys.exit(rc or 0)
 
 
