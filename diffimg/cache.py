@@ -14,13 +14,11 @@ import os
 import stat
 import urllib.parse
 
-from . import streams
-from .delta import STORE
-from .entry import content_files
 from .errors import DiffimgError, ImageError, InputNotFound, OutputError, show_path
-from .image import Image
-from .remote import ContentReader, RemoteImage, file_fetch
+from .image import Image, open_image
+from .remote import ContentReader, file_fetch
 from .safefs import private_to_us
+from .verify import check_ranges, stored_files
 
 
 def cached_name(url: str) -> str:
@@ -49,65 +47,38 @@ def check_copy(path, on_progress=None) -> list[str]:
     if "ranges" not in image.blobs:
         return [f"{show_path(path)}: a {image.format} image has no ranges blob; only squashfs "
                 "images are copied whole by diffimg fetch"]
-    done = [0, 0]
-
-    class Hashed:
-        writes_holes = False
-
-        def __init__(self, path, size):
-            self.size = size
-
-        def write(self, offset, data):
-            pass
-
-        def close(self):
-            done[0] += 1
-            done[1] += self.size
-            if on_progress is not None:
-                on_progress(*done)
-
-        def abort(self):
-            pass
-
     try:
         reader = ContentReader(image, file_fetch(path))
-        reader.read(list(_stored(image)), Hashed, problems)
+        problems += reader.check([item[:3] for item in stored_files(image)], on_progress)
     except DiffimgError as exc:
         problems.append(exc.message)
-    from .verify import check_ranges  # the blob remote clients trust: as the tables say
-    problems += check_ranges(image)
+    problems += check_ranges(image)     # the blob remote clients trust: as the tables say
     return [p if p.startswith(show_path(path)) else f"{show_path(path)}: {p}" for p in problems]
 
 
-def _stored(image):
-    """(container path, digest, size) of each file the image's container must hold."""
-    if image.kind == "full":
-        yield from content_files(image.entries())
-        found = streams.of_entries(image.entries())
-    else:
-        delta = image.delta()
-        yield from ((c.path, c.digest, c.after.size) for c in delta if c.action == STORE)
-        found = streams.of_changes(delta)
-    for path, digest, size, _ in streams.stored_items(found):
-        yield path, digest, size
+def in_cache(dest: bytes, remote, on_note=None) -> bool:
+    """Whether dest already holds the remote image, sound: the server's size and tree, every
+    stored file checked (then nothing is fetched, nor a swarm or multicast joined)."""
+    if not os.path.isfile(dest) or os.path.islink(dest):
+        return False
+    name = show_path(os.path.basename(dest))
+    if os.path.getsize(dest) == remote.server.size and _same_tree(dest, remote.tree_id) \
+            and not check_copy(dest):
+        if on_note:
+            on_note(f"{name}: already in the cache")
+        return True
+    if on_note:
+        on_note(f"{name}: the cached copy is not the server's or is damaged; fetching it again")
+    return False
 
 
-def fetch_http(url: str, cache, on_progress=None, on_note=None) -> bytes:
-    """The path of url's image in the cache folder: already there and sound, or copied now
-    over HTTP (resuming a partial copy). ImageError when the copy does not check out."""
-    cache = check_cache_folder(cache)
+def fetch_http(url: str, cache: bytes, on_progress=None) -> bytes:
+    """Copy url's image into the cache folder over HTTP (resuming a partial copy); its path.
+    ImageError when the copy does not check out."""
     name = cached_name(url)
-    remote = RemoteImage(url)
+    remote = open_image(url)
     size = remote.server.size
     dest = os.path.join(cache, os.fsencode(name))
-    if os.path.isfile(dest) and not os.path.islink(dest):
-        if os.path.getsize(dest) == size and _same_tree(dest, remote.tree_id) \
-                and not check_copy(dest):
-            if on_note:
-                on_note(f"{name}: already in the cache")
-            return dest
-        if on_note:
-            on_note(f"{name}: the cached copy is not the server's or is damaged; fetching it again")
     part = os.path.join(cache, os.fsencode(part_name(name)))
     fd = open_part(part)
     try:

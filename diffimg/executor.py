@@ -88,7 +88,6 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
     phase = on_phase or (lambda phase, detail=None, total=None: None)
     dirs = Dirs(root_fd)
     run = _Run()
-    sources = {digest: layer_roots[n] for digest, n in p.stream_layers.items()}
     short_names = _ShortNames()
     try:
         if p.rescues:
@@ -106,7 +105,7 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
         fetched = {}
         if any(not isinstance(r, bytes) for r in layer_roots.values()):
             layer_roots, fetched = _fetch(p, root_fd, run, layer_roots, phase, on_progress)
-            sources = {digest: layer_roots[n] for digest, n in p.stream_layers.items()}
+        sources = {digest: layer_roots[n] for digest, n in p.stream_layers.items()}
         counts = p.counts()
         phase(Phase.WRITING_FILES, total=(counts["files_written"], counts["bytes_written"]))
         _write_files(p, Root.of(root_fd), run, layer_roots, sources, on_progress, short_names,

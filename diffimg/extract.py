@@ -23,7 +23,6 @@ from .planner import Source, index_chain, plan_restore
 from .progress import Phase
 from .restore import _execute, _stream_layers
 from .safefs import open_dir, open_regular, proc_path, split
-from .writer import From
 
 _CHUNK = 1 << 20
 
@@ -218,13 +217,8 @@ def _cat_remote(layer, stored: bytes, entry, out_fd: int) -> int:
 
 def _source(layers, digest: bytes) -> Source:
     """Where the chain stores a content: the newest diff storing it, else the full image."""
-    source = index_chain(layers).get(digest)
-    if source is not None:
-        return source
-    for hint in layers[0].file_hints(leaders_only=True):
-        if hint.digest == digest:
-            if unsafe_path(hint.path):
-                break
-            return Source(From.LAYER, hint.path, 0)
-    raise ImageError(f"{show_path(layers[-1].path)}: no layer of the chain stores content "
-                     f"{digest.hex()}")
+    source = index_chain(layers).sources({digest}).get(digest)
+    if source is None:
+        raise ImageError(f"{show_path(layers[-1].path)}: no layer of the chain stores content "
+                         f"{digest.hex()}")
+    return source

@@ -22,10 +22,8 @@ import xxhash
 from . import runs
 from .entry import FMT_OF_KIND, Kind
 from .image import open_chain
-from .manifest import unsafe_path
-from .planner import Source, index_chain
+from .planner import index_chain
 from .safefs import open_regular, split
-from .writer import From
 
 _TTL = 300.0          # the tree never changes: the kernel may keep what it was told
 
@@ -235,17 +233,10 @@ def _verified_copy(src: int, size: int, digest: bytes) -> int | None:
 
 
 def _sources(layers) -> dict:
-    """digest -> Source of each content of the final tree: the newest diff storing it, else the
-    full image (read once, before the mount: never through it)."""
-    chain = index_chain(layers)
-    wanted = {e.digest for e in layers[-1].entries() if e.kind is Kind.FILE and e.size}
-    found = {d: chain.stored[d] for d in wanted if d in chain.stored}
-    missing = wanted - found.keys()
-    if missing:
-        for hint in layers[0].file_hints(leaders_only=True):
-            if hint.digest in missing and not unsafe_path(hint.path):
-                found.setdefault(hint.digest, Source(From.LAYER, hint.path, 0))
-    return found
+    """digest -> Source of each content of the final tree (read once, before the mount: never
+    through it)."""
+    return index_chain(layers).sources(
+        {e.digest for e in layers[-1].entries() if e.kind is Kind.FILE and e.size})
 
 
 def serve(images, mountpoint, on_ready=None):

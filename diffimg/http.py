@@ -92,17 +92,15 @@ class Server:
 
     def tail(self, length: int) -> bytes:
         """The file's last length bytes (and its size, kept in self.size)."""
-        for failures in range(RETRIES + 1):
+        failures = 0
+        while True:
             parts = []
             try:
                 self._ask(b"bytes=-%d" % length, lambda start, data, parts=parts:
                           parts.append((start, data)), asked=length)
                 break
             except _Dropped as exc:
-                if failures == RETRIES:
-                    raise RemoteError(f"{self.url}: {exc}; gave up after {RETRIES} retries") \
-                        from None
-                time.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+                failures = self._failed(failures, str(exc))
         data = b"".join(d for _, d in sorted(parts))
         if len(data) != min(length, self.size or 0):
             raise RemoteError(f"{self.url}: the server sent {len(data)} bytes of the last {length}")
@@ -153,17 +151,21 @@ class Server:
                 raise exc.error from None
             if problem is None and not any(got.values()):
                 problem = "the server sent none of the bytes asked for"
-            if problem is None:
-                failures = 0
-            else:                          # (an answer that brings nothing counts as a failure)
-                failures += 1
-                if failures > RETRIES:
-                    raise RemoteError(f"{self.url}: {problem}; gave up after {RETRIES} retries")
-                time.sleep(BACKOFF[min(failures, len(BACKOFF)) - 1])
+            # (an answer that brings nothing counts as a failure)
+            failures = 0 if problem is None else self._failed(failures, problem)
             for r in batch:
                 r[0] += got[id(r)]
                 r[1] -= got[id(r)]
             left = [r for r in left if r[1] > 0]
+
+    def _failed(self, failures: int, problem: str) -> int:
+        """One more failure in a row: wait before the next try (BACKOFF), or give up after
+        RETRIES of them (RemoteError); the new count."""
+        failures += 1
+        if failures > RETRIES:
+            raise RemoteError(f"{self.url}: {problem}; gave up after {RETRIES} retries")
+        time.sleep(BACKOFF[min(failures, len(BACKOFF)) - 1])
+        return failures
 
     @staticmethod
     def _split(offset, data, spans, got, give):

@@ -95,6 +95,15 @@ class ChainIndex:
         """Where the newest diff storing this content holds it; None when none does."""
         return self.stored.get(digest)
 
+    def sources(self, digests) -> dict[bytes, Source]:
+        """Where the chain holds each of digests it holds: the newest diff storing it, else the
+        full image (its manifest read once, only for what the diffs lack)."""
+        found = {d: self.stored[d] for d in digests if d in self.stored}
+        missing = set(digests) - found.keys()
+        if missing:
+            found.update(_base_sources(self.base, missing))
+        return found
+
 
 class _BaseContents:
     """Where the full image holds the contents the writes need, without a map of all of them:
@@ -119,17 +128,26 @@ class _BaseContents:
 
     def find(self, digests: set[bytes]) -> dict[bytes, Source]:
         """Where the image holds each of digests (the first path with it)."""
-        found: dict[bytes, Source] = {}
-        if self._base is not None:
-            for hint in self._leaders():
-                if hint.digest in digests and hint.digest not in found:
-                    found[hint.digest] = self._source(hint.path)
-        return found
+        return _base_sources(self._base, digests)
 
     def _source(self, path: bytes) -> Source:
-        if unsafe_path(path):                     # it names a file to read in the container
-            raise ImageError(f"{show_path(self._base.path)}: unsafe path {show_path(path)!r}")
-        return Source(From.LAYER, path, 0)
+        return _base_source(self._base, path)
+
+
+def _base_sources(base, digests: set[bytes]) -> dict[bytes, Source]:
+    """Where the full image base holds each of digests (the first path with it)."""
+    found: dict[bytes, Source] = {}
+    if base is not None:
+        for hint in base.file_hints(leaders_only=True):   # the files its container holds
+            if hint.digest in digests and hint.digest not in found:
+                found[hint.digest] = _base_source(base, hint.path)
+    return found
+
+
+def _base_source(base, path: bytes) -> Source:
+    if unsafe_path(path):                         # it names a file to read in the container
+        raise ImageError(f"{show_path(base.path)}: unsafe path {show_path(path)!r}")
+    return Source(From.LAYER, path, 0)
 
 
 def index_chain(layers) -> ChainIndex:

@@ -54,15 +54,11 @@ def verify_chain(paths, on_layer=None, on_note=None, on_phase=None, on_progress=
             with image.manifest_reader() as m:
                 found = []
                 if image.kind == "full":
-                    found += _check_content(image, itertools.chain(
-                        content_files(m.entries()),
-                        streams.stored_items(streams.of_entries(image.entries()))), on_progress)
+                    found += _check_content(image, stored_files(image, m.entries()), on_progress)
                 else:
                     delta = image.delta()
                     found += check_delta(m.entries(), delta)
-                    found += _check_content(image, itertools.chain(
-                        ((c.path, c.digest, c.after.size) for c in delta if c.action == STORE),
-                        streams.stored_items(streams.of_changes(delta))), on_progress)
+                    found += _check_content(image, stored_files(image, delta=delta), on_progress)
                 if m.trailer["tree_id"] != image.tree_id:
                     found.append("manifest's tree ID does not match the image's")
                 m.check_stat_section()
@@ -75,6 +71,18 @@ def verify_chain(paths, on_layer=None, on_note=None, on_phase=None, on_progress=
             problems.append(exc.message)
         previous = image
     return problems
+
+
+def stored_files(image, entries=None, delta=None):
+    """(container path, digest, size, ...) of each file the image's container must hold: a full
+    image's files that are not later hardlink members (from entries, its manifest's, when
+    given), a diff's store records (from delta, when given), and the large streams of either."""
+    if image.kind == "full":
+        return itertools.chain(content_files(image.entries() if entries is None else entries),
+                               streams.stored_items(streams.of_entries(image.entries())))
+    delta = image.delta() if delta is None else delta
+    return itertools.chain(((c.path, c.digest, c.after.size) for c in delta if c.action == STORE),
+                           streams.stored_items(streams.of_changes(delta)))
 
 
 def check_delta(entries, delta) -> list[str]:
@@ -127,7 +135,7 @@ def _check_content(image: Image, stored, on_progress=None) -> list[str]:
     (nothing is written); a local image's ranges blob must also match its container's own
     tables, since remote clients trust it (remote.py)."""
     if image.remote:
-        return _check_remote_content(image, stored, on_progress)
+        return image.content_reader().check([item[:3] for item in stored], on_progress)
     bad = check_ranges(image)
     done = [0, 0]
 
@@ -150,32 +158,6 @@ def _check_content(image: Image, stored, on_progress=None) -> list[str]:
     with image.content() as root:
         items = ((os.path.join(root, item[0]), item) for item in stored)
         run_pooled(hash_batch, items, check)
-    return bad
-
-
-def _check_remote_content(image, stored, on_progress=None) -> list[str]:
-    bad = []
-    done = [0, 0]
-
-    class Hashed:             # the reader hashes; nothing to write
-        writes_holes = False
-
-        def __init__(self, path, size):
-            self.size = size
-
-        def write(self, offset, data):
-            pass
-
-        def close(self):
-            done[0] += 1
-            done[1] += self.size
-            if on_progress is not None:
-                on_progress(*done)
-
-        def abort(self):
-            pass
-
-    image.content_reader().read([item[:3] for item in stored], Hashed, bad)
     return bad
 
 

@@ -82,11 +82,17 @@ def _many_files(root, count=1500, seed=7):
             f.write(rng.randbytes(size // 2) + bytes(size - size // 2))   # half compressible
 
 
-def test_a_target_lacking_scattered_files_fetches_only_their_ranges(tmp_path, www):
-    tree = tmp_path / "tree"
-    _many_files(tree)
-    image = tmp_path / "www/base.img"
+def _imaged(tmp_path, count, image="www/base.img"):
+    """A tree of count files (_many_files) and its image at tmp_path/image: (tree, image)."""
+    tree, image = tmp_path / "tree", tmp_path / image
+    _many_files(tree, count=count)
+    image.parent.mkdir(exist_ok=True)
     run_cli("create", tree, image, "-q", check_rc=0)
+    return tree, image
+
+
+def test_a_target_lacking_scattered_files_fetches_only_their_ranges(tmp_path, www):
+    tree, image = _imaged(tmp_path, 1500)
     target = tmp_path / "target"
     target.mkdir()
     run_cli("restore", image, target, "-q", check_rc=0)           # from the local file
@@ -111,10 +117,7 @@ def test_a_target_lacking_scattered_files_fetches_only_their_ranges(tmp_path, ww
 
 
 def test_a_server_that_ignores_ranges_is_refused_and_nothing_changes(tmp_path):
-    tree = tmp_path / "tree"
-    _many_files(tree, count=20)
-    (tmp_path / "www").mkdir()
-    run_cli("create", tree, tmp_path / "www/base.img", "-q", check_rc=0)
+    tree, _ = _imaged(tmp_path, 20)
     port = free_port()
     # Python's own http.server answers every GET with the whole file (200)
     server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
@@ -154,10 +157,7 @@ def _wait_for_port(port):
 
 
 def test_a_restore_resumes_when_the_server_restarts_mid_fetch(tmp_path):
-    tree = tmp_path / "tree"
-    _many_files(tree, count=150)
-    (tmp_path / "www").mkdir()
-    run_cli("create", tree, tmp_path / "www/base.img", "-q", check_rc=0)
+    tree, _ = _imaged(tmp_path, 150)
     size = os.path.getsize(tmp_path / "www/base.img")
     # about 4 s for the whole image; the server is stopped after 1.5 s and back 2 s later
     server = Nginx(tmp_path / "www", tmp_path / "nginx", extra=f"limit_rate {size // 4};")
@@ -195,10 +195,7 @@ def _flip(path, offset):
 
 
 def test_damaged_content_on_the_server_is_never_written(tmp_path, www):
-    tree = tmp_path / "tree"
-    _many_files(tree, count=40)
-    image = tmp_path / "www/base.img"
-    run_cli("create", tree, image, "-q", check_rc=0)
+    tree, image = _imaged(tmp_path, 40)
     _, _, located = read_ranges(Image(image))
     victim, blocks = max(located.items(), key=lambda item: item[1].span())
     _flip(image, blocks.start + 10)
@@ -232,10 +229,7 @@ def _with_ranges(image, out, edit):
 
 
 def test_a_crafted_ranges_blob_never_passes_wrong_bytes(tmp_path, www):
-    tree = tmp_path / "tree"
-    _many_files(tree, count=40)
-    image = tmp_path / "base.img"
-    run_cli("create", tree, image, "-q", check_rc=0)
+    _, image = _imaged(tmp_path, 40, "base.img")
 
     def swap(items):      # two files of one size point at each other's blocks
         files = items[1 + items[0]["fragments"]:]
@@ -266,10 +260,7 @@ def test_a_crafted_ranges_blob_never_passes_wrong_bytes(tmp_path, www):
 
 
 def test_an_interrupted_fetch_leaves_nothing_and_the_next_restore_converges(tmp_path):
-    tree = tmp_path / "tree"
-    _many_files(tree, count=150)
-    (tmp_path / "www").mkdir()
-    run_cli("create", tree, tmp_path / "www/base.img", "-q", check_rc=0)
+    tree, _ = _imaged(tmp_path, 150)
     size = os.path.getsize(tmp_path / "www/base.img")
     with Nginx(tmp_path / "www", tmp_path / "nginx", extra=f"limit_rate {size // 3};") as server:
         target = tmp_path / "target"
@@ -291,10 +282,7 @@ def test_an_interrupted_fetch_leaves_nothing_and_the_next_restore_converges(tmp_
 
 
 def test_fetch_copies_proven_images_and_mends_a_corrupt_cached_one(tmp_path, www):
-    tree = tmp_path / "tree"
-    _many_files(tree, count=60)
-    image = tmp_path / "www/base.img"
-    run_cli("create", tree, image, "-q", check_rc=0)
+    tree, image = _imaged(tmp_path, 60)
     cache = tmp_path / "cache"
     cache.mkdir()
     url = f"{www.url}/base.img"
@@ -352,9 +340,7 @@ def test_a_server_that_never_sends_what_is_asked_for_is_given_up(tmp_path):
 
 
 def test_fetch_never_writes_through_what_is_planted_in_the_cache(tmp_path, www):
-    tree = tmp_path / "tree"
-    _many_files(tree, count=10)
-    run_cli("create", tree, tmp_path / "www/base.img", "-q", check_rc=0)
+    _imaged(tmp_path, 10)
     run_cli("seed", tmp_path / "www/base.img", "--via", "torrent", "--web-seed", www.url, "--for",
             "0", "--port", "0", check_rc=0)          # (writes base.img.torrent)
     url = f"{www.url}/base.img"
@@ -377,9 +363,7 @@ def test_fetch_never_writes_through_what_is_planted_in_the_cache(tmp_path, www):
 
 
 def test_a_full_target_is_said_as_one(tmp_path, www):
-    tree = tmp_path / "tree"
-    _many_files(tree, count=30)
-    run_cli("create", tree, tmp_path / "www/base.img", "-q", check_rc=0)
+    _imaged(tmp_path, 30)
     small = tmp_path / "small"
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", small], check=True)

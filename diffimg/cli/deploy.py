@@ -17,9 +17,8 @@ import click
 
 from .. import cache, multicast, torrent
 from ..errors import ImageError, OutputError, show_path
-from ..image import Image
+from ..image import Image, open_image
 from ..progress import ProgressLine, human_bytes
-from ..remote import RemoteImage
 from . import cli, progress_option
 
 RESUME_BACK = 4 << 20      # a receiver that dropped out: the last bytes it wrote are fetched again
@@ -70,8 +69,10 @@ def fetch_command(urls, cache_dir, via, port, peers, seed_for, interface, start_
                 print(f"diffimg: {message}", file=sys.stderr)
         name = cache.cached_name(url)
         dest = os.path.join(cache_dir, os.fsencode(name))
-        if via == "http" or _cached(dest, url):
-            path = cache.fetch_http(url, cache_dir, on_progress=progress, on_note=note)
+        if cache.in_cache(dest, open_image(url), note):
+            path = dest
+        elif via == "http":
+            path = cache.fetch_http(url, cache_dir, on_progress=progress)
         elif via == "torrent":
             path = _by_torrent(url, cache_dir, name, dest, port, peer_addresses, seed_for,
                                progress)
@@ -85,16 +86,6 @@ def fetch_command(urls, cache_dir, via, port, peers, seed_for, interface, start_
                   f"{time.monotonic() - started:.1f} s, checked", file=sys.stderr)
         sys.stdout.buffer.write(os.fsencode(path) + b"\n")
     return 0
-
-
-def _cached(dest: bytes, url: str) -> bool:
-    """Whether dest already holds url's image, sound (then no swarm or multicast is joined)."""
-    if not os.path.isfile(dest):
-        return False
-    try:
-        return Image(dest).tree_id == RemoteImage(url).tree_id and not cache.check_copy(dest)
-    except ImageError:
-        return False
 
 
 def _by_torrent(url, cache_dir, name, dest, port, peers, seed_for, progress) -> bytes:
@@ -116,7 +107,7 @@ def _by_torrent(url, cache_dir, name, dest, port, peers, seed_for, progress) -> 
 
 def _by_multicast(url, cache_dir, name, dest, interface, start_timeout, receive_timeout,
                   progress) -> bytes:
-    remote = RemoteImage(url)
+    remote = open_image(url)
     size = remote.server.size
     part = os.path.join(cache_dir, os.fsencode(cache.part_name(name)))
     fd = cache.open_part(part)
