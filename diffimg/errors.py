@@ -14,7 +14,8 @@
     ├── Refused (14)              apply: the target is not the diff's parent tree
     ├── NoState (15)              status: diffimg never restored the target (or its state is damaged)
     ├── RemoteError (18)          a server could not be reached, or answered with an error
-    └── RangesNotHonoured (19)    a server sent whole files where byte ranges were asked for
+    ├── RangesNotHonoured (19)    a server sent whole files where byte ranges were asked for
+    └── Conflicts (20)            rebase: the host's and the chain's changes of a path conflict
 
 Exit 0 and 1 belong to commands (identical / differ); 2 is click's usage error;
 130 is an interrupt. The table lives in spec/cli.md.
@@ -91,6 +92,14 @@ class RemoteError(DiffimgError):
 
 class RangesNotHonoured(RemoteError):
     exit_code = 19
+
+
+class Conflicts(DiffimgError):
+    exit_code = 20
+
+    def __init__(self, message: str, *, conflicts=()):
+        super().__init__(message)
+        self.conflicts = list(conflicts)    # (path, why) of each conflicting path
 
 
 def show_path(path) -> str:

@@ -145,7 +145,8 @@ def create(tree, out, opts: PackOptions) -> dict:
             packing = None
         stored_files, stored_bytes = _pack(tree, output, opts, stored, direct, packing)
         packing = None
-        info = _info("full", tree, container, trailer, None, stored_files, stored_bytes)
+        info = _info("full", container, trailer, None, stored_files, stored_bytes,
+                     source_info(tree), detect(tree))
         if opts.converted_from is not None:     # the tree is a temporary mount of it
             info["converted_from"] = opts.converted_from
             info["source"] = {"path": opts.converted_from["path"],
@@ -189,19 +190,62 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
         trailer = writer.trailer
         if trailer["tree_id"] == parent.tree_id:
             return None
-        assert changes, "trees differ but no change was classified"
         to_store = [(c.path, c.digest, c.after.size) for c in changes if c.action == STORE]
         to_store += streams.stored_items(streams.of_changes(changes))
         stored_files, stored_bytes = _pack(tree, output, opts, lambda: iter(to_store), direct=False)
-        info = _info("diff", tree, container, trailer, parent.tree_id, stored_files, stored_bytes)
+        info = _info("diff", container, trailer, parent.tree_id, stored_files, stored_bytes,
+                     source_info(tree), detect(tree))
         _note_windows_defaults(info, opts, left_out)
-        info["changes"] = {}
-        for c in changes:
-            info["changes"][c.action] = info["changes"].get(c.action, 0) + 1
-        _finish(output, opts, info, changes)
+        _finish_diff(output, opts, info, changes)
         return info
     finally:
         output.cleanup()
+
+
+def diff_of_entries(entries, parent, out, opts: PackOptions, *, source: dict, os_info: dict,
+                    contents) -> dict | None:
+    """Make a differential image at out on top of the image parent, of a tree given as its
+    entries in canonical order (rebase.py); return its info, or None (and make nothing) when
+    the tree is parent's. contents(files, streams): a context manager giving, for those sets of
+    digests (the files and large streams the image stores), {digest: absolute path of a file
+    holding it}; each is hashed on its way into the container."""
+    container = containers.get(opts.fmt, level=opts.level)
+    output = _Output(out, container)
+    try:
+        _phase(opts, Phase.CLASSIFYING)
+        with ManifestWriter(output.manifest, source) as writer:
+            changes = diff_trees(parent.entries(), writer.recording(entries), parent.file_hints())
+        trailer = writer.trailer
+        if trailer["tree_id"] == parent.tree_id:
+            return None
+        files = [(c.path, c.digest, c.after.size) for c in changes if c.action == STORE]
+        stream_items = streams.stored_items(streams.of_changes(changes))
+        with contents({f[1] for f in files}, {s[1] for s in stream_items}) as where:
+            to_store = [(path, digest, size, where[digest])
+                        for path, digest, size, *_ in files + stream_items]
+            try:
+                stored_files, stored_bytes = _pack(b"", output, opts, lambda: iter(to_store),
+                                                   direct=False)
+            except ScanError as exc:    # read from images: one that does not hold its records
+                raise ImageError(f"an image does not hold the content its records say: "
+                                 f"{exc.message}") from None
+        info = _info("diff", container, trailer, parent.tree_id, stored_files, stored_bytes,
+                     source, os_info)
+        if parent.info.get("windows_defaults") is True:
+            info["windows_defaults"] = True
+        _finish_diff(output, opts, info, changes)
+        return info
+    finally:
+        output.cleanup()
+
+
+def _finish_diff(output, opts, info: dict, changes):
+    """Count the diff's changes by action in info, append the metadata, name the image."""
+    assert changes, "trees differ but no change was classified"
+    info["changes"] = {}
+    for c in changes:
+        info["changes"][c.action] = info["changes"].get(c.action, 0) + 1
+    _finish(output, opts, info, changes)
 
 
 def _scan(tree, output, opts, left_out, skipped):
@@ -416,7 +460,8 @@ def _note_windows_defaults(info: dict, opts, left_out: set):
             info["left_out"] = sorted(os.fsdecode(p) for p in left_out)
 
 
-def _info(kind, tree, container, trailer, parent_id, stored_files, stored_bytes) -> dict:
+def _info(kind, container, trailer, parent_id, stored_files, stored_bytes, source: dict,
+          os_info: dict) -> dict:
     return {
         "kind": kind,
         "format": container.name,
@@ -424,8 +469,8 @@ def _info(kind, tree, container, trailer, parent_id, stored_files, stored_bytes)
         "parent_id": parent_id,
         "created_ns": time.time_ns(),
         "tool": f"diffimg {__version__}",
-        "source": source_info(tree),
-        "os": detect(tree),
+        "source": source,
+        "os": os_info,
         "entries": trailer["entries"],
         "files": trailer["files"],
         "bytes": trailer["bytes"],

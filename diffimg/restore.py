@@ -109,13 +109,8 @@ def _stream_layers(p, layers, root_fd: int) -> dict:
     if not streams.windows_interface(root_fd):
         return {}
     entries = itertools.chain((w.entry for w in p.writes), p.metas, p.dir_metas)
-    wanted = {digest for e in entries for _, _, digest in streams.large(e.xattrs)}
-    found = {}
-    for number, layer in enumerate(layers if wanted else ()):
-        stored = streams.of_entries(layer.entries()) if layer.kind == "full" else \
-            streams.of_changes(layer.delta())
-        found.update((digest, number) for _, _, _, digest in stored if digest in wanted)
-    return found
+    return streams.layers_storing(layers, {digest for e in entries
+                                           for _, _, digest in streams.large(e.xattrs)})
 
 
 def holds_ntfs(image) -> bool:

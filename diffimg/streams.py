@@ -317,3 +317,13 @@ def of_changes(changes):
     for c in changes:
         for name, size, digest in stored_by(c):
             yield c.path, name, size, digest
+
+
+def layers_storing(layers, wanted: set[bytes]) -> dict[bytes, int]:
+    """digest -> the number of the newest of layers (a chain) that stores it, for each large
+    stream among wanted that one stores."""
+    found = {}
+    for number, layer in enumerate(layers if wanted else ()):
+        stored = of_entries(layer.entries()) if layer.kind == "full" else of_changes(layer.delta())
+        found.update((digest, number) for _, _, _, digest in stored if digest in wanted)
+    return found

@@ -1,0 +1,235 @@
+"""rebase: carry a machine's own diff (a host layer) onto a new chain of the model's images.
+
+Three trees, read from manifests alone: P, the tree the host diff was made on (a layer of the new
+chain); T, the host's tree (the host diff's); Q, the new chain's tree. Per path, in one merge of
+the three (canonical order):
+- the host did not change it (T = P): Q's entry stands;
+- the chain did not change it (Q = P), or both made the same change: T's entry;
+- a folder both changed: field by field (mode, owner, group, each xattr); its mtime is the
+  host's when the host changed it (what replaying the host's changes on Q gives);
+- anything else is a conflict, and so is a result that is not a tree: an entry whose folder is
+  gone or is no longer a folder, a hardlink whose group changed on the other side.
+Conflicts are refused, all listed; with prefer, the preferred side's entry is taken at each
+conflicting path (and at the folder or first hardlink member it needs) and the merge runs
+again, until the result is a tree.
+
+The rebased diff is then made against Q by the differ, as any diff: it stores only content that
+neither Q nor another of its files has, read from the host diff's container or, for content the
+host's tree took from P, from the chain's containers; nothing is scanned.
+"""
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+from . import streams
+from .delta import STORE
+from .entry import Entry, Kind, inode_fields
+from .errors import ChainError, Conflicts, ImageError, show_path
+from .image import open_chain, open_image
+from .merge import merge_join_all
+from .packer import PackOptions, diff_of_entries
+from .planner import index_chain
+from .progress import Phase
+
+HOST, CHAIN = "host", "chain"
+MAX_PASSES = 16         # each pass settles a level of folders at least; trees are not deeper
+
+
+@dataclass(slots=True)
+class Conflict:
+    path: bytes
+    why: str
+    needs: list                 # the paths whose entry, taken from one side, settles it
+    shown: bool = True          # False: a folder conflict above it says it all
+
+
+@dataclass
+class Rebased:
+    info: dict | None           # the image made; None when nothing of the host's is left
+    decided: list               # (path, why): the conflicts --prefer decided
+
+
+def rebase(host_diff, chain, out, opts: PackOptions, prefer: str | None = None) -> Rebased:
+    """Make at out the host diff carried onto chain (base, diff...): a diff whose parent is
+    chain's tree. Conflicts when the two sides changed a path differently and prefer (HOST or
+    CHAIN) is None; then nothing is made."""
+    host = open_image(host_diff)
+    if host.kind != "diff":
+        raise ChainError(f"{show_path(host.path)} is a full image; a host layer is a diff")
+    layers = open_chain(chain)
+    parent = next((layer for layer in layers if layer.tree_id == host.parent_id), None)
+    if parent is None:
+        raise ChainError(f"{show_path(host.path)} was made on tree {host.parent_id.hex()}, which "
+                         "no layer given makes; give the chain from its base, with the layer it "
+                         "was made on (e.g. base.img d1.img d2.img)")
+    new = layers[-1]
+
+    def merged(overrides, conflicts):
+        return _merged(parent.entries(), host.entries(), new.entries(), overrides, conflicts)
+
+    if opts.on_phase is not None:
+        opts.on_phase(Phase.CLASSIFYING, "three-way merge")
+    overrides: dict[bytes, str] = {}
+    decided: dict[bytes, str] = {}
+    for _ in range(MAX_PASSES):
+        conflicts: list[Conflict] = []
+        for _ in merged(overrides, conflicts):
+            pass
+        if not conflicts:
+            break
+        if prefer is None:
+            shown = [(c.path, c.why) for c in conflicts if c.shown]
+            raise Conflicts(f"{len(shown):,} paths changed both on the host and in the chain, "
+                            f"e.g. {show_path(shown[0][0])} ({shown[0][1]}); nothing was made: "
+                            "choose a side with --prefer host or --prefer chain",
+                            conflicts=shown)
+        for c in conflicts:
+            if c.shown:
+                decided.setdefault(c.path, c.why)
+            for path in c.needs:
+                overrides[path] = prefer
+    else:
+        raise Conflicts(f"the conflicts did not settle in {MAX_PASSES} passes; nothing was made",
+                        conflicts=list(decided.items()))
+    info = diff_of_entries(merged(overrides, []), new, out, opts, source=host.info["source"],
+                           os_info=new.info.get("os", {}),
+                           contents=lambda files, large: _contents(host, layers, files, large))
+    return Rebased(info, sorted(decided.items()))
+
+
+def three_way(p: Entry | None, t: Entry | None, q: Entry | None) -> tuple[Entry | None, str | None]:
+    """The result at one path from the parent's entry p, the host's t and the chain's q (None:
+    absent), and None, or (None, why) for a conflict."""
+    if t == p:
+        return q, None
+    if q in (p, t):
+        return t, None
+    if p is not None and all(e is not None and e.kind is Kind.DIR for e in (p, t, q)):
+        return _merged_folder(p, t, q)
+    if t is None:
+        return None, "the host removed it, the chain changed it"
+    if q is None:
+        return None, "the chain removed it, the host changed it"
+    if p is None:
+        return None, "both added it, differently"
+    if t.kind != p.kind or q.kind != p.kind:
+        return None, "both changed it, one into another kind"
+    return None, "both changed it"
+
+
+def _pick(p, t, q):
+    """Three-way of one value: (value, False), or (None, True) when both changed it apart."""
+    if t == p:
+        return q, False
+    if q in (p, t):
+        return t, False
+    return None, True
+
+
+def _merged_folder(p: Entry, t: Entry, q: Entry) -> tuple[Entry | None, str | None]:
+    values = {}
+    for name, words in (("mode", "mode"), ("uid", "owner"), ("gid", "group")):
+        values[name], clash = _pick(getattr(p, name), getattr(t, name), getattr(q, name))
+        if clash:
+            return None, f"both changed its {words}"
+    px, tx, qx = p.xattrs or {}, t.xattrs or {}, q.xattrs or {}
+    xattrs = {}
+    for key in sorted(px.keys() | tx.keys() | qx.keys()):
+        value, clash = _pick(px.get(key), tx.get(key), qx.get(key))
+        if clash:
+            return None, f"both changed its xattr {show_path(key)}"
+        if value is not None:
+            xattrs[key] = value
+    # a folder's mtime follows its entries: no conflict, the host's change replayed on Q's
+    mtime = t.mtime_ns if t.mtime_ns != p.mtime_ns else q.mtime_ns
+    return Entry(p.path, Kind.DIR, values["mode"], values["uid"], values["gid"], mtime,
+                 xattrs=xattrs or None), None
+
+
+def _merged(parent, host, chain, overrides: dict[bytes, str], conflicts: list):
+    """The result tree's entries, in canonical order; each conflict is appended to conflicts
+    (with .needs: the paths whose side settles it) and its path left out."""
+    folders = [None]        # b"path/" of the result's folders along the current path
+    leaders: set[int] = set()   # hashes of (path, inode fields) of possible hardlink leaders
+    dropped = None          # b"path/" of an entry left out: its subtree is, silently
+
+    def conflict(path: bytes, why: str, *needs: bytes, orphan: bool = False):
+        nonlocal dropped
+        below = dropped is not None and path.startswith(dropped)
+        conflicts.append(Conflict(path, why, [path, *needs], shown=not (orphan and below)))
+        if not below:
+            dropped = path + b"/"
+
+    for p, t, q in merge_join_all(parent, host, chain):
+        path = (p or t or q).path
+        side = overrides.get(path)
+        if side is not None:
+            e = t if side == HOST else q
+        else:
+            e, why = three_way(p, t, q)
+            if why is not None:
+                conflict(path, why)
+                continue
+        if dropped is not None and not path.startswith(dropped):
+            dropped = None
+        if e is None:
+            continue
+        if path:
+            while not path.startswith(folders[-1]):
+                folders.pop()
+            parent_path = path.rpartition(b"/")[0]
+            if folders[-1] != (parent_path + b"/" if parent_path else b""):
+                # the first folder along the path that the result lacks (or holds as another kind)
+                missing = path[:path.find(b"/", len(folders[-1])) % (len(path) + 1)]
+                conflict(path, "its folder is gone, or is no longer a folder", missing,
+                         orphan=True)
+                continue
+            if e.link is not None and hash((e.link, inode_fields(e))) not in leaders:
+                conflict(path, "a hardlink whose group changed on the other side", e.link)
+                continue
+        elif e.kind is not Kind.DIR:
+            raise ImageError("a tree whose root is not a folder")
+        if e.link is None and e.kind is not Kind.DIR:
+            leaders.add(hash((path, inode_fields(e))))
+        if e.kind is Kind.DIR:
+            folders.append(path + b"/" if path else b"")
+        yield e
+
+
+@contextlib.contextmanager
+def _contents(host, layers, files: set[bytes], large: set[bytes]):
+    """{digest: absolute path} of each of files and large streams, in the host diff's
+    container when it stores it, else in the newest layer of the chain storing it; the
+    containers needed are mounted meanwhile (image.content)."""
+    delta = host.delta()
+    in_host = {c.digest: c.path for c in delta if c.action == STORE}
+    host_streams = {digest for _, _, _, digest in streams.of_changes(delta)}
+    chain_files = index_chain(layers).sources(files - in_host.keys()) if files - in_host.keys() \
+        else {}
+    chain_streams = streams.layers_storing(layers, large - host_streams)
+    lacking = (files - in_host.keys() - chain_files.keys()) | (large - host_streams
+                                                               - chain_streams.keys())
+    if lacking:
+        raise ImageError(f"{len(lacking):,} contents are in neither {show_path(host.path)} nor "
+                         f"the chain, e.g. {next(iter(lacking)).hex()}: an image is damaged")
+    with contextlib.ExitStack() as mounted:
+        roots: dict = {}
+
+        def root(key, image) -> bytes:
+            if key not in roots:
+                roots[key] = os.fsencode(mounted.enter_context(image.content()))
+            return roots[key]
+
+        where = {}
+        for digest in files:
+            if digest in in_host:
+                where[digest] = os.path.join(root(HOST, host), in_host[digest])
+            else:
+                source = chain_files[digest]
+                where[digest] = os.path.join(root(source.layer, layers[source.layer]), source.path)
+        for digest in large:
+            number = HOST if digest in host_streams else chain_streams[digest]
+            image = host if number == HOST else layers[number]
+            where[digest] = os.path.join(root(number, image), streams.store_path(digest))
+        yield where
