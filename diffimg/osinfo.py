@@ -11,6 +11,8 @@ _VERSION_KEY = "Microsoft\\Windows NT\\CurrentVersion"
 # value -> what info calls it; DisplayVersion (Windows 10 20H2 on) before ReleaseId
 _VERSION_VALUES = (("ProductName", "product"), ("EditionID", "edition"),
                    ("DisplayVersion", "version"), ("ReleaseId", "version"), ("CurrentBuild", "build"))
+# where it keeps the computer name (SYSTEM hive)
+_NAME_KEY = "ControlSet001\\Control\\ComputerName\\ComputerName"
 
 
 def detect(root) -> dict:
@@ -34,17 +36,39 @@ def is_windows(root) -> bool:
 
 
 def _windows_version(root: bytes, system32: bytes) -> dict:
-    """Product name, edition, version and build from the SOFTWARE hive (System32/config, in
-    any case, never through a symlink), read by hivexget (Debian's libhivex-bin, made for
-    hives from anyone) when it is at hand; what it cannot say is absent."""
+    """Product name, edition, version and build from the SOFTWARE hive; what it cannot say is
+    absent."""
+    values = _hive_values(root, system32, b"software", _VERSION_KEY)
+    found = {}
+    for name, called in _VERSION_VALUES:
+        if name in values and called not in found:
+            found[called] = values[name]
+    if "build" in found and "UBR" in values:
+        found["build"] += "." + values["UBR"]
+    return found
+
+
+def computer_name(root) -> str | None:
+    """The Windows computer name of the tree at root (SYSTEM hive), or None."""
+    root = os.fsencode(root)
+    kernel = _windows_kernel(root)
+    if kernel is None:
+        return None
+    return _hive_values(root, os.path.dirname(kernel), b"system", _NAME_KEY).get("ComputerName")
+
+
+def _hive_values(root: bytes, system32: bytes, hive_name: bytes, key: str) -> dict:
+    """The plain text and number values of key in the hive System32/config/HIVE_NAME (in any
+    case, never through a symlink), read by hivexget (Debian's libhivex-bin, made for hives
+    from anyone) when it is at hand; {} when it cannot be read."""
     tool = shutil.which("hivexget")
-    hive = _child(root, _child(root, system32, b"config"), b"software")
+    hive = _child(root, _child(root, system32, b"config"), hive_name)
     if tool is None or hive is None:
         return {}
     try:
         if not stat.S_ISREG(os.lstat(os.path.join(root, hive)).st_mode):
             return {}
-        shown = subprocess.run([tool, os.path.abspath(os.path.join(root, hive)), _VERSION_KEY],
+        shown = subprocess.run([tool, os.path.abspath(os.path.join(root, hive)), key],
                                capture_output=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
@@ -54,13 +78,7 @@ def _windows_version(root: bytes, system32: bytes) -> dict:
         match = re.fullmatch(r'"(\w+)"=(?:"([\w .()-]{1,200})"|dword:([0-9a-f]{8}))', line)
         if match is not None:
             values[match[1]] = match[2] if match[2] is not None else str(int(match[3], 16))
-    found = {}
-    for name, called in _VERSION_VALUES:
-        if name in values and called not in found:
-            found[called] = values[name]
-    if "build" in found and "UBR" in values:
-        found["build"] += "." + values["UBR"]
-    return found
+    return values
 
 
 def _child(root: bytes, parent: bytes | None, wanted: bytes) -> bytes | None:

@@ -37,25 +37,26 @@ _FINISH_WITH_FORCE = ("; the target is now partly changed, no longer the diff's 
 
 
 def restore(images, target, *, checksum=False, dry_run=False, keep=(), on_progress=None,
-            on_warning=None, on_phase=None, command="restore"):
+            on_warning=None, on_phase=None, command="restore", host=None):
     """Make target equal to the tree of the chain images (base, diff...); return the Plan.
-    dry_run: plan only. keep: --keep patterns (keep.py)."""
+    dry_run: plan only. keep: --keep patterns (keep.py). host: the machine name whose host
+    layer the last image is (hostlayer.py), for the state."""
     return _restore_layers(open_chain(images), target, checksum=checksum, dry_run=dry_run,
                            keep=keep, on_progress=on_progress, on_warning=on_warning,
-                           on_phase=on_phase, command=command)
+                           on_phase=on_phase, command=command, host=host)
 
 
 def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), on_progress=None,
-          on_warning=None, on_phase=None, command="apply"):
+          on_warning=None, on_phase=None, command="apply", host=None):
     """Apply one diff to the tree it was made on, reading and writing only the paths its delta
-    touches; with force, restore its tree regardless of what target holds."""
+    touches; with force, restore its tree regardless of what target holds. host: as restore's."""
     image = open_image(diff)
     if image.kind != "diff":
         raise Refused(f"{show_path(diff)} is a full image; use restore")
     if force:
         return _restore_layers([image], target, checksum=checksum, dry_run=dry_run, keep=keep,
                                on_progress=on_progress, on_warning=on_warning, on_phase=on_phase,
-                               command=command)
+                               command=command, host=host)
     target = os.fsencode(target)
     phase = on_phase or (lambda phase, detail=None, total=None: None)
     with locked_target(target) as root_fd:
@@ -87,7 +88,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
             _keep_folder_times(root_fd, p, p.renewed)
         p.kept = sorted(kept.paths)
         if not dry_run:
-            run = State(False, None, (state.chain if state else []) + [layer_record(image)],
+            run = State(False, None, (state.chain if state else []) + [layer_record(image, host)],
                         command, keep=patterns)
             with RecordedTree(root_fd) as previous:        # the rows of untouched paths carry over
                 carried = _Carried(previous, fs) if state is not None else None
@@ -269,7 +270,7 @@ def _applied_verifier(changes, checked: bool, carried: "_Carried | None"):
 
 
 def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_warning, on_phase,
-                    command):
+                    command, host=None):
     """restore, on layers already opened as a chain."""
     target = os.fsencode(target)
     phase = on_phase or (lambda phase, detail=None, total=None: None)
@@ -296,7 +297,8 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
         p = plan_restore(entries, wanted, chain, kept)
         p.stream_layers = _stream_layers(p, layers, root_fd)
         if not dry_run:
-            run = State(False, None, [layer_record(layer) for layer in layers], command,
+            run = State(False, None, [layer_record(layer) for layer in layers[:-1]]
+                        + [layer_record(final, host)], command,
                         keep=patterns)
             if p.changes_nothing() and had is not None and had.tree_id == final.tree_id \
                     and had.keep == run.keep:

@@ -57,9 +57,13 @@ class State:
                 "tool": f"diffimg {__version__}"}
 
 
-def layer_record(image) -> dict:
-    return {"tree_id": image.tree_id.hex(), "file": os.path.basename(os.fsdecode(image.path)),
-            "kind": image.kind, "windows_defaults": image.info.get("windows_defaults") is True}
+def layer_record(image, host: str | None = None) -> dict:
+    """What the state keeps of a layer; host: the machine name whose host layer it is."""
+    record = {"tree_id": image.tree_id.hex(), "file": os.path.basename(os.fsdecode(image.path)),
+              "kind": image.kind, "windows_defaults": image.info.get("windows_defaults") is True}
+    if host is not None:
+        record["host"] = host
+    return record
 
 
 def _open_state_dir(root_fd: int) -> int | None:
@@ -153,7 +157,8 @@ def _state_of(doc) -> State:
     chain = doc["chain"]
     if type(doc["complete"]) is not bool or type(chain) is not list or not all(
             type(layer) is dict and all(type(layer.get(k)) is str for k in ("tree_id", "file", "kind"))
-            for layer in chain) or (doc["complete"] and (tree_id is None or len(tree_id) != 16)):
+            and type(layer.get("host", "")) is str for layer in chain) \
+            or (doc["complete"] and (tree_id is None or len(tree_id) != 16)):
         raise ValueError("bad state")
     keep = doc.get("keep") or []
     if type(keep) is not list or not all(type(k) is str for k in keep):

@@ -7,12 +7,14 @@ import sys
 
 import click
 
+from .. import hostlayer
 from ..errors import OutputError, Refused, show_path
 from ..extract import cat, extract
-from ..image import is_image
+from ..image import is_image, open_chain, open_image
 from ..planner import From, Source
 from ..progress import ProgressLine, human_bytes
 from ..restore import apply, restore
+from ..state import read_state
 from . import as_folders, cli, progress_option
 
 keep_option = click.option(
@@ -20,6 +22,41 @@ keep_option = click.option(
     help="Leave target paths matching PATTERN as they are (never deleted, replaced or changed): "
          "anchored at the target's root, shell-style globs per component, e.g. /home or "
          "'/Users/*/Documents'. Repeatable. lost+found on ext2/3/4 is always kept.")
+
+
+def _valid_host(ctx, param, value):
+    if value is not None and not hostlayer.valid_name(value):
+        raise click.BadParameter("a host name holds letters, digits, '.', '-' and '_' only")
+    return value
+
+
+host_layers_option = click.option(
+    "--host-layers", type=click.Path(path_type=bytes), metavar="DIR",
+    help="Also restore DIR/NAME.diff, this machine's host layer, as the last layer when it was "
+         "made on the chain's tree (see --host; made by diff, carried onto a new chain by rebase).")
+host_option = click.option(
+    "--host", "host_name", metavar="NAME", callback=_valid_host,
+    help="The machine's name for --host-layers (default: the target's etc/hostname or, for "
+         "Windows, its computer name).")
+
+
+def _host_layer(host_layers, host_name, target, tree_id: bytes, warn, quiet):
+    """(the host layer to restore after the chain, the machine's name), or (None, None)."""
+    if host_layers is None:
+        if host_name is not None:
+            raise click.UsageError("--host goes with --host-layers")
+        return None, None
+    name = host_name or hostlayer.name_of(target)
+    if name is None:
+        warn(f"{show_path(target)} names no host (etc/hostname, a Windows computer name): "
+             "no host layer is restored; give --host NAME")
+        return None, None
+    layer = hostlayer.find(host_layers, name, tree_id, warn)
+    if layer is None:
+        return None, None
+    if not quiet:
+        click.echo(f"host layer of {name}: {show_path(layer)}", err=True)
+    return layer, name
 
 
 def _options(quiet):
@@ -92,8 +129,10 @@ def _report(p, dry_run, as_json):
 @click.option("--json", "as_json", is_flag=True,
               help="Print the counts (and, with --dry-run, the actions) as JSON.")
 @keep_option
+@host_layers_option
+@host_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
-def restore_command(paths, checksum, dry_run, as_json, keep, quiet):
+def restore_command(paths, checksum, dry_run, as_json, keep, host_layers, host_name, quiet):
     """Make TARGET equal to the tree of IMAGE [DIFF...]: restore IMAGE [DIFF...] TARGET.
 
     Writes only what differs; extra entries in TARGET are deleted."""
@@ -102,8 +141,13 @@ def restore_command(paths, checksum, dry_run, as_json, keep, quiet):
     options, progress = _options(quiet or as_json)
     try:
         with as_folders(paths[-1:], writable=not dry_run) as (target,):
-            p = restore(paths[:-1], target, checksum=checksum, dry_run=dry_run, keep=keep,
-                        command="restore", **options)
+            images = paths[:-1]
+            layer, host = _host_layer(host_layers, host_name, target, open_chain(images)[-1].tree_id,
+                                      options["on_warning"], quiet or as_json)
+            if layer is not None:
+                images = (*images, layer)
+            p = restore(images, target, checksum=checksum, dry_run=dry_run, keep=keep,
+                        command="restore", host=host, **options)
     finally:
         progress.clear()
     if not quiet or as_json:
@@ -122,14 +166,23 @@ def restore_command(paths, checksum, dry_run, as_json, keep, quiet):
 @click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @keep_option
+@host_layers_option
+@host_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
-def apply_command(diff, target, force, checksum, dry_run, as_json, keep, quiet):
-    """Apply DIFF to TARGET, which must be the tree DIFF was made on (exit 14 otherwise)."""
+def apply_command(diff, target, force, checksum, dry_run, as_json, keep, host_layers, host_name,
+                  quiet):
+    """Apply DIFF to TARGET, which must be the tree DIFF was made on (exit 14 otherwise).
+
+    With --host-layers, the machine's host layer made on DIFF's tree is applied after it."""
     options, progress = _options(quiet or as_json)
+    command = "apply --force" if force else "apply"
     try:
         with as_folders([target], writable=not dry_run) as (folder,):
-            p = apply(diff, folder, force=force, checksum=checksum, dry_run=dry_run, keep=keep,
-                      command="apply --force" if force else "apply", **options)
+            layer, host = _host_layer(host_layers, host_name, folder, open_image(diff).tree_id,
+                                      options["on_warning"], quiet or as_json)
+            p = _apply_with_host(diff, folder, layer, host, dry_run, dict(
+                force=force, checksum=checksum, dry_run=dry_run, keep=keep, command=command,
+                **options))
     except Refused as exc:
         if as_json and exc.differences:      # every differing path, as data
             click.echo(json.dumps({"refused": True, "differences": [
@@ -141,6 +194,32 @@ def apply_command(diff, target, force, checksum, dry_run, as_json, keep, quiet):
     if not quiet or as_json:
         _report(p, dry_run, as_json)
     return 0
+
+
+def _apply_with_host(diff, target, layer, host, dry_run: bool, how: dict):
+    """apply diff, then the host layer made on its tree, if any. A target whose state says it
+    holds the diff's tree already (an earlier run stopped between the two) or the host layer's
+    (a re-run) skips what it has: the apply of the layer checks the target anyway."""
+    if layer is None:
+        return apply(diff, target, **how)
+    done = _state_tree(target)
+    if done == open_image(layer).tree_id:
+        return apply(layer, target, **{**how, "force": True}, host=host)
+    if done != open_image(diff).tree_id:
+        p = apply(diff, target, **how)
+        if dry_run:
+            return p            # (the layer's own check needs the diff applied first)
+    return apply(layer, target, **how, host=host)
+
+
+def _state_tree(target) -> bytes | None:
+    """The tree the target's complete state says it holds, or None."""
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        state, _ = read_state(fd)
+    finally:
+        os.close(fd)
+    return state.tree_id if state is not None and state.complete else None
 
 
 def _images_and_paths(args, kind: str):
