@@ -70,6 +70,17 @@ def rebase(host_diff, chain, out, opts: PackOptions, prefer: str | None = None) 
 
     if opts.on_phase is not None:
         opts.on_phase(Phase.CLASSIFYING, "three-way merge")
+    overrides, decided = settle(merged, prefer)
+    info = diff_of_entries(merged(overrides, []), new, out, opts, source=host.info["source"],
+                           os_info=new.info.get("os", {}),
+                           contents=lambda files, large: _contents(host, layers, files, large))
+    return Rebased(info, sorted(decided.items()))
+
+
+def settle(merged, prefer: str | None) -> tuple[dict[bytes, str], dict[bytes, str]]:
+    """Run merged(overrides, conflicts) (a pass of _merged) until no conflict is left, taking
+    prefer's side at each conflict's paths; (the overrides, {path: why} of what was decided).
+    Conflicts when there is a conflict and prefer is None, or when they do not settle."""
     overrides: dict[bytes, str] = {}
     decided: dict[bytes, str] = {}
     for _ in range(MAX_PASSES):
@@ -77,7 +88,7 @@ def rebase(host_diff, chain, out, opts: PackOptions, prefer: str | None = None) 
         for _ in merged(overrides, conflicts):
             pass
         if not conflicts:
-            break
+            return overrides, decided
         if prefer is None:
             shown = [(c.path, c.why) for c in conflicts if c.shown]
             raise Conflicts(f"{len(shown):,} paths changed both on the host and in the chain, "
@@ -89,13 +100,8 @@ def rebase(host_diff, chain, out, opts: PackOptions, prefer: str | None = None) 
                 decided.setdefault(c.path, c.why)
             for path in c.needs:
                 overrides[path] = prefer
-    else:
-        raise Conflicts(f"the conflicts did not settle in {MAX_PASSES} passes; nothing was made",
-                        conflicts=list(decided.items()))
-    info = diff_of_entries(merged(overrides, []), new, out, opts, source=host.info["source"],
-                           os_info=new.info.get("os", {}),
-                           contents=lambda files, large: _contents(host, layers, files, large))
-    return Rebased(info, sorted(decided.items()))
+    raise Conflicts(f"the conflicts did not settle in {MAX_PASSES} passes; nothing was made",
+                    conflicts=list(decided.items()))
 
 
 def three_way(p: Entry | None, t: Entry | None, q: Entry | None) -> tuple[Entry | None, str | None]:
