@@ -207,8 +207,9 @@ def test_a_conflict_is_refused_naming_the_path_and_prefer_decides_it_both_ways(t
 
 def test_a_folder_the_chain_removed_where_the_host_added_files_is_a_conflict(tmp_path):
     """The host adds a file under links/sub; the model deletes links. Refused; --prefer chain
-    drops the host's file (nothing is left: no image), --prefer host keeps it with the folders it needs (from the host's
-    tree) and nothing else the model deleted; content only the old chain has is read from it."""
+    drops the host's file (nothing is left: no image), --prefer host keeps it with the folders
+    it needs (from the host's tree) and nothing else the model deleted; content only the old
+    chain has is read from it."""
     model = _model(tmp_path)
     machine = os.fsencode(tmp_path / "pc1")
     os.mkdir(machine)
