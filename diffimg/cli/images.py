@@ -102,13 +102,13 @@ def diff_command(tree, chain, output, fmt, level, checksum, trust_mtime, exclude
     return 0
 
 
-@cli.command("rebase")
+@cli.command("rebase", options_metavar="--onto IMAGE [DIFF...] -o OUT [OPTIONS]")
 @progress_option
 @click.argument("host_diff", type=click.Path(path_type=bytes))
 @click.option("--onto", "chain", required=True, metavar="IMAGE [DIFF...]",
               help="The new chain (base first), holding the layer HOST_DIFF was made on; the "
                    "images after this option are the rest of it.")
-@click.argument("rest", nargs=-1, type=click.Path(path_type=bytes))
+@click.argument("rest", nargs=-1, metavar="", type=click.Path(path_type=bytes))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=bytes),
               help="The rebased differential image to make.")
 @click.option("--prefer", type=click.Choice([HOST, CHAIN]),
