@@ -156,9 +156,9 @@ def _merged_folder(p: Entry, t: Entry, q: Entry) -> tuple[Entry | None, str | No
 def _merged(parent, host, chain, overrides: dict[bytes, str], conflicts: list):
     """The result tree's entries, in canonical order; each conflict is appended to conflicts
     (with .needs: the paths whose side settles it) and its path left out."""
-    folders = [None]        # b"path/" of the result's folders along the current path
+    folders = [b""]         # b"path/" of the result's folders along the current path (root: b"")
     leaders: set[int] = set()   # hashes of (path, inode fields) of possible hardlink leaders
-    dropped = None          # b"path/" of an entry left out: its subtree is, silently
+    dropped = None          # b"path/" of a conflict: the orphans below it are not shown
 
     def conflict(path: bytes, why: str, *needs: bytes, orphan: bool = False):
         nonlocal dropped
@@ -169,6 +169,8 @@ def _merged(parent, host, chain, overrides: dict[bytes, str], conflicts: list):
 
     for p, t, q in merge_join_all(parent, host, chain):
         path = (p or t or q).path
+        while path and not path.startswith(folders[-1]):
+            folders.pop()
         side = overrides.get(path)
         if side is not None:
             e = t if side == HOST else q
@@ -176,14 +178,14 @@ def _merged(parent, host, chain, overrides: dict[bytes, str], conflicts: list):
             e, why = three_way(p, t, q)
             if why is not None:
                 conflict(path, why)
+                if any(x is not None and x.kind is Kind.DIR for x in (t, q)):
+                    folders.append(path + b"/" if path else b"")   # its entries are checked
                 continue
         if dropped is not None and not path.startswith(dropped):
             dropped = None
         if e is None:
             continue
         if path:
-            while not path.startswith(folders[-1]):
-                folders.pop()
             parent_path = path.rpartition(b"/")[0]
             if folders[-1] != (parent_path + b"/" if parent_path else b""):
                 # the first folder along the path that the result lacks (or holds as another kind)
@@ -194,8 +196,6 @@ def _merged(parent, host, chain, overrides: dict[bytes, str], conflicts: list):
             if e.link is not None and hash((e.link, inode_fields(e))) not in leaders:
                 conflict(path, "a hardlink whose group changed on the other side", e.link)
                 continue
-        elif e.kind is not Kind.DIR:
-            raise ImageError("a tree whose root is not a folder")
         if e.link is None and e.kind is not Kind.DIR:
             leaders.add(hash((path, inode_fields(e))))
         if e.kind is Kind.DIR:

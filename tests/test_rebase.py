@@ -390,3 +390,28 @@ def test_disjoint_random_changes_merge_exactly(tmp_path_factory, host_part, chai
     _copy(os.path.join(host, b"h"), os.path.join(expected, b"h"))
     os.utime(expected, ns=(1, 1))
     assert_same_tree(snapshot(restored), snapshot(expected))
+
+
+def test_a_folder_conflict_keeps_the_changes_below_it():
+    """Both changed the root's and a folder's mode: conflicts, yet the host's change of a file
+    below and the chain's of another stand whichever side is preferred for the folders."""
+    parent = tree(d(b"a"), f(b"a/h", b"1"), f(b"a/c", b"1"))
+    parent[0] = d(b"", mode=0o755)
+    host = tree(d(b"a", mode=0o700), f(b"a/h", b"host"), f(b"a/c", b"1"))
+    host[0] = d(b"", mode=0o700)
+    chain = tree(d(b"a", mode=0o750), f(b"a/h", b"1"), f(b"a/c", b"chain"))
+    chain[0] = d(b"", mode=0o750)
+
+    def merged(o, c):
+        return _merged(parent, host, chain, o, c)
+
+    with pytest.raises(Conflicts) as refused:
+        settle(merged, None)
+    assert refused.value.conflicts == [(b"", "both changed its mode"), (b"a", "both changed its mode")]
+    for side, mode in ((HOST, 0o700), (CHAIN, 0o750)):
+        overrides, decided = settle(merged, side)
+        assert sorted(decided) == [b"", b"a"]
+        result = list(merged(overrides, []))
+        assert [(e.path, e.mode) for e in result if e.kind is Kind.DIR] == [(b"", mode), (b"a", mode)]
+        assert [e.digest for e in result if e.kind is Kind.FILE] == [
+            f(b"", b"chain").digest, f(b"", b"host").digest]          # a/c, a/h
