@@ -21,7 +21,7 @@ import xxhash
 
 from . import runs
 from .interrupts import signals_held
-from .safefs import fd_path
+from .safefs import fd_path, open_dir, open_regular, split
 
 WHOLE_READ = 1 << 20        # files up to this size are read in one call
 CHUNK = 1 << 20             # larger files are hashed in 1 MiB reads
@@ -200,9 +200,34 @@ def _pin(path: bytes) -> int:
             os.close(dir_fd)
 
 
-def open_for_read(path: bytes) -> int:
+class Beneath(NamedTuple):
+    """A file at rel beneath the folder root (an image's container), reached without following
+    any symlink on the way: a container from anyone may hold x -> /etc."""
+    root: bytes
+    rel: bytes
+
+    def open(self) -> int:
+        root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            parent, name = split(self.rel)
+            dir_fd = open_dir(root_fd, parent)
+        finally:
+            os.close(root_fd)
+        try:
+            return open_regular(dir_fd, name, _OPEN_FLAGS)
+        finally:
+            os.close(dir_fd)
+
+    def __str__(self) -> str:
+        return os.fsdecode(os.path.join(self.root, self.rel))
+
+
+def open_for_read(path) -> int:
     """path opened for reading when it is a regular file; otherwise its O_PATH pin, which the
-    caller's fstat finds not regular (a device or FIFO is never opened: some act on open)."""
+    caller's fstat finds not regular (a device or FIFO is never opened: some act on open).
+    A Beneath path is opened beneath its root, and only when it is a regular file."""
+    if isinstance(path, Beneath):
+        return path.open()
     pin = _pin(path)
     if not stat.S_ISREG(os.fstat(pin).st_mode):
         return pin

@@ -6,8 +6,8 @@ import os
 import re
 import stat
 
-from .errors import DiffimgError, show_path
-from .image import is_image, open_image
+from .errors import DiffimgError, ImageError, InputNotFound, show_path
+from .image import open_image
 from .osinfo import computer_name
 from .safefs import open_dir, open_regular
 
@@ -41,6 +41,8 @@ def name_of(target) -> str | None:
 
 
 def _etc_hostname(root_fd: int) -> str | None:
+    """The name etc/hostname gives (hostname(5): comment lines ignored), its first label: a
+    machine is named by its short name, as Windows names it."""
     try:
         etc = open_dir(root_fd, b"etc")
     except OSError:
@@ -52,39 +54,47 @@ def _etc_hostname(root_fd: int) -> str | None:
     finally:
         os.close(etc)
     with open(fd, "rb") as f:
-        words = f.read(_MAX_HOSTNAME_FILE).split()
-    if not words:
-        return None
-    name = words[0].decode("ascii", "replace")
-    return name if valid_name(name) else None
+        text = f.read(_MAX_HOSTNAME_FILE)
+    for line in text.splitlines():
+        words = line.split()
+        if words and not words[0].startswith(b"#"):
+            name = words[0].split(b".")[0].decode("ascii", "replace")
+            return name if valid_name(name) else None
+    return None
 
 
 def find(directory, name: str, tree_id: bytes, warn) -> bytes | None:
     """DIR/NAME.diff when it is a diff made on tree_id (the chain's tree), else None: a missing
-    one says nothing (a machine without changes of its own has none); one made on another tree
-    is left out with a warning (it needs a rebase)."""
+    one is no error (a machine without changes of its own has none), one made on another tree
+    is left out with a warning (it needs a rebase); one that is not a diff image is an error
+    (ImageError), and so are two names matching in any case but none exactly."""
     if not valid_name(name):
         raise DiffimgError(f"{name!r} is not a host name (letters, digits, '.', '-', '_')")
     directory = os.fsencode(directory)
     try:
         st = os.stat(directory)
+    except FileNotFoundError:
+        raise InputNotFound(f"no such folder of host layers: {show_path(directory)}") from None
     except OSError as exc:
         raise DiffimgError(f"host layers folder {show_path(directory)}: {exc.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise DiffimgError(f"host layers folder {show_path(directory)} is not a folder")
-    path = os.path.join(directory, os.fsencode(name + SUFFIX))
+    wanted = os.fsencode(name + SUFFIX)
+    path = os.path.join(directory, wanted)
     if not os.path.lexists(path):
-        # Windows keeps names in capitals, admins name files as they like: one match in any case
-        lowered = [n for n in os.listdir(directory)
-                   if n.lower() == os.fsencode(name + SUFFIX).lower()]
-        if len(lowered) != 1:
+        # Windows keeps names in capitals, admins name files as they like: a match in any case
+        matches = sorted(n for n in os.listdir(directory) if n.lower() == wanted.lower())
+        if len(matches) > 1:
+            raise DiffimgError(f"{len(matches)} host layers in {show_path(directory)} match "
+                               f"{name} in some case ({', '.join(map(show_path, matches))}): "
+                               "keep one")
+        if not matches:
             return None
-        path = os.path.join(directory, lowered[0])
-    if not is_image(path):
-        warn(f"{show_path(path)} is not an image; restored without a host layer")
-        return None
-    layer = open_image(path)
-    if layer.kind != "diff" or layer.parent_id != tree_id:
+        path = os.path.join(directory, matches[0])
+    layer = open_image(path)              # ImageError when it is not an image
+    if layer.kind != "diff":
+        raise ImageError(f"{show_path(path)} is a full image, not a host layer (a diff)")
+    if layer.parent_id != tree_id:
         warn(f"{show_path(path)} was not made on this chain's tree ({tree_id.hex()}): restored "
              "without it; carry it onto the chain with diffimg rebase")
         return None

@@ -12,7 +12,7 @@ _VERSION_KEY = "Microsoft\\Windows NT\\CurrentVersion"
 _VERSION_VALUES = (("ProductName", "product"), ("EditionID", "edition"),
                    ("DisplayVersion", "version"), ("ReleaseId", "version"), ("CurrentBuild", "build"))
 # where it keeps the computer name (SYSTEM hive)
-_NAME_KEY = "ControlSet001\\Control\\ComputerName\\ComputerName"
+_NAME_KEY = "Control\\ComputerName\\ComputerName"
 
 
 def detect(root) -> dict:
@@ -54,7 +54,12 @@ def computer_name(root) -> str | None:
     kernel = _windows_kernel(root)
     if kernel is None:
         return None
-    return _hive_values(root, os.path.dirname(kernel), b"system", _NAME_KEY).get("ComputerName")
+    system32 = os.path.dirname(kernel)
+    # the control set Windows boots with (Select\Current), 1 when that cannot be read
+    current = _hive_values(root, system32, b"system", "Select").get("Current", "1")
+    number = int(current) if current.isdigit() and 0 < int(current) < 1000 else 1
+    key = f"ControlSet{number:03d}\\{_NAME_KEY}"
+    return _hive_values(root, system32, b"system", key).get("ComputerName")
 
 
 def _hive_values(root: bytes, system32: bytes, hive_name: bytes, key: str) -> dict:

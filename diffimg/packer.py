@@ -25,7 +25,7 @@ from .differ import diff_trees
 from .entry import Kind, content_files
 from .errors import ImageError, OutputError, ScanError, ToolError, show_path
 from .fsmeta import source_info
-from .hashing import Problem, copy_batch, hash_batch, open_for_read, run_pooled
+from .hashing import Beneath, Problem, copy_batch, hash_batch, open_for_read, run_pooled
 from .image import ALIGN, append_metadata, container_tree, open_chain
 from .interrupts import signals_held
 from .manifest import ManifestWriter, read_entries, write_manifest
@@ -207,8 +207,8 @@ def diff_of_entries(entries, parent, out, opts: PackOptions, *, source: dict, os
     """Make a differential image at out on top of the image parent, of a tree given as its
     entries in canonical order (rebase.py); return its info, or None (and make nothing) when
     the tree is parent's. contents(files, streams): a context manager giving, for those sets of
-    digests (the files and large streams the image stores), {digest: absolute path of a file
-    holding it}; each is hashed on its way into the container."""
+    digests (the files and large streams the image stores), {digest: a hashing.Beneath of a
+    file holding it}; each is hashed on its way into the container."""
     container = containers.get(opts.fmt, level=opts.level)
     output = _Output(out, container)
     try:
@@ -335,22 +335,23 @@ def _send(pipe: int, buffer: memoryview, tree: bytes, path: bytes, digest: bytes
           source: bytes | None = None):
     """One file into the tar stream at path: exactly size bytes, which must have the digest,
     read from the tree at source (a large stream's FILE:NAME), or at path."""
-    where = os.path.join(tree, source if source is not None else path)
+    where = source if isinstance(source, Beneath) else \
+        os.path.join(tree, source if source is not None else path)
     longest = max(len(name) for name in path.split(b"/")) if len(path) > 255 else 0
     if longest > 255:       # ntfs-3g serves such names (255 UTF-16 units), squashfs holds none
-        raise ScanError(f"{show_path(where)}: a name of {longest} bytes, over the 255 a squashfs "
+        raise ScanError(f"{show_path(str(where))}: a name of {longest} bytes, over the 255 a squashfs "
                         "image (and Linux) can hold; not supported yet")
     try:
         fd = open_for_read(where)
     except OSError as exc:
-        raise ScanError(f"cannot read {show_path(where)}: {exc.strerror}") from None
+        raise ScanError(f"cannot read {show_path(str(where))}: {exc.strerror}") from None
     try:
         regular = stat.S_ISREG(os.fstat(fd).st_mode)
     except OSError:
         regular = False
     if not regular:                     # (a folder's fd cannot even be wrapped for reading)
         os.close(fd)
-        raise ScanError(f"{show_path(where)} is no longer a file; run the command again")
+        raise ScanError(f"{show_path(str(where))} is no longer a file; run the command again")
     with open(fd, "rb", buffering=0) as f:
         _write_all(pipe, tarstream.file_header(path, size))
         hasher, left = xxhash.xxh3_128(), size
@@ -358,15 +359,23 @@ def _send(pipe: int, buffer: memoryview, tree: bytes, path: bytes, digest: bytes
             try:
                 n = f.readinto(buffer[:min(left, _CHUNK)])
             except OSError as exc:
-                raise ScanError(f"cannot read {show_path(where)}: {exc.strerror}") from None
+                raise ScanError(f"cannot read {show_path(str(where))}: {exc.strerror}") from None
             if not n:
                 break                   # shorter than scanned: the digest check says so
             hasher.update(buffer[:n])
             _write_all(pipe, buffer[:n])
             left -= n
         if left or hasher.digest() != digest or f.read(1):
-            raise ScanError(f"{show_path(where)} changed since it was scanned; run the command again")
+            raise _changed(where)
         _write_all(pipe, tarstream.padding(size))
+
+
+def _changed(where) -> Exception:
+    """The error for stored content that is not what its record says."""
+    if isinstance(where, Beneath):      # read from an image (rebase): a damaged or crafted one
+        return ImageError(f"{show_path(str(where))}: not the content its record says (a damaged "
+                          "or crafted image)")
+    return ScanError(f"{show_path(where)} changed since it was scanned; run the command again")
 
 
 def _write_all(pipe: int, data):
@@ -401,17 +410,17 @@ def _stage(tree, staging, stored, on_progress=None) -> Sizes:
                     made.add(parent)
                     sizes.add(len(os.path.basename(parent)), folder=True)
                     parent = os.path.dirname(parent)
-            yield (os.path.join(tree, *source or [path]), os.path.join(staging, path)), \
-                (path, digest, size)
+            where = source[0] if source and isinstance(source[0], Beneath) else \
+                os.path.join(tree, *source or [path])
+            yield (where, os.path.join(staging, path)), (path, digest, size, where)
 
     def check(item, copied):
-        path, digest, size = item
+        path, digest, size, where = item
         if copied.problem is not None:
             error = OutputError if copied.problem is Problem.NO_SPACE else ScanError
-            raise error(f"cannot copy {show_path(os.path.join(tree, path))}: {copied.message}")
+            raise error(f"cannot copy {show_path(str(where))}: {copied.message}")
         if copied.content.digest != digest or copied.content.size != size:
-            raise ScanError(f"{show_path(os.path.join(tree, path))} changed since it was "
-                            "scanned; run the command again")
+            raise _changed(where)
         sizes.add(len(os.path.basename(path)), copied.content.size)
         if on_progress is not None:
             on_progress(sizes.entries, sizes.file_bytes)
@@ -438,7 +447,8 @@ def _check(image, fmt, length, expected, on_progress=None):
                 on_progress(*counts)
 
     with container_tree(image, fmt, length) as root:
-        run_pooled(hash_batch, ((os.path.join(root, item[0]), item) for item in expected), check)
+        run_pooled(hash_batch, ((Beneath(os.fsencode(root), item[0]), item) for item in expected),
+                   check)
     if bad:
         raise ImageError(f"the packed image does not hold what was scanned: {len(bad)} files "
                          f"differ or are missing, e.g. {show_path(bad[0])} (did the tree change "

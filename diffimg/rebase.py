@@ -26,6 +26,7 @@ from . import streams
 from .delta import STORE
 from .entry import Entry, Kind, inode_fields
 from .errors import ChainError, Conflicts, ImageError, show_path
+from .hashing import Beneath
 from .image import open_chain, open_image
 from .merge import merge_join_all
 from .packer import PackOptions, diff_of_entries
@@ -33,7 +34,7 @@ from .planner import index_chain
 from .progress import Phase
 
 HOST, CHAIN = "host", "chain"
-MAX_PASSES = 16         # each pass settles a level of folders at least; trees are not deeper
+MAX_PASSES = 64         # a pass settles a conflict with the folders above it; few are needed
 
 
 @dataclass(slots=True)
@@ -188,9 +189,10 @@ def _merged(parent, host, chain, overrides: dict[bytes, str], conflicts: list):
         if path:
             parent_path = path.rpartition(b"/")[0]
             if folders[-1] != (parent_path + b"/" if parent_path else b""):
-                # the first folder along the path that the result lacks (or holds as another kind)
-                missing = path[:path.find(b"/", len(folders[-1])) % (len(path) + 1)]
-                conflict(path, "its folder is gone, or is no longer a folder", missing,
+                # the folders along the path that the result lacks (or holds as another kind)
+                missing = [path[:i] for i in range(len(folders[-1]), len(path))
+                           if path[i:i + 1] == b"/"]
+                conflict(path, "its folder is gone, or is no longer a folder", *missing,
                          orphan=True)
                 continue
             if e.link is not None and hash((e.link, inode_fields(e))) not in leaders:
@@ -205,7 +207,7 @@ def _merged(parent, host, chain, overrides: dict[bytes, str], conflicts: list):
 
 @contextlib.contextmanager
 def _contents(host, layers, files: set[bytes], large: set[bytes]):
-    """{digest: absolute path} of each of files and large streams, in the host diff's
+    """{digest: Beneath(container root, path)} of each of files and large streams, in the host diff's
     container when it stores it, else in the newest layer of the chain storing it; the
     containers needed are mounted meanwhile (image.content)."""
     delta = host.delta()
@@ -230,12 +232,12 @@ def _contents(host, layers, files: set[bytes], large: set[bytes]):
         where = {}
         for digest in files:
             if digest in in_host:
-                where[digest] = os.path.join(root(HOST, host), in_host[digest])
+                where[digest] = Beneath(root(HOST, host), in_host[digest])
             else:
                 source = chain_files[digest]
-                where[digest] = os.path.join(root(source.layer, layers[source.layer]), source.path)
+                where[digest] = Beneath(root(source.layer, layers[source.layer]), source.path)
         for digest in large:
             number = HOST if digest in host_streams else chain_streams[digest]
             image = host if number == HOST else layers[number]
-            where[digest] = os.path.join(root(number, image), streams.store_path(digest))
+            where[digest] = Beneath(root(number, image), streams.store_path(digest))
         yield where

@@ -9,7 +9,7 @@ from . import streams
 from .delta import DELETE, STORE
 from .entry import Kind, content_files
 from .errors import DiffimgError, InputNotFound, NeedsRoot, ToolError, show_path
-from .hashing import Problem, hash_batch, run_pooled
+from .hashing import Beneath, Problem, hash_batch, run_pooled
 from .image import Image, open_image
 from .merge import merge_join
 from .progress import Phase
@@ -156,7 +156,7 @@ def _check_content(image: Image, stored, on_progress=None) -> list[str]:
                        f"{size:,}")
 
     with image.content() as root:
-        items = ((os.path.join(root, item[0]), item) for item in stored)
+        items = ((Beneath(os.fsencode(root), item[0]), item) for item in stored)
         run_pooled(hash_batch, items, check)
     return bad
 

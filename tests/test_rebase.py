@@ -159,9 +159,28 @@ def test_host_layers_carried_onto_a_model_update_restore_exactly(tmp_path):
     run_cli("apply", chain[2], at_d1, "--host-layers", tmp_path / "new", "--host", "pc3", "-q",
             check_rc=0)
     assert_same_tree(snapshot(at_d1), expected[3])
-    run_cli("apply", chain[2], at_d1, "--host-layers", tmp_path / "new", "--host", "pc3", "-q",
-            check_rc=0)                                  # a re-run: nothing to do
+    # a re-run is refused as any apply onto a tree that is not the diff's parent, changing
+    # nothing (never a restore the user did not ask for)
+    (at_d1 / "mine").write_bytes(b"a file of the machine's user")
+    line = assert_one_line_error(run_cli("apply", chain[2], at_d1, "--host-layers",
+                                         tmp_path / "new", "--host", "pc3", "-q"), 14)
+    assert "holds" in line and "already" in line
+    os.unlink(at_d1 / "mine")
+    os.utime(at_d1, ns=(0, expected[3][b""]["mtime_ns"]))      # (the test's own file moved it)
     assert_same_tree(snapshot(at_d1), expected[3])
+
+
+def _rebased(tmp_path, host_diff, chain, side):
+    """rebase --prefer side, the chain and the result restored into a new folder, and the chain
+    alone restored into another (to be made the expected tree): (the rebase, both folders)."""
+    out = tmp_path / f"{side}.diff"
+    proc = run_cli("rebase", host_diff, "--onto", *chain, "-o", out, "--prefer", side, check_rc=0)
+    restored = os.fsencode(tmp_path / f"restored-{side}")
+    expected = os.fsencode(tmp_path / f"expected-{side}")
+    for folder, layers in ((restored, [*chain, out]), (expected, chain)):
+        os.mkdir(folder)
+        run_cli("restore", *layers, folder, "-q", check_rc=0)
+    return proc, restored, expected
 
 
 def test_a_conflict_is_refused_naming_the_path_and_prefer_decides_it_both_ways(tmp_path):
@@ -181,16 +200,8 @@ def test_a_conflict_is_refused_naming_the_path_and_prefer_decides_it_both_ways(t
     assert not os.path.lexists(tmp_path / "out.diff")
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".out.diff")]
     for side in (HOST, CHAIN):
-        out = tmp_path / f"{side}.diff"
-        proc = run_cli("rebase", host_diff, "--onto", *chain, "-o", out, "--prefer", side,
-                       check_rc=0)
+        proc, restored, expected = _rebased(tmp_path, host_diff, chain, side)
         assert f"decided ({side}): names/a-b: both changed it".encode() in proc.stdout
-        restored = tmp_path / f"restored-{side}"
-        restored.mkdir()
-        run_cli("restore", *chain, out, restored, "-q", check_rc=0)
-        expected = os.fsencode(tmp_path / f"expected-{side}")
-        os.mkdir(expected)
-        run_cli("restore", *chain, expected, "-q", check_rc=0)
         model_a_b = os.lstat(os.path.join(expected, b"names/a-b"))
         host_changes(expected, 1)
         if side == CHAIN:           # the model's file as it is, metadata and all
@@ -234,29 +245,19 @@ def test_a_folder_the_chain_removed_where_the_host_added_files_is_a_conflict(tmp
                    tmp_path / "chain.diff", "--prefer", CHAIN, check_rc=1)
     assert b"decided (chain): links/sub: the chain removed it" in proc.stdout
     assert not os.path.lexists(tmp_path / "chain.diff")
-    for side in (HOST,):
-        out = tmp_path / f"{side}.diff"
-        run_cli("rebase", tmp_path / "hosts/pc1.diff", "--onto", *chain, "-o", out, "--prefer",
-                side, check_rc=0)
-        restored = tmp_path / f"restored-{side}"
-        restored.mkdir()
-        run_cli("restore", *chain, out, restored, "-q", check_rc=0)
-        expected = os.fsencode(tmp_path / f"expected-{side}")
-        os.mkdir(expected)
-        run_cli("restore", *chain, expected, "-q", check_rc=0)
-        if side == HOST:
-            root_mtime = os.lstat(expected).st_mtime_ns      # the chain's: the host kept it
-            for folder in (b"links", b"links/sub", b"times"):
-                os.mkdir(os.path.join(expected, folder))
-            for rel in (b"links/sub/host-file", b"times/before-1970"):
-                shutil.copy2(os.path.join(machine, rel), os.path.join(expected, rel))
-            for folder in (b"links/sub", b"links", b"times"):
-                st_ = os.lstat(os.path.join(machine, folder))
-                os.chown(os.path.join(expected, folder), st_.st_uid, st_.st_gid)
-                os.chmod(os.path.join(expected, folder), st_.st_mode & 0o7777)
-                os.utime(os.path.join(expected, folder), ns=(0, st_.st_mtime_ns))
-            os.utime(expected, ns=(0, root_mtime))
-        assert_same_tree(snapshot(restored), snapshot(expected))
+    _, restored, expected = _rebased(tmp_path, tmp_path / "hosts/pc1.diff", chain, HOST)
+    root_mtime = os.lstat(expected).st_mtime_ns      # the chain's: the host kept it
+    for folder in (b"links", b"links/sub", b"times"):
+        os.mkdir(os.path.join(expected, folder))
+    for rel in (b"links/sub/host-file", b"times/before-1970"):
+        shutil.copy2(os.path.join(machine, rel), os.path.join(expected, rel))
+    for folder in (b"links/sub", b"links", b"times"):
+        st_ = os.lstat(os.path.join(machine, folder))
+        os.chown(os.path.join(expected, folder), st_.st_uid, st_.st_gid)
+        os.chmod(os.path.join(expected, folder), st_.st_mode & 0o7777)
+        os.utime(os.path.join(expected, folder), ns=(0, st_.st_mtime_ns))
+    os.utime(expected, ns=(0, root_mtime))
+    assert_same_tree(snapshot(restored), snapshot(expected))
 
 
 def test_rebase_refuses_what_it_cannot_carry(tmp_path):
@@ -284,7 +285,7 @@ def test_rebase_refuses_what_it_cannot_carry(tmp_path):
 
 
 def test_the_host_name_comes_from_etc_hostname_or_the_windows_system_hive(tmp_path):
-    from regf import REG_SZ, hive
+    from regf import REG_DWORD, REG_SZ, hive
 
     from diffimg.hostlayer import name_of
     linux = tmp_path / "linux"
@@ -304,6 +305,17 @@ def test_the_host_name_comes_from_etc_hostname_or_the_windows_system_hive(tmp_pa
     (config / "SYSTEM").write_bytes(hive({"ControlSet001": {"Control": {"ComputerName": {
         "ComputerName": {"ComputerName": (REG_SZ, "AULA2-PC07")}}}}}))
     assert name_of(windows) == "AULA2-PC07"
+    # the control set Windows boots with (Select\Current), not always the first
+    (config / "SYSTEM").write_bytes(hive({
+        "Select": {"Current": (REG_DWORD, 2)},
+        "ControlSet001": {"Control": {"ComputerName": {"ComputerName": {
+            "ComputerName": (REG_SZ, "OLD-NAME")}}}},
+        "ControlSet002": {"Control": {"ComputerName": {"ComputerName": {
+            "ComputerName": (REG_SZ, "AULA2-PC08")}}}}}))
+    assert name_of(windows) == "AULA2-PC08"
+    # hostname(5): comment lines are skipped; a full name gives its first label
+    (linux / "etc" / "hostname").write_bytes(b"# set by the installer\n\npc12.lab.example.org\n")
+    assert name_of(linux) == "pc12"
 
 
 def test_merge_rules_on_entries():
@@ -415,3 +427,84 @@ def test_a_folder_conflict_keeps_the_changes_below_it():
         assert [(e.path, e.mode) for e in result if e.kind is Kind.DIR] == [(b"", mode), (b"a", mode)]
         assert [e.digest for e in result if e.kind is Kind.FILE] == [
             f(b"", b"chain").digest, f(b"", b"host").digest]          # a/c, a/h
+
+
+def test_settling_takes_every_missing_folder_at_once():
+    """The host removed a deep folder, the chain changed a file at its bottom: --prefer chain
+    brings the whole folder chain back in a pass or two, whatever the depth."""
+    depth = 40
+    folders = [b"/".join([b"top"] + [b"l%d" % i for i in range(n)]) for n in range(depth)]
+    bottom = folders[-1] + b"/file"
+    parent = tree(*[d(p) for p in folders], f(bottom, b"1"))
+    host = tree()
+    chain = tree(*[d(p) for p in folders], f(bottom, b"2"))
+
+    def merged(o, c):
+        return _merged(parent, host, chain, o, c)
+
+    passes = []
+
+    def counted(o, c):
+        passes.append(1)
+        return merged(o, c)
+
+    overrides, decided = settle(counted, CHAIN)
+    assert len(passes) <= 4
+    assert list(merged(overrides, [])) == chain
+    overrides, decided = settle(merged, HOST)
+    assert list(merged(overrides, [])) == host
+
+
+def test_rebase_reads_content_only_beneath_the_containers(tmp_path):
+    """A host diff whose container holds a symlinked folder where its stored file should be
+    (x -> /etc, digests of /etc/shadow recorded): rebase refuses it (exit 8, nothing made),
+    never copying a file from outside the image; verify names it."""
+    _model(tmp_path)
+    machine = tmp_path / "pc1"
+    machine.mkdir()
+    run_cli("restore", tmp_path / "base.img", tmp_path / "d1.img", machine, "-q", check_rc=0)
+    (machine / "x").mkdir()
+    shutil.copy(b"/etc/shadow", os.fsencode(machine / "x" / "shadow"))
+    run_cli("diff", machine, tmp_path / "base.img", tmp_path / "d1.img", "-o",
+            tmp_path / "pc1.diff", "--format", "dir", "-q", check_rc=0)
+    shutil.rmtree(tmp_path / "pc1.diff" / "tree" / "x")
+    (tmp_path / "pc1.diff" / "tree" / "x").symlink_to("/etc")
+    chain = [tmp_path / "base.img", tmp_path / "d1.img"]
+    line = assert_one_line_error(run_cli("rebase", tmp_path / "pc1.diff", "--onto", *chain,
+                                         "-o", tmp_path / "out.diff", "--format", "dir"), 8)
+    assert "x/shadow" in line
+    assert not os.path.lexists(tmp_path / "out.diff")
+    proc = run_cli("verify", *chain, tmp_path / "pc1.diff", check_rc=1)
+    assert b"x/shadow" in proc.stdout + proc.stderr
+
+
+def test_host_layers_that_cannot_be_used_are_errors_and_none_goes_unseen(tmp_path):
+    _model(tmp_path)
+    chain = [tmp_path / "base.img", tmp_path / "d1.img"]
+    hosts = tmp_path / "hosts"
+    hosts.mkdir()
+    target = tmp_path / "t"
+    target.mkdir()
+    (hosts / "pc1.diff").write_bytes(b"not an image")
+    assert_one_line_error(run_cli("restore", *chain, target, "--host-layers", hosts, "--host",
+                                  "pc1", "-q"), 8)
+    assert os.listdir(target) == []
+    (hosts / "pc1.diff").unlink()
+    (hosts / "PC1.diff").symlink_to(tmp_path / "base.img")
+    line = assert_one_line_error(run_cli("restore", *chain, target, "--host-layers", hosts,
+                                         "--host", "pc1", "-q"), 8)
+    assert "full image" in line
+    (hosts / "Pc1.diff").write_bytes(b"")
+    line = assert_one_line_error(run_cli("restore", *chain, target, "--host-layers", hosts,
+                                         "--host", "pc1", "-q"), 10)
+    assert "match" in line
+    assert_one_line_error(run_cli("restore", *chain, target, "--host-layers", tmp_path / "none",
+                                  "--host", "pc1", "-q"), 3)
+    # no layer for this machine: said even with -q, and in --json
+    proc = run_cli("restore", *chain, target, "--host-layers", hosts, "--host", "pc2", "-q",
+                   check_rc=0)
+    assert b"no host layer of pc2" in proc.stderr
+    proc = run_cli("restore", *chain, target, "--host-layers", hosts, "--host", "pc2", "--json",
+                   check_rc=0)
+    import json
+    assert json.loads(proc.stdout)["host_layer"] is None

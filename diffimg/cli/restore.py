@@ -40,22 +40,30 @@ host_option = click.option(
          "Windows, its computer name).")
 
 
-def _host_layer(host_layers, host_name, target, tree_id: bytes, warn, quiet):
-    """(the host layer to restore after the chain, the machine's name), or (None, None)."""
+def _host_layer(host_layers, host_name, target, tree_id: bytes, as_json: bool, quiet: bool):
+    """(the host layer to restore after the chain, the machine's name), or (None, None). Why
+    none was chosen goes to stderr even with -q: a machine restored without its layer must not
+    pass unseen (--json: in the document)."""
     if host_layers is None:
         if host_name is not None:
             raise click.UsageError("--host goes with --host-layers")
         return None, None
+
+    def say(message):
+        if not as_json:
+            click.echo(f"diffimg: {message}", err=True)
+
     name = host_name or hostlayer.name_of(target)
     if name is None:
-        warn(f"{show_path(target)} names no host (etc/hostname, a Windows computer name): "
-             "no host layer is restored; give --host NAME")
+        say(f"warning: {show_path(target)} names no host (etc/hostname, a Windows computer "
+            "name): no host layer is restored; give --host NAME")
         return None, None
-    layer = hostlayer.find(host_layers, name, tree_id, warn)
+    layer = hostlayer.find(host_layers, name, tree_id, lambda m: say(f"warning: {m}"))
     if layer is None:
+        say(f"no host layer of {name} to restore")
         return None, None
     if not quiet:
-        click.echo(f"host layer of {name}: {show_path(layer)}", err=True)
+        say(f"host layer of {name}: {show_path(layer)}")
     return layer, name
 
 
@@ -95,10 +103,13 @@ def _origin(source: Source) -> str:
 NOTHING_TO_DO = "nothing to do: the target already holds the tree"
 
 
-def _report(p, dry_run, as_json):
+def _report(p, dry_run, as_json, host_layer=None):
     counts = p.counts()
     if as_json:
         doc = {"dry_run": dry_run, "counts": counts, "kept": [show_path(k) for k in p.kept]}
+        if host_layer is not None:          # --host-layers: the layer used, or null
+            doc["host_layer"] = host_layer[0] and {"host": host_layer[1],
+                                                   "path": show_path(host_layer[0])}
         if dry_run:
             doc["actions"] = [{"action": detail, "path": show_path(path)}
                               for _, path, detail in _actions(p)]
@@ -142,8 +153,8 @@ def restore_command(paths, checksum, dry_run, as_json, keep, host_layers, host_n
     try:
         with as_folders(paths[-1:], writable=not dry_run) as (target,):
             images = paths[:-1]
-            layer, host = _host_layer(host_layers, host_name, target, open_chain(images)[-1].tree_id,
-                                      options["on_warning"], quiet or as_json)
+            layer, host = _host_layer(host_layers, host_name, target,
+                                      open_chain(images)[-1].tree_id, as_json, quiet)
             if layer is not None:
                 images = (*images, layer)
             p = restore(images, target, checksum=checksum, dry_run=dry_run, keep=keep,
@@ -151,7 +162,7 @@ def restore_command(paths, checksum, dry_run, as_json, keep, host_layers, host_n
     finally:
         progress.clear()
     if not quiet or as_json:
-        _report(p, dry_run, as_json)
+        _report(p, dry_run, as_json, (layer, host) if host_layers is not None else None)
     return 0
 
 
@@ -179,7 +190,7 @@ def apply_command(diff, target, force, checksum, dry_run, as_json, keep, host_la
     try:
         with as_folders([target], writable=not dry_run) as (folder,):
             layer, host = _host_layer(host_layers, host_name, folder, open_image(diff).tree_id,
-                                      options["on_warning"], quiet or as_json)
+                                      as_json, quiet)
             p = _apply_with_host(diff, folder, layer, host, dry_run, dict(
                 force=force, checksum=checksum, dry_run=dry_run, keep=keep, command=command,
                 **options))
@@ -192,24 +203,31 @@ def apply_command(diff, target, force, checksum, dry_run, as_json, keep, host_la
     finally:
         progress.clear()
     if not quiet or as_json:
-        _report(p, dry_run, as_json)
+        _report(p, dry_run, as_json, (layer, host) if host_layers is not None else None)
     return 0
 
 
 def _apply_with_host(diff, target, layer, host, dry_run: bool, how: dict):
     """apply diff, then the host layer made on its tree, if any. A target whose state says it
-    holds the diff's tree already (an earlier run stopped between the two) or the host layer's
-    (a re-run) skips what it has: the apply of the layer checks the target anyway."""
+    holds the diff's tree (a run stopped between the two) gets the layer alone; the layer's
+    apply checks the target as any apply does."""
     if layer is None:
         return apply(diff, target, **how)
     done = _state_tree(target)
     if done == open_image(layer).tree_id:
-        return apply(layer, target, **{**how, "force": True}, host=host)
-    if done != open_image(diff).tree_id:
-        p = apply(diff, target, **how)
-        if dry_run:
-            return p            # (the layer's own check needs the diff applied first)
-    return apply(layer, target, **how, host=host)
+        raise Refused(f"{show_path(target)}: its state says it holds {show_path(diff)} with the "
+                      f"host layer {show_path(layer)} already; nothing was changed (diffimg "
+                      "status shows what changed since; restore makes it exact)")
+    if done == open_image(diff).tree_id:
+        return apply(layer, target, **how, host=host)
+    p = apply(diff, target, **how)
+    if dry_run:
+        return p            # (the layer's own check needs the diff applied first)
+    try:
+        return apply(layer, target, **how, host=host)
+    except Refused as exc:
+        raise Refused(f"{show_path(diff)} was applied, its host layer {show_path(layer)} was "
+                      f"not: {exc.message}", differences=exc.differences) from None
 
 
 def _state_tree(target) -> bytes | None:

@@ -36,7 +36,8 @@ def status_command(target, checksum, as_json, quiet):
     finally:
         progress.clear()
     state = st.state
-    layers = ", ".join(layer["file"] + (f" (host layer of {layer['host']})" if "host" in layer else "")
+    layers = ", ".join(show_path(layer["file"]) + (f" (host layer of {show_path(layer['host'])})"
+                                                   if "host" in layer else "")
                        for layer in state.chain)
     if as_json:
         click.echo(json.dumps({
