@@ -1,7 +1,7 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: deps demo test bench bench-scan bench-images bench-restore bench-exact bench-ntfs bench-convert bench-deps bench-deploy
+.PHONY: deps demo test bench bench-scan bench-images bench-restore bench-exact bench-ntfs bench-convert bench-deps bench-deploy bench-rebase
 
 deps:
 	@bash scripts/deps.sh
@@ -36,6 +36,10 @@ bench-ntfs: deps bench-deps
 
 bench-convert: deps bench-deps
 	$(PYTHON) bench/bench_convert.py
+
+# issue 15: a host layer carried onto a model update, against making a diff (bench/results/rebase.json)
+bench-rebase: deps
+	$(PYTHON) bench/bench_rebase.py --json bench/results/rebase.json
 
 # the peers the benchmarks measure against, GNU time for peak memory, matplotlib for the chart
 bench-deps:

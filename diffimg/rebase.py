@@ -1,16 +1,18 @@
 """rebase: carry a machine's own diff (a host layer) onto a new chain of the model's images.
 
-Three trees, read from manifests alone: P, the tree the host diff was made on (a layer of the new
-chain); T, the host's tree (the host diff's); Q, the new chain's tree. Per path, in one merge of
-the three (canonical order):
-- the host did not change it (T = P): Q's entry stands;
+Three trees: P, the tree the host diff was made on (a layer of the new chain); T, the host's
+tree; Q, the new chain's tree. What the host changed (P against T) is read from the host diff's
+delta: each record's before and after, and P's manifest only below folders the host removed
+(the delta has no records there). Per path, in one merge with Q's manifest (canonical order):
+- the host did not change it: Q's entry stands;
 - the chain did not change it (Q = P), or both made the same change: T's entry;
 - a folder both changed: field by field (mode, owner, group, each xattr); its mtime is the
   host's when the host changed it (what replaying the host's changes on Q gives);
 - anything else is a conflict, and so is a result that is not a tree: an entry whose folder is
   gone or is no longer a folder, a hardlink whose group changed on the other side.
+So a pass reads Q's manifest once, and memory grows with the host's change, not with the tree.
 Conflicts are refused, all listed; with prefer, the preferred side's entry is taken at each
-conflicting path (and at the folder or first hardlink member it needs) and the merge runs
+conflicting path (and at the folders or first hardlink member it needs) and the merge runs
 again, until the result is a tree.
 
 The rebased diff is then made against Q by the differ, as any diff: it stores only content that
@@ -20,15 +22,17 @@ host's tree took from P, from the chain's containers; nothing is scanned.
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import streams
 from .delta import STORE
-from .entry import Entry, Kind, inode_fields
+from .entry import Entry, Kind, inode_fields, path_key
 from .errors import ChainError, Conflicts, ImageError, show_path
 from .hashing import Beneath
 from .image import open_chain, open_image
-from .merge import merge_join_all
+from .merge import merge_join
 from .packer import PackOptions, diff_of_entries
 from .planner import index_chain
 from .progress import Phase
@@ -66,15 +70,20 @@ def rebase(host_diff, chain, out, opts: PackOptions, prefer: str | None = None) 
                          "was made on (e.g. base.img d1.img d2.img)")
     new = layers[-1]
 
+    delta = host.delta()
+
     def merged(overrides, conflicts):
-        return _merged(parent.entries(), host.entries(), new.entries(), overrides, conflicts)
+        taken = {path for path, side in overrides.items() if side == HOST}
+        return _merged(host_sides(delta, parent.entries, taken), new.entries(), overrides,
+                       conflicts)
 
     if opts.on_phase is not None:
         opts.on_phase(Phase.CLASSIFYING, "three-way merge")
     overrides, decided = settle(merged, prefer)
     info = diff_of_entries(merged(overrides, []), new, out, opts, source=host.info["source"],
                            os_info=new.info.get("os", {}),
-                           contents=lambda files, large: _contents(host, layers, files, large))
+                           contents=lambda files, large: _contents(host, delta, layers, files,
+                                                                   large))
     return Rebased(info, sorted(decided.items()))
 
 
@@ -154,9 +163,65 @@ def _merged_folder(p: Entry, t: Entry, q: Entry) -> tuple[Entry | None, str | No
                  xattrs=xattrs or None), None
 
 
-def _merged(parent, host, chain, overrides: dict[bytes, str], conflicts: list):
-    """The result tree's entries, in canonical order; each conflict is appended to conflicts
-    (with .needs: the paths whose side settles it) and its path left out."""
+class Side(NamedTuple):
+    """A path the host changed: the parent's entry p and the host's t (None: absent)."""
+    path: bytes
+    p: Entry | None
+    t: Entry | None
+
+
+def host_sides(delta, parent_entries, unchanged=frozenset()):
+    """The host's Sides, in canonical order, from its delta: each record's before and after
+    (a folder record that changes nothing is no change); below each folder the host removed or
+    replaced by another kind (the delta has no records there), the parent's entries, absent on
+    the host; and at the paths unchanged (where --prefer host takes the host's entry of a path
+    it did not change), the parent's entry on both sides. parent_entries() is read only for the
+    last two, and only as far as needed."""
+    removed = [c.path + b"/" for c in delta if c.before is not None and c.before.kind is Kind.DIR
+               and (c.after is None or c.after.kind is not Kind.DIR)]
+    extra = _parent_sides(parent_entries, removed, unchanged) if removed or unchanged else ()
+    for c, side in merge_join(delta, extra):
+        if c is None:
+            yield side
+        elif c.before != c.after:
+            yield Side(c.path, c.before, c.after)
+        elif side is not None:
+            yield side
+
+
+def _parent_sides(parent_entries, removed: list[bytes], paths) -> Iterator[Side]:
+    """Sides from the parent's entries: absent on the host below the folders removed (b"folder/",
+    canonical order), unchanged at paths."""
+    last = [path_key(p) for p in paths]
+    if removed:
+        last.append(path_key(removed[-1][:-1]) + b"\x01")  # past every key below it
+    stop = max(last)                    # a key past it is of neither
+    wanted = iter(removed)
+    prefix = next(wanted, None)
+    for e in parent_entries():
+        key = path_key(e.path)
+        if key > stop:
+            return
+        while prefix is not None and key > path_key(prefix) and not e.path.startswith(prefix):
+            prefix = next(wanted, None)
+        if prefix is not None and e.path.startswith(prefix):
+            yield Side(e.path, e, None)
+        elif e.path in paths:
+            yield Side(e.path, e, e)
+
+
+def sides_of_trees(parent_entries, host_entries, unchanged=frozenset()):
+    """The host's Sides from its parent's and its own full trees (what host_sides gives from a
+    delta consistent with them)."""
+    for p, t in merge_join(parent_entries, host_entries):
+        if p != t or (p is not None and p.path in unchanged):
+            yield Side((p or t).path, p, t)
+
+
+def _merged(sides, chain, overrides: dict[bytes, str], conflicts: list):
+    """The result tree's entries, in canonical order, from the host's Sides and the chain's
+    entries (a path the host did not change is the chain's); each conflict is appended to
+    conflicts (with .needs: the paths whose side settles it) and its path left out."""
     folders = [b""]         # b"path/" of the result's folders along the current path (root: b"")
     leaders: set[int] = set()   # hashes of (path, inode fields) of possible hardlink leaders
     dropped = None          # b"path/" of a conflict: the orphans below it are not shown
@@ -168,13 +233,16 @@ def _merged(parent, host, chain, overrides: dict[bytes, str], conflicts: list):
         if not below:
             dropped = path + b"/"
 
-    for p, t, q in merge_join_all(parent, host, chain):
-        path = (p or t or q).path
+    for q, changed in merge_join(chain, sides):
+        path = (q or changed).path
+        p, t = (changed.p, changed.t) if changed is not None else (q, q)
         while path and not path.startswith(folders[-1]):
             folders.pop()
         side = overrides.get(path)
         if side is not None:
             e = t if side == HOST else q
+        elif changed is None:               # the host did not change it: the chain's
+            e = q
         else:
             e, why = three_way(p, t, q)
             if why is not None:
@@ -206,11 +274,10 @@ def _merged(parent, host, chain, overrides: dict[bytes, str], conflicts: list):
 
 
 @contextlib.contextmanager
-def _contents(host, layers, files: set[bytes], large: set[bytes]):
+def _contents(host, delta, layers, files: set[bytes], large: set[bytes]):
     """{digest: Beneath(container root, path)} of each of files and large streams, in the host diff's
     container when it stores it, else in the newest layer of the chain storing it; the
     containers needed are mounted meanwhile (image.content)."""
-    delta = host.delta()
     in_host = {c.digest: c.path for c in delta if c.action == STORE}
     host_streams = {digest for _, _, _, digest in streams.of_changes(delta)}
     chain_files = index_chain(layers).sources(files - in_host.keys()) if files - in_host.keys() \

@@ -19,7 +19,7 @@ from diffimg.entry import Kind
 from diffimg.errors import Conflicts
 from diffimg.image import Image
 from diffimg.packer import PackOptions, create, diff
-from diffimg.rebase import CHAIN, HOST, _merged, settle, three_way
+from diffimg.rebase import CHAIN, HOST, _merged, host_sides, settle, sides_of_trees, three_way
 
 pytestmark = needs_root
 HOST_TIME = 1_800_000_000_000_000_000
@@ -338,6 +338,10 @@ def test_merge_rules_on_entries():
     assert three_way(folder, host, d(b"f", mode=0o750, mtime=3))[1] == "both changed its mode"
 
 
+def _sides(parent, host, overrides):
+    return sides_of_trees(parent, host, {path for path, side in overrides.items() if side == HOST})
+
+
 def test_a_hardlink_whose_group_the_chain_changed_is_a_conflict(tmp_path):
     t = 5
     parent = tree(f(b"a", b"x", mtime=t), f(b"b", b"x", mtime=t, link=b"a"))
@@ -345,17 +349,17 @@ def test_a_hardlink_whose_group_the_chain_changed_is_a_conflict(tmp_path):
                 f(b"c", b"x", mtime=t, link=b"a"))
     chain = tree(f(b"a", b"y", mtime=t), f(b"b", b"y", mtime=t, link=b"a"))
     conflicts = []
-    result = list(_merged(parent, host, chain, {}, conflicts))
+    result = list(_merged(sides_of_trees(parent, host), chain, {}, conflicts))
     assert [(c.path, c.why) for c in conflicts] == [
         (b"c", "a hardlink whose group changed on the other side")]
     assert [e.path for e in result] == [b"", b"a", b"b"]
     with pytest.raises(Conflicts):
-        settle(lambda o, c: _merged(parent, host, chain, o, c), None)
+        settle(lambda o, c: _merged(_sides(parent, host, o), chain, o, c), None)
     # the chain's side drops the host's new member; the host's takes the whole group as it was
     for side, expected in ((CHAIN, chain), (HOST, host)):
-        overrides, decided = settle(lambda o, c: _merged(parent, host, chain, o, c), side)
+        overrides, decided = settle(lambda o, c: _merged(_sides(parent, host, o), chain, o, c), side)
         assert b"c" in decided
-        assert list(_merged(parent, host, chain, overrides, [])) == expected
+        assert list(_merged(_sides(parent, host, overrides), chain, overrides, [])) == expected
 
 
 def _prefixed(spec, prefix: bytes):
@@ -391,6 +395,13 @@ def test_disjoint_random_changes_merge_exactly(tmp_path_factory, host_part, chai
     if diff(model, [work / "base"], work / "d1", opts) is None:
         return
     from diffimg.rebase import rebase
+    host_image, base_image = Image(work / "host.diff"), Image(work / "base")
+    # what the host changed, from its delta, is what its two trees say
+    assert list(host_sides(host_image.delta(), base_image.entries)) == list(
+        sides_of_trees(base_image.entries(), host_image.entries()))
+    some = {e.path for e in list(base_image.entries())[::2]}     # as --prefer host asks them
+    assert list(host_sides(host_image.delta(), base_image.entries, some)) == list(
+        sides_of_trees(base_image.entries(), host_image.entries(), some))
     result = rebase(work / "host.diff", [work / "base", work / "d1"], work / "rebased", opts)
     assert result.decided == [] and result.info is not None
     restored = work / "restored"
@@ -415,7 +426,7 @@ def test_a_folder_conflict_keeps_the_changes_below_it():
     chain[0] = d(b"", mode=0o750)
 
     def merged(o, c):
-        return _merged(parent, host, chain, o, c)
+        return _merged(_sides(parent, host, o), chain, o, c)
 
     with pytest.raises(Conflicts) as refused:
         settle(merged, None)
@@ -440,7 +451,7 @@ def test_settling_takes_every_missing_folder_at_once():
     chain = tree(*[d(p) for p in folders], f(bottom, b"2"))
 
     def merged(o, c):
-        return _merged(parent, host, chain, o, c)
+        return _merged(_sides(parent, host, o), chain, o, c)
 
     passes = []
 
