@@ -405,7 +405,13 @@ def _stage(tree, staging, stored, on_progress=None) -> Sizes:
         for path, digest, size, *source in stored:
             parent = os.path.dirname(path)
             if parent not in made:
-                os.makedirs(os.path.join(staging, parent), exist_ok=True)
+                try:
+                    os.makedirs(os.path.join(staging, parent), exist_ok=True)
+                except OSError as exc:
+                    hint = " (a path of over 4,096 bytes: only a squashfs image holds it)" \
+                        if exc.errno == errno.ENAMETOOLONG else ""
+                    raise OutputError(f"cannot stage {show_path(path)} for the container: "
+                                      f"{exc.strerror}{hint}") from None
                 while parent not in made:
                     made.add(parent)
                     sizes.add(len(os.path.basename(parent)), folder=True)

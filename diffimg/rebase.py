@@ -102,8 +102,8 @@ def settle(merged, prefer: str | None) -> tuple[dict[bytes, str], dict[bytes, st
         if prefer is None:
             shown = [(c.path, c.why) for c in conflicts if c.shown]
             raise Conflicts(f"{len(shown):,} paths changed both on the host and in the chain, "
-                            f"e.g. {show_path(shown[0][0])} ({shown[0][1]}); nothing was made: "
-                            "choose a side with --prefer host or --prefer chain",
+                            f"e.g. {show_path(shown[0][0]) or '.'} ({shown[0][1]}); nothing was "
+                            "made: choose a side with --prefer host or --prefer chain",
                             conflicts=shown)
         for c in conflicts:
             if c.shown:

@@ -14,7 +14,7 @@ import tempfile
 from . import ntfs, statcache, streams, windows
 from .delta import DELETE, LINK, META, PARENT
 from .entry import Kind, path_key
-from .errors import ImageError, OutputError, Refused, show_path
+from .errors import ChainError, ImageError, OutputError, Refused, show_path
 from .executor import execute, locked_target
 from .fsmeta import mount_of, mount_points_below
 from .hashing import prestart_workers
@@ -47,14 +47,18 @@ def restore(images, target, *, checksum=False, dry_run=False, keep=(), on_progre
 
 
 def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), on_progress=None,
-          on_warning=None, on_phase=None, command="apply", host=None):
+          on_warning=None, on_phase=None, command="apply", host=None, then=None):
     """Apply one diff to the tree it was made on, reading and writing only the paths its delta
-    touches; with force, restore its tree regardless of what target holds. host: as restore's."""
+    touches; with force, restore its tree regardless of what target holds (then: a host layer
+    made on its tree, restored with it). host: as restore's."""
     image = open_image(diff)
     if image.kind != "diff":
         raise Refused(f"{show_path(diff)} is a full image; use restore")
     if force:
-        return _restore_layers([image], target, checksum=checksum, dry_run=dry_run, keep=keep,
+        layers = [image] if then is None else [image, open_image(then)]
+        if layers[-1].parent_id != image.tree_id and then is not None:
+            raise ChainError(f"{show_path(then)} was not made on {show_path(diff)}")
+        return _restore_layers(layers, target, checksum=checksum, dry_run=dry_run, keep=keep,
                                on_progress=on_progress, on_warning=on_warning, on_phase=on_phase,
                                command=command, host=host)
     target = os.fsencode(target)

@@ -434,3 +434,24 @@ def test_the_tar_stream_is_read_back_by_an_independent_reader():
                 break
             assert member.isfile() and tar.extractfile(member).read() == b"%d" % i * (i + 1)
     assert i == len(paths)
+
+
+def test_a_path_too_long_to_stage_is_a_one_line_error(tmp_path):
+    """The dir format stages files by path: one past PATH_MAX is exit 7 with a hint, never a
+    traceback (nor exit 1, which means 'nothing changed' to diff and rebase)."""
+    tree = os.fsencode(tmp_path / "tree")
+    os.mkdir(tree)
+    fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(22):                   # 22 folders of 200-byte names: 4,422 bytes
+            os.mkdir(b"d" * 200, dir_fd=fd)
+            deeper = os.open(b"d" * 200, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = deeper
+        with open(os.open(b"file", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
+            f.write(b"deep")
+    finally:
+        os.close(fd)
+    line = assert_one_line_error(run_cli("create", tree, tmp_path / "a.img", "--format", "dir"), 7)
+    assert "squashfs" in line
+    assert not os.path.lexists(tmp_path / "a.img")

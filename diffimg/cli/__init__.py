@@ -108,6 +108,12 @@ def main(argv=None):
     except BrokenPipeError:
         sys.stderr.close()   # the reader went away (| head): not an error worth a traceback
         rc = 0
+    except Exception:       # a bug: its traceback, and exit 10, never a code with a meaning
+        import traceback
+        traceback.print_exc()
+        print("diffimg: error: an unexpected error (a bug in diffimg: please report it with the "
+              "lines above)", file=sys.stderr)
+        rc = DiffimgError.exit_code
     # the work is done (or undone): a Ctrl-C or SIGTERM now would only cut the exit handlers
     # (unmounting, removing this run's folder) short, with a traceback
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -131,13 +131,13 @@ def rebase_command(host_diff, chain, rest, output, prefer, fmt, level, quiet):
     except Conflicts as exc:
         progress.clear()
         for path, why in exc.conflicts:
-            click.echo(f"conflict: {show_path(path)}: {why}", err=True)
+            click.echo(f"conflict: {show_path(path) or '.'}: {why}", err=True)
         raise
     finally:
         progress.clear()
     if not quiet:
         for path, why in result.decided:
-            click.echo(f"decided ({prefer}): {show_path(path)}: {why}")
+            click.echo(f"decided ({prefer}): {show_path(path) or '.'}: {why}")
     if result.info is None:
         if not quiet:
             click.echo("nothing of the host's changes is left on the new chain; no image made")

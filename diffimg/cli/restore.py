@@ -43,15 +43,14 @@ host_option = click.option(
 def _host_layer(host_layers, host_name, target, tree_id: bytes, as_json: bool, quiet: bool):
     """(the host layer to restore after the chain, the machine's name), or (None, None). Why
     none was chosen goes to stderr even with -q: a machine restored without its layer must not
-    pass unseen (--json: in the document)."""
+    pass unseen (--json: in the document too)."""
     if host_layers is None:
         if host_name is not None:
             raise click.UsageError("--host goes with --host-layers")
         return None, None
 
-    def say(message):
-        if not as_json:
-            click.echo(f"diffimg: {message}", err=True)
+    def say(message):               # (stderr: --json's document is on stdout)
+        click.echo(f"diffimg: {message}", err=True)
 
     name = host_name or hostlayer.name_of(target)
     if name is None:
@@ -62,7 +61,7 @@ def _host_layer(host_layers, host_name, target, tree_id: bytes, as_json: bool, q
     if layer is None:
         say(f"no host layer of {name} to restore")
         return None, None
-    if not quiet:
+    if not (quiet or as_json):
         say(f"host layer of {name}: {show_path(layer)}")
     return layer, name
 
@@ -213,6 +212,8 @@ def _apply_with_host(diff, target, layer, host, dry_run: bool, how: dict):
     apply checks the target as any apply does."""
     if layer is None:
         return apply(diff, target, **how)
+    if how["force"]:                # both trees restored at once whatever the target holds
+        return apply(diff, target, **how, host=host, then=layer)
     done = _state_tree(target)
     if done == open_image(layer).tree_id:
         raise Refused(f"{show_path(target)}: its state says it holds {show_path(diff)} with the "

@@ -36,6 +36,7 @@ def status_command(target, checksum, as_json, quiet):
     finally:
         progress.clear()
     state = st.state
+    command = show_path(state.command)         # (a state is read from the target: escaped)
     layers = ", ".join(show_path(layer["file"]) + (f" (host layer of {show_path(layer['host'])})"
                                                    if "host" in layer else "")
                        for layer in state.chain)
@@ -48,13 +49,13 @@ def status_command(target, checksum, as_json, quiet):
             "clean": state.complete and not st.differences,
             "differences": [difference_json(d) for d in st.differences]}, indent=2))
     elif not state.complete:
-        click.echo(f"{show_path(target)}: INCOMPLETE: {state.command} of {layers} started "
+        click.echo(f"{show_path(target)}: INCOMPLETE: {command} of {layers} started "
                    f"{_when(state.started_ns)} did not finish; restore again to make it exact")
     else:
         for d in st.differences:
             click.echo(difference_line(d))
         drift = f"{len(st.differences):,} paths changed since" if st.differences else "unchanged since"
-        click.echo(f"{show_path(target)}: tree {state.tree_id.hex()} ({state.command} of {layers}, "
+        click.echo(f"{show_path(target)}: tree {state.tree_id.hex()} ({command} of {layers}, "
                    f"{_when(state.finished_ns)}); {drift}", err=bool(st.differences))
     if not state.complete:
         return EXIT_INCOMPLETE
