@@ -66,8 +66,8 @@ def _etc_hostname(root_fd: int) -> str | None:
 def find(directory, name: str, tree_id: bytes, warn) -> bytes | None:
     """DIR/NAME.diff when it is a diff made on tree_id (the chain's tree), else None: a missing
     one is no error (a machine without changes of its own has none), one made on another tree
-    is left out with a warning (it needs a rebase); one that is not a diff image is an error
-    (ImageError), and so are two names matching in any case but none exactly."""
+    is left out with a warning (it needs a rebase); one that is not a diff image is an
+    ImageError; two names matching in any case and none exactly, a DiffimgError."""
     if not valid_name(name):
         raise DiffimgError(f"{name!r} is not a host name (letters, digits, '.', '-', '_')")
     directory = os.fsencode(directory)

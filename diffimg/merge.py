@@ -44,24 +44,6 @@ def merge_join_pruned(old, new, stays=None):
         yield a, b
 
 
-def merge_join_all(*streams):
-    """Yield one tuple per path of any of the streams (each in canonical order): each stream's
-    entry at that path, or None."""
-    iters = [iter(s) for s in streams]
-    current = [next(it, None) for it in iters]
-    keys = [path_key(e.path) if e is not None else None for e in current]
-    while True:
-        live = [k for k in keys if k is not None]
-        if not live:
-            return
-        low = min(live)
-        yield tuple(e if k == low else None for e, k in zip(current, keys))
-        for i, k in enumerate(keys):
-            if k == low:
-                current[i] = e = next(iters[i], None)
-                keys[i] = path_key(e.path) if e is not None else None
-
-
 class PathLookup:
     """Items of a canonical-order stream (each with a .path) looked up by path, the paths asked
     in canonical order too: one pass over the stream, whatever its length."""
