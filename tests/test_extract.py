@@ -88,6 +88,10 @@ def test_extract_never_replaces_and_refuses_what_the_tree_lacks(rich_tree, tmp_p
         assert_one_line_error(run_cli("extract", tmp_path / "base", bad, "-o", dest), 3)
     assert_one_line_error(run_cli("cat", tmp_path / "base", "links"), 3)      # a folder
     assert_one_line_error(run_cli("cat", tmp_path / "base", "links/rel"), 3)  # a symlink
+    # a bad chain (a full image given as its diff) is refused before DEST is made
+    assert_one_line_error(run_cli("extract", tmp_path / "base", tmp_path / "base", "links/rel",
+                                  "-o", tmp_path / "new-dest"), 9)
+    assert not os.path.lexists(tmp_path / "new-dest")
 
 
 def test_cat_of_damaged_content_says_so(tmp_path):

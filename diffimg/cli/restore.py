@@ -263,6 +263,7 @@ def extract_command(args, dest, quiet):
     images, paths = _images_and_paths(args, "extract")
     if not paths:
         raise click.UsageError("extract: give at least one PATH of the tree")
+    open_chain(images)              # a bad chain makes no DEST
     try:
         os.mkdir(dest, 0o755)
     except FileExistsError:
