@@ -6,6 +6,7 @@ parent's entry and the new one, so that apply can check and change a target from
 
 from dataclasses import dataclass
 
+from . import streams
 from .entry import Entry, Kind, same_object
 from .manifest import from_record, to_record, unsafe_path
 
@@ -62,6 +63,13 @@ class Change:
         if problem:
             raise ValueError(f"delta record where {problem} {rec!r:.80}")
         return cls(path, action, source, rec[3], rec[4], before, after)
+
+
+def stored_contents(changes) -> list[tuple]:
+    """(container path, digest, size, ...) of each content a diff with these changes stores:
+    its store records' files, and its records' large streams (streams.stored_items), each once."""
+    return [(c.path, c.digest, c.after.size) for c in changes if c.action == STORE] + \
+        streams.stored_items(streams.of_changes(changes))
 
 
 def _rule_broken(action: str, replaces: bool, digest, before: Entry | None,

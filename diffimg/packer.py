@@ -20,7 +20,7 @@ import xxhash
 
 from . import __version__, containers, runs, squashmap, streams, tarstream, windows
 from .containers import Sizes
-from .delta import STORE
+from .delta import stored_contents
 from .differ import diff_trees
 from .entry import Kind, content_files
 from .errors import ImageError, OutputError, ScanError, ToolError, show_path
@@ -190,8 +190,7 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
         trailer = writer.trailer
         if trailer["tree_id"] == parent.tree_id:
             return None
-        to_store = [(c.path, c.digest, c.after.size) for c in changes if c.action == STORE]
-        to_store += streams.stored_items(streams.of_changes(changes))
+        to_store = stored_contents(changes)
         stored_files, stored_bytes = _pack(tree, output, opts, lambda: iter(to_store), direct=False)
         info = _info("diff", container, trailer, parent.tree_id, stored_files, stored_bytes,
                      source_info(tree), detect(tree))
@@ -206,9 +205,9 @@ def diff_of_entries(entries, parent, out, opts: PackOptions, *, source: dict, os
                     contents) -> dict | None:
     """Make a differential image at out on top of the image parent, of a tree given as its
     entries in canonical order (rebase.py); return its info, or None (and make nothing) when
-    the tree is parent's. contents(files, streams): a context manager giving, for those sets of
-    digests (the files and large streams the image stores), {digest: a hashing.Beneath of a
-    file holding it}; each is hashed on its way into the container."""
+    the tree is parent's. contents(digests): a context manager giving, for the digests of the
+    files and large streams the image stores, {digest: a hashing.Beneath of a file holding
+    it}; each is hashed on its way into the container."""
     container = containers.get(opts.fmt, level=opts.level)
     output = _Output(out, container)
     try:
@@ -218,11 +217,9 @@ def diff_of_entries(entries, parent, out, opts: PackOptions, *, source: dict, os
         trailer = writer.trailer
         if trailer["tree_id"] == parent.tree_id:
             return None
-        files = [(c.path, c.digest, c.after.size) for c in changes if c.action == STORE]
-        stream_items = streams.stored_items(streams.of_changes(changes))
-        with contents({f[1] for f in files}, {s[1] for s in stream_items}) as where:
-            to_store = [(path, digest, size, where[digest])
-                        for path, digest, size, *_ in files + stream_items]
+        stored = stored_contents(changes)
+        with contents({item[1] for item in stored}) as where:
+            to_store = [(path, digest, size, where[digest]) for path, digest, size, *_ in stored]
             try:
                 stored_files, stored_bytes = _pack(b"", output, opts, lambda: iter(to_store),
                                                    direct=False)

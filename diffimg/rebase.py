@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from . import streams
-from .delta import STORE
+from .delta import stored_contents
 from .entry import Entry, Kind, inode_fields, path_key
 from .errors import ChainError, Conflicts, ImageError, show_path
 from .hashing import Beneath
@@ -82,8 +82,7 @@ def rebase(host_diff, chain, out, opts: PackOptions, prefer: str | None = None) 
     overrides, decided = settle(merged, prefer)
     info = diff_of_entries(merged(overrides, []), new, out, opts, source=host.info["source"],
                            os_info=new.info.get("os", {}),
-                           contents=lambda files, large: _contents(host, delta, layers, files,
-                                                                   large))
+                           contents=lambda digests: _contents(host, delta, layers, digests))
     return Rebased(info, sorted(decided.items()))
 
 
@@ -274,17 +273,16 @@ def _merged(sides, chain, overrides: dict[bytes, str], conflicts: list):
 
 
 @contextlib.contextmanager
-def _contents(host, delta, layers, files: set[bytes], large: set[bytes]):
-    """{digest: Beneath(container root, path)} of each of files and large streams, in the host diff's
-    container when it stores it, else in the newest layer of the chain storing it; the
-    containers needed are mounted meanwhile (image.content)."""
-    in_host = {c.digest: c.path for c in delta if c.action == STORE}
-    host_streams = {digest for _, _, _, digest in streams.of_changes(delta)}
-    chain_files = index_chain(layers).sources(files - in_host.keys()) if files - in_host.keys() \
-        else {}
-    chain_streams = streams.layers_storing(layers, large - host_streams)
-    lacking = (files - in_host.keys() - chain_files.keys()) | (large - host_streams
-                                                               - chain_streams.keys())
+def _contents(host, delta, layers, digests: set[bytes]):
+    """{digest: Beneath(container root, path)} of each of digests (files and large streams):
+    in the host diff's container when it stores it, else in the newest layer of the chain
+    storing it as a file or a large stream; the containers needed are mounted meanwhile
+    (image.content)."""
+    in_host = {digest: path for path, digest, *_ in stored_contents(delta)}
+    wanted = digests - in_host.keys()
+    chain_files = index_chain(layers).sources(wanted) if wanted else {}
+    chain_streams = streams.layers_storing(layers, wanted - chain_files.keys())
+    lacking = wanted - chain_files.keys() - chain_streams.keys()
     if lacking:
         raise ImageError(f"{len(lacking):,} contents are in neither {show_path(host.path)} nor "
                          f"the chain, e.g. {next(iter(lacking)).hex()}: an image is damaged")
@@ -297,14 +295,13 @@ def _contents(host, delta, layers, files: set[bytes], large: set[bytes]):
             return roots[key]
 
         where = {}
-        for digest in files:
+        for digest in digests:
             if digest in in_host:
                 where[digest] = Beneath(root(HOST, host), in_host[digest])
-            else:
+            elif digest in chain_files:
                 source = chain_files[digest]
                 where[digest] = Beneath(root(source.layer, layers[source.layer]), source.path)
-        for digest in large:
-            number = HOST if digest in host_streams else chain_streams[digest]
-            image = host if number == HOST else layers[number]
-            where[digest] = Beneath(root(number, image), streams.store_path(digest))
+            else:
+                number = chain_streams[digest]
+                where[digest] = Beneath(root(number, layers[number]), streams.store_path(digest))
         yield where

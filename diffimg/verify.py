@@ -6,7 +6,7 @@ import mmap
 import os
 
 from . import streams
-from .delta import DELETE, STORE
+from .delta import DELETE, stored_contents
 from .entry import Kind, content_files
 from .errors import DiffimgError, InputNotFound, NeedsRoot, ToolError, show_path
 from .hashing import Beneath, Problem, hash_batch, run_pooled
@@ -80,9 +80,7 @@ def stored_files(image, entries=None, delta=None):
     if image.kind == "full":
         return itertools.chain(content_files(image.entries() if entries is None else entries),
                                streams.stored_items(streams.of_entries(image.entries())))
-    delta = image.delta() if delta is None else delta
-    return itertools.chain(((c.path, c.digest, c.after.size) for c in delta if c.action == STORE),
-                           streams.stored_items(streams.of_changes(delta)))
+    return stored_contents(image.delta() if delta is None else delta)
 
 
 def check_delta(entries, delta) -> list[str]:
