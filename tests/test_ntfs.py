@@ -313,6 +313,44 @@ def test_streams_of_any_size_are_kept_on_a_partition_given_as_itself(tmp_path):
     assert b"nothing to do" in proc.stderr
 
 
+def test_rebase_carries_large_streams_from_the_host_diff_and_from_the_chain(tmp_path):
+    """A host adds a file with a large stream; the model changes a folder's large stream (the
+    folder the host added to). The rebased layer stores the host's stream from the host diff
+    and the folder's new one from the model's diff; restored, it is the host's volume with the
+    model's change."""
+    model = new_ntfs(tmp_path / "model.ntfs")
+    with windows_mounted(model, tmp_path / "m") as m:
+        os.makedirs(m / "Users")
+        (m / "Users" / "doc.txt").write_bytes(b"hello")
+        with open(_stream(m, "Users", "folder"), "wb") as f:
+            f.write(OTHER)
+    run_cli("create", model, tmp_path / "base.img", "-q", check_rc=0)
+    host = new_ntfs(tmp_path / "host.ntfs")
+    run_cli("restore", "-q", tmp_path / "base.img", host, check_rc=0)
+    with windows_mounted(host, tmp_path / "h") as h:
+        (h / "Users" / "host.txt").write_bytes(b"mine")
+        with open(_stream(h, "Users/host.txt", "big"), "wb") as f:
+            f.write(BIG)
+    run_cli("diff", host, tmp_path / "base.img", "-o", tmp_path / "host.diff", "-q", check_rc=0)
+    with windows_mounted(model, tmp_path / "m") as m, open(_stream(m, "Users", "folder"), "wb") as f:
+        f.write(OTHER + b"d1")
+    run_cli("diff", model, tmp_path / "base.img", "-o", tmp_path / "d1.img", "-q", check_rc=0)
+    run_cli("rebase", tmp_path / "host.diff", "--onto", tmp_path / "base.img", tmp_path / "d1.img",
+            "-o", tmp_path / "new.diff", "-q", check_rc=0)
+    fresh = new_ntfs(tmp_path / "fresh.ntfs")
+    run_cli("restore", "-q", tmp_path / "base.img", tmp_path / "d1.img", tmp_path / "new.diff",
+            fresh, check_rc=0)
+    with windows_mounted(fresh, tmp_path / "f") as f:
+        got = ntfs_view(f)
+    with windows_mounted(host, tmp_path / "h") as h:
+        kept = os.lstat(h / "Users").st_mtime_ns            # the host's: writing moves it
+        with open(_stream(h, "Users", "folder"), "wb") as f:
+            f.write(OTHER + b"d1")
+        os.utime(h / "Users", ns=(kept, kept))
+        want = ntfs_view(h)
+    assert got == want and got["Users/host.txt"][4][b"user.big"] == BIG
+
+
 def test_a_large_stream_read_or_written_where_it_cannot_be_says_so(tmp_path):
     """Through ntfs-3g's default interface a stream over 64 KiB cannot be read (the scan stops,
     naming the file and what to do; no image is made) nor written (a restore leaves it out
