@@ -2,6 +2,9 @@
 
 import errno
 import os
+import re
+import stat
+import subprocess
 
 from .ntfs import get_xattr, is_ntfs
 
@@ -53,6 +56,28 @@ def mount_of(st_dev: int) -> dict:
     except (OSError, ValueError, IndexError):
         pass
     return {}
+
+
+def probe(device) -> dict:
+    """What blkid finds by probing device (a block device or a file holding a filesystem, read
+    directly, no cache): {"type", "uuid", "label"}, each present only when found; {} when
+    nothing is found or device cannot be read (not root). FileNotFoundError without blkid."""
+    try:
+        if not stat.S_ISBLK(os.stat(device).st_mode) and not stat.S_ISREG(os.stat(device).st_mode):
+            return {}
+        done = subprocess.run(["blkid", "-p", "-o", "export", os.fsencode(device)],
+                              capture_output=True, timeout=60)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        if isinstance(exc, FileNotFoundError) and exc.filename in ("blkid", b"blkid"):
+            raise
+        return {}
+    found = {}
+    if done.returncode == 0:
+        for line in done.stdout.decode("utf-8", "replace").splitlines():
+            key, _, value = line.partition("=")
+            if key in ("TYPE", "UUID", "LABEL") and value:
+                found[key.lower()] = re.sub(r"\\(.)", r"\1", value)    # shell-escaped
+    return found
 
 
 def mount_points_below(root) -> set[bytes]:

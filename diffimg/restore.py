@@ -27,7 +27,7 @@ from .planner import index_chain, plan_delta, plan_restore
 from .progress import Phase
 from .safefs import split
 from .scanner import scan
-from .state import RecordedTree, State, begin, confirm, finish, layer_record, recorded_hints, usable_state
+from .state import ANOTHER_FILESYSTEM, RecordedTree, State, begin, confirm, finish, layer_record, recorded_hints, usable_state
 from .verify import check_delta
 
 _RESTORE_AGAIN = ("; once the cause is mended, run the restore again: it takes up where this one "
@@ -342,6 +342,9 @@ def _target_hints(root_fd: int, target: bytes, layers, ambiguous: set[bytes], ch
         return had, None, False
     if had is not None:
         return had, recorded_hints(root_fd, fs), False
+    if why == ANOTHER_FILESYSTEM:       # diffimg's own target, copied: its times prove nothing
+        warn(f"{show_path(target)}: {why}; hashing every file")
+        return None, None, False
     if why and not why.startswith("no state"):
         warn(f"{show_path(target)}: {why}; checking files by size and mtime")
     return None, _trusted_hints(layers[-1], ambiguous), True

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from . import codec
 from .errors import ManifestError, show_path
-from .fsmeta import mount_of
+from .fsmeta import mount_of, probe
 
 ROW = struct.Struct(">Qq")                   # ino, ctime_ns: one row per manifest record
 FOOTER = struct.Struct(">QQ8s")              # records end, stat frame length, magic
@@ -30,18 +30,37 @@ UNTRUSTED_FSTYPES = frozenset({"vfat", "msdos", "exfat", "fat", "nfs", "nfs4", "
                                "9p", "fuse.sshfs", "afs", "ceph"})
 
 
+# filesystems whose f_fsid is made from their UUID (and, btrfs, the subvolume): it then also
+# tells one subvolume from another; elsewhere (xfs, FUSE) it is the device number, or 0
+_FSID_FROM_UUID = frozenset({"ext2", "ext3", "ext4", "btrfs"})
+
+
 def identity(where) -> dict | None:
     """The identity of the filesystem holding where (a path, or an open fd), or None when its
-    ctimes prove nothing (or it cannot be read: the scan that follows says why)."""
+    ctimes prove nothing (or it cannot be read: the scan that follows says why).
+
+    A filesystem is named by what it is, not where it is attached: its type and UUID (a
+    partition file lands on whatever loop device is free, disks renumber), so its stat rows
+    keep proving content across remounts. Inode numbers and ctimes belong to the filesystem
+    itself, so they stay true wherever it is mounted. Where no UUID can be read (tmpfs,
+    overlay, a device a normal user cannot read), the mount itself: f_fsid, st_dev, source."""
     try:
         st = os.fstat(where) if isinstance(where, int) else os.lstat(where)
         fsid = os.statvfs(where).f_fsid
     except OSError:
         return None
     mount = mount_of(st.st_dev)
-    if mount.get("fstype") in UNTRUSTED_FSTYPES:
+    fstype = mount.get("fstype", "")
+    if fstype in UNTRUSTED_FSTYPES:
         return None
-    return {"fsid": fsid, "dev": st.st_dev, "source": mount.get("device", "")}
+    source = mount.get("device", "")
+    found = probe(source) if source.startswith("/") else {}
+    if found.get("uuid") and found.get("type") not in UNTRUSTED_FSTYPES:
+        # the driver too (ntfs-3g or the kernel's ntfs3 may number and time files apart)
+        driver = "fuse" if fstype.startswith("fuse") else fstype
+        return {"type": found["type"], "uuid": found["uuid"], "driver": driver,
+                "fsid": fsid if fstype in _FSID_FROM_UUID else 0}
+    return {"fsid": fsid, "dev": st.st_dev, "source": source}
 
 
 HEADER_LEN = struct.Struct(">I")
@@ -200,12 +219,23 @@ def read_section(path, start: int, end: int) -> StatSection | None:
         fs, bound, tree_id, entries = (doc["filesystem"], doc["trusted_before_ns"], doc["tree_id"],
                                        doc["entries"])
         ok = (type(bound) is int and type(tree_id) is bytes and len(tree_id) == 16
-              and type(entries) is int and entries >= 0 and (fs is None or type(fs) is dict))
+              and type(entries) is int and entries >= 0 and (fs is None or _is_identity(fs)))
     except (KeyError, TypeError):
         ok = False
     if not ok or _content_size(path, *frame) not in (None, stream.header_end + entries * ROW.size):
         _fail(path, "is corrupt")
     return StatSection(path, frame, tree_id, entries, fs, bound)
+
+
+_IDENTITY_FIELDS = ({"type": str, "uuid": str, "driver": str, "fsid": int},    # by what it is
+                    {"fsid": int, "dev": int, "source": str})                 # by where it is
+
+
+def _is_identity(fs) -> bool:
+    """Whether fs is a filesystem identity as identity() makes one (spec/manifest.md)."""
+    return type(fs) is dict and any(
+        fs.keys() == fields.keys() and all(type(fs[k]) is t for k, t in fields.items())
+        for fields in _IDENTITY_FIELDS)
 
 
 def _content_size(path, offset: int, length: int) -> int | None:

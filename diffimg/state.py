@@ -221,6 +221,11 @@ def recorded_hints(root_fd: int, filesystem):
         yield from recorded.hints(filesystem)
 
 
+# why a state is not usable that leaves nothing to trust: its rows were taken on another
+# filesystem (not this one, remounted: statcache.identity), so it says nothing of these files
+ANOTHER_FILESYSTEM = "its state was recorded on another filesystem"
+
+
 def usable_state(root_fd: int, filesystem) -> tuple[State | None, str]:
     """The complete state whose stat rows were taken on this filesystem, or None and why."""
     state, why = read_state(root_fd)
@@ -239,7 +244,7 @@ def usable_state(root_fd: int, filesystem) -> tuple[State | None, str]:
             with recorded.reader() as m:
                 section = m.stat_section()
             if section is None or section.filesystem != filesystem or section.tree_id != state.tree_id:
-                return None, "its state was recorded on another filesystem"
+                return None, ANOTHER_FILESYSTEM
     except ManifestError:
         return None, "its state manifest is damaged"
     return state, ""
