@@ -388,7 +388,8 @@ def _sizes_of(manifest) -> Sizes:
         if e.kind is Kind.SYMLINK and len(e.target) > 60:
             size = len(e.target)
         xattr_bytes = sum(len(k) + len(v) for k, v in e.xattrs.items()) if e.xattrs else 0
-        sizes.add(len(e.name), size, xattr_bytes, folder=e.kind is Kind.DIR)
+        sizes.add(len(e.name), size, xattr_bytes, folder=e.kind is Kind.DIR, xattrs=e.xattrs,
+                  path=e.path)
     return sizes
 
 

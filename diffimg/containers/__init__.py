@@ -6,7 +6,35 @@ only stores bytes; the manifest is the authority on metadata.
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+# xattr name prefixes an ext4 entry stores as an index, not as text (e2fsprogs' table)
+_XATTR_INDEXED = (b"user.", b"trusted.", b"security.")
+_XATTR_WHOLE = (b"system.posix_acl_access", b"system.posix_acl_default")
+XATTR_BLOCK_FREE_1K = 1024 - 32 - 4     # an xattr block's room: header, final null entry
+
+
+def xattr_table(xattrs: dict) -> list[tuple[int, int]]:
+    """(bytes its ext4 entry takes, value length) of each xattr mkfs.ext4 -d writes (ntfs-3g's
+    system.ntfs_* are never listed, so never copied); an entry is 16 bytes and its name without
+    an indexed prefix, rounded up to 4."""
+    table = []
+    for name, value in xattrs.items():
+        if name.startswith(b"system.ntfs_"):
+            continue
+        if name in _XATTR_WHOLE:
+            stored = 0
+        else:
+            stored = len(name) - next((len(p) for p in _XATTR_INDEXED if name.startswith(p)), 0)
+        table.append(((stored + 16 + 3) & ~3, len(value)))
+    return table
+
+
+def xattr_room(table, block: int) -> int:
+    """Bytes of an ext4 xattr block of block bytes that table surely fits in: every entry, and
+    each value short enough to stay beside it (a longer one goes to an inode of its own,
+    ea_inode)."""
+    return sum(entry + ((size + 3) & ~3 if size <= block - 56 else 0) for entry, size in table)
 
 
 @dataclass
@@ -18,14 +46,32 @@ class Sizes:
     file_kib: int = 0         # the same, each file in whole KiB (1 KiB blocks)
     name_bytes: int = 0       # sum of the names' lengths (folder blocks)
     xattr_bytes: int = 0      # sum of xattr names and values
+    file_4kib: int = 0        # the stored files' sizes, each in whole 4 KiB blocks
+    xattr_files: int = 0      # entries with xattrs
+    big_values: int = 0       # xattr values that may go to an ext4 inode of their own
+    big_value_bytes: int = 0
+    # (path, xattr_table) of each entry whose xattrs do not surely fit a 1 KiB ext4 xattr block
+    xattr_tables: list = field(default_factory=list)
 
-    def add(self, name_len: int, size: int = 0, xattr_bytes: int = 0, folder: bool = False):
+    def add(self, name_len: int, size: int = 0, xattr_bytes: int = 0, folder: bool = False,
+            xattrs: dict | None = None, path: bytes = b""):
         self.entries += 1
         self.folders += folder
         self.file_bytes += size
         self.file_kib += -(-size // 1024)
+        self.file_4kib += -(-size // 4096)
         self.name_bytes += name_len
         self.xattr_bytes += xattr_bytes
+        if xattrs:
+            self.xattr_files += 1
+            table = xattr_table(xattrs)
+            tight = xattr_room(table, 1024) > XATTR_BLOCK_FREE_1K
+            if tight:
+                self.xattr_tables.append((path, table))
+            for _, value in table:
+                if tight or value > 1024 - 56:
+                    self.big_values += 1
+                    self.big_value_bytes += value
 
 
 class Container:

@@ -1,0 +1,67 @@
+"""Inputs that must not make diffimg fail badly (issue 24): xattrs an ext4 container must hold
+or refuse up front; a partclone image lying about its size; a tree whose files diffimg reads
+for information (etc/os-release) made a FIFO or a symlink to /dev/zero; output that cannot be
+written; damaged squashfs superblock fields; a device number Linux cannot make."""
+
+import contextlib
+import os
+import subprocess
+
+import pytest
+from conftest import assert_one_line_error, needs_root, run_cli
+from snapshot import snapshot
+
+
+@contextlib.contextmanager
+def _tmpfs(where, size="64m"):
+    """A tmpfs at where: it takes xattrs the disk's own filesystem (ext4) may refuse."""
+    os.makedirs(where, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+def _container_xattrs(image, path: str) -> dict:
+    """The xattrs of path as the image's container itself holds them (mounted read-only)."""
+    from diffimg.image import Image
+    with Image(image).content() as tree:
+        where = os.path.join(os.fsdecode(tree), path)
+        return {os.fsencode(n): os.getxattr(where, n) for n in os.listxattr(where)}
+
+
+# ---- 8. xattrs in an ext4 container ----------------------------------------------------------
+
+@needs_root
+@pytest.mark.parametrize("xattrs", [
+    {"user.big": os.urandom(1500)},                                # over a 1 KiB block
+    {"user.huge": os.urandom(65536)},                             # Linux's largest value
+    {f"user.a{i}": os.urandom(900) for i in range(5)},            # many medium ones
+    {f"user.{i:03d}" + "n" * 237: b"v" for i in range(12)},      # long names: 4 KiB blocks
+], ids=["1.5k", "64k", "5x900", "12-long-names"])
+def test_any_xattr_linux_accepts_fits_an_ext4_image(tmp_path, xattrs):
+    with _tmpfs(tmp_path / "t"):
+        tree = tmp_path / "t"
+        (tree / "f").write_bytes(b"hello\n")
+        (tree / "g").write_bytes(b"plain\n")
+        for name, value in xattrs.items():
+            os.setxattr(tree / "f", name, value)
+        want = snapshot(tree)
+        run_cli("create", tree, tmp_path / "a.img", "--format", "ext4", "-q", check_rc=0)
+    run_cli("verify", tmp_path / "a.img", check_rc=0)
+    assert _container_xattrs(tmp_path / "a.img", "f") == want[b"f"]["xattrs"]
+
+
+@needs_root
+def test_xattrs_no_ext4_holds_are_refused_up_front_naming_the_file(tmp_path):
+    with _tmpfs(tmp_path / "t"):
+        tree = tmp_path / "t"
+        (tree / "sub").mkdir()
+        (tree / "sub" / "many").write_bytes(b"x")
+        for i in range(40):          # 40 names of 240 bytes: no ext4 block holds their entries
+            os.setxattr(tree / "sub" / "many", f"user.{i:03d}" + "n" * 237, b"v")
+        proc = run_cli("create", tree, tmp_path / "a.img", "--format", "ext4", "-q")
+    line = assert_one_line_error(proc, 7)
+    assert "sub/many" in line and "squashfs" in line, line
+    assert not (tmp_path / "a.img").exists()
