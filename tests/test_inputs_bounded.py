@@ -6,6 +6,7 @@ written; damaged squashfs superblock fields; a device number Linux cannot make."
 import contextlib
 import os
 import subprocess
+import sys
 
 import pytest
 from conftest import assert_one_line_error, needs_root, run_cli
@@ -65,3 +66,40 @@ def test_xattrs_no_ext4_holds_are_refused_up_front_naming_the_file(tmp_path):
     line = assert_one_line_error(proc, 7)
     assert "sub/many" in line and "squashfs" in line, line
     assert not (tmp_path / "a.img").exists()
+
+
+# ---- 15 (a). output that cannot be written ---------------------------------------------------
+
+@pytest.fixture
+def small_image(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "hostname").write_bytes(b"pc1\n")
+    for i in range(200):
+        (tree / f"file{i:03d}").write_bytes(b"x" * i)
+    run_cli("create", tree, tmp_path / "a.img", "--format", "dir", "-q", check_rc=0)
+    return tmp_path / "a.img"
+
+
+@pytest.mark.parametrize("command", [["ls"], ["info"], ["cat", "etc/hostname"]])
+def test_output_to_a_full_disk_is_one_line_exit_7(small_image, command):
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([sys.executable, "-m", "diffimg", command[0], small_image,
+                               *command[1:]], stdout=full, stderr=subprocess.PIPE)
+    line = assert_one_line_error(proc, 7)
+    assert "No space left" in line, line
+
+
+@pytest.mark.parametrize("command", [["ls"], ["info"], ["cat", "etc/hostname"]])
+def test_output_to_a_closed_stdout_is_one_line_exit_7(small_image, command):
+    proc = subprocess.run([sys.executable, "-m", "diffimg", command[0], small_image, *command[1:]],
+                          stderr=subprocess.PIPE, preexec_fn=lambda: os.close(1))
+    line = assert_one_line_error(proc, 7)
+    assert "stdout is closed" in line, line
+
+
+def test_a_closed_stderr_and_full_stdout_still_exit_7(small_image):
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([sys.executable, "-m", "diffimg", "ls", small_image], stdout=full,
+                              preexec_fn=lambda: os.close(2))
+    assert proc.returncode == 7

@@ -1,6 +1,7 @@
 """The diffimg command line: click commands, one module each; only parsing and printing here."""
 
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -13,7 +14,7 @@ signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(EXIT_INTERRUPTED))
 import click  # noqa: E402
 
 from .. import __version__, runs  # noqa: E402
-from ..errors import DiffimgError  # noqa: E402
+from ..errors import DiffimgError, OutputError  # noqa: E402
 from ..image import is_image  # noqa: E402
 from ..manifest import is_manifest  # noqa: E402
 from ..partition import is_partition, tree_of  # noqa: E402
@@ -85,15 +86,64 @@ def _more_open_files():
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
+class _ClosedStdout:
+    """sys.stdout when diffimg was started with it closed: what a command prints is an
+    OutputError (exit 7), not silently lost."""
+    encoding, errors = "utf-8", "strict"
+
+    def write(self, text):
+        raise OutputError("cannot write the output: stdout is closed")
+
+    def fileno(self):
+        raise OutputError("cannot write the output: stdout is closed")
+
+    def flush(self):
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _standard_fds():
+    """A closed stdin, stdout or stderr gets /dev/null (read-only for stdout: a write to it
+    fails), so that no file diffimg opens takes its number: a message or a tool's output
+    never lands in an image or a target."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open("/dev/null", os.O_WRONLY if fd == 2 else os.O_RDONLY)
+            if null != fd:
+                os.dup2(null, fd, inheritable=True)
+                os.close(null)
+            else:
+                os.set_inheritable(fd, True)
+            if fd == 1:
+                sys.stdout = _ClosedStdout()
+            elif fd == 2:           # (print to a None stderr would write on stdout)
+                sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+
+
+# errors of a write that mean the output cannot be written (a full disk, /dev/full, a quota)
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 def main(argv=None):
     """Run the CLI; expected errors become one line on stderr and their documented exit code."""
+    _standard_fds()
     _more_open_files()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     runs.clean_dead_runs(lambda message: print(f"diffimg: warning: {message}", file=sys.stderr))
     signal.signal(signal.SIGTERM, _terminated)
     signal.signal(signal.SIGHUP, _terminated)      # a closed terminal or ssh session too
     try:
-        rc = cli.main(args=argv, prog_name="diffimg", standalone_mode=False)
+        try:
+            rc = cli.main(args=argv, prog_name="diffimg", standalone_mode=False)
+            sys.stdout.flush()      # (a full disk is said here, not at exit)
+        except OSError as exc:
+            if exc.errno not in _FULL:
+                raise
+            raise OutputError(f"cannot write the output: {exc.strerror}") from None
     except click.exceptions.Exit as exc:
         rc = exc.exit_code
     except click.ClickException as exc:
@@ -108,6 +158,7 @@ def main(argv=None):
     except BrokenPipeError:
         sys.stderr.close()   # the reader went away (| head): not an error worth a traceback
         rc = 0
+        _drop_stdout()
     except Exception:       # a bug: its traceback, and exit 10, never a code with a meaning
         import traceback
         traceback.print_exc()
@@ -118,7 +169,17 @@ def main(argv=None):
     # (unmounting, removing this run's folder) short, with a traceback
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
+    if rc:
+        _drop_stdout()      # what is left in its buffer cannot be written: no second error
     sys.exit(rc or 0)
+
+
+def _drop_stdout():
+    """Let Python's exit not flush stdout again (its buffer holds what could not be written)."""
+    with contextlib.suppress(OSError):
+        null = os.open("/dev/null", os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
 
 
 from . import compare, deploy, images, inspect, mounts, restore, scan, status  # noqa: F401,E501  (registers the commands)
