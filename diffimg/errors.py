@@ -102,9 +102,27 @@ class Conflicts(DiffimgError):
         self.conflicts = list(conflicts)    # (path, why) of each conflicting path
 
 
+# where a partition the user named is mounted for a command -> the name given (as_folders):
+# messages name what the user gave, never a temporary mount point
+_GIVEN_NAMES: dict[bytes, bytes] = {}
+
+
+def name_mount_as(folder, given):
+    """Show paths at or below folder as below given from now on (None: forget folder)."""
+    if given is None:
+        _GIVEN_NAMES.pop(os.fsencode(folder), None)
+    else:
+        _GIVEN_NAMES[os.fsencode(folder)] = os.fsencode(given)
+
+
 def show_path(path) -> str:
-    """A path as one printable line: invalid UTF-8 and control characters escaped."""
+    """A path as one printable line: invalid UTF-8 and control characters escaped; a path in a
+    partition mounted for the command, as below the partition's name."""
     path = os.fsencode(path)
+    for folder, given in _GIVEN_NAMES.items():
+        if path == folder or path.startswith(folder.rstrip(b"/") + b"/"):
+            path = given + (b":" + path[len(folder):] if len(path) > len(folder) else b"")
+            break
     text = path.decode("utf-8", "backslashreplace")
     if text.isprintable():
         return text

@@ -13,7 +13,9 @@ import re
 import stat
 
 from .errors import DiffimgError
+from .fsmeta import mount_of
 from .manifest import STATE_DIR, unsafe_path
+from .ntfs import is_ntfs
 from .safefs import open_dir
 
 DEFAULT_EXT_KEEP = "/lost+found"          # mkfs makes it; fsck needs it
@@ -47,27 +49,55 @@ def defaults_for(filesystem_type: str | None) -> list[str]:
     return [DEFAULT_EXT_KEEP] if filesystem_type in _EXT_FSTYPES else []
 
 
-def find_kept(root_fd: int, patterns) -> set[bytes]:
+# filesystems whose names match case-insensitively, as Windows (and a Windows admin) sees
+# them: a pattern matches there whatever the case of its letters
+CASE_INSENSITIVE_FSTYPES = frozenset({"ntfs", "ntfs3", "vfat", "msdos", "exfat", "fat"})
+
+
+def folds_case(root_fd: int, windows_tree: bool) -> bool:
+    """Whether patterns match names in any case on this target: a Windows tree (read from NTFS),
+    or a target on NTFS or FAT, whose names Windows matches so."""
+    fstype = mount_of(os.fstat(root_fd).st_dev).get("fstype", "")
+    return windows_tree or fstype in CASE_INSENSITIVE_FSTYPES or \
+        (fstype.startswith("fuse") and is_ntfs(root_fd))
+
+
+def find_kept(root_fd: int, patterns, fold_case: bool = False, unmatched: list | None = None
+              ) -> set[bytes]:
     """The target paths the patterns match (entries of any kind; folders are entered only when
-    they are real folders, never through a symlink)."""
+    they are real folders, never through a symlink); with fold_case, whatever the case of their
+    letters (NTFS, FAT). Each pattern that matches nothing is added to unmatched."""
     found: set[bytes] = set()
-    for parts in parse(patterns):
-        _expand(root_fd, b"", parts, found)
+    for pattern, parts in zip(patterns, parse(patterns)):
+        matched: set[bytes] = set()
+        _expand(root_fd, b"", parts, matched, re.IGNORECASE if fold_case else 0)
+        if not matched and unmatched is not None:
+            unmatched.append(pattern)
+        found |= matched
     return found
 
 
-def _expand(root_fd: int, prefix: bytes, parts: list[bytes], found: set):
+def _matcher(head: bytes, flags: int):
+    """A match function for the names a pattern component matches (a glob, or with flags a
+    name in any case); None for a literal name matched as it is."""
+    if not flags and not _GLOB.search(head):
+        return None
+    text = head.decode("utf-8", "surrogateescape")
+    regex = fnmatch.translate(text) if _GLOB.search(head) else re.escape(text) + r"\Z"
+    compiled = re.compile(regex, re.DOTALL | flags)
+    return lambda name: compiled.match(name.decode("utf-8", "surrogateescape")) is not None
+
+
+def _expand(root_fd: int, prefix: bytes, parts: list[bytes], found: set, flags: int):
     head, rest = parts[0], parts[1:]
     try:
         dir_fd = open_dir(root_fd, prefix)
     except OSError:
         return                              # not a real folder: nothing below it is kept
     try:
-        if _GLOB.search(head):
-            regex = re.compile(fnmatch.translate(head.decode("latin-1")).encode("latin-1"), re.DOTALL)
-            names = [n for n in map(os.fsencode, os.listdir(dir_fd)) if regex.match(n)]
-        else:
-            names = [head]
+        match = _matcher(head, flags)
+        names = [head] if match is None else [n for n in map(os.fsencode, os.listdir(dir_fd))
+                                              if match(n)]
         for name in sorted(names):
             if not prefix and name == STATE_DIR:
                 continue
@@ -81,7 +111,7 @@ def _expand(root_fd: int, prefix: bytes, parts: list[bytes], found: set):
             if not rest:
                 found.add(path)
             elif stat.S_ISDIR(st.st_mode):
-                _expand(root_fd, path, rest, found)
+                _expand(root_fd, path, rest, found, flags)
     finally:
         os.close(dir_fd)
 

@@ -65,10 +65,12 @@ class ProgressLine:
     PLAIN_INTERVAL = 2.0
 
     def __init__(self, label: str, quiet: bool = False, unit: str = "entries",
-                 plain: bool | None = None):
+                 plain: bool | None = None, warnings: bool | None = None):
         self.label = label
         self.unit = unit
         self.quiet = quiet
+        # warnings print unless quiet; --json silences progress, never its warnings (stderr)
+        self.warnings = not quiet if warnings is None else warnings
         self.terminal = not quiet and sys.stderr.isatty()
         self.plain = not quiet and (PLAIN if plain is None else plain) and not self.terminal
         self.enabled = self.terminal or self.plain
@@ -128,7 +130,7 @@ class ProgressLine:
     def warn(self, message: str):
         """A warning: on stderr, unless quiet (which prints nothing but errors)."""
         self.clear()
-        if not self.quiet:
+        if self.warnings:
             print(f"diffimg: warning: {message}", file=sys.stderr)
 
 

@@ -19,7 +19,7 @@ from .executor import execute, locked_target
 from .fsmeta import mount_of, mount_points_below
 from .hashing import prestart_workers
 from .image import open_chain, open_image
-from .keep import Kept, defaults_for, find_kept, literal_pattern
+from .keep import Kept, defaults_for, find_kept, folds_case, literal_pattern
 from .manifest import STATE_DIR
 from .merge import PathLookup
 from .parentcheck import SHOWN, check_parent, entry_at, untracked_below
@@ -27,7 +27,17 @@ from .planner import index_chain, plan_delta, plan_restore
 from .progress import Phase
 from .safefs import split
 from .scanner import scan
-from .state import ANOTHER_FILESYSTEM, RecordedTree, State, begin, confirm, finish, layer_record, recorded_hints, usable_state
+from .state import (
+    ANOTHER_FILESYSTEM,
+    RecordedTree,
+    State,
+    begin,
+    confirm,
+    finish,
+    layer_record,
+    recorded_hints,
+    usable_state,
+)
 from .verify import check_delta
 
 _RESTORE_AGAIN = ("; once the cause is mended, run the restore again: it takes up where this one "
@@ -66,7 +76,8 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
     with locked_target(target) as root_fd:
         prestart_workers()          # while the target is checked
         phase(Phase.CHECKING_TARGET)
-        kept, patterns = _kept(root_fd, target, keep, on_warning or (lambda message: None))
+        kept, patterns = _kept(root_fd, target, keep, on_warning or (lambda message: None),
+                               holds_ntfs(image))
         delta = image.delta()
         mismatched = check_delta(image.entries(), delta)
         if mismatched:
@@ -154,20 +165,30 @@ def _keep_folder_times(root_fd: int, p, shared: set[bytes]):
     p.dir_metas.sort(key=lambda e: path_key(e.path))
 
 
-def _kept(root_fd: int, target: bytes, keep, warn) -> tuple[Kept, list[str]]:
+def _kept(root_fd: int, target: bytes, keep, warn, windows_tree: bool) -> tuple[Kept, list[str]]:
     """The target's kept paths, and the patterns that name them: those given, lost+found on
     ext2/3/4, and every mount point inside the target, with what is mounted there (a restore
     never deletes or replaces across one), each named in a warning. The patterns are recorded
-    in the state, so that status leaves them out too."""
+    in the state, so that status leaves them out too. Names match as Windows matches them on a
+    Windows tree or an NTFS or FAT target (any case); a given pattern that matches nothing is
+    said (it keeps nothing: the chain's entries are restored there)."""
     fstype = mount_of(os.fstat(root_fd).st_dev).get("fstype")
-    patterns = [os.fsdecode(k) for k in keep] + defaults_for(fstype)
+    given = [os.fsdecode(k) for k in keep]
+    patterns = given + defaults_for(fstype)
     for point in sorted(mount_points_below(target), key=path_key):
         if point.split(b"/")[0] == STATE_DIR:
             continue                  # diffimg's own folder, never part of the tree
         warn(f"{show_path(os.path.join(target, point))}: a mount point inside the target, left "
              "as it is with what is mounted there")
         patterns.append("/" + os.fsdecode(literal_pattern(point)))
-    return Kept(find_kept(root_fd, patterns)), patterns
+    unmatched: list[str] = []
+    fold = folds_case(root_fd, windows_tree)
+    kept = Kept(find_kept(root_fd, patterns, fold, unmatched))
+    for pattern in unmatched:
+        if pattern in given:
+            warn(f"--keep {pattern!r} matches nothing in {show_path(target)}"
+                 + (" (in any case)" if fold else "") + ": it keeps nothing")
+    return kept, patterns
 
 
 def _refuse_images_inside(target: bytes, layers, kept: Kept, removed=None):
@@ -283,7 +304,7 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
         phase(Phase.READING_IMAGES)
         chain = index_chain(layers)
         final = layers[-1]
-        kept, patterns = _kept(root_fd, target, keep, warn)
+        kept, patterns = _kept(root_fd, target, keep, warn, holds_ntfs(final))
         _refuse_images_inside(target, layers, kept)
         phase(Phase.SCANNING_TARGET)
         had, previous, trust_mtime = _target_hints(root_fd, target, layers, chain.ambiguous,

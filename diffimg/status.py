@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from . import ntfs, statcache, windows
 from .compare import ADDED, compare
 from .errors import InputNotFound, ManifestError, NoState, show_path
-from .keep import Kept, find_kept
+from .keep import Kept, find_kept, folds_case
 from .scanner import scan
 from .state import RecordedTree, State, read_state
 
@@ -35,13 +35,15 @@ def status(target, *, checksum: bool = False, on_progress=None, on_warning=None)
             raise NoState(f"{show_path(target)}: {why}")
         if not state.complete:
             return Status(state)
-        kept = Kept(find_kept(root_fd, state.keep))
         with RecordedTree(root_fd, state.manifest_digest) as recorded:
             if not recorded.intact:
                 raise NoState(f"{show_path(target)}: its state manifest is damaged")
             if recorded.fd is None:
                 raise NoState(f"{show_path(target)}: its state has no manifest")
             try:
+                with recorded.reader() as m:        # kept paths match as restore matched them
+                    windows_tree = ntfs.read_from_ntfs(m.header.get("source"))
+                kept = Kept(find_kept(root_fd, state.keep, folds_case(root_fd, windows_tree)))
                 differences = _drift(target, recorded, kept, checksum, on_progress, on_warning,
                                      bool(state.chain) and state.chain[-1].get("windows_defaults")
                                      is True)

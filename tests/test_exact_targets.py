@@ -73,3 +73,61 @@ def test_a_partition_files_stat_proofs_survive_another_loop_device(tmp_path):
         run_cli("status", target, check_rc=0)
     finally:
         subprocess.run(["losetup", "-d", held], check=True)
+
+
+def test_keep_patterns_fold_case_where_windows_does_and_say_when_they_match_nothing(tmp_path):
+    from diffimg.keep import find_kept
+    root = tmp_path / "root"
+    (root / "Users" / "Pc" / "Documents").mkdir(parents=True)
+    (root / "Users" / "Pc" / "Documents" / "essay.txt").write_text("mine")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        unmatched = []
+        assert find_kept(fd, ["/users/*/documents", "/none"], False, unmatched) == set()
+        assert unmatched == ["/users/*/documents", "/none"]
+        unmatched = []
+        assert find_kept(fd, ["/users/*/documents", "/USERS/pc/DOCUMENTS/Essay.TXT", "/none"],
+                         True, unmatched) == {b"Users/Pc/Documents",
+                                              b"Users/Pc/Documents/essay.txt"}
+        assert unmatched == ["/none"]
+    finally:
+        os.close(fd)
+
+
+@needs_root
+def test_keep_on_an_ntfs_target_matches_in_any_case(tmp_path):
+    """An admin's lower-case pattern keeps a student's Documents on an NTFS partition (the dry
+    run and the restore alike); a pattern that keeps nothing is said."""
+    from test_ntfs import new_ntfs
+    tree = tmp_path / "model"
+    (tree / "Users" / "Pc" / "Desktop").mkdir(parents=True)
+    (tree / "Users" / "Pc" / "Desktop" / "readme.txt").write_text("model")
+    for path in (tree, *tree.rglob("*")):           # times NTFS holds (100 ns)
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+    run_cli("create", "-q", tree, tmp_path / "base.img", check_rc=0)
+    volume = new_ntfs(tmp_path / "pc.ntfs")
+    run_cli("restore", "-q", tmp_path / "base.img", volume, check_rc=0)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["ntfs-3g", str(volume), str(mnt)], check=True)
+    try:
+        (mnt / "Users" / "Pc" / "Documents").mkdir()
+        (mnt / "Users" / "Pc" / "Documents" / "essay.txt").write_text("student's work")
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    dry = run_cli("restore", "--dry-run", "--keep", "/users/*/documents", "--keep", "/nowhere",
+                  tmp_path / "base.img", volume, check_rc=0)
+    actions = [line for line in dry.stdout.splitlines() if b"kept as they were" not in line]
+    assert actions and not any(b"Documents" in line for line in actions), dry.stdout
+    assert f"'/nowhere' matches nothing in {volume} (in any case)".encode() in dry.stderr, \
+        dry.stderr
+    assert b"/users/*/documents" not in dry.stderr, dry.stderr
+    run_cli("restore", "-q", "--keep", "/users/*/documents", tmp_path / "base.img", volume,
+            check_rc=0)
+    subprocess.run(["ntfs-3g", str(volume), str(mnt)], check=True)
+    try:
+        assert (mnt / "Users" / "Pc" / "Documents" / "essay.txt").read_text() == "student's work"
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    status = run_cli("status", volume)       # (a Linux file's mode is not NTFS's to keep)
+    assert status.returncode in (0, 1) and b"Documents" not in status.stdout, status

@@ -14,7 +14,7 @@ signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(EXIT_INTERRUPTED))
 import click  # noqa: E402
 
 from .. import __version__, runs  # noqa: E402
-from ..errors import DiffimgError, OutputError  # noqa: E402
+from ..errors import DiffimgError, OutputError, name_mount_as  # noqa: E402
 from ..image import is_image  # noqa: E402
 from ..manifest import is_manifest  # noqa: E402
 from ..partition import is_partition, tree_of  # noqa: E402
@@ -52,6 +52,10 @@ def as_folders(paths, *, writable: bool = False, allow_unclean: bool = False):
     with contextlib.ExitStack() as stack:
         folders = [stack.enter_context(tree_of(p, writable=writable, allow_unclean=allow_unclean))
                    if _names_partition(p) else p for p in paths]
+        for given, folder in zip(paths, folders):
+            if folder is not given:
+                name_mount_as(folder, given)
+                stack.callback(name_mount_as, folder, None)
         try:
             yield folders
         except DiffimgError as exc:      # name the partition as given, not where it is mounted

@@ -61,13 +61,13 @@ def _host_layer(host_layers, host_name, target, tree_id: bytes, as_json: bool, q
     if layer is None:
         say(f"no host layer of {name} to restore")
         return None, None
-    if not (quiet or as_json):
+    if not quiet:
         say(f"host layer of {name}: {show_path(layer)}")
     return layer, name
 
 
-def _options(quiet):
-    progress = ProgressLine("scanning the target", quiet)
+def _options(quiet, as_json=False):
+    progress = ProgressLine("scanning the target", quiet or as_json, warnings=not quiet)
     return dict(on_progress=progress, on_warning=progress.warn, on_phase=progress.phase), progress
 
 
@@ -148,7 +148,7 @@ def restore_command(paths, checksum, dry_run, as_json, keep, host_layers, host_n
     Writes only what differs; extra entries in TARGET are deleted."""
     if len(paths) < 2:
         raise click.UsageError("give the image(s), then the target folder")
-    options, progress = _options(quiet or as_json)
+    options, progress = _options(quiet, as_json)
     try:
         with as_folders(paths[-1:], writable=not dry_run) as (target,):
             images = paths[:-1]
@@ -184,7 +184,7 @@ def apply_command(diff, target, force, checksum, dry_run, as_json, keep, host_la
     """Apply DIFF to TARGET, which must be the tree DIFF was made on (exit 14 otherwise).
 
     With --host-layers, the machine's host layer made on DIFF's tree is applied after it."""
-    options, progress = _options(quiet or as_json)
+    options, progress = _options(quiet, as_json)
     command = "apply --force" if force else "apply"
     try:
         with as_folders([target], writable=not dry_run) as (folder,):

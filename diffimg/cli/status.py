@@ -29,7 +29,7 @@ def status_command(target, checksum, as_json, quiet):
 
     Exit 0 when nothing changed, 1 when something did, 15 when diffimg never restored TARGET
     (or its state is damaged), 16 when the last restore or apply did not finish."""
-    progress = ProgressLine("checking", quiet or as_json)
+    progress = ProgressLine("checking", quiet or as_json, warnings=not quiet)
     try:
         with as_folders([target]) as (folder,):
             st = status(folder, checksum=checksum, on_progress=progress, on_warning=progress.warn)
