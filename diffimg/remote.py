@@ -90,13 +90,37 @@ class RemoteImage(Image):
                       if name == "ranges" and start < have}
 
     def blob(self, name: str) -> bytes:
+        self._fetch_lazy(name)
+        return super().blob(name)
+
+    def check_blobs(self) -> list[str]:
+        for name in list(self._lazy):          # (each blob's digest is of all of its bytes)
+            self._fetch_lazy(name)
+        return super().check_blobs()
+
+    def _fetch_lazy(self, name: str):
         span = self._lazy.pop(name, None)
         if span is not None:
             if span[1] > MAX_METADATA:
                 raise ImageError(f"{show_path(self.path)}: its {name} blob is too large")
             with open(self.meta_path, "r+b") as f:
                 self._fetch_into(f, span[0], span[1])
-        return super().blob(name)
+
+    def container_tables(self) -> bytes:
+        """The local copy's path, now holding the squashfs container's superblock and tables
+        (inode, directory, fragment: from the inode table to the end of the data squashfs
+        uses), fetched, so that squashmap.read_map reads them there (SquashfsError when the
+        superblock is not sound)."""
+        length = self.container.get("length", 0)
+        with open(self.meta_path, "r+b") as f:
+            self._fetch_into(f, 0, min(squashmap.SUPERBLOCK.size, length))
+            start, end = squashmap.tables_span(os.pread(f.fileno(), squashmap.SUPERBLOCK.size, 0),
+                                               length)
+            if end - start > MAX_METADATA:
+                raise ImageError(f"{show_path(self.path)}: its container's tables are too large "
+                                 f"({end - start:,} bytes)")
+            self._fetch_into(f, start, end - start)
+        return self.meta_path
 
     def _fetch_into(self, f, start: int, length: int):
         """Bytes of the image written at their place in the local copy, as they come."""

@@ -93,6 +93,22 @@ class _Table:
             rel, offset = following, 0
 
 
+def tables_span(superblock: bytes, length: int) -> tuple[int, int]:
+    """(start, end) of what read_map reads past the superblock of a container of length bytes:
+    its inode, directory and fragment tables, from the inode table to the bytes squashfs
+    uses. SquashfsError when the superblock is not sound."""
+    if length < SUPERBLOCK.size or len(superblock) < SUPERBLOCK.size:
+        raise SquashfsError("no superblock")
+    fields = SUPERBLOCK.unpack_from(superblock, 0)
+    magic, major, inode_table, dir_table, bytes_used = fields[0], fields[9], fields[15], \
+        fields[16], fields[12]
+    if magic != 0x73717368 or major != 4 or bytes_used > length:
+        raise SquashfsError("not a squashfs 4.0 superblock")
+    if not SUPERBLOCK.size <= inode_table < dir_table < bytes_used:
+        raise SquashfsError("tables out of order")
+    return inode_table, bytes_used
+
+
 def read_map(data, length: int) -> dict:
     """The ranges blob's content for the squashfs container in data[:length] (bytes or mmap):
     {"block_size", "compressor", "fragments": [[start, size word]...],

@@ -8,7 +8,7 @@ import os
 from . import streams
 from .delta import DELETE, stored_contents
 from .entry import Kind, content_files
-from .errors import DiffimgError, InputNotFound, NeedsRoot, ToolError, show_path
+from .errors import DiffimgError, InputNotFound, NeedsRoot, RemoteError, ToolError, show_path
 from .hashing import Beneath, Problem, hash_batch, run_pooled
 from .image import Image, open_image
 from .merge import merge_join
@@ -28,8 +28,8 @@ def verify_chain(paths, on_layer=None, on_note=None, on_phase=None, on_progress=
             on_layer(name)
         try:
             image = open_image(path)
-        except InputNotFound:
-            raise                    # bad input (exit 3), not a bad image
+        except (InputNotFound, RemoteError):
+            raise                    # bad input (exit 3) or server (18, 19), not a bad image
         except DiffimgError as exc:
             problems.append(exc.message)
             previous = None
@@ -65,8 +65,8 @@ def verify_chain(paths, on_layer=None, on_note=None, on_phase=None, on_progress=
             if image.kind == "diff" and previous is not None and not found:
                 found += check_applied(previous.entries(), delta, image.entries())
             problems += [f"{name}: {p}" for p in found]
-        except (ToolError, NeedsRoot):
-            raise                    # the machine cannot check it: an error, not a bad image
+        except (ToolError, NeedsRoot, RemoteError):
+            raise                    # the machine (or server) cannot check it: not a bad image
         except DiffimgError as exc:
             problems.append(exc.message)
         previous = image
@@ -133,7 +133,8 @@ def _check_content(image: Image, stored, on_progress=None) -> list[str]:
     (nothing is written); a local image's ranges blob must also match its container's own
     tables, since remote clients trust it (remote.py)."""
     if image.remote:
-        return image.content_reader().check([item[:3] for item in stored], on_progress)
+        bad = image.content_reader().check([item[:3] for item in stored], on_progress)
+        return bad + check_ranges(image)
     bad = check_ranges(image)
     done = [0, 0]
 
@@ -161,7 +162,8 @@ def _check_content(image: Image, stored, on_progress=None) -> list[str]:
 
 def check_ranges(image: Image) -> list[str]:
     """Problems with a squashfs image's ranges blob: it must locate every file exactly where
-    the container's own tables do."""
+    the container's own tables do. An image on a web server: its superblock and tables are
+    fetched first (into its local copy of its metadata)."""
     if "ranges" not in image.blobs:
         return []
     from .remote import read_ranges
@@ -169,11 +171,14 @@ def check_ranges(image: Image) -> list[str]:
     length = image.container.get("length", 0)
     try:
         block_size, fragments, files = read_ranges(image)
-        with open(image.path, "rb") as f, mmap.mmap(f.fileno(), length,
-                                                     prot=mmap.PROT_READ) as data:
+        source = image.container_tables() if image.remote else image.path
+        with open(source, "rb") as f, mmap.mmap(f.fileno(), length,
+                                                 prot=mmap.PROT_READ) as data:
             tables = read_map(data, length)
     except (OSError, ValueError, SquashfsError) as exc:
         return [f"its container's tables cannot be read ({exc})"]
+    except RemoteError:
+        raise                        # the server's failure, not the image's
     except DiffimgError as exc:
         return [exc.message]
     if block_size != tables["block_size"] or fragments != tables["fragments"] or {
