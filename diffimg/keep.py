@@ -12,7 +12,8 @@ import os
 import re
 import stat
 
-from .errors import DiffimgError
+from .entry import Kind
+from .errors import DiffimgError, show_path
 from .fsmeta import mount_of
 from .manifest import STATE_DIR, unsafe_path
 from .ntfs import is_ntfs
@@ -82,9 +83,7 @@ def _matcher(head: bytes, flags: int):
     name in any case); None for a literal name matched as it is."""
     if not flags and not _GLOB.search(head):
         return None
-    text = head.decode("utf-8", "surrogateescape")
-    regex = fnmatch.translate(text) if _GLOB.search(head) else re.escape(text) + r"\Z"
-    compiled = re.compile(regex, re.DOTALL | flags)
+    compiled = _component_regex(head, flags)
     return lambda name: compiled.match(name.decode("utf-8", "surrogateescape")) is not None
 
 
@@ -139,3 +138,58 @@ class Kept:
 
     def holds(self, path: bytes) -> bool:
         return path in self.holders
+
+
+class Matcher:
+    """Whether a tree path is covered by a pattern (matched, or below a matched folder), read
+    from the path alone: for the entries of a recorded tree, which is not on disk."""
+
+    def __init__(self, patterns, fold_case: bool = False):
+        flags = re.IGNORECASE if fold_case else 0
+        self._patterns = [[_component_regex(part, flags) for part in parts]
+                          for parts in parse(patterns)]
+
+    def covers(self, path: bytes) -> bool:
+        if not path:
+            return False
+        names = path.split(b"/")
+        return any(len(names) >= len(parts) and all(
+            regex.match(name.decode("utf-8", "surrogateescape")) for regex, name in zip(parts, names))
+            for parts in self._patterns)
+
+
+def _component_regex(part: bytes, flags: int):
+    text = part.decode("utf-8", "surrogateescape")
+    return re.compile(fnmatch.translate(text) if _GLOB.search(part) else re.escape(text) + r"\Z",
+                      re.DOTALL | flags)
+
+
+class NotATree(DiffimgError):
+    """Paths kept from the chain that would not make a tree with the scanned ones."""
+    exit_code = 2
+
+
+def chain_kept(scanned, chain_entries, matcher: Matcher, tree_name: str):
+    """The scanned entries (the kept paths left out of the scan), with the chain's entries at the
+    paths matcher covers in their place, in canonical order: a tree whose kept paths are as the
+    chain has them (diff --keep: neither stored nor deleted). NotATree when a kept entry's
+    folder is not a folder in the tree, or a hardlink group crosses a kept path's edge."""
+    from .merge import merge_join
+    folders = {b""}
+    for mine, chains in merge_join(scanned, (e for e in chain_entries if matcher.covers(e.path))):
+        if chains is None:
+            if mine.link is not None and matcher.covers(mine.link):
+                raise NotATree(f"{show_path(mine.path)} in {tree_name} is a hardlink of "
+                               f"{show_path(mine.link)}, a kept path: keep both or neither")
+            if mine.kind is Kind.DIR:
+                folders.add(mine.path)
+            yield mine
+            continue
+        folder = chains.path.rpartition(b"/")[0]
+        if not matcher.covers(folder) and folder not in folders:
+            raise NotATree(f"{show_path(chains.path)} is kept as the chain has it, but "
+                           f"{show_path(folder)} is not a folder in {tree_name}")
+        if chains.link is not None and not matcher.covers(chains.link):
+            raise NotATree(f"{show_path(chains.path)}, a kept path, is a hardlink of "
+                           f"{show_path(chains.link)}, which is not kept: keep both or neither")
+        yield chains

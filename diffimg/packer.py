@@ -28,11 +28,13 @@ from .fsmeta import source_info
 from .hashing import Beneath, Problem, copy_batch, hash_batch, open_for_read, run_pooled
 from .image import ALIGN, append_metadata, container_tree, open_chain
 from .interrupts import signals_held
+from .keep import Matcher, chain_kept, find_kept, folds_case
 from .manifest import ManifestWriter, read_entries, write_manifest
+from .ntfs import read_from_ntfs
 from .osinfo import detect
 from .progress import Phase
 from .quickcheck import tree_hints
-from .safefs import private_to_us, remove, rename_noreplace
+from .safefs import DIR_FLAGS, private_to_us, remove, rename_noreplace
 from .scanner import scan
 from .statcache import StatRecorder
 
@@ -49,6 +51,7 @@ class PackOptions:
     on_warning: object = None         # (message)
     on_phase: object = None           # (Phase, detail) as each step starts
     converted_from: dict | None = None    # create: the partclone image the tree came from
+    keeps: tuple = ()                 # diff: --keep patterns, paths left as the chain has them
 
 
 class _Output:
@@ -181,10 +184,13 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
                                             opts.trust_mtime, opts.on_warning)
         stats = StatRecorder.for_scan(tree)
         left_out = _windows_left_out(tree, opts)
+        matcher, kept = _kept_from_chain(tree, opts.keeps, parent)
         with ManifestWriter(output.manifest, source_info(tree), stats) as writer:
             scanned = scan(tree, previous=hints, checksum=opts.checksum, trust_mtime=trust_mtime,
                            excludes=opts.excludes, on_progress=opts.on_progress,
-                           on_warning=opts.on_warning, leave_out=left_out, windows_files=True)
+                           on_warning=opts.on_warning, leave_out=left_out | kept, windows_files=True)
+            if matcher is not None:
+                scanned = chain_kept(scanned, parent.entries(), matcher, show_path(tree))
             changes = diff_trees(parent_entries, writer.recording(_names_fit(tree, scanned)),
                                  parent.file_hints())
         trailer = writer.trailer
@@ -199,6 +205,20 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
         return info
     finally:
         output.cleanup()
+
+
+def _kept_from_chain(tree: bytes, patterns, parent) -> tuple[Matcher | None, set]:
+    """diff --keep: (what covers the kept paths, those of them in tree, left out of its scan);
+    names match in any case on a Windows tree or an NTFS or FAT one (keep.folds_case)."""
+    if not patterns:
+        return None, set()
+    windows_tree = read_from_ntfs(parent.info.get("source"))
+    root_fd = os.open(tree, DIR_FLAGS)
+    try:
+        fold = folds_case(root_fd, windows_tree)
+        return Matcher(patterns, fold), find_kept(root_fd, patterns, fold)
+    finally:
+        os.close(root_fd)
 
 
 def diff_of_entries(entries, parent, out, opts: PackOptions, *, source: dict, os_info: dict,

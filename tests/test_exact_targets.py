@@ -131,3 +131,53 @@ def test_keep_on_an_ntfs_target_matches_in_any_case(tmp_path):
         subprocess.run(["umount", str(mnt)], check=True)
     status = run_cli("status", volume)       # (a Linux file's mode is not NTFS's to keep)
     assert status.returncode in (0, 1) and b"Documents" not in status.stdout, status
+
+
+def test_a_diff_leaves_kept_paths_as_the_chain_has_them(tmp_path):
+    """A host layer made with diff --keep /home stores none of the student's files and deletes
+    none of the model's: base + layer is the model's /home with the host's own change."""
+    import shutil
+
+    from snapshot import assert_same_tree, snapshot
+    model = tmp_path / "model"
+    (model / "etc").mkdir(parents=True)
+    (model / "etc" / "hostname").write_text("model\n")
+    (model / "home" / "teacher").mkdir(parents=True)
+    (model / "home" / "teacher" / "notes.txt").write_text("the model's notes")
+    run_cli("create", "-q", model, tmp_path / "base.img", check_rc=0)
+    machine = tmp_path / "machine"
+    shutil.copytree(model, machine, symlinks=True)
+    (machine / "home" / "teacher" / "notes.txt").unlink()                  # the student's doing
+    (machine / "home" / "student").mkdir()
+    (machine / "home" / "student" / "work.txt").write_text("homework")
+    (machine / "etc" / "hostname").write_text("pc12\n")                    # the host's own
+    run_cli("diff", "-q", "--keep", "/home", machine, tmp_path / "base.img",
+            "-o", tmp_path / "pc12.diff", check_rc=0)
+    listed = run_cli("ls", tmp_path / "pc12.diff", check_rc=0).stdout
+    assert b"student" not in listed
+    run_cli("restore", "-q", tmp_path / "base.img", tmp_path / "pc12.diff", tmp_path / "out",
+            check_rc=3)                                  # (TARGET must exist)
+    (tmp_path / "out").mkdir()
+    run_cli("restore", "-q", tmp_path / "base.img", tmp_path / "pc12.diff", tmp_path / "out",
+            check_rc=0)
+    expected = tmp_path / "expected"
+    shutil.copytree(model, expected, symlinks=True)
+    (expected / "etc" / "hostname").write_text("pc12\n")
+    os.utime(expected / "etc" / "hostname",
+             ns=(0, os.stat(machine / "etc" / "hostname").st_mtime_ns))
+    for folder in ("", "etc"):
+        os.utime(expected / folder, ns=(0, os.stat(machine / folder).st_mtime_ns))
+    assert_same_tree(snapshot(tmp_path / "out"), snapshot(expected))
+
+    # nothing but kept paths changed: no image; and a kept path whose folder the tree removed
+    # cannot make a tree
+    run_cli("diff", "-q", "--keep", "/home", "--keep", "/etc", machine, tmp_path / "base.img",
+            "-o", tmp_path / "none.diff", check_rc=1)
+    assert not (tmp_path / "none.diff").exists()
+    shutil.rmtree(machine / "home" / "teacher")
+    refused = run_cli("diff", "-q", "--keep", "/home/teacher/notes.txt", machine,
+                      tmp_path / "base.img", "-o", tmp_path / "bad.diff")
+    from conftest import assert_one_line_error
+    line = assert_one_line_error(refused, 2)
+    assert "home/teacher/notes.txt" in line and "not a folder" in line, line
+    assert not (tmp_path / "bad.diff").exists()

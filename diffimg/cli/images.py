@@ -78,16 +78,21 @@ def create_command(tree, image, fmt, level, checksum, excludes, windows_files, a
 @checksum_option
 @trust_mtime_option
 @exclude_option
+@click.option("--keep", "keeps", multiple=True, metavar="PATTERN",
+              help="Leave paths matching PATTERN as the chain has them: neither stored nor "
+                   "deleted, whatever TREE holds there (a machine's own folders, e.g. /home or "
+                   "'/Users/*/Documents'; the patterns of restore --keep). Repeatable.")
 @windows_files_option
 @allow_unclean_option
 @quiet_option
-def diff_command(tree, chain, output, fmt, level, checksum, trust_mtime, excludes, windows_files,
-                 allow_unclean, quiet):
+def diff_command(tree, chain, output, fmt, level, checksum, trust_mtime, excludes, keeps,
+                 windows_files, allow_unclean, quiet):
     """Make a differential image of TREE on top of CHAIN (BASE [DIFF...]).
 
     Exit 0 when an image was made, 1 when TREE equals the chain's tree (no image is made)."""
     started = time.monotonic()
     opts, progress = _options(fmt, level, checksum, excludes, quiet, trust_mtime, windows_files)
+    opts.keeps = keeps
     try:
         with as_folders([tree], allow_unclean=allow_unclean) as (folder,):
             info = diff(folder, chain, output, opts)
