@@ -36,6 +36,7 @@ from .merge import merge_join
 from .packer import PackOptions, diff_of_entries
 from .planner import index_chain
 from .progress import Phase
+from .verify import check_applied
 
 HOST, CHAIN = "host", "chain"
 MAX_PASSES = 64         # a pass settles a conflict with the folders above it; few are needed
@@ -71,6 +72,12 @@ def rebase(host_diff, chain, out, opts: PackOptions, prefer: str | None = None) 
     new = layers[-1]
 
     delta = host.delta()
+    # what the host changed is read from its records: they must make its manifest's tree from
+    # its parent's, or a change they leave out would be dropped without a word
+    bad = check_applied(parent.entries(), delta, host.entries())
+    if bad:
+        raise ImageError(f"{show_path(host.path)}: its delta does not make its manifest's tree "
+                         f"from its parent's ({bad[0]}); nothing was made")
 
     def merged(overrides, conflicts):
         taken = {path for path, side in overrides.items() if side == HOST}

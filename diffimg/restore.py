@@ -38,7 +38,7 @@ from .state import (
     recorded_hints,
     usable_state,
 )
-from .verify import check_delta
+from .verify import check_applied, check_delta
 
 _RESTORE_AGAIN = ("; once the cause is mended, run the restore again: it takes up where this one "
                   "stopped")
@@ -93,6 +93,8 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
         state, _ = usable_state(root_fd, fs)
         if state is not None and state.tree_id != image.parent_id:
             state = None
+        if state is not None:
+            _check_makes_manifest(root_fd, image, delta, diff)
         proofs = _proofs(root_fd, changes, fs) if state is not None and not checksum else None
         shared = check_parent(root_fd, target, changes, checksum, proofs, holds_ntfs(image))
         if state is not None:       # the parent's records say what a removed folder may hold
@@ -117,6 +119,17 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
                     if carried is not None:
                         carried.close()
         return p
+
+
+def _check_makes_manifest(root_fd: int, image, delta, diff):
+    """Refuse (exit 8, nothing changed) a diff whose records do not turn its parent's tree, as
+    the target's state records it, into its manifest's tree: apply acts on the records and
+    records the manifest, so a change the records leave out would be recorded, never made."""
+    with RecordedTree(root_fd) as recorded, recorded.reader() as parent:
+        bad = check_applied(parent.entries(), delta, image.entries())
+    if bad:
+        raise ImageError(f"{show_path(diff)}: its delta does not make its manifest's tree from "
+                         f"its parent's ({bad[0]}); nothing was changed")
 
 
 def _stream_layers(p, layers, root_fd: int) -> dict:

@@ -181,3 +181,42 @@ def test_a_diff_leaves_kept_paths_as_the_chain_has_them(tmp_path):
     line = assert_one_line_error(refused, 2)
     assert "home/teacher/notes.txt" in line and "not a folder" in line, line
     assert not (tmp_path / "bad.diff").exists()
+
+
+def test_a_diff_whose_records_leave_out_a_change_is_refused_by_apply_and_rebase(tmp_path):
+    """A crafted diff (digests recomputed) whose delta drops one of the changes its manifest
+    makes: apply would record the manifest's tree without making it, rebase would drop the
+    change; both refuse, exit 8, nothing changed or made."""
+    import shutil
+
+    from conftest import assert_one_line_error, rewrite_delta
+    from snapshot import snapshot
+
+    from diffimg.image import Image
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a").write_text("a1")
+    (tree / "b").write_text("b1")
+    run_cli("create", "-q", "--format", "dir", tree, tmp_path / "base", check_rc=0)
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
+    host = tmp_path / "host"
+    shutil.copytree(tree, host, symlinks=True)
+    (tree / "a").write_text("a2")
+    (tree / "b").write_text("b2")
+    run_cli("diff", "-q", "--format", "dir", tree, tmp_path / "base", "-o", tmp_path / "d1",
+            check_rc=0)
+    image = Image(tmp_path / "d1")
+    rewrite_delta(image, [c for c in image.delta() if c.path != b"b"], tmp_path)
+    before = snapshot(target)
+    line = assert_one_line_error(run_cli("apply", tmp_path / "d1", target), 8)
+    assert "its delta does not make its manifest's tree" in line and "b:" in line, line
+    assert snapshot(target) == before
+    run_cli("status", target, check_rc=0)
+
+    # the same crafted diff as a host layer carried onto the base's own chain
+    line = assert_one_line_error(run_cli("rebase", tmp_path / "d1", "--onto", tmp_path / "base",
+                                         "-o", tmp_path / "out.diff"), 8)
+    assert "its delta does not make its manifest's tree" in line, line
+    assert not (tmp_path / "out.diff").exists()
