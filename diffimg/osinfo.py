@@ -1,10 +1,18 @@
-"""What operating system a tree holds, for an image's info."""
+"""What operating system a tree holds, for an image's info.
+
+The tree is anyone's: a file of it is read only as a regular file reached beneath its root
+without following a symlink (a FIFO would block, /dev/zero never ends), and only so much of it
+(MAX_OS_RELEASE)."""
 
 import os
 import re
 import shutil
-import stat
 import subprocess
+
+from .safefs import open_dir, open_regular
+
+# os-release(5) is a few hundred bytes; what lies beyond this is not read
+MAX_OS_RELEASE = 64 * 1024
 
 # where Windows keeps its product name, edition and version (SOFTWARE hive)
 _VERSION_KEY = "Microsoft\\Windows NT\\CurrentVersion"
@@ -21,14 +29,42 @@ def detect(root) -> dict:
     if kernel is not None:
         return {"family": "windows", **_windows_version(root, os.path.dirname(kernel)),
                 "evidence": os.fsdecode(kernel)}
-    try:
-        with open(os.path.join(root, b"etc/os-release"), "rb") as f:
-            fields = dict(_os_release(f.read().decode("utf-8", "replace")))
+    text = read_beneath(root, b"etc/os-release", MAX_OS_RELEASE)
+    if text is not None:
+        fields = dict(_os_release(text.decode("utf-8", "replace")))
         return {"family": "linux", "id": fields.get("ID", ""), "version": fields.get("VERSION_ID", ""),
                 "name": fields.get("PRETTY_NAME", fields.get("NAME", ""))}
-    except OSError:
-        pass
     return {"family": "unknown"}
+
+
+def open_beneath(root: bytes, rel: bytes) -> int:
+    """An fd of the regular file rel beneath the folder root, reached without following a
+    symlink below root and never opening anything else (a FIFO, a device);
+    OSError otherwise."""
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        parent, _, name = rel.rpartition(b"/")
+        dir_fd = open_dir(root_fd, parent)
+    finally:
+        os.close(root_fd)
+    try:
+        return open_regular(dir_fd, name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    finally:
+        os.close(dir_fd)
+
+
+def read_beneath(root: bytes, rel: bytes, limit: int) -> bytes | None:
+    """At most limit bytes of the regular file rel beneath root (open_beneath); None when it
+    is not one or cannot be read."""
+    try:
+        fd = open_beneath(root, rel)
+    except OSError:
+        return None
+    try:
+        with open(fd, "rb") as f:
+            return f.read(limit)
+    except OSError:
+        return None
 
 
 def is_windows(root) -> bool:
@@ -71,12 +107,16 @@ def _hive_values(root: bytes, system32: bytes, hive_name: bytes, key: str) -> di
     if tool is None or hive is None:
         return {}
     try:
-        if not stat.S_ISREG(os.lstat(os.path.join(root, hive)).st_mode):
-            return {}
-        shown = subprocess.run([tool, os.path.abspath(os.path.join(root, hive)), key],
+        fd = open_beneath(root, hive)       # hivexget reads this very file, through its fd
+    except OSError:
+        return {}
+    try:
+        shown = subprocess.run([tool, f"/proc/self/fd/{fd}", key], pass_fds=(fd,),
                                capture_output=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
+    finally:
+        os.close(fd)
     values = {}
     for line in shown.decode("utf-8", "replace").splitlines():
         # regedit format: "Name"="text" or "Name"=dword:0000abcd; plain text only is kept

@@ -212,11 +212,10 @@ def _hibernated(tree: bytes) -> bool:
     """Whether the volume's hiberfil.sys (any case) holds a hibernated session."""
     try:
         names = [n for n in os.listdir(tree) if n.lower() == b"hiberfil.sys"]
-        for name in names:
-            fd = os.open(os.path.join(tree, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            with open(fd, "rb") as f:
-                if f.read(4).lower() in (b"hibr", b"wake"):
-                    return True
+        for name in names:     # a regular file only, never a symlink, FIFO or device
+            from .osinfo import read_beneath
+            if (read_beneath(tree, name, 4) or b"").lower() in (b"hibr", b"wake"):
+                return True
     except OSError:
         pass
     return False

@@ -103,3 +103,45 @@ def test_a_closed_stderr_and_full_stdout_still_exit_7(small_image):
         proc = subprocess.run([sys.executable, "-m", "diffimg", "ls", small_image], stdout=full,
                               preexec_fn=lambda: os.close(2))
     assert proc.returncode == 7
+
+
+# ---- 13. files of a tree read for information ------------------------------------------------
+
+def _tree_with_os_release(tmp_path, kind):
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "data").write_bytes(b"some data\n")
+    release = tree / "etc" / "os-release"
+    if kind == "fifo":
+        os.mkfifo(release)
+    elif kind == "zero":
+        release.symlink_to("/dev/zero")
+    elif kind == "outside":
+        outside = tmp_path / "outside-os-release"
+        outside.write_bytes(b'ID=planted\nVERSION_ID="1"\n')
+        release.symlink_to(outside)
+    elif kind == "etc-link":
+        (tree / "etc").rmdir()
+        real = tmp_path / "real-etc"
+        real.mkdir()
+        (real / "os-release").write_bytes(b'ID=planted\n')
+        (tree / "etc").symlink_to(real)
+    elif kind == "huge":
+        release.write_bytes(b'ID=debian\nVERSION_ID="12"\n' + b"#" * (4 << 20) + b"\nID=late\n")
+    return tree
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "outside", "etc-link", "huge"])
+def test_os_release_is_read_only_as_a_bounded_regular_file_beneath_the_tree(tmp_path, kind):
+    from diffimg.image import Image
+    tree = _tree_with_os_release(tmp_path, kind)
+    run_cli("create", tree, tmp_path / "a.img", "--format", "dir", "-q", check_rc=0, timeout=60)
+    os_info = Image(tmp_path / "a.img").info["os"]
+    if kind == "huge":
+        assert os_info["family"] == "linux" and os_info["id"] == "debian"
+    else:
+        assert os_info == {"family": "unknown"}, os_info
+    (tree / "data").write_bytes(b"changed data\n")
+    proc = run_cli("diff", tree, tmp_path / "a.img", "-o", tmp_path / "b.diff", "--format", "dir",
+                   "-q", timeout=60)
+    assert proc.returncode == 0, proc.stderr
