@@ -76,8 +76,9 @@ def from_record(rec) -> Entry:
     elif target is not None:
         raise ValueError(f"a {kind.name.lower()} with a symlink target")
     if kind in _DEVICES:
-        if not _int(rdev, 0, 1 << 64):
-            raise ValueError("device without a valid rdev")
+        # Linux's device numbers are 32 bits (12-bit major, 20-bit minor; mknod refuses more)
+        if not _int(rdev, 0, 1 << 32):
+            raise ValueError("device without a valid rdev (a device number Linux can make)")
     elif rdev is not None:
         raise ValueError(f"a {kind.name.lower()} with a device number")
     if xattrs is not None:
@@ -451,7 +452,9 @@ class ManifestReader:
             try:
                 entry = from_record(rec)
             except ValueError as exc:
-                self._fail(f"bad record {ids.entries + 1}: {exc}")
+                named = f" ({show_path(rec[0])})" if type(rec) is list and rec \
+                    and type(rec[0]) is bytes else ""
+                self._fail(f"bad record {ids.entries + 1}{named}: {exc}")
             path = entry.path
             key = path.split(b"/") if path else []
             if _unsafe_key(key, path):

@@ -145,3 +145,37 @@ def test_os_release_is_read_only_as_a_bounded_regular_file_beneath_the_tree(tmp_
     proc = run_cli("diff", tree, tmp_path / "a.img", "-o", tmp_path / "b.diff", "--format", "dir",
                    "-q", timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+# ---- 15 (c). a device number Linux cannot make -----------------------------------------------
+
+@needs_root
+@pytest.mark.parametrize("rdev", [(1 << 64) - 1, 1 << 32])
+def test_a_device_number_linux_cannot_make_is_a_corrupt_manifest_naming_the_entry(tmp_path, rdev):
+    from test_fuzz_images import _blobs, _manifest_blob, _records, _write_meta
+    from treebuild import build
+
+    from diffimg import codec
+    from diffimg.image import Image
+    tree = build(tmp_path / "tree", [
+        {"path": b"", "kind": "dir"},
+        {"path": b"dev", "kind": "dir"},
+        {"path": b"dev/null", "kind": "char", "rdev": os.makedev(1, 3)},
+        {"path": b"f", "kind": "file", "data": b"content"},
+    ])
+    run_cli("create", tree, tmp_path / "a.img", "--format", "dir", "-q", check_rc=0)
+    image = Image(tmp_path / "a.img")
+    blobs = _blobs(image)
+    info = codec.unpack(blobs["info"])
+    header, records = _records(blobs["manifest"])
+    device = next(r for r in records if r[0] == b"dev/null")
+    device[9] = rdev
+    blobs["manifest"], info["tree_id"] = _manifest_blob(header, records)
+    blobs["info"] = codec.pack(info)
+    _write_meta(image.meta_path, blobs, image.container)
+    proc = run_cli("verify", tmp_path / "a.img")        # verify: a problem found, exit 1
+    assert proc.returncode == 1 and b"dev/null" in proc.stdout and b"rdev" in proc.stdout, proc
+    (tmp_path / "target").mkdir()
+    line = assert_one_line_error(run_cli("restore", tmp_path / "a.img", tmp_path / "target"), 8)
+    assert "dev/null" in line and "rdev" in line, line
+    assert os.listdir(tmp_path / "target") == []
