@@ -8,7 +8,11 @@ taken for what its Content-Range says). A server that refuses several ranges at 
 with the whole file, as some object stores do) is asked for one range per request from then on;
 one that does the same for a single range does not honour ranges at all (RangesNotHonoured,
 exit 19). A dropped connection or a 5xx is retried with backoff, asking only for the bytes not
-yet received; after RETRIES failures in a row: RemoteError (exit 18).
+yet received; after RETRIES failures in a row: RemoteError (exit 18). A slow server is given up
+(RemoteError), not retried: one that has not sent its status line and headers HEADERS_DEADLINE
+seconds after a request, or whose answer (or the whole fetch, across requests and retries)
+averages under MIN_RATE once it has run SLOW_AFTER seconds; a watchdog thread shuts the socket
+at that moment, whatever a read is waiting for.
 """
 
 import contextlib
@@ -28,8 +32,10 @@ MAX_RANGES = 100               # per request: the Range header stays under 4 KiB
 RETRIES = int(os.environ.get("DIFFIMG_HTTP_RETRIES", "6"))    # failures in a row
 BACKOFF = (0.5, 1, 2, 4, 8, 15)
 TIMEOUT = 30                   # seconds without a byte: the connection is taken for dropped
-MIN_RATE, SLOW_AFTER = 4096, 60   # bytes/s an answer must average once it has run that long
-HEADERS_DEADLINE = 60          # seconds for a status line and headers
+# bytes/s an answer must average once it has run SLOW_AFTER seconds, and the seconds a status
+# line and headers may take (DIFFIMG_HTTP_SLOW_AFTER sets both times: tests lower them)
+MIN_RATE = 4096
+SLOW_AFTER = HEADERS_DEADLINE = float(os.environ.get("DIFFIMG_HTTP_SLOW_AFTER", "60"))
 READ_SIZE = 1 << 20
 _CONTENT_RANGE = re.compile(rb"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -93,6 +99,7 @@ class Server:
     def tail(self, length: int) -> bytes:
         """The file's last length bytes (and its size, kept in self.size)."""
         failures = 0
+        started = time.monotonic()
         while True:
             parts = []
             try:
@@ -100,6 +107,7 @@ class Server:
                           parts.append((start, data)), asked=length)
                 break
             except _Dropped as exc:
+                self._give_up_if_slow(started, 0)
                 failures = self._failed(failures, str(exc))
         data = b"".join(d for _, d in sorted(parts))
         if len(data) != min(length, self.size or 0):
@@ -115,11 +123,7 @@ class Server:
         while left:
             # however the server splits its answers (a byte each, slowly), the whole fetch must
             # average MIN_RATE once it has run SLOW_AFTER seconds
-            elapsed = time.monotonic() - started
-            if elapsed > SLOW_AFTER and total - sum(r[1] for r in left) < MIN_RATE * elapsed:
-                self.close()
-                raise RemoteError(f"{self.url}: the server sends under {MIN_RATE // 1024} KiB/s; "
-                                  "gave up")
+            self._give_up_if_slow(started, total - sum(r[1] for r in left))
             batch = left[:1 if self._single else MAX_RANGES]
             got = {id(r): 0 for r in batch}
             spans = {(r[0], r[0] + r[1]): r for r in batch}
@@ -158,6 +162,15 @@ class Server:
                 r[1] -= got[id(r)]
             left = [r for r in left if r[1] > 0]
 
+    def _give_up_if_slow(self, started: float, received: int):
+        """RemoteError when a fetch that began at started has run SLOW_AFTER seconds and
+        averaged under MIN_RATE (received bytes so far)."""
+        elapsed = time.monotonic() - started
+        if elapsed > SLOW_AFTER and received < MIN_RATE * elapsed:
+            self.close()
+            raise RemoteError(f"{self.url}: the server sends under {MIN_RATE // 1024} KiB/s; "
+                              "gave up")
+
     def _failed(self, failures: int, problem: str) -> int:
         """One more failure in a row: wait before the next try (BACKOFF), or give up after
         RETRIES of them (RemoteError); the new count."""
@@ -188,29 +201,30 @@ class Server:
         self._started, self._received = time.monotonic(), 0
         conn = self._connection()
         self.traffic.requests += 1
+        # bytes sent a few at a time (each within TIMEOUT) would hold a read for ever: the
+        # watchdog shuts the socket once the answer is too slow (_Watchdog)
+        watchdog = _Watchdog(self, conn)
         try:
-            conn.putrequest("GET", self._target, skip_accept_encoding=True)
-            conn.putheader("Range", header.decode())
-            conn.putheader("Accept-Encoding", "identity")
-            conn.putheader("User-Agent", f"diffimg/{__version__}")
-            conn.endheaders()
-            # a status line and headers sent a byte at a time (each within TIMEOUT) would hold
-            # getresponse for ever: past HEADERS_DEADLINE the socket is shut
-            watchdog = threading.Timer(HEADERS_DEADLINE, _shut, (conn,))
-            watchdog.daemon = True
-            watchdog.start()
             try:
+                conn.putrequest("GET", self._target, skip_accept_encoding=True)
+                conn.putheader("Range", header.decode())
+                conn.putheader("Accept-Encoding", "identity")
+                conn.putheader("User-Agent", f"diffimg/{__version__}")
+                conn.endheaders()
                 response = conn.getresponse()
-            finally:
-                watchdog.cancel()
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise _Dropped(f"connection failed ({_reason(exc)})") from None
-        try:
-            self._answer(response, take, several)
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise _Dropped(f"connection dropped ({_reason(exc)})") from None
+                watchdog.headers_done = True
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                watchdog.give_up()
+                raise _Dropped(f"connection failed ({_reason(exc)})") from None
+            try:
+                self._answer(response, take, several)
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                watchdog.give_up()
+                raise _Dropped(f"connection dropped ({_reason(exc)})") from None
+        finally:
+            watchdog.stop()
         if response.will_close:
             self.close()
 
@@ -226,6 +240,10 @@ class Server:
             else:
                 start, end = self._range(response.getheader("Content-Range", "").encode())
                 self._body(response, start, end - start + 1, take)
+                if response.length == 0:
+                    response.read()        # (what read1 leaves open: the connection is kept)
+                else:
+                    self.close()           # more than the part, or no length: not reused
             return
         body_follows = status not in (204, 304)
         if body_follows:
@@ -273,7 +291,7 @@ class Server:
             self.close()
             raise RemoteError(f"{self.url}: the server sent far more than was asked for")
         while length > 0:
-            data = response.read(min(length, READ_SIZE))
+            data = response.read1(min(length, READ_SIZE))    # (what one recv brings)
             if not data:
                 raise http.client.IncompleteRead(b"")
             self._slow_check(len(data))
@@ -283,12 +301,15 @@ class Server:
             length -= len(data)
 
     def _slow_check(self, n: int):
-        """A server trickling bytes (each read within TIMEOUT, but at a crawl) is dropped once
-        its answer has run SLOW_AFTER seconds below MIN_RATE on average."""
+        """A server trickling bytes (each read within TIMEOUT, but at a crawl) is given up once
+        its answer has run SLOW_AFTER seconds below MIN_RATE on average (the watchdog also
+        shuts the socket then, while a read waits)."""
         self._received += n
         elapsed = time.monotonic() - self._started
         if elapsed > SLOW_AFTER and self._received < MIN_RATE * elapsed:
-            raise http.client.HTTPException(f"the server sends under {MIN_RATE // 1024} KiB/s")
+            self.close()
+            raise RemoteError(f"{self.url}: the server sends under {MIN_RATE // 1024} KiB/s; "
+                              "gave up")
 
     def _parts(self, response, boundary: bytes, take):
         delimiter = b"--" + boundary
@@ -321,6 +342,49 @@ class Server:
                     raise RemoteError(f"{self.url}: a multipart answer with junk headers")
             start, end = self._range(headers.get(b"content-range", b""))
             self._body(response, start, end - start + 1, take)
+
+
+class _Watchdog:
+    """For one request on conn: shuts its socket (and names why, for give_up) when no status
+    line and headers came within HEADERS_DEADLINE, or when the answer's body has run SLOW_AFTER
+    seconds averaging under MIN_RATE (server._received, counted as reads return)."""
+
+    def __init__(self, server: Server, conn):
+        self.headers_done = False
+        self.reason = None
+        self._server, self._conn = server, conn
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        thread = threading.Thread(target=self._watch, daemon=True)
+        thread.start()
+
+    def _watch(self):
+        server = self._server
+        while True:
+            elapsed = time.monotonic() - server._started
+            if not self.headers_done:
+                due, why = HEADERS_DEADLINE, (f"no answer within {HEADERS_DEADLINE:g} s of a "
+                                              "request")
+            else:
+                due = max(SLOW_AFTER, server._received / MIN_RATE)
+                why = f"the server sends under {MIN_RATE // 1024} KiB/s"
+            if elapsed >= due:
+                with self._lock:
+                    if not self._stopped.is_set():
+                        self.reason = why
+                        _shut(self._conn)
+                return
+            if self._stopped.wait(min(due - elapsed, SLOW_AFTER / 8) + 0.01):
+                return
+
+    def give_up(self):
+        """RemoteError when the watchdog shut the socket (a failure that is not retried)."""
+        if self.reason is not None:
+            raise RemoteError(f"{self._server.url}: {self.reason}; gave up")
+
+    def stop(self):
+        with self._lock:
+            self._stopped.set()
 
 
 def _shut(conn):

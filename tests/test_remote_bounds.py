@@ -6,9 +6,12 @@ in-process server on 127.0.0.1, the real CLI."""
 
 import os
 import random
+import socket
+import threading
+import time
 
 import pytest
-from conftest import needs_root, run_cli
+from conftest import assert_one_line_error, needs_root, run_cli
 from test_http import _with_ranges
 from webserver import Nginx
 
@@ -73,3 +76,68 @@ def test_verify_of_a_url_checks_the_ranges_blob_against_the_container(tmp_path, 
     assert proc.returncode == 1 and b"does not match its container" in proc.stdout, proc
     os.link(image, tmp_path / "www/base.img")
     run_cli("verify", f"{www.url}/base.img", check_rc=0)
+
+
+# item 10: a server that trickles
+
+class _Trickler:
+    """A server on 127.0.0.1 that answers every request for the last bytes of a 10 MiB file
+    a byte at a time, every `every` seconds: its status line and headers too (headers=False),
+    or only its body (headers=True). Counts the connections it took."""
+
+    SIZE = 10 << 20
+
+    def __init__(self, headers: bool, every: float):
+        self.headers, self.every = headers, every
+        self.connections = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn):
+        with conn:
+            try:
+                conn.recv(65536)
+                start = self.SIZE - TAIL
+                head = (f"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-"
+                        f"{self.SIZE - 1}/{self.SIZE}\r\nContent-Length: {TAIL}\r\n\r\n").encode()
+                if self.headers:
+                    conn.sendall(head)
+                    head = b""
+                for byte in head + bytes(TAIL):
+                    conn.sendall(bytes([byte]))
+                    time.sleep(self.every)
+            except OSError:
+                return
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("headers", [False, True], ids=["status-line", "body"])
+def test_a_trickling_server_is_given_up_within_the_bound(headers):
+    """A byte every 0.25 s, each well within the 30 s timeout: given up (exit 18) once the
+    headers are past their deadline or the answer has averaged under 4 KiB/s for the bound
+    (lowered to 2 s here), not retried (a single connection), not waited on for ever."""
+    server = _Trickler(headers, 0.25)
+    try:
+        started = time.monotonic()
+        proc = run_cli("info", f"http://127.0.0.1:{server.port}/base.img", timeout=40,
+                       env={**os.environ, "DIFFIMG_HTTP_SLOW_AFTER": "2"})
+        took = time.monotonic() - started
+        line = assert_one_line_error(proc, 18)
+        assert "gave up" in line
+        assert ("KiB/s" in line) == headers, line
+        assert took < 8, took
+        assert server.connections == 1
+    finally:
+        server.close()
