@@ -343,11 +343,28 @@ def container_tree(path, fmt: str, length: int):
     except OSError as exc:
         raise ImageError(f"cannot read {show_path(path)}: {exc.strerror}") from None
     problem = container.superblock_problem(head, length)
+    if not problem and hasattr(container, "tables_problem"):
+        problem = _tables_problem(container, path, length)
     if problem:
         raise ImageError(f"{show_path(path)}: its container is damaged ({problem})")
     from .mount import mounted
     with mounted(path, container.fstype, length) as tree:
         yield tree
+
+
+def _tables_problem(container, path, length: int) -> str | None:
+    """What container.tables_problem finds in the container's first length bytes, read through
+    a map of the file (it reads only the few blocks the mount would check first)."""
+    import mmap
+    try:
+        with open_file(path) as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as whole:
+            view = memoryview(whole)[:length]
+            try:
+                return container.tables_problem(view, length)
+            finally:
+                view.release()
+    except (OSError, ValueError) as exc:
+        return f"cannot be read: {getattr(exc, 'strerror', None) or exc}"
 
 
 def open_image(path) -> Image:

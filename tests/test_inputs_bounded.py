@@ -179,3 +179,49 @@ def test_a_device_number_linux_cannot_make_is_a_corrupt_manifest_naming_the_entr
     line = assert_one_line_error(run_cli("restore", tmp_path / "a.img", tmp_path / "target"), 8)
     assert "dev/null" in line and "rdev" in line, line
     assert os.listdir(tmp_path / "target") == []
+
+
+# ---- 15 (b). damaged squashfs superblock fields ----------------------------------------------
+
+_SUPERBLOCK_FIELDS = {       # name: (offset, struct format)
+    "compressor": (20, "<H"), "ids": (26, "<H"), "minor": (30, "<H"), "root_ref": (32, "<Q"),
+    "bytes_used": (40, "<Q"), "id_table": (48, "<Q"), "xattr_table": (56, "<Q"),
+    "inode_table": (64, "<Q"), "dir_table": (72, "<Q"), "export_table": (88, "<Q"),
+    "inodes": (4, "<I"),
+}
+
+
+@pytest.fixture(scope="module")
+def squashfs_image(tmp_path_factory):
+    top = tmp_path_factory.mktemp("sqfs")
+    tree = top / "tree"
+    (tree / "d").mkdir(parents=True)
+    (tree / "a").write_bytes(b"hello\n")
+    (tree / "b").write_bytes(os.urandom(300_000))
+    (tree / "d" / "c").write_bytes(b"x\n")
+    run_cli("create", tree, top / "s.img", "-q", check_rc=0)
+    return top / "s.img"
+
+
+@needs_root
+@pytest.mark.parametrize("field,change", [
+    ("compressor", lambda v: 1), ("compressor", lambda v: 0xFFFF), ("minor", lambda v: 1),
+    ("ids", lambda v: 0), ("ids", lambda v: 0x7FFF), ("root_ref", lambda v: v + 1),
+    ("root_ref", lambda v: 0), ("root_ref", lambda v: (1 << 64) - 1), ("bytes_used", lambda v: v + 1),
+    ("bytes_used", lambda v: v - 1), ("id_table", lambda v: v + 8), ("id_table", lambda v: 0),
+    ("xattr_table", lambda v: 0), ("xattr_table", lambda v: (1 << 64) - 9),
+    ("inode_table", lambda v: v + 1), ("inode_table", lambda v: 0), ("dir_table", lambda v: 0),
+    ("dir_table", lambda v: (1 << 63)), ("export_table", lambda v: 0), ("inodes", lambda v: 0),
+])
+def test_a_damaged_squashfs_superblock_field_is_a_bad_image(squashfs_image, tmp_path, field, change):
+    import struct
+    offset, fmt = _SUPERBLOCK_FIELDS[field]
+    data = bytearray(squashfs_image.read_bytes())
+    value, = struct.unpack_from(fmt, data, offset)
+    struct.pack_into(fmt, data, offset, change(value) & ((1 << (8 * struct.calcsize(fmt))) - 1))
+    damaged = tmp_path / "damaged.img"
+    damaged.write_bytes(bytes(data))
+    line = assert_one_line_error(run_cli("cat", damaged, "a"), 8)
+    assert "squashfs superblock" in line, line
+    proc = run_cli("verify", damaged)           # verify names the problem, exit 1, no tool error
+    assert proc.returncode == 1 and b"squashfs superblock" in proc.stdout, proc
