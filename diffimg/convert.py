@@ -20,6 +20,7 @@ import stat
 import struct
 import subprocess
 import tempfile
+import threading
 import zlib
 from dataclasses import dataclass
 
@@ -71,10 +72,22 @@ class Header:
     total_blocks: int
     used_blocks: int
     tool: str             # the partclone version that made it (0002 only)
+    header_bytes: int = 0     # the header, then the bitmap
+    bitmap_bytes: int = 0     # 0001: a byte a block; 0002: a bit a block (then its CRC32)
+    per_block: int = 0        # 0001: the CRC32 after each block
+    checksums: int = 0        # 0002: the bytes of checksums after the used blocks
 
     @property
     def used_bytes(self) -> int:
         return self.used_blocks * self.block_size
+
+    @property
+    def stream_bytes(self) -> int:
+        """The length of the whole (decompressed) image its header gives: header, bitmap, the
+        used blocks and their checksums. partclone.restore is fed no more than this."""
+        bitmap = self.bitmap_bytes + (8 if self.version == "0001" else 4)  # BiTmAgIc, or CRC32
+        return self.header_bytes + bitmap + self.used_blocks * (self.block_size + self.per_block) \
+            + self.checksums
 
 
 def parts_of(source) -> list[bytes]:
@@ -125,6 +138,7 @@ def parse_header(data: bytes, source) -> Header:
             raise bad("its header is cut short")
         _, fs, _, block_size, device_size, total, used = _V1.unpack_from(data)
         tool = ""
+        layout = (_V1_SIZE, total, 4, 0)
     elif version == b"0002":
         if len(data) < _V2_SIZE:
             raise bad("its header is cut short")
@@ -134,6 +148,12 @@ def parse_header(data: bytes, source) -> Header:
         if zlib.crc32(data[:106]) ^ 0xFFFFFFFF != struct.unpack_from("<I", data, 106)[0]:
             raise bad("its header's checksum does not match")
         tool = made_by.split(b"\0")[0].decode("ascii", "replace")
+        mode, size, every, bitmap_mode = struct.unpack_from("<HHIxB", data, 96)
+        if bitmap_mode != 1:
+            raise bad(f"bitmap mode {bitmap_mode}, not a bit a block")
+        if mode and (not 0 < size <= 64 or every == 0):
+            raise bad("its header gives impossible checksums")
+        layout = (_V2_SIZE, -(-total // 8), 0, -(-used // every) * size if mode else 0)
     else:
         raise bad(f"image format {version!r}")
     filesystem = fs.split(b"\0")[0].decode("ascii", "replace")
@@ -141,15 +161,19 @@ def parse_header(data: bytes, source) -> Header:
             or not 0 < total <= _MAX_BLOCKS or not 0 <= used <= total \
             or not total * block_size <= device_size <= _MAX_SIZE:
         raise bad("its header gives impossible sizes")
-    return Header(version.decode(), filesystem, device_size, block_size, total, used, tool)
+    return Header(version.decode(), filesystem, device_size, block_size, total, used, tool,
+                  *layout)
 
 
 class _Pipeline:
     """cat PARTS | [decompress] | [last]: processes killed and waited for when it closes; the
     messages of each kept in a temporary file (a talkative one never blocks)."""
 
-    def __init__(self, parts, decompress, last=None, stdout=subprocess.PIPE):
+    def __init__(self, parts, decompress, last=None, stdout=subprocess.PIPE, limit=None):
+        """limit: feed last at most this many bytes (a relay thread counts them); more is
+        cut off, last killed, and overflowed set."""
         self.procs, self.logs, self.fds = [], [], []
+        self.overflowed, self._relay = False, None
         try:
             # the parts opened here (a split image's without following a symlink), and read
             # by cat through these very descriptors: nothing swapped in meanwhile is read
@@ -175,12 +199,17 @@ class _Pipeline:
                                     f"{_PACKAGE.get(argv[0], argv[0])})")
                 log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in close)
                 self.logs.append(log)
-                proc = spawn(argv, stdin=previous, stderr=log,
+                relayed = limit is not None and n == len(argvs) - 1 and n > 0
+                proc = spawn(argv, stdin=subprocess.PIPE if relayed else previous, stderr=log,
                              stdout=subprocess.PIPE if n < len(argvs) - 1 else stdout,
                              pass_fds=self.fds if n == 0 else ())
-                if previous is not subprocess.DEVNULL:
-                    previous.close()             # the next one alone reads it
                 self.procs.append((argv[0], proc))
+                if relayed:
+                    self._relay = threading.Thread(target=self._feed, daemon=True,
+                                                   args=(previous, proc, limit))
+                    self._relay.start()
+                elif previous is not subprocess.DEVNULL:
+                    previous.close()             # the next one alone reads it
                 previous = proc.stdout
         except BaseException:
             self.close()
@@ -200,9 +229,31 @@ class _Pipeline:
                 found.append(said if said.startswith(name) else f"{name}: {said}")
         return found
 
+    def _feed(self, source, proc, limit: int):
+        """Copy source to proc's stdin, at most limit bytes; if more comes, kill proc (what it
+        has written stays within limit) and set overflowed."""
+        try:
+            left = limit
+            while left > 0:
+                moved = os.splice(source.fileno(), proc.stdin.fileno(), min(left, 1 << 20))
+                if not moved:
+                    return
+                left -= moved
+            if os.read(source.fileno(), 1):
+                self.overflowed = True
+                proc.kill()
+        except OSError:
+            pass            # the reader ended (its exit code says how) or was killed
+        finally:
+            source.close()
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+
     def wait(self):
         for _, proc in self.procs:
             proc.wait()
+        if self._relay is not None:
+            self._relay.join()
 
     def close(self):
         for fd in self.fds:
@@ -212,6 +263,9 @@ class _Pipeline:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+        if self._relay is not None:
+            self._relay.join()          # (it closes what it reads and writes)
+        for _, proc in self.procs:
             if proc.stdout is not None:
                 proc.stdout.close()
         for log in self.logs:
@@ -219,17 +273,44 @@ class _Pipeline:
 
 
 def read_header(parts, decompress, source) -> Header:
+    """The header, checked, and checked against the bitmap after it: partclone.restore writes
+    every block the bitmap marks, whatever the header says, so a bitmap marking more blocks
+    used than the header (which the room check trusts) is refused."""
     pipeline = _Pipeline(parts, decompress)
     try:
-        data = b""
-        while len(data) < _V1_SIZE:
-            chunk = pipeline.stdout.read(_V1_SIZE - len(data))
-            if not chunk:
+        data = _read(pipeline.stdout, _V1_SIZE)
+        header = parse_header(data, source)
+        marked, left = 0, header.bitmap_bytes
+        chunk = data[header.header_bytes:header.header_bytes + left]
+        while True:
+            left -= len(chunk)
+            if header.version == "0001":
+                marked += len(chunk) - chunk.count(0)
+            else:
+                marked += int.from_bytes(chunk, "little").bit_count()
+            if not left:
                 break
-            data += chunk
+            chunk = pipeline.stdout.read(min(left, 1 << 20))
+            if not chunk:
+                raise ImageError(f"{show_path(source)}: a corrupt or truncated partclone image "
+                                 "(its bitmap is cut short)")
     finally:
         pipeline.close()
-    return parse_header(data, source)
+    if marked > header.used_blocks:
+        raise ImageError(f"{show_path(source)}: a corrupt partclone image (its bitmap marks "
+                         f"{marked} blocks used, its header {header.used_blocks})")
+    return header
+
+
+def _read(stream, n: int) -> bytes:
+    """Up to n bytes of stream (fewer only at its end)."""
+    data = b""
+    while len(data) < n:
+        chunk = stream.read(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def convert(source, out, opts: PackOptions, *, tmp=None, allow_unclean: bool = False) -> dict:
@@ -328,12 +409,18 @@ def _restore(parts, decompress, volume: bytes, header: Header, source, opts: Pac
     # made first: partclone.restore, making it itself, now and then fails to open it (ENOENT)
     os.close(os.open(volume, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600))
-    pipeline = _Pipeline(parts, decompress, restore, stdout=subprocess.DEVNULL)
+    # fed no more than the header gives: what partclone writes stays within the room checked
+    pipeline = _Pipeline(parts, decompress, restore, stdout=subprocess.DEVNULL,
+                         limit=header.stream_bytes + (1 << 20))
     try:
         pipeline.wait()
         failed = pipeline.failures()
     finally:
         pipeline.close()
+    if pipeline.overflowed:
+        raise ImageError(f"{show_path(source)}: a corrupt partclone image (longer than its "
+                         f"header gives: {header.used_blocks} used blocks of {header.block_size} "
+                         "bytes)")
     if failed:
         text = "; ".join(failed)
         if "No space left" in text:

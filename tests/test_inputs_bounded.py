@@ -225,3 +225,74 @@ def test_a_damaged_squashfs_superblock_field_is_a_bad_image(squashfs_image, tmp_
     assert "squashfs superblock" in line, line
     proc = run_cli("verify", damaged)           # verify names the problem, exit 1, no tool error
     assert proc.returncode == 1 and b"squashfs superblock" in proc.stdout, proc
+
+
+# ---- 12. a partclone image lying about its size ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_clone(tmp_path_factory):
+    """A partclone image (format 0002) of an ext4 volume holding 20 MiB of random data."""
+    where = tmp_path_factory.mktemp("ptcl")
+    volume = where / "volume.ext4"
+    with open(volume, "wb") as f:
+        f.truncate(32 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(volume)], check=True)
+    mount = where / "mnt"
+    mount.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(volume), str(mount)], check=True)
+    try:
+        (mount / "bulk").write_bytes(os.urandom(20 << 20))
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    clone = where / "volume.ptcl-img"
+    subprocess.run(["partclone.ext4", "-q", "-c", "-s", str(volume), "-o", str(clone)],
+                   check=True, capture_output=True)
+    return clone
+
+
+def _lying(clone, where, used: int):
+    """clone with its header's used blocks set to used, its CRC32 recomputed."""
+    import struct
+    import zlib
+    data = bytearray(clone.read_bytes())
+    struct.pack_into("<QQ", data, 68, used, used)
+    struct.pack_into("<I", data, 106, zlib.crc32(bytes(data[:106])) ^ 0xFFFFFFFF)
+    out = where / "lying.ptcl-img"
+    out.write_bytes(bytes(data))
+    return out
+
+
+@needs_root
+def test_a_partclone_header_lying_about_its_used_blocks_is_refused_before_writing(
+        small_clone, tmp_path):
+    lying = _lying(small_clone, tmp_path, 10)
+    with _tmpfs(tmp_path / "tmp", "80m") as tmp:
+        proc = run_cli("convert", lying, tmp_path / "c.img", "--tmp", tmp, "-q", timeout=300)
+        assert os.listdir(tmp) == []
+    line = assert_one_line_error(proc, 8)
+    assert "lying.ptcl-img" in line and "bitmap" in line, line
+    assert not (tmp_path / "c.img").exists()
+    run_cli("convert", small_clone, tmp_path / "ok.img", "-q", check_rc=0, timeout=300)
+
+
+def test_partclone_restore_is_fed_no_more_than_the_header_gives(tmp_path):
+    """The bound itself (the bitmap could change between the header's check and the restore):
+    the last tool of the pipeline gets at most limit bytes, and a longer stream is flagged."""
+    from diffimg.convert import _Pipeline
+    source = tmp_path / "long"
+    source.write_bytes(os.urandom(8 << 20))
+    with open(tmp_path / "out", "wb") as out:
+        pipeline = _Pipeline([os.fsencode(source)], None, ["cat"], stdout=out, limit=1 << 20)
+        try:
+            pipeline.wait()
+        finally:
+            pipeline.close()
+    assert pipeline.overflowed
+    assert os.path.getsize(tmp_path / "out") <= 1 << 20
+    with open(tmp_path / "out2", "wb") as out:
+        pipeline = _Pipeline([os.fsencode(source)], None, ["cat"], stdout=out, limit=16 << 20)
+        try:
+            pipeline.wait()
+        finally:
+            pipeline.close()
+    assert not pipeline.overflowed and (tmp_path / "out2").read_bytes() == source.read_bytes()
