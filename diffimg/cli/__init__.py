@@ -179,7 +179,13 @@ def main(argv=None):
 
 
 def _drop_stdout():
-    """Let Python's exit not flush stdout again (its buffer holds what could not be written)."""
+    """Let Python's exit not flush stdout again when its buffer holds what cannot be written
+    (what can be is written first)."""
+    try:
+        sys.stdout.flush()
+        return
+    except (OSError, ValueError, DiffimgError):
+        pass
     with contextlib.suppress(OSError):
         null = os.open("/dev/null", os.O_WRONLY)
         os.dup2(null, 1)
