@@ -16,7 +16,7 @@ import stat
 
 from . import ntfs
 from .entry import KIND_OF_FMT
-from .errors import Busy, ImageError, InputNotFound, OutputError, show_path
+from .errors import Busy, DiffimgError, ImageError, InputNotFound, OutputError, show_path
 from .hashing import Problem, copy_file, run_pooled
 from .planner import Plan
 from .progress import Phase
@@ -79,7 +79,29 @@ class _Run:
 
 
 def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=None,
-            on_progress=None, on_warning=None):
+            on_progress=None, on_warning=None, unchanged=None):
+    """Carry out plan p (_execute_plan, below). When it fails before it changes the target (while
+    content is fetched from a web server), unchanged() is called, and the error says that
+    nothing was changed (its `unchanged` set)."""
+    started = []
+    try:
+        _execute_plan(p, target, root_fd, layer_roots, on_phase, on_progress, on_warning,
+                      lambda: started.append(True))
+    except DiffimgError as exc:
+        if not started:
+            if unchanged is not None:
+                unchanged()
+            exc.message += "; nothing was changed"
+            exc.unchanged = True
+        raise
+    except BaseException:
+        if not started and unchanged is not None:
+            unchanged()
+        raise
+
+
+def _execute_plan(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase,
+                  on_progress, on_warning, changing):
     """Carry out plan p on the target (root_fd). layer_roots: layer number -> mounted tree, or a
     remote.ContentReader (a layer on a web server: what the writes need of it is fetched first,
     into this run's fetch folder in the target). on_progress(files, bytes) is called as files
@@ -90,6 +112,21 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
     run = _Run()
     short_names = _ShortNames()
     try:
+        # content from a web server is fetched before anything of the target changes: a server
+        # that fails (stops honouring ranges, goes away) leaves the target as it was. Only when
+        # the target has no room for it beside the entries to delete are those deleted first
+        fetched, fetch_later = {}, False
+        if any(not isinstance(r, bytes) for r in layer_roots.values()):
+            try:
+                layer_roots, fetched = _fetch(p, root_fd, run, layer_roots, phase, on_progress)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC or not p.deletes:
+                    raise
+                (on_warning or (lambda message: None))(
+                    "the target has no room for the content to fetch beside the entries this "
+                    "run deletes: deleting them first")
+                fetch_later = True
+        changing()
         if p.rescues:
             phase(Phase.RESCUING)
             _rescue(root_fd, dirs, run, p.rescues)
@@ -98,13 +135,12 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
             parent, name = split(path)
             remove(dirs.fd(parent), name)
         dirs.close()
+        if fetch_later:
+            layer_roots, fetched = _fetch(p, root_fd, run, layer_roots, phase, on_progress)
         phase(Phase.MAKING_FOLDERS)
         _make_folders(dirs, p.dirs)
         phase(Phase.MAKING_SPECIALS)
         _make_specials(dirs, run, p.specials, ntfs.is_ntfs(root_fd), short_names, p.no_replace)
-        fetched = {}
-        if any(not isinstance(r, bytes) for r in layer_roots.values()):
-            layer_roots, fetched = _fetch(p, root_fd, run, layer_roots, phase, on_progress)
         sources = {digest: layer_roots[n] for digest, n in p.stream_layers.items()}
         counts = p.counts()
         phase(Phase.WRITING_FILES, total=(counts["files_written"], counts["bytes_written"]))
@@ -251,6 +287,7 @@ def _fetch(p: Plan, root_fd: int, run: _Run, layer_roots: dict, phase, on_progre
     total = (sum(len(w) for w in wanted.values()),
              sum(size for w in wanted.values() for _, size in w.values()))
     phase(Phase.FETCHING, total=total)
+    root_st = os.fstat(root_fd)
     os.mkdir(run.fetch_dir, 0o700, dir_fd=root_fd)
     fetch_fd = os.open(run.fetch_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                        dir_fd=root_fd)
@@ -279,7 +316,8 @@ def _fetch(p: Plan, root_fd: int, run: _Run, layer_roots: dict, phase, on_progre
     except BaseException:
         os.close(fetch_fd)
         with contextlib.suppress(OSError):
-            remove(root_fd, run.fetch_dir)
+            remove(root_fd, run.fetch_dir)     # and the root's times, as if it was never made
+            os.utime(root_fd, ns=(root_st.st_atime_ns, root_st.st_mtime_ns))
         raise
     run.fetch_fd = fetch_fd
     return roots, folders

@@ -392,7 +392,36 @@ def open_chain(paths) -> list[Image]:
         if layer.kind != "diff":
             raise ChainError(f"{show_path(layer.path)} is a full image, not a diff")
         if layer.parent_id != before.tree_id:
-            raise ChainError(f"{show_path(layer.path)} was not made on top of "
-                             f"{show_path(before.path)} (parent {layer.parent_id.hex()}, "
-                             f"that layer is {before.tree_id.hex()})")
+            raise ChainError(misplaced(layers, before, layer))
     return layers
+
+
+def misplaced(layers, before, layer) -> str:
+    """Why layer cannot follow before in the chain layers, naming files (never tree IDs): the
+    layer it was made on when it is given, and the order that makes a chain when there is one."""
+    made_on = next((other for other in layers if other.tree_id == layer.parent_id), None)
+    said = f"{show_path(layer.path)} was not made on {show_path(before.path)}"
+    if made_on is None:
+        return (f"{said}, nor on any other image given: give its parent, the layer it was made "
+                "on, before it (the chain from its base, in the order the images were made)")
+    order = _chain_order(layers)
+    return (f"{said} but on {show_path(made_on.path)}: the images are out of order"
+            + (f"; give them as: {' '.join(show_path(x.path) for x in order)}" if order else ""))
+
+
+def _chain_order(layers) -> list | None:
+    """The layers in an order where each diff follows its parent, when one exists."""
+    bases = [x for x in layers if x.kind == "full"]
+    if len(bases) != 1:
+        return None
+    children = {}
+    for x in layers:
+        if x.kind == "diff":
+            children.setdefault(x.parent_id, []).append(x)
+    order = bases
+    while len(order) < len(layers):
+        following = children.get(order[-1].tree_id, [])
+        if len(following) != 1:
+            return None
+        order = order + following
+    return order

@@ -26,12 +26,13 @@ from .entry import Kind, content_files
 from .errors import ImageError, OutputError, ScanError, ToolError, show_path
 from .fsmeta import source_info
 from .hashing import Beneath, Problem, copy_batch, hash_batch, open_for_read, run_pooled
-from .image import ALIGN, append_metadata, container_tree, open_chain
+from .image import ALIGN, append_metadata, container_tree, is_image, open_chain
 from .interrupts import signals_held
 from .keep import Matcher, chain_kept, find_kept, folds_case
 from .manifest import ManifestWriter, read_entries, write_manifest
 from .ntfs import read_from_ntfs
 from .osinfo import detect
+from .partition import is_partition
 from .progress import Phase
 from .quickcheck import tree_hints
 from .safefs import DIR_FLAGS, private_to_us, remove, rename_noreplace
@@ -54,6 +55,23 @@ class PackOptions:
     keeps: tuple = ()                 # diff: --keep patterns, paths left as the chain has them
 
 
+def _what_exists(out: bytes) -> str:
+    """Why out cannot be the new image, and what to do: never "remove it" where it holds an
+    image or a filesystem (the chain's base, the model's partition given twice)."""
+    try:
+        st = os.stat(out)
+    except OSError:
+        st = None
+    if st is not None and stat.S_ISBLK(st.st_mode):
+        return "is a block device (a disk or partition): give a file name for the new image"
+    if is_image(out):
+        return ("is an image already (diffimg never writes over one, a layer of the chain "
+                "least of all): give the new image a name of its own")
+    if st is not None and stat.S_ISREG(st.st_mode) and is_partition(out):
+        return "holds a filesystem (a partition file): give the new image a name of its own"
+    return "already exists; remove it or choose another name"
+
+
 class _Output:
     """Where an image is made: a private folder beside the output (mode 0700, a random name
     holding this run's PID), reached through this process's fd of it, /proc/PID/fd/N, by this
@@ -65,7 +83,7 @@ class _Output:
         self.out = os.fsencode(out)
         directory, self._name = os.path.split(os.path.abspath(self.out))
         if os.path.lexists(self.out):
-            raise OutputError(f"{show_path(self.out)} already exists; remove it or choose another name")
+            raise OutputError(f"{show_path(self.out)} {_what_exists(self.out)}")
         self._dir_fd = self._fd = None
         try:
             self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -14,7 +14,7 @@ import tempfile
 from . import ntfs, statcache, streams, windows
 from .delta import DELETE, LINK, META, PARENT
 from .entry import Kind, path_key
-from .errors import ChainError, ImageError, OutputError, Refused, show_path
+from .errors import ChainError, DiffimgError, ImageError, OutputError, Refused, show_path
 from .executor import execute, locked_target
 from .fsmeta import mount_of, mount_points_below
 from .hashing import prestart_workers
@@ -110,9 +110,9 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
             with RecordedTree(root_fd) as previous:        # the rows of untouched paths carry over
                 carried = _Carried(previous, fs) if state is not None else None
                 try:
-                    begin(root_fd, run)
+                    undo = begin(root_fd, run)
                     _execute(p, [image], target, root_fd, phase, on_progress, _FINISH_WITH_FORCE,
-                             on_warning)
+                             on_warning, undo)
                     finish(root_fd, run, image, kept,
                            _applied_verifier(changes, checksum or proofs is not None, carried))
                 finally:
@@ -343,8 +343,8 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
                 run.manifest_digest = had.manifest_digest
                 confirm(root_fd, run, final.tree_id)     # its manifest and rows still hold
                 return p
-            begin(root_fd, run)
-            _execute(p, layers, target, root_fd, phase, on_progress, _RESTORE_AGAIN, warn)
+            undo = begin(root_fd, run)
+            _execute(p, layers, target, root_fd, phase, on_progress, _RESTORE_AGAIN, warn, undo)
             finish(root_fd, run, final, kept, lambda index, e, st: not (
                 p.unverified[index] or e.path in p.unverified_writes))
         return p
@@ -392,17 +392,27 @@ def _trusted_hints(final, ambiguous: set[bytes]):
     return (hint for hint in final.file_hints() if hint.path not in ambiguous)
 
 
-def _execute(p, layers, target, root_fd, phase, on_progress, after_failure: str, warn=None):
+def _execute(p, layers, target, root_fd, phase, on_progress, after_failure: str, warn=None,
+             unchanged=None):
     """Carry out plan p, mounting the layers whose content it copies, and only those. A failure
-    once the target may have changed says what to do next (after_failure)."""
+    once the target may have changed says what to do next (after_failure); one before (a layer
+    that cannot be mounted, a web server failing while content is fetched) calls unchanged()."""
     needed = p.layers_read()
     with contextlib.ExitStack() as mounts:
         if any(not layers[n].remote for n in needed):
             phase(Phase.MOUNTING)
-        roots = {n: layers[n].content_reader() if layers[n].remote
-                 else mounts.enter_context(layers[n].content()) for n in sorted(needed)}
         try:
-            execute(p, target, root_fd, roots, phase, on_progress, warn)
+            roots = {n: layers[n].content_reader() if layers[n].remote
+                     else mounts.enter_context(layers[n].content()) for n in sorted(needed)}
+        except BaseException as exc:
+            if unchanged is not None:
+                unchanged()
+                if isinstance(exc, DiffimgError):
+                    exc.message += "; nothing was changed"
+            raise
+        try:
+            execute(p, target, root_fd, roots, phase, on_progress, warn, unchanged)
         except (OutputError, ImageError) as exc:
-            exc.message += after_failure
+            if not getattr(exc, "unchanged", False):
+                exc.message += after_failure
             raise

@@ -251,10 +251,44 @@ def usable_state(root_fd: int, filesystem) -> tuple[State | None, str]:
 
 
 def begin(root_fd: int, state: State):
-    """Mark the target as being changed: an incomplete state, before anything else is written."""
+    """Mark the target as being changed: an incomplete state, before anything else is written.
+    Returns what puts the state file back as it was, for a run that fails before it changes
+    anything else (a web server that fails while content is fetched)."""
+    had = _state_bytes(root_fd)
     state.complete, state.tree_id, state.finished_ns = False, None, None
     state.started_ns = state.started_ns or time.time_ns()
     _write_state_file(root_fd, state)
+
+    def undo():
+        try:
+            dir_fd = _make_dir(root_fd)
+            try:
+                if had is None:
+                    os.unlink(STATE_FILE, dir_fd=dir_fd)
+                else:
+                    _write_atomically(dir_fd, STATE_FILE, had)
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError:
+            pass            # an incomplete state is left: the next run trusts nothing of it
+    return undo
+
+
+def _state_bytes(root_fd: int) -> bytes | None:
+    """state.json as it is (None when there is none), bounded."""
+    dir_fd = _open_state_dir(root_fd)
+    if dir_fd is None:
+        return None
+    try:
+        fd = _open_regular(dir_fd, STATE_FILE)
+        if fd is None:
+            return None
+        with open(fd, "rb") as f:
+            data = f.read(MAX_STATE_BYTES + 1)
+        return data if len(data) <= MAX_STATE_BYTES else None
+    finally:
+        os.close(dir_fd)
 
 
 def finish(root_fd: int, state: State, image, kept, verified):

@@ -10,7 +10,7 @@ from .delta import DELETE, stored_contents
 from .entry import Kind, content_files
 from .errors import DiffimgError, InputNotFound, NeedsRoot, RemoteError, ToolError, show_path
 from .hashing import Beneath, Problem, hash_batch, run_pooled
-from .image import Image, open_image
+from .image import Image, misplaced, open_image
 from .merge import merge_join
 from .progress import Phase
 
@@ -42,8 +42,9 @@ def verify_chain(paths, on_layer=None, on_note=None, on_phase=None, on_progress=
         if index > 0 and image.kind != "diff":
             problems.append(f"{name}: a full image cannot follow another layer")
         if previous is not None and image.kind == "diff" and image.parent_id != previous.tree_id:
-            problems.append(f"{name}: its parent is {image.parent_id.hex()}, but the layer before "
-                            f"it is {previous.tree_id.hex()}")
+            # one line naming the misplaced layer, not every path its parent's tree lacks
+            problems.append(misplaced(_opened_quietly(paths), previous, image))
+            previous = None
         try:
             # one read of the manifest: checked whole, and for a full image it also lists the
             # files to hash while they are hashed
@@ -71,6 +72,17 @@ def verify_chain(paths, on_layer=None, on_note=None, on_phase=None, on_progress=
             problems.append(exc.message)
         previous = image
     return problems
+
+
+def _opened_quietly(paths) -> list:
+    """The images among paths that open (for naming a misplaced layer's parent)."""
+    opened = []
+    for path in paths:
+        try:
+            opened.append(open_image(path))
+        except DiffimgError:
+            pass
+    return opened
 
 
 def stored_files(image, entries=None, delta=None):

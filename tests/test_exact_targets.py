@@ -220,3 +220,126 @@ def test_a_diff_whose_records_leave_out_a_change_is_refused_by_apply_and_rebase(
                                          "-o", tmp_path / "out.diff"), 8)
     assert "its delta does not make its manifest's tree" in line, line
     assert not (tmp_path / "out.diff").exists()
+
+
+def _serve_metadata_ranges_only(path, from_offset):
+    """An in-process web server on 127.0.0.1 that honours a single byte range at or past
+    from_offset (an image's metadata) and answers anything else with the whole file, 200: a
+    server that stops honouring ranges once content is asked for. Returns the server."""
+    import http.server
+    import threading
+
+    data = open(path, "rb").read()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+
+        def do_GET(self):
+            asked = self.headers.get("Range", "")
+            spec = asked.removeprefix("bytes=")
+            start = end = None
+            if asked.startswith("bytes=") and "," not in spec:
+                first, _, last = spec.partition("-")
+                if first == "":
+                    start, end = len(data) - int(last), len(data) - 1
+                else:
+                    start, end = int(first), min(int(last or len(data) - 1), len(data) - 1)
+            if start is not None and start >= from_offset:
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                body = data[start:end + 1]
+            else:
+                self.send_response(200)
+                body = data
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@needs_root
+def test_a_server_that_stops_honouring_ranges_changes_nothing(tmp_path):
+    """The target has entries to delete and files to fetch; the server honours the metadata's
+    ranges, then sends whole files: exit 19 and the target (its state too) as it was."""
+    from conftest import assert_one_line_error
+    from snapshot import snapshot
+
+    from diffimg.image import Image
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for n in range(40):
+        (tree / f"f{n}").write_bytes(os.urandom(20_000))
+    image = tmp_path / "base.img"
+    run_cli("create", "-q", tree, image, check_rc=0)
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", "-q", image, target, check_rc=0)
+    (target / "extra").write_text("a file the restore would delete")
+    (target / "f3").write_bytes(b"changed")
+    state = (target / ".diffimg" / "state.json").read_bytes()
+    before = snapshot(target)
+    # the metadata, and the first request's tail (remote.TAIL) around it
+    meta_start = min(start for start, _, _ in Image(image).blobs.values())
+    assert meta_start > 64 << 10
+    server = _serve_metadata_ranges_only(image, min(meta_start, os.path.getsize(image) - (64 << 10)))
+    try:
+        proc = run_cli("restore", f"http://127.0.0.1:{server.server_port}/base.img", target,
+                       timeout=120)
+    finally:
+        server.shutdown()
+    line = assert_one_line_error(proc, 19)
+    assert "nothing was changed" in line, line
+    assert snapshot(target) == before
+    assert (target / ".diffimg" / "state.json").read_bytes() == state
+    run_cli("restore", "-q", image, target, check_rc=0)
+    assert (target / "f3").read_bytes() == (tree / "f3").read_bytes()
+
+
+def test_an_output_that_is_the_chains_image_or_a_partition_is_never_to_be_removed(tmp_path):
+    from conftest import assert_one_line_error
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_text("1")
+    run_cli("create", "-q", tree, tmp_path / "base.img", check_rc=0)
+    (tree / "f").write_text("2")
+    line = assert_one_line_error(run_cli("diff", "-q", tree, tmp_path / "base.img", "-o",
+                                         tmp_path / "base.img"), 7)
+    assert "is an image already" in line and "remove" not in line, line
+    partition = _ext4(tmp_path / "model.ext4", "8M")
+    line = assert_one_line_error(run_cli("create", "-q", tree, partition), 7)
+    assert "holds a filesystem" in line and "remove" not in line, line
+    (tmp_path / "notes.txt").write_text("x")
+    line = assert_one_line_error(run_cli("create", "-q", tree, tmp_path / "notes.txt"), 7)
+    assert "already exists; remove it" in line, line
+
+
+def test_a_chain_out_of_order_is_named_by_its_files_with_the_order_to_give(tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for n in range(30):
+        (tree / f"f{n}").write_text(f"{n}")
+    run_cli("create", "-q", "--format", "dir", tree, tmp_path / "base", check_rc=0)
+    for name in ("d1", "d2"):
+        for n in range(30):
+            (tree / f"f{n}").write_text(f"{n} {name}")
+        chain = [tmp_path / "base"] + ([tmp_path / "d1"] if name == "d2" else [])
+        run_cli("diff", "-q", "--format", "dir", tree, *chain, "-o", tmp_path / name, check_rc=0)
+    (tmp_path / "target").mkdir()
+    from conftest import assert_one_line_error
+    line = assert_one_line_error(run_cli("restore", tmp_path / "base", tmp_path / "d2",
+                                         tmp_path / "d1", tmp_path / "target"), 9)
+    assert f"{tmp_path}/d2 was not made on {tmp_path}/base but on {tmp_path}/d1" in line, line
+    assert f"give them as: {tmp_path}/base {tmp_path}/d1 {tmp_path}/d2" in line, line
+    verified = run_cli("verify", tmp_path / "base", tmp_path / "d2", tmp_path / "d1")
+    assert verified.returncode == 1
+    told = (verified.stdout + verified.stderr).decode()
+    assert "out of order" in told and told.count("\n") < 10, told
