@@ -15,6 +15,7 @@ are most of the container (WHOLE_FRACTION), one range over all of them instead.
 import array
 import bisect
 import os
+import re
 import sys
 
 import xxhash
@@ -34,6 +35,7 @@ MAX_METADATA = 1 << 30        # blobs: beyond the manifest of ten million entrie
 MAX_FILES = 1 << 26
 MAX_RANGES_BYTES = 512 << 20    # the ranges blob decoded: 2 TiB files of words, and more
 TAIL = 64 << 10                # the first request: the footer, and with luck all the metadata
+MAX_OPEN = 64                  # files whose pieces come apart, per pass of a read: open sinks
 
 class RemoteImage(Image):
     """An image at an http(s) URL. Its path is the URL (for messages); its metadata lies in a
@@ -200,7 +202,27 @@ def read_ranges(image: Image) -> tuple[int, list, dict]:
         bad(exc)
     if len(fragments) < count:
         bad("fewer fragments than its header says")
+    _disjoint(fragments, located, bad)
     return block_size, fragments, located
+
+
+def _disjoint(fragments: list, located: dict, bad):
+    """Every stored block lies in one place, so that what is read is bounded by the container:
+    no file's blocks overlap another's, but for files of equal content that have the very same
+    blocks (one start, the same sizes), and no fragment block overlaps any other block."""
+    runs = {}
+    for path, blocks in located.items():
+        span = blocks.span()
+        if span == 0:
+            continue
+        other = runs.setdefault(blocks.start, (span, blocks.words))
+        if other[1] != blocks.words:
+            bad(f"{show_path(path)}'s blocks overlap another file's")
+    spans = sorted([(start, other[0]) for start, other in runs.items()]
+                   + [(start, word & SIZE_MASK) for start, word in fragments])
+    for (start, length), (following, _) in zip(spans, spans[1:]):
+        if start + length > following:
+            bad("blocks that overlap")
 
 
 def _file_record(rec, block_size: int, fragments: int, length: int, located: dict, bad):
@@ -256,15 +278,40 @@ class ContentReader:
         """For each (container path, digest, size) of wanted: its bytes, in order, given to the
         sink open_sink(path, size) returns (write(offset, data), then close(); abort() on
         failure). ImageError when a file is not in the container as its record says; with
-        problems, each such file is named there instead, and the others are read."""
-        plan = _Plan(self, wanted, open_sink, problems)
-        try:
-            self._fetch(plan.ranges(self.image.container.get("length", 0)), plan.feed)
-            plan.finish()
-        except BaseException:
-            plan.abort()
-            raise
-
+        problems, each such file is named there instead, and the others are read. A sink is
+        opened at its file's first piece and closed at its last, and the files are read in
+        passes over the container, each with at most MAX_OPEN files whose pieces come apart
+        (several blocks, or blocks and a fragment): however many files are wanted, few sinks
+        are open at once."""
+        name = show_path(self.image.path)
+        states = []
+        for path, digest, size in wanted:
+            blocks = self.files.get(path)
+            if blocks is None or blocks.size != size:
+                why = "missing from the container" if blocks is None else \
+                    f"its container holds {blocks.size:,} bytes, its record says {size:,}"
+                if problems is None:
+                    raise ImageError(f"{name}: {show_path(path)}: {why} (a damaged image?)")
+                problems.append(f"{show_path(path)}: {why}")
+                continue
+            states.append(_FileState(path, digest, size, blocks, self.fragments))
+        states.sort(key=lambda state: state.first)          # in the container's order
+        length = self.image.container.get("length", 0)
+        failures = []
+        for group in _passes(states):
+            plan = _Plan(self, group, open_sink, failures)
+            try:
+                plan.start()
+                self._fetch(plan.ranges(length), plan.feed)
+                plan.finish()
+            except BaseException:
+                plan.abort()
+                raise
+            if failures and problems is None:
+                path, why = failures[0]
+                raise ImageError(f"{name}: {show_path(path)}: {why} (a damaged image?)")
+        if problems is not None:
+            problems += [f"{show_path(path)}: {why}" for path, why in failures]
 
     def check(self, wanted, on_progress=None) -> list[str]:
         """Problems with each (container path, digest, size) of wanted: fetched and hashed,
@@ -309,41 +356,69 @@ def file_fetch(path):
 
 
 class _FileState:
-    """One wanted file as its pieces arrive: hashed in order (a fragment tail may come first);
-    a sparse block is hashed as zeros and never written (the sink leaves a hole)."""
-    __slots__ = ("path", "digest", "size", "sink", "next", "pending", "holes", "hasher", "broken")
+    """One wanted file as its pieces arrive: hashed and written in order (a fragment tail may
+    come first, and waits), a hole (a sparse block) hashed as zeros and written only when the
+    sink writes holes. Its sink is opened at its first piece and closed (or aborted, when the
+    file is not what its record says) at its last: a file is open only while its pieces come."""
+    __slots__ = ("path", "digest", "size", "blocks", "sink", "next", "pending", "hasher",
+                 "broken", "done", "plan", "stored", "multi", "first", "given")
 
-    def __init__(self, path, digest, size):
-        self.path, self.digest, self.size = path, digest, size
+    def __init__(self, path, digest, size, blocks: "Blocks", fragments: list):
+        self.path, self.digest, self.size, self.blocks = path, digest, size, blocks
         self.sink = None
         self.next = 0
         self.pending = {}
-        self.holes = {}
         self.hasher = xxhash.xxh3_128()
         self.broken = False
+        self.done = False
+        self.plan = None
+        self.given = 0                   # where the pieces its blocks gave so far end
+        self.stored = len(blocks.words) - blocks.words.count(0)      # blocks that take space
+        pieces = self.stored + (blocks.fragment is not None)
+        self.multi = pieces > 1          # may stay open while other files' pieces come
+        self.first = blocks.start if self.stored else \
+            fragments[blocks.fragment][0] if blocks.fragment is not None else -1
 
     def give(self, offset: int, data):
+        """A piece at offset: bytes, or an int, the length of a hole."""
+        if self.done:
+            return
+        if self.broken and type(data) is not int:
+            data = len(data)             # (nothing of a broken file is hashed or written)
         self.pending[offset] = data
-        if offset == self.next:
-            self.advance()
+        while (data := self.pending.pop(self.next, None)) is not None:
+            if self.sink is None:
+                self.sink = self.plan.open_sink(self.path, self.size)
+            if type(data) is int:
+                if not self.broken:
+                    at, end = self.next, self.next + data
+                    while at < end:
+                        zeros = _zeros(min(end - at, 1 << 20))
+                        self.hasher.update(zeros)
+                        if self.sink.writes_holes:
+                            self.sink.write(at, zeros)
+                        at += len(zeros)
+                self.next += data
+            else:
+                self.hasher.update(data)
+                self.sink.write(self.next, data)
+                self.next += len(data)
+        if self.next >= self.size and not self.done:
+            self.complete()
 
-    def advance(self):
-        """Past the holes and the pieces that were waiting for the ones before them."""
-        while True:
-            hole = self.holes.pop(self.next, None)
-            if hole is not None:
-                zeros = _zeros(hole)
-                self.hasher.update(zeros)
-                if self.sink.writes_holes:
-                    self.sink.write(self.next, zeros)
-                self.next += hole
-                continue
-            data = self.pending.pop(self.next, None)
-            if data is None:
-                return
-            self.hasher.update(data)
-            self.sink.write(self.next, data)
-            self.next += len(data)
+    def complete(self):
+        self.done = True
+        sink, self.sink = self.sink, None
+        if self.next != self.size or self.pending or self.broken \
+                or self.hasher.digest() != self.digest:
+            if sink is not None:
+                sink.abort()
+            self.plan.failed(self, "a block of it does not decode" if self.broken
+                             else "content does not match its digest")
+            return
+        if sink is None:
+            sink = self.plan.open_sink(self.path, self.size)
+        sink.close()
 
 
 def _zeros(n: int) -> bytes:
@@ -353,58 +428,141 @@ def _zeros(n: int) -> bytes:
 
 
 _ZEROS = [b""]
+_ZERO_WORDS = re.compile(rb"(?:\0\0\0\0)*")
+
+
+def _next_stored(words, k: int) -> int:
+    """The index of the first block at or after k that takes space (len(words) if none)."""
+    if k >= len(words) or words[k]:
+        return k
+    return _ZERO_WORDS.match(memoryview(words).cast("B"), 4 * k).end() // 4
+
+
+class _Run:
+    """The stored blocks of one or more files (files of equal content share them), one after
+    another from start: the bytes that come are cut into blocks, each decoded once and given to
+    every file, after the holes before it."""
+    __slots__ = ("start", "words", "users", "k", "at", "buffer")
+
+    def __init__(self, blocks: "Blocks"):
+        self.start, self.words, self.users = blocks.start, blocks.words, []
+        self.k = _next_stored(blocks.words, 0)
+        self.at = blocks.start           # where block k lies
+        self.buffer = bytearray()
+
+    def end(self) -> int:
+        return self.start + sum(w & SIZE_MASK for w in self.words)
+
+    def expects(self) -> int:
+        return self.at + len(self.buffer)
+
+    def complete(self) -> bool:
+        return self.k >= len(self.words)
+
+    def take(self, plan: "_Plan", view, offset: int):
+        """Bytes view (at offset in the container), from where the run expects its next."""
+        i = self.expects() - offset
+        words = self.words
+        while i < len(view) and self.k < len(words):
+            word = words[self.k]
+            need = (word & SIZE_MASK) - len(self.buffer)
+            piece = view[i:i + need]
+            i += len(piece)
+            if not self.buffer and len(piece) == need:
+                raw = piece
+            else:
+                self.buffer += piece
+                if len(piece) < need:
+                    return
+                raw, self.buffer = self.buffer, bytearray()
+            k, self.k = self.k, _next_stored(words, self.k + 1)
+            self.at += word & SIZE_MASK
+            plan.decoded(self, k, word, raw, last=self.k >= len(words))
+            if self.k < len(words) and all(s.broken or s.done for s in self.users):
+                self.k = len(words)             # nothing more of it is decoded or used
+                for state in self.users:
+                    plan.give(state, _run_end(state, plan.bs), None)
+
+
+def _run_end(state: _FileState, bs: int) -> int:
+    """Where a file's blocks end and its fragment tail (if any) begins."""
+    return min(len(state.blocks.words) * bs, state.size)
+
+
+class _Fragment:
+    """A fragment block: the tails of files, decoded once."""
+    __slots__ = ("start", "word", "users", "buffer")
+
+    def __init__(self, start: int, word: int):
+        self.start, self.word, self.users, self.buffer = start, word, [], bytearray()
+
+    def end(self) -> int:
+        return self.start + (self.word & SIZE_MASK)
+
+    def expects(self) -> int:
+        return self.start + len(self.buffer)
+
+    def complete(self) -> bool:
+        return self.buffer is None
+
+    def take(self, plan: "_Plan", view, offset: int):
+        i = self.expects() - offset
+        need = (self.word & SIZE_MASK) - len(self.buffer)
+        self.buffer += view[i:i + need]
+        if len(self.buffer) == self.word & SIZE_MASK:
+            raw, self.buffer = self.buffer, None
+            plan.decoded(self, None, self.word, raw)
 
 
 class _Plan:
-    """The blocks to decode for a set of wanted files, keyed by their place in the container."""
+    """One pass of a read: the runs and fragment blocks its files need, keyed by their place in
+    the container (never overlapping: read_ranges), fed the bytes as they come."""
 
-    def __init__(self, reader: ContentReader, wanted, open_sink, problems: list | None):
-        self.reader = reader
-        self.problems = problems
+    def __init__(self, reader: "ContentReader", states: list, open_sink, failures: list):
+        self.reader, self.open_sink, self.failures = reader, open_sink, failures
         self.bs = reader.block_size
         self.dctx = zstandard.ZstdDecompressor()
-        self.states: list[_FileState] = []
-        self.blocks: dict[int, list] = {}      # offset -> [size word, buffer, users]
-        for path, digest, size in wanted:
-            blocks = reader.files.get(path)
-            if blocks is None or blocks.size != size:
-                self._bad(path, "missing from the container" if blocks is None else
-                          f"its container holds {blocks.size:,} bytes, its record says {size:,}")
-                continue
-            state = _FileState(path, digest, size)
-            self.states.append(state)
-            at = blocks.start
-            for n, word in enumerate(blocks.words):
-                length = min(self.bs, size - n * self.bs)
-                if word & SIZE_MASK == 0:            # a sparse block: zeros, nothing stored
-                    state.holes[n * self.bs] = length
-                else:
-                    self._user(at, word, (state, n * self.bs, 0, length))
-                at += word & SIZE_MASK
+        self.states = states
+        runs, fragments = {}, {}
+        for state in states:
+            state.plan = self
+            blocks = state.blocks
+            if state.stored:
+                run = runs.setdefault(blocks.start, _Run(blocks))
+                if run.words != blocks.words:    # (read_ranges: a start has one set of blocks)
+                    raise ImageError(f"{show_path(reader.image.path)}: two files give one block "
+                                     "two sizes (a damaged image?)")
+                run.users.append(state)
             if blocks.fragment is not None:
-                start, word = reader.fragments[blocks.fragment]
-                tail = size % self.bs
-                self._user(start, word, (state, size - tail, blocks.fragment_offset, tail))
-        self.offsets = sorted(self.blocks)
-        for state in self.states:              # sinks last: nothing is opened for a bad record
-            state.sink = open_sink(state.path, state.size)
-            state.advance()
+                fragment = fragments.get(blocks.fragment)
+                if fragment is None:
+                    fragment = fragments[blocks.fragment] = _Fragment(
+                        *reader.fragments[blocks.fragment])
+                fragment.users.append(state)
+        self.parts = sorted([*runs.values(), *fragments.values()], key=lambda part: part.start)
+        self.starts = [part.start for part in self.parts]
 
-    def _bad(self, path: bytes, why: str):
-        if self.problems is None:
-            raise ImageError(f"{show_path(self.reader.image.path)}: {show_path(path)}: {why} "
-                             "(a damaged image?)")
-        self.problems.append(f"{show_path(path)}: {why}")
+    def start(self):
+        """Files with no piece to fetch (empty, or all holes): complete now, one at a time."""
+        for state in self.states:
+            if not state.stored and state.blocks.fragment is None:
+                self.give(state, state.size, None)
+                if not state.done:
+                    state.complete()
 
-    def _user(self, offset, word, use):
-        block = self.blocks.setdefault(offset, [word, bytearray(), []])
-        if block[0] != word:
-            raise ImageError(f"{show_path(self.reader.image.path)}: two files give one block "
-                             "two sizes (a damaged image?)")
-        block[2].append(use)
+    @staticmethod
+    def give(state: _FileState, upto: int, piece):
+        """To state, in the order of its blocks: the hole from where its last piece ended up to
+        upto, then piece (bytes, or the length of a piece that does not decode) at upto."""
+        if upto > state.given:
+            state.give(state.given, upto - state.given)
+            state.given = upto
+        if piece is not None:
+            state.give(upto, piece)
+            state.given = upto + (piece if type(piece) is int else len(piece))
 
     def ranges(self, container_length: int) -> list:
-        spans = [(o, self.blocks[o][0] & SIZE_MASK) for o in self.offsets]
+        spans = [(part.start, part.end() - part.start) for part in self.parts]
         wanted = sum(n for _, n in spans)
         if spans and wanted >= WHOLE_FRACTION * container_length:
             first, last = spans[0][0], max(o + n for o, n in spans)
@@ -413,57 +571,75 @@ class _Plan:
 
     def feed(self, offset: int, data: bytes):
         end = offset + len(data)
-        i = bisect.bisect_right(self.offsets, offset) - 1
-        i = max(i, 0)
+        i = max(bisect.bisect_right(self.starts, offset) - 1, 0)
         view = memoryview(data)
-        while i < len(self.offsets) and self.offsets[i] < end:
-            start = self.offsets[i]
-            block = self.blocks.get(start)
+        while i < len(self.parts) and self.parts[i].start < end:
+            part = self.parts[i]
             i += 1
-            if block is None:
-                continue
-            size = block[0] & SIZE_MASK
-            have = len(block[1])
-            lo, hi = max(start + have, offset), min(start + size, end)
-            if lo >= hi or lo != start + have:
-                continue
-            block[1] += view[lo - offset:hi - offset]
-            if len(block[1]) == size:
-                self._decode(start)
+            if not part.complete() and offset <= part.expects() < end:
+                part.take(self, view, offset)
 
-    def _decode(self, offset: int):
-        word, raw, users = self.blocks.pop(offset)
-        if word & UNCOMPRESSED_BLOCK:
-            plain = bytes(raw)
-        else:
-            plain = squashmap.decompress_block(self.dctx, bytes(raw), self.bs)
-        for state, file_offset, skip, length in users:
-            piece = plain[skip:skip + length]
-            if len(piece) != length:
-                piece = bytes(length)          # (its digest will not match: named at the end)
-                state.broken = True
-            state.give(file_offset, piece)
+    def decoded(self, part, k, word: int, raw, last: bool = False):
+        """A block of part (block k of a run, its last stored one when last; or a fragment
+        block) has all its bytes."""
+        users = [s for s in part.users if not s.done]
+        if not users:
+            return
+        live = [s for s in users if not s.broken]
+        plain = b""
+        if live:
+            if word & UNCOMPRESSED_BLOCK:
+                plain = bytes(raw)
+            else:
+                plain = squashmap.decompress_block(self.dctx, bytes(raw), self.bs)
+        for state in users:
+            if k is None:                                # a fragment: the file's tail
+                tail = state.size % self.bs
+                skip, upto = state.blocks.fragment_offset, state.size - tail
+            else:
+                skip, upto = 0, k * self.bs
+                tail = min(self.bs, state.size - upto)
+            piece = plain[skip:skip + tail]
+            if len(piece) != tail:
+                state.broken = True           # (named at its end)
+                piece = tail
+            if k is None and state.stored:
+                state.give(upto, piece)       # (its blocks give the holes before it)
+            else:
+                self.give(state, upto, piece)
+            if last:                          # the holes after its last stored block
+                self.give(state, _run_end(state, self.bs), None)
+
+    def failed(self, state: _FileState, why: str):
+        self.failures.append((state.path, why))
 
     def finish(self):
-        if self.blocks:
+        if not all(part.complete() for part in self.parts):
             raise ImageError(f"{show_path(self.reader.image.path)}: the server sent less than "
                              "was asked for")
         for state in self.states:
-            if state.next != state.size or state.pending or state.broken \
-                    or state.hasher.digest() != state.digest:
-                state.sink.abort()
-                state.sink = None
-                self._bad(state.path, "a block of it does not decode" if state.broken
-                          else "content does not match its digest")
-                continue
-            state.sink.close()
-            state.sink = None
+            if not state.done:
+                state.complete()
 
     def abort(self):
         for state in self.states:
             if state.sink is not None:
-                state.sink.abort()
-                state.sink = None
+                sink, state.sink = state.sink, None
+                sink.abort()
+
+
+def _passes(states: list):
+    """states (in the container's order) cut into passes of at most MAX_OPEN files each whose
+    pieces come apart (a file of one piece is opened and closed as it comes)."""
+    group, apart = [], 0
+    for state in states:
+        if state.multi and apart >= MAX_OPEN:
+            yield group
+            group, apart = [], 0
+        group.append(state)
+        apart += state.multi
+    if group:
+        yield group
 
 
 def merge_spans(spans, gap: int) -> list:

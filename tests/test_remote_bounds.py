@@ -7,15 +7,19 @@ in-process server on 127.0.0.1, the real CLI."""
 import os
 import random
 import socket
+import struct
 import threading
 import time
 
 import pytest
 from conftest import assert_one_line_error, needs_root, run_cli
+from snapshot import assert_same_tree, snapshot
 from test_http import _with_ranges
 from webserver import Nginx
 
-from diffimg.image import Image
+from diffimg import codec
+from diffimg.image import Image, append_metadata
+from diffimg.manifest import write_manifest
 from diffimg.remote import TAIL
 
 pytestmark = needs_root
@@ -141,3 +145,79 @@ def test_a_trickling_server_is_given_up_within_the_bound(headers):
         assert server.connections == 1
     finally:
         server.close()
+
+
+# item 6: open files
+
+def test_a_restore_from_a_url_keeps_few_files_open_however_many_it_fetches(tmp_path, www):
+    """1,100 files to fetch (some of several blocks) under a limit of 256 open files: every
+    file used to be opened at once (exit 7, the fetch folder left behind)."""
+    tree = _tree(tmp_path / "tree", 900, (10, 3000, 20_000))
+    _tree(tmp_path / "tree/big", 200, (140_000, 300_000), seed=6)
+    run_cli("create", tree, tmp_path / "www/base.img", "-q", check_rc=0)
+    target = tmp_path / "target"
+    target.mkdir()
+    limited = ("prlimit", "--nofile=256:256")
+    run_cli("restore", f"{www.url}/base.img", target, "-q", prefix=limited, check_rc=0)
+    assert_same_tree(snapshot(target), snapshot(tree))
+    assert not [n for n in os.listdir(target) if n.startswith(".diffimg-fetch")]
+    # verify URL hashes them all the same way
+    run_cli("verify", f"{www.url}/base.img", prefix=limited, check_rc=0)
+
+
+# item 11: work bounded by the container
+
+def _crafted_blocks(tmp_path, blocks: int) -> str:
+    """An image (digests and tree ID recomputed) whose one file the ranges blob gives blocks
+    1-byte blocks of 4 KiB each (its manifest size to match): a blob of a few hundred bytes."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_bytes(random.Random(11).randbytes(blocks + (1 << 20)))
+    made = tmp_path / "made.img"
+    run_cli("create", tree, made, "-q", check_rc=0)
+    image = Image(made)
+    entries = list(image.entries())
+    (entry,) = [e for e in entries if e.path == b"f"]
+    entry.size = blocks * 4096
+    manifest = tmp_path / "crafted-manifest"
+    trailer = write_manifest(manifest, entries)
+    blob = codec.pack_compressed([{"block_size": 4096, "compressor": "zstd", "fragments": 0},
+                                  [b"f", 0, struct.pack("<I", 1) * blocks, None, 0, blocks * 4096]])
+    assert len(blob) < 4000
+    out = tmp_path / "www/crafted.img"
+    with open(made, "rb") as src, open(out, "wb") as dst:
+        dst.write(src.read(image.container["length"]))
+        append_metadata(dst, image.container, manifest, None,
+                        dict(image.info, tree_id=trailer["tree_id"]), blob)
+    return out
+
+
+def test_a_ranges_blob_of_millions_of_tiny_blocks_costs_what_the_container_holds(tmp_path, www):
+    """A file given 4 million 1-byte blocks: planned block by block it cost 2 GiB (out of
+    memory, a traceback); now a one-line error (exit 8) in little memory and time."""
+    _crafted_blocks(tmp_path, 4 << 20)
+    target = tmp_path / "target"
+    target.mkdir()
+    started = time.monotonic()
+    proc = run_cli("restore", f"{www.url}/crafted.img", target,
+                   prefix=("prlimit", f"--as={1200 << 20}"), timeout=120)
+    assert "does not decode" in assert_one_line_error(proc, 8)
+    assert time.monotonic() - started < 60
+    assert not [p for p in target.rglob("*") if p.is_file() and ".diffimg" not in p.parts]
+
+
+def test_blocks_that_overlap_are_a_malformed_ranges_blob(tmp_path, www):
+    """Two files whose blocks overlap (not the very same blocks of files of equal content):
+    what is read would no longer be bounded by the container (exit 8)."""
+    tree = _tree(tmp_path / "tree", 4, (200_000,))
+    run_cli("create", tree, tmp_path / "base.img", "-q", check_rc=0)
+
+    def overlap(items):
+        files = items[1 + items[0]["fragments"]:]
+        files[1][1] = files[0][1] + 1
+        return items
+    _with_ranges(tmp_path / "base.img", tmp_path / "www/overlap.img", overlap)
+    target = tmp_path / "target"
+    target.mkdir()
+    proc = run_cli("restore", f"{www.url}/overlap.img", target)
+    assert "ranges blob is malformed (blocks that overlap)" in assert_one_line_error(proc, 8)
