@@ -57,6 +57,12 @@ class Plan:
     stream_layers: dict = field(default_factory=dict)   # digest -> layer storing a large stream
     no_replace: bool = False     # extract: never give a name that appeared meanwhile
 
+    def needs(self) -> int:
+        """Bytes the writes take beyond what they move: content copied from the images (a
+        sparse file counted as nothing: its holes take no room)."""
+        return sum(w.entry.size for w in self.writes
+                   if w.source.origin is From.LAYER and not w.entry.sparse)
+
     def counts(self) -> dict:
         written = from_target = from_images = 0
         for w in self.writes:               # once: a spilled list is read back from disk

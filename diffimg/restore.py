@@ -24,8 +24,8 @@ from .manifest import STATE_DIR
 from .merge import PathLookup
 from .parentcheck import SHOWN, check_parent, entry_at, untracked_below
 from .planner import index_chain, plan_delta, plan_restore
-from .progress import Phase
-from .safefs import split
+from .progress import Phase, human_bytes
+from .safefs import open_dir, split
 from .scanner import scan
 from .state import (
     ANOTHER_FILESYSTEM,
@@ -104,6 +104,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
         if p.renewed:
             _keep_folder_times(root_fd, p, p.renewed)
         p.kept = sorted(kept.paths)
+        _check_room(root_fd, target, p)
         if not dry_run:
             run = State(False, None, (state.chain if state else []) + [layer_record(image, host)],
                         command, keep=patterns)
@@ -119,6 +120,54 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
                     if carried is not None:
                         carried.close()
         return p
+
+
+def _check_room(root_fd: int, target: bytes, p):
+    """Refuse (exit 7, nothing changed) a plan whose writes cannot fit: more bytes copied from
+    the images than the target has free plus what the plan's deletes and overwrites free
+    (the blocks of files with no other link), so a restore never stops half-way for want of
+    room it could have known of."""
+    need = p.needs()
+    st = os.fstatvfs(root_fd)
+    free = st.f_bavail * st.f_frsize
+    if need <= free:
+        return
+    freed = _freed(root_fd, p)
+    if need > free + freed:
+        raise OutputError(
+            f"{show_path(target)} has not enough room: this run writes {human_bytes(need)} from "
+            f"the images, and the target has {human_bytes(free)} free (and {human_bytes(freed)} "
+            "more once what it replaces is gone); make room, or restore onto a larger "
+            "partition; nothing was changed")
+
+
+def _freed(root_fd: int, p) -> int:
+    """The bytes the plan's deletes and overwrites free: the blocks of the files they remove
+    that have no other link (read without following anything)."""
+    def blocks(st):
+        return st.st_blocks * 512 if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 else 0
+
+    freed = 0
+    deleted = set(p.deletes)
+    for path in itertools.chain(p.deletes, (w.entry.path for w in p.writes)):
+        folder, name = split(path)
+        try:
+            parent_fd = open_dir(root_fd, folder)
+        except OSError:
+            continue
+        try:
+            st = os.lstat(name, dir_fd=parent_fd)
+            freed += blocks(st)
+            if stat.S_ISDIR(st.st_mode) and path in deleted:
+                for _, _, files, dir_fd in os.fwalk(name, dir_fd=parent_fd, follow_symlinks=False):
+                    for file in files:
+                        with contextlib.suppress(OSError):
+                            freed += blocks(os.lstat(file, dir_fd=dir_fd))
+        except OSError:
+            pass
+        finally:
+            os.close(parent_fd)
+    return freed
 
 
 def _check_makes_manifest(root_fd: int, image, delta, diff):
@@ -334,6 +383,7 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
         wanted = ntfs.fit_for_target(final.entries(), root_fd, warn)
         p = plan_restore(entries, wanted, chain, kept)
         p.stream_layers = _stream_layers(p, layers, root_fd)
+        _check_room(root_fd, target, p)
         if not dry_run:
             run = State(False, None, [layer_record(layer) for layer in layers[:-1]]
                         + [layer_record(final, host)], command,

@@ -343,3 +343,29 @@ def test_a_chain_out_of_order_is_named_by_its_files_with_the_order_to_give(tmp_p
     assert verified.returncode == 1
     told = (verified.stdout + verified.stderr).decode()
     assert "out of order" in told and told.count("\n") < 10, told
+
+
+@needs_root
+def test_a_restore_that_cannot_fit_is_refused_before_it_changes_anything(tmp_path):
+    """A 24 MiB partition: 12 MiB of the image's content fits only once the target's own 16 MiB
+    file it deletes is gone (counted, so the restore runs); 30 MiB never fits: exit 7, saying
+    how much, nothing changed."""
+    from conftest import assert_one_line_error
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "data").write_bytes(os.urandom(12 << 20))
+    run_cli("create", "-q", tree, tmp_path / "fits.img", check_rc=0)
+    (tree / "more").write_bytes(os.urandom(18 << 20))
+    run_cli("create", "-q", tree, tmp_path / "too-big.img", check_rc=0)
+    target = _ext4(tmp_path / "small.ext4", "24M")
+    with _Mounted(target, tmp_path / "mnt") as mnt:
+        (mnt / "old").write_bytes(os.urandom(16 << 20))
+    line = assert_one_line_error(run_cli("restore", tmp_path / "too-big.img", target), 7)
+    assert f"{target} has not enough room" in line and "30.0 MiB" in line, line
+    assert "nothing was changed" in line, line
+    with _Mounted(target, tmp_path / "mnt") as mnt:
+        assert sorted(os.listdir(mnt)) == ["lost+found", "old"]
+    run_cli("restore", "-q", tmp_path / "fits.img", target, check_rc=0)
+    with _Mounted(target, tmp_path / "mnt") as mnt:
+        assert (mnt / "data").read_bytes() == (tree / "data").read_bytes()
+        assert not (mnt / "old").exists()
