@@ -40,13 +40,20 @@ TMP_PREFIX = b".diffimg-tmp-"
 
 @contextlib.contextmanager
 def locked_target(target: bytes):
-    """The target root's fd, with an exclusive lock: a second restore of it refuses."""
+    """The target root's fd, with an exclusive lock: a second restore of it refuses. TARGET
+    itself is never followed when it is a symlink (restore and apply alike): it is refused,
+    naming where it points."""
+    if os.path.islink(target):
+        raise OutputError(f"{show_path(target)} is a symlink (to {show_path(os.readlink(target))}):"
+                          " give the folder itself; nothing was changed")
     try:
-        fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except FileNotFoundError:
         raise InputNotFound(f"no such folder: {show_path(target)}") from None
     except NotADirectoryError:
         raise OutputError(f"{show_path(target)} is not a folder") from None
+    except OSError as exc:                 # (ELOOP: made a symlink since)
+        raise OutputError(f"cannot open {show_path(target)}: {exc.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -480,6 +480,8 @@ class ManifestReader:
             last_key = key
             ids.count(entry)
             yield entry
+        # a manifest is whole or corrupt: its stat section too, whoever reads it (spec)
+        self.check_stat_section()
 
     def check_stat_section(self):
         """Read the whole stat section, if any; ManifestError unless it is whole and belongs to

@@ -309,7 +309,7 @@ def test_the_stat_section_is_checked_and_bound_to_its_filesystem(tmp_path):
     with ManifestReader(out) as m:
         section = m.stat_section()
     assert section.filesystem == fs and section.entries == 2
-    other = dict(fs, dev=fs["dev"] + 1)
+    other = dict(fs, fsid=fs["fsid"] + 1)
     assert all(h.ino is None for h in read_file_hints(out, filesystem=other))
     data = out.read_bytes()
     footer = statcache.FOOTER.size
@@ -320,6 +320,8 @@ def test_the_stat_section_is_checked_and_bound_to_its_filesystem(tmp_path):
             list(read_file_hints(out, filesystem=fs))
         proc = run_cli("compare", out, tree)
         assert proc.returncode == 4, proc.stderr
+        proc = run_cli("ls", out)          # whoever reads it: the manifest is corrupt
+        assert proc.returncode == 4 and b"stat section" in proc.stderr, proc.stderr
 
 
 @needs_root

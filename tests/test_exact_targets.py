@@ -229,7 +229,8 @@ def _serve_metadata_ranges_only(path, from_offset):
     import http.server
     import threading
 
-    data = open(path, "rb").read()
+    with open(path, "rb") as f:
+        data = f.read()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_HEAD(self):
@@ -369,3 +370,46 @@ def test_a_restore_that_cannot_fit_is_refused_before_it_changes_anything(tmp_pat
     with _Mounted(target, tmp_path / "mnt") as mnt:
         assert (mnt / "data").read_bytes() == (tree / "data").read_bytes()
         assert not (mnt / "old").exists()
+
+
+def test_a_symlinked_target_is_refused_by_restore_and_apply_alike(tmp_path):
+    from conftest import assert_one_line_error
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_text("1")
+    run_cli("create", "-q", "--format", "dir", tree, tmp_path / "base", check_rc=0)
+    (tree / "f").write_text("2")
+    run_cli("diff", "-q", "--format", "dir", tree, tmp_path / "base", "-o", tmp_path / "d1",
+            check_rc=0)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "mine").write_text("kept")
+    os.symlink("real", tmp_path / "link")
+    for args in (("restore", tmp_path / "base"), ("apply", tmp_path / "d1")):
+        line = assert_one_line_error(run_cli(*args, tmp_path / "link"), 7)
+        assert "is a symlink (to real)" in line, line
+    assert os.listdir(tmp_path / "real") == ["mine"]
+
+
+def test_a_stat_section_whose_identity_has_wrong_types_is_corrupt(tmp_path):
+    """scan --previous (any reader) refuses a stat header whose filesystem identity is not one
+    identity() makes: a text fsid, a missing or extra key."""
+    from diffimg import statcache
+    from diffimg.errors import ManifestError
+    from diffimg.manifest import write_manifest
+    from diffimg.scanner import scan
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_text("1")
+    for fs in ({"fsid": "1234", "dev": 1, "source": "/dev/x"},
+               {"fsid": 1, "dev": 1},
+               {"type": "ext4", "uuid": "u", "driver": "ext4", "fsid": 0, "extra": 1},
+               {"type": "ext4", "uuid": 7, "driver": "ext4", "fsid": 0}):
+        out = tmp_path / "m"
+        write_manifest(out, scan(tree), {}, statcache.StatRecorder(fs, 0))
+        with pytest.raises(ManifestError, match="stat section is corrupt"):
+            statcache.read_section(out, 0, os.path.getsize(out))
+        proc = run_cli("scan", "-q", tree, "-o", tmp_path / "m2", "--previous", out)
+        assert proc.returncode == 4, proc.stderr
+    good = {"type": "ext4", "uuid": "u", "driver": "ext4", "fsid": 0}
+    write_manifest(out, scan(tree), {}, statcache.StatRecorder(good, 0))
+    assert statcache.read_section(out, 0, os.path.getsize(out)).filesystem == good
