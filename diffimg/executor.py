@@ -343,9 +343,11 @@ class StagedFile:
             with contextlib.suppress(FileExistsError):
                 os.mkdir(part, 0o700, dir_fd=dirs.fd(folder))
             folder = folder + b"/" + part if folder else part
-        self._dir_fd, self._name, self._progress = dirs.fd(folder), name, progress
+        # the folder is named again by abort: Dirs may close its fd (and the number be reused)
+        # while other files are fetched
+        self._dirs, self._folder, self._name, self._progress = dirs, folder, name, progress
         self._fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                           | os.O_CLOEXEC, 0o600, dir_fd=self._dir_fd)
+                           | os.O_CLOEXEC, 0o600, dir_fd=dirs.fd(folder))
         self._size = size
 
     def write(self, offset: int, data):
@@ -363,7 +365,7 @@ class StagedFile:
     def abort(self):
         os.close(self._fd)
         with contextlib.suppress(OSError):
-            os.unlink(self._name, dir_fd=self._dir_fd)
+            os.unlink(self._name, dir_fd=self._dirs.fd(self._folder))
 
 
 def _jobs(p: Plan, run: _Run, layer_roots: dict, sources: dict, fetched: dict):
