@@ -115,6 +115,11 @@ def name_mount_as(folder, given):
         _GIVEN_NAMES[os.fsencode(folder)] = os.fsencode(given)
 
 
+def given_name(folder) -> bytes | None:
+    """The partition the user named, when folder is where it is mounted for the command."""
+    return _GIVEN_NAMES.get(os.fsencode(folder))
+
+
 def show_path(path) -> str:
     """A path as one printable line: invalid UTF-8 and control characters escaped; a path in a
     partition mounted for the command, as below the partition's name."""

@@ -6,6 +6,7 @@ import re
 import stat
 import subprocess
 
+from .errors import given_name
 from .ntfs import get_xattr, is_ntfs
 
 # (ntfs-3g serving streams as files answers ENODATA to a list of none)
@@ -104,12 +105,23 @@ def _unescape(field: bytes) -> str:
 
 
 def source_info(tree) -> dict:
-    """What a manifest's header says of where a tree came from."""
-    info = {"path": os.fsdecode(os.path.abspath(tree))}
+    """What a manifest's header says of where a tree came from: the partition as the user named
+    it when the tree is its mount for the command (never that temporary folder), and the
+    filesystem's UUID and label when its device can be probed."""
+    given = given_name(tree)
+    info = {"path": os.fsdecode(os.path.abspath(given if given is not None else tree))}
     try:
         info.update(mount_of(os.lstat(tree).st_dev))
     except OSError:
         pass
+    if given is not None:           # (a temporary folder, and the loop device it landed on)
+        info.pop("mountpoint", None)
+        device = info.pop("device", None)
+    else:
+        device = info.get("device")
     if info.get("fstype", "").startswith("fuse") and is_ntfs(tree):
         info["fstype"] = "ntfs"             # served by ntfs-3g, which mounts as fuse or fuseblk
+    if device and device.startswith("/"):
+        found = probe(device)
+        info.update({key: found[key] for key in ("uuid", "label") if key in found})
     return info

@@ -413,3 +413,20 @@ def test_a_stat_section_whose_identity_has_wrong_types_is_corrupt(tmp_path):
     good = {"type": "ext4", "uuid": "u", "driver": "ext4", "fsid": 0}
     write_manifest(out, scan(tree), {}, statcache.StatRecorder(good, 0))
     assert statcache.read_section(out, 0, os.path.getsize(out)).filesystem == good
+
+
+@needs_root
+def test_info_names_a_partition_as_given_with_its_uuid_and_label(tmp_path):
+    """An image of a partition file records and shows the file, its UUID and label, never the
+    folder it was mounted on for the command; a warning about it names it too."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "f").write_text("1")
+    volume = tmp_path / "model.ext4"
+    subprocess.run(["mkfs.ext4", "-q", "-L", "MODEL", "-U", "0f0e0d0c-0b0a-4908-8706-050403020100",
+                    "-d", str(folder), str(volume), "8M"], check=True)
+    run_cli("create", "-q", volume, tmp_path / "base.img", check_rc=0)
+    shown = run_cli("info", tmp_path / "base.img", check_rc=0).stdout.decode()
+    line = next(x for x in shown.splitlines() if x.lstrip().startswith("source"))
+    assert f"{volume} (ext4, UUID 0f0e0d0c-0b0a-4908-8706-050403020100, label 'MODEL')" in line, line
+    assert "diffimg-run" not in shown and "/dev/loop" not in shown, shown

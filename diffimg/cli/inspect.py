@@ -45,7 +45,7 @@ def info_command(image, as_json):
         ("tree id", info["tree_id"].hex()),
         ("parent id", info["parent_id"].hex() if info.get("parent_id") else "-"),
         ("created", f"{created:%Y-%m-%d %H:%M:%S} UTC by {info.get('tool', '?')}"),
-        ("source", f"{info['source'].get('path', '?')} ({info['source'].get('fstype', '?')})"),
+        ("source", _source(info["source"])),
         ("os", " ".join(str(v) for v in info.get("os", {}).values() if v) or "?"),
         ("tree", f"{info['entries']:,} entries, {info['files']:,} files, {human_bytes(info['bytes'])}"),
         ("stored", f"{info['stored_files']:,} files, {human_bytes(info['stored_bytes'])}"),
@@ -195,3 +195,13 @@ def verify_command(images, quiet):
     if not quiet:
         click.echo("all good" if not problems else f"{len(problems)} problems", err=True)
     return EXIT_BAD if problems else EXIT_GOOD
+
+
+def _source(source: dict) -> str:
+    """Where the tree was read: the folder or partition as given, its type, UUID and label."""
+    about = [str(source.get("fstype", "?"))]
+    if type(source.get("uuid")) is str:
+        about.append(f"UUID {source['uuid']}")
+    if type(source.get("label")) is str:
+        about.append(f"label {source['label']!r}")
+    return f"{source.get('path', '?')} ({', '.join(about)})"
