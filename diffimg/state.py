@@ -66,6 +66,24 @@ def layer_record(image, host: str | None = None) -> dict:
     return record
 
 
+def _why_no_state(dir_fd: int, name: bytes) -> str:
+    """Why the state folder or file name in dir_fd was not read: there is none, or what is there
+    is not trusted (and how to mend that)."""
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except OSError:
+        return "no state (diffimg never restored it)"
+    shown = (STATE_DIR + b"/" + name).decode() if name != STATE_DIR else name.decode()
+    if private_to_us(st):
+        return f"its state ({shown}) is not a file diffimg wrote, and is not trusted"
+    whose = (f"owned by user {st.st_uid}" if st.st_uid != os.geteuid()
+             else f"writable by others (mode {stat.S_IMODE(st.st_mode):04o})")
+    hint = ("; an NTFS volume mounted by hand shows every file so: mount it with ntfs-3g "
+            "-o umask=022 (or give the partition itself, which diffimg mounts)"
+            if stat.S_IMODE(st.st_mode) == 0o777 else "")
+    return f"its state ({shown}) is {whose}, so it is not trusted{hint}"
+
+
 def _open_state_dir(root_fd: int) -> int | None:
     """An fd of .diffimg/, None when there is none to read (or it cannot be opened, or it is
     not diffimg's: owned by another user, or writable by others)."""
@@ -135,11 +153,11 @@ def read_state(root_fd: int) -> tuple[State | None, str]:
     """The target's state and, when there is none usable, why (for a message)."""
     dir_fd = _open_state_dir(root_fd)
     if dir_fd is None:
-        return None, "no state (diffimg never restored it)"
+        return None, _why_no_state(root_fd, STATE_DIR)
     try:
         fd = _open_regular(dir_fd, STATE_FILE)
         if fd is None:
-            return None, "no state (diffimg never restored it)"
+            return None, _why_no_state(dir_fd, STATE_FILE)
         with open(fd, "rb") as f:
             data = f.read(MAX_STATE_BYTES + 1)
     finally:

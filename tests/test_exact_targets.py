@@ -430,3 +430,29 @@ def test_info_names_a_partition_as_given_with_its_uuid_and_label(tmp_path):
     line = next(x for x in shown.splitlines() if x.lstrip().startswith("source"))
     assert f"{volume} (ext4, UUID 0f0e0d0c-0b0a-4908-8706-050403020100, label 'MODEL')" in line, line
     assert "diffimg-run" not in shown and "/dev/loop" not in shown, shown
+
+
+@needs_root
+def test_status_of_an_ntfs_volume_mounted_by_hand_says_how_to_mount_it(tmp_path):
+    from conftest import assert_one_line_error
+    from test_ntfs import new_ntfs
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_text("1")
+    run_cli("create", "-q", tree, tmp_path / "base.img", check_rc=0)
+    volume = new_ntfs(tmp_path / "pc.ntfs")
+    run_cli("restore", "-q", tmp_path / "base.img", volume, check_rc=0)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["ntfs-3g", str(volume), str(mnt)], check=True)       # no umask: all 0777
+    try:
+        line = assert_one_line_error(run_cli("status", mnt), 15)
+        assert "writable by others (mode 0777)" in line and "umask=022" in line, line
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    subprocess.run(["ntfs-3g", "-o", "umask=022", str(volume), str(mnt)], check=True)
+    try:
+        status = run_cli("status", mnt)
+        assert status.returncode in (0, 1) and b"never restored" not in status.stderr, status
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
