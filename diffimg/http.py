@@ -79,6 +79,7 @@ class Server:
         self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._conn = None
         self._single = False          # the server takes one range per request only
+        self._answered = False        # the server has answered once (a refusal then is a restart)
         self.size: int | None = None  # the file's length, from the first answer
         self.traffic = traffic or Traffic()
 
@@ -180,6 +181,18 @@ class Server:
         time.sleep(BACKOFF[min(failures, len(BACKOFF)) - 1])
         return failures
 
+    def _never_there(self, exc: Exception):
+        """A host name that resolves to nothing, or a port where nothing listens, before the
+        server ever answered: a typo in the address, said at once (RemoteError), not retried
+        for half a minute. Once it has answered, a refusal is a restart, retried."""
+        where = f"{self._host}:{self._port or (443 if self._https else 80)}"
+        if isinstance(exc, socket.gaierror):
+            raise RemoteError(f"{self.url}: no host {self._host} ({_reason(exc)}): check the "
+                              "server's name in the address") from None
+        if isinstance(exc, ConnectionRefusedError) and not self._answered:
+            raise RemoteError(f"{self.url}: nothing answers at {where} (connection refused): check "
+                              "the server's name and port, and that its web server runs") from None
+
     @staticmethod
     def _split(offset, data, spans, got, give):
         view = memoryview(data)
@@ -213,9 +226,11 @@ class Server:
                 conn.endheaders()
                 response = conn.getresponse()
                 watchdog.headers_done = True
+                self._answered = True
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
                 watchdog.give_up()
+                self._never_there(exc)
                 raise _Dropped(f"connection failed ({_reason(exc)})") from None
             try:
                 self._answer(response, take, several)
