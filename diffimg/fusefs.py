@@ -2,14 +2,20 @@
 metadata (owner, mode, nanosecond times, xattrs, hardlinks) and each file's content taken from
 the newest layer that stores it (the layers' containers mounted read-only for as long).
 
-A file's stored content is copied whole, and hashed as it is, into a private unlinked file the
-first time it is opened (in a worker thread: the other requests go on), and refused (EIO) when
-it is not what its record says; reads are then served from that copy, which no one else can
-change: nothing damaged is ever read as good, even from an image its owner rewrites meanwhile.
+A file's stored content is copied whole, and hashed as it is, into a private unlinked file (in
+this run's folder, TMPDIR) when it is opened (in a worker thread: the other requests go on), and
+refused (EIO) when it is not what its record says; reads are then served from that copy, which
+no one else can change: nothing damaged is ever read as good, even from an image its owner
+rewrites meanwhile. A copy lives while a handle of its file is open; after the last release it
+is kept in a small cache (at most a quarter of TMPDIR's free room at the mount, 64 MiB, 64
+files; the least recently used go first) and dropped at once when a new copy needs the room, so
+reading a whole tree needs room for about the files open at once. A file that cannot be copied
+for want of room is ENOSPC (EMFILE without descriptors), never the EIO of damaged content.
 The tree and where each content lies are read before the mount (never through it), and held in
 memory (about 300 bytes an entry).
 """
 
+import collections
 import contextlib
 import errno
 import os
@@ -26,6 +32,39 @@ from .planner import index_chain
 from .safefs import open_regular, split
 
 _TTL = 300.0          # the tree never changes: the kernel may keep what it was told
+_CACHE_BYTES = 64 << 20    # released copies kept for a re-open: at most this (and a quarter
+_CACHE_FILES = 64          # of TMPDIR's free room at the mount), and this many descriptors
+_RELEASE_WAIT = 1.0        # seconds a copy without room waits for the releases on their way
+# a copy that cannot be made for want of room (or descriptors) says so: ENOSPC, EMFILE
+_NO_ROOM = {errno.ENOSPC: errno.ENOSPC, errno.EDQUOT: errno.ENOSPC, errno.EFBIG: errno.ENOSPC,
+            errno.EMFILE: errno.EMFILE, errno.ENFILE: errno.EMFILE, errno.ENOMEM: errno.ENOMEM}
+
+
+class _NoRoom(Exception):
+    """No room in TMPDIR (or no descriptor) for a private copy: errno, as the reader is told."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.errno = _NO_ROOM[code]
+
+
+class _Copy:
+    """A verified private copy: its fd, the room it takes, the handles open on it."""
+    __slots__ = ("fd", "room", "users")
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.room = os.fstat(fd).st_blocks * 512
+        self.users = 0
+
+
+class _Pending:
+    """A copy being made: who waits for it hears how it ended (errno, when it failed)."""
+    __slots__ = ("done", "error")
+
+    def __init__(self):
+        self.done = trio.Event()
+        self.error = 0
 
 
 class ChainFS(pyfuse3.Operations):
@@ -44,9 +83,17 @@ class ChainFS(pyfuse3.Operations):
         self._children: dict[int, dict[bytes, int]] = {}
         self._listings: dict[int, list] = {}
         self._nlink: dict[int, int] = {}
-        self._copies: dict[int, int] = {}         # inode -> fd of its verified private copy
-        self._copying: dict[int, trio.Event] = {}
-        self._open: dict[int, int] = {}           # file handle -> fd of the copy
+        self._copies: dict[int, _Copy] = {}       # inode -> its copy, open or cached
+        self._copying: dict[int, _Pending] = {}
+        self._cached: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._cached_room = 0                     # (released copies, least recently used first)
+        try:
+            room = os.statvfs(runs.current().folder)
+            self._budget = min(_CACHE_BYTES, room.f_bavail * room.f_frsize // 4)
+        except OSError:
+            self._budget = 0
+        self._open: dict[int, int | None] = {}    # file handle -> inode (None: empty file)
+        self._handles = 0
         self._sources = _sources(layers)          # digest -> where the chain stores it
         inode_of: dict[bytes, int] = {}
         for number, e in enumerate(layers[-1].entries()):
@@ -130,37 +177,76 @@ class ChainFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EINVAL)
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
             raise pyfuse3.FUSEError(errno.EROFS)
-        fd = await self._copy(inode, e) if e.size else None
-        handle = max(self._open, default=0) + 1
-        self._open[handle] = os.dup(fd) if fd is not None else None
-        return pyfuse3.FileInfo(fh=handle, keep_cache=True)
+        if e.size:
+            await self._use(inode, e)
+        self._handles += 1
+        self._open[self._handles] = inode if e.size else None
+        return pyfuse3.FileInfo(fh=self._handles, keep_cache=True)
 
-    async def _copy(self, inode: int, e) -> int:
-        """The fd of e's verified private copy, made on first use (one copy per inode, however
-        many open it at once)."""
-        while inode not in self._copies:
-            if inode in self._copying:
-                await self._copying[inode].wait()
-                if inode not in self._copies:
-                    raise pyfuse3.FUSEError(errno.EIO)
-                break
-            self._copying[inode] = done = trio.Event()
+    async def _use(self, inode: int, e):
+        """Count one more handle on e's verified private copy, made now unless it is open or
+        cached (one copy per inode, however many open it at once)."""
+        while True:
+            copy = self._copies.get(inode)
+            if copy is not None:
+                if inode in self._cached:        # (a copy just made is in neither)
+                    self._cached_room -= copy.room
+                    del self._cached[inode]
+                copy.users += 1
+                return
+            pending = self._copying.get(inode)
+            if pending is not None:
+                await pending.done.wait()
+                if pending.error:
+                    raise pyfuse3.FUSEError(pending.error)
+                continue                 # made (and perhaps already dropped again): look again
+            self._copying[inode] = pending = _Pending()
             try:
-                # in a worker thread: should the layer's path lead into this very mount (a
-                # shared bind mount propagates it there), the requests that causes are answered
-                # and _stored refuses the foreign filesystem, instead of the loop waiting on itself
+                self._copies[inode] = await self._made(e)
+            except pyfuse3.FUSEError as exc:
+                pending.error = exc.errno
+                raise
+            finally:
+                del self._copying[inode]
+                pending.done.set()
+
+    async def _made(self, e) -> _Copy:
+        """A new verified private copy of e's content; one that finds no room drops the cached
+        copies and tries again, then says ENOSPC (not EIO: nothing is damaged)."""
+        # in a worker thread: should the layer's path lead into this very mount (a shared bind
+        # mount propagates it there), the requests that causes are answered and _stored refuses
+        # the foreign filesystem, instead of the loop waiting on itself
+        waited = 0.0
+        while True:
+            try:
                 src = await trio.to_thread.run_sync(self._stored, e)
                 try:
                     copy = await trio.to_thread.run_sync(_verified_copy, src, e.size, e.digest)
                 finally:
                     os.close(src)
-                if copy is None:
-                    raise pyfuse3.FUSEError(errno.EIO)       # damaged: never read as good
-                self._copies[inode] = copy
-            finally:
-                del self._copying[inode]
-                done.set()
-        return self._copies[inode]
+            except _NoRoom as exc:
+                if self._cached:
+                    self._drop_cached(0)
+                elif waited < _RELEASE_WAIT and self._copies:     # (all in use: none cached)
+                    # the kernel sends a release after close() has returned: a reader's last
+                    # file may still hold its room for a moment
+                    await trio.sleep(0.05)
+                    waited += 0.05
+                else:
+                    raise pyfuse3.FUSEError(exc.errno) from None
+                continue
+            if copy is None:
+                raise pyfuse3.FUSEError(errno.EIO)          # damaged: never read as good
+            return _Copy(copy)
+
+    def _drop_cached(self, room: int, files: int = 0):
+        """Drop the least recently used released copies until those left take at most room
+        bytes and files descriptors."""
+        while self._cached and (self._cached_room > room or len(self._cached) > files):
+            inode, _ = self._cached.popitem(last=False)
+            copy = self._copies.pop(inode)
+            self._cached_room -= copy.room
+            os.close(copy.fd)
 
     def _stored(self, e) -> int:
         """An fd of the stored content of e, in the newest layer that stores it, reached folder
@@ -186,22 +272,34 @@ class ChainFS(pyfuse3.Operations):
                 os.close(src)
                 raise OSError(errno.EXDEV, "a mount inside the layer")
             return src
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise _NoRoom(exc.errno) from None
+            raise pyfuse3.FUSEError(errno.EIO) from None
         except Exception:
             raise pyfuse3.FUSEError(errno.EIO) from None
 
     async def read(self, fh, off, size):
-        fd = self._open.get(fh)
-        return os.pread(fd, size, off) if fd is not None else b""
+        inode = self._open.get(fh)
+        return os.pread(self._copies[inode].fd, size, off) if inode is not None else b""
 
     async def release(self, fh):
-        fd = self._open.pop(fh, None)
-        if fd is not None:
-            os.close(fd)
+        """The last handle of a file released: its copy goes to the cache, whose oldest copies
+        go beyond its budget."""
+        inode = self._open.pop(fh, None)
+        copy = self._copies.get(inode) if inode is not None else None
+        if copy is None:
+            return
+        copy.users -= 1
+        if not copy.users:
+            self._cached[inode] = None
+            self._cached_room += copy.room
+            self._drop_cached(self._budget, _CACHE_FILES)
 
     def close(self):
-        for fd in [*self._roots.values(), *self._copies.values()]:
+        for fd in [*self._roots.values(), *(c.fd for c in self._copies.values())]:
             os.close(fd)
-        self._roots, self._copies = {}, {}
+        self._roots, self._copies, self._cached = {}, {}, collections.OrderedDict()
 
     async def statfs(self, ctx):
         s = pyfuse3.StatvfsData()
@@ -212,16 +310,28 @@ class ChainFS(pyfuse3.Operations):
 
 def _verified_copy(src: int, size: int, digest: bytes) -> int | None:
     """An unlinked private copy of src's content (this run's folder), when it is size bytes of
-    digest; None otherwise (read no further than size + 1 bytes)."""
-    copy = os.open(runs.current().folder, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    digest; None otherwise (read no further than size + 1 bytes). _NoRoom when the copy cannot
+    be made or written for want of room or descriptors."""
+    try:
+        copy = os.open(runs.current().folder, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno in _NO_ROOM:
+            raise _NoRoom(exc.errno) from None
+        return None
     hasher, offset = xxhash.xxh3_128(), 0
     try:
         while offset <= size and (chunk := os.pread(src, min(1 << 20, size + 1 - offset), offset)):
             hasher.update(chunk)
             if chunk.count(0) != len(chunk):          # zeros stay a hole in the copy
                 view = memoryview(chunk)
-                while view:
-                    view = view[os.pwrite(copy, view, offset + len(chunk) - len(view)):]
+                try:
+                    while view:
+                        view = view[os.pwrite(copy, view, offset + len(chunk) - len(view)):]
+                except OSError as exc:
+                    if exc.errno in _NO_ROOM:
+                        os.close(copy)
+                        raise _NoRoom(exc.errno) from None
+                    raise
             offset += len(chunk)
         os.ftruncate(copy, offset)
     except OSError:
