@@ -7,9 +7,14 @@ An NTFS volume is checked before it is mounted at all: BitLocker (its boot secto
 -FVE-FS-), the dirty bit of $Volume (Windows did not close it: chkdsk should run first), and,
 through a read-only mount, a hibernated Windows (hiberfil.sys starts with "hibr": Fast Startup
 too), whose disk is not the state Windows will resume from.
+
+A whole disk (a partition table and no filesystem of its own, blkid's PTTYPE), a file or a device,
+is refused with one line listing its partitions (sfdisk -J, each probed by blkid) and how to give
+one: its node when it exists, else a loop device over it (losetup -o OFFSET --sizelimit SIZE).
 """
 
 import contextlib
+import json
 import os
 import stat
 import struct
@@ -37,7 +42,9 @@ def is_partition(path) -> bool:
         return False
     if stat.S_ISBLK(st.st_mode):
         return True
-    return stat.S_ISREG(st.st_mode) and (fs_type(path) is not None or _is_bitlocker(path))
+    # (a whole disk's file too: tree_of says how to give one of its partitions)
+    return stat.S_ISREG(st.st_mode) and (fs_type(path) is not None or _is_bitlocker(path)
+                                         or partition_table(path) is not None)
 
 
 def fs_type(path) -> str | None:
@@ -51,6 +58,98 @@ def fs_type(path) -> str | None:
         return None
     found = done.stdout.decode("ascii", "replace").strip()
     return (found or None) if done.returncode == 0 else None
+
+
+def partition_table(path) -> str | None:
+    """The kind of partition table (dos, gpt...) blkid finds in path when it holds one and no
+    filesystem of its own: a whole disk, not a partition."""
+    probe = _probe(path)
+    return probe.get("PTTYPE") if "TYPE" not in probe else None
+
+
+def _probe(path, offset: int | None = None, size: int | None = None) -> dict:
+    """What blkid -p says of path (of size bytes at offset), as NAME -> value."""
+    window = ["-O", str(offset), "-S", str(size)] if offset is not None else []
+    try:
+        done = subprocess.run(["blkid", "-p", *window, "-o", "export", os.fsencode(path)],
+                              capture_output=True, timeout=60)
+    except FileNotFoundError:
+        raise ToolError("blkid is not installed (Debian package util-linux)") from None
+    except subprocess.TimeoutExpired:
+        return {}
+    found = {}
+    for line in done.stdout.decode("utf-8", "replace").splitlines():
+        name, sep, value = line.partition("=")
+        if sep:
+            found[name] = value
+    return found
+
+
+# the partition types sfdisk -J names by number (dos) or GUID (gpt) that a lab meets most
+_PART_TYPES = {
+    "83": "Linux", "82": "Linux swap", "8e": "Linux LVM", "fd": "Linux RAID", "7": "NTFS/exFAT",
+    "b": "FAT32", "c": "FAT32", "e": "FAT16", "ef": "EFI System", "5": "extended",
+    "f": "extended", "27": "Windows recovery", "ee": "GPT protective",
+    "0FC63DAF-8483-4772-8E79-3D69D8477DE4": "Linux filesystem",
+    "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F": "Linux swap",
+    "E6D6D379-F507-44C2-A23C-238F2A3DF928": "Linux LVM",
+    "C12A7328-F81F-11D2-BA4B-00A0C93EC93B": "EFI System",
+    "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7": "Microsoft basic data",
+    "E3C9E316-0B5C-4DB8-817D-F92DF00215AE": "Microsoft reserved",
+    "DE94BBA4-06D1-4D40-A16A-BFD50179D6AC": "Windows recovery",
+    "21686148-6449-6E6F-744E-656564454649": "BIOS boot",
+}
+
+
+def _whole_disk(path: bytes, table: str) -> str:
+    """The one line that says path is a whole disk, lists its partitions and how to give one."""
+    where = show_path(path)
+    try:
+        done = subprocess.run(["sfdisk", "-J", path], capture_output=True, timeout=60)
+        listed = json.loads(done.stdout)["partitiontable"] if done.returncode == 0 else None
+    except FileNotFoundError:
+        listed = None
+        why = "sfdisk -l lists them: Debian package fdisk"
+    except (subprocess.TimeoutExpired, ValueError, KeyError, TypeError):
+        listed, why = None, f"sfdisk -l {where} lists them"
+    else:
+        why = f"sfdisk -l {where} lists them"
+    head = (f"{where} is a whole disk holding a partition table ({table}), not a partition or a "
+            "folder: give one of its partitions")
+    if not isinstance(listed, dict) or not listed.get("partitions"):
+        return f"{head} ({why})"
+    sector = listed.get("sectorsize", 512)
+    parts, chosen = [], None
+    for number, part in enumerate(listed["partitions"], 1):
+        try:
+            start, size = int(part["start"]) * sector, int(part["size"]) * sector
+        except (KeyError, TypeError, ValueError):
+            continue
+        node = os.fsencode(str(part.get("node", "")))
+        digits = node[len(node.rstrip(b"0123456789")):]
+        number = int(digits) if digits else number
+        code = str(part.get("type", "?"))
+        kind = _PART_TYPES.get(code.upper()) or _PART_TYPES.get(code.lower().lstrip("0")) or code
+        fstype = _probe(path, start, size).get("TYPE")
+        parts.append(f"{number}: start {start}, size {size} ({_size(size)}), {kind}, "
+                     + (f"holds {fstype}" if fstype else "no filesystem blkid knows"))
+        is_node = False
+        with contextlib.suppress(OSError):
+            is_node = stat.S_ISBLK(os.stat(node).st_mode)
+        if chosen is None or (fstype in TYPES and not chosen[0]):
+            advice = (f"give {show_path(node)}" if is_node else
+                      f"give the loop device `losetup -f --show -o {start} --sizelimit {size} "
+                      f"{where}` prints (losetup -d it after)")
+            chosen = (fstype in TYPES, number, advice)
+    return f"{head}: {'; '.join(parts)}; e.g. for partition {chosen[1]}, {chosen[2]}"
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
 
 
 @contextlib.contextmanager
@@ -74,6 +173,10 @@ def tree_of(path, *, writable: bool, allow_unclean: bool = False):
     if fstype == "BitLocker" or _is_bitlocker(path):
         raise UnsafeVolume(f"{show_path(path)} is a BitLocker volume: unlock it first (for "
                            "example with dislocker) and give the unlocked volume")
+    if fstype is None:
+        table = partition_table(path)
+        if table is not None:
+            raise InputNotFound(_whole_disk(path, table))
     if fstype not in TYPES:
         raise InputNotFound(f"{show_path(path)} holds no filesystem diffimg can mount"
                             + (f" (blkid: {fstype})" if fstype else ""))

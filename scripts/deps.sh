@@ -8,7 +8,7 @@ PYTHON=${PYTHON:-python3}
 # command -> Debian package that provides it
 declare -A NEED=(
   [setfacl]=acl [getfattr]=attr [rsync]=rsync [xxhsum]=xxhash [zstd]=zstd
-  [mksquashfs]=squashfs-tools [mkfs.ext4]=e2fsprogs [mkfs.btrfs]=btrfs-progs [setpriv]=util-linux
+  [mksquashfs]=squashfs-tools [mkfs.ext4]=e2fsprogs [mkfs.btrfs]=btrfs-progs [setpriv]=util-linux [sfdisk]=fdisk
   [ntfs-3g]=ntfs-3g [mkntfs]=ntfs-3g [hivexget]=libhivex-bin
   [partclone.restore]=partclone [lzop]=lzop [lz4]=lz4 [xz]=xz-utils [bzip2]=bzip2
   [nginx]=nginx-light [udp-sender]=udpcast [ip]=iproute2 [tc]=iproute2 [nft]=nftables
