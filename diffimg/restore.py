@@ -34,6 +34,7 @@ from .state import (
     begin,
     confirm,
     finish,
+    has_state_file,
     layer_record,
     recorded_hints,
     usable_state,
@@ -47,13 +48,14 @@ _FINISH_WITH_FORCE = ("; the target is now partly changed, no longer the diff's 
 
 
 def restore(images, target, *, checksum=False, dry_run=False, keep=(), on_progress=None,
-            on_warning=None, on_phase=None, command="restore", host=None):
+            on_warning=None, on_phase=None, command="restore", host=None, yes=False):
     """Make target equal to the tree of the chain images (base, diff...); return the Plan.
     dry_run: plan only. keep: --keep patterns (keep.py). host: the machine name whose host
-    layer the last image is (hostlayer.py), for the state."""
+    layer the last image is (hostlayer.py), for the state. yes: delete what a target diffimg
+    never restored holds beyond the chain (else Refused: a partition given by mistake)."""
     return _restore_layers(open_chain(images), target, checksum=checksum, dry_run=dry_run,
                            keep=keep, on_progress=on_progress, on_warning=on_warning,
-                           on_phase=on_phase, command=command, host=host)
+                           on_phase=on_phase, command=command, host=host, yes=yes)
 
 
 def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), on_progress=None,
@@ -70,7 +72,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
             raise ChainError(f"{show_path(then)} was not made on {show_path(diff)}")
         return _restore_layers(layers, target, checksum=checksum, dry_run=dry_run, keep=keep,
                                on_progress=on_progress, on_warning=on_warning, on_phase=on_phase,
-                               command=command, host=host)
+                               command=command, host=host, yes=True)    # (--force says so)
     target = os.fsencode(target)
     phase = on_phase or (lambda phase, detail=None, total=None: None)
     with locked_target(target) as root_fd:
@@ -120,6 +122,21 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
                     if carried is not None:
                         carried.close()
         return p
+
+
+def _refuse_foreign(target: bytes, deletes, dry_run: bool, warn):
+    """A target diffimg never restored (no state) holding paths the chain lacks: they would be
+    deleted, and the partition may be the wrong one (a data disk, another machine's). Refused
+    (exit 14, nothing changed) unless --yes; a dry run says it and goes on."""
+    shown = ", ".join(show_path(path) for path in deletes[:3])
+    more = f" and {len(deletes) - 3:,} more" if len(deletes) > 3 else ""
+    said = (f"{show_path(target)} was never restored by diffimg and holds paths the image "
+            f"lacks ({shown}{more}), which the restore deletes")
+    if dry_run:
+        warn(f"{said}: the restore itself asks for --yes")
+        return
+    raise Refused(f"{said}: check that it is the right partition (--dry-run lists every change), "
+                  "then run again with --yes; nothing was changed")
 
 
 def _check_room(root_fd: int, target: bytes, p):
@@ -357,7 +374,7 @@ def _applied_verifier(changes, checked: bool, carried: "_Carried | None"):
 
 
 def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_warning, on_phase,
-                    command, host=None):
+                    command, host=None, yes=False):
     """restore, on layers already opened as a chain."""
     target = os.fsencode(target)
     phase = on_phase or (lambda phase, detail=None, total=None: None)
@@ -371,6 +388,7 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
         phase(Phase.SCANNING_TARGET)
         had, previous, trust_mtime = _target_hints(root_fd, target, layers, chain.ambiguous,
                                                    checksum, warn)
+        ours = has_state_file(root_fd)          # diffimg restored it (maybe not whole)
         # what Windows makes again stays on the target of an image that left it out (and only
         # then: an image that holds it, or holds no Windows, is restored whole)
         windows_own = windows.present_in(target) if final.info.get("windows_defaults") is True \
@@ -384,6 +402,8 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
         p = plan_restore(entries, wanted, chain, kept)
         p.stream_layers = _stream_layers(p, layers, root_fd)
         _check_room(root_fd, target, p)
+        if not ours and p.deletes and not yes:
+            _refuse_foreign(target, p.deletes, dry_run, warn)
         if not dry_run:
             run = State(False, None, [layer_record(layer) for layer in layers[:-1]]
                         + [layer_record(final, host)], command,

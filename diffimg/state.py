@@ -66,6 +66,21 @@ def layer_record(image, host: str | None = None) -> dict:
     return record
 
 
+def has_state_file(root_fd: int) -> bool:
+    """Whether diffimg ever restored the target: it holds a .diffimg/state.json, trusted or not
+    (an NTFS volume mounted by hand shows it writable by all), complete or not."""
+    try:
+        dir_fd = os.open(STATE_DIR, DIR_FLAGS, dir_fd=root_fd)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISREG(os.lstat(STATE_FILE, dir_fd=dir_fd).st_mode)
+    except OSError:
+        return False
+    finally:
+        os.close(dir_fd)
+
+
 def _why_no_state(dir_fd: int, name: bytes) -> str:
     """Why the state folder or file name in dir_fd was not read: there is none, or what is there
     is not trusted (and how to mend that)."""

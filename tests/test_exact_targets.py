@@ -361,12 +361,12 @@ def test_a_restore_that_cannot_fit_is_refused_before_it_changes_anything(tmp_pat
     target = _ext4(tmp_path / "small.ext4", "24M")
     with _Mounted(target, tmp_path / "mnt") as mnt:
         (mnt / "old").write_bytes(os.urandom(16 << 20))
-    line = assert_one_line_error(run_cli("restore", tmp_path / "too-big.img", target), 7)
+    line = assert_one_line_error(run_cli("restore", "--yes", tmp_path / "too-big.img", target), 7)
     assert f"{target} has not enough room" in line and "30.0 MiB" in line, line
     assert "nothing was changed" in line, line
     with _Mounted(target, tmp_path / "mnt") as mnt:
         assert sorted(os.listdir(mnt)) == ["lost+found", "old"]
-    run_cli("restore", "-q", tmp_path / "fits.img", target, check_rc=0)
+    run_cli("restore", "-q", "--yes", tmp_path / "fits.img", target, check_rc=0)
     with _Mounted(target, tmp_path / "mnt") as mnt:
         assert (mnt / "data").read_bytes() == (tree / "data").read_bytes()
         assert not (mnt / "old").exists()
@@ -456,3 +456,29 @@ def test_status_of_an_ntfs_volume_mounted_by_hand_says_how_to_mount_it(tmp_path)
         assert status.returncode in (0, 1) and b"never restored" not in status.stderr, status
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_a_target_diffimg_never_restored_is_emptied_only_with_yes(tmp_path):
+    """The wrong partition given as TARGET (a data disk: diffimg never restored it) is refused,
+    its files named, nothing deleted; --dry-run says so; --yes restores; a target diffimg
+    restored (a killed restore's too) needs no --yes."""
+    from conftest import assert_one_line_error
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_text("model")
+    run_cli("create", "-q", "--format", "dir", tree, tmp_path / "base", check_rc=0)
+    data = tmp_path / "data"
+    data.mkdir()
+    for n in range(5):
+        (data / f"thesis-{n}.odt").write_text("years of work")
+    line = assert_one_line_error(run_cli("restore", tmp_path / "base", data), 14)
+    assert "was never restored by diffimg" in line and "thesis-0.odt" in line, line
+    assert "and 2 more" in line and "--yes" in line, line
+    assert len(os.listdir(data)) == 5
+    dry = run_cli("restore", "--dry-run", tmp_path / "base", data, check_rc=0)
+    assert b"asks for --yes" in dry.stderr and len(os.listdir(data)) == 5
+    run_cli("restore", "-q", "--yes", tmp_path / "base", data, check_rc=0)
+    assert sorted(os.listdir(data)) == [".diffimg", "f"]
+    (data / "new").write_text("made since")
+    run_cli("restore", "-q", tmp_path / "base", data, check_rc=0)      # its own: no --yes
+    assert sorted(os.listdir(data)) == [".diffimg", "f"]

@@ -376,7 +376,7 @@ def test_an_extra_file_of_a_size_the_tree_lacks_is_not_read(tmp_path):
     with open(target / "huge", "wb") as f:
         f.truncate(4 << 40)
     (target / "old-name").write_bytes(b"m" * 5000)
-    proc = run_cli("restore", tmp_path / "img", target, timeout=60)
+    proc = run_cli("restore", "--yes", tmp_path / "img", target, timeout=60)
     assert proc.returncode == 0 and b"1 from the target" in proc.stderr, proc
     assert sorted(os.listdir(target)) == [".diffimg", "moved"]
 
@@ -429,7 +429,7 @@ def test_a_target_with_paths_past_path_max_is_restored(tmp_path):
     target = tmp_path / "target"
     target.mkdir()
     assert len(_deep_folder(target)) > 5000
-    proc = run_cli("restore", tmp_path / "img", target)
+    proc = run_cli("restore", "--yes", tmp_path / "img", target)
     assert proc.returncode == 0, proc
     assert sorted(os.listdir(target)) == [".diffimg", "a"]
     assert run_cli("status", target).returncode == 0

@@ -94,7 +94,7 @@ def test_restore_onto_a_used_target_never_writes_outside(chain, tmp_path):
         f.write(b"not a link")
     os.unlink(t + b"/dev/fifo")                                   # a folder where a FIFO was
     os.mkdir(t + b"/dev/fifo")
-    run_cli("restore", base, diff, target, check_rc=0)
+    run_cli("restore", "--yes", base, diff, target, check_rc=0)
     assert_same_tree(snapshot(target), snapshot(changed))
     assert_same_tree(snapshot(outside), outside_before)
     _no_leftovers(target)
@@ -348,7 +348,7 @@ def test_a_read_only_target_is_a_clear_error(tmp_path):
         (target / "extra").write_bytes(b"to delete")             # the first change: a delete
         subprocess.run(["mount", "-o", "remount,ro", target], check=True)
         before = snapshot(target)
-        err = assert_one_line_error(run_cli("restore", tmp_path / "img", target), 7)
+        err = assert_one_line_error(run_cli("restore", "--yes", tmp_path / "img", target), 7)
         assert "Read-only file system" in err
         assert_same_tree(snapshot(target), before)
     finally:
@@ -587,7 +587,7 @@ def test_a_leftover_rescue_folder_of_the_same_pid_loses_nothing(tmp_path):
     leftover = target + b"/.diffimg-rescue-%d" % os.getpid()
     os.mkdir(leftover)
     open(leftover + b"/stale", "wb").close()
-    restore([base, diff], target)                 # in this process: the same PID
+    restore([base, diff], target, yes=True)       # in this process: the same PID
     assert_same_tree(snapshot(target), snapshot(tree))
 
 

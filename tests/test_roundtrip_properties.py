@@ -93,5 +93,5 @@ def test_base_and_diff_restore_the_edited_tree_exactly(tmp_path_factory, spec, e
     assert_same_tree(snapshot(onto_a), expected)
     used = _copy(a, work / "used")
     edit(used, list(reversed(edits)))                    # a different history of changes
-    restore([work / "base", work / "diff"], used, checksum=True)
+    restore([work / "base", work / "diff"], used, checksum=True, yes=True)
     assert_same_tree(snapshot(used), expected)

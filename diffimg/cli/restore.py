@@ -141,8 +141,11 @@ def _report(p, dry_run, as_json, host_layer=None):
 @keep_option
 @host_layers_option
 @host_option
+@click.option("--yes", is_flag=True,
+              help="Delete what TARGET holds beyond the chain even when diffimg never restored "
+                   "it (without --yes such a restore is refused: the wrong partition, perhaps).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
-def restore_command(paths, checksum, dry_run, as_json, keep, host_layers, host_name, quiet):
+def restore_command(paths, checksum, dry_run, as_json, keep, host_layers, host_name, yes, quiet):
     """Make TARGET equal to the tree of IMAGE [DIFF...]: restore IMAGE [DIFF...] TARGET.
 
     Writes only what differs; extra entries in TARGET are deleted."""
@@ -157,7 +160,7 @@ def restore_command(paths, checksum, dry_run, as_json, keep, host_layers, host_n
             if layer is not None:
                 images = (*images, layer)
             p = restore(images, target, checksum=checksum, dry_run=dry_run, keep=keep,
-                        command="restore", host=host, **options)
+                        command="restore", host=host, yes=yes, **options)
     finally:
         progress.clear()
     if not quiet or as_json:
