@@ -58,8 +58,8 @@ def main():
     rows = [  # name, prepare, command, accepted exit codes
         ("diff", lambda: fresh(out), py + ["diff", t1, base, "-o", out, "-q"], (0,)),
         ("apply", copy_t0, py + ["apply", d, target, "-q"], (0,)),
-        ("restore-used", copy_t0, py + ["restore", base, d, target, "-q"], (0,)),
-        ("restore-empty", empty, py + ["restore", base, d, target, "-q"], (0,)),
+        ("restore-used", copy_t0, py + ["restore", "--yes", base, d, target, "-q"], (0,)),
+        ("restore-empty", empty, py + ["restore", "--yes", base, d, target, "-q"], (0,)),
     ]
     if args.rows:
         rows = [r for r in rows if r[0] in args.rows.split(",")]

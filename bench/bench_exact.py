@@ -186,7 +186,7 @@ def main(argv=None):
 
     # 2. a target already at base.img + dX, with and without its state
     chain = [base, dx]
-    restore = ours + ["restore", base, dx, target, "-q"]
+    restore = ours + ["restore", "--yes", base, dx, target, "-q"]
     err2 = err or rows1[0]["error"] or os.makedirs(target) or untimed(
         "restore base.img dX onto an empty folder", restore)
 
@@ -201,7 +201,7 @@ def main(argv=None):
     ]
 
     # 3. a target at base.img (restored by diffimg), with and without its state
-    to_base = ours + ["restore", base, target, "-q"]
+    to_base = ours + ["restore", "--yes", base, target, "-q"]
     rows3 = [
         row("base_state", "restore base->base+dX, with state", restore,
             lambda: untimed("restore base.img onto the target", to_base), chain + [target]),

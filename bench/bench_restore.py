@@ -224,14 +224,14 @@ def main(argv=None):
          ours + ["apply", p["d.img"], target, "-q"], d_tree),
         ("rsync_base", "rsync -aHAX --delete, onto T0", copy_t0, rsync, d_tree),
         ("restore_used", "restore (ours), used target", used_t0,
-         ours + ["restore", p["base.img"], p["d.img"], target, "-q"], d_tree),
+         ours + ["restore", "--yes", p["base.img"], p["d.img"], target, "-q"], d_tree),
         ("rsync_used", "rsync -aHAX --delete, used target", used_t0, rsync, d_tree),
         # reference: restore and rsync both trust size and mtime, so neither repairs a
         # file the use rewrote with the same size and mtime; --checksum hashes instead
         ("restore_used_c", "restore --checksum (ours), used", used_t0,
-         ours + ["restore", "--checksum", p["base.img"], p["d.img"], target, "-q"], d_tree),
+         ours + ["restore", "--yes", "--checksum", p["base.img"], p["d.img"], target, "-q"], d_tree),
         ("restore_empty", "restore (ours), empty folder", empty,
-         ours + ["restore", p["base.img"], p["d.img"], target, "-q"], d_tree),
+         ours + ["restore", "--yes", p["base.img"], p["d.img"], target, "-q"], d_tree),
         # the base alone (T0): checked against base.img, not d.img
         ("unsquashfs", "unsquashfs base (T0 only)", nothing,
          synced(["unsquashfs", "-d", target, "-f", "-no-progress", sqfs]), [p["base.img"]]),
