@@ -152,6 +152,38 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def mounted_at(path: bytes, st) -> bytes | None:
+    """Where the partition path (a block device, or a file: on a loop device, or served by
+    ntfs-3g itself) is mounted already, or None."""
+    devices = set()
+    if stat.S_ISBLK(st.st_mode):
+        devices.add(f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}")
+    sources = {os.path.realpath(path)}
+    if stat.S_ISREG(st.st_mode):
+        try:
+            done = subprocess.run(["losetup", "-n", "-O", "NAME", "-j", path],
+                                  capture_output=True, timeout=60)
+            loops = done.stdout.split() if done.returncode == 0 else []
+        except (OSError, subprocess.TimeoutExpired):
+            loops = []
+        for loop in loops:
+            with contextlib.suppress(OSError):
+                rdev = os.stat(loop).st_rdev
+                devices.add(f"{os.major(rdev)}:{os.minor(rdev)}")
+            sources.add(loop)
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            for line in f:
+                fields = line.split()
+                sep = fields.index(b"-")
+                source = os.fsencode(fields[sep + 2].decode("unicode_escape").encode("latin-1"))
+                if fields[2].decode() in devices or source in sources:
+                    return fields[4].decode("unicode_escape").encode("latin-1")
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 @contextlib.contextmanager
 def tree_of(path, *, writable: bool, allow_unclean: bool = False):
     """Yield the folder to work on for path: path itself when it is a folder, else the
@@ -169,6 +201,10 @@ def tree_of(path, *, writable: bool, allow_unclean: bool = False):
         return
     if not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
         raise InputNotFound(f"{show_path(path)} is neither a folder, a block device nor a file")
+    where = mounted_at(path, st)
+    if where is not None:
+        raise UnsafeVolume(f"{show_path(path)} is mounted at {show_path(where)}: give that folder "
+                           "instead (or unmount it first); a partition is never mounted twice")
     fstype = fs_type(path)
     if fstype == "BitLocker" or _is_bitlocker(path):
         raise UnsafeVolume(f"{show_path(path)} is a BitLocker volume: unlock it first (for "

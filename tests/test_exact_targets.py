@@ -482,3 +482,21 @@ def test_a_target_diffimg_never_restored_is_emptied_only_with_yes(tmp_path):
     (data / "new").write_text("made since")
     run_cli("restore", "-q", tmp_path / "base", data, check_rc=0)      # its own: no --yes
     assert sorted(os.listdir(data)) == [".diffimg", "f"]
+
+
+@needs_root
+def test_a_partition_mounted_elsewhere_is_named_by_its_mount_point(tmp_path):
+    from conftest import assert_one_line_error
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_text("1")
+    run_cli("create", "-q", tree, tmp_path / "base.img", check_rc=0)
+    volume = _ext4(tmp_path / "pc.ext4", "8M")
+    with _Mounted(volume, tmp_path / "mnt") as mnt:
+        for args in (("restore", tmp_path / "base.img", volume),
+                     ("create", volume, tmp_path / "pc.img"),
+                     ("status", volume)):
+            line = assert_one_line_error(run_cli(*args), 17)
+            assert f"{volume} is mounted at {mnt}: give that folder instead" in line, line
+        assert not (tmp_path / "pc.img").exists()
+        assert sorted(os.listdir(mnt)) == ["lost+found"]
