@@ -14,7 +14,7 @@ import tempfile
 from . import ntfs, statcache, streams, windows
 from .delta import DELETE, LINK, META, PARENT
 from .entry import Kind, path_key
-from .errors import ChainError, DiffimgError, ImageError, OutputError, Refused, show_path
+from .errors import ChainError, DiffimgError, ImageError, NeedsRoot, OutputError, Refused, show_path
 from .executor import execute, locked_target
 from .fsmeta import mount_of, mount_points_below
 from .hashing import prestart_workers
@@ -106,6 +106,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
         if p.renewed:
             _keep_folder_times(root_fd, p, p.renewed)
         p.kept = sorted(kept.paths)
+        _check_rights(target, p, dry_run, on_warning or (lambda message: None))
         _check_room(root_fd, target, p)
         if not dry_run:
             run = State(False, None, (state.chain if state else []) + [layer_record(image, host)],
@@ -137,6 +138,30 @@ def _refuse_foreign(target: bytes, deletes, dry_run: bool, warn):
         return
     raise Refused(f"{said}: check that it is the right partition (--dry-run lists every change), "
                   "then run again with --yes; nothing was changed")
+
+
+def _check_rights(target: bytes, p, dry_run: bool, warn):
+    """Refuse (exit 12, nothing changed) a plan a user other than root cannot carry out: entries
+    of other owners or groups, devices, trusted or security xattrs (capabilities); a dry run
+    says so and goes on."""
+    if os.geteuid() == 0:
+        return
+    groups = {os.getegid(), *os.getgroups()}
+    for e in itertools.chain((w.entry for w in p.writes), p.specials, p.dirs, p.metas,
+                             p.dir_metas, p.links):
+        why = (f"is owned by user {e.uid}" if e.uid != os.geteuid()
+               else f"belongs to group {e.gid}" if e.gid not in groups
+               else "is a device" if e.kind in (Kind.CHAR, Kind.BLOCK)
+               else "has trusted or security xattrs" if any(
+                   name.startswith((b"trusted.", b"security.")) for name in e.xattrs or ())
+               else None)
+        if why is not None:
+            said = (f"restoring {show_path(target)} needs root: {show_path(e.path) or '.'} {why} "
+                    "in the image")
+            if dry_run:
+                warn(said)
+                return
+            raise NeedsRoot(f"{said}; run it as root; nothing was changed")
 
 
 def _check_room(root_fd: int, target: bytes, p):
@@ -401,6 +426,7 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
         wanted = ntfs.fit_for_target(final.entries(), root_fd, warn)
         p = plan_restore(entries, wanted, chain, kept)
         p.stream_layers = _stream_layers(p, layers, root_fd)
+        _check_rights(target, p, dry_run, warn)
         _check_room(root_fd, target, p)
         if not ours and p.deletes and not yes:
             _refuse_foreign(target, p.deletes, dry_run, warn)
