@@ -14,7 +14,7 @@ import itertools
 import os
 import stat
 
-from . import ntfs
+from . import fetchkeep, ntfs
 from .entry import KIND_OF_FMT
 from .errors import Busy, DiffimgError, ImageError, InputNotFound, OutputError, show_path
 from .hashing import Problem, copy_file, run_pooled
@@ -168,6 +168,7 @@ def _execute_plan(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_ph
             remove(root_fd, run.rescue_dir)
         if fetched:
             remove(root_fd, run.fetch_dir)
+        fetchkeep.drop(root_fd)              # what an unfinished run kept is needed no more
         dirs.close()                         # the rescue folder is gone
         for e in reversed(p.dir_metas):      # deepest first: a folder after its content
             if e.path:
@@ -300,10 +301,11 @@ def _fetch(p: Plan, root_fd: int, run: _Run, layer_roots: dict, phase, on_progre
                        dir_fd=root_fd)
     roots, folders = dict(layer_roots), {}
     done = [0, 0]
+    fetched = []          # (layer folder, path, digest) of each file fetched whole
 
-    def progress(size):
-        done[0] += 1
-        done[1] += size
+    def progress(files: int, nbytes: int):     # as bytes arrive: a large file shows progress
+        done[0] += files
+        done[1] += nbytes
         if on_progress is not None:
             on_progress(*done)
     try:
@@ -312,15 +314,25 @@ def _fetch(p: Plan, root_fd: int, run: _Run, layer_roots: dict, phase, on_progre
             os.mkdir(name, 0o700, dir_fd=fetch_fd)
             layer_dirs = Dirs(os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
                                       | os.O_CLOEXEC, dir_fd=fetch_fd))
+
+            def staged(path, size, layer=name, of=wanted[n], layer_dirs=layer_dirs):
+                return StagedFile(layer_dirs, progress, path, size, lambda: fetched.append(
+                    (layer, path, of[path][0])))
             try:
-                reader.read([(path, digest, size) for path, (digest, size) in sorted(
-                    wanted[n].items())], functools.partial(StagedFile, layer_dirs, progress))
+                left = []
+                for path, (digest, size) in sorted(wanted[n].items()):
+                    if _take_kept(root_fd, layer_dirs, path, digest, size):
+                        progress(1, size)          # kept by a run that did not finish
+                    else:
+                        left.append((path, digest, size))
+                reader.read(left, staged)
             finally:
                 layer_dirs.close()
                 os.close(layer_dirs.root)
             roots[n] = b"/proc/%d/fd/%d/%s" % (os.getpid(), fetch_fd, name)
             folders[n] = run.fetch_dir + b"/" + name
     except BaseException:
+        _keep_fetched(root_fd, fetch_fd, fetched)   # for the next run: nothing fetched twice
         os.close(fetch_fd)
         with contextlib.suppress(OSError):
             remove(root_fd, run.fetch_dir)     # and the root's times, as if it was never made
@@ -330,13 +342,39 @@ def _fetch(p: Plan, root_fd: int, run: _Run, layer_roots: dict, phase, on_progre
     return roots, folders
 
 
+def _take_kept(root_fd: int, dirs: Dirs, path: bytes, digest: bytes, size: int) -> bool:
+    """Put at path in the layer's fetch folder the file an earlier run fetched of this content
+    and kept (fetchkeep.py), when there is one; whether it did."""
+    parent, name = split(path)
+    folder = b""
+    for part in parent.split(b"/") if parent else ():
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(part, 0o700, dir_fd=dirs.fd(folder))
+        folder = folder + b"/" + part if folder else part
+    return fetchkeep.take(root_fd, digest, size, dirs.fd(folder), name)
+
+
+def _keep_fetched(root_fd: int, fetch_fd: int, fetched: list):
+    """Keep what this run fetched whole for the next one (a failure, Ctrl-C: fetchkeep.py)."""
+    for layer, path, digest in fetched:
+        parent, name = split(path)
+        try:
+            folder_fd = open_dir(fetch_fd, layer + b"/" + parent if parent else layer)
+        except OSError:
+            continue
+        try:
+            fetchkeep.put(root_fd, folder_fd, name, digest)
+        finally:
+            os.close(folder_fd)
+
+
 class StagedFile:
     """A fetched file, written where it lies in its layer's tree (beneath the layer's folder
     in the fetch folder, folders made as needed, nothing followed): remote.ContentReader's sink."""
 
     writes_holes = False          # a block of zeros stays a hole
 
-    def __init__(self, dirs: Dirs, progress, path: bytes, size: int):
+    def __init__(self, dirs: Dirs, progress, path: bytes, size: int, on_done=None):
         parent, name = split(path)
         folder = b""
         for part in parent.split(b"/") if parent else ():
@@ -348,9 +386,11 @@ class StagedFile:
         self._dirs, self._folder, self._name, self._progress = dirs, folder, name, progress
         self._fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                            | os.O_CLOEXEC, 0o600, dir_fd=dirs.fd(folder))
-        self._size = size
+        self._size, self._counted, self._on_done = size, 0, on_done
 
     def write(self, offset: int, data):
+        self._progress(0, len(data))
+        self._counted += len(data)
         while data:
             n = os.pwrite(self._fd, data, offset)
             data, offset = data[n:], offset + n
@@ -360,7 +400,9 @@ class StagedFile:
             os.ftruncate(self._fd, self._size)
         finally:
             os.close(self._fd)
-        self._progress(self._size)
+        self._progress(1, self._size - self._counted)     # (its holes)
+        if self._on_done is not None:
+            self._on_done()
 
     def abort(self):
         os.close(self._fd)

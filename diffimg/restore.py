@@ -28,7 +28,6 @@ from .progress import Phase, human_bytes
 from .safefs import open_dir, split
 from .scanner import scan
 from .state import (
-    ANOTHER_FILESYSTEM,
     RecordedTree,
     State,
     begin,
@@ -37,6 +36,7 @@ from .state import (
     has_state_file,
     layer_record,
     recorded_hints,
+    unfinished_rows,
     usable_state,
 )
 from .verify import check_applied, check_delta
@@ -472,11 +472,14 @@ def _target_hints(root_fd: int, target: bytes, layers, ambiguous: set[bytes], ch
         return had, None, False
     if had is not None:
         return had, recorded_hints(root_fd, fs), False
-    if why == ANOTHER_FILESYSTEM:       # diffimg's own target, copied: its times prove nothing
+    rows = unfinished_rows(root_fd, fs)
+    if rows is not None:                # a stopped run: the rows from before it still prove
+        return None, rows, False
+    if why and not why.startswith("no state"):
+        # diffimg's own target, whose state proves nothing here (copied, damaged, not trusted,
+        # a run stopped at its very end): size and mtime would miss an edit that kept them
         warn(f"{show_path(target)}: {why}; hashing every file")
         return None, None, False
-    if why and not why.startswith("no state"):
-        warn(f"{show_path(target)}: {why}; checking files by size and mtime")
     return None, _trusted_hints(layers[-1], ambiguous), True
 
 

@@ -112,6 +112,11 @@ def _open_state_dir(root_fd: int) -> int | None:
     return fd
 
 
+def state_dir(root_fd: int) -> int:
+    """An fd of .diffimg/ (made when missing, this user's and closed to others)."""
+    return _make_dir(root_fd)
+
+
 def _make_dir(root_fd: int) -> int:
     """An fd of .diffimg/, made when missing, owned by this user and closed to others. Anything
     else with that name (a file, a symlink) is not diffimg's and is removed. Any other failure
@@ -283,11 +288,37 @@ def usable_state(root_fd: int, filesystem) -> tuple[State | None, str]:
     return state, ""
 
 
+def unfinished_rows(root_fd: int, filesystem):
+    """The stat rows' hints (see recorded_hints) of a target whose last run did not finish,
+    when the manifest its state names is there, intact, with rows taken on this filesystem;
+    else None. A row still proves its file: whatever the stopped run changed (wrote, renamed,
+    linked, chmod, xattr) has a ctime of its own, and is hashed."""
+    state, _ = read_state(root_fd)
+    if state is None or state.complete or state.manifest_digest is None or filesystem is None:
+        return None
+    try:
+        with RecordedTree(root_fd, state.manifest_digest) as recorded:
+            if not recorded.intact or recorded.fd is None:
+                return None
+            with recorded.reader() as m:
+                section = m.stat_section()
+            if section is None or section.filesystem != filesystem:
+                return None
+    except ManifestError:
+        return None
+    return recorded_hints(root_fd, filesystem)
+
+
 def begin(root_fd: int, state: State):
     """Mark the target as being changed: an incomplete state, before anything else is written.
     Returns what puts the state file back as it was, for a run that fails before it changes
     anything else (a web server that fails while content is fetched)."""
     had = _state_bytes(root_fd)
+    before, _ = read_state(root_fd)
+    if state.manifest_digest is None and before is not None:
+        # the manifest (and its stat rows) stay until finish replaces them: naming them lets a
+        # run after a kill still prove what this one leaves untouched (unfinished_rows)
+        state.manifest_digest = before.manifest_digest
     state.complete, state.tree_id, state.finished_ns = False, None, None
     state.started_ns = state.started_ns or time.time_ns()
     _write_state_file(root_fd, state)

@@ -222,12 +222,13 @@ def test_a_diff_whose_records_leave_out_a_change_is_refused_by_apply_and_rebase(
     assert not (tmp_path / "out.diff").exists()
 
 
-def _serve_metadata_ranges_only(path, from_offset):
+def _serve_metadata_ranges_only(path, from_offset, stall=0.0, cut=False):
     """An in-process web server on 127.0.0.1 that honours a single byte range at or past
     from_offset (an image's metadata) and answers anything else with the whole file, 200: a
     server that stops honouring ranges once content is asked for. Returns the server."""
     import http.server
     import threading
+    import time
 
     with open(path, "rb") as f:
         data = f.read()
@@ -248,6 +249,23 @@ def _serve_metadata_ranges_only(path, from_offset):
                     start, end = len(data) - int(last), len(data) - 1
                 else:
                     start, end = int(first), min(int(last or len(data) - 1), len(data) - 1)
+            if stall and (start is None or start < from_offset):
+                time.sleep(stall)                 # content asked for: the server hangs
+            if cut and start is not None and start < from_offset:
+                if self.server.cut_done:          # then it fails for good
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.server.cut_done = True       # the first answer stops half-way
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                self.send_header("Content-Length", str(end + 1 - start))
+                self.end_headers()
+                self.wfile.write(data[start:start + (end + 1 - start) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
             if start is not None and start >= from_offset:
                 self.send_response(206)
                 self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
@@ -263,6 +281,7 @@ def _serve_metadata_ranges_only(path, from_offset):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.cut_done = False
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -529,3 +548,96 @@ def test_a_restore_a_normal_user_cannot_make_is_refused_before_it_starts(monkeyp
         said = []
         _check_rights(b"/t", plan, True, said.append)
         assert len(said) == 1 and "needs root" in said[0]
+
+
+@needs_root
+def test_a_restore_killed_while_it_fetches_leaves_proofs_the_next_one_uses(tmp_path):
+    """kill -9 while a web restore fetches (its state then says incomplete): the next restore
+    still sees a student's edit that kept size and mtime (the rows from before the killed run
+    prove the rest), and converges."""
+    import signal
+    import sys
+    import time
+
+    from diffimg.image import Image
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for n in range(40):
+        (tree / f"f{n}").write_bytes(os.urandom(20_000))
+    image = tmp_path / "base.img"
+    run_cli("create", "-q", tree, image, check_rc=0)
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", "-q", image, target, check_rc=0)
+    f5 = target / "f5"
+    st = os.stat(f5)
+    f5.write_bytes(b"S" * st.st_size)
+    os.utime(f5, ns=(st.st_atime_ns, st.st_mtime_ns))
+    (target / "f7").unlink()                    # something to fetch
+    meta_start = min(start for start, _, _ in Image(image).blobs.values())
+    server = _serve_metadata_ranges_only(image, min(meta_start, os.path.getsize(image) - (64 << 10)),
+                                         stall=30)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "diffimg", "restore", "-q",
+                                 f"http://127.0.0.1:{server.server_port}/base.img", target],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not any(n.startswith(".diffimg-fetch") for n in os.listdir(target)):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        server.shutdown()
+    status = run_cli("status", target)
+    assert status.returncode == 16, status           # INCOMPLETE
+    run_cli("restore", "-q", image, target, check_rc=0)
+    assert f5.read_bytes() == (tree / "f5").read_bytes()
+    assert (target / "f7").read_bytes() == (tree / "f7").read_bytes()
+    run_cli("status", target, check_rc=0)
+
+
+@needs_root
+def test_a_web_restore_that_failed_half_way_resumes_without_fetching_again(tmp_path):
+    """The server fails half-way through the content: nothing of the tree changed, what came
+    whole is kept in .diffimg/ (no part of the tree); the next restore fetches only the rest,
+    and a restore that finishes leaves nothing kept."""
+    from conftest import assert_one_line_error
+    from snapshot import snapshot
+    from webserver import Nginx
+
+    from diffimg.image import Image
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for n in range(40):
+        (tree / f"f{n:02d}").write_bytes(os.urandom(50_000))
+    image = tmp_path / "www" / "base.img"
+    image.parent.mkdir()
+    run_cli("create", "-q", tree, image, check_rc=0)
+    target = tmp_path / "target"
+    target.mkdir()
+    meta_start = min(start for start, _, _ in Image(image).blobs.values())
+    server = _serve_metadata_ranges_only(image, min(meta_start, os.path.getsize(image) - (64 << 10)),
+                                         cut=True)
+    try:
+        proc = run_cli("restore", f"http://127.0.0.1:{server.server_port}/base.img", target,
+                       env={**os.environ, "DIFFIMG_HTTP_RETRIES": "1"}, timeout=120)
+    finally:
+        server.shutdown()
+    line = assert_one_line_error(proc, 18)
+    assert "nothing was changed" in line, line
+    assert snapshot(target).keys() == {b""}
+    kept = os.listdir(target / ".diffimg" / "fetched")
+    assert 10 <= len(kept) <= 30, kept
+    www = Nginx(tmp_path / "www", tmp_path / "nginx").start()
+    try:
+        run_cli("restore", "-q", f"{www.url}/base.img", target, check_rc=0)
+        container = Image(image).container["length"]
+        starts = [(row[3], row[4].split("=")[-1].split("-")[0]) for row in www.log()]
+        sent = sum(n for n, start in starts if start.isdigit() and int(start) < container)
+    finally:
+        www.stop()
+    assert sent <= container * 0.75, (sent, container)
+    from snapshot import assert_same_tree
+    assert_same_tree(snapshot(target), snapshot(tree))
+    assert not os.path.exists(target / ".diffimg" / "fetched")
