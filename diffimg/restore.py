@@ -40,6 +40,7 @@ from .state import (
     usable_state,
 )
 from .verify import check_applied, check_delta
+from .writer import From
 
 _RESTORE_AGAIN = ("; once the cause is mended, run the restore again: it takes up where this one "
                   "stopped")
@@ -107,7 +108,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
             _keep_folder_times(root_fd, p, p.renewed)
         p.kept = sorted(kept.paths)
         _check_rights(target, p, dry_run, on_warning or (lambda message: None))
-        _check_room(root_fd, target, p)
+        _check_room(root_fd, target, p, [image])
         if not dry_run:
             run = State(False, None, (state.chain if state else []) + [layer_record(image, host)],
                         command, keep=patterns)
@@ -164,34 +165,66 @@ def _check_rights(target: bytes, p, dry_run: bool, warn):
             raise NeedsRoot(f"{said}; run it as root; nothing was changed")
 
 
-def _check_room(root_fd: int, target: bytes, p):
-    """Refuse (exit 7, nothing changed) a plan whose writes cannot fit: more bytes copied from
-    the images than the target has free plus what the plan's deletes and overwrites free
-    (the blocks of files with no other link), so a restore never stops half-way for want of
-    room it could have known of."""
+def _check_room(root_fd: int, target: bytes, p, layers):
+    """Refuse (exit 7, nothing changed) a plan whose writes cannot fit, so a restore never stops
+    half-way for want of room it could have known of. The writes copy content from the images
+    into temporary files renamed over what they replace: at each write, what the copies so far
+    hold less what they replaced must fit in the free room (root's reserve too, for root) plus
+    what the deletes free (files with no other link; content moved into place frees nothing).
+    Content from a web server is all fetched into the target before it is put in place."""
     need = p.needs()
     st = os.fstatvfs(root_fd)
-    free = st.f_bavail * st.f_frsize
+    free = (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
     if need <= free:
         return
-    freed = _freed(root_fd, p)
-    if need > free + freed:
+    deleted = set(p.deletes)
+    rescued = set(p.rescues.values())          # kept aside, then moved into place
+    freed = _blocks(root_fd, p.deletes, subtrees=True) \
+        - _blocks(root_fd, [path for path in rescued if _at_or_below(path, deleted)], subtrees=False)
+    remote = any(layers[n].remote for n in p.layers_read())
+    peak = need if remote else _peak(root_fd, p, deleted | rescued)
+    if peak > free + freed:
+        advice = ("content from a web server is fetched into the target before it replaces "
+                  "anything: fetch the images first (diffimg fetch) and restore from the copies, "
+                  "or make room" if remote else "make room, or restore onto a larger partition")
         raise OutputError(
             f"{show_path(target)} has not enough room: this run writes {human_bytes(need)} from "
-            f"the images, and the target has {human_bytes(free)} free (and {human_bytes(freed)} "
-            "more once what it replaces is gone); make room, or restore onto a larger "
-            "partition; nothing was changed")
+            f"the images (at most {human_bytes(peak)} at once), and the target has "
+            f"{human_bytes(free)} free (and {human_bytes(freed)} more once what it deletes is "
+            f"gone); {advice}; nothing was changed")
 
 
-def _freed(root_fd: int, p) -> int:
-    """The bytes the plan's deletes and overwrites free: the blocks of the files they remove
-    that have no other link (read without following anything)."""
-    def blocks(st):
+def _peak(root_fd: int, p, gone: set) -> int:
+    """The most the copies hold at once, in the order they are written: each new file's bytes,
+    less the blocks of the file it replaced once renamed over it (none at paths gone: deleted
+    already, or moved elsewhere)."""
+    peak = running = 0
+    for w in p.writes:
+        if w.source.origin is From.LAYER and not w.entry.sparse:
+            running += w.entry.size
+            peak = max(peak, running)
+        if not _at_or_below(w.entry.path, gone):
+            running -= _blocks(root_fd, [w.entry.path], subtrees=False)
+    return peak
+
+
+def _at_or_below(path: bytes, paths: set) -> bool:
+    while True:
+        if path in paths:
+            return True
+        if b"/" not in path:
+            return False
+        path = path.rpartition(b"/")[0]
+
+
+def _blocks(root_fd: int, paths, subtrees: bool) -> int:
+    """The bytes held by the regular files at paths (with subtrees: and below the folders
+    among them) that have no other link; read without following anything."""
+    def held(st):
         return st.st_blocks * 512 if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 else 0
 
-    freed = 0
-    deleted = set(p.deletes)
-    for path in itertools.chain(p.deletes, (w.entry.path for w in p.writes)):
+    total = 0
+    for path in paths:
         folder, name = split(path)
         try:
             parent_fd = open_dir(root_fd, folder)
@@ -199,17 +232,17 @@ def _freed(root_fd: int, p) -> int:
             continue
         try:
             st = os.lstat(name, dir_fd=parent_fd)
-            freed += blocks(st)
-            if stat.S_ISDIR(st.st_mode) and path in deleted:
+            total += held(st)
+            if subtrees and stat.S_ISDIR(st.st_mode):
                 for _, _, files, dir_fd in os.fwalk(name, dir_fd=parent_fd, follow_symlinks=False):
                     for file in files:
                         with contextlib.suppress(OSError):
-                            freed += blocks(os.lstat(file, dir_fd=dir_fd))
+                            total += held(os.lstat(file, dir_fd=dir_fd))
         except OSError:
             pass
         finally:
             os.close(parent_fd)
-    return freed
+    return total
 
 
 def _check_makes_manifest(root_fd: int, image, delta, diff):
@@ -427,7 +460,7 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
         p = plan_restore(entries, wanted, chain, kept)
         p.stream_layers = _stream_layers(p, layers, root_fd)
         _check_rights(target, p, dry_run, warn)
-        _check_room(root_fd, target, p)
+        _check_room(root_fd, target, p, layers)
         if not ours and p.deletes and not yes:
             _refuse_foreign(target, p.deletes, dry_run, warn)
         if not dry_run:

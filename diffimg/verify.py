@@ -6,7 +6,7 @@ import mmap
 import os
 
 from . import streams
-from .delta import DELETE, stored_contents
+from .delta import DELETE, PARENT, stored_contents
 from .entry import Kind, content_files
 from .errors import DiffimgError, InputNotFound, NeedsRoot, RemoteError, ToolError, show_path
 from .hashing import Beneath, Problem, hash_batch, run_pooled
@@ -121,10 +121,20 @@ def check_applied(parent_entries, delta, entries, shown: int = 5) -> list[str]:
 
 
 def _applied(parent_entries, delta, bad: list):
-    """The parent's entries changed by the delta, in canonical order."""
+    """The parent's entries changed by the delta, in canonical order; and each `parent`
+    record's source must be a file of the parent holding the record's content (apply takes it
+    from there: a source of other content would fail half-way, blaming the target)."""
+    sources: dict[bytes, set] = {}           # source path -> the digests records take from it
+    for c in delta:
+        if c.action == PARENT and c.after is not None:
+            sources.setdefault(c.source, set()).add(c.after.digest)
     removed = None                  # b"folder/": the parent's subtree a record removes
     for p, c in merge_join(parent_entries, delta):
         path = (p or c).path
+        wanted = sources.pop(path, None) if p is not None else None
+        if wanted is not None and not (p.kind is Kind.FILE and wanted == {p.digest}):
+            bad.append(f"{show_path(path) or '.'}: a record takes content from it that the "
+                       "parent's entry there does not hold")
         if removed is not None and not path.startswith(removed):
             removed = None
         if c is None:
@@ -137,6 +147,9 @@ def _applied(parent_entries, delta, bad: list):
             removed = path + b"/"
         if c.after is not None:
             yield c.after
+    for path in sources:
+        bad.append(f"{show_path(path) or '.'}: a record takes content from it, which the parent "
+                   "lacks")
 
 
 def _check_content(image: Image, stored, on_progress=None) -> list[str]:

@@ -641,3 +641,77 @@ def test_a_web_restore_that_failed_half_way_resumes_without_fetching_again(tmp_p
     from snapshot import assert_same_tree
     assert_same_tree(snapshot(target), snapshot(tree))
     assert not os.path.exists(target / ".diffimg" / "fetched")
+
+
+@needs_root
+def test_the_room_check_counts_what_a_replacement_holds_and_root_s_reserve(tmp_path):
+    """On a 16 MiB ext4: a new 10 MiB file replacing another cannot fit beside it (the old one
+    goes only once the new one is written): refused, nothing changed; a restore that fits only
+    in root's reserved blocks runs (review: F2, F4); content moved into place frees nothing
+    (F3)."""
+    from conftest import assert_one_line_error
+    from snapshot import snapshot
+
+    def image(name, files):
+        tree = tmp_path / f"tree-{name}"
+        for path, data in files.items():
+            (tree / path).parent.mkdir(parents=True, exist_ok=True)
+            (tree / path).write_bytes(data)
+        run_cli("create", "-q", "--format", "dir", tree, tmp_path / name, check_rc=0)
+        return tmp_path / name
+    big = os.urandom(9 << 20)
+    base1 = image("base1", {"big": big})
+    base2 = image("base2", {"big": os.urandom(10 << 20)})
+    base3 = image("base3", {"sub/moved": big, "new": os.urandom(5500 << 10)})
+    base4 = image("base4", {"big": big, "only": os.urandom(4200 << 10)})
+    target = _ext4(tmp_path / "t.ext4", "16M")
+    with _Mounted(target, tmp_path / "mnt") as mnt:
+        run_cli("restore", "-q", base1, mnt, check_rc=0)
+        before = snapshot(mnt)
+        for refused in (base2, base3):
+            line = assert_one_line_error(run_cli("restore", refused, mnt), 7)
+            assert "has not enough room" in line and "nothing was changed" in line, line
+            assert snapshot(mnt) == before
+            run_cli("status", mnt, check_rc=0)
+        st = os.statvfs(mnt)
+        assert st.f_bavail * st.f_frsize < (4200 << 10) < st.f_bfree * st.f_frsize
+        run_cli("restore", "-q", base4, mnt, check_rc=0)
+        assert (mnt / "only").stat().st_size == 4200 << 10
+
+
+def test_a_record_taking_content_from_a_parent_file_of_other_content_is_refused(tmp_path):
+    """A crafted diff whose `parent` record names a source of other content: verify says so,
+    apply refuses it (exit 8) before anything changes, never blaming the target (review F6)."""
+    import dataclasses
+
+    from conftest import assert_one_line_error, rewrite_delta
+    from snapshot import snapshot
+
+    from diffimg.delta import PARENT
+    from diffimg.image import Image
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a").write_text("AAAA")
+    (tree / "b").write_text("BBBB")
+    run_cli("create", "-q", "--format", "dir", tree, tmp_path / "base", check_rc=0)
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
+    (tree / "c").write_text("AAAA")
+    for name in "xyz":
+        (tree / name).write_text(name * 100)
+    run_cli("diff", "-q", "--format", "dir", tree, tmp_path / "base", "-o", tmp_path / "d1",
+            check_rc=0)
+    image = Image(tmp_path / "d1")
+    changes = image.delta()
+    assert any(c.path == b"c" and c.action == PARENT and c.source == b"a" for c in changes)
+    rewrite_delta(image, [dataclasses.replace(c, source=b"b") if c.path == b"c" else c
+                          for c in changes], tmp_path)
+    verified = run_cli("verify", tmp_path / "base", tmp_path / "d1")
+    assert verified.returncode == 1 and b"b: a record takes content from it" in verified.stdout, \
+        verified
+    before = snapshot(target)
+    line = assert_one_line_error(run_cli("apply", tmp_path / "d1", target), 8)
+    assert "nothing was changed" in line, line
+    assert snapshot(target) == before
+    run_cli("status", target, check_rc=0)
