@@ -43,11 +43,12 @@ def locked_target(target: bytes):
     """The target root's fd, with an exclusive lock: a second restore of it refuses. TARGET
     itself is never followed when it is a symlink (restore and apply alike): it is refused,
     naming where it points."""
-    if os.path.islink(target):
-        raise OutputError(f"{show_path(target)} is a symlink (to {show_path(os.readlink(target))}):"
+    name = target.rstrip(b"/") or b"/"      # (a trailing slash would follow a symlink)
+    if os.path.islink(name):
+        raise OutputError(f"{show_path(target)} is a symlink (to {show_path(os.readlink(name))}):"
                           " give the folder itself; nothing was changed")
     try:
-        fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except FileNotFoundError:
         raise InputNotFound(f"no such folder: {show_path(target)}") from None
     except NotADirectoryError:

@@ -71,30 +71,42 @@ def find_kept(root_fd: int, patterns, fold_case: bool = False, unmatched: list |
     found: set[bytes] = set()
     for pattern, parts in zip(patterns, parse(patterns)):
         matched: set[bytes] = set()
-        _expand(root_fd, b"", parts, matched, re.IGNORECASE if fold_case else 0)
+        _expand(root_fd, b"", parts, matched, fold_case)
         if not matched and unmatched is not None:
             unmatched.append(pattern)
         found |= matched
     return found
 
 
-def _matcher(head: bytes, flags: int):
-    """A match function for the names a pattern component matches (a glob, or with flags a
+def _matcher(head: bytes, fold: bool):
+    """A match function for the names a pattern component matches (a glob, or with fold a
     name in any case); None for a literal name matched as it is."""
-    if not flags and not _GLOB.search(head):
+    if not fold and not _GLOB.search(head):
         return None
-    compiled = _component_regex(head, flags)
-    return lambda name: compiled.match(name.decode("utf-8", "surrogateescape")) is not None
+    compiled = _component_regex(head, fold)
+    return lambda name: compiled.match(_text(name, fold)) is not None
 
 
-def _expand(root_fd: int, prefix: bytes, parts: list[bytes], found: set, flags: int):
+def _text(name: bytes, fold: bool) -> str:
+    text = name.decode("utf-8", "surrogateescape")
+    return _upper(text) if fold else text
+
+
+def _upper(text: str) -> str:
+    """text in capitals as NTFS compares names: each character by its simple upper case, and
+    only where that goes both ways (the long s, the dotless i, the micro sign and the Kelvin
+    sign are names of their own there, as in NTFS's $UpCase table, not s, i, mu or K)."""
+    return "".join(up if len(up := c.upper()) == 1 and up.lower() == c else c for c in text)
+
+
+def _expand(root_fd: int, prefix: bytes, parts: list[bytes], found: set, fold: bool):
     head, rest = parts[0], parts[1:]
     try:
         dir_fd = open_dir(root_fd, prefix)
     except OSError:
         return                              # not a real folder: nothing below it is kept
     try:
-        match = _matcher(head, flags)
+        match = _matcher(head, fold)
         names = [head] if match is None else [n for n in map(os.fsencode, os.listdir(dir_fd))
                                               if match(n)]
         for name in sorted(names):
@@ -110,7 +122,7 @@ def _expand(root_fd: int, prefix: bytes, parts: list[bytes], found: set, flags: 
             if not rest:
                 found.add(path)
             elif stat.S_ISDIR(st.st_mode):
-                _expand(root_fd, path, rest, found, flags)
+                _expand(root_fd, path, rest, found, fold)
     finally:
         os.close(dir_fd)
 
@@ -145,8 +157,8 @@ class Matcher:
     from the path alone: for the entries of a recorded tree, which is not on disk."""
 
     def __init__(self, patterns, fold_case: bool = False):
-        flags = re.IGNORECASE if fold_case else 0
-        self._patterns = [[_component_regex(part, flags) for part in parts]
+        self._fold = fold_case
+        self._patterns = [[_component_regex(part, fold_case) for part in parts]
                           for parts in parse(patterns)]
 
     def covers(self, path: bytes) -> bool:
@@ -154,14 +166,14 @@ class Matcher:
             return False
         names = path.split(b"/")
         return any(len(names) >= len(parts) and all(
-            regex.match(name.decode("utf-8", "surrogateescape")) for regex, name in zip(parts, names))
+            regex.match(_text(name, self._fold)) for regex, name in zip(parts, names))
             for parts in self._patterns)
 
 
-def _component_regex(part: bytes, flags: int):
-    text = part.decode("utf-8", "surrogateescape")
+def _component_regex(part: bytes, fold: bool):
+    text = _text(part, fold)
     return re.compile(fnmatch.translate(text) if _GLOB.search(part) else re.escape(text) + r"\Z",
-                      re.DOTALL | flags)
+                      re.DOTALL)
 
 
 class NotATree(DiffimgError):

@@ -404,8 +404,9 @@ def test_a_symlinked_target_is_refused_by_restore_and_apply_alike(tmp_path):
     (tmp_path / "real" / "mine").write_text("kept")
     os.symlink("real", tmp_path / "link")
     for args in (("restore", tmp_path / "base"), ("apply", tmp_path / "d1")):
-        line = assert_one_line_error(run_cli(*args, tmp_path / "link"), 7)
-        assert "is a symlink (to real)" in line, line
+        for link in (str(tmp_path / "link"), f"{tmp_path}/link/"):     # (a trailing slash: F9)
+            line = assert_one_line_error(run_cli(*args, link), 7)
+            assert "is a symlink (to real)" in line, line
     assert os.listdir(tmp_path / "real") == ["mine"]
 
 
@@ -715,3 +716,22 @@ def test_a_record_taking_content_from_a_parent_file_of_other_content_is_refused(
     assert "nothing was changed" in line, line
     assert snapshot(target) == before
     run_cli("status", target, check_rc=0)
+
+
+def test_names_fold_as_ntfs_folds_them_not_as_unicode_does(tmp_path):
+    """The Kelvin sign, the long s and the dotless i are names of their own on NTFS (its
+    $UpCase table maps them to themselves): a pattern of k, s or i never keeps them (F7)."""
+    from diffimg.keep import Matcher, find_kept
+    root = tmp_path / "root"
+    root.mkdir()
+    for name in ("pagefile.\u017fys", "\u212aeepme", "\u0131ndex", "Über", "KEEPME"):
+        (root / name).write_text("planted")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        kept = find_kept(fd, ["/pagefile.sys", "/keepme", "/index", "/über"], True)
+    finally:
+        os.close(fd)
+    assert kept == {"KEEPME".encode(), "Über".encode()}
+    matcher = Matcher(["/keepme", "/über"], True)
+    assert matcher.covers(b"KEEPME/x") and matcher.covers("ÜBER".encode())
+    assert not matcher.covers("\u212aeepme".encode())
