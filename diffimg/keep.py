@@ -6,6 +6,7 @@ The kept paths are found in the target before anything is planned, without follo
 a kept folder takes its whole subtree.
 """
 
+import contextlib
 import errno
 import fnmatch
 import os
@@ -181,15 +182,47 @@ class NotATree(DiffimgError):
     exit_code = 2
 
 
-def chain_kept(scanned, chain_entries, matcher: Matcher, tree_name: str):
+def linked_inodes(root_fd: int, paths) -> set[int]:
+    """The inode numbers of the regular files with other links at or below paths (found
+    beneath root_fd, nothing followed)."""
+    found = set()
+    for path in paths:
+        folder, _, name = path.rpartition(b"/")
+        try:
+            parent = open_dir(root_fd, folder)
+        except OSError:
+            continue
+        try:
+            st = os.lstat(name, dir_fd=parent)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                found.add(st.st_ino)
+            elif stat.S_ISDIR(st.st_mode):
+                for _, _, files, dir_fd in os.fwalk(name, dir_fd=parent, follow_symlinks=False):
+                    for file in files:
+                        with contextlib.suppress(OSError):
+                            st = os.lstat(file, dir_fd=dir_fd)
+                            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                                found.add(st.st_ino)
+        except OSError:
+            pass
+        finally:
+            os.close(parent)
+    return found
+
+
+def chain_kept(scanned, chain_entries, matcher: Matcher, tree_name: str, kept_links=frozenset()):
     """The scanned entries (the kept paths left out of the scan), with the chain's entries at the
     paths matcher covers in their place, in canonical order: a tree whose kept paths are as the
     chain has them (diff --keep: neither stored nor deleted). NotATree when a kept entry's
-    folder is not a folder in the tree, or a hardlink group crosses a kept path's edge."""
+    folder is not a folder in the tree, or a hardlink group crosses a kept path's edge (in
+    the chain, or in the tree: kept_links, the inodes of linked files at kept paths)."""
     from .merge import merge_join
     folders = {b""}
     for mine, chains in merge_join(scanned, (e for e in chain_entries if matcher.covers(e.path))):
         if chains is None:
+            if mine.kind is Kind.FILE and mine.ino in kept_links:
+                raise NotATree(f"{show_path(mine.path)} in {tree_name} is a hardlink of a file "
+                               "at a kept path: keep both or neither")
             if mine.link is not None and matcher.covers(mine.link):
                 raise NotATree(f"{show_path(mine.path)} in {tree_name} is a hardlink of "
                                f"{show_path(mine.link)}, a kept path: keep both or neither")

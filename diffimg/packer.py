@@ -28,7 +28,7 @@ from .fsmeta import source_info
 from .hashing import Beneath, Problem, copy_batch, hash_batch, open_for_read, run_pooled
 from .image import ALIGN, append_metadata, container_tree, is_image, open_chain
 from .interrupts import signals_held
-from .keep import Matcher, chain_kept, find_kept, folds_case
+from .keep import Matcher, chain_kept, find_kept, folds_case, linked_inodes
 from .manifest import ManifestWriter, read_entries, write_manifest
 from .ntfs import read_from_ntfs
 from .osinfo import detect
@@ -202,13 +202,14 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
                                             opts.trust_mtime, opts.on_warning)
         stats = StatRecorder.for_scan(tree)
         left_out = _windows_left_out(tree, opts)
-        matcher, kept = _kept_from_chain(tree, opts.keeps, parent)
+        matcher, kept, kept_links = _kept_from_chain(tree, opts.keeps, parent)
         with ManifestWriter(output.manifest, source_info(tree), stats) as writer:
             scanned = scan(tree, previous=hints, checksum=opts.checksum, trust_mtime=trust_mtime,
                            excludes=opts.excludes, on_progress=opts.on_progress,
                            on_warning=opts.on_warning, leave_out=left_out | kept, windows_files=True)
             if matcher is not None:
-                scanned = chain_kept(scanned, parent.entries(), matcher, show_path(tree))
+                scanned = chain_kept(scanned, parent.entries(), matcher, show_path(tree),
+                                     kept_links)
             changes = diff_trees(parent_entries, writer.recording(_names_fit(tree, scanned)),
                                  parent.file_hints())
         trailer = writer.trailer
@@ -225,16 +226,18 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
         output.cleanup()
 
 
-def _kept_from_chain(tree: bytes, patterns, parent) -> tuple[Matcher | None, set]:
-    """diff --keep: (what covers the kept paths, those of them in tree, left out of its scan);
-    names match in any case on a Windows tree or an NTFS or FAT one (keep.folds_case)."""
+def _kept_from_chain(tree: bytes, patterns, parent) -> tuple[Matcher | None, set, set]:
+    """diff --keep: (what covers the kept paths, those of them in tree, left out of its scan,
+    the inode numbers of the files there with other links); names match in any case on a
+    Windows tree or an NTFS or FAT one (keep.folds_case)."""
     if not patterns:
-        return None, set()
+        return None, set(), set()
     windows_tree = read_from_ntfs(parent.info.get("source"))
     root_fd = os.open(tree, DIR_FLAGS)
     try:
         fold = folds_case(root_fd, windows_tree)
-        return Matcher(patterns, fold), find_kept(root_fd, patterns, fold)
+        kept = find_kept(root_fd, patterns, fold)
+        return Matcher(patterns, fold), kept, linked_inodes(root_fd, kept)
     finally:
         os.close(root_fd)
 

@@ -181,6 +181,12 @@ def test_a_diff_leaves_kept_paths_as_the_chain_has_them(tmp_path):
     line = assert_one_line_error(refused, 2)
     assert "home/teacher/notes.txt" in line and "not a folder" in line, line
     assert not (tmp_path / "bad.diff").exists()
+    # a hardlink group across the kept edge in the tree: no tree (review F8)
+    os.link(machine / "home" / "student" / "work.txt", machine / "etc" / "work-link")
+    line = assert_one_line_error(run_cli("diff", "-q", "--keep", "/home", machine,
+                                         tmp_path / "base.img", "-o", tmp_path / "bad.diff"), 2)
+    assert "etc/work-link" in line and "keep both or neither" in line, line
+    assert not (tmp_path / "bad.diff").exists()
 
 
 def test_a_diff_whose_records_leave_out_a_change_is_refused_by_apply_and_rebase(tmp_path):
