@@ -134,8 +134,8 @@ def _whole_disk(path: bytes, table: str) -> str:
         parts.append(f"{number}: start {start}, size {size} ({_size(size)}), {kind}, "
                      + (f"holds {fstype}" if fstype else "no filesystem blkid knows"))
         is_node = False
-        with contextlib.suppress(OSError):
-            is_node = stat.S_ISBLK(os.stat(node).st_mode)
+        with contextlib.suppress(OSError):     # (a disk's own node, never a planted symlink)
+            is_node = stat.S_ISBLK(os.lstat(node).st_mode) and stat.S_ISBLK(os.stat(path).st_mode)
         if chosen is None or (fstype in TYPES and not chosen[0]):
             advice = (f"give {show_path(node)}" if is_node else
                       f"give the loop device `losetup -f --show -o {start} --sizelimit {size} "

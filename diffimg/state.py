@@ -314,6 +314,11 @@ def begin(root_fd: int, state: State):
     Returns what puts the state file back as it was, for a run that fails before it changes
     anything else (a web server that fails while content is fetched)."""
     had = _state_bytes(root_fd)
+    try:
+        os.lstat(STATE_DIR, dir_fd=root_fd)
+        made_dir = False
+    except FileNotFoundError:
+        made_dir = True                 # (undo takes it away again)
     before, _ = read_state(root_fd)
     if state.manifest_digest is None and before is not None:
         # the manifest (and its stat rows) stay until finish replaces them: naming them lets a
@@ -334,6 +339,9 @@ def begin(root_fd: int, state: State):
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+            if made_dir:                # unless it keeps fetched content (fetchkeep.py)
+                with _root_times_kept(root_fd), contextlib.suppress(OSError):
+                    os.rmdir(STATE_DIR, dir_fd=root_fd)
         except OSError:
             pass            # an incomplete state is left: the next run trusts nothing of it
     return undo

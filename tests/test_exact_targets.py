@@ -634,6 +634,7 @@ def test_a_web_restore_that_failed_half_way_resumes_without_fetching_again(tmp_p
     line = assert_one_line_error(proc, 18)
     assert "nothing was changed" in line, line
     assert snapshot(target).keys() == {b""}
+    assert sorted(os.listdir(target / ".diffimg")) == ["fetched"]      # (no state of its own)
     kept = os.listdir(target / ".diffimg" / "fetched")
     assert 10 <= len(kept) <= 30, kept
     www = Nginx(tmp_path / "www", tmp_path / "nginx").start()
