@@ -108,7 +108,7 @@ class Server:
                           parts.append((start, data)), asked=length)
                 break
             except _Dropped as exc:
-                self._give_up_if_slow(started, 0)
+                self._give_up_if_slow(started, 0, str(exc))
                 failures = self._failed(failures, str(exc))
         data = b"".join(d for _, d in sorted(parts))
         if len(data) != min(length, self.size or 0):
@@ -121,10 +121,11 @@ class Server:
         left = [[start, length] for start, length in ranges if length > 0]
         failures = 0
         started, total = time.monotonic(), sum(n for _, n in left)
+        problem = None
         while left:
             # however the server splits its answers (a byte each, slowly), the whole fetch must
             # average MIN_RATE once it has run SLOW_AFTER seconds
-            self._give_up_if_slow(started, total - sum(r[1] for r in left))
+            self._give_up_if_slow(started, total - sum(r[1] for r in left), problem)
             batch = left[:1 if self._single else MAX_RANGES]
             got = {id(r): 0 for r in batch}
             spans = {(r[0], r[0] + r[1]): r for r in batch}
@@ -163,14 +164,16 @@ class Server:
                 r[1] -= got[id(r)]
             left = [r for r in left if r[1] > 0]
 
-    def _give_up_if_slow(self, started: float, received: int):
+    def _give_up_if_slow(self, started: float, received: int, dropped: str | None = None):
         """RemoteError when a fetch that began at started has run SLOW_AFTER seconds and
-        averaged under MIN_RATE (received bytes so far)."""
+        averaged under MIN_RATE (received bytes so far); dropped: the last failure, when the
+        connection failed (then that is said, not a slow server)."""
         elapsed = time.monotonic() - started
         if elapsed > SLOW_AFTER and received < MIN_RATE * elapsed:
             self.close()
-            raise RemoteError(f"{self.url}: the server sends under {MIN_RATE // 1024} KiB/s; "
-                              "gave up")
+            why = (f"the connection keeps failing ({dropped})" if dropped else
+                   f"the server sends under {MIN_RATE // 1024} KiB/s")
+            raise RemoteError(f"{self.url}: {why}; gave up")
 
     def _failed(self, failures: int, problem: str) -> int:
         """One more failure in a row: wait before the next try (BACKOFF), or give up after
