@@ -43,7 +43,10 @@ def locked_target(target: bytes):
     """The target root's fd, with an exclusive lock: a second restore of it refuses. TARGET
     itself is never followed when it is a symlink (restore and apply alike): it is refused,
     naming where it points."""
-    name = target.rstrip(b"/") or b"/"      # (a trailing slash would follow a symlink)
+    name = target                   # (a trailing "/" or "/." would follow a symlink)
+    while name.endswith((b"/", b"/.")) and name not in (b"/", b"/."):
+        name = name[:-1] if name.endswith(b"/") else name[:-2]
+    name = name or b"/"
     if os.path.islink(name):
         raise OutputError(f"{show_path(target)} is a symlink (to {show_path(os.readlink(name))}):"
                           " give the folder itself; nothing was changed")
@@ -324,6 +327,7 @@ def _fetch(p: Plan, root_fd: int, run: _Run, layer_roots: dict, phase, on_progre
                 for path, (digest, size) in sorted(wanted[n].items()):
                     if _take_kept(root_fd, layer_dirs, path, digest, size):
                         progress(1, size)          # kept by a run that did not finish
+                        fetched.append((name, path, digest))     # (kept again on a failure)
                     else:
                         left.append((path, digest, size))
                 reader.read(left, staged)

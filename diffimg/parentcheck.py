@@ -34,6 +34,7 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
     dirs, source_dirs = Dirs(root_fd), Dirs(root_fd)   # two caches: the paths interleave
     volume = target_volume(root_fd, ntfs_attributes)
     afters = {c.path: c.after for c in changes}
+    befores = {c.path: c.before for c in changes}
     differences: dict[bytes, str] = {}                 # path -> what differs, in delta order
     shared: set[bytes] = set()
     try:
@@ -41,6 +42,12 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
             if checksum:
                 return True
             return None if proofs is None else proofs.get(path, True)
+
+        def source_check(path):
+            # content taken from the target is put in place by link or rename, unread: without
+            # a state to prove it, it is hashed here (a source of other content would be found
+            # only half-way through, or not at all)
+            return True if checksum or proofs is None else proofs.get(path, True)
         for c in changes:
             found = _lookup(dirs, c.path, content_check(c.path) if c.before is not None else None,
                             volume)
@@ -49,6 +56,14 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
                 differences.setdefault(c.path, problem)
             elif c.action == META and found.kind is not Kind.DIR and found.nlink > 1:
                 shared.add(c.path)
+            if c.action == PARENT and c.source in afters:
+                # the parent's content there is the source record's `before`
+                source_before = befores.get(c.source)
+                if source_before is None or source_before.kind is not Kind.FILE \
+                        or source_before.digest != c.after.digest:
+                    raise ImageError(f"{show_path(c.path)}: it takes content from "
+                                     f"{show_path(c.source)}, whose parent entry does not hold "
+                                     "it (a damaged image?)")
             if c.action == LINK and c.source in afters:
                 leader = afters[c.source]       # made by the delta: the very inode, recorded
                 if leader is None or leader.link is not None \
@@ -57,8 +72,8 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
                                      f"{show_path(c.source)} is not the same inode (a damaged image?)")
             elif c.action in (PARENT, LINK) and c.source not in afters:
                 found = _lookup(source_dirs, c.source,
-                                content_check(c.source) if c.after.kind is Kind.FILE else None,
-                                volume)
+                                (source_check if c.action == PARENT else content_check)(c.source)
+                                if c.after.kind is Kind.FILE else None, volume)
                 if found is None or found.kind is not c.after.kind or found.size != c.after.size \
                         or (c.digest is not None and found.digest not in (None, c.digest)) \
                         or (c.action == LINK and not _same_inode(found, c.after)):

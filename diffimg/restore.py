@@ -194,18 +194,25 @@ def _check_room(root_fd: int, target: bytes, p, layers):
             f"gone); {advice}; nothing was changed")
 
 
+WRITERS = os.cpu_count() or 1       # the processes that write files at once (hashing.run_pooled)
+
+
 def _peak(root_fd: int, p, gone: set) -> int:
     """The most the copies hold at once, in the order they are written: each new file's bytes,
     less the blocks of the file it replaced once renamed over it (none at paths gone: deleted
     already, or moved elsewhere)."""
     peak = running = 0
+    largest: list[int] = []
     for w in p.writes:
         if w.source.origin is From.LAYER and not w.entry.sparse:
             running += w.entry.size
             peak = max(peak, running)
+            largest = sorted([*largest, w.entry.size])[-WRITERS:]
         if not _at_or_below(w.entry.path, gone):
             running -= _blocks(root_fd, [w.entry.path], subtrees=False)
-    return peak
+    # the writers work at once, each on a file of its own batch: as many temporary files as
+    # writers may be whole before any of them replaces what it replaces
+    return peak + sum(largest[:-1])
 
 
 def _at_or_below(path: bytes, paths: set) -> bool:

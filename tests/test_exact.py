@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import needs_root, run_cli
+from conftest import assert_one_line_error, needs_root, run_cli
 from snapshot import assert_same_tree, snapshot
 from treebuild import build, change_everything
 
@@ -519,9 +519,10 @@ def test_a_rollback_to_the_base_uses_the_state_of_the_later_tree(base_and_diff, 
 
 
 @needs_root
-def test_a_move_apply_took_unread_is_not_vouched_for(base_and_diff, tmp_path):
-    """apply without a state takes a moved file's content from the target by size (its inode
-    may move unread): that content gets no stat row, so status still hashes it."""
+def test_a_move_apply_cannot_prove_is_hashed_and_refused(base_and_diff, tmp_path):
+    """apply without a state hashes the content it takes from the target (its inode moves into
+    place unread otherwise): a moved file edited keeping its size and time is refused, nothing
+    changed (it used to be moved, and only status saw it)."""
     base, _, d1, _ = base_and_diff
     target = tmp_path / "target"
     target.mkdir()
@@ -531,9 +532,10 @@ def test_a_move_apply_took_unread_is_not_vouched_for(base_and_diff, tmp_path):
     os.utime(target, ns=(root.st_atime_ns, root.st_mtime_ns))
     moved = os.path.join(os.fsencode(target), b"times/before-1970")   # d1 moves times/
     _edit_keeping_size_and_time(moved)
-    run_cli("apply", "-q", d1, target, check_rc=0)
-    found = json.loads(run_cli("status", "--json", target, check_rc=1).stdout)["differences"]
-    assert [(d["path"], list(d["fields"])) for d in found] == [("times-moved/before-1970", ["content"])]
+    before = snapshot(target)
+    line = assert_one_line_error(run_cli("apply", "-q", d1, target), 14)
+    assert "times/before-1970 is not the entry the diff takes content" in line, line
+    assert snapshot(target) == before
 
 
 @needs_root

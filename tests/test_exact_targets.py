@@ -410,7 +410,8 @@ def test_a_symlinked_target_is_refused_by_restore_and_apply_alike(tmp_path):
     (tmp_path / "real" / "mine").write_text("kept")
     os.symlink("real", tmp_path / "link")
     for args in (("restore", tmp_path / "base"), ("apply", tmp_path / "d1")):
-        for link in (str(tmp_path / "link"), f"{tmp_path}/link/"):     # (a trailing slash: F9)
+        for link in (str(tmp_path / "link"), f"{tmp_path}/link/", f"{tmp_path}/link/.",
+                     f"{tmp_path}/link/./"):           # (what follows it at the end: F9)
             line = assert_one_line_error(run_cli(*args, link), 7)
             assert "is a symlink (to real)" in line, line
     assert os.listdir(tmp_path / "real") == ["mine"]
@@ -637,6 +638,17 @@ def test_a_web_restore_that_failed_half_way_resumes_without_fetching_again(tmp_p
     assert sorted(os.listdir(target / ".diffimg")) == ["fetched"]      # (no state of its own)
     kept = os.listdir(target / ".diffimg" / "fetched")
     assert 10 <= len(kept) <= 30, kept
+    # a second failure keeps what the first kept, and what it added
+    server = _serve_metadata_ranges_only(image, min(meta_start, os.path.getsize(image) - (64 << 10)),
+                                         cut=True)
+    try:
+        proc = run_cli("restore", f"http://127.0.0.1:{server.server_port}/base.img", target,
+                       env={**os.environ, "DIFFIMG_HTTP_RETRIES": "1"}, timeout=120)
+    finally:
+        server.shutdown()
+    assert_one_line_error(proc, 18)
+    again = os.listdir(target / ".diffimg" / "fetched")
+    assert set(kept) < set(again), (kept, again)
     www = Nginx(tmp_path / "www", tmp_path / "nginx").start()
     try:
         run_cli("restore", "-q", f"{www.url}/base.img", target, check_rc=0)
@@ -742,3 +754,43 @@ def test_names_fold_as_ntfs_folds_them_not_as_unicode_does(tmp_path):
     matcher = Matcher(["/keepme", "/über"], True)
     assert matcher.covers(b"KEEPME/x") and matcher.covers("ÜBER".encode())
     assert not matcher.covers("\u212aeepme".encode())
+
+
+def test_apply_without_a_state_refuses_a_parent_record_whose_source_holds_other_content(tmp_path):
+    """A target apply cannot prove by a state (a copy of the parent): a crafted `parent` record
+    whose source holds other content is refused before anything changes, whether the diff
+    also changes the source (exit 8) or not (the source is hashed: exit 14), never written
+    under a real name (re-attack F-1)."""
+    import dataclasses
+    import shutil
+
+    from conftest import assert_one_line_error, rewrite_delta
+    from snapshot import snapshot
+
+    from diffimg.delta import PARENT
+    from diffimg.image import Image
+    for x_changes, rc in ((True, 8), (False, 14)):
+        work = tmp_path / f"x-changes-{x_changes}"
+        tree = work / "tree"
+        tree.mkdir(parents=True)
+        (tree / "x").write_bytes(b"A" * 1000)
+        (tree / "y").write_bytes(b"B" * 1000)
+        for n in range(5):
+            (tree / f"z{n}").write_text(str(n))
+        run_cli("create", "-q", "--format", "dir", tree, work / "base", check_rc=0)
+        target = work / "target"
+        shutil.copytree(tree, target, symlinks=True)
+        if x_changes:
+            (tree / "x").write_bytes(b"E" * 1000)
+        (tree / "y").write_bytes(b"Z" * 1000)
+        (tree / "z0").unlink()
+        (tree / "a").write_text("new")
+        run_cli("diff", "-q", "--format", "dir", tree, work / "base", "-o", work / "diff",
+                check_rc=0)
+        image = Image(work / "diff")
+        rewrite_delta(image, [dataclasses.replace(c, action=PARENT, source=b"x")
+                              if c.path == b"y" else c for c in image.delta()], work)
+        before = snapshot(target)
+        line = assert_one_line_error(run_cli("apply", work / "diff", target), rc)
+        assert "x" in line, line
+        assert snapshot(target) == before
