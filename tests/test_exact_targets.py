@@ -794,3 +794,31 @@ def test_apply_without_a_state_refuses_a_parent_record_whose_source_holds_other_
         line = assert_one_line_error(run_cli("apply", work / "diff", target), rc)
         assert "x" in line, line
         assert snapshot(target) == before
+
+
+@needs_root
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one writer writes one file at a time")
+def test_the_room_check_allows_for_files_written_at_once(tmp_path):
+    """Two large files in two writers' batches are written at once: a target with room for
+    one at a time only is refused before anything changes (re-attack F-2)."""
+    from conftest import assert_one_line_error
+    from snapshot import snapshot
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a_big").write_bytes(os.urandom(10 << 20))
+    for n in range(63):
+        (tree / f"m{n:02d}").write_text(f"tiny{n}")
+    (tree / "n_big").write_bytes(os.urandom(10 << 20))
+    run_cli("create", "-q", "--format", "dir", tree, tmp_path / "img", check_rc=0)
+    target = tmp_path / "t"
+    target.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=30M", "tmpfs", str(target)], check=True)
+    try:
+        for n in range(63):
+            (target / f"m{n:02d}").write_bytes(os.urandom(200_000))
+        before = snapshot(target)
+        line = assert_one_line_error(run_cli("restore", "--yes", tmp_path / "img", target), 7)
+        assert "has not enough room" in line and "nothing was changed" in line, line
+        assert snapshot(target) == before
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
