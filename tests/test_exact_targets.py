@@ -822,3 +822,21 @@ def test_the_room_check_allows_for_files_written_at_once(tmp_path):
         assert snapshot(target) == before
     finally:
         subprocess.run(["umount", str(target)], check=True)
+
+
+def test_warnings_reach_stderr_under_json(tmp_path):
+    """--json silences progress, never warnings: stdout is the document, stderr says what an
+    admin must know (here a --keep pattern that keeps nothing)."""
+    import json
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_text("1")
+    run_cli("create", "-q", "--format", "dir", tree, tmp_path / "base", check_rc=0)
+    (tmp_path / "target").mkdir()
+    proc = run_cli("restore", "--json", "--keep", "/nowhere", tmp_path / "base",
+                   tmp_path / "target", check_rc=0)
+    assert json.loads(proc.stdout)["counts"]["files_written"] == 1
+    assert b"'/nowhere' matches nothing" in proc.stderr, proc.stderr
+    quiet = run_cli("restore", "-q", "--keep", "/nowhere", tmp_path / "base", tmp_path / "target",
+                    check_rc=0)
+    assert quiet.stderr == b"", quiet.stderr
