@@ -350,13 +350,20 @@ def _fetch(p: Plan, root_fd: int, run: _Run, layer_roots: dict, phase, on_progre
 def _take_kept(root_fd: int, dirs: Dirs, path: bytes, digest: bytes, size: int) -> bool:
     """Put at path in the layer's fetch folder the file an earlier run fetched of this content
     and kept (fetchkeep.py), when there is one; whether it did."""
+    folder, name = _made_folders(dirs, path)
+    return fetchkeep.take(root_fd, digest, size, dirs.fd(folder), name)
+
+
+def _made_folders(dirs: Dirs, path: bytes) -> tuple[bytes, bytes]:
+    """(path's folder, its name), the folder made (private) where it is missing, beneath dirs'
+    root without following anything."""
     parent, name = split(path)
     folder = b""
     for part in parent.split(b"/") if parent else ():
         with contextlib.suppress(FileExistsError):
             os.mkdir(part, 0o700, dir_fd=dirs.fd(folder))
         folder = folder + b"/" + part if folder else part
-    return fetchkeep.take(root_fd, digest, size, dirs.fd(folder), name)
+    return folder, name
 
 
 def _keep_fetched(root_fd: int, fetch_fd: int, fetched: list):
@@ -380,12 +387,7 @@ class StagedFile:
     writes_holes = False          # a block of zeros stays a hole
 
     def __init__(self, dirs: Dirs, progress, path: bytes, size: int, on_done=None):
-        parent, name = split(path)
-        folder = b""
-        for part in parent.split(b"/") if parent else ():
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(part, 0o700, dir_fd=dirs.fd(folder))
-            folder = folder + b"/" + part if folder else part
+        folder, name = _made_folders(dirs, path)
         # the folder is named again by abort: Dirs may close its fd (and the number be reused)
         # while other files are fetched
         self._dirs, self._folder, self._name, self._progress = dirs, folder, name, progress

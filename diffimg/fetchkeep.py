@@ -10,13 +10,11 @@ import contextlib
 import os
 import stat
 
-import xxhash
-
+from .hashing import digest_of
 from .safefs import DIR_FLAGS, private_to_us, remove
 from .state import STATE_DIR, state_dir
 
 KEPT_DIR = b"fetched"
-_READ = 1 << 20
 
 
 def _open_kept(root_fd: int, make: bool) -> int | None:
@@ -62,7 +60,7 @@ def take(root_fd: int, digest: bytes, size: int, dest_fd: int, dest_name: bytes)
     try:
         st = os.fstat(fd)
         if not (stat.S_ISREG(st.st_mode) and private_to_us(st) and st.st_nlink == 1
-                and st.st_size == size and _digest(fd) == digest):
+                and st.st_size == size and digest_of(fd) == digest):
             return False
         os.rename(name, dest_name, src_dir_fd=kept, dst_dir_fd=dest_fd)
         return True
@@ -71,13 +69,6 @@ def take(root_fd: int, digest: bytes, size: int, dest_fd: int, dest_name: bytes)
     finally:
         os.close(fd)
         os.close(kept)
-
-
-def _digest(fd: int) -> bytes:
-    h = xxhash.xxh3_128()
-    while data := os.read(fd, _READ):
-        h.update(data)
-    return h.digest()
 
 
 def put(root_fd: int, src_fd: int, src_name: bytes, digest: bytes):

@@ -52,8 +52,8 @@ def mount_of(st_dev: int) -> dict:
                 fields = line.split()
                 if fields[2].decode() == wanted:
                     sep = fields.index(b"-")
-                    return {"mountpoint": _unescape(fields[4]), "fstype": fields[sep + 1].decode(),
-                            "device": _unescape(fields[sep + 2])}
+                    return {"mountpoint": unescape_field(fields[4]), "fstype": fields[sep + 1].decode(),
+                            "device": unescape_field(fields[sep + 2])}
     except (OSError, ValueError, IndexError):
         pass
     return {}
@@ -91,7 +91,7 @@ def mount_points_below(root) -> set[bytes]:
     try:
         with open("/proc/self/mountinfo", "rb") as f:
             for line in f:
-                point = os.fsencode(_unescape(line.split()[4]))
+                point = os.fsencode(unescape_field(line.split()[4]))
                 if point.startswith(prefix) and len(point) > len(prefix):
                     found.add(point[len(prefix):])
     except (OSError, IndexError):
@@ -99,7 +99,8 @@ def mount_points_below(root) -> set[bytes]:
     return found
 
 
-def _unescape(field: bytes) -> str:
+def unescape_field(field: bytes) -> str:
+    """A field of /proc/self/mountinfo as the path or name it stands for."""
     # mountinfo writes space, tab, newline and backslash as octal escapes (\040 ...)
     return os.fsdecode(field.decode("unicode_escape").encode("latin-1"))
 

@@ -102,6 +102,16 @@ def hash_file(path: bytes) -> Hashed:
     return Hashed(Problem.CHANGED, "kept changing while being read; recorded as last read", content)
 
 
+def digest_of(fd: int) -> bytes:
+    """xxh3-128 of the whole file open at fd, read from its start (its offset left as it is)."""
+    h = xxhash.xxh3_128()
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        h.update(chunk)
+        offset += len(chunk)
+    return h.digest()
+
+
 def has_holes(fd: int, size: int) -> bool:
     """Whether the open file has a hole before its end, by SEEK_HOLE alone: its block count
     says nothing sure (an xattr or extent block can make up for a hole)."""

@@ -6,7 +6,6 @@ The kept paths are found in the target before anything is planned, without follo
 a kept folder takes its whole subtree.
 """
 
-import contextlib
 import errno
 import fnmatch
 import os
@@ -18,7 +17,7 @@ from .errors import DiffimgError, show_path
 from .fsmeta import mount_of
 from .manifest import STATE_DIR, unsafe_path
 from .ntfs import is_ntfs
-from .safefs import open_dir
+from .safefs import open_dir, regular_files
 
 DEFAULT_EXT_KEEP = "/lost+found"          # mkfs makes it; fsck needs it
 _EXT_FSTYPES = frozenset({"ext2", "ext3", "ext4"})
@@ -185,29 +184,7 @@ class NotATree(DiffimgError):
 def linked_inodes(root_fd: int, paths) -> set[int]:
     """The inode numbers of the regular files with other links at or below paths (found
     beneath root_fd, nothing followed)."""
-    found = set()
-    for path in paths:
-        folder, _, name = path.rpartition(b"/")
-        try:
-            parent = open_dir(root_fd, folder)
-        except OSError:
-            continue
-        try:
-            st = os.lstat(name, dir_fd=parent)
-            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-                found.add(st.st_ino)
-            elif stat.S_ISDIR(st.st_mode):
-                for _, _, files, dir_fd in os.fwalk(name, dir_fd=parent, follow_symlinks=False):
-                    for file in files:
-                        with contextlib.suppress(OSError):
-                            st = os.lstat(file, dir_fd=dir_fd)
-                            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-                                found.add(st.st_ino)
-        except OSError:
-            pass
-        finally:
-            os.close(parent)
-    return found
+    return {st.st_ino for st in regular_files(root_fd, paths) if st.st_nlink > 1}
 
 
 def chain_kept(scanned, chain_entries, matcher: Matcher, tree_name: str, kept_links=frozenset()):

@@ -21,6 +21,7 @@ import struct
 import subprocess
 
 from .errors import DiffimgError, InputNotFound, ToolError, show_path
+from .fsmeta import unescape_field
 from .mount import mounted_by
 
 KERNEL_TYPES = ("ext2", "ext3", "ext4", "btrfs", "xfs", "vfat")
@@ -176,9 +177,9 @@ def mounted_at(path: bytes, st) -> bytes | None:
             for line in f:
                 fields = line.split()
                 sep = fields.index(b"-")
-                source = os.fsencode(fields[sep + 2].decode("unicode_escape").encode("latin-1"))
+                source = os.fsencode(unescape_field(fields[sep + 2]))
                 if fields[2].decode() in devices or source in sources:
-                    return fields[4].decode("unicode_escape").encode("latin-1")
+                    return os.fsencode(unescape_field(fields[4]))
     except (OSError, ValueError, IndexError):
         pass
     return None

@@ -25,7 +25,7 @@ from .merge import PathLookup
 from .parentcheck import SHOWN, check_parent, entry_at, untracked_below
 from .planner import index_chain, plan_delta, plan_restore
 from .progress import Phase, human_bytes
-from .safefs import open_dir, split
+from .safefs import regular_files, split
 from .scanner import scan
 from .state import (
     RecordedTree,
@@ -227,29 +227,8 @@ def _at_or_below(path: bytes, paths: set) -> bool:
 def _blocks(root_fd: int, paths, subtrees: bool) -> int:
     """The bytes held by the regular files at paths (with subtrees: and below the folders
     among them) that have no other link; read without following anything."""
-    def held(st):
-        return st.st_blocks * 512 if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 else 0
-
-    total = 0
-    for path in paths:
-        folder, name = split(path)
-        try:
-            parent_fd = open_dir(root_fd, folder)
-        except OSError:
-            continue
-        try:
-            st = os.lstat(name, dir_fd=parent_fd)
-            total += held(st)
-            if subtrees and stat.S_ISDIR(st.st_mode):
-                for _, _, files, dir_fd in os.fwalk(name, dir_fd=parent_fd, follow_symlinks=False):
-                    for file in files:
-                        with contextlib.suppress(OSError):
-                            total += held(os.lstat(file, dir_fd=dir_fd))
-        except OSError:
-            pass
-        finally:
-            os.close(parent_fd)
-    return total
+    return sum(st.st_blocks * 512 for st in regular_files(root_fd, paths, subtrees)
+               if st.st_nlink == 1)
 
 
 def _check_makes_manifest(root_fd: int, image, delta, diff):

@@ -80,6 +80,35 @@ def proc_path(dir_fd: int, name: bytes) -> bytes:
     return b"/proc/self/fd/%d/%s" % (dir_fd, name)
 
 
+def regular_files(root_fd: int, paths, subtrees: bool = True):
+    """The stat results of the regular files at paths (relative to root_fd) and, with subtrees,
+    below the folders among them; found without following anything, what cannot be read
+    passed over."""
+    for path in paths:
+        folder, _, name = path.rpartition(b"/")
+        try:
+            parent = open_dir(root_fd, folder)
+        except OSError:
+            continue
+        try:
+            st = os.lstat(name, dir_fd=parent)
+            if stat.S_ISREG(st.st_mode):
+                yield st
+            elif subtrees and stat.S_ISDIR(st.st_mode):
+                for _, _, files, dir_fd in os.fwalk(name, dir_fd=parent, follow_symlinks=False):
+                    for file in files:
+                        try:
+                            st = os.lstat(file, dir_fd=dir_fd)
+                        except OSError:
+                            continue
+                        if stat.S_ISREG(st.st_mode):
+                            yield st
+        except OSError:
+            pass
+        finally:
+            os.close(parent)
+
+
 def fd_path(fd: int) -> bytes:
     """A path naming the very file (or folder) open at fd in this process."""
     return b"/proc/self/fd/%d" % fd

@@ -19,12 +19,10 @@ import stat
 import time
 from dataclasses import dataclass, field
 
-import xxhash
-
 from . import __version__, statcache
 from .entry import KIND_OF_FMT, Kind
 from .errors import ManifestError, OutputError, show_path
-from .hashing import has_holes
+from .hashing import digest_of, has_holes
 from .keep import parse as parse_patterns
 from .manifest import STATE_DIR, ManifestReader
 from .safefs import DIR_FLAGS, Dirs, fd_path, names_in, private_to_us, remove, replace, split
@@ -228,7 +226,7 @@ class RecordedTree:
                 self.fd = _open_regular(dir_fd, MANIFEST_FILE)
             finally:
                 os.close(dir_fd)
-        if self.fd is not None and digest is not None and _digest_of(self.fd) != digest:
+        if self.fd is not None and digest is not None and digest_of(self.fd) != digest:
             self.intact = False
             self.close()
         self.path = fd_path(self.fd) if self.fd is not None else None
@@ -388,7 +386,7 @@ def finish(root_fd: int, state: State, image, kept, verified):
             stats.write(f, end - start, image.tree_id)
             f.flush()
             os.fsync(f.fileno())
-            state.manifest_digest = _digest_of(f.fileno())
+            state.manifest_digest = digest_of(f.fileno())
         replace(dir_fd, tmp, MANIFEST_FILE)
         state.complete, state.tree_id, state.finished_ns = True, image.tree_id, time.time_ns()
         _write_atomically(dir_fd, STATE_FILE, json.dumps(state.to_json(), indent=1).encode())
@@ -454,16 +452,6 @@ def _record_rows(root_fd: int, stats, entries, kept, verified):
             stats.add(e)
     finally:
         dirs.close()
-
-
-def _digest_of(fd: int) -> bytes:
-    """xxh3-128 of the whole file open at fd."""
-    h = xxhash.xxh3_128()
-    offset = 0
-    while chunk := os.pread(fd, 1 << 20, offset):
-        h.update(chunk)
-        offset += len(chunk)
-    return h.digest()
 
 
 def _state_error(exc: OSError) -> OutputError:

@@ -35,6 +35,17 @@ def assert_one_line_error(proc, rc):
 
 
 @pytest.fixture
+def www(tmp_path):
+    """nginx serving tmp_path/www on a free loopback port (webserver.py), for the test."""
+    from webserver import Nginx
+    root = tmp_path / "www"
+    root.mkdir()
+    server = Nginx(root, tmp_path / "nginx").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def rich_tree(tmp_path):
     """A real tree with every entry kind and attribute (needs root for devices and chown)."""
     from treebuild import build, every_kind_spec

@@ -228,13 +228,20 @@ def test_a_diff_whose_records_leave_out_a_change_is_refused_by_apply_and_rebase(
     assert not (tmp_path / "out.diff").exists()
 
 
-def _serve_metadata_ranges_only(path, from_offset, stall=0.0, cut=False):
-    """An in-process web server on 127.0.0.1 that honours a single byte range at or past
-    from_offset (an image's metadata) and answers anything else with the whole file, 200: a
-    server that stops honouring ranges once content is asked for. Returns the server."""
+def _serve_metadata_ranges_only(path, stall=0.0, cut=False):
+    """An in-process web server on 127.0.0.1 serving the image at path, that honours a single
+    byte range in its metadata (and the first request's tail, remote.TAIL, around it) and
+    answers anything else with the whole file, 200: a server that stops honouring ranges once
+    content is asked for (stall: after hanging that long; cut: by stopping its first content
+    answer half-way, then failing). Returns the server; its meta_start: the metadata's first
+    byte."""
     import http.server
     import threading
     import time
+
+    from diffimg.image import Image
+    meta_start = min(start for start, _, _ in Image(path).blobs.values())
+    from_offset = min(meta_start, os.path.getsize(path) - (64 << 10))
 
     with open(path, "rb") as f:
         data = f.read()
@@ -287,19 +294,14 @@ def _serve_metadata_ranges_only(path, from_offset, stall=0.0, cut=False):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.cut_done = False
+    server.cut_done, server.meta_start = False, meta_start
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
 
-@needs_root
-def test_a_server_that_stops_honouring_ranges_changes_nothing(tmp_path):
-    """The target has entries to delete and files to fetch; the server honours the metadata's
-    ranges, then sends whole files: exit 19 and the target (its state too) as it was."""
-    from conftest import assert_one_line_error
-    from snapshot import snapshot
-
-    from diffimg.image import Image
+def _imaged_and_restored(tmp_path):
+    """A tree of 40 random files of 20 KB, its squashfs image, and a target restored from it:
+    (tree, image, target)."""
     tree = tmp_path / "tree"
     tree.mkdir()
     for n in range(40):
@@ -309,14 +311,23 @@ def test_a_server_that_stops_honouring_ranges_changes_nothing(tmp_path):
     target = tmp_path / "target"
     target.mkdir()
     run_cli("restore", "-q", image, target, check_rc=0)
+    return tree, image, target
+
+
+@needs_root
+def test_a_server_that_stops_honouring_ranges_changes_nothing(tmp_path):
+    """The target has entries to delete and files to fetch; the server honours the metadata's
+    ranges, then sends whole files: exit 19 and the target (its state too) as it was."""
+    from conftest import assert_one_line_error
+    from snapshot import snapshot
+
+    tree, image, target = _imaged_and_restored(tmp_path)
     (target / "extra").write_text("a file the restore would delete")
     (target / "f3").write_bytes(b"changed")
     state = (target / ".diffimg" / "state.json").read_bytes()
     before = snapshot(target)
-    # the metadata, and the first request's tail (remote.TAIL) around it
-    meta_start = min(start for start, _, _ in Image(image).blobs.values())
-    assert meta_start > 64 << 10
-    server = _serve_metadata_ranges_only(image, min(meta_start, os.path.getsize(image) - (64 << 10)))
+    server = _serve_metadata_ranges_only(image)
+    assert server.meta_start > 64 << 10
     try:
         proc = run_cli("restore", f"http://127.0.0.1:{server.server_port}/base.img", target,
                        timeout=120)
@@ -567,24 +578,13 @@ def test_a_restore_killed_while_it_fetches_leaves_proofs_the_next_one_uses(tmp_p
     import sys
     import time
 
-    from diffimg.image import Image
-    tree = tmp_path / "tree"
-    tree.mkdir()
-    for n in range(40):
-        (tree / f"f{n}").write_bytes(os.urandom(20_000))
-    image = tmp_path / "base.img"
-    run_cli("create", "-q", tree, image, check_rc=0)
-    target = tmp_path / "target"
-    target.mkdir()
-    run_cli("restore", "-q", image, target, check_rc=0)
+    tree, image, target = _imaged_and_restored(tmp_path)
     f5 = target / "f5"
     st = os.stat(f5)
     f5.write_bytes(b"S" * st.st_size)
     os.utime(f5, ns=(st.st_atime_ns, st.st_mtime_ns))
     (target / "f7").unlink()                    # something to fetch
-    meta_start = min(start for start, _, _ in Image(image).blobs.values())
-    server = _serve_metadata_ranges_only(image, min(meta_start, os.path.getsize(image) - (64 << 10)),
-                                         stall=30)
+    server = _serve_metadata_ranges_only(image, stall=30)
     try:
         proc = subprocess.Popen([sys.executable, "-m", "diffimg", "restore", "-q",
                                  f"http://127.0.0.1:{server.server_port}/base.img", target],
@@ -624,9 +624,7 @@ def test_a_web_restore_that_failed_half_way_resumes_without_fetching_again(tmp_p
     run_cli("create", "-q", tree, image, check_rc=0)
     target = tmp_path / "target"
     target.mkdir()
-    meta_start = min(start for start, _, _ in Image(image).blobs.values())
-    server = _serve_metadata_ranges_only(image, min(meta_start, os.path.getsize(image) - (64 << 10)),
-                                         cut=True)
+    server = _serve_metadata_ranges_only(image, cut=True)
     try:
         proc = run_cli("restore", f"http://127.0.0.1:{server.server_port}/base.img", target,
                        env={**os.environ, "DIFFIMG_HTTP_RETRIES": "1"}, timeout=120)
@@ -639,8 +637,7 @@ def test_a_web_restore_that_failed_half_way_resumes_without_fetching_again(tmp_p
     kept = os.listdir(target / ".diffimg" / "fetched")
     assert 10 <= len(kept) <= 30, kept
     # a second failure keeps what the first kept, and what it added
-    server = _serve_metadata_ranges_only(image, min(meta_start, os.path.getsize(image) - (64 << 10)),
-                                         cut=True)
+    server = _serve_metadata_ranges_only(image, cut=True)
     try:
         proc = run_cli("restore", f"http://127.0.0.1:{server.server_port}/base.img", target,
                        env={**os.environ, "DIFFIMG_HTTP_RETRIES": "1"}, timeout=120)

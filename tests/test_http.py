@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 
-import pytest
 from conftest import assert_one_line_error, needs_root, run_cli
 from snapshot import assert_same_tree, snapshot
 from treebuild import change_everything
@@ -24,15 +23,6 @@ from diffimg.image import Image, append_metadata
 from diffimg.remote import read_ranges
 
 pytestmark = needs_root
-
-
-@pytest.fixture
-def www(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    server = Nginx(root, tmp_path / "nginx").start()
-    yield server
-    server.stop()
 
 
 def _content_requests(server, name: str, image):

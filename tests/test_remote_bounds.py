@@ -15,7 +15,6 @@ import pytest
 from conftest import assert_one_line_error, needs_root, run_cli
 from snapshot import assert_same_tree, snapshot
 from test_http import _with_ranges
-from webserver import Nginx
 
 from diffimg import codec
 from diffimg.image import Image, append_metadata
@@ -23,15 +22,6 @@ from diffimg.manifest import write_manifest
 from diffimg.remote import TAIL
 
 pytestmark = needs_root
-
-
-@pytest.fixture
-def www(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    server = Nginx(root, tmp_path / "nginx").start()
-    yield server
-    server.stop()
 
 
 def _tree(root, count, sizes, seed=24):
