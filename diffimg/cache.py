@@ -14,8 +14,9 @@ import os
 import stat
 import urllib.parse
 
+from .chain import open_image
 from .errors import DiffimgError, ImageError, InputNotFound, OutputError, show_path
-from .image import Image, open_image
+from .image import Image
 from .remote import ContentReader, file_fetch
 from .safefs import private_to_us
 from .verify import check_ranges, stored_files

@@ -13,13 +13,13 @@ import stat
 import xxhash
 
 from . import ntfs
+from .chain import index_chain, open_chain
 from .entry import Kind, entry_from_stat
 from .errors import ImageError, InputNotFound, OutputError, show_path
 from .executor import locked_target
 from .fsmeta import read_xattrs
-from .image import open_chain
 from .manifest import unsafe_path
-from .planner import Source, index_chain, plan_restore
+from .planner import Source, plan_restore
 from .progress import Phase
 from .restore import _execute, _stream_layers
 from .safefs import open_dir, open_regular, proc_path, split

@@ -26,9 +26,8 @@ import trio
 import xxhash
 
 from . import runs
+from .chain import index_chain, open_chain
 from .entry import FMT_OF_KIND, Kind
-from .image import open_chain
-from .planner import index_chain
 from .safefs import open_regular, split
 
 _TTL = 300.0          # the tree never changes: the kernel may keep what it was told

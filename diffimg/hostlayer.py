@@ -6,8 +6,8 @@ import os
 import re
 import stat
 
+from .chain import open_image
 from .errors import DiffimgError, ImageError, InputNotFound, show_path
-from .image import open_image
 from .osinfo import computer_name
 from .safefs import open_dir, open_regular
 

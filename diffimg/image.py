@@ -18,7 +18,7 @@ import xxhash
 from . import codec, containers, statcache
 from .delta import COPY, STORE, Change
 from .entry import path_key
-from .errors import ChainError, ImageError, InputNotFound, UnsupportedVersion, show_path
+from .errors import ImageError, InputNotFound, UnsupportedVersion, show_path
 from .manifest import ManifestReader, read_entries, read_file_hints
 from .safefs import open_file
 
@@ -65,22 +65,6 @@ def meta_path_of(path) -> bytes | None:
         meta = os.path.join(path, containers.dirfmt.META)
         return meta if os.path.isfile(meta) else None
     return path
-
-
-def is_image(path) -> bool:
-    """Whether path is an image (an http(s) URL is taken for one: opening it tells)."""
-    from .http import is_url
-    if is_url(path):
-        return True
-    meta = meta_path_of(path)
-    if meta is None:
-        return False
-    try:
-        with open_file(meta) as f:
-            f.seek(-FOOTER.size, os.SEEK_END)
-            return f.read(len(MAGIC)) == MAGIC
-    except OSError:
-        return False
 
 
 class Image:
@@ -365,63 +349,3 @@ def _tables_problem(container, path, length: int) -> str | None:
                 view.release()
     except (OSError, ValueError) as exc:
         return f"cannot be read: {getattr(exc, 'strerror', None) or exc}"
-
-
-def open_image(path) -> Image:
-    """An Image for a local path; for an http(s) URL, a remote.RemoteImage."""
-    from .http import is_url
-    if is_url(path):
-        from .remote import RemoteImage
-        key = os.fsdecode(path)
-        if key not in _remote_images:          # (read once per run: its metadata is fetched)
-            _remote_images[key] = RemoteImage(path)
-        return _remote_images[key]
-    return Image(path)
-
-
-_remote_images: dict = {}
-
-
-def open_chain(paths) -> list[Image]:
-    """Open a base image and its diffs; check that each diff's parent is the layer before it."""
-    layers = [open_image(p) for p in paths]
-    if layers and layers[0].kind != "full":
-        raise ChainError(f"{show_path(layers[0].path)} is a differential image, not a base; "
-                         "give the full image first")
-    for before, layer in zip(layers, layers[1:]):
-        if layer.kind != "diff":
-            raise ChainError(f"{show_path(layer.path)} is a full image, not a diff")
-        if layer.parent_id != before.tree_id:
-            raise ChainError(misplaced(layers, before, layer))
-    return layers
-
-
-def misplaced(layers, before, layer) -> str:
-    """Why layer cannot follow before in the chain layers, naming files (never tree IDs): the
-    layer it was made on when it is given, and the order that makes a chain when there is one."""
-    made_on = next((other for other in layers if other.tree_id == layer.parent_id), None)
-    said = f"{show_path(layer.path)} was not made on {show_path(before.path)}"
-    if made_on is None:
-        return (f"{said}, nor on any other image given: give its parent, the layer it was made "
-                "on, before it (the chain from its base, in the order the images were made)")
-    order = _chain_order(layers)
-    return (f"{said} but on {show_path(made_on.path)}: the images are out of order"
-            + (f"; give them as: {' '.join(show_path(x.path) for x in order)}" if order else ""))
-
-
-def _chain_order(layers) -> list | None:
-    """The layers in an order where each diff follows its parent, when one exists."""
-    bases = [x for x in layers if x.kind == "full"]
-    if len(bases) != 1:
-        return None
-    children = {}
-    for x in layers:
-        if x.kind == "diff":
-            children.setdefault(x.parent_id, []).append(x)
-    order = bases
-    while len(order) < len(layers):
-        following = children.get(order[-1].tree_id, [])
-        if len(following) != 1:
-            return None
-        order = order + following
-    return order

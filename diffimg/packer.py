@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import xxhash
 
 from . import __version__, containers, runs, squashmap, streams, tarstream, windows
+from .chain import is_image, open_chain
 from .containers import Sizes
 from .delta import stored_contents
 from .differ import diff_trees
@@ -26,7 +27,7 @@ from .entry import Kind, content_files
 from .errors import ImageError, OutputError, ScanError, ToolError, show_path
 from .fsmeta import source_info
 from .hashing import Beneath, Problem, copy_batch, hash_batch, open_for_read, run_pooled
-from .image import ALIGN, append_metadata, container_tree, is_image, open_chain
+from .image import ALIGN, append_metadata, container_tree
 from .interrupts import signals_held
 from .keep import Matcher, chain_kept, find_kept, folds_case, linked_inodes
 from .manifest import ManifestWriter, read_entries, write_manifest

@@ -13,11 +13,11 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from . import spill
+from .chain import BaseContents, Stored
 from .delta import COPY, DELETE, LINK, META, NEW, STORE
 from .entry import Entry, Kind, path_key, same_meta
 from .errors import ImageError, Refused, show_path
-from .manifest import unsafe_path
-from .merge import PathLookup, merge_join_pruned
+from .merge import merge_join_pruned
 from .safefs import split
 from .spill import SpillList
 from .writer import From
@@ -87,103 +87,9 @@ class Plan:
             self.stream_layers.values())
 
 
-class ChainIndex:
-    """What restore needs to know of a chain's layers before it scans the target: where each
-    content is stored in the diffs (get), the full image under them (base), and the paths a
-    quick check cannot tell (ambiguous, below)."""
-
-    def __init__(self, base=None):
-        self.stored: dict[bytes, Source] = {}    # the diffs' stored content, the newest wins
-        self.ambiguous: set[bytes] = set()
-        self.base = base                          # the full image, layer 0: see _BaseContents
-
-    def get(self, digest: bytes) -> Source | None:
-        """Where the newest diff storing this content holds it; None when none does."""
-        return self.stored.get(digest)
-
-    def sources(self, digests) -> dict[bytes, Source]:
-        """Where the chain holds each of digests it holds: the newest diff storing it, else the
-        full image (its manifest read once, only for what the diffs lack)."""
-        found = {d: self.stored[d] for d in digests if d in self.stored}
-        missing = set(digests) - found.keys()
-        if missing:
-            found.update(_base_sources(self.base, missing))
-        return found
-
-
-class _BaseContents:
-    """Where the full image holds the contents the writes need, without a map of all of them:
-    the writes come in canonical order, and so do the image's files, so most are found at their
-    own path in one merge (at_path); what moved is looked up in a second pass (find)."""
-
-    def __init__(self, base):
-        self._base = base
-        self._files = PathLookup(self._leaders() if base is not None else ())
-
-    def _leaders(self):
-        """The hints of the files whose content the container holds: a file's first path (a
-        later hardlink member is not in the container)."""
-        return self._base.file_hints(leaders_only=True)
-
-    def at_path(self, f: Entry) -> Source | None:
-        """The image's file at f's own path, when it holds f's content."""
-        hint = self._files.get(f.path)
-        if hint is not None and hint.digest == f.digest:
-            return self._source(f.path)
-        return None
-
-    def find(self, digests: set[bytes]) -> dict[bytes, Source]:
-        """Where the image holds each of digests (the first path with it)."""
-        return _base_sources(self._base, digests)
-
-    def _source(self, path: bytes) -> Source:
-        return _base_source(self._base, path)
-
-
-def _base_sources(base, digests: set[bytes]) -> dict[bytes, Source]:
-    """Where the full image base holds each of digests (the first path with it)."""
-    found: dict[bytes, Source] = {}
-    if base is not None:
-        for hint in base.file_hints(leaders_only=True):   # the files its container holds
-            if hint.digest in digests and hint.digest not in found:
-                found[hint.digest] = _base_source(base, hint.path)
-    return found
-
-
-def _base_source(base, path: bytes) -> Source:
-    if unsafe_path(path):                         # it names a file to read in the container
-        raise ImageError(f"{show_path(base.path)}: unsafe path {show_path(path)!r}")
-    return Source(From.LAYER, path, 0)
-
-
-def index_chain(layers) -> ChainIndex:
-    """Where each content is stored in the chain's containers (the newest layer storing it
-    wins; the full image's manifest is read only if a content is in no diff), and the paths at
-    which the chain holds two contents with the same size and mtime: a target file there may
-    hold either, so its size and mtime prove nothing and it is hashed. Every content a path
-    ever had in the chain is in a delta record (before or after)."""
-    chain = ChainIndex(layers[0] if layers and layers[0].kind == "full" else None)
-    seen: dict[tuple, bytes] = {}       # (path, size, mtime_ns) -> a digest found there
-    for number, layer in enumerate(layers):
-        if layer.kind == "full":
-            continue
-        for change in layer.delta():
-            if change.action == STORE:
-                if unsafe_path(change.path) or change.digest is None:
-                    raise ImageError(f"{show_path(layer.path)}: bad delta record "
-                                     f"{show_path(change.path)!r}")
-                chain.stored[change.digest] = Source(From.LAYER, change.path, number)
-            for e in (change.before, change.after):
-                if e is None or e.kind is not Kind.FILE or e.digest is None:
-                    continue
-                if seen.setdefault((e.path, e.size, e.mtime_ns), e.digest) != e.digest:
-                    chain.ambiguous.add(e.path)
-    return chain
-
-
 def plan_restore(target_entries, final_entries, index, kept=None) -> Plan:
     """The plan that makes the target (a scan of it) equal to the final entries; index: where
-    the chain stores each content (a ChainIndex, or any mapping of digest to Source). kept
+    the chain stores each content (a ChainIndex, or any mapping of digest to chain.Stored). kept
     (keep.Kept): target paths left as they are, which the scan left out; the folders holding
     them stay even where the chain lacks them (Refused where the chain has another kind there).
     The plan's long lists are SpillLists: its memory does not grow with the tree."""
@@ -363,7 +269,7 @@ def _assign_sources(p: Plan, writes: SpillList, in_target: dict, going: set[byte
                     index) -> SpillList:
     """Each write with its content's source: nothing for an empty file, else the target's own
     copy (kept aside first when its path goes away), else the newest layer storing it."""
-    base = _BaseContents(getattr(index, "base", None))
+    base = BaseContents(getattr(index, "base", None))
     out = _writes()
     missing: set[bytes] = set()          # contents found only by a second look at the base
     for f in writes:
@@ -372,7 +278,7 @@ def _assign_sources(p: Plan, writes: SpillList, in_target: dict, going: set[byte
         elif f.digest in in_target:
             source = _from_target(p, in_target[f.digest], f, going)
         else:
-            source = index.get(f.digest) or base.at_path(f)
+            source = _in_layer(index.get(f.digest) or base.at_path(f))
             if source is None:
                 missing.add(f.digest)
         out.append(Write(f, source))
@@ -382,13 +288,17 @@ def _assign_sources(p: Plan, writes: SpillList, in_target: dict, going: set[byte
     placed = _writes()
     for write in out:
         if write.source is None:
-            write.source = found.get(write.entry.digest)
+            write.source = _in_layer(found.get(write.entry.digest))
             if write.source is None:
                 raise ImageError("no image of the chain holds the content of "
                                  f"{show_path(write.entry.path)}")
         placed.append(write)
     out.close()
     return placed
+
+
+def _in_layer(stored: Stored | None) -> Source | None:
+    return None if stored is None else Source(From.LAYER, stored.path, stored.layer)
 
 
 def _from_target(p: Plan, path: bytes, f: Entry, going: set[bytes]) -> Source:

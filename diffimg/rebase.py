@@ -27,14 +27,13 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from . import streams
+from .chain import index_chain, open_chain, open_image
 from .delta import stored_contents
 from .entry import Entry, Kind, inode_fields, path_key
 from .errors import ChainError, Conflicts, ImageError, show_path
 from .hashing import Beneath
-from .image import open_chain, open_image
 from .merge import merge_join
 from .packer import PackOptions, diff_of_entries
-from .planner import index_chain
 from .progress import Phase
 from .verify import check_applied
 

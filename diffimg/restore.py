@@ -12,18 +12,18 @@ import stat
 import tempfile
 
 from . import ntfs, statcache, streams, windows
+from .chain import index_chain, open_chain, open_image
 from .delta import DELETE, LINK, META, PARENT
 from .entry import Kind, path_key
 from .errors import ChainError, DiffimgError, ImageError, NeedsRoot, OutputError, Refused, show_path
 from .executor import execute, locked_target
 from .fsmeta import mount_of, mount_points_below
 from .hashing import prestart_workers
-from .image import open_chain, open_image
 from .keep import Kept, defaults_for, find_kept, folds_case, literal_pattern
 from .manifest import STATE_DIR
 from .merge import PathLookup
 from .parentcheck import SHOWN, check_parent, entry_at, untracked_below
-from .planner import index_chain, plan_delta, plan_restore
+from .planner import plan_delta, plan_restore
 from .progress import Phase, human_bytes
 from .safefs import regular_files, split
 from .scanner import scan

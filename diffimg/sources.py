@@ -4,8 +4,8 @@ import itertools
 import os
 
 from . import ntfs, windows
+from .chain import is_image, open_image
 from .errors import InputNotFound, ManifestError, show_path
-from .image import is_image, open_image
 from .manifest import ManifestReader, TreeId, is_manifest
 from .quickcheck import tree_hints
 from .scanner import hints_of, scan

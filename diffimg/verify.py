@@ -6,11 +6,12 @@ import mmap
 import os
 
 from . import streams
+from .chain import misplaced, open_image
 from .delta import DELETE, PARENT, stored_contents
 from .entry import Kind, content_files
 from .errors import DiffimgError, InputNotFound, NeedsRoot, RemoteError, ToolError, show_path
 from .hashing import Beneath, Problem, hash_batch, run_pooled
-from .image import Image, misplaced, open_image
+from .image import Image
 from .merge import merge_join
 from .progress import Phase
 

@@ -4,6 +4,7 @@ import pytest
 from entries import T, d, digest, f, sym, tree
 
 from diffimg import differ
+from diffimg.chain import Stored
 from diffimg.delta import COPY, DELETE, LINK, META, NEW, PARENT, STORE, Change
 from diffimg.entry import Hint, Kind
 from diffimg.errors import ImageError
@@ -11,7 +12,7 @@ from diffimg.planner import From, Source, going_away, plan_delta, plan_restore
 
 
 def layer(content: bytes, path: bytes, number: int = 0) -> dict:
-    return {digest(content): Source(From.LAYER, path, number)}
+    return {digest(content): Stored(path, number)}
 
 
 def paths(entries):
@@ -120,7 +121,7 @@ def test_a_plan_of_many_writes_is_spilled_and_finds_the_base_contents_by_path(mo
     full image is found at its own path in one merge, a moved one by a second look, a later
     hardlink member's path never (the container lacks it), a diff's stored copy first."""
     from diffimg import spill
-    from diffimg.planner import ChainIndex
+    from diffimg.chain import ChainIndex
     monkeypatch.setattr(spill, "BATCH", 16)
     files = [f(b"d/f%03d" % i, b"content %d" % i) for i in range(100)]
     base = tree(d(b"d"), *files, f(b"d/g", b"content 0", link=b"d/f000"),

@@ -14,8 +14,8 @@ signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(EXIT_INTERRUPTED))
 import click  # noqa: E402
 
 from .. import __version__, runs  # noqa: E402
+from ..chain import is_image  # noqa: E402
 from ..errors import DiffimgError, OutputError, name_mount_as  # noqa: E402
-from ..image import is_image  # noqa: E402
 from ..manifest import is_manifest  # noqa: E402
 from ..partition import is_partition, tree_of  # noqa: E402
 from ..progress import set_plain  # noqa: E402

@@ -16,8 +16,9 @@ import urllib.parse
 import click
 
 from .. import cache, multicast, torrent
+from ..chain import open_image
 from ..errors import ImageError, OutputError, show_path
-from ..image import Image, open_image
+from ..image import Image
 from ..progress import ProgressLine, human_bytes
 from . import cli, progress_option
 

@@ -8,9 +8,9 @@ import stat
 
 import click
 
+from ..chain import open_image
 from ..entry import FMT_OF_KIND, Kind
 from ..errors import InputNotFound, show_path
-from ..image import open_image
 from ..manifest import ManifestReader, is_manifest
 from ..progress import ProgressLine, human_bytes
 from ..verify import verify_chain

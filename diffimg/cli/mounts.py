@@ -9,8 +9,8 @@ import time
 import click
 
 from .. import runs
+from ..chain import open_chain
 from ..errors import DiffimgError, InputNotFound, Refused, ToolError, show_path
-from ..image import open_chain
 from . import EXIT_INTERRUPTED, cli
 
 

@@ -8,9 +8,9 @@ import sys
 import click
 
 from .. import hostlayer
+from ..chain import is_image, open_chain, open_image
 from ..errors import OutputError, Refused, show_path
 from ..extract import cat, extract
-from ..image import is_image, open_chain, open_image
 from ..planner import From, Source
 from ..progress import ProgressLine, human_bytes
 from ..restore import apply, restore
