@@ -28,14 +28,13 @@ from typing import NamedTuple
 
 from . import streams
 from .chain import index_chain, open_chain, open_image
-from .delta import stored_contents
+from .delta import check_applied, stored_contents
 from .entry import Entry, Kind, inode_fields, path_key
 from .errors import ChainError, Conflicts, ImageError, show_path
 from .hashing import Beneath
 from .merge import merge_join
 from .packer import PackOptions, diff_of_entries
 from .progress import Phase
-from .verify import check_applied
 
 HOST, CHAIN = "host", "chain"
 MAX_PASSES = 64         # a pass settles a conflict with the folders above it; few are needed

@@ -13,7 +13,7 @@ import tempfile
 
 from . import ntfs, statcache, streams, windows
 from .chain import index_chain, open_chain, open_image
-from .delta import DELETE, LINK, META, PARENT
+from .delta import DELETE, LINK, META, PARENT, check_applied, check_delta
 from .entry import Kind, path_key
 from .errors import ChainError, DiffimgError, ImageError, NeedsRoot, OutputError, Refused, show_path
 from .executor import execute, locked_target
@@ -39,7 +39,6 @@ from .state import (
     unfinished_rows,
     usable_state,
 )
-from .verify import check_applied, check_delta
 from .writer import From
 
 _RESTORE_AGAIN = ("; once the cause is mended, run the restore again: it takes up where this one "

@@ -7,12 +7,11 @@ import os
 
 from . import streams
 from .chain import misplaced, open_image
-from .delta import DELETE, PARENT, stored_contents
-from .entry import Kind, content_files
+from .delta import check_applied, check_delta, stored_contents
+from .entry import content_files
 from .errors import DiffimgError, InputNotFound, NeedsRoot, RemoteError, ToolError, show_path
 from .hashing import Beneath, Problem, hash_batch, run_pooled
 from .image import Image
-from .merge import merge_join
 from .progress import Phase
 
 
@@ -94,63 +93,6 @@ def stored_files(image, entries=None, delta=None):
         return itertools.chain(content_files(image.entries() if entries is None else entries),
                                streams.stored_items(streams.of_entries(image.entries())))
     return stored_contents(image.delta() if delta is None else delta)
-
-
-def check_delta(entries, delta) -> list[str]:
-    """Problems where a delta record's new entry is not the manifest's (apply acts on the delta
-    and records the manifest: at every record they must agree)."""
-    bad = []
-    for e, change in merge_join(entries, delta):
-        if change is None:
-            continue
-        if (e is None) != (change.action == DELETE) or (e is not None and e != change.after):
-            bad.append(f"{show_path(change.path) or '.'}: the delta's record does not match the "
-                       "manifest")
-    return bad
-
-
-def check_applied(parent_entries, delta, entries, shown: int = 5) -> list[str]:
-    """Problems where the parent's tree changed by the delta is not the diff's manifest (a
-    manifest that differs from its parent at a path without a record would be restored by
-    restore and never by apply), or a record's `before` is not the parent's entry."""
-    bad = []
-    for want, have in merge_join(_applied(parent_entries, delta, bad), entries):
-        if want != have and len(bad) < shown:
-            path = show_path((want or have).path) or "."
-            bad.append(f"{path}: the parent's tree changed by the delta is not the manifest here")
-    return bad
-
-
-def _applied(parent_entries, delta, bad: list):
-    """The parent's entries changed by the delta, in canonical order; and each `parent`
-    record's source must be a file of the parent holding the record's content (apply takes it
-    from there: a source of other content would fail half-way, blaming the target)."""
-    sources: dict[bytes, set] = {}           # source path -> the digests records take from it
-    for c in delta:
-        if c.action == PARENT and c.after is not None:
-            sources.setdefault(c.source, set()).add(c.after.digest)
-    removed = None                  # b"folder/": the parent's subtree a record removes
-    for p, c in merge_join(parent_entries, delta):
-        path = (p or c).path
-        wanted = sources.pop(path, None) if p is not None else None
-        if wanted is not None and not (p.kind is Kind.FILE and wanted == {p.digest}):
-            bad.append(f"{show_path(path) or '.'}: a record takes content from it that the "
-                       "parent's entry there does not hold")
-        if removed is not None and not path.startswith(removed):
-            removed = None
-        if c is None:
-            if removed is None:
-                yield p
-            continue
-        if removed is None and c.before != p:
-            bad.append(f"{show_path(path) or '.'}: the delta's parent record is not the parent's")
-        if (c.action == DELETE or c.replaces) and p is not None and p.kind is Kind.DIR:
-            removed = path + b"/"
-        if c.after is not None:
-            yield c.after
-    for path in sources:
-        bad.append(f"{show_path(path) or '.'}: a record takes content from it, which the parent "
-                   "lacks")
 
 
 def _check_content(image: Image, stored, on_progress=None) -> list[str]:
