@@ -14,7 +14,7 @@ import itertools
 import os
 import stat
 
-from . import fetchkeep, ntfs
+from . import fetchkeep, ntfs, streams
 from .entry import KIND_OF_FMT
 from .errors import Busy, DiffimgError, ImageError, InputNotFound, OutputError, show_path
 from .hashing import Problem, copy_file, run_pooled
@@ -109,6 +109,42 @@ def execute(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase=No
         if not started and unchanged is not None:
             unchanged()
         raise
+
+
+def stream_layers(p, layers, root_fd: int) -> dict:
+    """digest -> the newest layer that stores it, for each large stream of the entries the
+    plan writes or gives metadata (streams.py); none where the target cannot hold them."""
+    if not streams.windows_interface(root_fd):
+        return {}
+    entries = itertools.chain((w.entry for w in p.writes), p.metas, p.dir_metas)
+    return streams.layers_storing(layers, {digest for e in entries
+                                           for _, _, digest in streams.large(e.xattrs)})
+
+
+def execute_on_layers(p, layers, target, root_fd, phase, on_progress, after_failure: str, warn=None,
+             unchanged=None):
+    """Carry out plan p, mounting the layers whose content it copies, and only those. A failure
+    once the target may have changed says what to do next (after_failure); one before (a layer
+    that cannot be mounted, a web server failing while content is fetched) calls unchanged()."""
+    needed = p.layers_read()
+    with contextlib.ExitStack() as mounts:
+        if any(not layers[n].remote for n in needed):
+            phase(Phase.MOUNTING)
+        try:
+            roots = {n: layers[n].content_reader() if layers[n].remote
+                     else mounts.enter_context(layers[n].content()) for n in sorted(needed)}
+        except BaseException as exc:
+            if unchanged is not None:
+                unchanged()
+                if isinstance(exc, DiffimgError):
+                    exc.message += "; nothing was changed"
+            raise
+        try:
+            execute(p, target, root_fd, roots, phase, on_progress, warn, unchanged)
+        except (OutputError, ImageError) as exc:
+            if not getattr(exc, "unchanged", False):
+                exc.message += after_failure
+            raise
 
 
 def _execute_plan(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_phase,

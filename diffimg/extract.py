@@ -16,12 +16,11 @@ from . import ntfs
 from .chain import index_chain, open_chain
 from .entry import Kind, entry_from_stat
 from .errors import ImageError, InputNotFound, OutputError, show_path
-from .executor import locked_target
+from .executor import execute_on_layers, locked_target, stream_layers
 from .fsmeta import read_xattrs
 from .manifest import unsafe_path
 from .planner import Source, plan_restore
 from .progress import Phase
-from .restore import _execute, _stream_layers
 from .safefs import open_dir, open_regular, proc_path, split
 
 _CHUNK = 1 << 20
@@ -89,9 +88,9 @@ def extract(images, paths, dest, *, on_progress=None, on_warning=None, on_phase=
                 e.link = None                   # its group's first member stays behind: a copy
             final.append(e)
         p = plan_restore(target, final, index_chain(layers))
-        p.stream_layers = _stream_layers(p, layers, root_fd)
+        p.stream_layers = stream_layers(p, layers, root_fd)
         p.no_replace = True
-        _execute(p, layers, dest, root_fd, phase, on_progress, "", warn)
+        execute_on_layers(p, layers, dest, root_fd, phase, on_progress, "", warn)
     return p
 
 

@@ -5,18 +5,17 @@ mounting only the layers whose content it reads. restore plans from a scan of th
 checks the target at the paths one diff's delta touches (parentcheck) and plans from the delta.
 """
 
-import contextlib
 import itertools
 import os
 import stat
 import tempfile
 
-from . import ntfs, statcache, streams, windows
+from . import ntfs, statcache, windows
 from .chain import index_chain, open_chain, open_image
 from .delta import DELETE, LINK, META, PARENT, check_applied, check_delta
 from .entry import Kind, path_key
-from .errors import ChainError, DiffimgError, ImageError, NeedsRoot, OutputError, Refused, show_path
-from .executor import execute, locked_target
+from .errors import ChainError, ImageError, NeedsRoot, OutputError, Refused, show_path
+from .executor import execute_on_layers, locked_target, stream_layers
 from .fsmeta import mount_of, mount_points_below
 from .hashing import prestart_workers
 from .keep import Kept, defaults_for, find_kept, folds_case, literal_pattern
@@ -102,7 +101,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
         if state is not None:       # the parent's records say what a removed folder may hold
             _refuse_untracked(root_fd, target, changes)
         p = plan_delta(changes, image.info["entries"], shared)
-        p.stream_layers = _stream_layers(p, [image], root_fd)
+        p.stream_layers = stream_layers(p, [image], root_fd)
         if p.renewed:
             _keep_folder_times(root_fd, p, p.renewed)
         p.kept = sorted(kept.paths)
@@ -115,7 +114,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
                 carried = _Carried(previous, fs) if state is not None else None
                 try:
                     undo = begin(root_fd, run)
-                    _execute(p, [image], target, root_fd, phase, on_progress, _FINISH_WITH_FORCE,
+                    execute_on_layers(p, [image], target, root_fd, phase, on_progress, _FINISH_WITH_FORCE,
                              on_warning, undo)
                     finish(root_fd, run, image, kept,
                            _applied_verifier(changes, checksum or proofs is not None, carried))
@@ -239,16 +238,6 @@ def _check_makes_manifest(root_fd: int, image, delta, diff):
     if bad:
         raise ImageError(f"{show_path(diff)}: its delta does not make its manifest's tree from "
                          f"its parent's ({bad[0]}); nothing was changed")
-
-
-def _stream_layers(p, layers, root_fd: int) -> dict:
-    """digest -> the newest layer that stores it, for each large stream of the entries the
-    plan writes or gives metadata (streams.py); none where the target cannot hold them."""
-    if not streams.windows_interface(root_fd):
-        return {}
-    entries = itertools.chain((w.entry for w in p.writes), p.metas, p.dir_metas)
-    return streams.layers_storing(layers, {digest for e in entries
-                                           for _, _, digest in streams.large(e.xattrs)})
 
 
 def holds_ntfs(image) -> bool:
@@ -443,7 +432,7 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
                        on_progress=on_progress, on_warning=on_warning)
         wanted = ntfs.fit_for_target(final.entries(), root_fd, warn)
         p = plan_restore(entries, wanted, chain, kept)
-        p.stream_layers = _stream_layers(p, layers, root_fd)
+        p.stream_layers = stream_layers(p, layers, root_fd)
         _check_rights(target, p, dry_run, warn)
         _check_room(root_fd, target, p, layers)
         if not ours and p.deletes and not yes:
@@ -458,7 +447,7 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
                 confirm(root_fd, run, final.tree_id)     # its manifest and rows still hold
                 return p
             undo = begin(root_fd, run)
-            _execute(p, layers, target, root_fd, phase, on_progress, _RESTORE_AGAIN, warn, undo)
+            execute_on_layers(p, layers, target, root_fd, phase, on_progress, _RESTORE_AGAIN, warn, undo)
             finish(root_fd, run, final, kept, lambda index, e, st: not (
                 p.unverified[index] or e.path in p.unverified_writes))
         return p
@@ -507,29 +496,3 @@ def _trusted_hints(final, ambiguous: set[bytes]):
     if not ambiguous:
         return final.file_hints()
     return (hint for hint in final.file_hints() if hint.path not in ambiguous)
-
-
-def _execute(p, layers, target, root_fd, phase, on_progress, after_failure: str, warn=None,
-             unchanged=None):
-    """Carry out plan p, mounting the layers whose content it copies, and only those. A failure
-    once the target may have changed says what to do next (after_failure); one before (a layer
-    that cannot be mounted, a web server failing while content is fetched) calls unchanged()."""
-    needed = p.layers_read()
-    with contextlib.ExitStack() as mounts:
-        if any(not layers[n].remote for n in needed):
-            phase(Phase.MOUNTING)
-        try:
-            roots = {n: layers[n].content_reader() if layers[n].remote
-                     else mounts.enter_context(layers[n].content()) for n in sorted(needed)}
-        except BaseException as exc:
-            if unchanged is not None:
-                unchanged()
-                if isinstance(exc, DiffimgError):
-                    exc.message += "; nothing was changed"
-            raise
-        try:
-            execute(p, target, root_fd, roots, phase, on_progress, warn, unchanged)
-        except (OutputError, ImageError) as exc:
-            if not getattr(exc, "unchanged", False):
-                exc.message += after_failure
-            raise
