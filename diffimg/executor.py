@@ -17,7 +17,7 @@ import stat
 from . import fetchkeep, ntfs, streams
 from .entry import KIND_OF_FMT
 from .errors import Busy, DiffimgError, ImageError, InputNotFound, OutputError, show_path
-from .hashing import Problem, copy_file, run_pooled
+from .hashing import Problem, copy_file
 from .planner import Plan
 from .progress import Phase
 from .safefs import (
@@ -31,6 +31,7 @@ from .safefs import (
     split,
 )
 from .streams import STORE_DIR, large
+from .workers import run_pooled
 from .writer import From, Job, Root, place, write_batch
 
 RESCUE_DIR = b".diffimg-rescue"

@@ -26,7 +26,7 @@ from .differ import diff_trees
 from .entry import Kind, content_files
 from .errors import ImageError, OutputError, ScanError, ToolError, show_path
 from .fsmeta import source_info
-from .hashing import Beneath, Problem, copy_batch, hash_batch, open_for_read, run_pooled
+from .hashing import Beneath, Problem, copy_batch, hash_batch, open_for_read
 from .image import ALIGN, append_metadata, container_tree
 from .interrupts import signals_held
 from .keep import Matcher, chain_kept, find_kept, folds_case, linked_inodes
@@ -39,6 +39,7 @@ from .quickcheck import tree_hints
 from .safefs import DIR_FLAGS, private_to_us, remove, rename_noreplace
 from .scanner import scan
 from .statcache import StatRecorder
+from .workers import run_pooled
 
 
 @dataclass

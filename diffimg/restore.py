@@ -17,7 +17,6 @@ from .entry import Kind, path_key
 from .errors import ChainError, ImageError, NeedsRoot, OutputError, Refused, show_path
 from .executor import execute_on_layers, locked_target, stream_layers
 from .fsmeta import mount_of, mount_points_below
-from .hashing import prestart_workers
 from .keep import Kept, defaults_for, find_kept, folds_case, literal_pattern
 from .manifest import STATE_DIR
 from .merge import PathLookup
@@ -38,6 +37,7 @@ from .state import (
     unfinished_rows,
     usable_state,
 )
+from .workers import prestart_workers
 from .writer import From
 
 _RESTORE_AGAIN = ("; once the cause is mended, run the restore again: it takes up where this one "
@@ -192,7 +192,7 @@ def _check_room(root_fd: int, target: bytes, p, layers):
             f"gone); {advice}; nothing was changed")
 
 
-WRITERS = os.cpu_count() or 1       # the processes that write files at once (hashing.run_pooled)
+WRITERS = os.cpu_count() or 1       # the processes that write files at once (workers.run_pooled)
 
 
 def _peak(root_fd: int, p, gone: set) -> int:

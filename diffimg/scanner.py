@@ -1,7 +1,7 @@
 """Walk one filesystem and yield its Entries in canonical order.
 
 The walk runs in the calling thread; file content is hashed by worker processes in batches
-(hashing.HashPool). Entries leave in order through a bounded window, so memory does not grow with
+(workers.WorkerPool). Entries leave in order through a bounded window, so memory does not grow with
 the tree, only with the hardlink map.
 """
 
@@ -16,9 +16,10 @@ from . import ntfs, windows
 from .entry import Entry, Hint, Kind, entry_from_stat, path_key
 from .errors import InputNotFound, ScanError, show_path
 from .fsmeta import mount_points_below, read_xattrs
-from .hashing import EMPTY_DIGEST, Hashed, HashPool, Problem, hash_file, holes_at
+from .hashing import EMPTY_DIGEST, Hashed, Problem, hash_batch, hash_file, holes_at
 from .manifest import STATE_DIR
 from .safefs import DIR_FLAGS, fd_path, names_in, open_dir, proc_path, split
+from .workers import WorkerPool
 
 BATCH_FILES = 256           # small files go to the pool in batches: one task each costs too much
 BATCH_BYTES = 16 << 20
@@ -166,7 +167,7 @@ def scan(root, *, previous=None, checksum: bool = False, trust_mtime: bool = Fal
         excluded = lambda rel, name: rel in leave_out or (  # noqa: E731
             by_pattern is not None and by_pattern(rel, name))
     find_previous = _lookup(None if checksum else previous, trust_mtime)
-    pool = HashPool(workers)
+    pool = WorkerPool(workers)
     try:
         walker = _Walker(root, root_st, excluded, find_previous, pool, warn, skip, on_progress,
                          mount_points_below(root), wanted_sizes, leave_out, bool(excludes),
@@ -407,7 +408,7 @@ class _Walker:
         """Hand the batch being filled to the hash pool, and start a new one."""
         batch = self.batch
         if batch.paths:
-            batch.future = self.pool.submit(batch.paths)
+            batch.future = self.pool.submit(hash_batch, batch.paths)
             self.batch = _Batch()
 
     def drain(self, limit):

@@ -10,9 +10,10 @@ from .chain import misplaced, open_image
 from .delta import check_applied, check_delta, stored_contents
 from .entry import content_files
 from .errors import DiffimgError, InputNotFound, NeedsRoot, RemoteError, ToolError, show_path
-from .hashing import Beneath, Problem, hash_batch, run_pooled
+from .hashing import Beneath, Problem, hash_batch
 from .image import Image
 from .progress import Phase
+from .workers import run_pooled
 
 
 def verify_chain(paths, on_layer=None, on_note=None, on_phase=None, on_progress=None) -> list[str]:
