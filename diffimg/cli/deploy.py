@@ -6,23 +6,17 @@
               diffimg restore /cache/base.img ... /mnt/target
 """
 
-import contextlib
 import os
-import stat
 import sys
 import time
-import urllib.parse
 
 import click
 
-from .. import cache, multicast, torrent
-from ..chain import open_image
-from ..errors import ImageError, OutputError, show_path
+from .. import cache, fetch, multicast, torrent
+from ..errors import show_path
 from ..image import Image
 from ..progress import ProgressLine, human_bytes
 from . import cli, progress_option
-
-RESUME_BACK = 4 << 20      # a receiver that dropped out: the last bytes it wrote are fetched again
 
 
 def _peer(text: str) -> tuple[str, int]:
@@ -68,18 +62,9 @@ def fetch_command(urls, cache_dir, via, port, peers, seed_for, interface, start_
         def note(message, quiet=quiet):
             if not quiet:
                 print(f"diffimg: {message}", file=sys.stderr)
-        name = cache.cached_name(url)
-        dest = os.path.join(cache_dir, os.fsencode(name))
-        if cache.in_cache(dest, open_image(url), note):
-            path = dest
-        elif via == "http":
-            path = cache.fetch_http(url, cache_dir, on_progress=progress)
-        elif via == "torrent":
-            path = _by_torrent(url, cache_dir, name, dest, port, peer_addresses, seed_for,
-                               progress)
-        else:
-            path = _by_multicast(url, cache_dir, name, dest, interface, start_timeout,
-                                 receive_timeout, progress)
+        path = fetch.to_cache(url, cache_dir, via, progress, note, port=port, peers=peer_addresses,
+                              seed_for=seed_for, interface=interface, start_timeout=start_timeout,
+                              receive_timeout=receive_timeout)
         progress.clear()
         if not quiet:
             size = os.path.getsize(path)
@@ -87,54 +72,6 @@ def fetch_command(urls, cache_dir, via, port, peers, seed_for, interface, start_
                   f"{time.monotonic() - started:.1f} s, checked", file=sys.stderr)
         sys.stdout.buffer.write(os.fsencode(path) + b"\n")
     return 0
-
-
-def _by_torrent(url, cache_dir, name, dest, port, peers, seed_for, progress) -> bytes:
-    def check(path):
-        """A sound copy takes its name at once (a second link: it is seeded on meanwhile)."""
-        problems = cache.check_copy(path)
-        if problems:
-            raise ImageError(f"the copy of {name} is damaged ({problems[0]})")
-        if os.path.lexists(dest) and not stat.S_ISREG(os.lstat(dest).st_mode):
-            raise OutputError(f"{show_path(dest)} is not a file; remove it")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(dest)
-        os.link(path, dest, follow_symlinks=False)
-    if not peers:                   # the seeder, on the web server's machine, at this port
-        peers = [(urllib.parse.urlsplit(url).hostname, port)]
-    torrent.fetch(url, cache_dir, name, port, check, peers, seed_for, progress)
-    return dest
-
-
-def _by_multicast(url, cache_dir, name, dest, interface, start_timeout, receive_timeout,
-                  progress) -> bytes:
-    remote = open_image(url)
-    size = remote.server.size
-    part = os.path.join(cache_dir, os.fsencode(cache.part_name(name)))
-    fd = cache.open_part(part)
-    try:
-        os.ftruncate(fd, 0)             # a new copy each time
-        # udp-receiver writes the very file diffimg opened (never a name swapped meanwhile)
-        whole = multicast.receive(b"/proc/%d/fd/%d" % (os.getpid(), fd), remote.tree_id, size,
-                                  start_timeout=start_timeout, receive_timeout=receive_timeout,
-                                  interface=interface)
-        have = os.fstat(fd).st_size
-        if not whole or have != size:
-            progress.warn(f"{name}: multicast ended at {human_bytes(have)} of "
-                          f"{human_bytes(size)}; fetching the rest over HTTP")
-            start = max(0, min(have, size) - RESUME_BACK)
-            os.ftruncate(fd, start)
-            remote.server.fetch([(start, size - start)],
-                                lambda offset, data: os.pwrite(fd, data, offset))
-    except OSError as exc:
-        raise OutputError(f"cannot write {show_path(part)}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    try:
-        return cache.settle(part, dest)
-    except ImageError:                  # udpcast has no checksum: one more try, all by HTTP
-        progress.warn(f"{name}: the multicast copy is damaged; fetching it over HTTP")
-        return cache.fetch_http(url, cache_dir, on_progress=progress)
 
 
 @cli.command("seed")
