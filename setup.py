@@ -3,5 +3,5 @@ with the machine's C compiler and Python headers."""
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("diffimg._folder", ["diffimg/_folder.c"],
+setup(ext_modules=[Extension("diffimg.scan._folder", ["diffimg/scan/_folder.c"],
                              extra_compile_args=["-O2", "-Wall", "-Werror"])])

@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import gentree  # noqa: E402  (found through the sys.path lines above)
 from bench_scan import run  # noqa: E402
 
-from diffimg.convert import compression_of, parts_of, read_header  # noqa: E402
+from diffimg.make.convert import compression_of, parts_of, read_header  # noqa: E402
 
 PY = sys.executable
 VOLUME_SIZE = 2 << 30

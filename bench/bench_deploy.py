@@ -39,8 +39,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 from lab import Lab  # noqa: E402
 from webserver import Nginx  # noqa: E402
 
-from diffimg.image import Image  # noqa: E402
-from diffimg.remote import read_ranges  # noqa: E402
+from diffimg.image.format import Image  # noqa: E402
+from diffimg.image.remote import read_ranges  # noqa: E402
 
 DIFFIMG = [sys.executable, "-m", "diffimg"]
 

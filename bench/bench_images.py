@@ -28,7 +28,7 @@ import gentree  # noqa: E402  (found through the sys.path line above)
 from bench_scan import NCPU, ensure_tree, run  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(HERE))
-from diffimg.containers.squashfs import ZSTD_LEVEL  # noqa: E402  (compress as diffimg does)
+from diffimg.image.containers.squashfs import ZSTD_LEVEL  # noqa: E402  (compress as diffimg does)
 
 MUTATE = {"fraction": 0.03, "seed": 2}
 SQUASHFS_OPTS = ["-comp", "zstd", "-Xcompression-level", str(ZSTD_LEVEL), "-noappend",

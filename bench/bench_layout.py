@@ -24,9 +24,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from diffimg import squashmap  # noqa: E402
-from diffimg.http import MAX_RANGES  # noqa: E402
-from diffimg.remote import MERGE_GAP, merge_spans  # noqa: E402
+from diffimg.image import squashmap  # noqa: E402
+from diffimg.image.remote import MERGE_GAP, merge_spans  # noqa: E402
+from diffimg.system.http import MAX_RANGES  # noqa: E402
 
 SIZE = squashmap.SIZE_MASK
 

@@ -34,14 +34,14 @@ fi
 
 # diffimg must be installed (editable) from this very checkout, with its dependencies
 here=$(pwd -P)/diffimg
-# and its compiled part (diffimg/_folder.c) built from the current source
+# and its compiled part (diffimg/scan/_folder.c) built from the current source
 installed=$(cd / && "$PYTHON" -c "import os, diffimg, msgpack, xxhash, zstandard, click, pytest, hypothesis, pytest_benchmark, pyfuse3, libtorrent
-import diffimg._folder as core
+import diffimg.scan._folder as core
 here = os.path.dirname(os.path.realpath(diffimg.__file__))
-assert os.path.getmtime(core.__file__) >= os.path.getmtime(os.path.join(here, '_folder.c'))
+assert os.path.getmtime(core.__file__) >= os.path.getmtime(os.path.join(here, 'scan', '_folder.c'))
 print(here)" 2>/dev/null || true)
 if [ "$installed" != "$here" ] || ! "$PYTHON" -m ruff --version >/dev/null 2>&1; then
   echo "deps: installing Python packages" >&2
   "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e '^WARNING: Running pip as' -e 'is ignored: it is neither' >&2 || true
-  "$PYTHON" -c "import diffimg._folder, msgpack, xxhash, zstandard, click, pytest, pyfuse3, libtorrent"
+  "$PYTHON" -c "import diffimg.scan._folder, msgpack, xxhash, zstandard, click, pytest, pyfuse3, libtorrent"
 fi

@@ -57,7 +57,7 @@ def rich_tree(tmp_path):
 def rewrite_delta(image, changes, scratch):
     """Give the dir-format image (an Image) the delta changes instead of its own, keeping its
     manifest and info: a crafted or inconsistent diff. scratch: a folder for the manifest."""
-    from diffimg.image import append_metadata
+    from diffimg.image.format import append_metadata
     manifest = os.path.join(scratch, "manifest-of-rewritten-image")
     start, length, _ = image.blobs["manifest"]
     with open(image.meta_path, "rb") as f:

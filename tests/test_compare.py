@@ -9,8 +9,8 @@ import pytest
 from conftest import needs_root, run_cli
 from treebuild import BAD_UTF8
 
-from diffimg.manifest import write_manifest
-from diffimg.scanner import scan
+from diffimg.scan.scanner import scan
+from diffimg.tree.manifest import write_manifest
 
 
 def _keep_times(path, change):

@@ -6,11 +6,11 @@ import os
 import pytest
 from conftest import needs_root
 
-from diffimg import containers
-from diffimg.containers import FORMATS, Sizes
-from diffimg.containers.squashfs import ZSTD_LEVEL
-from diffimg.image import ALIGN, Image, container_tree
-from diffimg.packer import PackOptions, create
+from diffimg.image import containers
+from diffimg.image.containers import FORMATS, Sizes
+from diffimg.image.containers.squashfs import ZSTD_LEVEL
+from diffimg.image.format import ALIGN, Image, container_tree
+from diffimg.make.packer import PackOptions, create
 
 FILE_FORMATS = ["squashfs", "btrfs", "ext4"]
 # name: (fstype, packs_from_tree_while_scanning, needs_build)

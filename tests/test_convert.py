@@ -15,7 +15,7 @@ from test_ntfs import imaged, new_ntfs, ntfs_view, windows_tree
 from test_partitions import _nothing_left_on
 from treebuild import build, every_kind_spec
 
-from diffimg.image import Image
+from diffimg.image.format import Image
 
 COMPRESSORS = {"gzip": ["gzip", "-c"], "zstd": ["zstd", "-qc"], "xz": ["xz", "-c", "-T1"],
                "lz4": ["lz4", "-qc"], "lzo": ["lzop", "-c"], "bzip2": ["bzip2", "-c"]}
@@ -201,8 +201,8 @@ def test_partclone_headers_of_both_formats_are_read_and_checked():
     laid out as partclone's IMAGE_FORMATS.md gives it; impossible values refused."""
     import struct
 
-    from diffimg.convert import parse_header
     from diffimg.errors import ImageError
+    from diffimg.make.convert import parse_header
     v1 = struct.pack("<15s15s4s2xiQQQ", b"partclone-image", b"NTFS", b"0001", 4096,
                      10 << 30, (10 << 30) // 4096, 1000) + bytes(4096)
     header = parse_header(v1, "old.img")

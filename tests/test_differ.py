@@ -5,10 +5,10 @@ import dataclasses
 
 from entries import T, d, digest, f, fifo, hints, sym, tree
 
-from diffimg import differ
-from diffimg.delta import COPY, DELETE, LINK, META, NEW, PARENT, STORE, Change
 from diffimg.entry import path_key
-from diffimg.merge import merge_join_pruned
+from diffimg.tree import differ
+from diffimg.tree.delta import COPY, DELETE, LINK, META, NEW, PARENT, STORE, Change
+from diffimg.tree.merge import merge_join_pruned
 
 
 def diff(parent, new):

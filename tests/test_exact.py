@@ -15,8 +15,8 @@ from conftest import assert_one_line_error, needs_root, run_cli
 from snapshot import assert_same_tree, snapshot
 from treebuild import build, change_everything
 
-from diffimg import statcache
-from diffimg.image import Image
+from diffimg.image.format import Image
+from diffimg.tree import statcache
 
 RACY_WAIT = statcache.RACY_MARGIN_NS / 1e9 + 0.1    # files older than this are trusted by a scan
 
@@ -289,7 +289,7 @@ def test_lost_and_found_is_kept_on_ext4(tmp_path):
 def test_a_manifest_naming_the_state_folder_is_refused(tmp_path):
     from diffimg.entry import Entry, Kind
     from diffimg.errors import ManifestError
-    from diffimg.manifest import read_entries, write_manifest
+    from diffimg.tree.manifest import read_entries, write_manifest
     entries = [Entry(b"", Kind.DIR, 0o755, 0, 0, 0), Entry(b".diffimg", Kind.DIR, 0o755, 0, 0, 0)]
     write_manifest(tmp_path / "m", entries)
     with pytest.raises(ManifestError, match="unsafe path"):
@@ -300,7 +300,7 @@ def test_the_stat_section_is_checked_and_bound_to_its_filesystem(tmp_path):
     """A stat section answers only on the filesystem it was taken on; a damaged one, or one
     belonging to other records, makes the manifest unreadable (exit 4), not silently trusted."""
     from diffimg.errors import ManifestError
-    from diffimg.manifest import ManifestReader, read_file_hints
+    from diffimg.tree.manifest import ManifestReader, read_file_hints
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
                                   {"path": b"f", "kind": "file", "data": b"x" * 100,
                                    "mtime_ns": 10**18}])
@@ -382,7 +382,7 @@ def test_a_crafted_stat_section_is_refused_with_flat_memory(tmp_path, case):
 
     from diffimg import codec
     from diffimg.errors import ManifestError
-    from diffimg.manifest import ManifestReader, read_file_hints
+    from diffimg.tree.manifest import ManifestReader, read_file_hints
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
                                   {"path": b"f", "kind": "file", "data": b"x", "mtime_ns": 10**18}])
     out = tmp_path / "m"
@@ -410,8 +410,8 @@ def test_a_crafted_stat_section_is_refused_with_flat_memory(tmp_path, case):
 
 def test_verify_reads_the_stat_section_whole(tmp_path):
     from diffimg import codec
-    from diffimg.image import Image
-    from diffimg.manifest import ManifestReader
+    from diffimg.image.format import Image
+    from diffimg.tree.manifest import ManifestReader
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
                                   {"path": b"f", "kind": "file", "data": b"x"}])
     run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
@@ -428,7 +428,7 @@ def test_verify_reads_the_stat_section_whole(tmp_path):
                          "filesystem": None})
     _with_stat_frame(manifest, [statcache.HEADER_LEN.pack(len(packed)) + packed + b"\0" * 48])
     with open(image.meta_path, "wb") as f:            # the image, its digests recomputed
-        from diffimg.image import append_metadata
+        from diffimg.image.format import append_metadata
         append_metadata(f, image.container, manifest, None, image.info)
     proc = run_cli("verify", tmp_path / "img")
     assert proc.returncode == 1 and b"stat section" in proc.stdout, proc

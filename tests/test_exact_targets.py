@@ -76,7 +76,7 @@ def test_a_partition_files_stat_proofs_survive_another_loop_device(tmp_path):
 
 
 def test_keep_patterns_fold_case_where_windows_does_and_say_when_they_match_nothing(tmp_path):
-    from diffimg.keep import find_kept
+    from diffimg.target.keep import find_kept
     root = tmp_path / "root"
     (root / "Users" / "Pc" / "Documents").mkdir(parents=True)
     (root / "Users" / "Pc" / "Documents" / "essay.txt").write_text("mine")
@@ -198,7 +198,7 @@ def test_a_diff_whose_records_leave_out_a_change_is_refused_by_apply_and_rebase(
     from conftest import assert_one_line_error, rewrite_delta
     from snapshot import snapshot
 
-    from diffimg.image import Image
+    from diffimg.image.format import Image
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "a").write_text("a1")
@@ -239,7 +239,7 @@ def _serve_metadata_ranges_only(path, stall=0.0, cut=False):
     import threading
     import time
 
-    from diffimg.image import Image
+    from diffimg.image.format import Image
     meta_start = min(start for start, _, _ in Image(path).blobs.values())
     from_offset = min(meta_start, os.path.getsize(path) - (64 << 10))
 
@@ -431,10 +431,10 @@ def test_a_symlinked_target_is_refused_by_restore_and_apply_alike(tmp_path):
 def test_a_stat_section_whose_identity_has_wrong_types_is_corrupt(tmp_path):
     """scan --previous (any reader) refuses a stat header whose filesystem identity is not one
     identity() makes: a text fsid, a missing or extra key."""
-    from diffimg import statcache
     from diffimg.errors import ManifestError
-    from diffimg.manifest import write_manifest
-    from diffimg.scanner import scan
+    from diffimg.scan.scanner import scan
+    from diffimg.tree import statcache
+    from diffimg.tree.manifest import write_manifest
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "f").write_text("1")
@@ -546,9 +546,9 @@ def test_a_restore_a_normal_user_cannot_make_is_refused_before_it_starts(monkeyp
     run as another user here: the interpreter lies in root's home; the user is set in-process.)"""
     from diffimg.entry import Entry, Kind
     from diffimg.errors import NeedsRoot
-    from diffimg.planner import Plan, Source, Write
-    from diffimg.restore import _check_rights
-    from diffimg.writer import From
+    from diffimg.restore.planner import Plan, Source, Write
+    from diffimg.restore.restore import _check_rights
+    from diffimg.restore.writer import From
     me, group = 1000, 1000
     monkeypatch.setattr(os, "geteuid", lambda: me)
     monkeypatch.setattr(os, "getegid", lambda: group)
@@ -614,7 +614,7 @@ def test_a_web_restore_that_failed_half_way_resumes_without_fetching_again(tmp_p
     from snapshot import snapshot
     from webserver import Nginx
 
-    from diffimg.image import Image
+    from diffimg.image.format import Image
     tree = tmp_path / "tree"
     tree.mkdir()
     for n in range(40):
@@ -704,8 +704,8 @@ def test_a_record_taking_content_from_a_parent_file_of_other_content_is_refused(
     from conftest import assert_one_line_error, rewrite_delta
     from snapshot import snapshot
 
-    from diffimg.delta import PARENT
-    from diffimg.image import Image
+    from diffimg.image.format import Image
+    from diffimg.tree.delta import PARENT
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "a").write_text("AAAA")
@@ -737,7 +737,7 @@ def test_a_record_taking_content_from_a_parent_file_of_other_content_is_refused(
 def test_names_fold_as_ntfs_folds_them_not_as_unicode_does(tmp_path):
     """The Kelvin sign, the long s and the dotless i are names of their own on NTFS (its
     $UpCase table maps them to themselves): a pattern of k, s or i never keeps them (F7)."""
-    from diffimg.keep import Matcher, find_kept
+    from diffimg.target.keep import Matcher, find_kept
     root = tmp_path / "root"
     root.mkdir()
     for name in ("pagefile.\u017fys", "\u212aeepme", "\u0131ndex", "Über", "KEEPME"):
@@ -764,8 +764,8 @@ def test_apply_without_a_state_refuses_a_parent_record_whose_source_holds_other_
     from conftest import assert_one_line_error, rewrite_delta
     from snapshot import snapshot
 
-    from diffimg.delta import PARENT
-    from diffimg.image import Image
+    from diffimg.image.format import Image
+    from diffimg.tree.delta import PARENT
     for x_changes, rc in ((True, 8), (False, 14)):
         work = tmp_path / f"x-changes-{x_changes}"
         tree = work / "tree"

@@ -8,12 +8,12 @@ import pytest
 from conftest import needs_root
 from treebuild import build, every_kind_spec
 
-from diffimg import scanner
-from diffimg.manifest import write_manifest
+from diffimg.scan import scanner
+from diffimg.tree.manifest import write_manifest
 
 
 def test_the_compiled_core_is_built_and_used():
-    from diffimg import _folder
+    from diffimg.scan import _folder
     assert scanner.read_folder is _folder.read_folder
     assert scanner.ReadAhead is _folder.ReadAhead
 
@@ -52,7 +52,7 @@ def _awkward_extras(tree):
 
 def _manifests(tmp_path, monkeypatch, tree, **scan_options):
     """The manifest of tree written through each reader: bytes by reader's name."""
-    from diffimg import _folder
+    from diffimg.scan import _folder
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     readers = {   # name: (per-folder reader, read-ahead walk, xattrs by path)
         "read ahead": (_folder.read_folder, _folder.ReadAhead, False),
@@ -108,7 +108,7 @@ def test_exclusions_and_kept_paths_agree_with_the_read_ahead(tmp_path, monkeypat
 
 
 def test_a_name_that_vanishes_or_cannot_be_read_is_reported_as_its_errno(tmp_path):
-    from diffimg import _folder
+    from diffimg.scan import _folder
     folder = tmp_path / "f"
     folder.mkdir()
     (folder / "kept").write_bytes(b"k")
@@ -131,7 +131,7 @@ def test_an_xattr_that_grows_while_read_is_never_read_past_its_buffer(tmp_path):
     import subprocess
     import sys
 
-    from diffimg import _folder
+    from diffimg.scan import _folder
     victim = tmp_path / "f"
     victim.write_bytes(b"")
     big = b"S" * 3000                           # what ext4 holds in one block

@@ -21,14 +21,14 @@ from snapshot import snapshot
 from treebuild import build
 
 from diffimg import codec
-from diffimg.compare import compare
 from diffimg.errors import DiffimgError
-from diffimg.image import FOOTER, MAGIC, Image
-from diffimg.manifest import MAGIC as MANIFEST_MAGIC
-from diffimg.restore import restore
-from diffimg.scanner import scan
-from diffimg.statcache import records_end
-from diffimg.verify import verify_chain
+from diffimg.image.format import FOOTER, MAGIC, Image
+from diffimg.image.verify import verify_chain
+from diffimg.restore.restore import restore
+from diffimg.scan.scanner import scan
+from diffimg.tree.compare import compare
+from diffimg.tree.manifest import MAGIC as MANIFEST_MAGIC
+from diffimg.tree.statcache import records_end
 
 pytestmark = needs_root
 

@@ -7,9 +7,9 @@ import pytest
 from conftest import run_cli
 from treebuild import build
 
-from diffimg.delta import LINK
-from diffimg.image import Image, append_metadata
-from diffimg.manifest import read_entries, write_manifest
+from diffimg.image.format import Image, append_metadata
+from diffimg.tree.delta import LINK
+from diffimg.tree.manifest import read_entries, write_manifest
 
 
 def _recrafted(image_path, scratch, entries=None, changes=None):
@@ -98,7 +98,7 @@ def test_metadata_never_follows_a_symlink_swapped_in_for_the_entry(tmp_path):
     import pytest
 
     from diffimg.entry import Entry, Kind
-    from diffimg.safefs import set_meta_at
+    from diffimg.system.safefs import set_meta_at
     victim = _victim(tmp_path)
     target = tmp_path / "target"
     target.mkdir()
@@ -350,7 +350,7 @@ def test_a_restore_never_deletes_or_replaces_across_a_mount_point(tmp_path):
 def test_a_scan_treats_a_bind_mount_of_its_own_filesystem_as_a_mount_point(tmp_path):
     """Item 2: the scan's rule is restore's: a bind mount is a mount point even on the same
     filesystem (recorded as an empty folder, named in a warning)."""
-    from diffimg.manifest import read_entries
+    from diffimg.tree.manifest import read_entries
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
                                   {"path": b"inner", "kind": "dir"}])
     (tmp_path / "other").mkdir()
@@ -438,7 +438,7 @@ def test_a_target_with_paths_past_path_max_is_restored(tmp_path):
 def test_a_tree_with_paths_past_path_max_is_scanned(tmp_path):
     """The scan walks a tree of any depth (a folder past LONG_PATH is reached through its fd),
     and hashes its files."""
-    from diffimg.manifest import read_entries
+    from diffimg.tree.manifest import read_entries
     tree = tmp_path / "t"
     tree.mkdir()
     deep = _deep_folder(tree)
@@ -457,7 +457,7 @@ def test_write_workers_reach_the_locked_target_not_its_path(tmp_path):
     import xxhash
 
     from diffimg.entry import Entry, Kind
-    from diffimg.writer import From, Job, Root, write_batch
+    from diffimg.restore.writer import From, Job, Root, write_batch
     target, outside = tmp_path / "target", tmp_path / "outside"
     target.mkdir()
     outside.mkdir()
@@ -668,8 +668,8 @@ def test_a_folder_swapped_for_a_symlink_while_scanned_brings_no_outside_content_
     import subprocess
     import sys
 
-    from diffimg import scanner
-    from diffimg.hashing import hash_file
+    from diffimg.scan import scanner
+    from diffimg.scan.hashing import hash_file
     if reader != "read ahead":
         monkeypatch.setattr(scanner, "ReadAhead", None)
     if reader == "python":
@@ -707,7 +707,7 @@ def test_a_file_replaced_by_a_rename_while_scanned_is_recorded_not_dropped(tmp_p
     import subprocess
     import sys
 
-    from diffimg.scanner import scan
+    from diffimg.scan.scanner import scan
     tree = tmp_path / "tree"
     tree.mkdir()
     for i in range(1000):
@@ -787,8 +787,8 @@ def test_a_hardlink_leader_replaced_while_scanned_leaves_its_group_with_their_co
     listing and its hashing was read again (right) but its group still took the new content
     from it, so a restore gave the other member the replacement's content. The replaced file
     leaves the group; the next member leads with the group's own content."""
-    from diffimg import scanner
-    from diffimg.hashing import hash_file
+    from diffimg.scan import scanner
+    from diffimg.scan.hashing import hash_file
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "a").write_bytes(b"OLD content shared by a and z")

@@ -19,8 +19,8 @@ from treebuild import change_everything
 from webserver import Nginx, free_port
 
 from diffimg import codec
-from diffimg.image import Image, append_metadata
-from diffimg.remote import read_ranges
+from diffimg.image.format import Image, append_metadata
+from diffimg.image.remote import read_ranges
 
 pytestmark = needs_root
 

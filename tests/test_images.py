@@ -10,8 +10,8 @@ import pytest
 from conftest import IS_ROOT, assert_one_line_error, needs_root, rewrite_delta, run_cli
 from treebuild import build, change_everything
 
-from diffimg.delta import COPY, PARENT, STORE
-from diffimg.image import Image
+from diffimg.image.format import Image
+from diffimg.tree.delta import COPY, PARENT, STORE
 
 FORMATS = ["squashfs", "btrfs", "ext4", "dir"]
 pytestmark = needs_root
@@ -384,9 +384,9 @@ def test_a_file_that_changed_since_its_scan_is_never_streamed_into_an_image(tmp_
     (or size) stops the packing with a one-line error, and no image is made."""
     import pytest
 
-    from diffimg import containers
     from diffimg.errors import ScanError
-    from diffimg.packer import _Output, _stream
+    from diffimg.image import containers
+    from diffimg.make.packer import _Output, _stream
     tree = tmp_path / "t"
     tree.mkdir()
     (tree / "f").write_bytes(b"now")
@@ -416,7 +416,7 @@ def test_the_tar_stream_is_read_back_by_an_independent_reader():
 
     from treebuild import BAD_UTF8
 
-    from diffimg import tarstream
+    from diffimg.make import tarstream
     paths = [b"a", b"x" * 99, b"y" * 100, b"line\nbreak", BAD_UTF8, b"a -> b",
              b"d" * 200 + b"/" + b"e" * 255 + b"/f"] + [b"z" * n for n in range(980, 1000)]
     stream = io.BytesIO()

@@ -26,7 +26,7 @@ def _tmpfs(where, size="64m"):
 
 def _container_xattrs(image, path: str) -> dict:
     """The xattrs of path as the image's container itself holds them (mounted read-only)."""
-    from diffimg.image import Image
+    from diffimg.image.format import Image
     with Image(image).content() as tree:
         where = os.path.join(os.fsdecode(tree), path)
         return {os.fsencode(n): os.getxattr(where, n) for n in os.listxattr(where)}
@@ -133,7 +133,7 @@ def _tree_with_os_release(tmp_path, kind):
 
 @pytest.mark.parametrize("kind", ["fifo", "zero", "outside", "etc-link", "huge"])
 def test_os_release_is_read_only_as_a_bounded_regular_file_beneath_the_tree(tmp_path, kind):
-    from diffimg.image import Image
+    from diffimg.image.format import Image
     tree = _tree_with_os_release(tmp_path, kind)
     run_cli("create", tree, tmp_path / "a.img", "--format", "dir", "-q", check_rc=0, timeout=60)
     os_info = Image(tmp_path / "a.img").info["os"]
@@ -156,7 +156,7 @@ def test_a_device_number_linux_cannot_make_is_a_corrupt_manifest_naming_the_entr
     from treebuild import build
 
     from diffimg import codec
-    from diffimg.image import Image
+    from diffimg.image.format import Image
     tree = build(tmp_path / "tree", [
         {"path": b"", "kind": "dir"},
         {"path": b"dev", "kind": "dir"},
@@ -278,7 +278,7 @@ def test_a_partclone_header_lying_about_its_used_blocks_is_refused_before_writin
 def test_partclone_restore_is_fed_no_more_than_the_header_gives(tmp_path):
     """The bound itself (the bitmap could change between the header's check and the restore):
     the last tool of the pipeline gets at most limit bytes, and a longer stream is flagged."""
-    from diffimg.convert import _Pipeline
+    from diffimg.make.convert import _Pipeline
     source = tmp_path / "long"
     source.write_bytes(os.urandom(8 << 20))
     with open(tmp_path / "out", "wb") as out:

@@ -8,8 +8,8 @@ from snapshot import snapshot
 
 from diffimg.entry import FMT_OF_KIND, Kind, path_key
 from diffimg.errors import ManifestError, UnsupportedVersion
-from diffimg.manifest import ManifestReader, read_entries, write_manifest
-from diffimg.scanner import scan
+from diffimg.scan.scanner import scan
+from diffimg.tree.manifest import ManifestReader, read_entries, write_manifest
 
 
 def manifest_view(entries) -> dict:
@@ -58,7 +58,7 @@ def test_manifest_records_every_kind_and_attribute(rich_tree, tmp_path):
 def test_leaders_only_hints_leave_out_later_hardlink_members(rich_tree, tmp_path):
     """What a container holds of a full image: a file's first path, never a later member of its
     hardlink group; the stream is still checked whole (trailer counts every file)."""
-    from diffimg.manifest import read_file_hints
+    from diffimg.tree.manifest import read_file_hints
     out = tmp_path / "m"
     write_manifest(out, scan(rich_tree))
     entries = list(read_entries(out))
@@ -139,8 +139,8 @@ def test_newer_format_is_refused_with_its_own_code(tmp_path):
 def test_newer_minor_version_is_read(tmp_path, monkeypatch):
     """A manifest of format 1.7 (preamble and header agree) is read by this 1.x reader; one
     whose preamble and header disagree is refused."""
-    from diffimg import manifest
-    from diffimg.scanner import scan
+    from diffimg.scan.scanner import scan
+    from diffimg.tree import manifest
     tree, out = _manifest(tmp_path)
     newer = tmp_path / "newer"
     monkeypatch.setattr(manifest, "VERSION", (1, 7))

@@ -12,9 +12,9 @@ import subprocess
 import pytest
 from conftest import assert_one_line_error, run_cli
 
-from diffimg import ntfs
-from diffimg.hashing import EMPTY_DIGEST
-from diffimg.image import Image
+from diffimg.image.format import Image
+from diffimg.scan.hashing import EMPTY_DIGEST
+from diffimg.windows import ntfs
 
 STREAM = b"user.Zone.Identifier"
 
@@ -230,7 +230,7 @@ def test_reparse_data_is_accepted_on_symlink_records_only():
     """A restorer gives reparse data only to the empty entry it makes for it: a manifest whose
     file or folder carries some (which would turn written content into a junction) is refused."""
     from diffimg.entry import Entry, Kind
-    from diffimg.manifest import from_record, to_record
+    from diffimg.tree.manifest import from_record, to_record
     data = {ntfs.ATTRIB: struct.pack(">I", 0x410), ntfs.REPARSE: junction_data("C:\\Users")}
     link = Entry(b"Documents and Settings", Kind.SYMLINK, 0o777, 0, 0, 0, None, None,
                  b"/.NTFS-3G/C:/Users", None, data)
@@ -390,9 +390,9 @@ def test_a_large_stream_read_or_written_where_it_cannot_be_says_so(tmp_path):
 def test_a_large_stream_record_is_checked_when_read():
     """A large stream is recorded by size (over 64 KiB) and digest, on a file or folder, once,
     with a name ntfs-3g can serve; anything else is refused as a corrupt manifest."""
-    from diffimg import streams
     from diffimg.entry import Entry, Kind
-    from diffimg.manifest import from_record, to_record
+    from diffimg.tree.manifest import from_record, to_record
+    from diffimg.windows import streams
 
     def record(xattrs, kind=Kind.FILE):
         size, digest, sparse = (0, EMPTY_DIGEST, False) if kind is Kind.FILE else (None, None, None)
@@ -530,7 +530,7 @@ def test_a_junction_is_recorded_alike_however_the_volume_is_mounted(tmp_path):
             run_cli("scan", real, "-o", tmp_path / "m.dimf", "-q", check_rc=0)
         finally:
             subprocess.run(["umount", str(real)], check=True)
-        from diffimg.manifest import ManifestReader
+        from diffimg.tree.manifest import ManifestReader
         with ManifestReader(tmp_path / "m.dimf") as m:
             targets = [e.target for e in m.entries() if e.target is not None]
             ids.append((m.trailer["tree_id"], targets))
@@ -540,7 +540,7 @@ def test_a_junction_is_recorded_alike_however_the_volume_is_mounted(tmp_path):
 def test_a_manifest_with_ntfs_values_ntfs_3g_would_refuse_is_refused():
     """Checked when read (exit 8 for an image), not found out half-way through a restore."""
     from diffimg.entry import Entry, Kind
-    from diffimg.manifest import from_record, to_record
+    from diffimg.tree.manifest import from_record, to_record
     good = {ntfs.ACL: descriptor(SYSTEM, SYSTEM, _ace(EVERYONE, 0x1F01FF)),
             ntfs.ATTRIB: struct.pack(">I", 0x20), ntfs.CRTIME: bytes(8),
             ntfs.DOS_NAME: b"LONGDO~1.TXT"}
@@ -659,7 +659,7 @@ def test_a_short_name_the_image_lacks_is_taken_away(volumes, tmp_path):
 
 def test_attributes_ntfs_3g_would_show_otherwise_are_refused():
     from diffimg.entry import Entry, Kind
-    from diffimg.manifest import from_record, to_record
+    from diffimg.tree.manifest import from_record, to_record
 
     def entry(kind, bits, **more):
         fields = dict(size=0, digest=EMPTY_DIGEST, sparse=False) if kind is Kind.FILE else {}

@@ -9,7 +9,7 @@ import subprocess
 from conftest import assert_one_line_error, run_cli
 from test_ntfs import imaged, new_ntfs, ntfs_view, windows_tree
 
-from diffimg.image import Image
+from diffimg.image.format import Image
 
 
 def _mounts() -> str:

@@ -3,12 +3,12 @@
 import pytest
 from entries import T, d, digest, f, sym, tree
 
-from diffimg import differ
-from diffimg.chain import Stored
-from diffimg.delta import COPY, DELETE, LINK, META, NEW, PARENT, STORE, Change
 from diffimg.entry import Hint, Kind
 from diffimg.errors import ImageError
-from diffimg.planner import From, Source, going_away, plan_delta, plan_restore
+from diffimg.image.chain import Stored
+from diffimg.restore.planner import From, Source, going_away, plan_delta, plan_restore
+from diffimg.tree import differ
+from diffimg.tree.delta import COPY, DELETE, LINK, META, NEW, PARENT, STORE, Change
 
 
 def layer(content: bytes, path: bytes, number: int = 0) -> dict:
@@ -120,8 +120,8 @@ def test_a_plan_of_many_writes_is_spilled_and_finds_the_base_contents_by_path(mo
     """More writes than a SpillList keeps in memory (BATCH, made small here): each file of the
     full image is found at its own path in one merge, a moved one by a second look, a later
     hardlink member's path never (the container lacks it), a diff's stored copy first."""
-    from diffimg import spill
-    from diffimg.chain import ChainIndex
+    from diffimg.image.chain import ChainIndex
+    from diffimg.system import spill
     monkeypatch.setattr(spill, "BATCH", 16)
     files = [f(b"d/f%03d" % i, b"content %d" % i) for i in range(100)]
     base = tree(d(b"d"), *files, f(b"d/g", b"content 0", link=b"d/f000"),

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from snapshot import snapshot
 from test_manifest import manifest_view
 
-from diffimg.compare import compare
-from diffimg.manifest import TreeId
-from diffimg.scanner import scan
+from diffimg.scan.scanner import scan
+from diffimg.tree.compare import compare
+from diffimg.tree.manifest import TreeId
 
 NAME_BYTES = [b for b in range(1, 256) if b != ord("/")]
 NAMES = st.lists(st.sampled_from(NAME_BYTES), min_size=1, max_size=12).map(bytes).filter(

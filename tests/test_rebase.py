@@ -17,9 +17,9 @@ from treebuild import build, every_kind_spec
 
 from diffimg.entry import Kind
 from diffimg.errors import Conflicts
-from diffimg.image import Image
-from diffimg.packer import PackOptions, create, diff
-from diffimg.rebase import CHAIN, HOST, _merged, host_sides, settle, sides_of_trees, three_way
+from diffimg.hostlayers.rebase import CHAIN, HOST, _merged, host_sides, settle, sides_of_trees, three_way
+from diffimg.image.format import Image
+from diffimg.make.packer import PackOptions, create, diff
 
 pytestmark = needs_root
 HOST_TIME = 1_800_000_000_000_000_000
@@ -288,7 +288,7 @@ def test_rebase_refuses_what_it_cannot_carry(tmp_path):
 def test_the_host_name_comes_from_etc_hostname_or_the_windows_system_hive(tmp_path):
     from regf import REG_DWORD, REG_SZ, hive
 
-    from diffimg.hostlayer import name_of
+    from diffimg.hostlayers.find import name_of
     linux = tmp_path / "linux"
     (linux / "etc").mkdir(parents=True)
     (linux / "etc" / "hostname").write_bytes(b"lab-pc07\n")
@@ -395,7 +395,7 @@ def test_disjoint_random_changes_merge_exactly(tmp_path_factory, host_part, chai
         return
     if diff(model, [work / "base"], work / "d1", opts) is None:
         return
-    from diffimg.rebase import rebase
+    from diffimg.hostlayers.rebase import rebase
     host_image, base_image = Image(work / "host.diff"), Image(work / "base")
     # what the host changed, from its delta, is what its two trees say
     assert list(host_sides(host_image.delta(), base_image.entries)) == list(
@@ -407,7 +407,7 @@ def test_disjoint_random_changes_merge_exactly(tmp_path_factory, host_part, chai
     assert result.decided == [] and result.info is not None
     restored = work / "restored"
     restored.mkdir()
-    from diffimg.restore import restore
+    from diffimg.restore.restore import restore
     restore([work / "base", work / "d1", work / "rebased"], restored, checksum=True)
     expected = _copy(model, work / "expected")
     shutil.rmtree(os.path.join(expected, b"h"))

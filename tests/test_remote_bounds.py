@@ -17,9 +17,9 @@ from snapshot import assert_same_tree, snapshot
 from test_http import _with_ranges
 
 from diffimg import codec
-from diffimg.image import Image, append_metadata
-from diffimg.manifest import write_manifest
-from diffimg.remote import TAIL
+from diffimg.image.format import Image, append_metadata
+from diffimg.image.remote import TAIL
+from diffimg.tree.manifest import write_manifest
 
 pytestmark = needs_root
 

@@ -17,8 +17,8 @@ from snapshot import assert_same_tree, snapshot
 from treebuild import build, change_everything
 
 from diffimg.entry import Entry, Kind
-from diffimg.image import Image, append_metadata
-from diffimg.manifest import write_manifest
+from diffimg.image.format import Image, append_metadata
+from diffimg.tree.manifest import write_manifest
 
 FORMATS = ["squashfs", "btrfs", "ext4", "dir"]
 pytestmark = needs_root
@@ -522,8 +522,8 @@ def test_a_move_inside_a_filesystem_mounted_in_the_target_is_left_to_it(tmp_path
     (b"../victim", "delete", None), (b"/abs", "new", None), (b"a/../../x", "meta", None),
     (b"copied", "parent", b"../outside"), (b"linked", "link", None)])
 def test_a_delta_record_that_could_leave_the_target_is_refused(tmp_path, record):
-    from diffimg.delta import Change
-    from diffimg.image import Image
+    from diffimg.image.format import Image
+    from diffimg.tree.delta import Change
     tree = build(tmp_path / "tree", [{"path": b"", "kind": "dir"},
                                      {"path": b"f", "kind": "file", "data": b"1"}])
     run_cli("create", tree, tmp_path / "base", "--format", "dir", check_rc=0)
@@ -580,7 +580,7 @@ def test_restore_relinks_members_of_a_recreated_symlink(tmp_path):
 def test_a_leftover_rescue_folder_of_the_same_pid_loses_nothing(tmp_path):
     """A killed run's .diffimg-rescue-PID (PIDs repeat: containers, wrap-around) is an extra
     entry to delete; this run keeps what moves in a folder of its own."""
-    from diffimg.restore import restore
+    from diffimg.restore.restore import restore
     tree, base, diff, target = _base_and_diff(
         tmp_path, lambda r: _sparse_file(r + b"/a", 10**18, holes=False),
         lambda r: os.rename(r + b"/a", r + b"/c"))

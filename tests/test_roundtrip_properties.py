@@ -13,8 +13,8 @@ from snapshot import assert_same_tree, snapshot
 from test_properties import trees
 from treebuild import build
 
-from diffimg.packer import PackOptions, create, diff
-from diffimg.restore import apply, restore
+from diffimg.make.packer import PackOptions, create, diff
+from diffimg.restore.restore import apply, restore
 
 EDITS = st.lists(st.tuples(
     st.sampled_from(["rewrite", "append", "chmod", "touch", "delete", "move", "copy", "link",

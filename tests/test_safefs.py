@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from diffimg import safefs
 from diffimg.entry import Entry, Kind
+from diffimg.system import safefs
 
 T = 1_600_000_000_987_654_321
 
@@ -279,7 +279,7 @@ def test_remove_stops_at_a_mount_point_and_walks_paths_of_any_length(tmp_path):
 
     import pytest
 
-    from diffimg.safefs import remove
+    from diffimg.system.safefs import remove
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "precious").write_bytes(b"x")
     point = tmp_path / "doomed" / "sub" / "mnt"
@@ -308,7 +308,7 @@ def test_remove_stops_at_a_mount_point_and_walks_paths_of_any_length(tmp_path):
 def test_rename_noreplace_never_replaces(tmp_path):
     import pytest
 
-    from diffimg.safefs import rename_noreplace
+    from diffimg.system.safefs import rename_noreplace
     (tmp_path / "src").write_bytes(b"new")
     (tmp_path / "dst").write_bytes(b"there first")
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)

@@ -9,9 +9,9 @@ import pytest
 from conftest import IS_ROOT, assert_one_line_error, needs_root, run_cli
 
 from diffimg.entry import Hint, Kind
-from diffimg.hashing import hash_file
-from diffimg.manifest import read_entries, write_manifest
-from diffimg.scanner import hints_of, scan
+from diffimg.scan.hashing import hash_file
+from diffimg.scan.scanner import hints_of, scan
+from diffimg.tree.manifest import read_entries, write_manifest
 
 
 def _paths(tree, **kw):

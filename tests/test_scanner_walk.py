@@ -2,9 +2,9 @@
 
 import os
 
-from diffimg import scanner
 from diffimg.entry import Kind
-from diffimg.scanner import scan
+from diffimg.scan import scanner
+from diffimg.scan.scanner import scan
 
 
 def _links(tree, names, data=b"linked content"):

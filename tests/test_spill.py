@@ -2,7 +2,7 @@
 
 import os
 
-from diffimg import runs, spill
+from diffimg.system import runs, spill
 
 
 def test_items_come_back_in_order_as_often_as_asked_and_only_the_tail_stays_in_memory():

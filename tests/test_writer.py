@@ -7,9 +7,9 @@ import pytest
 import xxhash
 
 from diffimg.entry import Entry, Kind
-from diffimg.hashing import Problem
-from diffimg.planner import From
-from diffimg.writer import Job, Written, write_batch
+from diffimg.restore.planner import From
+from diffimg.restore.writer import Job, Written, write_batch
+from diffimg.scan.hashing import Problem
 
 T = 1_650_000_000_111_222_333
 TMP = b".diffimg-tmp-test-1"

@@ -13,12 +13,13 @@ signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(EXIT_INTERRUPTED))
 
 import click  # noqa: E402
 
-from .. import __version__, runs  # noqa: E402
-from ..chain import is_image  # noqa: E402
+from .. import __version__
 from ..errors import DiffimgError, OutputError, name_mount_as  # noqa: E402
-from ..manifest import is_manifest  # noqa: E402
-from ..partition import is_partition, tree_of  # noqa: E402
+from ..image.chain import is_image  # noqa: E402
 from ..progress import set_plain  # noqa: E402
+from ..system import runs  # noqa: E402
+from ..system.partition import is_partition, tree_of  # noqa: E402
+from ..tree.manifest import is_manifest  # noqa: E402
 
 trust_mtime_option = click.option(
     "--trust-mtime", is_flag=True,

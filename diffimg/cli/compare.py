@@ -5,12 +5,12 @@ import json
 
 import click
 
-from ..chain import open_chain
-from ..compare import compare, is_xattr_label
 from ..entry import path_key
 from ..errors import show_path
+from ..image.chain import open_chain
+from ..image.sides import compare_sides
 from ..progress import ProgressLine
-from ..sources import compare_sides
+from ..tree.compare import compare, is_xattr_label
 from . import allow_unclean_option, as_folders, cli, progress_option, trust_mtime_option, windows_files_option
 
 EXIT_IDENTICAL, EXIT_DIFFERENT = 0, 1

@@ -12,9 +12,9 @@ import time
 
 import click
 
-from .. import cache, fetch, multicast, torrent
+from ..deliver import cache, fetch, multicast, torrent
 from ..errors import show_path
-from ..image import Image
+from ..image.format import Image
 from ..progress import ProgressLine, human_bytes
 from . import cli, progress_option
 

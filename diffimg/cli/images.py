@@ -5,13 +5,13 @@ import time
 
 import click
 
-from ..containers import FORMATS
-from ..containers.squashfs import ZSTD_LEVEL
-from ..convert import convert
 from ..errors import Conflicts, show_path
-from ..packer import PackOptions, create, diff
+from ..hostlayers.rebase import CHAIN, HOST, rebase
+from ..image.containers import FORMATS
+from ..image.containers.squashfs import ZSTD_LEVEL
+from ..make.convert import convert
+from ..make.packer import PackOptions, create, diff
 from ..progress import ProgressLine, human_bytes
-from ..rebase import CHAIN, HOST, rebase
 from . import allow_unclean_option, as_folders, cli, progress_option, trust_mtime_option, windows_files_option
 
 EXIT_NOTHING_CHANGED = 1

@@ -8,12 +8,12 @@ import stat
 
 import click
 
-from ..chain import open_image
 from ..entry import FMT_OF_KIND, Kind
 from ..errors import InputNotFound, show_path
-from ..manifest import ManifestReader, is_manifest
+from ..image.chain import open_image
+from ..image.verify import verify_chain
 from ..progress import ProgressLine, human_bytes
-from ..verify import verify_chain
+from ..tree.manifest import ManifestReader, is_manifest
 from . import cli, progress_option
 
 EXIT_GOOD, EXIT_BAD = 0, 1

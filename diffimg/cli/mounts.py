@@ -8,9 +8,9 @@ import time
 
 import click
 
-from .. import runs
-from ..chain import open_chain
 from ..errors import DiffimgError, InputNotFound, Refused, ToolError, show_path
+from ..image.chain import open_chain
+from ..system import runs
 from . import EXIT_INTERRUPTED, cli
 
 
@@ -21,13 +21,13 @@ from . import EXIT_INTERRUPTED, cli
 def mount_command(args, foreground):
     """Show the tree of IMAGE [DIFF...] read-only at MOUNTPOINT (the last argument), with all
     its metadata; `diffimg umount MOUNTPOINT` (or umount) undoes it."""
-    from ..fusefs import is_folder, serve
+    from ..image.fusefs import is_folder, serve
     *images, mountpoint = args
     if not images:
         raise click.UsageError("mount: give IMAGE [DIFF...] MOUNTPOINT")
     if not is_folder(mountpoint):
         raise InputNotFound(f"no such folder to mount on: {show_path(mountpoint)}")
-    from ..fusefs import mount_point_problem
+    from ..image.fusefs import mount_point_problem
     layers = open_chain(images)                   # a bad chain is said here, in the foreground
     problem = mount_point_problem(layers, mountpoint)
     if problem:
@@ -69,7 +69,7 @@ class _Failed(DiffimgError):
 
 def _serve_detached(images, mountpoint, answer: int):
     """In the forked server: no terminal, no caller's stdio; say ok once mounted, or why not."""
-    from ..fusefs import serve
+    from ..image.fusefs import serve
     code = 0
     try:
         os.setsid()
@@ -107,7 +107,7 @@ def _tell(fd: int, message: bytes):
 @click.argument("mountpoint", type=click.Path(path_type=bytes))
 def umount_command(mountpoint):
     """Undo `diffimg mount`: unmount MOUNTPOINT and wait for its server to undo the rest."""
-    from ..fusefs import is_diffimg_mount
+    from ..image.fusefs import is_diffimg_mount
     pid = is_diffimg_mount(mountpoint)
     if pid is None:
         raise InputNotFound(f"{show_path(mountpoint)} is not a diffimg mount")

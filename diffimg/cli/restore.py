@@ -7,14 +7,14 @@ import sys
 
 import click
 
-from .. import hostlayer
-from ..chain import is_image, open_chain, open_image
 from ..errors import OutputError, Refused, show_path
-from ..extract import cat, extract
-from ..planner import From, Source
+from ..hostlayers import find as hostlayer
+from ..image.chain import is_image, open_chain, open_image
 from ..progress import ProgressLine, human_bytes
-from ..restore import apply, restore
-from ..state import read_state
+from ..restore.extract import cat, extract
+from ..restore.planner import From, Source
+from ..restore.restore import apply, restore
+from ..target.state import read_state
 from . import as_folders, cli, progress_option
 
 keep_option = click.option(

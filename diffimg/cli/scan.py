@@ -4,12 +4,12 @@ import time
 
 import click
 
-from ..fsmeta import source_info
-from ..manifest import ManifestReader, write_manifest
 from ..progress import ProgressLine, human_bytes
-from ..quickcheck import tree_hints
-from ..scanner import scan
-from ..statcache import StatRecorder
+from ..scan.scanner import scan
+from ..system.fsmeta import source_info
+from ..target.quickcheck import tree_hints
+from ..tree.manifest import ManifestReader, write_manifest
+from ..tree.statcache import StatRecorder
 from . import allow_unclean_option, as_folders, cli, progress_option, trust_mtime_option, windows_files_option
 
 

@@ -7,7 +7,7 @@ import click
 
 from ..errors import show_path
 from ..progress import ProgressLine
-from ..status import status
+from ..target.status import status
 from . import as_folders, cli, progress_option
 from .compare import difference_json, difference_line
 

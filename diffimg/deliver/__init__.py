@@ -1,0 +1,1 @@
+"""Bringing whole images to a classroom's caches: HTTP, BitTorrent, multicast."""

@@ -1,0 +1,2 @@
+"""Making images: full and differential images from a tree, tar streams, and conversion from partclone
+images."""
