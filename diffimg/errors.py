@@ -1,6 +1,7 @@
-"""The exception tree. Each class carries the exit code the CLI returns for it.
+"""Exit codes, and the exception tree: each class carries the code the CLI returns for it.
 
     DiffimgError (exit 10)
+    ├── BadUsage (2)              a value no command line may give (--keep outside the root...)
     ├── InputNotFound (3)         a path given on the command line does not exist
     ├── ManifestError (4)         not a manifest, corrupt or truncated
     │   └── UnsupportedVersion (5)  a manifest or image of a newer major format version
@@ -13,19 +14,46 @@
     ├── Busy (13)                 another diffimg is restoring the same target
     ├── Refused (14)              apply: the target is not the diff's parent tree
     ├── NoState (15)              status: diffimg never restored the target (or its state is damaged)
+    ├── UnsafeVolume (17)         a partition that must not be read or written as it is
     ├── RemoteError (18)          a server could not be reached, or answered with an error
-    ├── RangesNotHonoured (19)    a server sent whole files where byte ranges were asked for
+    │   └── RangesNotHonoured (19)  a server sent whole files where byte ranges were asked for
     └── Conflicts (20)            rebase: the host's and the chain's changes of a path conflict
 
-Exit 0 and 1 belong to commands (identical / differ); 2 is click's usage error;
-130 is an interrupt. The table lives in spec/cli.md.
+Every code the CLI returns is an Exit member: spec/cli.md's table lists the same codes (a test
+compares them).
 """
 
+import enum
 import os
 
 
+class Exit(enum.IntEnum):
+    OK = 0                  # compare: identical; verify: all good; diff: an image was made
+    DIFFERENT = 1           # compare: differ; verify: problems; diff, rebase: nothing to make
+    USAGE = 2               # click's usage error, and BadUsage
+    INPUT_NOT_FOUND = 3
+    BAD_MANIFEST = 4
+    NEWER_VERSION = 5
+    UNREADABLE_TREE = 6
+    OUTPUT_FAILED = 7
+    BAD_IMAGE = 8
+    BROKEN_CHAIN = 9
+    OTHER = 10              # any other error, a bug included
+    TOOL_FAILED = 11
+    NEEDS_ROOT = 12
+    BUSY = 13
+    REFUSED = 14
+    NO_STATE = 15
+    INCOMPLETE = 16         # status: the last restore or apply did not finish
+    UNSAFE_VOLUME = 17
+    SERVER_FAILED = 18
+    NO_RANGES = 19
+    CONFLICTS = 20
+    INTERRUPTED = 130
+
+
 class DiffimgError(Exception):
-    exit_code = 10
+    exit_code = Exit.OTHER
     tool_output = ""        # what an external tool printed, when its failure is the cause
 
     def __init__(self, message: str, *, tool_output: str = ""):
@@ -34,48 +62,53 @@ class DiffimgError(Exception):
         self.tool_output = tool_output
 
 
+class BadUsage(DiffimgError, ValueError):
+    """A value given on the command line that no run may take: a usage error."""
+    exit_code = Exit.USAGE
+
+
 class InputNotFound(DiffimgError):
-    exit_code = 3
+    exit_code = Exit.INPUT_NOT_FOUND
 
 
 class ManifestError(DiffimgError):
-    exit_code = 4
+    exit_code = Exit.BAD_MANIFEST
 
 
 class UnsupportedVersion(ManifestError):
-    exit_code = 5
+    exit_code = Exit.NEWER_VERSION
 
 
 class ScanError(DiffimgError):
-    exit_code = 6
+    exit_code = Exit.UNREADABLE_TREE
 
 
 class OutputError(DiffimgError):
-    exit_code = 7
+    exit_code = Exit.OUTPUT_FAILED
 
 
 class ImageError(DiffimgError):
-    exit_code = 8
+    exit_code = Exit.BAD_IMAGE
 
 
 class ChainError(DiffimgError):
-    exit_code = 9
+    exit_code = Exit.BROKEN_CHAIN
 
 
 class ToolError(DiffimgError):
-    exit_code = 11
+    exit_code = Exit.TOOL_FAILED
 
 
 class NeedsRoot(DiffimgError):
-    exit_code = 12
+    exit_code = Exit.NEEDS_ROOT
 
 
 class Busy(DiffimgError):
-    exit_code = 13
+    exit_code = Exit.BUSY
 
 
 class Refused(DiffimgError):
-    exit_code = 14
+    exit_code = Exit.REFUSED
 
     def __init__(self, message: str, *, differences=()):
         super().__init__(message)
@@ -83,19 +116,24 @@ class Refused(DiffimgError):
 
 
 class NoState(DiffimgError):
-    exit_code = 15
+    exit_code = Exit.NO_STATE
+
+
+class UnsafeVolume(DiffimgError):
+    """A partition that must not be read or written as it is (spec/cli.md, exit codes)."""
+    exit_code = Exit.UNSAFE_VOLUME
 
 
 class RemoteError(DiffimgError):
-    exit_code = 18
+    exit_code = Exit.SERVER_FAILED
 
 
 class RangesNotHonoured(RemoteError):
-    exit_code = 19
+    exit_code = Exit.NO_RANGES
 
 
 class Conflicts(DiffimgError):
-    exit_code = 20
+    exit_code = Exit.CONFLICTS
 
     def __init__(self, message: str, *, conflicts=()):
         super().__init__(message)

@@ -6,10 +6,11 @@ import os
 import signal
 import sys
 
-EXIT_INTERRUPTED = 130
+from ..errors import Exit
+
 # Ctrl-C while the modules below load ends quietly with the interrupted code; main() then puts
 # Python's own handler back (KeyboardInterrupt), which the commands' cleanups rely on
-signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(EXIT_INTERRUPTED))
+signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(Exit.INTERRUPTED))
 
 import click  # noqa: E402
 
@@ -156,7 +157,7 @@ def main(argv=None):
         rc = exc.exit_code
     except (click.Abort, KeyboardInterrupt):
         print("diffimg: interrupted", file=sys.stderr)
-        rc = EXIT_INTERRUPTED
+        rc = Exit.INTERRUPTED
     except DiffimgError as exc:
         print(f"diffimg: error: {exc.message}", file=sys.stderr)
         rc = exc.exit_code
@@ -169,7 +170,7 @@ def main(argv=None):
         traceback.print_exc()
         print("diffimg: error: an unexpected error (a bug in diffimg: please report it with the "
               "lines above)", file=sys.stderr)
-        rc = DiffimgError.exit_code
+        rc = Exit.OTHER
     # the work is done (or undone): a Ctrl-C or SIGTERM now would only cut the exit handlers
     # (unmounting, removing this run's folder) short, with a traceback
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -6,14 +6,12 @@ import json
 import click
 
 from ..entry import path_key
-from ..errors import show_path
+from ..errors import Exit, show_path
 from ..image.chain import open_chain
 from ..image.sides import compare_sides
 from ..progress import ProgressLine
 from ..tree.compare import compare, is_xattr_label
 from . import allow_unclean_option, as_folders, cli, progress_option, trust_mtime_option, windows_files_option
-
-EXIT_IDENTICAL, EXIT_DIFFERENT = 0, 1
 
 
 def show_value(name: str, value):
@@ -101,4 +99,4 @@ def compare_command(paths, checksum, trust_mtime, excludes, as_json, windows_fil
         summary = (f"identical; tree id {side_a.tree_id.hex()}" if not found
                    else f"{len(found):,} differences")
         click.echo(summary, err=True)
-    return EXIT_DIFFERENT if found else EXIT_IDENTICAL
+    return Exit.DIFFERENT if found else Exit.OK

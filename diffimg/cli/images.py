@@ -5,7 +5,7 @@ import time
 
 import click
 
-from ..errors import Conflicts, show_path
+from ..errors import Conflicts, Exit, show_path
 from ..hostlayers.rebase import CHAIN, HOST, rebase
 from ..image.containers import FORMATS
 from ..image.containers.squashfs import ZSTD_LEVEL
@@ -13,8 +13,6 @@ from ..make.convert import convert
 from ..make.packer import PackOptions, create, diff
 from ..progress import ProgressLine, human_bytes
 from . import allow_unclean_option, as_folders, cli, progress_option, trust_mtime_option, windows_files_option
-
-EXIT_NOTHING_CHANGED = 1
 
 format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="squashfs",
                              show_default=True, help="Container of the image's content.")
@@ -101,7 +99,7 @@ def diff_command(tree, chain, output, fmt, level, checksum, trust_mtime, exclude
     if info is None:
         if not quiet:
             click.echo("nothing changed: the tree equals the chain's last tree; no image made")
-        return EXIT_NOTHING_CHANGED
+        return Exit.DIFFERENT
     if not quiet:
         click.echo(_summary(info, started) + "; " + changes_in_words(info["changes"]))
     return 0
@@ -146,7 +144,7 @@ def rebase_command(host_diff, chain, rest, output, prefer, fmt, level, quiet):
     if result.info is None:
         if not quiet:
             click.echo("nothing of the host's changes is left on the new chain; no image made")
-        return EXIT_NOTHING_CHANGED
+        return Exit.DIFFERENT
     if not quiet:
         click.echo(_summary(result.info, started) + "; " + changes_in_words(result.info["changes"]))
     return 0

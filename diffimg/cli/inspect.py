@@ -9,14 +9,12 @@ import stat
 import click
 
 from ..entry import FMT_OF_KIND, Kind
-from ..errors import InputNotFound, show_path
+from ..errors import Exit, InputNotFound, show_path
 from ..image.chain import open_image
 from ..image.verify import verify_chain
 from ..progress import ProgressLine, human_bytes
 from ..tree.manifest import ManifestReader, is_manifest
 from . import cli, progress_option
-
-EXIT_GOOD, EXIT_BAD = 0, 1
 
 
 def _jsonable(value):
@@ -194,7 +192,7 @@ def verify_command(images, quiet):
         click.echo(f"BAD: {problem}")
     if not quiet:
         click.echo("all good" if not problems else f"{len(problems)} problems", err=True)
-    return EXIT_BAD if problems else EXIT_GOOD
+    return Exit.DIFFERENT if problems else Exit.OK
 
 
 def _source(source: dict) -> str:

@@ -8,10 +8,10 @@ import time
 
 import click
 
-from ..errors import DiffimgError, InputNotFound, Refused, ToolError, show_path
+from ..errors import DiffimgError, Exit, InputNotFound, Refused, ToolError, show_path
 from ..image.chain import open_chain
 from ..system import runs
-from . import EXIT_INTERRUPTED, cli
+from . import cli
 
 
 @cli.command("mount")
@@ -58,7 +58,7 @@ def mount_command(args, foreground):
     os.waitpid(pid, 0)
     code, _, message = answer.partition(b" ")
     raise _Failed(message.decode(errors="replace") or "the server ended before mounting",
-                  int(code) if code.isdigit() else 10)
+                  int(code) if code.isdigit() else Exit.OTHER)
 
 
 class _Failed(DiffimgError):
@@ -86,10 +86,10 @@ def _serve_detached(images, mountpoint, answer: int):
         code = exc.exit_code
         _tell(answer, b"%d %s" % (code, exc.message.encode()))
     except KeyboardInterrupt:
-        code = EXIT_INTERRUPTED
+        code = Exit.INTERRUPTED
     except BaseException as exc:       # noqa: BLE001  (the caller must hear of anything)
-        code = 10
-        _tell(answer, b"10 %s" % str(exc).encode())
+        code = Exit.OTHER
+        _tell(answer, b"%d %s" % (Exit.OTHER, str(exc).encode()))
     finally:
         runs.current().close()
         os._exit(code)

@@ -5,13 +5,11 @@ import time
 
 import click
 
-from ..errors import show_path
+from ..errors import Exit, show_path
 from ..progress import ProgressLine
 from ..target.status import status
 from . import as_folders, cli, progress_option
 from .compare import difference_json, difference_line
-
-EXIT_CLEAN, EXIT_DRIFT, EXIT_INCOMPLETE = 0, 1, 16
 
 
 def _when(ns) -> str | None:
@@ -58,5 +56,5 @@ def status_command(target, checksum, as_json, quiet):
         click.echo(f"{show_path(target)}: tree {state.tree_id.hex()} ({command} of {layers}, "
                    f"{_when(state.finished_ns)}); {drift}", err=bool(st.differences))
     if not state.complete:
-        return EXIT_INCOMPLETE
-    return EXIT_DRIFT if st.differences else EXIT_CLEAN
+        return Exit.INCOMPLETE
+    return Exit.DIFFERENT if st.differences else Exit.OK

@@ -20,18 +20,13 @@ import stat
 import struct
 import subprocess
 
-from ..errors import DiffimgError, InputNotFound, ToolError, show_path
+from ..errors import InputNotFound, ToolError, UnsafeVolume, show_path
 from .fsmeta import unescape_field
 from .loop import mounted_by
 
 KERNEL_TYPES = ("ext2", "ext3", "ext4", "btrfs", "xfs", "vfat")
 TYPES = (*KERNEL_TYPES, "ntfs")
 _VOLUME_IS_DIRTY = 0x0001
-
-
-class UnsafeVolume(DiffimgError):
-    """A partition that must not be read or written as it is (spec/cli.md, exit codes)."""
-    exit_code = 17
 
 
 def is_partition(path) -> bool:

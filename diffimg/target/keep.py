@@ -13,7 +13,7 @@ import re
 import stat
 
 from ..entry import Kind
-from ..errors import DiffimgError, show_path
+from ..errors import BadUsage, show_path
 from ..system.fsmeta import mount_of
 from ..system.safefs import open_dir, regular_files
 from ..tree.manifest import STATE_DIR, unsafe_path
@@ -24,8 +24,8 @@ _EXT_FSTYPES = frozenset({"ext2", "ext3", "ext4"})
 _GLOB = re.compile(rb"[*?\[]")
 
 
-class BadPattern(DiffimgError, ValueError):
-    exit_code = 2
+class BadPattern(BadUsage):
+    """A --keep pattern that names no path below the root."""
 
 
 def parse(patterns) -> list[list[bytes]]:
@@ -176,9 +176,8 @@ def _component_regex(part: bytes, fold: bool):
                       re.DOTALL)
 
 
-class NotATree(DiffimgError):
+class NotATree(BadUsage):
     """Paths kept from the chain that would not make a tree with the scanned ones."""
-    exit_code = 2
 
 
 def linked_inodes(root_fd: int, paths) -> set[int]:
