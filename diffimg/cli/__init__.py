@@ -1,4 +1,5 @@
-"""The diffimg command line: click commands, one module each; only parsing and printing here."""
+"""The diffimg command line: one module per group of commands (click); options, output and exit
+codes only, over the library."""
 
 import contextlib
 import errno
@@ -194,4 +195,4 @@ def _drop_stdout():
         os.close(null)
 
 
-from . import compare, deploy, images, inspect, mounts, restore, scan, status  # noqa: F401,E501  (registers the commands)
+from . import compare, deploy, hostlayers, inspect, make, mounts, restore, scan, status  # noqa: F401,E501  (registers the commands)

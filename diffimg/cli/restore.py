@@ -1,20 +1,19 @@
-"""diffimg restore / apply: make a target equal to an image chain's tree."""
+"""diffimg restore / apply / extract / cat: a chain's tree, or some of its files, written out."""
 
 import base64
 import json
-import os
 import sys
 
 import click
 
-from ..errors import OutputError, Refused, show_path
-from ..hostlayers import find as hostlayer
+from ..errors import Refused, show_path
+from ..hostlayers import apply as hostlayer
+from ..hostlayers.find import valid_name
 from ..image.chain import is_image, open_chain, open_image
 from ..progress import ProgressLine, human_bytes
 from ..restore.extract import cat, extract
 from ..restore.planner import From, Source
-from ..restore.restore import apply, restore
-from ..target.state import read_state
+from ..restore.restore import restore
 from . import as_folders, cli, progress_option
 
 keep_option = click.option(
@@ -25,7 +24,7 @@ keep_option = click.option(
 
 
 def _valid_host(ctx, param, value):
-    if value is not None and not hostlayer.valid_name(value):
+    if value is not None and not valid_name(value):
         raise click.BadParameter("a host name holds letters, digits, '.', '-' and '_' only")
     return value
 
@@ -40,7 +39,7 @@ host_option = click.option(
          "Windows, its computer name).")
 
 
-def _host_layer(host_layers, host_name, target, tree_id: bytes, as_json: bool, quiet: bool):
+def _host_layer(host_layers, host_name, target, tree_id: bytes, quiet: bool):
     """(the host layer to restore after the chain, the machine's name), or (None, None). Why
     none was chosen goes to stderr even with -q: a machine restored without its layer must not
     pass unseen (--json: in the document too)."""
@@ -51,17 +50,9 @@ def _host_layer(host_layers, host_name, target, tree_id: bytes, as_json: bool, q
 
     def say(message):               # (stderr: --json's document is on stdout)
         click.echo(f"diffimg: {message}", err=True)
-
-    name = host_name or hostlayer.name_of(target)
-    if name is None:
-        say(f"warning: {show_path(target)} names no host (etc/hostname, a Windows computer "
-            "name): no host layer is restored; give --host NAME")
-        return None, None
-    layer = hostlayer.find(host_layers, name, tree_id, lambda m: say(f"warning: {m}"))
-    if layer is None:
-        say(f"no host layer of {name} to restore")
-        return None, None
-    if not quiet:
+    layer, name = hostlayer.choose(host_layers, host_name, target, tree_id, say,
+                                   lambda m: say(f"warning: {m}"))
+    if layer is not None and not quiet:
         say(f"host layer of {name}: {show_path(layer)}")
     return layer, name
 
@@ -156,7 +147,7 @@ def restore_command(paths, checksum, dry_run, as_json, keep, host_layers, host_n
         with as_folders(paths[-1:], writable=not dry_run) as (target,):
             images = paths[:-1]
             layer, host = _host_layer(host_layers, host_name, target,
-                                      open_chain(images)[-1].tree_id, as_json, quiet)
+                                      open_chain(images)[-1].tree_id, quiet)
             if layer is not None:
                 images = (*images, layer)
             p = restore(images, target, checksum=checksum, dry_run=dry_run, keep=keep,
@@ -192,8 +183,8 @@ def apply_command(diff, target, force, checksum, dry_run, as_json, keep, host_la
     try:
         with as_folders([target], writable=not dry_run) as (folder,):
             layer, host = _host_layer(host_layers, host_name, folder, open_image(diff).tree_id,
-                                      as_json, quiet)
-            p = _apply_with_host(diff, folder, layer, host, dry_run, dict(
+                                      quiet)
+            p = hostlayer.apply_with_host(diff, folder, layer, host, dict(
                 force=force, checksum=checksum, dry_run=dry_run, keep=keep, command=command,
                 **options))
     except Refused as exc:
@@ -207,41 +198,6 @@ def apply_command(diff, target, force, checksum, dry_run, as_json, keep, host_la
     if not quiet or as_json:
         _report(p, dry_run, as_json, (layer, host) if host_layers is not None else None)
     return 0
-
-
-def _apply_with_host(diff, target, layer, host, dry_run: bool, how: dict):
-    """apply diff, then the host layer made on its tree, if any. A target whose state says it
-    holds the diff's tree (a run stopped between the two) gets the layer alone; the layer's
-    apply checks the target as any apply does."""
-    if layer is None:
-        return apply(diff, target, **how)
-    if how["force"]:                # both trees restored at once whatever the target holds
-        return apply(diff, target, **how, host=host, then=layer)
-    done = _state_tree(target)
-    if done == open_image(layer).tree_id:
-        raise Refused(f"{show_path(target)}: its state says it holds {show_path(diff)} with the "
-                      f"host layer {show_path(layer)} already; nothing was changed (diffimg "
-                      "status shows what changed since; restore makes it exact)")
-    if done == open_image(diff).tree_id:
-        return apply(layer, target, **how, host=host)
-    p = apply(diff, target, **how)
-    if dry_run:
-        return p            # (the layer's own check needs the diff applied first)
-    try:
-        return apply(layer, target, **how, host=host)
-    except Refused as exc:
-        raise Refused(f"{show_path(diff)} was applied, its host layer {show_path(layer)} was "
-                      f"not: {exc.message}", differences=exc.differences) from None
-
-
-def _state_tree(target) -> bytes | None:
-    """The tree the target's complete state says it holds, or None."""
-    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        state, _ = read_state(fd)
-    finally:
-        os.close(fd)
-    return state.tree_id if state is not None and state.complete else None
 
 
 def _images_and_paths(args, kind: str):
@@ -266,13 +222,6 @@ def extract_command(args, dest, quiet):
     images, paths = _images_and_paths(args, "extract")
     if not paths:
         raise click.UsageError("extract: give at least one PATH of the tree")
-    open_chain(images)              # a bad chain makes no DEST
-    try:
-        os.mkdir(dest, 0o755)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise OutputError(f"cannot make {show_path(dest)}: {exc.strerror}") from None
     opts, progress = _options(quiet)
     try:
         p = extract(images, paths, dest, **opts)

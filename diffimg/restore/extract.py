@@ -59,8 +59,10 @@ def _selected(entries, wanted: list[bytes]):
 
 
 def extract(images, paths, dest, *, on_progress=None, on_warning=None, on_phase=None):
-    """Copy each of paths of the chain images' tree to dest/PATH; return the Plan carried out."""
+    """Copy each of paths of the chain images' tree to dest/PATH, dest made if absent (once
+    the chain is found sound); return the Plan carried out."""
     layers = open_chain(images)
+    _make_folder(dest)
     wanted = wanted_paths(paths)
     warn = on_warning or (lambda message: None)
     phase = on_phase or (lambda phase, detail=None, total=None: None)
@@ -92,6 +94,15 @@ def extract(images, paths, dest, *, on_progress=None, on_warning=None, on_phase=
         p.no_replace = True
         execute_on_layers(p, layers, dest, root_fd, phase, on_progress, "", warn)
     return p
+
+
+def _make_folder(dest):
+    try:
+        os.mkdir(dest, 0o755)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise OutputError(f"cannot make {show_path(dest)}: {exc.strerror}") from None
 
 
 def _existing_folder(root_fd: int, dest: bytes, e):

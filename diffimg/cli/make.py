@@ -1,12 +1,11 @@
-"""diffimg create / diff: make full and differential images."""
+"""diffimg create / diff / convert: make full and differential images (from a tree, or from a
+partclone image)."""
 
-import os
 import time
 
 import click
 
-from ..errors import Conflicts, Exit, show_path
-from ..hostlayers.rebase import CHAIN, HOST, rebase
+from ..errors import Exit
 from ..image.containers import FORMATS
 from ..image.containers.squashfs import ZSTD_LEVEL
 from ..make.convert import convert
@@ -25,7 +24,7 @@ level_option = click.option("--level", type=click.IntRange(1, 22), default=ZSTD_
                             help="zstd compression level of a squashfs image.")
 
 
-def _options(fmt, level, checksum, excludes, quiet, trust_mtime=False, windows_files=False):
+def pack_options(fmt, level, checksum, excludes, quiet, trust_mtime=False, windows_files=False):
     progress = ProgressLine("scanning", quiet)
     opts = PackOptions(fmt=fmt, level=level, checksum=checksum, trust_mtime=trust_mtime,
                        excludes=excludes, windows_files=windows_files, on_progress=progress,
@@ -33,7 +32,7 @@ def _options(fmt, level, checksum, excludes, quiet, trust_mtime=False, windows_f
     return opts, progress
 
 
-def _summary(info, started):
+def image_summary(info, started):
     stored = f"{info['stored_files']:,} files, {human_bytes(info['stored_bytes'])} stored"
     return (f"{info['kind']} image ({info['format']}): {info['entries']:,} entries, "
             f"{stored}, {time.monotonic() - started:.1f} s; tree id {info['tree_id'].hex()}")
@@ -54,14 +53,14 @@ def create_command(tree, image, fmt, level, checksum, excludes, windows_files, a
                    quiet):
     """Make a full image of TREE (a folder, or a partition, mounted read-only for it) at IMAGE."""
     started = time.monotonic()
-    opts, progress = _options(fmt, level, checksum, excludes, quiet, windows_files=windows_files)
+    opts, progress = pack_options(fmt, level, checksum, excludes, quiet, windows_files=windows_files)
     try:
         with as_folders([tree], allow_unclean=allow_unclean) as (folder,):
             info = create(folder, image, opts)
     finally:
         progress.clear()
     if not quiet:
-        click.echo(_summary(info, started))
+        click.echo(image_summary(info, started))
     return 0
 
 
@@ -89,7 +88,7 @@ def diff_command(tree, chain, output, fmt, level, checksum, trust_mtime, exclude
 
     Exit 0 when an image was made, 1 when TREE equals the chain's tree (no image is made)."""
     started = time.monotonic()
-    opts, progress = _options(fmt, level, checksum, excludes, quiet, trust_mtime, windows_files)
+    opts, progress = pack_options(fmt, level, checksum, excludes, quiet, trust_mtime, windows_files)
     opts.keeps = keeps
     try:
         with as_folders([tree], allow_unclean=allow_unclean) as (folder,):
@@ -101,52 +100,7 @@ def diff_command(tree, chain, output, fmt, level, checksum, trust_mtime, exclude
             click.echo("nothing changed: the tree equals the chain's last tree; no image made")
         return Exit.DIFFERENT
     if not quiet:
-        click.echo(_summary(info, started) + "; " + changes_in_words(info["changes"]))
-    return 0
-
-
-@cli.command("rebase", options_metavar="--onto IMAGE [DIFF...] -o OUT [OPTIONS]")
-@progress_option
-@click.argument("host_diff", type=click.Path(path_type=bytes))
-@click.option("--onto", "chain", required=True, metavar="IMAGE [DIFF...]",
-              help="The new chain (base first), holding the layer HOST_DIFF was made on; the "
-                   "images after this option are the rest of it.")
-@click.argument("rest", nargs=-1, metavar="", type=click.Path(path_type=bytes))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=bytes),
-              help="The rebased differential image to make.")
-@click.option("--prefer", type=click.Choice([HOST, CHAIN]),
-              help="Where both sides changed a path differently, take this side's (default: "
-                   "refuse, listing every such path).")
-@format_option
-@level_option
-@quiet_option
-def rebase_command(host_diff, chain, rest, output, prefer, fmt, level, quiet):
-    """Carry the host layer HOST_DIFF (a machine's own diff) onto a new chain of the model's
-    images: make OUTPUT, a diff whose parent is the chain's tree, holding the host's changes.
-
-    Exit 0 when an image was made, 1 when none of the host's changes is left on the new
-    chain (no image is made), 20 when the two sides changed a path differently and --prefer
-    was not given (every such path is listed; no image is made)."""
-    started = time.monotonic()
-    opts, progress = _options(fmt, level, False, (), quiet)
-    try:
-        result = rebase(host_diff, [os.fsencode(chain), *rest], output, opts, prefer)
-    except Conflicts as exc:
-        progress.clear()
-        for path, why in exc.conflicts:
-            click.echo(f"conflict: {show_path(path) or '.'}: {why}", err=True)
-        raise
-    finally:
-        progress.clear()
-    if not quiet:
-        for path, why in result.decided:
-            click.echo(f"decided ({prefer}): {show_path(path) or '.'}: {why}")
-    if result.info is None:
-        if not quiet:
-            click.echo("nothing of the host's changes is left on the new chain; no image made")
-        return Exit.DIFFERENT
-    if not quiet:
-        click.echo(_summary(result.info, started) + "; " + changes_in_words(result.info["changes"]))
+        click.echo(image_summary(info, started) + "; " + changes_in_words(info["changes"]))
     return 0
 
 
@@ -181,12 +135,12 @@ def convert_command(source, image, fmt, level, excludes, windows_files, allow_un
     """Make a full image at IMAGE of the filesystem in the partclone image SOURCE (raw or
     compressed with gzip, zstd, xz, lz4, lzo or bzip2; a split one as NAME.aa, NAME.ab, ...)."""
     started = time.monotonic()
-    opts, progress = _options(fmt, level, False, excludes, quiet, windows_files=windows_files)
+    opts, progress = pack_options(fmt, level, False, excludes, quiet, windows_files=windows_files)
     try:
         info = convert(source, image, opts, tmp=tmp, allow_unclean=allow_unclean)
     finally:
         progress.clear()
     if not quiet:
-        click.echo(_summary(info, started) + f"; from a partclone image of "
+        click.echo(image_summary(info, started) + f"; from a partclone image of "
                    f"{info['converted_from']['filesystem']}")
     return 0
