@@ -525,7 +525,7 @@ class ManifestReader:
             except (TypeError, IndexError):
                 self._fail(f"bad record {ids.entries}")
             # (a hint's path is checked for safety where it names content in a container:
-            # planner._BaseContents; here it is only compared with the paths of a scan)
+            # chain.BaseContents; here it is only compared with the paths of a scan)
             if (type(path) is not bytes or type(size) is not int or size < 0
                     or type(mtime_ns) is not int or type(digest) is not bytes or len(digest) != 16
                     or (sparse is not None and type(sparse) is not bool)):
