@@ -121,8 +121,7 @@ def plan_restore(target_entries, final_entries, index, kept=None) -> Plan:
         if f is not None and f.kind is Kind.DIR:
             final_dirs[f.path] = f
         classify(t, f)
-    if kept:
-        p.kept = sorted(kept.paths, key=path_key)
+    p.kept = _in_order(kept)
     _restore_folder_metas(p, final_dirs, writes)
     in_target, unverified_content = _target_contents(target_files, writes)
     target_files.close()
@@ -310,6 +309,10 @@ def _from_target(p: Plan, path: bytes, f: Entry, going: set[bytes]) -> Source:
     return Source(From.TARGET, path)
 
 
+def _in_order(kept) -> list:
+    return sorted(kept.paths, key=path_key) if kept else []
+
+
 def going_away(path: bytes, going: set[bytes]) -> bool:
     """path, or a folder above it, is in going: removed or replaced."""
     while path:
@@ -319,11 +322,12 @@ def going_away(path: bytes, going: set[bytes]) -> bool:
     return False
 
 
-def plan_delta(changes, entries: int, shared=frozenset()) -> Plan:
+def plan_delta(changes, entries: int, shared=frozenset(), kept=None) -> Plan:
     """The plan that turns the parent tree into the diff's tree. entries: the diff's tree size.
     shared: paths of meta records whose target inode has other links: they get a new inode
-    (a file its own content, copied) instead of metadata changed in place, as symlinks do."""
-    p = Plan()
+    (a file its own content, copied) instead of metadata changed in place, as symlinks do.
+    kept: the target paths left as they are (the changes hold none of them)."""
+    p = Plan(kept=_in_order(kept))
     going: set[bytes] = set()          # paths whose entry is removed or replaced (with subtree)
     for c in changes:
         if c.action == DELETE or c.replaces:

@@ -87,9 +87,10 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
             raise ImageError(f"{show_path(diff)}: its delta and its manifest are not one tree "
                              f"({mismatched[0]}; {len(mismatched):,} in all); nothing was changed")
         changes = _outside_kept(delta, kept)
-        for _ in ntfs.fit_for_target((e for c in changes for e in (c.before, c.after)), root_fd,
-                                     on_warning or (lambda message: None)):
-            pass                            # (the entries are changed in place)
+        fit = ntfs.fitter(root_fd, on_warning or (lambda message: None))
+        for c in changes:               # (the records' entries are changed in place)
+            fit(c.before)
+            fit(c.after)
         _refuse_images_inside(target, [image], kept, [c.path for c in changes
                                                       if c.action == DELETE or c.replaces])
         fs = statcache.identity(root_fd)
@@ -102,11 +103,10 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
         shared = check_parent(root_fd, target, changes, checksum, proofs, holds_ntfs(image))
         if state is not None:       # the parent's records say what a removed folder may hold
             _refuse_untracked(root_fd, target, changes)
-        p = plan_delta(changes, image.info["entries"], shared)
+        p = plan_delta(changes, image.info["entries"], shared, kept)
         p.stream_layers = stream_layers(p, [image], root_fd)
         if p.renewed:
             _keep_folder_times(root_fd, p, p.renewed)
-        p.kept = sorted(kept.paths)
         _check_rights(target, p, dry_run, on_warning or (lambda message: None))
         _check_room(root_fd, target, p, [image])
         if not dry_run:

@@ -184,22 +184,9 @@ LEFT_OUT_STREAMS = ("the image holds named streams over 64 KiB, which ntfs-3g se
 
 
 def fit_for_target(entries, where, warn):
-    """The entries without what the target at where (a path or fd) cannot hold: on a volume
-    that is not NTFS, the NTFS xattrs and large streams; on NTFS through ntfs-3g's default
-    streams interface, the large streams. warn once, at the first entry that had some."""
-    if streams.windows_interface(where):
-        yield from _fit_for_streams_as_files(entries, warn)
-        return
-    ntfs_values = is_ntfs(where)
-    message = LEFT_OUT_STREAMS if ntfs_values else LEFT_OUT
-    warned = False
-    for e in entries:
-        if e is not None and e.xattrs and any(_not_held(k, ntfs_values) for k in e.xattrs):
-            e.xattrs = {k: v for k, v in e.xattrs.items() if not _not_held(k, ntfs_values)} or None
-            if not warned:
-                warn(message)
-                warned = True
-        yield e
+    """The entries without what the target at where (a path or fd) cannot hold (fitter)."""
+    fit = fitter(where, warn)
+    return (fit(e) for e in entries)
 
 
 NOT_A_STREAM = ("the image holds user.* xattrs whose names are no NTFS stream names (a '/' or "
@@ -207,26 +194,41 @@ NOT_A_STREAM = ("the image holds user.* xattrs whose names are no NTFS stream na
                 "left out")
 
 
-def _fit_for_streams_as_files(entries, warn):
-    """The entries, for a volume where ntfs-3g serves streams as files: a name with ':' is
-    refused (it would be taken for a stream: mount the volume with ntfs-3g's default options
-    and give the folder), user.* xattrs that can be no stream are left out (warn once)."""
-    warned = False
-    for e in entries:
-        if e is not None and b":" in e.name:
+def fitter(where, warn):
+    """fit(entry): the entry (None passes) with its xattrs changed in place to what the target
+    at where (a path or fd) can hold: on a volume that is not NTFS, no NTFS xattrs or large
+    streams; on NTFS through ntfs-3g's default streams interface, no large streams; on NTFS
+    serving streams as files, no user.* xattr that can be no stream name, and a name with ':'
+    refused (it would be taken for a stream). warn once, at the first entry that had some."""
+    as_files = streams.windows_interface(where)
+    if as_files:
+        message = NOT_A_STREAM
+
+        def dropped(k):
+            return k.startswith(streams.INLINE) and not streams.is_stream_name(k[len(streams.INLINE):])
+    else:
+        ntfs_values = is_ntfs(where)
+        message = LEFT_OUT_STREAMS if ntfs_values else LEFT_OUT
+
+        def dropped(k):
+            return _not_held(k, ntfs_values)
+    warned = []
+
+    def fit(e):
+        if e is None:
+            return e
+        if as_files and b":" in e.name:
             raise Refused(f"{show_path(e.path)}: a name with ':', which an NTFS volume serving "
                           "named streams as files (a partition given as itself) cannot hold; "
                           "mount it with ntfs-3g's default options and give that folder; nothing "
                           "was changed")
-        if e is not None and e.xattrs and any(k.startswith(streams.INLINE) and
-                                              not streams.is_stream_name(k[len(streams.INLINE):])
-                                              for k in e.xattrs):
-            e.xattrs = {k: v for k, v in e.xattrs.items() if not k.startswith(streams.INLINE)
-                        or streams.is_stream_name(k[len(streams.INLINE):])} or None
+        if e.xattrs and any(dropped(k) for k in e.xattrs):
+            e.xattrs = {k: v for k, v in e.xattrs.items() if not dropped(k)} or None
             if not warned:
-                warn(NOT_A_STREAM)
-                warned = True
-        yield e
+                warn(message)
+                warned.append(True)
+        return e
+    return fit
 
 
 def without_reparse(xattrs: dict) -> dict | None:
