@@ -8,6 +8,7 @@ import stat
 
 from ..errors import DiffimgError, ImageError, InputNotFound, show_path
 from ..image.chain import open_image
+from ..image.format import ImageKind
 from ..system.osinfo import computer_name
 from ..system.safefs import open_dir, open_regular
 
@@ -92,7 +93,7 @@ def find(directory, name: str, tree_id: bytes, warn) -> bytes | None:
             return None
         path = os.path.join(directory, matches[0])
     layer = open_image(path)              # ImageError when it is not an image
-    if layer.kind != "diff":
+    if layer.kind != ImageKind.DIFF:
         raise ImageError(f"{show_path(path)} is a full image, not a host layer (a diff)")
     if layer.parent_id != tree_id:
         warn(f"{show_path(path)} was not made on this chain's tree ({tree_id.hex()}): restored "

@@ -29,6 +29,7 @@ from typing import NamedTuple
 from ..entry import Entry, Kind, inode_fields, path_key
 from ..errors import ChainError, Conflicts, ImageError, show_path
 from ..image.chain import index_chain, open_chain, open_image
+from ..image.format import ImageKind
 from ..make.packer import PackOptions, diff_of_entries
 from ..progress import Phase
 from ..scan.hashing import Beneath
@@ -59,7 +60,7 @@ def rebase(host_diff, chain, out, opts: PackOptions, prefer: str | None = None) 
     chain's tree. Conflicts when the two sides changed a path differently and prefer (HOST or
     CHAIN) is None; then nothing is made."""
     host = open_image(host_diff)
-    if host.kind != "diff":
+    if host.kind != ImageKind.DIFF:
         raise ChainError(f"{show_path(host.path)} is a full image; a host layer is a diff")
     layers = open_chain(chain)
     parent = next((layer for layer in layers if layer.tree_id == host.parent_id), None)

@@ -12,7 +12,7 @@ from ..system.safefs import open_file
 from ..tree.delta import STORE
 from ..tree.manifest import unsafe_path
 from ..tree.merge import PathLookup
-from .format import FOOTER, MAGIC, Image, meta_path_of
+from .format import FOOTER, MAGIC, Image, ImageKind, meta_path_of
 from .remote import RemoteImage
 
 
@@ -53,11 +53,11 @@ _remote_images: dict = {}
 def open_chain(paths) -> list[Image]:
     """Open a base image and its diffs; check that each diff's parent is the layer before it."""
     layers = [open_image(p) for p in paths]
-    if layers and layers[0].kind != "full":
+    if layers and layers[0].kind != ImageKind.FULL:
         raise ChainError(f"{show_path(layers[0].path)} is a differential image, not a base; "
                          "give the full image first")
     for before, layer in zip(layers, layers[1:]):
-        if layer.kind != "diff":
+        if layer.kind != ImageKind.DIFF:
             raise ChainError(f"{show_path(layer.path)} is a full image, not a diff")
         if layer.parent_id != before.tree_id:
             raise ChainError(misplaced(layers, before, layer))
@@ -79,12 +79,12 @@ def misplaced(layers, before, layer) -> str:
 
 def _chain_order(layers) -> list | None:
     """The layers in an order where each diff follows its parent, when one exists."""
-    bases = [x for x in layers if x.kind == "full"]
+    bases = [x for x in layers if x.kind == ImageKind.FULL]
     if len(bases) != 1:
         return None
     children = {}
     for x in layers:
-        if x.kind == "diff":
+        if x.kind == ImageKind.DIFF:
             children.setdefault(x.parent_id, []).append(x)
     order = bases
     while len(order) < len(layers):
@@ -170,10 +170,10 @@ def index_chain(layers) -> ChainIndex:
     which the chain holds two contents with the same size and mtime: a target file there may
     hold either, so its size and mtime prove nothing and it is hashed. Every content a path
     ever had in the chain is in a delta record (before or after)."""
-    chain = ChainIndex(layers[0] if layers and layers[0].kind == "full" else None)
+    chain = ChainIndex(layers[0] if layers and layers[0].kind == ImageKind.FULL else None)
     seen: dict[tuple, bytes] = {}       # (path, size, mtime_ns) -> a digest found there
     for number, layer in enumerate(layers):
-        if layer.kind == "full":
+        if layer.kind == ImageKind.FULL:
             continue
         for change in layer.delta():
             if change.action == STORE:

@@ -9,6 +9,7 @@ Byte-level layout: spec/image.md.
 """
 
 import contextlib
+import enum
 import os
 import stat
 import struct
@@ -31,6 +32,12 @@ ALIGN = 4096
 BLOBS = ("manifest", "delta", "info", "ranges")
 MAX_DELTA_RECORDS = 1 << 26     # far beyond any tree's changes; a bigger count is junk
 MAX_SMALL_BLOB = 16 << 20       # the index and the info are a few hundred bytes
+
+
+class ImageKind(enum.StrEnum):
+    """What an image holds: a whole tree, or the changes to its parent's (info's "kind")."""
+    FULL = "full"
+    DIFF = "diff"
 
 
 def blob_digest(data: bytes) -> bytes:
@@ -159,18 +166,18 @@ class Image:
             info = codec.unpack(self._blob(f, "info"))
         except codec.DecodeErrors:
             self._fail("info is corrupt")
-        if type(info) is not dict or info.get("kind") not in ("full", "diff"):
+        if type(info) is not dict or info.get("kind") not in tuple(ImageKind):
             self._fail("info is incomplete")
         problem = _info_problem(info)
         if problem:
             self._fail(f"info is malformed ({problem})")
-        if (info["kind"] == "diff") != ("delta" in self.blobs):
+        if (info["kind"] == ImageKind.DIFF) != ("delta" in self.blobs):
             self._fail("info's kind does not match the index (a diff, and only a diff, has a delta)")
         return info
 
     @property
-    def kind(self) -> str:
-        return self.info["kind"]
+    def kind(self) -> ImageKind:
+        return ImageKind(self.info["kind"])
 
     @property
     def tree_id(self) -> bytes:
@@ -270,9 +277,9 @@ def _info_problem(info: dict) -> str | None:
     """What is wrong with the fields of an info blob that diffimg reads (spec/image.md)."""
     if not _is_id(info.get("tree_id")):
         return "tree_id is not 16 bytes"
-    if info["kind"] == "diff" and not _is_id(info.get("parent_id")):
+    if info["kind"] == ImageKind.DIFF and not _is_id(info.get("parent_id")):
         return "a diff's parent_id is not 16 bytes"
-    if info["kind"] == "full" and info.get("parent_id") is not None:
+    if info["kind"] == ImageKind.FULL and info.get("parent_id") is not None:
         return "a full image has a parent_id"
     for name in ("entries", "files", "bytes", "stored_files", "stored_bytes"):
         if not _count(info.get(name)):

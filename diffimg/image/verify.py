@@ -13,7 +13,7 @@ from ..system.workers import run_pooled
 from ..tree.delta import check_applied, check_delta, stored_contents
 from ..windows import streams
 from .chain import misplaced, open_image
-from .format import Image
+from .format import Image, ImageKind
 
 
 def verify_chain(paths, on_layer=None, on_note=None, on_phase=None, on_progress=None) -> list[str]:
@@ -36,13 +36,13 @@ def verify_chain(paths, on_layer=None, on_note=None, on_phase=None, on_progress=
             previous = None
             continue
         problems += image.check_blobs()
-        if index == 0 and image.kind != "full" and on_note is not None:
+        if index == 0 and image.kind != ImageKind.FULL and on_note is not None:
             on_note(f"{name} is a diff and its parent was not given: its link to the parent, and "
                     "that the parent's tree changed by its delta is its tree, are not checked "
                     "(give the whole chain: verify BASE [DIFF...])")
-        if index > 0 and image.kind != "diff":
+        if index > 0 and image.kind != ImageKind.DIFF:
             problems.append(f"{name}: a full image cannot follow another layer")
-        if previous is not None and image.kind == "diff" and image.parent_id != previous.tree_id:
+        if previous is not None and image.kind == ImageKind.DIFF and image.parent_id != previous.tree_id:
             # one line naming the misplaced layer, not every path its parent's tree lacks
             problems.append(misplaced(_opened_quietly(paths), previous, image))
             previous = None
@@ -55,7 +55,7 @@ def verify_chain(paths, on_layer=None, on_note=None, on_phase=None, on_progress=
                                                        image.info.get("stored_bytes", 0)))
             with image.manifest_reader() as m:
                 found = []
-                if image.kind == "full":
+                if image.kind == ImageKind.FULL:
                     found += _check_content(image, stored_files(image, m.entries()), on_progress)
                 else:
                     delta = image.delta()
@@ -64,7 +64,7 @@ def verify_chain(paths, on_layer=None, on_note=None, on_phase=None, on_progress=
                 if m.trailer["tree_id"] != image.tree_id:
                     found.append("manifest's tree ID does not match the image's")
                 m.check_stat_section()
-            if image.kind == "diff" and previous is not None and not found:
+            if image.kind == ImageKind.DIFF and previous is not None and not found:
                 found += check_applied(previous.entries(), delta, image.entries())
             problems += [f"{name}: {p}" for p in found]
         except (ToolError, NeedsRoot, RemoteError):
@@ -90,7 +90,7 @@ def stored_files(image, entries=None, delta=None):
     """(container path, digest, size, ...) of each file the image's container must hold: a full
     image's files that are not later hardlink members (from entries, its manifest's, when
     given), a diff's store records (from delta, when given), and the large streams of either."""
-    if image.kind == "full":
+    if image.kind == ImageKind.FULL:
         return itertools.chain(content_files(image.entries() if entries is None else entries),
                                streams.stored_items(streams.of_entries(image.entries())))
     return stored_contents(image.delta() if delta is None else delta)

@@ -24,7 +24,7 @@ from ..errors import ImageError, OutputError, ScanError, ToolError, show_path
 from ..image import containers, squashmap
 from ..image.chain import is_image, open_chain
 from ..image.containers import Sizes
-from ..image.format import ALIGN, append_metadata, container_tree
+from ..image.format import ALIGN, ImageKind, append_metadata, container_tree
 from ..progress import Phase
 from ..scan import leftout
 from ..scan.hashing import Beneath, Problem, copy_batch, hash_batch, open_for_read
@@ -173,7 +173,7 @@ def create(tree, out, opts: PackOptions) -> dict:
             packing = None
         stored_files, stored_bytes = _pack(tree, output, opts, stored, direct, packing)
         packing = None
-        info = _info("full", container, trailer, None, stored_files, stored_bytes,
+        info = _info(ImageKind.FULL, container, trailer, None, stored_files, stored_bytes,
                      source_info(tree), detect(tree))
         if opts.converted_from is not None:     # the tree is a temporary mount of it
             info["converted_from"] = opts.converted_from
@@ -224,7 +224,7 @@ def diff(tree, chain, out, opts: PackOptions) -> dict | None:
             return None
         to_store = stored_contents(changes)
         stored_files, stored_bytes = _pack(tree, output, opts, lambda: iter(to_store), direct=False)
-        info = _info("diff", container, trailer, parent.tree_id, stored_files, stored_bytes,
+        info = _info(ImageKind.DIFF, container, trailer, parent.tree_id, stored_files, stored_bytes,
                      source_info(tree), detect(tree))
         _note_windows_defaults(info, opts, left_out)
         _finish_diff(output, opts, info, changes)
@@ -274,7 +274,7 @@ def diff_of_entries(entries, parent, out, opts: PackOptions, *, source: dict, os
             except ScanError as exc:    # read from images: one that does not hold its records
                 raise ImageError(f"an image does not hold the content its records say: "
                                  f"{exc.message}") from None
-        info = _info("diff", container, trailer, parent.tree_id, stored_files, stored_bytes,
+        info = _info(ImageKind.DIFF, container, trailer, parent.tree_id, stored_files, stored_bytes,
                      source, os_info)
         if parent.info.get("windows_defaults") is True:
             info["windows_defaults"] = True

@@ -13,6 +13,7 @@ import tempfile
 from ..entry import Kind, path_key
 from ..errors import ChainError, ImageError, NeedsRoot, OutputError, Refused, show_path
 from ..image.chain import index_chain, open_chain, open_image
+from ..image.format import ImageKind
 from ..progress import Phase, human_bytes
 from ..scan import leftout
 from ..scan.scanner import scan
@@ -65,7 +66,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
     touches; with force, restore its tree regardless of what target holds (then: a host layer
     made on its tree, restored with it). host: as restore's."""
     image = open_image(diff)
-    if image.kind != "diff":
+    if image.kind != ImageKind.DIFF:
         raise Refused(f"{show_path(diff)} is a full image; use restore")
     if force:
         layers = [image] if then is None else [image, open_image(then)]
