@@ -168,7 +168,7 @@ def _merged_folder(p: Entry, t: Entry, q: Entry) -> tuple[Entry | None, str | No
                  xattrs=xattrs or None), None
 
 
-class Side(NamedTuple):
+class HostChange(NamedTuple):
     """A path the host changed: the parent's entry p and the host's t (None: absent)."""
     path: bytes
     p: Entry | None
@@ -176,7 +176,7 @@ class Side(NamedTuple):
 
 
 def host_sides(delta, parent_entries, unchanged=frozenset()):
-    """The host's Sides, in canonical order, from its delta: each record's before and after
+    """The host's changes (HostChange), in canonical order, from its delta: each record's before and after
     (a folder record that changes nothing is no change); below each folder the host removed or
     replaced by another kind (the delta has no records there), the parent's entries, absent on
     the host; and at the paths unchanged (where --prefer host takes the host's entry of a path
@@ -189,13 +189,13 @@ def host_sides(delta, parent_entries, unchanged=frozenset()):
         if c is None:
             yield side
         elif c.before != c.after:
-            yield Side(c.path, c.before, c.after)
+            yield HostChange(c.path, c.before, c.after)
         elif side is not None:
             yield side
 
 
-def _parent_sides(parent_entries, removed: list[bytes], paths) -> Iterator[Side]:
-    """Sides from the parent's entries: absent on the host below the folders removed (b"folder/",
+def _parent_sides(parent_entries, removed: list[bytes], paths) -> Iterator[HostChange]:
+    """HostChanges from the parent's entries: absent on the host below the folders removed (b"folder/",
     canonical order), unchanged at paths."""
     last = [path_key(p) for p in paths]
     if removed:
@@ -210,21 +210,21 @@ def _parent_sides(parent_entries, removed: list[bytes], paths) -> Iterator[Side]
         while prefix is not None and key > path_key(prefix) and not e.path.startswith(prefix):
             prefix = next(wanted, None)
         if prefix is not None and e.path.startswith(prefix):
-            yield Side(e.path, e, None)
+            yield HostChange(e.path, e, None)
         elif e.path in paths:
-            yield Side(e.path, e, e)
+            yield HostChange(e.path, e, e)
 
 
 def sides_of_trees(parent_entries, host_entries, unchanged=frozenset()):
-    """The host's Sides from its parent's and its own full trees (what host_sides gives from a
+    """The host's HostChanges from its parent's and its own full trees (what host_sides gives from a
     delta consistent with them)."""
     for p, t in merge_join(parent_entries, host_entries):
         if p != t or (p is not None and p.path in unchanged):
-            yield Side((p or t).path, p, t)
+            yield HostChange((p or t).path, p, t)
 
 
 def _merged(sides, chain, overrides: dict[bytes, str], conflicts: list):
-    """The result tree's entries, in canonical order, from the host's Sides and the chain's
+    """The result tree's entries, in canonical order, from the host's HostChanges and the chain's
     entries (a path the host did not change is the chain's); each conflict is appended to
     conflicts (with .needs: the paths whose side settles it) and its path left out."""
     folders = [b""]         # b"path/" of the result's folders along the current path (root: b"")

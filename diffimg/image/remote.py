@@ -440,7 +440,7 @@ def _next_stored(words, k: int) -> int:
     return _ZERO_WORDS.match(memoryview(words).cast("B"), 4 * k).end() // 4
 
 
-class _Run:
+class _BlockRun:
     """The stored blocks of one or more files (files of equal content share them), one after
     another from start: the bytes that come are cut into blocks, each decoded once and given to
     every file, after the holes before it."""
@@ -530,7 +530,7 @@ class _Plan:
             state.plan = self
             blocks = state.blocks
             if state.stored:
-                run = runs.setdefault(blocks.start, _Run(blocks))
+                run = runs.setdefault(blocks.start, _BlockRun(blocks))
                 if run.words != blocks.words:    # (read_ranges: a start has one set of blocks)
                     raise ImageError(f"{show_path(reader.image.path)}: two files give one block "
                                      "two sizes (a damaged image?)")

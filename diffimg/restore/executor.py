@@ -62,7 +62,7 @@ def locked_target(target: bytes):
         os.close(fd)
 
 
-class _Run:
+class _RunNames:
     """The names of one run's own in the target: a leftover of a killed run with the same pid is
     an extra entry, deleted after this run's rescue folder is made, and must not be
     taken for it."""
@@ -149,7 +149,7 @@ def _execute_plan(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_ph
     (_ShortNames)."""
     phase = on_phase or (lambda phase, detail=None, total=None: None)
     dirs = Dirs(root_fd)
-    run = _Run()
+    run = _RunNames()
     short_names = _ShortNames()
     try:
         # content from a web server is fetched before anything of the target changes: a server
@@ -269,7 +269,7 @@ def _make_folders(dirs: Dirs, folders):
                 os.mkdir(name, 0o700, dir_fd=dirs.fd(parent))
 
 
-def _make_specials(dirs: Dirs, run: _Run, specials, on_ntfs: bool, short_names: "_ShortNames",
+def _make_specials(dirs: Dirs, run: _RunNames, specials, on_ntfs: bool, short_names: "_ShortNames",
                    no_replace: bool = False):
     """Symlinks, devices, FIFOs and sockets: made under a temporary name with their metadata,
     then renamed into place (on NTFS, a junction from its reparse data: safefs.make_special)."""
@@ -283,7 +283,7 @@ def _make_specials(dirs: Dirs, run: _Run, specials, on_ntfs: bool, short_names: 
         short_names.add(e)
 
 
-def _rescue(root_fd: int, dirs: Dirs, run: _Run, rescues: dict):
+def _rescue(root_fd: int, dirs: Dirs, run: _RunNames, rescues: dict):
     """Hardlink target content that a write needs but that is going away into this run's rescue
     folder (copy it, from a filesystem mounted inside the target); the writes take it from there."""
     with contextlib.suppress(FileExistsError):
@@ -310,7 +310,7 @@ def _rescue(root_fd: int, dirs: Dirs, run: _Run, rescues: dict):
         os.close(keep_fd)
 
 
-def _fetch(p: Plan, root_fd: int, run: _Run, layer_roots: dict, phase, on_progress):
+def _fetch(p: Plan, root_fd: int, run: _RunNames, layer_roots: dict, phase, on_progress):
     """Fetch what the plan reads of each remote layer (stored files, large streams) into the
     run's fetch folder, each file checked against its digest as it arrives; (the layer roots,
     remote ones now their folder there, seen from the workers; the fetched layers' folders
@@ -446,7 +446,7 @@ class StagedFile:
             os.unlink(self._name, dir_fd=self._dirs.fd(self._folder))
 
 
-def _jobs(p: Plan, run: _Run, layer_roots: dict, sources: dict, fetched: dict):
+def _jobs(p: Plan, run: _RunNames, layer_roots: dict, sources: dict, fetched: dict):
     """(Job, Write) for each write: where the worker reads the content. Content fetched from a
     remote layer is taken as rescued content is: its first write may take the fetched inode."""
     linked = set()       # rescued content: its first write may take the rescued inode itself
@@ -472,7 +472,7 @@ def _jobs(p: Plan, run: _Run, layer_roots: dict, sources: dict, fetched: dict):
                   p.no_replace), w
 
 
-def _write_files(p: Plan, target: Root, run: _Run, layer_roots: dict, sources: dict, on_progress,
+def _write_files(p: Plan, target: Root, run: _RunNames, layer_roots: dict, sources: dict, on_progress,
                  short_names: "_ShortNames", fetched: dict):
     done = [0, 0]
 

@@ -99,7 +99,7 @@ def plan_restore(target_entries, final_entries, index, kept=None) -> Plan:
     going: set[bytes] = set()             # target paths removed (with subtrees) or overwritten
     final_dirs: dict[bytes, Entry] = {}   # every folder of the final tree
     writes = spill.entries()              # the final files to write, sources not yet known
-    classify = _Classifier(p, going, writes)
+    classify = _PlanClassifier(p, going, writes)
     stays = kept.holds if kept else None
     # every target file can give its content, also one below a folder that is removed
     for t, f in merge_join_pruned(_noting_files(target_entries, target_files), final_entries,
@@ -165,7 +165,7 @@ def _shared(t: Entry) -> bool:
     return t.nlink is not None and t.nlink > 1
 
 
-class _Classifier:
+class _PlanClassifier:
     """Sorts each (target entry, final entry) pair into the plan's lists."""
 
     def __init__(self, p: Plan, going: set[bytes], writes: SpillList):

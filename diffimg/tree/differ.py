@@ -24,7 +24,7 @@ _RENAMING = {DELETE, STORE, COPY, PARENT, NEW, LINK, PENDING}
 def diff_trees(parent_entries, new_entries, parent_hints) -> list[Change]:
     """The delta from parent to new. parent_hints: a fresh iterable of the parent's file hints
     (entry.Hint), read in pass 2."""
-    classifier = _Classifier()
+    classifier = _DeltaClassifier()
     for p, n in merge_join_pruned(parent_entries, new_entries):
         classifier.add_pair(p, n)
     changes = classifier.changes_with_folder_records()
@@ -60,7 +60,7 @@ class _Folder:
         self.recorded = False    # it has a META record already
 
 
-class _Classifier:
+class _DeltaClassifier:
     """Pass 1: a record for each changed path, and a META record for each unchanged folder in
     which an entry is added, removed or replaced (and for the root when any is)."""
 
