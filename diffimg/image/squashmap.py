@@ -18,6 +18,7 @@ from .. import codec
 
 SUPERBLOCK = struct.Struct("<IIIIIHHHHHHQQQQQQQQ")
 METADATA_BLOCK = 8192
+MAX_DEPTH = 4096        # folders within folders: a deeper tree (PATH_MAX is 4096) is a loop
 UNCOMPRESSED_METADATA = 0x8000
 UNCOMPRESSED_BLOCK = 1 << 24      # in a data block's or fragment's size word
 SIZE_MASK = UNCOMPRESSED_BLOCK - 1
@@ -133,25 +134,33 @@ def read_map(data, length: int) -> dict:
     files = []
     seen_dirs = set()
 
-    def walk(ref: int, path: bytes, depth: int):
-        if depth > 4096 or ref in seen_dirs:
+    def listing(ref: int, depth: int):
+        if depth > MAX_DEPTH or ref in seen_dirs:
             raise SquashfsError("a folder loop")
         seen_dirs.add(ref)
         kind, body = _inode(inodes, ref, block_size)
         if kind not in (DIR, LDIR):
             raise SquashfsError("a folder entry that is not a folder")
-        start, offset, size = body
-        for name, entry_kind, child in _listing(dirs, start, offset, size):
-            child_path = path + b"/" + name if path else name
-            if entry_kind == DIR:
-                walk(child, child_path, depth + 1)
-            elif entry_kind == FILE:
-                child_kind, blocks = _inode(inodes, child, block_size)
-                if child_kind not in (FILE, LFILE):
-                    raise SquashfsError("a file entry that is not a file")
-                files.append([child_path, *blocks])
+        return _listing(dirs, *body)
 
-    walk(root_ref, b"", 0)
+    # depth first, each folder's entries in listing order, without recursion: a legal tree
+    # may be deeper than Python's stack
+    stack = [(listing(root_ref, 0), b"")]
+    while stack:
+        entries, path = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
+        name, entry_kind, child = entry
+        child_path = path + b"/" + name if path else name
+        if entry_kind == DIR:
+            stack.append((listing(child, len(stack)), child_path))
+        elif entry_kind == FILE:
+            child_kind, blocks = _inode(inodes, child, block_size)
+            if child_kind not in (FILE, LFILE):
+                raise SquashfsError("a file entry that is not a file")
+            files.append([child_path, *blocks])
     return {"block_size": block_size, "compressor": "zstd", "fragments": fragments,
             "files": files}
 
