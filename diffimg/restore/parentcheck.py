@@ -48,9 +48,13 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
             # a state to prove it, it is hashed here (a source of other content would be found
             # only half-way through, or not at all)
             return True if checksum or proofs is None else proofs.get(path, True)
+        # a source the delta also changes or deletes is read through its own record: hashed
+        # as any source is, or a moved file's other content of the same size and mtime would
+        # be put in place unseen
+        sources = {c.source for c in changes if c.action == PARENT}
         for c in changes:
-            found = _lookup(dirs, c.path, content_check(c.path) if c.before is not None else None,
-                            volume)
+            check = source_check if c.path in sources else content_check
+            found = _lookup(dirs, c.path, check(c.path) if c.before is not None else None, volume)
             problem = _differs(found, c.before)
             if problem:
                 differences.setdefault(c.path, problem)

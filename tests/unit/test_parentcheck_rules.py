@@ -174,10 +174,6 @@ def test_content_is_compared_with_checksum_or_where_no_stat_proves_it(delta, tar
           "a proof that does not hold": other, "no proof for it": other}
 
 
-@pytest.mark.xfail(strict=True, reason="a moved file's source (a parent record whose source the delta "
-                   "deletes) is checked by its delete record alone, for size and mtime: without a state "
-                   "its content is not hashed, unlike a source that stays, and apply then puts the "
-                   "target's other bytes in place and exits 0")
 def test_a_moved_files_source_with_other_content_is_refused_without_a_state(delta, target):
     _, changes = delta
     touch(os.path.join(target, b"docs/moved"), b"MOVED content")     # same size and time
