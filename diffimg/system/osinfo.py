@@ -29,7 +29,11 @@ def detect(root) -> dict:
     if kernel is not None:
         return {"family": "windows", **_windows_version(root, os.path.dirname(kernel)),
                 "evidence": os.fsdecode(kernel)}
+    # os-release(5): etc/os-release, else usr/lib/os-release (where etc's is most often a
+    # symlink to, which is never followed)
     text = read_beneath(root, b"etc/os-release", MAX_OS_RELEASE)
+    if text is None:
+        text = read_beneath(root, b"usr/lib/os-release", MAX_OS_RELEASE)
     if text is not None:
         fields = dict(_os_release(text.decode("utf-8", "replace")))
         return {"family": "linux", "id": fields.get("ID", ""), "version": fields.get("VERSION_ID", ""),
