@@ -90,6 +90,8 @@ def _why_no_state(dir_fd: int, name: bytes) -> str:
     shown = (STATE_DIR + b"/" + name).decode() if name != STATE_DIR else name.decode()
     if private_to_us(st):
         return f"its state ({shown}) is not a file diffimg wrote, and is not trusted"
+    if stat.S_ISLNK(st.st_mode):        # (a symlink's own mode is 0777: no NTFS hint)
+        return f"its state ({shown}) is a symlink, which is never followed, so it is not trusted"
     whose = (f"owned by user {st.st_uid}" if st.st_uid != os.geteuid()
              else f"writable by others (mode {stat.S_IMODE(st.st_mode):04o})")
     hint = ("; an NTFS volume mounted by hand shows every file so: mount it with ntfs-3g "

@@ -274,8 +274,8 @@ def _planted(target, how):
 
 @pytest.mark.parametrize("how, why", [
     ("folder is a file", "its state (.diffimg) is not a file diffimg wrote, and is not trusted"),
-    ("folder is a symlink", "its state (.diffimg) is writable by others (mode 0777), so it is not "
-     "trusted" + NTFS_HINT),
+    ("folder is a symlink", "its state (.diffimg) is a symlink, which is never followed, so it is "
+     "not trusted"),
     ("folder writable by all", "its state (.diffimg) is writable by others (mode 0777), so it is not "
      "trusted" + NTFS_HINT),
     ("folder writable by its group", "its state (.diffimg) is writable by others (mode 0770), so it is "
@@ -285,8 +285,8 @@ def _planted(target, how):
     ("file is a FIFO", "its state (.diffimg/state.json) is not a file diffimg wrote, and is not trusted"),
     ("file is a folder", "its state (.diffimg/state.json) is not a file diffimg wrote, and is not "
      "trusted"),
-    ("file is a symlink", "its state (.diffimg/state.json) is writable by others (mode 0777), so it "
-     "is not trusted" + NTFS_HINT),
+    ("file is a symlink", "its state (.diffimg/state.json) is a symlink, which is never followed, "
+     "so it is not trusted"),
     ("file is sparse", "its state (.diffimg/state.json) is not a file diffimg wrote, and is not "
      "trusted"),
 ])
