@@ -10,9 +10,9 @@ import time
 
 import pytest
 from conftest import assert_one_line_error, run_cli
+from leftovers import assert_nothing_left, killed, nothing_left_on
+from ntfsbuild import imaged, new_ntfs, ntfs_view, windows_tree
 from snapshot import assert_same_tree, snapshot
-from test_ntfs import imaged, new_ntfs, ntfs_view, windows_tree
-from test_partitions import _nothing_left_on
 from treebuild import build, every_kind_spec
 
 from diffimg.image.format import Image
@@ -77,7 +77,7 @@ def test_a_partclone_image_of_ext4_converts_to_the_volumes_own_tree(ext4_clone, 
     out.mkdir()
     run_cli("restore", "-q", tmp_path / "c.img", out, check_rc=0)
     assert_same_tree(snapshot(out), tree)
-    _nothing_left_on(tmp_path / "c.img", volume)
+    nothing_left_on(tmp_path / "c.img", volume)
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".diffimg")]
 
 
@@ -113,7 +113,7 @@ def _refused(proc, tmp_path, rc=8):
     line = assert_one_line_error(proc, rc)
     assert not (tmp_path / "c.img").exists()
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".diffimg") or n.startswith(".c.img")]
-    _nothing_left_on(tmp_path / "c.img")
+    nothing_left_on(tmp_path / "c.img")
     return line
 
 
@@ -173,7 +173,7 @@ def test_an_interrupted_conversion_leaves_nothing(ext4_clone, tmp_path):
     assert proc.returncode == 130, err
     assert not (tmp_path / "c.img").exists()
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
-    _nothing_left_on(tmp_path / "c.img")
+    nothing_left_on(tmp_path / "c.img")
     with open("/proc/self/mountinfo") as f:
         assert str(tmp_path) not in f.read()
 
@@ -183,17 +183,15 @@ def test_a_convert_killed_at_any_moment_leaves_nothing_that_lasts(ext4_clone, tm
     """kill -9 while it restores, mounts or packs: the next run of diffimg unmounts, detaches
     and removes what it left (its temporary folder beside the output included)."""
     import uuid
-
-    from test_kill import _assert_nothing_left, _killed
     _, _, clone = ext4_clone
     mark = uuid.uuid4().hex.encode()
     out = tmp_path / "out"
     out.mkdir()
-    pid = _killed(["convert", str(clone), str(out / "c.img"), "-q"], delay, mark)
+    pid = killed(["convert", str(clone), str(out / "c.img"), "-q"], delay, mark)
     if (out / "c.img").exists():
         (out / "c.img").unlink()            # it had finished
     run_cli("info", clone, check_rc=8)      # any run cleans a dead run's leftovers
-    _assert_nothing_left(pid, mark, [out], set())
+    assert_nothing_left(pid, mark, [out], set())
 
 
 def test_partclone_headers_of_both_formats_are_read_and_checked():

@@ -98,7 +98,7 @@ def test_keep_patterns_fold_case_where_windows_does_and_say_when_they_match_noth
 def test_keep_on_an_ntfs_target_matches_in_any_case(tmp_path):
     """An admin's lower-case pattern keeps a student's Documents on an NTFS partition (the dry
     run and the restore alike); a pattern that keeps nothing is said."""
-    from test_ntfs import new_ntfs
+    from ntfsbuild import new_ntfs
     tree = tmp_path / "model"
     (tree / "Users" / "Pc" / "Desktop").mkdir(parents=True)
     (tree / "Users" / "Pc" / "Desktop" / "readme.txt").write_text("model")
@@ -473,7 +473,7 @@ def test_info_names_a_partition_as_given_with_its_uuid_and_label(tmp_path):
 @needs_root
 def test_status_of_an_ntfs_volume_mounted_by_hand_says_how_to_mount_it(tmp_path):
     from conftest import assert_one_line_error
-    from test_ntfs import new_ntfs
+    from ntfsbuild import new_ntfs
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "f").write_text("1")

@@ -9,6 +9,7 @@ import sys
 import time
 
 from conftest import assert_one_line_error, needs_root, run_cli
+from leftovers import diffimg_mounts
 from snapshot import assert_same_tree, snapshot
 from treebuild import change_everything
 
@@ -110,16 +111,11 @@ def test_cat_of_damaged_content_says_so(tmp_path):
     assert "f" in line and not (dest / "f").exists()
 
 
-def _diffimg_mounts() -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line for line in f if "diffimg" in line]
-
-
 def test_mount_shows_what_restore_gives_and_umount_leaves_nothing(rich_tree, tmp_path):
     chain, restored = _chain(rich_tree, tmp_path)
     point = tmp_path / "point"
     point.mkdir()
-    before = _diffimg_mounts()
+    before = diffimg_mounts()
     run_cli("mount", *chain, point, check_rc=0)
     try:
         assert_same_tree(snapshot(point), restored)
@@ -135,7 +131,7 @@ def test_mount_shows_what_restore_gives_and_umount_leaves_nothing(rich_tree, tmp
                 assert exc.errno in (30, 13, 1)      # EROFS, EACCES, EPERM: read-only
     finally:
         run_cli("umount", point, check_rc=0)
-    assert _diffimg_mounts() == before               # the tree and every layer's container
+    assert diffimg_mounts() == before               # the tree and every layer's container
     assert os.listdir(point) == []
 
 
@@ -151,7 +147,7 @@ def test_mount_refuses_damaged_content_and_bad_input_leaving_nothing(tmp_path):
         f.write(bytes([byte ^ 1]))
     point = tmp_path / "point"
     point.mkdir()
-    before = _diffimg_mounts()
+    before = diffimg_mounts()
     run_cli("mount", tmp_path / "img", point, check_rc=0)
     try:
         assert (point / "good").read_bytes() == b"fine"
@@ -162,20 +158,20 @@ def test_mount_refuses_damaged_content_and_bad_input_leaving_nothing(tmp_path):
             assert exc.errno == 5                    # EIO
     finally:
         run_cli("umount", point, check_rc=0)
-    assert _diffimg_mounts() == before
+    assert diffimg_mounts() == before
     assert_one_line_error(run_cli("mount", tmp_path / "img", tmp_path / "nowhere"), 3)
     assert_one_line_error(run_cli("umount", point), 3)       # not a diffimg mount
     # Ctrl-C of a mount served in the foreground undoes everything
     proc = subprocess.Popen([sys.executable, "-m", "diffimg", "mount", "--foreground",
                              str(tmp_path / "img"), str(point)], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
-    while not any(str(point) in line for line in _diffimg_mounts()):
+    while not any(str(point) in line for line in diffimg_mounts()):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
     assert proc.returncode == 130, proc.stderr.read()
-    assert _diffimg_mounts() == before
+    assert diffimg_mounts() == before
 
 
 def test_a_mount_point_inside_an_image_is_refused_and_one_over_it_serves(tmp_path):
@@ -189,18 +185,18 @@ def test_a_mount_point_inside_an_image_is_refused_and_one_over_it_serves(tmp_pat
     holder = tmp_path / "holder"
     holder.mkdir()
     run_cli("create", tree, holder / "img", "--format", "dir", "-q", check_rc=0)
-    before = _diffimg_mounts()
+    before = diffimg_mounts()
     for point in (holder / "img" / "tree", holder / "img" / "tree" / "d"):
         proc = run_cli("mount", holder / "img", point, timeout=60)
         assert "inside the image" in assert_one_line_error(proc, 14)
-        assert _diffimg_mounts() == before
+        assert diffimg_mounts() == before
     run_cli("mount", holder / "img", holder, check_rc=0, timeout=60)
     try:
         proc = subprocess.run(["cat", str(holder / "d" / "f")], capture_output=True, timeout=30)
         assert proc.stdout == b"content" * 1000
     finally:
         run_cli("umount", holder, check_rc=0, timeout=60)
-    assert _diffimg_mounts() == before
+    assert diffimg_mounts() == before
 
 
 def test_a_mount_serves_only_checked_content_even_when_the_image_is_rewritten(tmp_path):

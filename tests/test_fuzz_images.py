@@ -5,16 +5,12 @@ used target beside a sentinel folder. Each run ends in a DiffimgError (a one-lin
 code) or in a target equal to the crafted tree; never another exception, never a change outside
 the target."""
 
-import io
 import os
 import shutil
-import struct
 
-import msgpack
 import pytest
-import xxhash
-import zstandard
 from conftest import needs_root
+from crafted import blobs_of, manifest_blob, records_of, write_meta
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 from snapshot import snapshot
@@ -22,13 +18,11 @@ from treebuild import build
 
 from diffimg import codec
 from diffimg.errors import DiffimgError
-from diffimg.image.format import FOOTER, MAGIC, Image
+from diffimg.image.format import Image
 from diffimg.image.verify import verify_chain
 from diffimg.restore.restore import restore
 from diffimg.scan.scanner import scan
 from diffimg.tree.compare import compare
-from diffimg.tree.manifest import MAGIC as MANIFEST_MAGIC
-from diffimg.tree.statcache import records_end
 
 pytestmark = needs_root
 
@@ -65,52 +59,6 @@ def _cli(*args):
     run_cli(*args, "-q", check_rc=0)
 
 
-def _blobs(image: Image) -> dict:
-    with open(image.meta_path, "rb") as f:
-        data = f.read()
-    return {name: data[start:start + length] for name, (start, length, _) in image.blobs.items()}
-
-
-def _records(manifest_blob: bytes) -> tuple[dict, list]:
-    """The header and raw records of a manifest blob (its stat section dropped)."""
-    frame = manifest_blob[12:records_end(io.BytesIO(manifest_blob), 0, len(manifest_blob))]
-    with zstandard.ZstdDecompressor().stream_reader(frame, read_across_frames=False) as r:
-        objects = list(msgpack.Unpacker(r, raw=False, strict_map_key=False))
-    return objects[0], objects[1:-1]
-
-
-def _manifest_blob(header: dict, records: list) -> tuple[bytes, bytes]:
-    """A manifest of these raw records with an honest trailer; (blob, tree ID)."""
-    packed = [codec.pack(r) for r in records]
-    tree_id = xxhash.xxh3_128_digest(b"".join(packed))
-    files = [r for r in records if type(r) is list and len(r) > 6 and r[1] == 2]
-    # (a size of 2**64 - 1 makes a sum msgpack cannot hold: the trailer then says the most it
-    # can, and the reader finds the sum disagrees)
-    total = sum(r[6] for r in files if type(r[6]) is int)
-    trailer = {"entries": len(records), "files": len(files),
-               "bytes": min(max(total, 0), (1 << 64) - 1), "tree_id": tree_id}
-    body = codec.pack(header) + b"".join(packed) + codec.pack(trailer)
-    return MANIFEST_MAGIC + struct.pack(">HH", 1, 1) + codec.compress(body), tree_id
-
-
-def _write_meta(path, blobs: dict, container: dict, index_change=None):
-    """The metadata section: blobs, an index with their digests (one field possibly changed),
-    the footer; the index digest recomputed."""
-    index = {"container": container}
-    out = bytearray()
-    for name, data in blobs.items():
-        index[name] = [len(out), len(data), xxhash.xxh3_128_digest(data)]
-        out += data
-    if index_change is not None:
-        index_change(index)
-    index_bytes = codec.pack(index)
-    offset = len(out)
-    out += index_bytes
-    out += FOOTER.pack(MAGIC, 1, 0, offset, len(index_bytes), xxhash.xxh3_128_digest(index_bytes))
-    with open(path, "wb") as f:
-        f.write(out)
-
-
 def _set(container, position: int, value):
     """container[position % len] = value (lists), or a key picked by position (maps)."""
     if type(container) is dict:
@@ -140,14 +88,14 @@ def test_a_crafted_image_gives_an_error_or_its_own_tree_and_never_writes_outside
         shutil.copytree(chain / name, work / name, symlinks=True)
     base, diff = Image(work / "base"), Image(work / "diff")
     crafted = base if blob_name == "manifest" else diff
-    blobs = _blobs(crafted)
+    blobs = blobs_of(crafted)
     info = codec.unpack(blobs["info"])
     index_change = None
     images = [work / "base", work / "diff"]
     if blob_name in ("manifest", "diff-manifest"):
-        header, records = _records(blobs["manifest"])
+        header, records = records_of(blobs["manifest"])
         _set(records[which % len(records)], field, value)
-        blobs["manifest"], info["tree_id"] = _manifest_blob(header, records)
+        blobs["manifest"], info["tree_id"] = manifest_blob(header, records)
         if blob_name == "manifest":
             images = [work / "base"]      # the crafted tree is the final one
     elif blob_name.startswith("delta"):
@@ -163,7 +111,7 @@ def test_a_crafted_image_gives_an_error_or_its_own_tree_and_never_writes_outside
         index_change = lambda index: _set(index, which, value) if field % 2 else \
             _set(index["container"], which, value)  # noqa: E731
     blobs["info"] = codec.pack(info)
-    _write_meta(crafted.meta_path, blobs, crafted.container, index_change)
+    write_meta(crafted.meta_path, blobs, crafted.container, index_change)
 
     target = work / "target"
     target.mkdir()

@@ -504,7 +504,7 @@ def test_a_delta_that_expands_to_junk_is_refused_at_once(tmp_path):
     not a MemoryError traceback or an out-of-memory kill."""
     import zstandard
     from conftest import assert_one_line_error
-    from test_fuzz_images import _blobs, _write_meta
+    from crafted import blobs_of, write_meta
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}])
     _base(tree, tmp_path)
     (tmp_path / "t" / "f").write_bytes(b"x")
@@ -515,9 +515,9 @@ def test_a_delta_that_expands_to_junk_is_refused_at_once(tmp_path):
     bomb = squeeze.compress(b"\xdd\x20\x00\x00\x00") + b"".join(    # 2^29 empty arrays
         squeeze.compress(b"\x90" * (1 << 20)) for _ in range(512)) + squeeze.flush()
     assert len(bomb) < 1 << 20
-    blobs = _blobs(image)
+    blobs = blobs_of(image)
     blobs["delta"] = bomb
-    _write_meta(image.meta_path, blobs, image.container)
+    write_meta(image.meta_path, blobs, image.container)
     target = tmp_path / "target"
     target.mkdir()
     proc = run_cli("restore", tmp_path / "base", tmp_path / "d1", target, timeout=120,
@@ -567,7 +567,7 @@ def test_fields_that_the_kernel_would_take_for_something_else_are_refused(tmp_pa
     """uid 2^32 - 1 (chown's "leave as it is"), an info without its format, and a container
     longer than the file it lies in: each a one-line bad-image error."""
     from conftest import assert_one_line_error
-    from test_fuzz_images import _blobs, _write_meta
+    from crafted import blobs_of, write_meta
 
     from diffimg import codec
     _image_with_file(tmp_path, b"f", b"abc")
@@ -578,14 +578,14 @@ def test_fields_that_the_kernel_would_take_for_something_else_are_refused(tmp_pa
     assert_one_line_error(run_cli("restore", tmp_path / "img", tmp_path / "target"), 8)
     run_cli("create", tmp_path / "t", tmp_path / "img2", "--format", "dir", "-q", check_rc=0)
     image = Image(tmp_path / "img2")
-    blobs = _blobs(image)
+    blobs = blobs_of(image)
     info = codec.unpack(blobs["info"])
     del info["format"]
     blobs["info"] = codec.pack(info)
-    _write_meta(image.meta_path, blobs, image.container)
+    write_meta(image.meta_path, blobs, image.container)
     assert_one_line_error(run_cli("info", tmp_path / "img2"), 8)
     blobs["info"] = codec.pack(dict(info, format="dir"))
-    _write_meta(image.meta_path, blobs, dict(image.container, length=2**63))
+    write_meta(image.meta_path, blobs, dict(image.container, length=2**63))
     assert b"out of bounds" in assert_one_line_error(run_cli("info", tmp_path / "img2"), 8).encode()
 
 
@@ -613,7 +613,7 @@ def test_a_base_records_path_never_becomes_a_content_source(tmp_path):
     """Item 5: restore reads the full image's records only as quick-check hints to find where
     it stores content; a crafted record there naming ../../etc/x is refused, not read."""
     from conftest import assert_one_line_error
-    from test_fuzz_images import _blobs, _write_meta
+    from crafted import blobs_of, write_meta
 
     from diffimg import codec
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
@@ -625,9 +625,9 @@ def test_a_base_records_path_never_becomes_a_content_source(tmp_path):
     entries[1].path = b"../../etc/x"                # canonical order kept: "." sorts first
     _recrafted(tmp_path / "base", tmp_path, entries=entries)
     diff = Image(tmp_path / "d1")
-    blobs = _blobs(diff)
+    blobs = blobs_of(diff)
     blobs["info"] = codec.pack(dict(diff.info, parent_id=Image(tmp_path / "base").tree_id))
-    _write_meta(diff.meta_path, blobs, diff.container)
+    write_meta(diff.meta_path, blobs, diff.container)
     target = tmp_path / "target"
     target.mkdir()
     assert b"unsafe path" in assert_one_line_error(

@@ -14,12 +14,12 @@ import threading
 import time
 
 from conftest import assert_one_line_error, needs_root, run_cli
+from crafted import with_ranges
 from snapshot import assert_same_tree, snapshot
 from treebuild import change_everything
 from webserver import Nginx, free_port
 
-from diffimg import codec
-from diffimg.image.format import Image, append_metadata
+from diffimg.image.format import Image
 from diffimg.image.remote import read_ranges
 
 pytestmark = needs_root
@@ -202,24 +202,6 @@ def test_damaged_content_on_the_server_is_never_written(tmp_path, www):
     assert proc.returncode == 1 and os.fsencode(victim) in proc.stdout + proc.stderr
 
 
-def _with_ranges(image, out, edit):
-    """A copy of image at out whose ranges blob is edit(header, items) (digests recomputed)."""
-    img = Image(image)
-    items = list(codec.iter_compressed_array(img.blob("ranges"), 1 << 26))
-    blob = codec.pack_compressed(edit(items))
-    length = img.container["length"]
-    manifest = os.path.join(os.path.dirname(out), "manifest.tmp")
-    with open(image, "rb") as f, open(manifest, "wb") as m:
-        start, size, _ = img.blobs["manifest"]
-        f.seek(start)
-        m.write(f.read(size))
-    with open(image, "rb") as src, open(out, "wb") as dst:
-        dst.write(src.read(img.blobs["manifest"][0]))
-        delta = img.delta()
-        append_metadata(dst, img.container, manifest, delta, img.info, blob)
-    assert length == Image(out).container["length"]
-
-
 def test_a_crafted_ranges_blob_never_passes_wrong_bytes(tmp_path, www):
     _, image = _imaged(tmp_path, 40, "base.img")
 
@@ -238,7 +220,7 @@ def test_a_crafted_ranges_blob_never_passes_wrong_bytes(tmp_path, www):
 
     for name, edit, line_has in (("swapped.img", swap, "does not match its digest"),
                                  ("past.img", past_the_end, "ranges blob is malformed")):
-        _with_ranges(image, tmp_path / "www" / name, edit)
+        with_ranges(image, tmp_path / "www" / name, edit)
         target = tmp_path / f"target-{name}"
         target.mkdir()
         proc = run_cli("restore", f"{www.url}/{name}", target)

@@ -152,7 +152,7 @@ def test_os_release_is_read_only_as_a_bounded_regular_file_beneath_the_tree(tmp_
 @needs_root
 @pytest.mark.parametrize("rdev", [(1 << 64) - 1, 1 << 32])
 def test_a_device_number_linux_cannot_make_is_a_corrupt_manifest_naming_the_entry(tmp_path, rdev):
-    from test_fuzz_images import _blobs, _manifest_blob, _records, _write_meta
+    from crafted import blobs_of, manifest_blob, records_of, write_meta
     from treebuild import build
 
     from diffimg import codec
@@ -165,14 +165,14 @@ def test_a_device_number_linux_cannot_make_is_a_corrupt_manifest_naming_the_entr
     ])
     run_cli("create", tree, tmp_path / "a.img", "--format", "dir", "-q", check_rc=0)
     image = Image(tmp_path / "a.img")
-    blobs = _blobs(image)
+    blobs = blobs_of(image)
     info = codec.unpack(blobs["info"])
-    header, records = _records(blobs["manifest"])
+    header, records = records_of(blobs["manifest"])
     device = next(r for r in records if r[0] == b"dev/null")
     device[9] = rdev
-    blobs["manifest"], info["tree_id"] = _manifest_blob(header, records)
+    blobs["manifest"], info["tree_id"] = manifest_blob(header, records)
     blobs["info"] = codec.pack(info)
-    _write_meta(image.meta_path, blobs, image.container)
+    write_meta(image.meta_path, blobs, image.container)
     proc = run_cli("verify", tmp_path / "a.img")        # verify: a problem found, exit 1
     assert proc.returncode == 1 and b"dev/null" in proc.stdout and b"rdev" in proc.stdout, proc
     (tmp_path / "target").mkdir()

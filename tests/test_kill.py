@@ -4,13 +4,11 @@ images, the real CLI."""
 
 import os
 import random
-import subprocess
-import sys
-import time
 import uuid
 
 import pytest
 from conftest import needs_root, run_cli
+from leftovers import assert_nothing_left, killed
 from snapshot import assert_same_tree, snapshot
 
 pytestmark = needs_root
@@ -26,48 +24,6 @@ def _tree(root, files, seed):
     return root
 
 
-def _processes_marked(mark: bytes) -> list[str]:
-    """Live processes (not zombies) whose environment holds mark: a run's children inherit it."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if mark in f.read():
-                    with open(f"/proc/{pid}/cmdline", "rb") as c:
-                        found.append(f"{pid}: {c.read()[:120]!r}")
-        except OSError:
-            continue
-    return found
-
-
-def _killed(args, delay, mark):
-    """Start the CLI with args, kill -9 it after delay seconds (if it still runs); its pid."""
-    env = dict(os.environ, DIFFIMG_TEST_MARK=mark.decode())
-    proc = subprocess.Popen([sys.executable, "-m", "diffimg", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(delay)
-    proc.kill()
-    proc.wait()
-    return proc.pid
-
-
-def _assert_nothing_left(pid, mark, folders, allowed):
-    """After the next run: no marked process, no mount or run folder of pid, no loop device on
-    a file in folders, nothing in folders but allowed names."""
-    deadline = time.monotonic() + 10
-    while _processes_marked(mark) and time.monotonic() < deadline:
-        time.sleep(0.2)                  # workers notice their parent's death asynchronously
-    assert not _processes_marked(mark)
-    run_folder = f"diffimg-run-{pid}-".encode()
-    with open("/proc/self/mountinfo", "rb") as f:
-        assert not [line for line in f if run_folder in line]
-    assert not [n for n in os.listdir("/tmp") if n.startswith(run_folder.decode())]
-    loops = subprocess.run(["losetup", "-a"], capture_output=True).stdout
-    for folder in folders:
-        assert os.fsencode(folder) not in loops, loops
-        assert set(os.listdir(folder)) <= allowed, os.listdir(folder)
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_kill_9_at_any_moment_leaves_nothing_that_lasts(tmp_path, seed):
     rng = random.Random(seed)
@@ -78,43 +34,43 @@ def test_kill_9_at_any_moment_leaves_nothing_that_lasts(tmp_path, seed):
     mark = uuid.uuid4().hex.encode()
 
     # create, killed; then whole
-    pid = _killed(["create", tree, base, "-q"], rng.uniform(0.2, 2.5), mark)
+    pid = killed(["create", tree, base, "-q"], rng.uniform(0.2, 2.5), mark)
     if os.path.exists(base):
         os.unlink(base)                  # it had finished: make it again after the kill below
     run_cli("create", tree, base, "-q", check_rc=0)
-    _assert_nothing_left(pid, mark, [images], {"base.img"})
+    assert_nothing_left(pid, mark, [images], {"base.img"})
 
     # diff, killed; then whole
     for n in range(0, 1500, 50):
         with open(os.path.join(tree, f"d{n % 12}", f"f{n}"), "ab") as f:
             f.write(b"changed")
-    pid = _killed(["diff", tree, base, "-o", diff, "-q"], rng.uniform(0.2, 2.5), mark)
+    pid = killed(["diff", tree, base, "-o", diff, "-q"], rng.uniform(0.2, 2.5), mark)
     if os.path.exists(diff):
         os.unlink(diff)
     run_cli("diff", tree, base, "-o", diff, "-q", check_rc=0)
-    _assert_nothing_left(pid, mark, [images], {"base.img", "d1.img"})
+    assert_nothing_left(pid, mark, [images], {"base.img", "d1.img"})
 
     # restore, killed; the next restore converges
     target = tmp_path / "target"
     target.mkdir()
-    pid = _killed(["restore", base, diff, str(target), "-q"], rng.uniform(0.2, 2.5), mark)
+    pid = killed(["restore", base, diff, str(target), "-q"], rng.uniform(0.2, 2.5), mark)
     run_cli("restore", base, diff, target, "-q", check_rc=0)
-    _assert_nothing_left(pid, mark, [images], {"base.img", "d1.img"})
+    assert_nothing_left(pid, mark, [images], {"base.img", "d1.img"})
     assert_same_tree(snapshot(target), snapshot(tree))
 
     # verify and compare (they mount the images and hash in workers), killed
     for args in (["verify", base, diff], ["compare", base, diff, str(target)]):
-        pid = _killed(args, rng.uniform(0.1, 1.0), mark)
+        pid = killed(args, rng.uniform(0.1, 1.0), mark)
         run_cli("info", base, check_rc=0)
-        _assert_nothing_left(pid, mark, [images], {"base.img", "d1.img"})
+        assert_nothing_left(pid, mark, [images], {"base.img", "d1.img"})
 
     # apply, killed onto a restored base; apply --force finishes it
     second = tmp_path / "second"
     second.mkdir()
     run_cli("restore", base, second, "-q", check_rc=0)
-    pid = _killed(["apply", diff, str(second), "-q"], rng.uniform(0.1, 1.5), mark)
+    pid = killed(["apply", diff, str(second), "-q"], rng.uniform(0.1, 1.5), mark)
     run_cli("apply", "--force", diff, second, "-q", check_rc=0)
-    _assert_nothing_left(pid, mark, [images], {"base.img", "d1.img"})
+    assert_nothing_left(pid, mark, [images], {"base.img", "d1.img"})
     assert_same_tree(snapshot(second), snapshot(tree))
 
 

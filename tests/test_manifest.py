@@ -4,33 +4,13 @@ import os
 
 import pytest
 from conftest import assert_one_line_error, needs_root, run_cli
+from entries import manifest_view
 from snapshot import snapshot
 
-from diffimg.entry import FMT_OF_KIND, Kind, path_key
+from diffimg.entry import Kind, path_key
 from diffimg.errors import ManifestError, UnsupportedVersion
 from diffimg.scan.scanner import scan
 from diffimg.tree.manifest import ManifestReader, read_entries, write_manifest
-
-
-def manifest_view(entries) -> dict:
-    """Entries in the shape of tests.snapshot, hardlink members resolved into groups."""
-    out, groups = {}, {}
-    for e in entries:
-        rec = {"type": FMT_OF_KIND[e.kind], "mode": e.mode, "uid": e.uid, "gid": e.gid,
-               "mtime_ns": e.mtime_ns, "xattrs": dict(e.xattrs or {})}
-        if e.kind is Kind.FILE:
-            rec.update(xxh3_128=e.digest, size=e.size, sparse=e.sparse)
-        elif e.kind is Kind.SYMLINK:
-            rec["target"] = e.target
-        elif e.kind in (Kind.CHAR, Kind.BLOCK):
-            rec["rdev"] = e.rdev
-        if e.link is not None:
-            groups.setdefault(e.link, [e.link]).append(e.path)
-        out[e.path] = rec
-    for group in groups.values():
-        for path in group:
-            out[path]["hardlinks"] = tuple(sorted(group))
-    return out
 
 
 @needs_root

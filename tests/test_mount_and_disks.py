@@ -11,11 +11,7 @@ import subprocess
 
 import pytest
 from conftest import assert_one_line_error, needs_root, run_cli
-
-
-def _diffimg_mounts() -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        return [line for line in f if "diffimg" in line]
+from leftovers import diffimg_mounts
 
 
 @contextlib.contextmanager
@@ -63,7 +59,7 @@ def test_mount_reads_a_tree_larger_than_tmpdir_once_and_says_when_there_is_no_ro
     run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0, timeout=300)
     point = tmp_path / "point"
     point.mkdir()
-    before = _diffimg_mounts()
+    before = diffimg_mounts()
     with _small_tmpdir(tmp_path / "small", "4m") as small, \
             _mounted_chain(tmp_path / "img", point, small):
         for rel, data in sorted(files.items()):
@@ -90,7 +86,7 @@ def test_mount_reads_a_tree_larger_than_tmpdir_once_and_says_when_there_is_no_ro
             for f in held:
                 f.close()
         assert _read(point / "d" / "f47") == files["d/f47"]
-    assert _diffimg_mounts() == before
+    assert diffimg_mounts() == before
 
 
 # -- item 17b: a whole disk where a partition is taken ------------------------------------------

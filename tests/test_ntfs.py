@@ -3,7 +3,6 @@ ntfs-3g, given Windows metadata written raw (security descriptors, DOS attribute
 times, short names, streams, a junction); create, diff and restore keep every value."""
 
 import contextlib
-import errno
 import os
 import stat
 import struct
@@ -11,56 +10,26 @@ import subprocess
 
 import pytest
 from conftest import assert_one_line_error, run_cli
+from ntfsbuild import (
+    ADMINS,
+    EVERYONE,
+    STREAM,
+    SYSTEM,
+    ace,
+    descriptor,
+    imaged,
+    junction_data,
+    new_ntfs,
+    ntfs_view,
+    set_xattr,
+    stream_path,
+    windows_mounted,
+    windows_tree,
+)
 
 from diffimg.image.format import Image
 from diffimg.scan.hashing import EMPTY_DIGEST
 from diffimg.windows import ntfs
-
-STREAM = b"user.Zone.Identifier"
-
-
-def _sid(authority: int, *subs: int) -> bytes:
-    return struct.pack("<BB", 1, len(subs)) + authority.to_bytes(6, "big") + b"".join(
-        struct.pack("<I", s) for s in subs)
-
-
-EVERYONE = _sid(1, 0)
-SYSTEM = _sid(5, 18)
-ADMINS = _sid(5, 32, 544)
-TRUSTED_INSTALLER = _sid(5, 80, 956008885, 3418522649, 1831038044, 1853292631, 2271478464)
-
-
-def _ace(sid: bytes, mask: int) -> bytes:
-    body = struct.pack("<I", mask) + sid
-    return struct.pack("<BBH", 0, 0, 4 + len(body)) + body        # ACCESS_ALLOWED
-
-
-def descriptor(owner: bytes, group: bytes, *aces: bytes) -> bytes:
-    """A self-relative security descriptor with a DACL of aces."""
-    body = b"".join(aces)
-    dacl = struct.pack("<BBHHH", 2, 0, 8 + len(body), len(aces), 0) + body
-    at_owner = 20
-    at_group = at_owner + len(owner)
-    at_dacl = at_group + len(group)
-    return struct.pack("<BBHIIII", 1, 0, 0x8004, at_owner, at_group, 0, at_dacl) + owner + group + dacl
-
-
-def junction_data(windows_path: str) -> bytes:
-    """Reparse data of a junction (a mount point reparse point) to windows_path."""
-    substitute = ("\\??\\" + windows_path).encode("utf-16-le")
-    printed = windows_path.encode("utf-16-le")
-    names = substitute + b"\0\0" + printed + b"\0\0"
-    data = struct.pack("<HHHH", 0, len(substitute), len(substitute) + 2, len(printed)) + names
-    return struct.pack("<IHH", 0xA0000003, len(data), 0) + data
-
-
-def new_ntfs(path, size_mib=64, *options):
-    """A fresh NTFS volume in the file path (mkntfs)."""
-    with open(path, "wb") as f:
-        f.truncate(size_mib << 20)
-    subprocess.run(["mkntfs", "-q", "-F", "-f", *options, str(path)], check=True,
-                   capture_output=True)
-    return path
 
 
 @pytest.fixture
@@ -80,92 +49,6 @@ def volumes(tmp_path):
     yield make
     for mount in mounted:
         subprocess.run(["umount", str(mount)], check=False)
-
-
-def _set(path, name: bytes, value: bytes):
-    os.setxattr(path, name, value, follow_symlinks=False)
-
-
-def windows_tree(root):
-    """A small Windows-like tree with NTFS metadata of every kind; returns root."""
-    os.makedirs(root / "Windows" / "System32")
-    os.makedirs(root / "Users" / "Ünïcødé user")
-    (root / "Windows" / "System32" / "kernel32.dll").write_bytes(b"MZ" + os.urandom(5000))
-    (root / "Windows" / "System32" / "drivers.ini").write_bytes(b"[drivers]\r\n")
-    (root / "Windows" / "System32" / "NTOSKRNL.EXE").write_bytes(b"MZ kernel")
-    os.link(root / "Windows" / "System32" / "kernel32.dll", root / "Windows" / "kernel32.dll")
-    (root / "Users" / "Ünïcødé user" / "Long document name.txt").write_bytes(b"hello")
-    (root / "pagefile.sys").write_bytes(b"\0" * 4096)
-    os.symlink("Windows/System32", root / "sys32")
-    os.mkdir(root / "Documents and Settings")
-    _set(root / "Documents and Settings", ntfs.REPARSE, junction_data("C:\\Users"))
-    with contextlib.suppress(OSError):           # the first lookup after it drops a stale inode
-        os.lstat(root / "Documents and Settings")
-    dll = root / "Windows" / "System32" / "kernel32.dll"
-    _set(dll, ntfs.ACL, descriptor(TRUSTED_INSTALLER, SYSTEM, _ace(TRUSTED_INSTALLER, 0x1F01FF),
-                                   _ace(EVERYONE, 0x1200A9)))
-    _set(root / "Windows", ntfs.ACL, descriptor(SYSTEM, SYSTEM, _ace(ADMINS, 0x1F01FF)))
-    _set(root / "Users" / "Ünïcødé user" / "Long document name.txt", ntfs.DOS_NAME, b"LONGDO~1.TXT")
-    _set(root / "Users" / "Ünïcødé user" / "Long document name.txt", STREAM,
-         b"[ZoneTransfer]\r\nZoneId=3\r\n")
-    _set(dll, ntfs.CRTIME, bytes.fromhex("01d0123456789abc"))
-    _set(root / "Windows", ntfs.CRTIME, bytes.fromhex("01c0000000000001"))
-    _set(root / "pagefile.sys", ntfs.ATTRIB, struct.pack(">I", 0x26))        # hidden, system
-    _set(root / "Windows" / "System32" / "drivers.ini", ntfs.ATTRIB, struct.pack(">I", 0x21))
-    _set(root / "Users", ntfs.ATTRIB, struct.pack(">I", 0x11))                # read-only folder
-    return root
-
-
-def ntfs_view(root) -> dict:
-    """path -> (kind, content, mtime, every NTFS value and stream) of the tree at root."""
-    view = {}
-    for folder, dirs, files in os.walk(root):
-        if folder == str(root) and ".diffimg" in dirs:
-            dirs.remove(".diffimg")                 # the target's state, not the tree
-        for name in dirs + files + ([] if folder != str(root) else ["."]):
-            path = os.path.normpath(os.path.join(folder, name))
-            rel = os.path.relpath(path, root)
-            st = os.lstat(path)
-            values = {}
-            for attr in ntfs.NAMES:
-                with contextlib.suppress(OSError):
-                    values[attr] = ntfs.get_xattr(path, attr)
-            for attr in _listed(path):
-                values[os.fsencode(attr)] = ntfs.get_xattr(path, os.fsencode(attr))
-            if not stat.S_ISLNK(st.st_mode):       # streams served as files: as xattrs
-                for name in _streams_listed(path):
-                    with open(_stream(root, rel, os.fsdecode(name)), "rb") as f:
-                        values[b"user." + name] = f.read()
-            content = None
-            if stat.S_ISREG(st.st_mode):
-                with open(path, "rb") as f:
-                    content = f.read()
-            kind = stat.S_IFMT(st.st_mode)
-            view[rel] = (kind, content, st.st_mtime_ns if kind != stat.S_IFDIR else None,
-                         st.st_nlink if kind == stat.S_IFREG else None, values)
-    return view
-
-
-def _listed(path) -> list:
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError as exc:         # ntfs-3g serving streams as files lists none so
-        if exc.errno != errno.ENODATA:
-            raise
-        return []
-    return [name for name in names if name != "ntfs.streams.list"]
-
-
-def _streams_listed(path) -> list:
-    try:
-        return [n for n in os.getxattr(path, "ntfs.streams.list").split(b"\0") if n]
-    except OSError:                # the default interface: streams are the user.* xattrs
-        return []
-
-
-def imaged(view: dict) -> dict:
-    """What an image of a Windows tree holds of its view: not pagefile.sys (windows.py)."""
-    return {path: value for path, value in view.items() if path != "pagefile.sys"}
 
 
 def test_a_windows_volume_is_restored_with_every_ntfs_attribute(volumes, tmp_path):
@@ -194,10 +77,10 @@ def test_an_attribute_acl_or_stream_change_is_a_change_and_is_restored(volumes, 
     target = volumes("target")
     run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
     doc = source / "Users" / "Ünïcødé user" / "Long document name.txt"
-    _set(source / "Windows" / "System32" / "drivers.ini", ntfs.ATTRIB, struct.pack(">I", 0x27))
-    _set(source / "Windows", ntfs.ACL, descriptor(ADMINS, SYSTEM, _ace(EVERYONE, 0x1F01FF)))
-    _set(doc, STREAM, b"[ZoneTransfer]\r\nZoneId=4\r\n")
-    _set(doc, ntfs.CRTIME, bytes.fromhex("01d9999999999999"))
+    set_xattr(source / "Windows" / "System32" / "drivers.ini", ntfs.ATTRIB, struct.pack(">I", 0x27))
+    set_xattr(source / "Windows", ntfs.ACL, descriptor(ADMINS, SYSTEM, ace(EVERYONE, 0x1F01FF)))
+    set_xattr(doc, STREAM, b"[ZoneTransfer]\r\nZoneId=4\r\n")
+    set_xattr(doc, ntfs.CRTIME, bytes.fromhex("01d9999999999999"))
     proc = run_cli("compare", tmp_path / "base.img", source, check_rc=1)
     assert b"drivers.ini" in proc.stdout and b"Windows" in proc.stdout
     run_cli("diff", source, tmp_path / "base.img", "-o", tmp_path / "d1.img", "-q", check_rc=0)
@@ -241,23 +124,6 @@ def test_reparse_data_is_accepted_on_symlink_records_only():
             from_record(to_record(bad))
 
 
-@contextlib.contextmanager
-def windows_mounted(volume, mount):
-    """The volume mounted with ntfs-3g serving streams as files (FILE:NAME), of any size."""
-    mount.mkdir(exist_ok=True)
-    subprocess.run(["ntfs-3g", "-o", "streams_interface=windows", str(volume), str(mount)],
-                   check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
-
-
-def _stream(root, rel: str, name: str) -> str:
-    """The path of a stream of the entry rel (the root's too: ROOT/:NAME)."""
-    return os.path.join(root, rel) + ("/" if rel == "." else "") + ":" + name
-
-
 BIG, OTHER = os.urandom(200_000), os.urandom(70_000)
 
 
@@ -274,7 +140,7 @@ def test_streams_of_any_size_are_kept_on_a_partition_given_as_itself(tmp_path):
         for rel, name, value in (("Users/doc.txt", "big", BIG), ("Users/doc.txt", "Zone.Identifier",
                                  b"[ZoneTransfer]\r\nZoneId=3\r\n"), ("Users", "folder", OTHER),
                                  ("copy.bin", "same", BIG), (".", "root", b"r" * 100)):
-            with open(_stream(m, rel, name), "wb") as f:
+            with open(stream_path(m, rel, name), "wb") as f:
                 f.write(value)
         want = ntfs_view(m)
     assert want["Users/doc.txt"][4][b"user.big"] == BIG and want["."][4][b"user.root"]
@@ -290,10 +156,10 @@ def test_streams_of_any_size_are_kept_on_a_partition_given_as_itself(tmp_path):
     with windows_mounted(source, tmp_path / "m") as m:
         changed = bytearray(BIG)
         changed[100_000] ^= 1
-        with open(_stream(m, "Users/doc.txt", "big"), "wb") as f:
+        with open(stream_path(m, "Users/doc.txt", "big"), "wb") as f:
             f.write(changed)
-        os.unlink(_stream(m, "copy.bin", "same"))
-        with open(_stream(m, "Users/Public", "added"), "wb") as f:
+        os.unlink(stream_path(m, "copy.bin", "same"))
+        with open(stream_path(m, "Users/Public", "added"), "wb") as f:
             f.write(OTHER + b"more")
         want = ntfs_view(m)
     proc = run_cli("compare", tmp_path / "base.img", source, check_rc=1)
@@ -322,17 +188,17 @@ def test_rebase_carries_large_streams_from_the_host_diff_and_from_the_chain(tmp_
     with windows_mounted(model, tmp_path / "m") as m:
         os.makedirs(m / "Users")
         (m / "Users" / "doc.txt").write_bytes(b"hello")
-        with open(_stream(m, "Users", "folder"), "wb") as f:
+        with open(stream_path(m, "Users", "folder"), "wb") as f:
             f.write(OTHER)
     run_cli("create", model, tmp_path / "base.img", "-q", check_rc=0)
     host = new_ntfs(tmp_path / "host.ntfs")
     run_cli("restore", "-q", tmp_path / "base.img", host, check_rc=0)
     with windows_mounted(host, tmp_path / "h") as h:
         (h / "Users" / "host.txt").write_bytes(b"mine")
-        with open(_stream(h, "Users/host.txt", "big"), "wb") as f:
+        with open(stream_path(h, "Users/host.txt", "big"), "wb") as f:
             f.write(BIG)
     run_cli("diff", host, tmp_path / "base.img", "-o", tmp_path / "host.diff", "-q", check_rc=0)
-    with windows_mounted(model, tmp_path / "m") as m, open(_stream(m, "Users", "folder"), "wb") as f:
+    with windows_mounted(model, tmp_path / "m") as m, open(stream_path(m, "Users", "folder"), "wb") as f:
         f.write(OTHER + b"d1")
     run_cli("diff", model, tmp_path / "base.img", "-o", tmp_path / "d1.img", "-q", check_rc=0)
     run_cli("rebase", tmp_path / "host.diff", "--onto", tmp_path / "base.img", tmp_path / "d1.img",
@@ -344,7 +210,7 @@ def test_rebase_carries_large_streams_from_the_host_diff_and_from_the_chain(tmp_
         got = ntfs_view(f)
     with windows_mounted(host, tmp_path / "h") as h:
         kept = os.lstat(h / "Users").st_mtime_ns            # the host's: writing moves it
-        with open(_stream(h, "Users", "folder"), "wb") as f:
+        with open(stream_path(h, "Users", "folder"), "wb") as f:
             f.write(OTHER + b"d1")
         os.utime(h / "Users", ns=(kept, kept))
         want = ntfs_view(h)
@@ -358,9 +224,9 @@ def test_a_large_stream_read_or_written_where_it_cannot_be_says_so(tmp_path):
     volume = new_ntfs(tmp_path / "v.ntfs", 32)
     with windows_mounted(volume, tmp_path / "m") as m:
         (m / "file").write_bytes(b"main")
-        with open(_stream(m, "file", "big"), "wb") as f:
+        with open(stream_path(m, "file", "big"), "wb") as f:
             f.write(BIG)
-        with open(_stream(m, "file", "small"), "wb") as f:
+        with open(stream_path(m, "file", "small"), "wb") as f:
             f.write(b"kept")
     mount = tmp_path / "plain-mount"
     mount.mkdir()
@@ -472,19 +338,19 @@ def test_short_names_survive_links_moves_and_swaps(volumes, tmp_path):
     (source / "Long name one.txt").write_text("one")
     (source / "Long name two.txt").write_text("two")
     (source / "Long name three.txt").write_text("three")
-    _set(source / "Long name one.txt", ntfs.DOS_NAME, b"LONGNA~1.TXT")
-    _set(source / "Long name two.txt", ntfs.DOS_NAME, b"LONGNA~2.TXT")
-    _set(source / "Long name three.txt", ntfs.DOS_NAME, b"LONGNA~3.TXT")
+    set_xattr(source / "Long name one.txt", ntfs.DOS_NAME, b"LONGNA~1.TXT")
+    set_xattr(source / "Long name two.txt", ntfs.DOS_NAME, b"LONGNA~2.TXT")
+    set_xattr(source / "Long name three.txt", ntfs.DOS_NAME, b"LONGNA~3.TXT")
     (source / "Linked file.txt").write_text("linked")
-    _set(source / "Linked file.txt", ntfs.DOS_NAME, b"LINKED~1.TXT")
+    set_xattr(source / "Linked file.txt", ntfs.DOS_NAME, b"LINKED~1.TXT")
     os.link(source / "Linked file.txt", source / "second link.txt")
     run_cli("create", source, tmp_path / "base.img", "-q", check_rc=0)
     target = volumes("target")
     run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
     # the target drifts: two short names swapped, a file moved
-    _set(target / "Long name one.txt", ntfs.DOS_NAME, b"LONGNA~9.TXT")
-    _set(target / "Long name two.txt", ntfs.DOS_NAME, b"LONGNA~1.TXT")
-    _set(target / "Long name one.txt", ntfs.DOS_NAME, b"LONGNA~2.TXT")
+    set_xattr(target / "Long name one.txt", ntfs.DOS_NAME, b"LONGNA~9.TXT")
+    set_xattr(target / "Long name two.txt", ntfs.DOS_NAME, b"LONGNA~1.TXT")
+    set_xattr(target / "Long name one.txt", ntfs.DOS_NAME, b"LONGNA~2.TXT")
     os.rename(target / "Long name three.txt", target / "moved.txt")
     run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
     for name, short in (("one", b"LONGNA~1.TXT"), ("two", b"LONGNA~2.TXT"), ("three", b"LONGNA~3.TXT")):
@@ -497,7 +363,7 @@ def test_compressed_and_sparse_files_converge(volumes, tmp_path):
     files, so a restore does not redo them forever (review)."""
     source = volumes("source")
     (source / "packed").mkdir()
-    _set(source / "packed", ntfs.ATTRIB, struct.pack(">I", 0x810))
+    set_xattr(source / "packed", ntfs.ATTRIB, struct.pack(">I", 0x810))
     (source / "packed" / "file").write_bytes(b"z" * 100000)
     with open(source / "holes", "wb") as f:
         f.truncate(10 << 20)
@@ -524,7 +390,7 @@ def test_a_junction_is_recorded_alike_however_the_volume_is_mounted(tmp_path):
             if not (real / "Documents and Settings").exists() and not os.path.islink(
                     real / "Documents and Settings"):
                 os.mkdir(real / "Documents and Settings")
-                _set(real / "Documents and Settings", ntfs.REPARSE, junction_data("C:\\Users"))
+                set_xattr(real / "Documents and Settings", ntfs.REPARSE, junction_data("C:\\Users"))
             with contextlib.suppress(OSError):
                 os.lstat(real / "Documents and Settings")
             run_cli("scan", real, "-o", tmp_path / "m.dimf", "-q", check_rc=0)
@@ -541,7 +407,7 @@ def test_a_manifest_with_ntfs_values_ntfs_3g_would_refuse_is_refused():
     """Checked when read (exit 8 for an image), not found out half-way through a restore."""
     from diffimg.entry import Entry, Kind
     from diffimg.tree.manifest import from_record, to_record
-    good = {ntfs.ACL: descriptor(SYSTEM, SYSTEM, _ace(EVERYONE, 0x1F01FF)),
+    good = {ntfs.ACL: descriptor(SYSTEM, SYSTEM, ace(EVERYONE, 0x1F01FF)),
             ntfs.ATTRIB: struct.pack(">I", 0x20), ntfs.CRTIME: bytes(8),
             ntfs.DOS_NAME: b"LONGDO~1.TXT"}
 
@@ -560,9 +426,9 @@ def test_a_manifest_with_ntfs_values_ntfs_3g_would_refuse_is_refused():
     with pytest.raises(ValueError):
         from_record(record({ntfs.ATTRIB: struct.pack(">I", 0x20)}, Kind.DIR))
     # second review: values that passed the reader, then failed every restore or never settled
-    no_group = bytearray(descriptor(SYSTEM, SYSTEM, _ace(EVERYONE, 0x1F01FF)))
+    no_group = bytearray(descriptor(SYSTEM, SYSTEM, ace(EVERYONE, 0x1F01FF)))
     no_group[8:12] = bytes(4)
-    null_dacl = bytearray(descriptor(SYSTEM, SYSTEM, _ace(EVERYONE, 0x1F01FF)))
+    null_dacl = bytearray(descriptor(SYSTEM, SYSTEM, ace(EVERYONE, 0x1F01FF)))
     null_dacl[16:20] = bytes(4)
     for bad in (bytes(no_group), bytes(null_dacl), descriptor(SYSTEM, SYSTEM) + bytes(4),
                 struct.pack(">I", 0x80020)):
@@ -596,11 +462,11 @@ def test_a_short_name_held_by_a_kept_entry_is_never_taken_from_it(volumes, tmp_p
     file, a folder Windows makes again, a folder under a mount lost theirs)."""
     source = volumes("source")
     (source / "Other file.txt").write_text("other")
-    _set(source / "Other file.txt", ntfs.DOS_NAME, b"KEEPME~1.TXT")
+    set_xattr(source / "Other file.txt", ntfs.DOS_NAME, b"KEEPME~1.TXT")
     run_cli("create", source, tmp_path / "base.img", "-q", check_rc=0)
     target = volumes("target")
     (target / "Keep me.txt").write_text("mine")
-    _set(target / "Keep me.txt", ntfs.DOS_NAME, b"KEEPME~1.TXT")
+    set_xattr(target / "Keep me.txt", ntfs.DOS_NAME, b"KEEPME~1.TXT")
     proc = run_cli("restore", tmp_path / "base.img", target, "--keep", "/Keep me.txt", check_rc=0)
     assert b"left without its short name" in proc.stderr
     assert ntfs.get_xattr(target / "Keep me.txt", ntfs.DOS_NAME) == b"KEEPME~1.TXT"
@@ -646,7 +512,7 @@ def test_a_short_name_the_image_lacks_is_taken_away(volumes, tmp_path):
     review: a folder kept one forever)."""
     source = volumes("source")
     (source / "Dir one long").mkdir()
-    _set(source / "Dir one long", ntfs.DOS_NAME, b"DIRONE~1")
+    set_xattr(source / "Dir one long", ntfs.DOS_NAME, b"DIRONE~1")
     run_cli("create", source, tmp_path / "base.img", "-q", check_rc=0)
     target = volumes("target")
     run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
@@ -777,7 +643,7 @@ def test_a_metadata_change_of_a_hardlinked_file_with_a_large_stream_applies(tmp_
     with windows_mounted(source, tmp_path / "m") as m:
         (m / "d").mkdir()
         (m / "d" / "f").write_bytes(b"main")
-        with open(_stream(m, "d/f", "big"), "wb") as f:
+        with open(stream_path(m, "d/f", "big"), "wb") as f:
             f.write(BIG)
         os.link(m / "d" / "f", m / "h")
     run_cli("create", source, tmp_path / "b.img", "-q", check_rc=0)

@@ -7,23 +7,10 @@ import struct
 import subprocess
 
 from conftest import assert_one_line_error, run_cli
-from test_ntfs import imaged, new_ntfs, ntfs_view, windows_tree
+from leftovers import nothing_left_on
+from ntfsbuild import imaged, new_ntfs, ntfs_view, windows_tree
 
 from diffimg.image.format import Image
-
-
-def _mounts() -> str:
-    with open("/proc/self/mountinfo") as f:
-        return f.read()
-
-
-def _nothing_left_on(*volumes):
-    """None of the volume files is mounted (ntfs-3g shows the file as the mount's source) or
-    attached to a loop device any more."""
-    for volume in volumes:
-        assert str(volume) not in _mounts()
-        attached = subprocess.run(["losetup", "-j", str(volume)], capture_output=True, text=True)
-        assert attached.stdout.strip() == "", attached.stdout
 
 
 def mounted_ntfs(volume, mount):
@@ -76,7 +63,7 @@ def test_an_unmounted_ntfs_volume_is_imaged_and_restored_onto_one(tmp_path):
     assert info["source"]["fstype"] == "ntfs" and info["os"]["family"] == "windows"
     target = new_ntfs(tmp_path / "target.ntfs")
     run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
-    _nothing_left_on(source, target)
+    nothing_left_on(source, target)
     run_cli("compare", tmp_path / "base.img", target, check_rc=0)
     run_cli("status", target, check_rc=0)
     # an error names the partition as given, not its temporary mount point
@@ -87,7 +74,7 @@ def test_an_unmounted_ntfs_volume_is_imaged_and_restored_onto_one(tmp_path):
         assert ntfs_view(view) == imaged(want)
     finally:
         subprocess.run(["umount", str(view)], check=True)
-    _nothing_left_on(source, target)
+    nothing_left_on(source, target)
 
 
 def test_an_ext4_image_file_is_a_tree_too(tmp_path):
@@ -108,7 +95,7 @@ def test_an_ext4_image_file_is_a_tree_too(tmp_path):
     shown = run_cli("compare", tmp_path / "base.img", target).stdout.decode().splitlines()
     assert all(line.startswith("~ lost+found: mtime_ns") for line in shown), shown
     run_cli("status", target, check_rc=0)
-    _nothing_left_on(volume, target)
+    nothing_left_on(volume, target)
 
 
 def test_an_unclean_ntfs_volume_is_refused_unless_imaged_read_only_on_purpose(tmp_path):
@@ -123,7 +110,7 @@ def test_an_unclean_ntfs_volume_is_refused_unless_imaged_read_only_on_purpose(tm
     target_line = assert_one_line_error(run_cli("restore", tmp_path / "a.img", volume), 17)
     assert "dirty" in target_line
     assert volume.read_bytes() == before
-    _nothing_left_on(volume)
+    nothing_left_on(volume)
 
 
 def test_a_hibernated_windows_is_refused_as_source_and_as_target(tmp_path):
@@ -141,7 +128,7 @@ def test_a_hibernated_windows_is_refused_as_source_and_as_target(tmp_path):
     assert "hibernated" in line
     assert "hibernated" in assert_one_line_error(run_cli("restore", tmp_path / "other.img", volume), 17)
     assert volume.read_bytes() == before
-    _nothing_left_on(volume, other)
+    nothing_left_on(volume, other)
 
 
 def test_a_bitlocker_volume_is_refused(tmp_path):
@@ -151,7 +138,7 @@ def test_a_bitlocker_volume_is_refused(tmp_path):
         f.truncate(8 << 20)
     line = assert_one_line_error(run_cli("scan", volume, "-o", tmp_path / "m.dimf"), 17)
     assert "BitLocker" in line
-    _nothing_left_on(volume)
+    nothing_left_on(volume)
 
 
 def test_clusters_over_64_kib_and_a_read_only_fallback(tmp_path):
@@ -170,4 +157,4 @@ def test_clusters_over_64_kib_and_a_read_only_fallback(tmp_path):
     line = assert_one_line_error(run_cli("restore", tmp_path / "big.img", volume), 17)
     assert "read-only" in line
     assert volume.read_bytes() == before
-    _nothing_left_on(big, volume)
+    nothing_left_on(big, volume)

@@ -5,47 +5,15 @@ import os
 import shutil
 import subprocess
 
+from entries import manifest_view
 from hypothesis import given
 from hypothesis import strategies as st
 from snapshot import snapshot
-from test_manifest import manifest_view
+from strategies import trees
 
 from diffimg.scan.scanner import scan
 from diffimg.tree.compare import compare
 from diffimg.tree.manifest import TreeId
-
-NAME_BYTES = [b for b in range(1, 256) if b != ord("/")]
-NAMES = st.lists(st.sampled_from(NAME_BYTES), min_size=1, max_size=12).map(bytes).filter(
-    lambda n: n not in (b".", b".."))
-
-
-@st.composite
-def trees(draw):
-    """A spec of up to ~25 entries: nested folders, files, symlinks and hardlinks."""
-    spec = [{"path": b"", "kind": "dir"}]
-    dirs, files = [b""], []
-    for _ in range(draw(st.integers(1, 25))):
-        parent = draw(st.sampled_from(dirs))
-        name = draw(NAMES)
-        path = parent + b"/" + name if parent else name
-        if any(item["path"] == path for item in spec):
-            continue
-        kind = draw(st.sampled_from(["file", "file", "dir", "symlink"] + (["link"] if files else [])))
-        item = {"path": path, "kind": kind, "mtime_ns": draw(st.integers(-2**40, 2**62)),
-                "mode": draw(st.sampled_from([0o644, 0o600, 0o755, 0o4755, 0o1777]))}
-        if kind == "file":
-            item["data"] = draw(st.binary(max_size=200))
-            files.append(path)
-        elif kind == "dir":
-            dirs.append(path)
-        elif kind == "symlink":
-            item["target"] = draw(NAMES)
-            del item["mode"]
-        else:
-            item["to"] = draw(st.sampled_from(files))
-            del item["mode"], item["mtime_ns"]
-        spec.append(item)
-    return spec
 
 
 def tree_id(root):

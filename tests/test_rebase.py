@@ -11,8 +11,7 @@ from conftest import assert_one_line_error, needs_root, run_cli
 from entries import d, f, tree  # noqa: I001  (tests/entries.py)
 from hypothesis import given
 from snapshot import assert_same_tree, snapshot
-from test_properties import trees
-from test_roundtrip_properties import EDITS, edit
+from strategies import EDITS, edit, trees
 from treebuild import build, every_kind_spec
 
 from diffimg.entry import Kind

@@ -13,8 +13,8 @@ import time
 
 import pytest
 from conftest import assert_one_line_error, needs_root, run_cli
+from crafted import with_ranges
 from snapshot import assert_same_tree, snapshot
-from test_http import _with_ranges
 
 from diffimg import codec
 from diffimg.image.format import Image, append_metadata
@@ -63,7 +63,7 @@ def test_verify_of_a_url_checks_the_ranges_blob_against_the_container(tmp_path, 
     def extra(items):
         items.append([b"not-in-the-container", *items[-1][1:]])
         return items
-    _with_ranges(image, tmp_path / "www/extra.img", extra)
+    with_ranges(image, tmp_path / "www/extra.img", extra)
     proc = run_cli("verify", tmp_path / "www/extra.img")
     assert proc.returncode == 1 and b"does not match its container" in proc.stdout, proc
     proc = run_cli("verify", f"{www.url}/extra.img")
@@ -206,7 +206,7 @@ def test_blocks_that_overlap_are_a_malformed_ranges_blob(tmp_path, www):
         files = items[1 + items[0]["fragments"]:]
         files[1][1] = files[0][1] + 1
         return items
-    _with_ranges(tmp_path / "base.img", tmp_path / "www/overlap.img", overlap)
+    with_ranges(tmp_path / "base.img", tmp_path / "www/overlap.img", overlap)
     target = tmp_path / "target"
     target.mkdir()
     proc = run_cli("restore", f"{www.url}/overlap.img", target)
