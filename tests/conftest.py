@@ -14,7 +14,27 @@ settings.register_profile("stress", max_examples=500, deadline=None, suppress_he
 settings.load_profile("default")
 
 IS_ROOT = os.geteuid() == 0
-needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (devices, chown, trusted xattrs, mounts)")
+# fixtures whose tests need root whatever they do: the tree they build holds devices and
+# foreign owners
+ROOT_FIXTURES = {"rich_tree"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """The root boundary (pyproject.toml's `root` marker): a test marked root, or one using a
+    fixture of ROOT_FIXTURES, is skipped when not run as root, saying why; `-m "not root"`
+    leaves them out. Mark one with @pytest.mark.root("what needs it"), or a whole module with
+    pytestmark = pytest.mark.root."""
+    for item in items:
+        builds_rich_tree = bool(ROOT_FIXTURES & set(item.fixturenames))
+        if builds_rich_tree and item.get_closest_marker("root") is None:
+            item.add_marker(pytest.mark.root)
+        marker = item.get_closest_marker("root")
+        if marker is not None and not IS_ROOT:
+            why = marker.args[0] if marker.args else (
+                "it builds a tree of devices and foreign owners" if builds_rich_tree
+                else "mounts, loop devices, devices, chown, trusted xattrs")
+            item.add_marker(pytest.mark.skip(reason=f"needs root ({why})"))
 
 
 def run_cli(*args, check_rc=None, prefix=(), **kw):
@@ -47,10 +67,9 @@ def www(tmp_path):
 
 @pytest.fixture
 def rich_tree(tmp_path):
-    """A real tree with every entry kind and attribute (needs root for devices and chown)."""
+    """A real tree with every entry kind and attribute (needs root for devices and chown: a test
+    using it is marked root)."""
     from treebuild import build, every_kind_spec
-    if not IS_ROOT:
-        pytest.skip("needs root to build devices and foreign owners")
     return build(tmp_path / "tree", every_kind_spec())
 
 

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import needs_root, run_cli
+from conftest import run_cli
 from treebuild import BAD_UTF8
 
 from diffimg.scan.scanner import scan
@@ -89,7 +89,7 @@ def _json_compare(a, b, *extra):
     return doc
 
 
-@needs_root
+@pytest.mark.root
 def test_tree_and_its_own_manifest_are_identical(rich_tree, tmp_path):
     out = tmp_path / "m.dimf"
     run_cli("scan", rich_tree, "-o", out, check_rc=0)
@@ -100,7 +100,7 @@ def test_tree_and_its_own_manifest_are_identical(rich_tree, tmp_path):
     assert _json_compare(rich_tree, out, "--checksum")["identical"]
 
 
-@needs_root
+@pytest.mark.root
 @pytest.mark.parametrize("what,path,change,field", CHANGES, ids=[c[0] for c in CHANGES])
 def test_each_single_change_is_reported(rich_tree, tmp_path, what, path, change, field):
     out = tmp_path / "before.dimf"
@@ -116,7 +116,7 @@ def test_each_single_change_is_reported(rich_tree, tmp_path, what, path, change,
     assert after["tree_id"] != before["tree_id"]
 
 
-@needs_root
+@pytest.mark.root
 def test_same_size_and_time_change_is_found_by_default(rich_tree, tmp_path):
     """A manifest scanned with its stat section: the rewritten file's ctime moved, so it is
     hashed (and found) by default; --trust-mtime, as documented, misses it; a file changed
@@ -131,7 +131,7 @@ def test_same_size_and_time_change_is_found_by_default(rich_tree, tmp_path):
     assert run_cli("compare", "--checksum", out, rich_tree).returncode == 1
 
 
-@needs_root
+@pytest.mark.root
 @pytest.mark.parametrize("what,change,expect", [
     ("a new empty folder", lambda r: os.mkdir(os.path.join(r, b"names/new empty")),
      {("names/new empty", "added"), ("names", "changed")}),
@@ -152,7 +152,7 @@ def test_added_and_removed_entries_are_reported(rich_tree, tmp_path, what, chang
             assert d["path_b64"]
 
 
-@needs_root
+@pytest.mark.root
 def test_text_output_is_one_line_per_difference(rich_tree, tmp_path):
     other = os.fsencode(tmp_path / "other")
     subprocess.run(["cp", "-a", rich_tree, other], check=True)

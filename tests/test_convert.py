@@ -17,6 +17,7 @@ from treebuild import build, every_kind_spec
 
 from diffimg.image.format import Image
 
+pytestmark = pytest.mark.root      # loop mounts of ext4, ntfs-3g mounts, partclone onto loop devices
 COMPRESSORS = {"gzip": ["gzip", "-c"], "zstd": ["zstd", "-qc"], "xz": ["xz", "-c", "-T1"],
                "lz4": ["lz4", "-qc"], "lzo": ["lzop", "-c"], "bzip2": ["bzip2", "-c"]}
 

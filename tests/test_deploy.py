@@ -13,13 +13,13 @@ import sys
 import time
 
 import pytest
-from conftest import needs_root, run_cli
+from conftest import run_cli
 from lab import Lab
 from snapshot import assert_same_tree, snapshot
 from treebuild import change_everything
 from webserver import Nginx
 
-pytestmark = needs_root
+pytestmark = pytest.mark.root
 CLIENTS = ("c1", "c2", "c3")
 DIFFIMG = [sys.executable, "-m", "diffimg"]
 

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import assert_one_line_error, needs_root, run_cli
+from conftest import assert_one_line_error, run_cli
 from snapshot import assert_same_tree, snapshot
 from treebuild import build, change_everything
 
@@ -44,7 +44,7 @@ def _cp(src, dst):
     return os.fsencode(dst)
 
 
-@needs_root
+@pytest.mark.root
 def test_default_diff_finds_edits_that_keep_size_and_time(rich_tree, tmp_path):
     """The every-kind tree, imaged (its scan's stat rows old enough to be trusted), then edited
     in place keeping sizes and mtimes: the default diff carries every edit; its tree equals the
@@ -65,7 +65,7 @@ def test_default_diff_finds_edits_that_keep_size_and_time(rich_tree, tmp_path):
     run_cli("compare", "--checksum", base, tmp_path / "old-rule", rich_tree, check_rc=1)
 
 
-@needs_root
+@pytest.mark.root
 def test_an_edit_within_the_scans_own_second_is_found(rich_tree, tmp_path):
     """The racy case: files written just before the scan and edited right after it (same size,
     same mtime, within the timestamp granularity) are never trusted by the next diff."""
@@ -90,7 +90,7 @@ def base_and_diff(rich_tree, tmp_path):
     return tmp_path / "base", original, tmp_path / "d1", rich_tree
 
 
-@needs_root
+@pytest.mark.root
 @pytest.mark.parametrize("target_kind", ["restored by diffimg", "restored, then edited in place",
                                          "a copy diffimg never wrote", "state manifest truncated",
                                          "state file damaged", "state incomplete"])
@@ -125,7 +125,7 @@ def test_restore_base_and_diff_onto_a_machine_at_the_base(base_and_diff, tmp_pat
     run_cli("status", target, check_rc=0)
 
 
-@needs_root
+@pytest.mark.root
 def test_apply_with_state_hashes_a_kept_file_that_was_edited(base_and_diff, tmp_path):
     """apply onto a machine restored to the base whose file, which d1 only changes in metadata,
     was edited keeping size and time: the state's stat row no longer holds, so apply reads it
@@ -141,7 +141,7 @@ def test_apply_with_state_hashes_a_kept_file_that_was_edited(base_and_diff, tmp_
     assert problems == {"Program Files/setgid": "has other content"}
 
 
-@needs_root
+@pytest.mark.root
 def test_apply_records_the_new_state(base_and_diff, tmp_path):
     base, _, d1, new = base_and_diff
     target = tmp_path / "target"
@@ -154,7 +154,7 @@ def test_apply_records_the_new_state(base_and_diff, tmp_path):
     run_cli("status", target, check_rc=0)
 
 
-@needs_root
+@pytest.mark.root
 def test_status_names_the_tree_and_every_drift(rich_tree, tmp_path):
     run_cli("create", rich_tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
     target = tmp_path / "target"
@@ -220,7 +220,7 @@ def test_scan_leaves_out_the_state_folder(tmp_path):
     run_cli("compare", tmp_path / "a", tmp_path / "b", check_rc=0)
 
 
-@needs_root
+@pytest.mark.root
 def test_keep_leaves_kept_paths_as_they_are(rich_tree, tmp_path):
     """A kept folder with files the chain lacks, a kept file the chain has with other content,
     and a kept folder below a folder the chain lacks: all survive; everything else matches."""
@@ -257,7 +257,6 @@ def _one_file_image(tmp_path, name: bytes):
     run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
 
 
-@needs_root
 def test_keep_refuses_a_chain_that_puts_a_file_where_kept_paths_live(tmp_path):
     _one_file_image(tmp_path, b"home")
     target = tmp_path / "target"
@@ -268,7 +267,7 @@ def test_keep_refuses_a_chain_that_puts_a_file_where_kept_paths_live(tmp_path):
     assert (target / "home" / "bob" / "notes").read_bytes() == b"mine"
 
 
-@needs_root
+@pytest.mark.root
 def test_lost_and_found_is_kept_on_ext4(tmp_path):
     _one_file_image(tmp_path, b"f")
     volume = tmp_path / "vol.ext4"
@@ -325,7 +324,7 @@ def test_the_stat_section_is_checked_and_bound_to_its_filesystem(tmp_path):
         assert proc.returncode == 4 and b"stat section" in proc.stderr, proc.stderr
 
 
-@needs_root
+@pytest.mark.root
 def test_apply_keeps_kept_paths_and_refuses_to_remove_what_holds_them(base_and_diff, tmp_path):
     base, _, d1, new = base_and_diff
     target = tmp_path / "target"
@@ -344,7 +343,7 @@ def test_apply_keeps_kept_paths_and_refuses_to_remove_what_holds_them(base_and_d
     assert_same_tree(after, expected)
 
 
-@needs_root
+@pytest.mark.root
 def test_a_restore_with_nothing_to_do_changes_nothing_but_the_state_file(rich_tree, tmp_path):
     run_cli("create", rich_tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
     target = tmp_path / "target"
@@ -434,7 +433,7 @@ def test_verify_reads_the_stat_section_whole(tmp_path):
     assert proc.returncode == 1 and b"stat section" in proc.stdout, proc
 
 
-@needs_root
+@pytest.mark.root
 def test_a_state_vouches_only_for_content_that_was_checked(base_and_diff, tmp_path):
     """An edit that kept size and time, which a run took on trust (a first restore onto a
     copy, by size and mtime) or never looked at (apply, outside its delta), gets no stat row:
@@ -460,7 +459,6 @@ def test_a_state_vouches_only_for_content_that_was_checked(base_and_diff, tmp_pa
     assert_same_tree(snapshot(target), snapshot(new))
 
 
-@needs_root
 def test_a_kept_file_lends_its_bytes_to_no_link_outside(tmp_path):
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}, {"path": b"aaa", "kind": "dir"},
                                   {"path": b"aaa/daemon", "kind": "file", "data": b"the model's"},
@@ -478,7 +476,7 @@ def test_a_kept_file_lends_its_bytes_to_no_link_outside(tmp_path):
         assert f.read() == b"the model's"                 # a copy, not a link to the kept file
 
 
-@needs_root
+@pytest.mark.root
 @pytest.mark.parametrize("in_the_way", [b"state.json", b"manifest"])
 def test_a_folder_in_the_way_of_the_state_is_replaced(rich_tree, tmp_path, in_the_way):
     run_cli("create", rich_tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
@@ -506,7 +504,7 @@ def test_a_damaged_state_file_is_no_state(tmp_path, values):
     run_cli("status", target, check_rc=0)
 
 
-@needs_root
+@pytest.mark.root
 def test_a_rollback_to_the_base_uses_the_state_of_the_later_tree(base_and_diff, tmp_path):
     """A machine at base+d1 (with its state) restored back to the base alone: d1's edits that
     kept size and time are undone, since the state's rows say what each file holds."""
@@ -518,7 +516,7 @@ def test_a_rollback_to_the_base_uses_the_state_of_the_later_tree(base_and_diff, 
     run_cli("compare", "--checksum", base, target, check_rc=0)
 
 
-@needs_root
+@pytest.mark.root
 def test_a_move_apply_cannot_prove_is_hashed_and_refused(base_and_diff, tmp_path):
     """apply without a state hashes the content it takes from the target (its inode moves into
     place unread otherwise): a moved file edited keeping its size and time is refused, nothing
@@ -538,7 +536,7 @@ def test_a_move_apply_cannot_prove_is_hashed_and_refused(base_and_diff, tmp_path
     assert snapshot(target) == before
 
 
-@needs_root
+@pytest.mark.root
 @pytest.mark.parametrize("damage", ["rows cut short", "a record's byte flipped", "deep JSON"])
 def test_a_damaged_state_is_a_warning_and_restore_still_works(rich_tree, tmp_path, damage):
     run_cli("create", rich_tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)

@@ -7,9 +7,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import IS_ROOT, run_cli
-
-needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (loop devices, mounts)")
+from conftest import run_cli
 
 
 def _ext4(path, size="32M"):
@@ -38,7 +36,7 @@ def _source_device(mount) -> str:
                           text=True, check=True).stdout.strip()
 
 
-@needs_root
+@pytest.mark.root
 def test_a_partition_files_stat_proofs_survive_another_loop_device(tmp_path):
     """A partition file restored once is attached to another loop device the next time; an
     edit that kept size and mtime is still seen (by status and by restore), because the state
@@ -94,7 +92,7 @@ def test_keep_patterns_fold_case_where_windows_does_and_say_when_they_match_noth
         os.close(fd)
 
 
-@needs_root
+@pytest.mark.root
 def test_keep_on_an_ntfs_target_matches_in_any_case(tmp_path):
     """An admin's lower-case pattern keeps a student's Documents on an NTFS partition (the dry
     run and the restore alike); a pattern that keeps nothing is said."""
@@ -133,6 +131,7 @@ def test_keep_on_an_ntfs_target_matches_in_any_case(tmp_path):
     assert status.returncode in (0, 1) and b"Documents" not in status.stdout, status
 
 
+@pytest.mark.root("a squashfs image is read through a loop mount")
 def test_a_diff_leaves_kept_paths_as_the_chain_has_them(tmp_path):
     """A host layer made with diff --keep /home stores none of the student's files and deletes
     none of the model's: base + layer is the model's /home with the host's own change."""
@@ -314,7 +313,7 @@ def _imaged_and_restored(tmp_path):
     return tree, image, target
 
 
-@needs_root
+@pytest.mark.root
 def test_a_server_that_stops_honouring_ranges_changes_nothing(tmp_path):
     """The target has entries to delete and files to fetch; the server honours the metadata's
     ranges, then sends whole files: exit 19 and the target (its state too) as it was."""
@@ -382,7 +381,7 @@ def test_a_chain_out_of_order_is_named_by_its_files_with_the_order_to_give(tmp_p
     assert "out of order" in told and told.count("\n") < 10, told
 
 
-@needs_root
+@pytest.mark.root
 def test_a_restore_that_cannot_fit_is_refused_before_it_changes_anything(tmp_path):
     """A 24 MiB partition: 12 MiB of the image's content fits only once the target's own 16 MiB
     file it deletes is gone (counted, so the restore runs); 30 MiB never fits: exit 7, saying
@@ -453,7 +452,7 @@ def test_a_stat_section_whose_identity_has_wrong_types_is_corrupt(tmp_path):
     assert statcache.read_section(out, 0, os.path.getsize(out)).filesystem == good
 
 
-@needs_root
+@pytest.mark.root
 def test_info_names_a_partition_as_given_with_its_uuid_and_label(tmp_path):
     """An image of a partition file records and shows the file, its UUID and label, never the
     folder it was mounted on for the command; a warning about it names it too."""
@@ -470,7 +469,7 @@ def test_info_names_a_partition_as_given_with_its_uuid_and_label(tmp_path):
     assert "diffimg-run" not in shown and "/dev/loop" not in shown, shown
 
 
-@needs_root
+@pytest.mark.root
 def test_status_of_an_ntfs_volume_mounted_by_hand_says_how_to_mount_it(tmp_path):
     from conftest import assert_one_line_error
     from ntfsbuild import new_ntfs
@@ -522,7 +521,7 @@ def test_a_target_diffimg_never_restored_is_emptied_only_with_yes(tmp_path):
     assert sorted(os.listdir(data)) == [".diffimg", "f"]
 
 
-@needs_root
+@pytest.mark.root
 def test_a_partition_mounted_elsewhere_is_named_by_its_mount_point(tmp_path):
     from conftest import assert_one_line_error
     tree = tmp_path / "tree"
@@ -569,7 +568,7 @@ def test_a_restore_a_normal_user_cannot_make_is_refused_before_it_starts(monkeyp
         assert len(said) == 1 and "needs root" in said[0]
 
 
-@needs_root
+@pytest.mark.root
 def test_a_restore_killed_while_it_fetches_leaves_proofs_the_next_one_uses(tmp_path):
     """kill -9 while a web restore fetches (its state then says incomplete): the next restore
     still sees a student's edit that kept size and mtime (the rows from before the killed run
@@ -605,7 +604,6 @@ def test_a_restore_killed_while_it_fetches_leaves_proofs_the_next_one_uses(tmp_p
     run_cli("status", target, check_rc=0)
 
 
-@needs_root
 def test_a_web_restore_that_failed_half_way_resumes_without_fetching_again(tmp_path):
     """The server fails half-way through the content: nothing of the tree changed, what came
     whole is kept in .diffimg/ (no part of the tree); the next restore fetches only the rest,
@@ -660,7 +658,7 @@ def test_a_web_restore_that_failed_half_way_resumes_without_fetching_again(tmp_p
     assert not os.path.exists(target / ".diffimg" / "fetched")
 
 
-@needs_root
+@pytest.mark.root
 def test_the_room_check_counts_what_a_replacement_holds_and_root_s_reserve(tmp_path):
     """On a 16 MiB ext4: a new 10 MiB file replacing another cannot fit beside it (the old one
     goes only once the new one is written): refused, nothing changed; a restore that fits only
@@ -793,7 +791,7 @@ def test_apply_without_a_state_refuses_a_parent_record_whose_source_holds_other_
         assert snapshot(target) == before
 
 
-@needs_root
+@pytest.mark.root
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one writer writes one file at a time")
 def test_the_room_check_allows_for_files_written_at_once(tmp_path):
     """Two large files in two writers' batches are written at once: a target with room for

@@ -8,12 +8,11 @@ import subprocess
 import sys
 import time
 
-from conftest import assert_one_line_error, needs_root, run_cli
+import pytest
+from conftest import assert_one_line_error, run_cli
 from leftovers import diffimg_mounts
 from snapshot import assert_same_tree, snapshot
 from treebuild import change_everything
-
-pytestmark = needs_root
 
 
 def _chain(tree, tmp_path):
@@ -41,6 +40,7 @@ def _part(snap: dict, paths) -> dict:
     return {rel: rec for rel, rec in snap.items() if rel and kept(rel)}
 
 
+@pytest.mark.root
 def test_extract_and_cat_give_what_restore_gives(rich_tree, tmp_path):
     chain, restored = _chain(rich_tree, tmp_path)
     # paths whose hardlinks all come along, a folder deep in the tree, single files
@@ -70,6 +70,7 @@ def test_extract_and_cat_give_what_restore_gives(rich_tree, tmp_path):
             assert out == f.read(), rel
 
 
+@pytest.mark.root
 def test_extract_never_replaces_and_refuses_what_the_tree_lacks(rich_tree, tmp_path):
     run_cli("create", rich_tree, tmp_path / "base", "-q", check_rc=0)
     dest = tmp_path / "dest"
@@ -111,6 +112,7 @@ def test_cat_of_damaged_content_says_so(tmp_path):
     assert "f" in line and not (dest / "f").exists()
 
 
+@pytest.mark.root
 def test_mount_shows_what_restore_gives_and_umount_leaves_nothing(rich_tree, tmp_path):
     chain, restored = _chain(rich_tree, tmp_path)
     point = tmp_path / "point"
@@ -135,6 +137,7 @@ def test_mount_shows_what_restore_gives_and_umount_leaves_nothing(rich_tree, tmp
     assert os.listdir(point) == []
 
 
+@pytest.mark.root
 def test_mount_refuses_damaged_content_and_bad_input_leaving_nothing(tmp_path):
     tree = tmp_path / "t"
     tree.mkdir()
@@ -174,6 +177,7 @@ def test_mount_refuses_damaged_content_and_bad_input_leaving_nothing(tmp_path):
     assert diffimg_mounts() == before
 
 
+@pytest.mark.root
 def test_a_mount_point_inside_an_image_is_refused_and_one_over_it_serves(tmp_path):
     """A mount point inside a layer (a dir-format image's folder, its tree, a folder of it) is
     refused: the server would read that layer through its own mount and wait on itself. One
@@ -199,6 +203,7 @@ def test_a_mount_point_inside_an_image_is_refused_and_one_over_it_serves(tmp_pat
     assert diffimg_mounts() == before
 
 
+@pytest.mark.root
 def test_a_mount_serves_only_checked_content_even_when_the_image_is_rewritten(tmp_path):
     """The mount serves a private copy checked when first opened: rewriting the dir image's
     stored file afterwards (its owner can) changes nothing that is read through the mount."""

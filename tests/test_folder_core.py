@@ -5,7 +5,6 @@ calls that kernels before 6.13 need."""
 import os
 
 import pytest
-from conftest import needs_root
 from treebuild import build, every_kind_spec
 
 from diffimg.scan import scanner
@@ -74,7 +73,7 @@ def _manifests(tmp_path, monkeypatch, tree, **scan_options):
     return made
 
 
-@needs_root
+@pytest.mark.root
 def test_compiled_and_python_readers_give_byte_identical_manifests(tmp_path, monkeypatch):
     tree = tmp_path / "tree"
     build(tree, every_kind_spec())
@@ -90,7 +89,7 @@ def test_compiled_and_python_readers_give_byte_identical_manifests(tmp_path, mon
         b"user.x%02d" % i: b"v" * (39 - i) for i in range(40)}
 
 
-@needs_root
+@pytest.mark.root
 def test_exclusions_and_kept_paths_agree_with_the_read_ahead(tmp_path, monkeypatch):
     """The read-ahead walk reads folders left out by pattern (it does not know the patterns)
     and the scan lets their listings go; kept paths it does not read at all."""

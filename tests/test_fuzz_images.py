@@ -9,7 +9,6 @@ import os
 import shutil
 
 import pytest
-from conftest import needs_root
 from crafted import blobs_of, manifest_blob, records_of, write_meta
 from hypothesis import event, example, given
 from hypothesis import strategies as st
@@ -24,7 +23,7 @@ from diffimg.restore.restore import restore
 from diffimg.scan.scanner import scan
 from diffimg.tree.compare import compare
 
-pytestmark = needs_root
+pytestmark = pytest.mark.root("crafted owners and devices are restored")
 
 HOSTILE = [None, True, 0, -1, 1, 7, 8, 0o7777 + 1, 2**32, 2**40, 2**63, 2**64 - 1, -2**63, 1.5,
            b"", b"x", b"../outside/victim", b"/etc/passwd", b"a/../../x", b".diffimg/x", b"a\0b",

@@ -211,6 +211,7 @@ def test_a_hardlink_whose_first_member_is_of_another_kind_is_refused(tmp_path):
     assert not os.path.islink(target / "b")
 
 
+@pytest.mark.root("mknod of a device")
 def test_a_device_in_a_container_is_never_read_as_content(tmp_path):
     container = _image_with_file(tmp_path, b"f", b"abc")
     os.unlink(container / "f")
@@ -305,6 +306,7 @@ def _umount_all(points):
         subprocess.run(["umount", "-l", point], capture_output=True)
 
 
+@pytest.mark.root("tmpfs and bind mounts")
 def test_a_restore_never_deletes_or_replaces_across_a_mount_point(tmp_path):
     """Item 2: a tmpfs where the chain has a file, a tmpfs below a folder the chain lacks, and a
     bind mount of the same filesystem where the chain has a folder: all are left as they are,
@@ -347,6 +349,7 @@ def test_a_restore_never_deletes_or_replaces_across_a_mount_point(tmp_path):
         _umount_all(points)
 
 
+@pytest.mark.root("a bind mount")
 def test_a_scan_treats_a_bind_mount_of_its_own_filesystem_as_a_mount_point(tmp_path):
     """Item 2: the scan's rule is restore's: a bind mount is a mount point even on the same
     filesystem (recorded as an empty folder, named in a warning)."""
@@ -753,6 +756,7 @@ def test_a_time_past_what_a_manifest_holds_is_recorded_as_the_nearest_with_a_war
         assert times[b"folder"] == times[b"folder/file"] == times[b"link"] == 2**63 - 1
 
 
+@pytest.mark.root("a tmpfs mount")
 def test_a_full_tmpdir_while_a_big_plan_is_kept_aside_is_a_one_line_error(tmp_path):
     """A restore's plan past 4096 entries goes to a file in the run folder (TMPDIR): a full
     TMPDIR gave a traceback and exit 1; now one line, exit 7, and the target unchanged."""

@@ -13,7 +13,8 @@ import sys
 import threading
 import time
 
-from conftest import assert_one_line_error, needs_root, run_cli
+import pytest
+from conftest import assert_one_line_error, run_cli
 from crafted import with_ranges
 from snapshot import assert_same_tree, snapshot
 from treebuild import change_everything
@@ -21,8 +22,6 @@ from webserver import Nginx, free_port
 
 from diffimg.image.format import Image
 from diffimg.image.remote import read_ranges
-
-pytestmark = needs_root
 
 
 def _content_requests(server, name: str, image):
@@ -37,6 +36,7 @@ def _content_requests(server, name: str, image):
             and first(r[4]) < length]
 
 
+@pytest.mark.root
 def test_a_chain_restored_from_a_web_server_is_exact(rich_tree, tmp_path, www):
     run_cli("create", rich_tree, tmp_path / "www/base.img", "-q", check_rc=0)
     change_everything(rich_tree)
@@ -81,6 +81,7 @@ def _imaged(tmp_path, count, image="www/base.img"):
     return tree, image
 
 
+@pytest.mark.root
 def test_a_target_lacking_scattered_files_fetches_only_their_ranges(tmp_path, www):
     tree, image = _imaged(tmp_path, 1500)
     target = tmp_path / "target"
@@ -202,6 +203,7 @@ def test_damaged_content_on_the_server_is_never_written(tmp_path, www):
     assert proc.returncode == 1 and os.fsencode(victim) in proc.stdout + proc.stderr
 
 
+@pytest.mark.root
 def test_a_crafted_ranges_blob_never_passes_wrong_bytes(tmp_path, www):
     _, image = _imaged(tmp_path, 40, "base.img")
 
@@ -255,6 +257,7 @@ def test_an_interrupted_fetch_leaves_nothing_and_the_next_restore_converges(tmp_
     shutil.rmtree(target)
 
 
+@pytest.mark.root
 def test_fetch_copies_proven_images_and_mends_a_corrupt_cached_one(tmp_path, www):
     tree, image = _imaged(tmp_path, 60)
     cache = tmp_path / "cache"
@@ -336,6 +339,7 @@ def test_fetch_never_writes_through_what_is_planted_in_the_cache(tmp_path, www):
     assert "writable by no one else" in assert_one_line_error(proc, 7)
 
 
+@pytest.mark.root
 def test_a_full_target_is_said_as_one(tmp_path, www):
     _imaged(tmp_path, 30)
     small = tmp_path / "small"

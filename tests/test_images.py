@@ -7,14 +7,13 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import IS_ROOT, assert_one_line_error, needs_root, rewrite_delta, run_cli
+from conftest import assert_one_line_error, rewrite_delta, run_cli
 from treebuild import build, change_everything
 
 from diffimg.image.format import Image
 from diffimg.tree.delta import COPY, PARENT, STORE
 
 FORMATS = ["squashfs", "btrfs", "ext4", "dir"]
-pytestmark = needs_root
 
 
 def _info(image):
@@ -27,6 +26,7 @@ def _copy(src, dst):
     return os.fsencode(dst)
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_base_and_diff_round_trip(rich_tree, tmp_path, fmt):
     base, diff = tmp_path / f"base.{fmt}", tmp_path / f"diff.{fmt}"
@@ -51,6 +51,7 @@ def test_base_and_diff_round_trip(rich_tree, tmp_path, fmt):
                     assert f.read() == g.read(), entry.path
 
 
+@pytest.mark.root
 def test_chmod_and_touch_only_store_no_content(tmp_path):
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}] + [
         {"path": b"f%d" % i, "kind": "file", "data": os.urandom(50_000)} for i in range(20)])
@@ -92,6 +93,7 @@ def test_identical_new_contents_are_stored_once(tmp_path):
     assert actions == {b"a": (STORE, None), b"b": (COPY, b"a"), b"c": (COPY, b"a")}
 
 
+@pytest.mark.root
 def test_a_diff_on_a_diff_chains(rich_tree, tmp_path):
     run_cli("create", rich_tree, tmp_path / "base", check_rc=0)
     change_everything(rich_tree)
@@ -104,7 +106,8 @@ def test_a_diff_on_a_diff_chains(rich_tree, tmp_path):
     assert _info(tmp_path / "d2")["parent_id"] == _info(tmp_path / "d1")["tree_id"]
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", [f if f == "dir" else pytest.param(f, marks=pytest.mark.root)
+                                 for f in FORMATS])             # a file container is mounted
 def test_a_corrupted_byte_makes_verify_fail(tmp_path, fmt):
     files = [os.urandom(300_000) for i in range(8)]   # random: stored as is, so it can be found
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}] + [
@@ -205,6 +208,7 @@ def test_nothing_changed_makes_no_image(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["base", "t"]
 
 
+@pytest.mark.root
 def test_bad_input_is_refused_and_leaves_nothing(tmp_path):
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}, {"path": b"f", "kind": "file",
                                                                  "data": b"1"}])
@@ -230,6 +234,7 @@ def test_bad_input_is_refused_and_leaves_nothing(tmp_path):
     assert (tmp_path / "base").read_bytes() == data
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("fmt", ["squashfs", "dir"])
 def test_an_output_folder_that_cannot_be_written_is_a_clear_error(tmp_path, fmt):
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
@@ -244,6 +249,7 @@ def test_an_output_folder_that_cannot_be_written_is_a_clear_error(tmp_path, fmt)
         subprocess.run(["umount", out], check=True)
 
 
+@pytest.mark.root
 def test_verify_names_a_diff_on_the_wrong_parent(tmp_path):
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}, {"path": b"f", "kind": "file"}])
     other = build(tmp_path / "o", [{"path": b"", "kind": "dir"}])
@@ -255,6 +261,7 @@ def test_verify_names_a_diff_on_the_wrong_parent(tmp_path):
     assert proc.returncode == 1 and b"parent" in proc.stdout
 
 
+@pytest.mark.root
 def test_a_full_disk_while_packing_leaves_no_partial_output(tmp_path):
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}] + [
         {"path": b"f%d" % i, "kind": "file", "data": os.urandom(1 << 20)} for i in range(6)])
@@ -270,7 +277,8 @@ def test_a_full_disk_while_packing_leaves_no_partial_output(tmp_path):
         subprocess.run(["umount", small], check=True)
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="needs root to drop capabilities")
+@pytest.mark.root
+@pytest.mark.root("to drop capabilities")
 def test_info_and_ls_need_neither_root_nor_a_mount(rich_tree, tmp_path):
     run_cli("create", rich_tree, tmp_path / "base", check_rc=0)
     no_caps = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
@@ -284,6 +292,7 @@ def test_info_and_ls_need_neither_root_nor_a_mount(rich_tree, tmp_path):
     assert_one_line_error(run_cli("verify", tmp_path / "base", prefix=no_caps), 11)
 
 
+@pytest.mark.root
 def test_excludes_and_dir_format_copy_only_what_the_manifest_lists(tmp_path):
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}, {"path": b"keep", "kind": "file",
               "data": b"k"}, {"path": b"pagefile.sys", "kind": "file", "data": b"p" * 10000}])
@@ -304,6 +313,7 @@ def _ls_path(line: str) -> str:
     return shown.split(" -> ")[0].split(" => ")[0]
 
 
+@pytest.mark.root
 def test_ls_and_info_print_what_the_image_holds(rich_tree, tmp_path):
     run_cli("create", rich_tree, tmp_path / "base", check_rc=0)
     lines = run_cli("ls", tmp_path / "base", check_rc=0).stdout.decode().splitlines()
@@ -338,6 +348,7 @@ def test_ls_and_info_print_what_the_image_holds(rich_tree, tmp_path):
     assert "parent id:  -" in info
 
 
+@pytest.mark.root
 def test_a_tree_with_a_mount_point_inside_is_imaged_as_scanned(tmp_path):
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}, {"path": b"mnt", "kind": "dir"},
                                   {"path": b"here", "kind": "file", "data": b"x" * 5000}])
@@ -354,6 +365,7 @@ def test_a_tree_with_a_mount_point_inside_is_imaged_as_scanned(tmp_path):
         subprocess.run(["umount", os.path.join(tree, b"mnt")], check=True)
 
 
+@pytest.mark.root
 def test_a_squashfs_diff_streams_files_of_any_name(tmp_path):
     """A squashfs diff sends its stored files to mksquashfs as one tar stream (no staging
     copy): names with a newline, invalid UTF-8, ' -> ', 255 bytes, and 200-byte components

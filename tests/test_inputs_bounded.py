@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import assert_one_line_error, needs_root, run_cli
+from conftest import assert_one_line_error, run_cli
 from snapshot import snapshot
 
 
@@ -34,7 +34,7 @@ def _container_xattrs(image, path: str) -> dict:
 
 # ---- 8. xattrs in an ext4 container ----------------------------------------------------------
 
-@needs_root
+@pytest.mark.root
 @pytest.mark.parametrize("xattrs", [
     {"user.big": os.urandom(1500)},                                # over a 1 KiB block
     {"user.huge": os.urandom(65536)},                             # Linux's largest value
@@ -54,7 +54,7 @@ def test_any_xattr_linux_accepts_fits_an_ext4_image(tmp_path, xattrs):
     assert _container_xattrs(tmp_path / "a.img", "f") == want[b"f"]["xattrs"]
 
 
-@needs_root
+@pytest.mark.root
 def test_xattrs_no_ext4_holds_are_refused_up_front_naming_the_file(tmp_path):
     with _tmpfs(tmp_path / "t"):
         tree = tmp_path / "t"
@@ -149,7 +149,7 @@ def test_os_release_is_read_only_as_a_bounded_regular_file_beneath_the_tree(tmp_
 
 # ---- 15 (c). a device number Linux cannot make -----------------------------------------------
 
-@needs_root
+@pytest.mark.root
 @pytest.mark.parametrize("rdev", [(1 << 64) - 1, 1 << 32])
 def test_a_device_number_linux_cannot_make_is_a_corrupt_manifest_naming_the_entry(tmp_path, rdev):
     from crafted import blobs_of, manifest_blob, records_of, write_meta
@@ -203,7 +203,6 @@ def squashfs_image(tmp_path_factory):
     return top / "s.img"
 
 
-@needs_root
 @pytest.mark.parametrize("field,change", [
     ("compressor", lambda v: 1), ("compressor", lambda v: 0xFFFF), ("minor", lambda v: 1),
     ("ids", lambda v: 0), ("ids", lambda v: 0x7FFF), ("root_ref", lambda v: v + 1),
@@ -262,7 +261,7 @@ def _lying(clone, where, used: int):
     return out
 
 
-@needs_root
+@pytest.mark.root
 def test_a_partclone_header_lying_about_its_used_blocks_is_refused_before_writing(
         small_clone, tmp_path):
     lying = _lying(small_clone, tmp_path, 10)

@@ -7,11 +7,9 @@ import random
 import uuid
 
 import pytest
-from conftest import needs_root, run_cli
+from conftest import run_cli
 from leftovers import assert_nothing_left, killed
 from snapshot import assert_same_tree, snapshot
-
-pytestmark = needs_root
 
 
 def _tree(root, files, seed):
@@ -24,6 +22,7 @@ def _tree(root, files, seed):
     return root
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_kill_9_at_any_moment_leaves_nothing_that_lasts(tmp_path, seed):
     rng = random.Random(seed)
@@ -74,6 +73,7 @@ def test_kill_9_at_any_moment_leaves_nothing_that_lasts(tmp_path, seed):
     assert_same_tree(snapshot(second), snapshot(tree))
 
 
+@pytest.mark.root
 def test_no_temporary_name_beside_the_output_can_be_planted(tmp_path):
     """The second review's finding: in a folder others can write, symlinks planted at the
     temporary names beside the output (.NAME.tmp-PID, ..NAME.manifest-PID.tmp-PID) made root

@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from conftest import assert_one_line_error, needs_root, run_cli
+from conftest import assert_one_line_error, run_cli
 from entries import manifest_view
 from snapshot import snapshot
 
@@ -13,7 +13,7 @@ from diffimg.scan.scanner import scan
 from diffimg.tree.manifest import ManifestReader, read_entries, write_manifest
 
 
-@needs_root
+@pytest.mark.root
 def test_manifest_records_every_kind_and_attribute(rich_tree, tmp_path):
     out = tmp_path / "m.dimf"
     run_cli("scan", rich_tree, "-o", out, check_rc=0)
@@ -34,7 +34,7 @@ def test_manifest_records_every_kind_and_attribute(rich_tree, tmp_path):
     assert by_path[b"Program Files/app.exe"].link is None
 
 
-@needs_root
+@pytest.mark.root
 def test_leaders_only_hints_leave_out_later_hardlink_members(rich_tree, tmp_path):
     """What a container holds of a full image: a file's first path, never a later member of its
     hardlink group; the stream is still checked whole (trailer counts every file)."""
@@ -57,7 +57,7 @@ def test_records_are_in_canonical_order_with_the_root_first(rich_tree, tmp_path)
     assert paths.index(b"names/a/b") < paths.index(b"names/a-b")
 
 
-@needs_root
+@pytest.mark.root
 def test_tree_id_is_stable_and_independent_of_time_and_place(rich_tree, tmp_path):
     first = write_manifest(tmp_path / "1.dimf", scan(rich_tree))
     second = write_manifest(tmp_path / "2.dimf", scan(rich_tree, checksum=True))

@@ -10,7 +10,7 @@ import shlex
 import subprocess
 
 import pytest
-from conftest import assert_one_line_error, needs_root, run_cli
+from conftest import assert_one_line_error, run_cli
 from leftovers import diffimg_mounts
 
 
@@ -41,7 +41,7 @@ def _read(path) -> bytes:
         return f.read()
 
 
-@needs_root
+@pytest.mark.root
 def test_mount_reads_a_tree_larger_than_tmpdir_once_and_says_when_there_is_no_room(tmp_path):
     """Each file's private copy lives while it is open (and in a bounded cache after): reading
     a 24 MiB tree once through a mount whose TMPDIR is a 4 MiB tmpfs gives every file right;
@@ -106,7 +106,7 @@ def _whole_disk(tmp_path):
     return disk
 
 
-@needs_root
+@pytest.mark.root
 def test_a_whole_disk_given_for_a_partition_says_how_to_pick_one(tmp_path):
     disk = _whole_disk(tmp_path)
     assert b"PTTYPE" in subprocess.run(["blkid", "-p", str(disk)], capture_output=True).stdout
@@ -149,7 +149,6 @@ def test_a_whole_disk_given_for_a_partition_says_how_to_pick_one(tmp_path):
         subprocess.run(["losetup", "-d", whole], check=False)
 
 
-@needs_root
 def test_a_dos_disk_lists_its_partitions_by_type_and_filesystem(tmp_path):
     disk = tmp_path / "dos.img"
     subprocess.run(["truncate", "-s", "32M", str(disk)], check=True)

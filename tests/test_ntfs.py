@@ -51,6 +51,7 @@ def volumes(tmp_path):
         subprocess.run(["umount", str(mount)], check=False)
 
 
+@pytest.mark.root
 def test_a_windows_volume_is_restored_with_every_ntfs_attribute(volumes, tmp_path):
     source = windows_tree(volumes("source"))
     run_cli("create", source, tmp_path / "base.img", "-q", check_rc=0)
@@ -71,6 +72,7 @@ def test_a_windows_volume_is_restored_with_every_ntfs_attribute(volumes, tmp_pat
     assert b"nothing to do: the target already holds the tree" in proc.stderr
 
 
+@pytest.mark.root
 def test_an_attribute_acl_or_stream_change_is_a_change_and_is_restored(volumes, tmp_path):
     source = windows_tree(volumes("source"))
     run_cli("create", source, tmp_path / "base.img", "-q", check_rc=0)
@@ -92,6 +94,7 @@ def test_an_attribute_acl_or_stream_change_is_a_change_and_is_restored(volumes, 
     assert ntfs_view(fresh) == imaged(ntfs_view(source))
 
 
+@pytest.mark.root
 def test_an_ntfs_image_restored_into_a_plain_folder_says_what_it_leaves_out(volumes, tmp_path):
     source = windows_tree(volumes("source"))
     run_cli("create", source, tmp_path / "base.img", "-q", check_rc=0)
@@ -127,6 +130,7 @@ def test_reparse_data_is_accepted_on_symlink_records_only():
 BIG, OTHER = os.urandom(200_000), os.urandom(70_000)
 
 
+@pytest.mark.root
 def test_streams_of_any_size_are_kept_on_a_partition_given_as_itself(tmp_path):
     """A partition (a volume file) given as itself is read with its streams as files: streams
     over 64 KiB (the kernel's xattr limit) on files, folders and the root are recorded, stored
@@ -179,6 +183,7 @@ def test_streams_of_any_size_are_kept_on_a_partition_given_as_itself(tmp_path):
     assert b"nothing to do" in proc.stderr
 
 
+@pytest.mark.root
 def test_rebase_carries_large_streams_from_the_host_diff_and_from_the_chain(tmp_path):
     """A host adds a file with a large stream; the model changes a folder's large stream (the
     folder the host added to). The rebased layer stores the host's stream from the host diff
@@ -217,6 +222,7 @@ def test_rebase_carries_large_streams_from_the_host_diff_and_from_the_chain(tmp_
     assert got == want and got["Users/host.txt"][4][b"user.big"] == BIG
 
 
+@pytest.mark.root
 def test_a_large_stream_read_or_written_where_it_cannot_be_says_so(tmp_path):
     """Through ntfs-3g's default interface a stream over 64 KiB cannot be read (the scan stops,
     naming the file and what to do; no image is made) nor written (a restore leaves it out
@@ -279,6 +285,7 @@ def test_a_large_stream_record_is_checked_when_read():
             from_record(record(xattrs, kind))
 
 
+@pytest.mark.root
 def test_what_windows_makes_again_is_left_out_and_left_alone(volumes, tmp_path):
     """A Windows tree's image leaves out pagefile.sys, hiberfil.sys, System Volume Information
     and the like (any case), info says so, and a restore leaves the target's own as they are;
@@ -306,6 +313,7 @@ def _again_does_nothing(image_args, target):
     assert b"nothing to do: the target already holds the tree" in proc.stderr, proc.stderr
 
 
+@pytest.mark.root
 def test_a_linux_tree_restored_onto_ntfs_converges_and_takes_a_diff(volumes, tmp_path):
     """An image read from a non-NTFS tree: an NTFS target is compared without NTFS values
     (review: restores never converged, apply always refused)."""
@@ -330,6 +338,7 @@ def test_a_linux_tree_restored_onto_ntfs_converges_and_takes_a_diff(volumes, tmp
     assert (target / "d" / "f").read_text() == "changed\n"
 
 
+@pytest.mark.root
 def test_short_names_survive_links_moves_and_swaps(volumes, tmp_path):
     """ntfs-3g gives no short name to an inode with two links (EMLINK), keeps one per folder,
     and drops it with a temporary name: a linked file with one, a moved one and two swapped
@@ -358,6 +367,7 @@ def test_short_names_survive_links_moves_and_swaps(volumes, tmp_path):
     _again_does_nothing([tmp_path / "base.img"], target)
 
 
+@pytest.mark.root
 def test_compressed_and_sparse_files_converge(volumes, tmp_path):
     """ntfs-3g cannot give a written file the compressed or sparse state: not recorded for
     files, so a restore does not redo them forever (review)."""
@@ -376,6 +386,7 @@ def test_compressed_and_sparse_files_converge(volumes, tmp_path):
     run_cli("compare", tmp_path / "base.img", target, check_rc=0)
 
 
+@pytest.mark.root
 def test_a_junction_is_recorded_alike_however_the_volume_is_mounted(tmp_path):
     """ntfs-3g points a junction's symlink into the mount point as it was given: the record is
     made from the reparse data instead, so the tree ID is the same (review)."""
@@ -457,6 +468,7 @@ def test_a_manifest_with_ntfs_values_ntfs_3g_would_refuse_is_refused():
             ntfs.DOS_NAME: b"ROOT"})))
 
 
+@pytest.mark.root
 def test_a_short_name_held_by_a_kept_entry_is_never_taken_from_it(volumes, tmp_path):
     """Only entries the restore makes or changes let go of a short name (second review: a kept
     file, a folder Windows makes again, a folder under a mount lost theirs)."""
@@ -473,6 +485,7 @@ def test_a_short_name_held_by_a_kept_entry_is_never_taken_from_it(volumes, tmp_p
     assert (target / "Other file.txt").read_text() == "other"
 
 
+@pytest.mark.root
 def test_windows_defaults_follow_the_image(volumes, tmp_path):
     """An image made with --windows-files is restored whole and converges; a non-Windows image
     restored onto a Windows target takes what it lacks away at once (second review: never
@@ -493,6 +506,7 @@ def test_windows_defaults_follow_the_image(volumes, tmp_path):
     assert sorted(os.listdir(target)) == [".diffimg", "only"]
 
 
+@pytest.mark.root
 def test_a_name_over_255_bytes_is_refused_before_anything_is_made(volumes, tmp_path):
     """NTFS allows 255 UTF-16 units, 2-3 bytes each in UTF-8: no Linux filesystem or container
     can hold such a name (third review: a traceback with --format dir)."""
@@ -507,6 +521,7 @@ def test_a_name_over_255_bytes_is_refused_before_anything_is_made(volumes, tmp_p
         assert not (tmp_path / f"{fmt}.img").exists()
 
 
+@pytest.mark.root
 def test_a_short_name_the_image_lacks_is_taken_away(volumes, tmp_path):
     """An entry the restore changes ends with exactly the image's short name, or none (third
     review: a folder kept one forever)."""
@@ -570,6 +585,7 @@ def test_info_names_the_windows_edition_and_version_from_the_software_hive(tmp_p
     assert set(Image(tmp_path / "c.img").info["os"]) == {"family", "evidence"}
 
 
+@pytest.mark.root
 def test_stream_names_that_could_leave_the_volume_are_never_used_as_paths(tmp_path):
     """ntfs-3g serving streams as files takes DIR:/../.. for a path out of the volume: a name
     with '/' (an xattr of a Linux tree, a stream planted through ntfs-3g's other interface) is
@@ -609,6 +625,7 @@ def test_stream_names_that_could_leave_the_volume_are_never_used_as_paths(tmp_pa
     assert victim.read_bytes() == b"host file"
 
 
+@pytest.mark.root
 def test_names_with_a_colon_are_never_lost_silently(tmp_path):
     """Linux can put 'f:s' on NTFS; served with streams as files, ntfs-3g hides it: a partition
     holding one is refused (exit 17), and a tree holding one is not restored onto a partition
@@ -636,6 +653,7 @@ def test_names_with_a_colon_are_never_lost_silently(tmp_path):
         assert sorted(os.listdir(t)) == []
 
 
+@pytest.mark.root
 def test_a_metadata_change_of_a_hardlinked_file_with_a_large_stream_applies(tmp_path):
     """apply gives such a file a new inode (its other link goes away): the diff stores its
     large streams, so apply needs nothing from the target."""

@@ -6,6 +6,7 @@ import os
 import struct
 import subprocess
 
+import pytest
 from conftest import assert_one_line_error, run_cli
 from leftovers import nothing_left_on
 from ntfsbuild import imaged, new_ntfs, ntfs_view, windows_tree
@@ -45,6 +46,7 @@ def set_ntfs_dirty(volume):
     assert "Volume Flags: 0x0001" in shown, shown
 
 
+@pytest.mark.root
 def test_an_unmounted_ntfs_volume_is_imaged_and_restored_onto_one(tmp_path):
     """create from an NTFS volume file, restore onto another one (not mounted by anyone):
     every NTFS value equal, nothing left mounted, and the source left unchanged."""
@@ -77,6 +79,7 @@ def test_an_unmounted_ntfs_volume_is_imaged_and_restored_onto_one(tmp_path):
     nothing_left_on(source, target)
 
 
+@pytest.mark.root("a loop mount")
 def test_an_ext4_image_file_is_a_tree_too(tmp_path):
     folder = tmp_path / "folder"
     (folder / "etc").mkdir(parents=True)
@@ -98,6 +101,7 @@ def test_an_ext4_image_file_is_a_tree_too(tmp_path):
     nothing_left_on(volume, target)
 
 
+@pytest.mark.root
 def test_an_unclean_ntfs_volume_is_refused_unless_imaged_read_only_on_purpose(tmp_path):
     volume = new_ntfs(tmp_path / "dirty.ntfs")
     set_ntfs_dirty(volume)
@@ -113,6 +117,7 @@ def test_an_unclean_ntfs_volume_is_refused_unless_imaged_read_only_on_purpose(tm
     nothing_left_on(volume)
 
 
+@pytest.mark.root
 def test_a_hibernated_windows_is_refused_as_source_and_as_target(tmp_path):
     volume = new_ntfs(tmp_path / "hibernated.ntfs")
     view = mounted_ntfs(volume, tmp_path / "view")
@@ -141,6 +146,7 @@ def test_a_bitlocker_volume_is_refused(tmp_path):
     nothing_left_on(volume)
 
 
+@pytest.mark.root
 def test_clusters_over_64_kib_and_a_read_only_fallback(tmp_path):
     """A clean volume with 128 KiB clusters is not taken as dirty (the cluster size byte is a
     power of two past 0x80; second review); a target ntfs-3g mounts read-only by itself (it

@@ -7,9 +7,10 @@ import pty
 import subprocess
 import sys
 
-from conftest import needs_root, run_cli
+import pytest
+from conftest import run_cli
 
-pytestmark = needs_root
+pytestmark = pytest.mark.root
 
 
 def _tree(root, files=40):

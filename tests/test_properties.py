@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 
+import pytest
 from entries import manifest_view
 from hypothesis import given
 from hypothesis import strategies as st
@@ -49,6 +50,7 @@ def change_one(root, choice, data):
     return choice
 
 
+@pytest.mark.root("random folder modes such as 0644: only root reads into them")
 @given(spec=trees(), choice=st.sampled_from(["add", "delete", "chmod", "touch", "xattr"]),
        data=st.binary(max_size=20))
 def test_any_change_changes_the_tree_id_and_compare_reports_it(tmp_path_factory, spec, choice, data):

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import assert_one_line_error, needs_root, run_cli
+from conftest import assert_one_line_error, run_cli
 from entries import d, f, tree  # noqa: I001  (tests/entries.py)
 from hypothesis import given
 from snapshot import assert_same_tree, snapshot
@@ -20,7 +20,7 @@ from diffimg.hostlayers.rebase import CHAIN, HOST, _merged, host_sides, settle, 
 from diffimg.image.format import Image
 from diffimg.make.packer import PackOptions, create, diff
 
-pytestmark = needs_root
+pytestmark = pytest.mark.root
 HOST_TIME = 1_800_000_000_000_000_000
 
 

@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from conftest import assert_one_line_error, needs_root, run_cli
+from conftest import assert_one_line_error, run_cli
 from crafted import with_ranges
 from snapshot import assert_same_tree, snapshot
 
@@ -20,8 +20,6 @@ from diffimg import codec
 from diffimg.image.format import Image, append_metadata
 from diffimg.image.remote import TAIL
 from diffimg.tree.manifest import write_manifest
-
-pytestmark = needs_root
 
 
 def _tree(root, count, sizes, seed=24):
@@ -38,6 +36,7 @@ def _tree(root, count, sizes, seed=24):
 
 # item 7: verify URL
 
+@pytest.mark.root
 def test_verify_of_a_url_whose_ranges_blob_lies_before_the_first_request(tmp_path, www):
     """A ranges blob longer than what the first request of the image's end brings was taken
     for corrupt by verify URL (its digest checked before it was fetched)."""
@@ -52,6 +51,7 @@ def test_verify_of_a_url_whose_ranges_blob_lies_before_the_first_request(tmp_pat
     assert b"all good" in proc.stderr
 
 
+@pytest.mark.root
 def test_verify_of_a_url_checks_the_ranges_blob_against_the_container(tmp_path, www):
     """A blob that also locates a file the container does not hold: every stored file still
     checks out, but the blob is not the container's (spec/image.md): verify URL says so, as a

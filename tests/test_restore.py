@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import assert_one_line_error, needs_root, rewrite_delta, run_cli
+from conftest import assert_one_line_error, rewrite_delta, run_cli
 from snapshot import assert_same_tree, snapshot
 from treebuild import build, change_everything
 
@@ -21,7 +21,6 @@ from diffimg.image.format import Image, append_metadata
 from diffimg.tree.manifest import write_manifest
 
 FORMATS = ["squashfs", "btrfs", "ext4", "dir"]
-pytestmark = needs_root
 
 
 def _cp(src, dst):
@@ -46,6 +45,7 @@ def _no_leftovers(target):
     assert not left, left
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("chain", FORMATS, indirect=True)
 def test_restore_into_an_empty_folder(chain, tmp_path):
     base, diff, _, changed = chain
@@ -57,6 +57,7 @@ def test_restore_into_an_empty_folder(chain, tmp_path):
     _no_leftovers(target)
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("chain", FORMATS, indirect=True)
 def test_apply_onto_a_copy_of_the_base(chain, tmp_path):
     base, diff, original, changed = chain
@@ -66,6 +67,7 @@ def test_apply_onto_a_copy_of_the_base(chain, tmp_path):
     _no_leftovers(target)
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("chain", FORMATS, indirect=True)
 def test_restore_onto_a_used_target_never_writes_outside(chain, tmp_path):
     base, diff, original, changed = chain
@@ -100,6 +102,7 @@ def test_restore_onto_a_used_target_never_writes_outside(chain, tmp_path):
     _no_leftovers(target)
 
 
+@pytest.mark.root
 def test_apply_onto_the_wrong_tree_changes_nothing(chain, tmp_path):
     base, diff, original, changed = chain
     for wrong in (changed, original):
@@ -142,6 +145,7 @@ TAMPERINGS = {
 }
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("tamper", TAMPERINGS, ids=list(TAMPERINGS))
 def test_apply_checks_each_path_it_touches_and_refuses_changing_nothing(chain, tmp_path, tamper):
     base, diff, original, changed = chain
@@ -157,6 +161,7 @@ def test_apply_checks_each_path_it_touches_and_refuses_changing_nothing(chain, t
     _no_leftovers(target)
 
 
+@pytest.mark.root
 def test_apply_refusal_names_every_path_that_differs_and_json_lists_them(chain, tmp_path):
     """A used machine differs at several paths the delta touches: the refusal names each of them
     (not only the first), says restore makes it exact, and --json lists every one; nothing
@@ -202,6 +207,7 @@ def test_apply_refusal_names_the_first_20_paths_and_counts_the_rest(tmp_path):
     assert len(json.loads(proc.stdout)["differences"]) == 25
 
 
+@pytest.mark.root
 def test_apply_checksum_sees_content_that_kept_its_size_and_time(chain, tmp_path):
     base, diff, original, changed = chain
     target = _cp(original, tmp_path / "target")
@@ -215,6 +221,7 @@ def test_apply_checksum_sees_content_that_kept_its_size_and_time(chain, tmp_path
     assert_same_tree(snapshot(target), tampered)
 
 
+@pytest.mark.root
 def test_apply_leaves_alone_what_the_diff_does_not_touch(chain, tmp_path):
     base, diff, original, changed = chain
     target = _cp(original, tmp_path / "target")
@@ -228,6 +235,7 @@ def test_apply_leaves_alone_what_the_diff_does_not_touch(chain, tmp_path):
     _no_leftovers(target)
 
 
+@pytest.mark.root
 def test_moved_content_is_linked_into_place_not_copied(chain, tmp_path):
     base, diff, original, changed = chain
     target = _cp(original, tmp_path / "target")
@@ -238,6 +246,7 @@ def test_moved_content_is_linked_into_place_not_copied(chain, tmp_path):
     assert_same_tree(snapshot(target), snapshot(changed))
 
 
+@pytest.mark.root
 def test_apply_dry_run_changes_nothing(chain, tmp_path):
     base, diff, original, changed = chain
     target = _cp(original, tmp_path / "target")
@@ -248,6 +257,7 @@ def test_apply_dry_run_changes_nothing(chain, tmp_path):
     assert_same_tree(snapshot(target), before)
 
 
+@pytest.mark.root
 def test_dry_run_changes_nothing_and_says_what_it_would_do(chain, tmp_path):
     base, diff, original, changed = chain
     target = _cp(original, tmp_path / "target")
@@ -257,6 +267,7 @@ def test_dry_run_changes_nothing_and_says_what_it_would_do(chain, tmp_path):
     assert_same_tree(snapshot(target), before)
 
 
+@pytest.mark.root
 def test_a_second_restore_of_the_same_target_refuses(chain, tmp_path):
     base, diff, original, _ = chain
     target = _cp(original, tmp_path / "target")
@@ -316,6 +327,7 @@ def test_content_failing_its_digest_leaves_the_old_file(tmp_path):
     _no_leftovers(os.fsencode(target))
 
 
+@pytest.mark.root
 def test_a_full_target_disk_is_a_clear_error_and_corrupts_nothing(tmp_path):
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"}] + [
         {"path": b"f%d" % i, "kind": "file", "data": os.urandom(1 << 20)} for i in range(6)])
@@ -337,6 +349,7 @@ def test_a_full_target_disk_is_a_clear_error_and_corrupts_nothing(tmp_path):
         subprocess.run(["umount", target], check=True)
 
 
+@pytest.mark.root
 def test_a_read_only_target_is_a_clear_error(tmp_path):
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
                                   {"path": b"f", "kind": "file", "data": b"new"}])
@@ -415,15 +428,18 @@ def _interrupt_restores(chain, tmp_path, interrupt):
         assert b"Traceback" not in err, err.decode(errors="replace")
 
 
+@pytest.mark.root
 def test_ctrl_c_unmounts_the_images(chain, tmp_path):
     _interrupt_restores(chain, tmp_path, lambda proc: proc.send_signal(signal.SIGINT))
 
 
+@pytest.mark.root
 def test_ctrl_c_at_the_terminal_ends_quietly(chain, tmp_path):
     """The whole process group gets SIGINT, as from a terminal: the worker processes too."""
     _interrupt_restores(chain, tmp_path, lambda proc: os.killpg(proc.pid, signal.SIGINT))
 
 
+@pytest.mark.root
 def test_compare_tells_whether_a_target_equals_a_chain(chain, tmp_path):
     base, diff, original, changed = chain
     target = tmp_path / "target"
@@ -491,6 +507,7 @@ def test_apply_and_restore_carry_hardlinked_specials_and_holes(tmp_path, case):
     assert_same_tree(snapshot(empty), expected)
 
 
+@pytest.mark.root
 def test_a_move_inside_a_filesystem_mounted_in_the_target_is_left_to_it(tmp_path):
     """A filesystem mounted inside the target is not the target's: a diff that moves a file
     inside it is refused by apply (exit 14, nothing changed), and the mount is left as it is."""

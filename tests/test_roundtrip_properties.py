@@ -5,7 +5,7 @@ onto A used (restore)."""
 import os
 import subprocess
 
-from conftest import needs_root
+import pytest
 from hypothesis import given
 from snapshot import assert_same_tree, snapshot
 from strategies import EDITS, edit, trees
@@ -20,7 +20,7 @@ def _copy(src, dst):
     return os.fsencode(dst)
 
 
-@needs_root
+@pytest.mark.root
 @given(spec=trees(), edits=EDITS)
 def test_base_and_diff_restore_the_edited_tree_exactly(tmp_path_factory, spec, edits):
     work = tmp_path_factory.mktemp("rt")

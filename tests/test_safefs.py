@@ -271,6 +271,7 @@ def test_make_special_refuses_an_existing_name(root):
     assert (target / "q").read_bytes() == b"a file"
 
 
+@pytest.mark.root("a bind mount")
 def test_remove_stops_at_a_mount_point_and_walks_paths_of_any_length(tmp_path):
     """Item 2's guard: a folder being removed that holds a mount point (a bind mount of the same
     filesystem) is not emptied across it; and a subtree deeper than PATH_MAX is removed."""

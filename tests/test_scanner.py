@@ -6,7 +6,7 @@ import sys
 import time
 
 import pytest
-from conftest import IS_ROOT, assert_one_line_error, needs_root, run_cli
+from conftest import assert_one_line_error, run_cli
 
 from diffimg.entry import Hint, Kind
 from diffimg.scan.hashing import hash_file
@@ -28,7 +28,7 @@ def test_excludes_match_names_anywhere_and_paths_from_the_root(tmp_path):
     assert not [p for p in paths if b"pagefile" in p or b"AppData" in p]
 
 
-@needs_root
+@pytest.mark.root
 def test_scan_stays_on_one_filesystem(tmp_path):
     tree = tmp_path / "t"
     (tree / "mnt").mkdir(parents=True)
@@ -152,7 +152,7 @@ while True:
     assert problems[-1] == "changed", problems
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="needs root to drop its file-access capabilities")
+@pytest.mark.root("to drop its file-access capabilities")
 def test_an_unreadable_file_is_an_error_naming_it(tmp_path):
     tree = tmp_path / "t"
     tree.mkdir()
