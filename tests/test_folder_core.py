@@ -178,7 +178,7 @@ def test_a_deep_tree_is_walked_with_a_few_fds(tmp_path):
     script = (
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))\n"
-        "from diffimg import scanner\n"
+        "from diffimg.scan import scanner\n"
         "n = sum(1 for _ in scanner.scan(sys.argv[1], workers=1))\n"
         "print(n)\n")
     for env in ({}, {"DIFFIMG_PURE_PYTHON": "1"}):
