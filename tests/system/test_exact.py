@@ -285,16 +285,6 @@ def test_lost_and_found_is_kept_on_ext4(tmp_path):
     shutil.rmtree(target)
 
 
-def test_a_manifest_naming_the_state_folder_is_refused(tmp_path):
-    from diffimg.entry import Entry, Kind
-    from diffimg.errors import ManifestError
-    from diffimg.tree.manifest import read_entries, write_manifest
-    entries = [Entry(b"", Kind.DIR, 0o755, 0, 0, 0), Entry(b".diffimg", Kind.DIR, 0o755, 0, 0, 0)]
-    write_manifest(tmp_path / "m", entries)
-    with pytest.raises(ManifestError, match="unsafe path"):
-        list(read_entries(tmp_path / "m"))
-
-
 def test_the_stat_section_is_checked_and_bound_to_its_filesystem(tmp_path):
     """A stat section answers only on the filesystem it was taken on; a damaged one, or one
     belonging to other records, makes the manifest unreadable (exit 4), not silently trusted."""

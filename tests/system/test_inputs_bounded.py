@@ -274,24 +274,3 @@ def test_a_partclone_header_lying_about_its_used_blocks_is_refused_before_writin
     run_cli("convert", small_clone, tmp_path / "ok.img", "-q", check_rc=0, timeout=300)
 
 
-def test_partclone_restore_is_fed_no_more_than_the_header_gives(tmp_path):
-    """The bound itself (the bitmap could change between the header's check and the restore):
-    the last tool of the pipeline gets at most limit bytes, and a longer stream is flagged."""
-    from diffimg.make.convert import _Pipeline
-    source = tmp_path / "long"
-    source.write_bytes(os.urandom(8 << 20))
-    with open(tmp_path / "out", "wb") as out:
-        pipeline = _Pipeline([os.fsencode(source)], None, ["cat"], stdout=out, limit=1 << 20)
-        try:
-            pipeline.wait()
-        finally:
-            pipeline.close()
-    assert pipeline.overflowed
-    assert os.path.getsize(tmp_path / "out") <= 1 << 20
-    with open(tmp_path / "out2", "wb") as out:
-        pipeline = _Pipeline([os.fsencode(source)], None, ["cat"], stdout=out, limit=16 << 20)
-        try:
-            pipeline.wait()
-        finally:
-            pipeline.close()
-    assert not pipeline.overflowed and (tmp_path / "out2").read_bytes() == source.read_bytes()

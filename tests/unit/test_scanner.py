@@ -1,4 +1,5 @@
-"""The scanner: one filesystem, exclusions, quick check, and files that move under it."""
+"""The scanner: exclusions, quick check, and files that move under it. (One filesystem, and a
+file root cannot read without its capabilities: system/test_scanner_as_root.py.)"""
 
 import os
 import subprocess
@@ -6,9 +7,9 @@ import sys
 import time
 
 import pytest
-from conftest import assert_one_line_error, run_cli
+from conftest import run_cli
 
-from diffimg.entry import Hint, Kind
+from diffimg.entry import Hint
 from diffimg.scan.hashing import hash_file
 from diffimg.scan.scanner import hints_of, scan
 from diffimg.tree.manifest import read_entries, write_manifest
@@ -26,23 +27,6 @@ def test_excludes_match_names_anywhere_and_paths_from_the_root(tmp_path):
     paths = _paths(tmp_path, excludes=["pagefile.sys", "/Users/*/AppData"])
     assert b"a/b/keep" in paths and b"Users/x/Docs/d" in paths
     assert not [p for p in paths if b"pagefile" in p or b"AppData" in p]
-
-
-@pytest.mark.root
-def test_scan_stays_on_one_filesystem(tmp_path):
-    tree = tmp_path / "t"
-    (tree / "mnt").mkdir(parents=True)
-    (tree / "file").write_text("here")
-    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", tree / "mnt"], check=True)
-    try:
-        (tree / "mnt" / "elsewhere").write_text("other fs")
-        warnings = []
-        entries = {e.path: e for e in scan(tree, on_warning=warnings.append)}
-    finally:
-        subprocess.run(["umount", tree / "mnt"], check=True)
-    assert b"mnt" in entries and entries[b"mnt"].kind is Kind.DIR
-    assert b"mnt/elsewhere" not in entries and b"file" in entries
-    assert any("mount point" in w and "mnt" in w for w in warnings)
 
 
 def test_quick_check_reuses_digests_and_checksum_does_not(tmp_path):
@@ -150,23 +134,6 @@ while True:
         writer.kill()
         writer.wait()
     assert problems[-1] == "changed", problems
-
-
-@pytest.mark.root("to drop its file-access capabilities")
-def test_an_unreadable_file_is_an_error_naming_it(tmp_path):
-    tree = tmp_path / "t"
-    tree.mkdir()
-    (tree / "ok").write_text("fine")
-    (tree / "secret").write_text("no")
-    os.chmod(tree / "secret", 0)
-    out = tmp_path / "out"
-    out.mkdir()
-    # root without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH is refused a mode-000 file
-    no_dac = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
-    proc = run_cli("scan", tree, "-o", out / "m", prefix=no_dac)
-    assert_one_line_error(proc, 6)
-    assert b"secret" in proc.stderr
-    assert os.listdir(out) == []
 
 
 def test_sparse_file_is_recorded_sparse(tmp_path):

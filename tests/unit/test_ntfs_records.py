@@ -1,0 +1,124 @@
+"""NTFS values in manifest records (security descriptors, DOS attributes, creation times, short
+names, reparse data, large streams): what ntfs-3g would refuse or show otherwise is refused when
+a record is read, not found out half-way through a restore. No volume is made."""
+
+import struct
+
+import pytest
+from ntfsbuild import EVERYONE, SYSTEM, ace, descriptor, junction_data
+
+from diffimg.scan.hashing import EMPTY_DIGEST
+from diffimg.windows import ntfs
+
+
+def test_reparse_data_is_accepted_on_symlink_records_only():
+    """A restorer gives reparse data only to the empty entry it makes for it: a manifest whose
+    file or folder carries some (which would turn written content into a junction) is refused."""
+    from diffimg.entry import Entry, Kind
+    from diffimg.tree.manifest import from_record, to_record
+    data = {ntfs.ATTRIB: struct.pack(">I", 0x410), ntfs.REPARSE: junction_data("C:\\Users")}
+    link = Entry(b"Documents and Settings", Kind.SYMLINK, 0o777, 0, 0, 0, None, None,
+                 b"/.NTFS-3G/C:/Users", None, data)
+    assert from_record(to_record(link)).xattrs == data
+    for kind, size, digest, sparse in ((Kind.FILE, 0, EMPTY_DIGEST, False), (Kind.DIR, None, None, None)):
+        bad = Entry(b"x", kind, 0o755, 0, 0, 0, size, digest, None, None, data, None, sparse)
+        with pytest.raises(ValueError, match="reparse data"):
+            from_record(to_record(bad))
+
+
+def test_a_large_stream_record_is_checked_when_read():
+    """A large stream is recorded by size (over 64 KiB) and digest, on a file or folder, once,
+    with a name ntfs-3g can serve; anything else is refused as a corrupt manifest."""
+    from diffimg.entry import Entry, Kind
+    from diffimg.tree.manifest import from_record, to_record
+    from diffimg.windows import streams
+
+    def record(xattrs, kind=Kind.FILE):
+        size, digest, sparse = (0, EMPTY_DIGEST, False) if kind is Kind.FILE else (None, None, None)
+        target = b"t" if kind is Kind.SYMLINK else None
+        mode = 0o777 if kind is Kind.SYMLINK else 0o644
+        return to_record(Entry(b"f", kind, mode, 0, 0, 0, size, digest, target, None,
+                               dict(sorted(xattrs.items())), None, sparse))
+    ref = streams.reference(70_000, bytes(16))
+    for kind in (Kind.FILE, Kind.DIR):
+        assert from_record(record({b"diffimg.stream.big": ref}, kind)).xattrs
+    for xattrs, kind in (({b"diffimg.stream.big": ref}, Kind.SYMLINK),
+                         ({b"diffimg.stream.big": streams.reference(65_536, bytes(16))}, Kind.FILE),
+                         ({b"diffimg.stream.big": ref[:-1]}, Kind.FILE),
+                         ({b"diffimg.stream.a:b": ref}, Kind.FILE),
+                         ({b"diffimg.stream.": ref}, Kind.FILE),
+                         ({b"diffimg.stream.big": ref, b"user.big": b"x"}, Kind.FILE)):
+        with pytest.raises(ValueError):
+            from_record(record(xattrs, kind))
+
+
+def test_a_manifest_with_ntfs_values_ntfs_3g_would_refuse_is_refused():
+    """Checked when read (exit 8 for an image), not found out half-way through a restore."""
+    from diffimg.entry import Entry, Kind
+    from diffimg.tree.manifest import from_record, to_record
+    good = {ntfs.ACL: descriptor(SYSTEM, SYSTEM, ace(EVERYONE, 0x1F01FF)),
+            ntfs.ATTRIB: struct.pack(">I", 0x20), ntfs.CRTIME: bytes(8),
+            ntfs.DOS_NAME: b"LONGDO~1.TXT"}
+
+    def record(xattrs, kind=Kind.FILE):
+        size, digest, sparse = (0, EMPTY_DIGEST, False) if kind is Kind.FILE else (None, None, None)
+        return to_record(Entry(b"f", kind, 0o644, 0, 0, 0, size, digest, None, None,
+                               dict(sorted(xattrs.items())), None, sparse))
+    assert from_record(record(good)).xattrs == dict(sorted(good.items()))
+    for name, bad in ((ntfs.ATTRIB, b"\0\0\0"), (ntfs.ATTRIB, struct.pack(">I", 0x30)),
+                      (ntfs.ATTRIB, struct.pack(">I", 0x820)), (ntfs.CRTIME, b"\0" * 3),
+                      (ntfs.DOS_NAME, b".."), (ntfs.DOS_NAME, b"A/B"), (ntfs.DOS_NAME, b"CON"),
+                      (ntfs.DOS_NAME, b"lower.txt"), (ntfs.ACL, b"junk"),
+                      (ntfs.ACL, descriptor(SYSTEM, SYSTEM)[:-8] + b"\xff" * 8)):
+        with pytest.raises(ValueError):
+            from_record(record({**good, name: bad}))
+    with pytest.raises(ValueError):
+        from_record(record({ntfs.ATTRIB: struct.pack(">I", 0x20)}, Kind.DIR))
+    # second review: values that passed the reader, then failed every restore or never settled
+    no_group = bytearray(descriptor(SYSTEM, SYSTEM, ace(EVERYONE, 0x1F01FF)))
+    no_group[8:12] = bytes(4)
+    null_dacl = bytearray(descriptor(SYSTEM, SYSTEM, ace(EVERYONE, 0x1F01FF)))
+    null_dacl[16:20] = bytes(4)
+    for bad in (bytes(no_group), bytes(null_dacl), descriptor(SYSTEM, SYSTEM) + bytes(4),
+                struct.pack(">I", 0x80020)):
+        with pytest.raises(ValueError):
+            from_record(record({**good, (ntfs.ATTRIB if len(bad) == 4 else ntfs.ACL): bad}))
+    junction = junction_data("C:\\Users")
+
+    def link_record(xattrs, target=b"/.NTFS-3G/C:/Users", path=b"j", link=None):
+        return to_record(Entry(path, Kind.SYMLINK, 0o777, 0, 0, 0, None, None, target, None,
+                               dict(sorted(xattrs.items())), link))
+    dir_bits = {ntfs.ATTRIB: struct.pack(">I", 0x410)}
+    assert from_record(link_record({ntfs.REPARSE: junction, **dir_bits})).target == \
+        b"/.NTFS-3G/C:/Users"
+    for xattrs, target in (({ntfs.REPARSE: junction, **dir_bits}, b"/elsewhere"),
+                           ({ntfs.REPARSE: junction, ntfs.ATTRIB: struct.pack(">I", 0x420)},
+                            b"/.NTFS-3G/C:/Users"),
+                           ({ntfs.REPARSE: bytes(8)}, b"/.NTFS-3G/reparse-00000000"),
+                           ({ntfs.REPARSE: b"\x03\x00\x00\x20" + bytes(4)},
+                            b"/.NTFS-3G/reparse-20000003"),
+                           ({ntfs.REPARSE: junction[:8] + struct.pack("<HHHH", 500, 10, 0, 0)
+                             + junction[16:]}, b"/.NTFS-3G/reparse-a0000003")):
+        with pytest.raises(ValueError):
+            from_record(link_record(xattrs, target))
+    with pytest.raises(ValueError):                              # a short name on the root
+        from_record(to_record(Entry(b"", Kind.DIR, 0o755, 0, 0, 0, xattrs={
+            ntfs.DOS_NAME: b"ROOT"})))
+
+
+def test_attributes_ntfs_3g_would_show_otherwise_are_refused():
+    from diffimg.entry import Entry, Kind
+    from diffimg.tree.manifest import from_record, to_record
+
+    def entry(kind, bits, **more):
+        fields = dict(size=0, digest=EMPTY_DIGEST, sparse=False) if kind is Kind.FILE else {}
+        mode = 0o777 if kind is Kind.SYMLINK else 0o644
+        return to_record(Entry(b"x", kind, mode, 0, 0, 0, xattrs={
+            ntfs.ATTRIB: struct.pack(">I", bits)}, **fields, **more))
+    from_record(entry(Kind.FILE, 0x80))
+    from_record(entry(Kind.SYMLINK, 0x24, target=b"y"))
+    for kind, bits, more in ((Kind.FILE, 0x81, {}), (Kind.FILE, 0, {}),
+                             (Kind.SYMLINK, 0x20, {"target": b"y"}),
+                             (Kind.SYMLINK, 0x410, {"target": b"y"})):
+        with pytest.raises(ValueError):
+            from_record(entry(kind, bits, **more))
