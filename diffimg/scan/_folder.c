@@ -1,4 +1,4 @@
-/* diffimg._folder: read one folder of a tree in a single call, with the GIL released.
+/* diffimg.scan._folder: read one folder of a tree in a single call, with the GIL released.
 
    read_folder(dir_fd, dir_path, asked=()) -> list of (name, st, xattrs, target, error), sorted by name
    (bytes order), "." and ".." left out. dir_fd is the folder, opened and not yet read from;
@@ -78,7 +78,7 @@ static PyStructSequence_Field stat_fields[] = {
     {"st_ctime_ns", NULL}, {"st_rdev", NULL}, {NULL, NULL}};
 
 static PyStructSequence_Desc stat_desc = {
-    "diffimg._folder.Stat", "What the scan uses of an lstat result.", stat_fields, 10};
+    "diffimg.scan._folder.Stat", "What the scan uses of an lstat result.", stat_fields, 10};
 
 typedef struct {
     char *name;
@@ -822,7 +822,7 @@ static PyMethodDef ReadAhead_methods[] = {
 
 static PyTypeObject ReadAheadType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "diffimg._folder.ReadAhead",
+    .tp_name = "diffimg.scan._folder.ReadAhead",
     .tp_basicsize = sizeof(ReadAhead),
     .tp_dealloc = (destructor)ReadAhead_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -846,7 +846,7 @@ static PyMethodDef methods[] = {
      "xattrs_by_path(True): read xattrs by path, as on kernels without listxattrat"},
     {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "diffimg._folder",
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "diffimg.scan._folder",
                                     "One folder of a tree read in one call.", -1, methods};
 
 PyMODINIT_FUNC PyInit__folder(void) {
