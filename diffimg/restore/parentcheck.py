@@ -49,8 +49,8 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
             # only half-way through, or not at all)
             return True if checksum or proofs is None else proofs.get(path, True)
         # a source the delta also changes or deletes is read through its own record: hashed
-        # as any source is, or a moved file's other content of the same size and mtime would
-        # be put in place unseen
+        # as any source is, or a moved (or linked) file's other content of the same size and
+        # mtime would be put in place unseen
         sources = {c.source for c in changes if c.action == PARENT}
         for c in changes:
             check = source_check if c.path in sources else content_check
@@ -75,9 +75,9 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
                     raise ImageError(f"{show_path(c.path)}: its hardlink's first member "
                                      f"{show_path(c.source)} is not the same inode (a damaged image?)")
             elif c.action in (PARENT, LINK) and c.source not in afters:
+                # a hardlink's first member is linked to unread, as a moved file is renamed
                 found = _lookup(source_dirs, c.source,
-                                (source_check if c.action == PARENT else content_check)(c.source)
-                                if c.after.kind is Kind.FILE else None, volume)
+                                source_check(c.source) if c.after.kind is Kind.FILE else None, volume)
                 if found is None or found.kind is not c.after.kind or found.size != c.after.size \
                         or (c.digest is not None and found.digest not in (None, c.digest)) \
                         or (c.action == LINK and not _same_inode(found, c.after)):

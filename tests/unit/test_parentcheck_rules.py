@@ -258,3 +258,19 @@ def test_entry_at_reads_an_entry_as_the_scan_does_never_through_a_symlink(delta,
     assert got == {b"keep": dataclasses.replace(by_path[b"keep"], digest=None, sparse=None),
                    b"link": by_path[b"link"], b"pipe": by_path[b"pipe"], b"": by_path[b""],
                    b"docs/readme": None, b"nothing": None}
+
+
+def test_a_hardlinks_first_member_with_other_content_is_refused_without_a_state(tmp_path):
+    """The new member is linked to the target's first member unread: without a state proving
+    it, the first member is hashed (other content of the same size and time is refused)."""
+    base = [{"path": b"", "kind": "dir", "mtime_ns": T},
+            {"path": b"a", "kind": "file", "data": b"first", "mtime_ns": T}]
+    parent = list(scan(build(tmp_path / "parent", base)))
+    new = list(scan(build(tmp_path / "new", [*base, {"path": b"b", "kind": "link", "to": b"a"}])))
+    changes = differ.diff_trees(parent, new, hints(parent))
+    assert [(c.path, c.action, c.source) for c in changes if c.path == b"b"] == [(b"b", LINK, b"a")]
+    target = build(tmp_path / "target", base)
+    assert refusal(target, changes) == set()
+    touch(os.path.join(target, b"a"), b"FIRST")                # same size and time, other bytes
+    assert refusal(target, changes) == [(b"a", "is not the entry the diff takes content or a "
+                                               "hardlink from")]
