@@ -88,18 +88,18 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
             raise ImageError(f"{show_path(diff)}: its delta and its manifest are not one tree "
                              f"({mismatched[0]}; {len(mismatched):,} in all); nothing was changed")
         changes = _outside_kept(delta, kept)
-        fit = ntfs.fitter(root_fd, on_warning or (lambda message: None))
-        for c in changes:               # (the records' entries are changed in place)
-            fit(c.before)
-            fit(c.after)
         _refuse_images_inside(target, [image], kept, [c.path for c in changes
                                                       if c.action == DELETE or c.replaces])
         fs = statcache.identity(root_fd)
         state, _ = usable_state(root_fd, fs)
         if state is not None and state.tree_id != image.parent_id:
             state = None
-        if state is not None:
+        if state is not None:           # (the records as made: before they are fitted)
             _check_makes_manifest(root_fd, image, delta, diff)
+        fit = ntfs.fitter(root_fd, on_warning or (lambda message: None))
+        for c in changes:               # (the records' entries are changed in place)
+            fit(c.before)
+            fit(c.after)
         proofs = _proofs(root_fd, changes, fs) if state is not None and not checksum else None
         shared = check_parent(root_fd, target, changes, checksum, proofs, holds_ntfs(image))
         if state is not None:       # the parent's records say what a removed folder may hold

@@ -109,6 +109,15 @@ def test_an_ntfs_image_restored_into_a_plain_folder_says_what_it_leaves_out(volu
     assert os.getxattr(plain / "Users" / "Ünïcødé user" / "Long document name.txt", STREAM) == \
         b"[ZoneTransfer]\r\nZoneId=3\r\n"
     run_cli("status", plain, check_rc=0)       # unchanged since: what it could hold is there
+    # a diff of the volume applies there too, checked against the state restore left (its
+    # records as made, NTFS values included; fitted to the folder only afterwards)
+    os.rename(source / "Windows" / "System32" / "kernel32.dll", source / "Windows" / "moved.dll")
+    (source / "new.txt").write_bytes(b"new\r\n")
+    run_cli("diff", source, tmp_path / "base.img", "-o", tmp_path / "d.img", "-q", check_rc=0)
+    run_cli("apply", tmp_path / "d.img", plain, "-q", check_rc=0)
+    run_cli("status", plain, check_rc=0)
+    assert (plain / "new.txt").read_bytes() == b"new\r\n"
+    assert not (plain / "Windows" / "System32" / "kernel32.dll").exists()
 
 
 BIG, OTHER = os.urandom(200_000), os.urandom(70_000)
