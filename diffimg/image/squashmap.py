@@ -18,7 +18,8 @@ from .. import codec
 
 SUPERBLOCK = struct.Struct("<IIIIIHHHHHHQQQQQQQQ")
 METADATA_BLOCK = 8192
-MAX_DEPTH = 4096        # folders within folders: a deeper tree (PATH_MAX is 4096) is a loop
+MAX_DEPTH = 1 << 16     # folders within folders: Linux sets no bound; a deeper table is junk
+MAX_NAME = 256          # squashfs's own bound on a name (SQUASHFS_NAME_LEN)
 UNCOMPRESSED_METADATA = 0x8000
 UNCOMPRESSED_BLOCK = 1 << 24      # in a data block's or fragment's size word
 SIZE_MASK = UNCOMPRESSED_BLOCK - 1
@@ -110,11 +111,13 @@ def tables_span(superblock: bytes, length: int) -> tuple[int, int]:
     return inode_table, bytes_used
 
 
-def read_map(data, length: int) -> dict:
+def read_map(data, length: int, expected=None) -> dict:
     """The ranges blob's content for the squashfs container in data[:length] (bytes or mmap):
     {"block_size", "compressor", "fragments": [[start, size word]...],
      "files": [[path, start, [size words], fragment or None, fragment offset, size]...]}
-    in the order the directory tree is walked. SquashfsError when its tables are not sound."""
+    in the order the directory tree is walked. SquashfsError when its tables are not sound, or
+    list a file that is not among expected (the paths a ranges blob holds, when given: crafted
+    tables then cost no more than the blob already did)."""
     if length < SUPERBLOCK.size:
         raise SquashfsError("no superblock")
     (magic, _inodes, _mtime, block_size, fragment_count, compressor, block_log, _flags, _ids,
@@ -133,34 +136,51 @@ def read_map(data, length: int) -> dict:
     fragments = _fragments(data, fragment_table, fragment_count, bytes_used, dctx)
     files = []
     seen_dirs = set()
+    seen_listings = set()       # each folder lists its own entries: a listing shared is junk
+    found = set()
 
     def listing(ref: int, depth: int):
-        if depth > MAX_DEPTH or ref in seen_dirs:
+        if ref in seen_dirs:
             raise SquashfsError("a folder loop")
+        if depth > MAX_DEPTH:
+            raise SquashfsError(f"folders nested deeper than {MAX_DEPTH:,}")
         seen_dirs.add(ref)
         kind, body = _inode(inodes, ref, block_size)
         if kind not in (DIR, LDIR):
             raise SquashfsError("a folder entry that is not a folder")
-        return _listing(dirs, *body)
+        start, offset, size = body
+        if size > 3:            # (an empty folder's listing is where the next one starts)
+            if (start, offset) in seen_listings:
+                raise SquashfsError("a folder listing shared by two folders")
+            seen_listings.add((start, offset))
+        return _listing(dirs, start, offset, size)
 
-    # depth first, each folder's entries in listing order, without recursion: a legal tree
-    # may be deeper than Python's stack
-    stack = [(listing(root_ref, 0), b"")]
+    # depth first, each folder's entries in listing order, without recursion (a legal tree may
+    # be deeper than Python's stack); the stack holds names, not paths, so that a deep tree
+    # costs memory in its depth, not in its depth squared
+    stack = [listing(root_ref, 0)]
+    names: list[bytes] = []         # the folders' names from the root down to stack[-1]'s
     while stack:
-        entries, path = stack[-1]
-        entry = next(entries, None)
+        entry = next(stack[-1], None)
         if entry is None:
             stack.pop()
+            if names:
+                names.pop()
             continue
         name, entry_kind, child = entry
-        child_path = path + b"/" + name if path else name
         if entry_kind == DIR:
-            stack.append((listing(child, len(stack)), child_path))
+            stack.append(listing(child, len(stack)))
+            names.append(name)
         elif entry_kind == FILE:
+            path = b"/".join((*names, name))
+            if expected is not None and (path not in expected or path in found):
+                raise SquashfsError(f"a file its ranges blob does not list ({path[:200]!r})")
+            if expected is not None:
+                found.add(path)
             child_kind, blocks = _inode(inodes, child, block_size)
             if child_kind not in (FILE, LFILE):
                 raise SquashfsError("a file entry that is not a file")
-            files.append([child_path, *blocks])
+            files.append([path, *blocks])
     return {"block_size": block_size, "compressor": "zstd", "fragments": fragments,
             "files": files}
 
@@ -239,6 +259,8 @@ def _listing(table: _Table, start: int, offset: int, size: int):
         for _ in range(count + 1):
             raw, rel, offset = table.read(rel, offset, 8)
             inode_offset, _delta, kind, name_size = struct.unpack("<HhHH", raw)
+            if name_size >= MAX_NAME:
+                raise SquashfsError("a name of more than 256 bytes in a folder listing")
             name, rel, offset = table.read(rel, offset, name_size + 1)
             left -= 8 + name_size + 1
             if b"/" in name or b"\0" in name or name in (b".", b".."):

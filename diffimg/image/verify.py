@@ -143,7 +143,7 @@ def check_ranges(image: Image) -> list[str]:
         source = image.container_tables() if image.remote else image.path
         with open(source, "rb") as f, mmap.mmap(f.fileno(), length,
                                                  prot=mmap.PROT_READ) as data:
-            tables = read_map(data, length)
+            tables = read_map(data, length, files)
     except (OSError, ValueError, SquashfsError) as exc:
         return [f"its container's tables cannot be read ({exc})"]
     except RemoteError:

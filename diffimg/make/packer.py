@@ -450,18 +450,22 @@ def _stage(tree, staging, stored, on_progress=None) -> Sizes:
     def pairs():
         for path, digest, size, *source in stored:
             parent = os.path.dirname(path)
-            if parent not in made:
+            missing = []                 # the folders above path not made yet, deepest first
+            while parent not in made:
+                missing.append(parent)
+                parent = os.path.dirname(parent)
+            for folder in reversed(missing):   # (one mkdir each: os.makedirs recurses per level)
                 try:
-                    os.makedirs(os.path.join(staging, parent), exist_ok=True)
+                    os.mkdir(os.path.join(staging, folder))
+                except FileExistsError:
+                    pass
                 except OSError as exc:
                     hint = " (a path of over 4,096 bytes: only a squashfs image holds it)" \
                         if exc.errno == errno.ENAMETOOLONG else ""
                     raise OutputError(f"cannot stage {show_path(path)} for the container: "
                                       f"{exc.strerror}{hint}") from None
-                while parent not in made:
-                    made.add(parent)
-                    sizes.add(len(os.path.basename(parent)), folder=True)
-                    parent = os.path.dirname(parent)
+                made.add(folder)
+                sizes.add(len(os.path.basename(folder)), folder=True)
             where = source[0] if source and isinstance(source[0], Beneath) else \
                 os.path.join(tree, *source or [path])
             yield (where, os.path.join(staging, path)), (path, digest, size, where)

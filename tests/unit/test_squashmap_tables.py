@@ -359,6 +359,8 @@ def _cases():
     odd = folder({b"d": folder()})
     odd.extra.append((b"f", FILE, odd.children[b"d"]))
     cases.append(("a file entry that is a folder", build(odd).data, "a file entry that is not a file"))
+    cases.append(("a name of 257 bytes", build(folder({b"n" * 257: file(b"x")})).data,
+                  "a name of more than 256 bytes in a folder listing"))
     for name in (b"..", b".", b"a/b", b"a\0b"):
         cases.append((f"name {name!r}", build(folder({name: file(b"x")})).data,
                       "a bad name in a folder listing"))
@@ -430,6 +432,45 @@ def test_a_deep_but_sound_tree_is_mapped():
     node.children[b"f"] = file(b"deep")
     built = build(root)
     assert _read(built.data)["files"] == built.expected["files"]
+
+
+def test_a_name_of_256_bytes_is_one_squashfs_holds():
+    built = build(folder({b"n" * 256: file(b"x")}))
+    assert _read(built.data) == built.expected
+
+
+def test_a_listing_shared_by_two_folders_is_refused():
+    """Two folder inodes listing the same entries would make every one of those entries a
+    file of each folder: thousands of folders sharing one listing of thousands of files took
+    gigabytes from a container of a few hundred KB."""
+    built = build(folder({b"a": folder({b"f": file(b"x")}), b"b": folder({b"g": file(b"y")})}))
+    assert _read(built.data) == built.expected
+    data = bytearray(built.data)
+    fields = dict(zip(FIELDS, SUPERBLOCK.unpack_from(data, 0)))
+    dctx = zstandard.ZstdDecompressor()
+    inodes = squashmap._Table(bytes(data), fields["inode_table"], fields["dir_table"], dctx)
+    dirs = squashmap._Table(bytes(data), fields["dir_table"], fields["bytes_used"], dctx)
+    _, body = squashmap._inode(inodes, fields["root_ref"], BS)
+    refs = {name: ref for name, _, ref in squashmap._listing(dirs, *body)}
+
+    def at(ref):                        # (the builder stores the inode table uncompressed)
+        return fields["inode_table"] + (ref >> 16) + 2 + (ref & 0xFFFF)
+    a, b = at(refs[b"a"]), at(refs[b"b"])
+    data[b + 16:b + 32] = data[a + 16:a + 32]           # b's listing: a's
+    with pytest.raises(SquashfsError, match="a folder listing shared by two folders"):
+        _read(bytes(data))
+
+
+def test_a_file_the_ranges_blob_does_not_list_is_refused_at_once():
+    """verify passes the blob's paths: tables listing more (or other) files are refused as
+    soon as one is found, before they cost more than the blob did."""
+    built = build(sample_tree())
+    paths = {f[0] for f in built.expected["files"]}
+    data = bytes(built.data)
+    assert read_map(data, len(data), paths) == built.expected
+    for fewer in (paths - {min(paths)}, set()):
+        with pytest.raises(SquashfsError, match="a file its ranges blob does not list"):
+            read_map(data, len(data), fewer)
 
 
 @pytest.mark.skipif(shutil.which("mksquashfs") is None, reason="needs mksquashfs")
