@@ -27,6 +27,7 @@ import xxhash
 
 from ..entry import FMT_OF_KIND, Kind
 from ..system import runs
+from ..system.fsmeta import unescape_field
 from ..system.safefs import open_regular, split
 from .chain import index_chain, open_chain
 
@@ -383,17 +384,21 @@ def mount_point_problem(layers, mountpoint) -> str | None:
 
 
 def is_diffimg_mount(mountpoint) -> int | None:
-    """The pid serving the diffimg mount at mountpoint, or None when it is not one."""
+    """The pid serving the diffimg mount at mountpoint, or None when the mount on top there (the
+    one umount takes away: the last listed) is not one."""
     wanted = os.path.realpath(os.fsencode(mountpoint))
+    top = None
     with open("/proc/self/mountinfo", "rb") as f:
         for line in f:
             fields = line.split()
-            sep = fields.index(b"-")
-            point = fields[4].decode("unicode_escape").encode("latin-1")
-            if point == wanted and fields[sep + 1] == b"fuse.diffimg" and \
-                    fields[sep + 2].startswith(b"diffimg-"):
-                with contextlib.suppress(ValueError):
-                    return int(fields[sep + 2][len(b"diffimg-"):])
+            if os.fsencode(unescape_field(fields[4])) == wanted:
+                top = fields
+    if top is None:
+        return None
+    sep = top.index(b"-")
+    if top[sep + 1] == b"fuse.diffimg" and top[sep + 2].startswith(b"diffimg-"):
+        with contextlib.suppress(ValueError):
+            return int(top[sep + 2][len(b"diffimg-"):])
     return None
 
 

@@ -226,3 +226,29 @@ def test_a_mount_serves_only_checked_content_even_when_the_image_is_rewritten(tm
         assert (mnt / "f").read_bytes() == good
     finally:
         run_cli("umount", mnt, check_rc=0, timeout=60)
+
+
+@pytest.mark.root
+def test_umount_takes_away_the_mount_on_top_and_waits_for_its_own_server(tmp_path):
+    """Two mounts on one folder: umount ends the top one, whose server it waits for (not the
+    one below, which goes on serving), then the one below."""
+    trees = {}
+    for name in ("one", "two"):
+        tree = trees[name] = tmp_path / name
+        tree.mkdir()
+        (tree / "which").write_bytes(name.encode())
+        run_cli("create", tree, tmp_path / f"{name}.img", "--format", "dir", "-q", check_rc=0)
+    point = tmp_path / "point"
+    point.mkdir()
+    before = diffimg_mounts()
+    run_cli("mount", tmp_path / "one.img", point, check_rc=0, timeout=60)
+    run_cli("mount", tmp_path / "two.img", point, check_rc=0, timeout=60)
+    try:
+        assert (point / "which").read_bytes() == b"two"
+        started = time.monotonic()
+        proc = run_cli("umount", point, check_rc=0, timeout=120)
+        assert b"has not ended" not in proc.stderr and time.monotonic() - started < 30, proc.stderr
+        assert (point / "which").read_bytes() == b"one"
+    finally:
+        run_cli("umount", point, check_rc=0, timeout=120)
+    assert diffimg_mounts() == before
