@@ -118,16 +118,18 @@ def check_cache_folder(cache) -> bytes:
                           "writable by no one else (chmod go-w): what others plant there could "
                           "send a copy elsewhere")
     # nor may anyone else rename it or a folder above it (a sticky folder such as /tmp keeps
-    # what is ours)
-    folder = os.path.realpath(cache)
-    while folder != b"/":
-        folder = os.path.dirname(folder)
-        above = os.stat(folder)
-        if above.st_uid not in (0, os.geteuid()) or (above.st_mode & 0o022
-                                                     and not above.st_mode & stat.S_ISVTX):
-            raise OutputError(f"{show_path(cache)}: {show_path(folder)} above the cache folder "
-                              "can be changed by others; use a cache folder only this user and "
-                              "root can reach")
+    # what is ours): the folders above it as given (one holding a symlink to it could have it
+    # swapped) and above where it really is
+    for start in (os.path.abspath(cache), os.path.realpath(cache)):
+        folder = start
+        while folder != b"/":
+            folder = os.path.dirname(folder)
+            above = os.stat(folder)
+            if above.st_uid not in (0, os.geteuid()) or (above.st_mode & 0o022
+                                                         and not above.st_mode & stat.S_ISVTX):
+                raise OutputError(f"{show_path(cache)}: {show_path(folder)} above the cache "
+                                  "folder can be changed by others; use a cache folder only this "
+                                  "user and root can reach")
     return cache
 
 
