@@ -7,6 +7,7 @@ msgpack objects: a header map, one array per entry in canonical order, a trailer
 import contextlib
 import os
 import socket
+import stat
 import struct
 import time
 
@@ -220,6 +221,7 @@ class ManifestWriter:
         self._pack = codec.packer().pack
         self._pending: list[bytes] = []
         self.trailer: dict | None = None
+        _replaceable(self.path)
         try:
             fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                          | os.O_CLOEXEC, 0o644)
@@ -272,6 +274,7 @@ class ManifestWriter:
             self._raw.flush()
             os.fsync(self._raw.fileno())
             self._raw.close()
+            _replaceable(self.path)
             os.replace(self._tmp, self.path)
         except OSError as exc:
             self.abort()
@@ -297,6 +300,20 @@ class ManifestWriter:
             self.close()
         else:
             self.abort()
+
+
+def _replaceable(path: bytes):
+    """OutputError unless path is absent or a regular file (a manifest written before): a
+    device, a folder, a FIFO or a symlink there is never replaced by the manifest."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"cannot write manifest {show_path(path)}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputError(f"{show_path(path)} exists and is not a file: a manifest never "
+                          "replaces it; give another name")
 
 
 def write_manifest(path, entries, source: dict | None = None, stats=None) -> dict:

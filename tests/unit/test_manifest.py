@@ -7,7 +7,7 @@ import os
 import pytest
 from conftest import assert_one_line_error, run_cli
 
-from diffimg.errors import ManifestError, UnsupportedVersion
+from diffimg.errors import ManifestError, OutputError, UnsupportedVersion
 from diffimg.scan.scanner import scan
 from diffimg.tree.manifest import ManifestReader, read_entries, write_manifest
 
@@ -104,3 +104,24 @@ def test_a_manifest_naming_the_state_folder_is_refused(tmp_path):
     write_manifest(tmp_path / "m", entries)
     with pytest.raises(ManifestError, match="unsafe path"):
         list(read_entries(tmp_path / "m"))
+
+
+def test_a_manifest_replaces_a_file_never_a_fifo_folder_or_symlink(tmp_path):
+    """scan -o over a manifest written before replaces it; over anything else it is refused and
+    that thing is left as it was (a device node, /dev/full, alike)."""
+    (tmp_path / "tree").mkdir()
+    entries = list(scan(tmp_path / "tree"))
+    old = tmp_path / "old.manifest"
+    old.write_bytes(b"an older manifest")
+    write_manifest(old, entries)
+    assert [e.path for e in read_entries(old)] == [b""]
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "link").symlink_to(old)
+    for name in ("fifo", "link"):
+        proc = run_cli("scan", tmp_path / "tree", "-o", tmp_path / name)
+        assert "exists and is not a file" in assert_one_line_error(proc, 7)
+    with pytest.raises(OutputError, match="exists and is not a file"):
+        write_manifest(tmp_path / "folder", entries)
+    assert (os.path.islink(tmp_path / "link"), sorted(os.listdir(tmp_path))) == (
+        True, ["fifo", "folder", "link", "old.manifest", "tree"])
