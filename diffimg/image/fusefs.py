@@ -26,6 +26,7 @@ import trio
 import xxhash
 
 from ..entry import FMT_OF_KIND, Kind
+from ..errors import show_path
 from ..system import runs
 from ..system.fsmeta import unescape_field
 from ..system.safefs import open_regular, split
@@ -378,8 +379,8 @@ def mount_point_problem(layers, mountpoint) -> str | None:
     for layer in layers:
         image = os.path.realpath(layer.path)
         if point == image or point.startswith(image + b"/"):
-            return (f"{os.fsdecode(mountpoint)} lies inside the image "
-                    f"{os.fsdecode(layer.path)}; mount it elsewhere")
+            return (f"{show_path(mountpoint)} lies inside the image "
+                    f"{show_path(layer.path)}; mount it elsewhere")
     return None
 
 

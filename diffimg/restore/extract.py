@@ -60,9 +60,8 @@ def _selected(entries, wanted: list[bytes]):
 
 def extract(images, paths, dest, *, on_progress=None, on_warning=None, on_phase=None):
     """Copy each of paths of the chain images' tree to dest/PATH, dest made if absent (once
-    the chain is found sound); return the Plan carried out."""
+    the chain is found sound and holds every path); return the Plan carried out."""
     layers = open_chain(images)
-    _make_folder(dest)
     wanted = wanted_paths(paths)
     warn = on_warning or (lambda message: None)
     phase = on_phase or (lambda phase, detail=None, total=None: None)
@@ -72,6 +71,7 @@ def extract(images, paths, dest, *, on_progress=None, on_warning=None, on_phase=
     if missing:
         raise InputNotFound(f"{show_path(missing[0])}: no such path in the tree of "
                             f"{show_path(layers[-1].path)}")
+    _make_folder(dest)
     chosen_paths = {e.path for e in chosen}
     with locked_target(dest) as root_fd:
         target, final = [], []

@@ -252,3 +252,16 @@ def test_umount_takes_away_the_mount_on_top_and_waits_for_its_own_server(tmp_pat
     finally:
         run_cli("umount", point, check_rc=0, timeout=120)
     assert diffimg_mounts() == before
+
+
+def test_a_path_the_tree_lacks_makes_no_destination(tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "there").write_bytes(b"x")
+    run_cli("create", tree, tmp_path / "img", "--format", "dir", "-q", check_rc=0)
+    for path in ("not-there", ".."):
+        proc = run_cli("extract", tmp_path / "img", path, "-o", tmp_path / "dest")
+        assert_one_line_error(proc, 3)
+        assert not (tmp_path / "dest").exists()
+    run_cli("extract", tmp_path / "img", "there", "-o", tmp_path / "dest", "-q", check_rc=0)
+    assert (tmp_path / "dest" / "there").read_bytes() == b"x"
