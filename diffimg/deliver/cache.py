@@ -118,19 +118,56 @@ def check_cache_folder(cache) -> bytes:
                           "writable by no one else (chmod go-w): what others plant there could "
                           "send a copy elsewhere")
     # nor may anyone else rename it or a folder above it (a sticky folder such as /tmp keeps
-    # what is ours): the folders above it as given (one holding a symlink to it could have it
-    # swapped) and above where it really is
-    for start in (os.path.abspath(cache), os.path.realpath(cache)):
-        folder = start
-        while folder != b"/":
-            folder = os.path.dirname(folder)
-            above = os.stat(folder)
-            if above.st_uid not in (0, os.geteuid()) or (above.st_mode & 0o022
-                                                         and not above.st_mode & stat.S_ISVTX):
-                raise OutputError(f"{show_path(cache)}: {show_path(folder)} above the cache "
-                                  "folder can be changed by others; use a cache folder only this "
-                                  "user and root can reach")
+    # what is ours), nor swap a symlink on the way to it
+    for folder in sorted(_folders_on_the_way(cache)):
+        above = os.stat(folder)
+        if above.st_uid not in (0, os.geteuid()) or (above.st_mode & 0o022
+                                                     and not above.st_mode & stat.S_ISVTX):
+            raise OutputError(f"{show_path(cache)}: {show_path(folder)} above the cache "
+                              "folder can be changed by others; use a cache folder only this "
+                              "user and root can reach")
     return cache
+
+
+_MAX_HOPS = 40          # symlinks followed on the way, as the kernel allows
+
+
+def _folders_on_the_way(path: bytes) -> set[bytes]:
+    """Every folder whose entries are read to reach path, as the kernel resolves it (each
+    symlink followed where it lies, ".." from where it is reached), with every folder above
+    each: who can change one of them can send path elsewhere. path's own folder aside."""
+    passed: set[bytes] = set()
+    here = os.getcwd().encode() if not path.startswith(b"/") else b"/"
+    todo = path.split(b"/")
+    hops = 0
+    while todo:
+        name = todo.pop(0)
+        if name in (b"", b"."):
+            continue
+        if name == b"..":
+            here = os.path.dirname(here)
+            continue
+        passed.add(here)
+        there = os.path.join(here, name)
+        try:
+            st = os.lstat(there)
+        except OSError as exc:
+            raise InputNotFound(f"{show_path(path)}: {exc.strerror}") from None
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > _MAX_HOPS:
+                raise InputNotFound(f"{show_path(path)}: too many symlinks on the way")
+            target = os.readlink(there)
+            here = b"/" if target.startswith(b"/") else here
+            todo = target.split(b"/") + todo
+        else:
+            here = there
+    above = set()
+    for folder in passed:
+        while folder not in above:
+            above.add(folder)
+            folder = os.path.dirname(folder)
+    return above
 
 
 def open_part(part: bytes) -> int:

@@ -29,6 +29,24 @@ def test_a_symlink_in_a_folder_others_can_write_is_refused(tmp_path):
         check_cache_folder(shared / "link")
 
 
+def test_a_symlink_others_can_swap_is_found_behind_dot_dot_and_other_symlinks(tmp_path):
+    """".." after a symlink goes up from where the symlink leads, and a symlink may lead to
+    another: the folders holding each of them are checked too."""
+    for name in ("real", "safe", "shared", "other"):
+        (tmp_path / name).mkdir(mode=0o700)
+    (tmp_path / "real" / "cache").mkdir(mode=0o700)
+    (tmp_path / "real" / "deeper").mkdir(mode=0o700)
+    os.chmod(tmp_path / "shared", 0o777)
+    (tmp_path / "shared" / "up").symlink_to(tmp_path / "real" / "deeper")
+    (tmp_path / "shared" / "hop").symlink_to(tmp_path / "real" / "cache")
+    (tmp_path / "safe" / "first").symlink_to(tmp_path / "shared" / "hop")
+    (tmp_path / "other" / "fine").symlink_to(tmp_path / "real" / "deeper")
+    assert check_cache_folder(tmp_path / "other" / "fine" / ".." / "cache")
+    for given in (tmp_path / "shared" / "up" / ".." / "cache", tmp_path / "safe" / "first"):
+        with pytest.raises(OutputError, match="shared above the cache folder"):
+            check_cache_folder(given)
+
+
 def test_a_folder_others_can_write_is_refused(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
