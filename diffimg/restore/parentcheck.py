@@ -51,7 +51,9 @@ def check_parent(root_fd: int, target: bytes, changes, checksum: bool = False,
         # a source the delta also changes or deletes is read through its own record: hashed
         # as any source is, or a moved (or linked) file's other content of the same size and
         # mtime would be put in place unseen
-        sources = {c.source for c in changes if c.action == PARENT}
+        # (a hardlink's first member the delta keeps, a meta record's file, is linked to
+        # unread: hashed too)
+        sources = {c.source for c in changes if c.action in (PARENT, LINK)}
         for c in changes:
             check = source_check if c.path in sources else content_check
             found = _lookup(dirs, c.path, check(c.path) if c.before is not None else None, volume)

@@ -274,3 +274,22 @@ def test_a_hardlinks_first_member_with_other_content_is_refused_without_a_state(
     touch(os.path.join(target, b"a"), b"FIRST")                # same size and time, other bytes
     assert refusal(target, changes) == [(b"a", "is not the entry the diff takes content or a "
                                                "hardlink from")]
+
+
+def test_a_hardlinks_first_member_with_only_new_metadata_is_hashed_without_a_state(tmp_path):
+    """The first member's own record changes only its metadata (its content stays in the
+    target, unread) and the new member is linked to it: other bytes of the same size and time
+    there are refused."""
+    parent_spec = [{"path": b"", "kind": "dir", "mtime_ns": T},
+                   {"path": b"a", "kind": "file", "data": b"XXXX", "mode": 0o644, "mtime_ns": T}]
+    new_spec = [{"path": b"", "kind": "dir", "mtime_ns": T},
+                {"path": b"a", "kind": "file", "data": b"XXXX", "mode": 0o600, "mtime_ns": T},
+                {"path": b"b", "kind": "link", "to": b"a"}]
+    parent = list(scan(build(tmp_path / "parent", parent_spec)))
+    new = list(scan(build(tmp_path / "new", new_spec)))
+    changes = differ.diff_trees(parent, new, hints(parent))
+    assert {(c.path, c.action) for c in changes} >= {(b"a", "meta"), (b"b", LINK)}
+    target = build(tmp_path / "target", parent_spec)
+    assert refusal(target, changes) == set()
+    touch(os.path.join(target, b"a"), b"YYYY")
+    assert refusal(target, changes) == [(b"a", "has other content")]
