@@ -20,6 +20,7 @@ SUPERBLOCK = struct.Struct("<IIIIIHHHHHHQQQQQQQQ")
 METADATA_BLOCK = 8192
 MAX_DEPTH = 1 << 16     # folders within folders: Linux sets no bound; a deeper table is junk
 MAX_NAME = 256          # squashfs's own bound on a name (SQUASHFS_NAME_LEN)
+MAX_TABLE = 1 << 29     # decoded bytes of one metadata table: ~10 million entries' worth
 UNCOMPRESSED_METADATA = 0x8000
 UNCOMPRESSED_BLOCK = 1 << 24      # in a data block's or fragment's size word
 SIZE_MASK = UNCOMPRESSED_BLOCK - 1
@@ -53,9 +54,14 @@ class _Table:
     """A metadata table (inodes or directories): blocks decoded on demand, by their position
     relative to the table's start."""
 
-    def __init__(self, data, start: int, end: int, dctx):
+    def __init__(self, data, start: int, end: int, dctx, read_once: bool = False):
+        """read_once: each byte is read at most once (folder listings, which never overlap):
+        reading more bytes than the blocks decoded hold is refused, so that crafted listings
+        cost no more than the table's own size."""
         self._data, self._start, self._end, self._dctx = data, start, end, dctx
         self._blocks: dict[int, tuple[bytes, int]] = {}
+        self._decoded = 0
+        self._served = 0 if read_once else None
 
     def _block(self, rel: int) -> tuple[bytes, int]:
         """(the block's bytes, the next block's position) for the block at rel."""
@@ -76,6 +82,9 @@ class _Table:
             block = decompress_block(self._dctx, raw, METADATA_BLOCK)
             if not block:
                 raise SquashfsError("a metadata block does not decompress to at most 8 KiB")
+        self._decoded += len(block)
+        if self._decoded > MAX_TABLE:
+            raise SquashfsError(f"a metadata table of more than {MAX_TABLE >> 20} MiB")
         got = self._blocks[rel] = (block, rel + 2 + size)
         return got
 
@@ -91,6 +100,10 @@ class _Table:
             out += piece
             offset += len(piece)
             if len(out) == n:
+                if self._served is not None:
+                    self._served += n
+                    if self._served > self._decoded:
+                        raise SquashfsError("folder listings that overlap")
                 return bytes(out), rel, offset
             rel, offset = following, 0
 
@@ -132,7 +145,7 @@ def read_map(data, length: int, expected=None) -> dict:
         raise SquashfsError("tables out of order")
     dctx = zstandard.ZstdDecompressor()
     inodes = _Table(data, inode_table, dir_table, dctx)
-    dirs = _Table(data, dir_table, bytes_used, dctx)
+    dirs = _Table(data, dir_table, bytes_used, dctx, read_once=True)
     fragments = _fragments(data, fragment_table, fragment_count, bytes_used, dctx)
     files = []
     seen_dirs = set()

@@ -504,3 +504,48 @@ def test_a_container_made_by_mksquashfs_is_mapped_where_its_files_lie(tmp_path):
         length = len(data)
         span = tables_span(bytes(data[:SUPERBLOCK.size]), length)
     assert (contents, found["block_size"], span[1] <= length) == (want, BS, True)
+
+
+def overlapping_listings(folders: int) -> bytes:
+    """A container whose root lists folders each listing a suffix of one listing of symlinks,
+    from its own header on: every entry read once per folder reaching it."""
+    ldir = struct.Struct("<HHHHIIIIIIHHI")        # header, then nlink, size, start, parent...
+    headers, big = [], bytearray()
+    root = bytearray()
+    for i in range(folders):                      # the root's entries: folder i, inode i + 1
+        name = b"d%d" % i
+        root += struct.pack("<III", 0, 0, 2 + i) + struct.pack(
+            "<HhHH", ldir.size * (i + 1), 0, DIR, len(name) - 1) + name
+    for _ in range(folders):
+        headers.append(len(root) + len(big))
+        big += struct.pack("<III", 3, 0, 1)
+        for _ in range(4):
+            big += struct.pack("<HhHH", 0, 0, SYMLINK, 0) + b"a"
+    listings = bytes(root + big)
+    inodes = ldir.pack(8, 0o755, 0, 0, 0, 1, 2, len(root) + 3, 0, 1, 0, 0, 0xFFFFFFFF)
+    for i, at in enumerate(headers):
+        inodes += ldir.pack(8, 0o755, 0, 0, 0, 2 + i, 2, len(listings) - at + 3, 0, 1, 0, at,
+                            0xFFFFFFFF)
+    inode_blocks, _ = _meta_blocks(inodes, compress=False)
+    dir_blocks, _ = _meta_blocks(listings, compress=False)
+    data = bytearray(SUPERBLOCK.size) + inode_blocks + dir_blocks
+    inode_table, dir_table = SUPERBLOCK.size, SUPERBLOCK.size + len(inode_blocks)
+    SUPERBLOCK.pack_into(data, 0, 0x73717368, folders + 1, 0, BS, 0, squashmap.ZSTD, 12, 0, 1, 4, 0,
+                         0, len(data), len(data), 0xFFFFFFFFFFFFFFFF, inode_table, dir_table,
+                         0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+    return bytes(data)
+
+
+def test_folder_listings_that_overlap_are_refused():
+    """Folders listing parts of one listing each (at other starts than one another) would
+    make the walk's cost grow with their count times its length, from a small container."""
+    assert len(_read(overlapping_listings(1))["files"]) == 0       # one folder: sound
+    with pytest.raises(SquashfsError, match="folder listings that overlap"):
+        _read(overlapping_listings(3))
+
+
+def test_a_metadata_table_decoded_past_the_bound_is_refused(monkeypatch):
+    built = build(sample_tree())
+    monkeypatch.setattr(squashmap, "MAX_TABLE", 1000)
+    with pytest.raises(SquashfsError, match="a metadata table of more than"):
+        _read(built.data)
