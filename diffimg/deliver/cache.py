@@ -19,7 +19,7 @@ from ..image.chain import open_image
 from ..image.format import Image
 from ..image.remote import ContentReader, file_fetch
 from ..image.verify import check_ranges, stored_files
-from ..system.safefs import private_to_us
+from ..system.safefs import private_to_us, pwrite_all
 
 
 def cached_name(url: str) -> str:
@@ -90,7 +90,7 @@ def fetch_http(url: str, cache: bytes, on_progress=None) -> bytes:
         done = [have]
 
         def sink(offset, data):
-            os.pwrite(fd, data, offset)
+            pwrite_all(fd, data, offset)
             done[0] += len(data)
             if on_progress is not None:
                 on_progress(1, done[0])

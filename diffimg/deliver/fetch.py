@@ -10,6 +10,7 @@ import urllib.parse
 from ..errors import ImageError, OutputError, show_path
 from ..image.chain import open_image
 from ..progress import human_bytes
+from ..system.safefs import pwrite_all
 from . import cache, multicast, torrent
 
 RESUME_BACK = 4 << 20      # a receiver that dropped out: the last bytes it wrote are fetched again
@@ -69,7 +70,7 @@ def _by_multicast(url, cache_dir, name, dest, interface, start_timeout, receive_
             start = max(0, min(have, size) - RESUME_BACK)
             os.ftruncate(fd, start)
             remote.server.fetch([(start, size - start)],
-                                lambda offset, data: os.pwrite(fd, data, offset))
+                                lambda offset, data: pwrite_all(fd, data, offset))
     except OSError as exc:
         raise OutputError(f"cannot write {show_path(part)}: {exc.strerror}") from None
     finally:

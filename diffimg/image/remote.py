@@ -25,6 +25,7 @@ from .. import codec
 from ..errors import DiffimgError, ImageError, show_path
 from ..system import runs
 from ..system.http import Server, Traffic
+from ..system.safefs import pwrite_all
 from ..tree.manifest import unsafe_path
 from ..windows.streams import STORE_DIR
 from . import squashmap
@@ -132,7 +133,7 @@ class RemoteImage(Image):
         end = min(start + length, os.fstat(fd).st_size)
 
         def sink(offset, data):
-            os.pwrite(fd, data, offset)
+            pwrite_all(fd, data, offset)
         self.server.fetch([(start, end - start)], sink)
 
     def content(self):

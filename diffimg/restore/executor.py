@@ -18,7 +18,17 @@ from ..entry import KIND_OF_FMT
 from ..errors import Busy, DiffimgError, ImageError, InputNotFound, OutputError, show_path
 from ..progress import Phase
 from ..scan.hashing import Problem, copy_file
-from ..system.safefs import Dirs, make_special, open_dir, proc_path, remove, set_meta_at, set_meta_fd, split
+from ..system.safefs import (
+    Dirs,
+    make_special,
+    open_dir,
+    proc_path,
+    pwrite_all,
+    remove,
+    set_meta_at,
+    set_meta_fd,
+    split,
+)
 from ..system.workers import run_pooled
 from ..windows import ntfs, streams
 from ..windows.streams import STORE_DIR, large
@@ -427,9 +437,7 @@ class StagedFile:
     def write(self, offset: int, data):
         self._progress(0, len(data))
         self._counted += len(data)
-        while data:
-            n = os.pwrite(self._fd, data, offset)
-            data, offset = data[n:], offset + n
+        pwrite_all(self._fd, data, offset)
 
     def close(self):
         try:

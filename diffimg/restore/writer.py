@@ -12,7 +12,7 @@ import xxhash
 
 from ..entry import Entry
 from ..scan.hashing import Problem
-from ..system.safefs import Dirs, open_regular, rename_noreplace, replace, set_meta_fd, split
+from ..system.safefs import Dirs, open_regular, pwrite_all, rename_noreplace, replace, set_meta_fd, split
 from ..windows import ntfs
 
 CHUNK = 1 << 20
@@ -248,9 +248,9 @@ def _copy(src: int, dst: int, sparse: bool, size: int):
                 for start in range(0, n, HOLE_UNIT):
                     piece = chunk[start:start + HOLE_UNIT]
                     if piece != _ZEROS[:len(piece)]:
-                        _write_all(dst, piece, offset + start)
+                        pwrite_all(dst, piece, offset + start)
             else:
-                _write_all(dst, chunk, offset)
+                pwrite_all(dst, chunk, offset)
             offset += n
     if sparse:
         os.ftruncate(dst, offset)
@@ -264,8 +264,3 @@ def _read(f, view) -> int:
         raise _ReadError(exc.errno, exc.strerror) from None
 
 
-def _write_all(fd: int, data, offset: int):
-    while data:
-        written = os.pwrite(fd, data, offset)
-        data = data[written:]
-        offset += written

@@ -109,6 +109,15 @@ def regular_files(root_fd: int, paths, subtrees: bool = True):
             os.close(parent)
 
 
+def pwrite_all(fd: int, data, offset: int):
+    """Write all of data at offset: a write to a filling disk may take only part of it (the
+    rest then fails with ENOSPC, never vanishes)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
 def fd_path(fd: int) -> bytes:
     """A path naming the very file (or folder) open at fd in this process."""
     return b"/proc/self/fd/%d" % fd
