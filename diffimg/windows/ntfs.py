@@ -14,6 +14,7 @@ security descriptor, utime the times, and the read-only attribute blocks writes 
 
 import ctypes
 import errno
+import operator
 import os
 import struct
 
@@ -170,10 +171,6 @@ def is_ntfs_name(name: bytes) -> bool:
     return name in NAMES
 
 
-def _not_held(name: bytes, ntfs_values: bool) -> bool:
-    return name.startswith(streams.REF) or (not ntfs_values and name in NAMES)
-
-
 LEFT_OUT = ("the image holds NTFS attributes (security descriptors, DOS attributes, creation "
             "times, short names, reparse data, streams over 64 KiB) that the target's filesystem "
             "cannot hold: they are left out (restore onto an NTFS partition given as itself, or "
@@ -206,12 +203,13 @@ def fitter(where, warn):
 
         def dropped(k):
             return k.startswith(streams.INLINE) and not streams.is_stream_name(k[len(streams.INLINE):])
+    elif is_ntfs(where):                 # (per xattr of every entry: called from C)
+        message, dropped = LEFT_OUT_STREAMS, operator.methodcaller("startswith", streams.REF)
     else:
-        ntfs_values = is_ntfs(where)
-        message = LEFT_OUT_STREAMS if ntfs_values else LEFT_OUT
+        message = LEFT_OUT
 
         def dropped(k):
-            return _not_held(k, ntfs_values)
+            return k.startswith(streams.REF) or k in NAMES
     warned = []
 
     def fit(e):
@@ -222,7 +220,7 @@ def fitter(where, warn):
                           "named streams as files (a partition given as itself) cannot hold; "
                           "mount it with ntfs-3g's default options and give that folder; nothing "
                           "was changed")
-        if e.xattrs and any(dropped(k) for k in e.xattrs):
+        if e.xattrs and any(map(dropped, e.xattrs)):
             e.xattrs = {k: v for k, v in e.xattrs.items() if not dropped(k)} or None
             if not warned:
                 warn(message)
