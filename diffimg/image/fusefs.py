@@ -29,7 +29,7 @@ from ..entry import FMT_OF_KIND, Kind
 from ..errors import show_path
 from ..system import runs
 from ..system.fsmeta import unescape_field
-from ..system.safefs import open_regular, split
+from ..system.safefs import open_regular, pwrite_all, split
 from .chain import index_chain, open_chain
 
 _TTL = 300.0          # the tree never changes: the kernel may keep what it was told
@@ -324,10 +324,8 @@ def _verified_copy(src: int, size: int, digest: bytes) -> int | None:
         while offset <= size and (chunk := os.pread(src, min(1 << 20, size + 1 - offset), offset)):
             hasher.update(chunk)
             if chunk.count(0) != len(chunk):          # zeros stay a hole in the copy
-                view = memoryview(chunk)
                 try:
-                    while view:
-                        view = view[os.pwrite(copy, view, offset + len(chunk) - len(view)):]
+                    pwrite_all(copy, chunk, offset)
                 except OSError as exc:
                     if exc.errno in _NO_ROOM:
                         os.close(copy)

@@ -16,6 +16,7 @@ import zstandard
 from ..entry import Entry, Kind
 from ..errors import OutputError, show_path
 from . import runs
+from .safefs import pwrite_all
 
 BATCH = 4096
 
@@ -48,10 +49,8 @@ class SpillList:
             plain = self._tail if self._encode is None else [self._encode(i) for i in self._tail]
             data = _compressor.compress(pickle.dumps(plain, pickle.HIGHEST_PROTOCOL))
             start = self._end
-            view = memoryview(data)
-            while view:
-                view = view[os.pwrite(self._file.fileno(), view, self._end):]
-                self._end = start + len(data) - len(view)
+            pwrite_all(self._file.fileno(), data, start)
+            self._end = start + len(data)
         except OSError as exc:       # before anything is written to a target: nothing changed
             raise OutputError(f"cannot keep the plan in {show_path(folder)} (TMPDIR): "
                               f"{exc.strerror}; nothing was changed") from None
