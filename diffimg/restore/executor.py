@@ -124,8 +124,8 @@ def stream_layers(p, layers, root_fd: int) -> dict:
                                            for _, _, digest in streams.large(e.xattrs)})
 
 
-def execute_on_layers(p, layers, target, root_fd, phase, on_progress, after_failure: str, warn=None,
-             unchanged=None):
+def execute_on_layers(p, layers, target, root_fd, phase, on_progress, after_failure: str,
+                      warn=None, unchanged=None):
     """Carry out plan p, mounting the layers whose content it copies, and only those. A failure
     once the target may have changed says what to do next (after_failure); one before (a layer
     that cannot be mounted, a web server failing while content is fetched) calls unchanged()."""
@@ -279,8 +279,8 @@ def _make_folders(dirs: Dirs, folders):
                 os.mkdir(name, 0o700, dir_fd=dirs.fd(parent))
 
 
-def _make_specials(dirs: Dirs, run: _RunNames, specials, on_ntfs: bool, short_names: "_ShortNames",
-                   no_replace: bool = False):
+def _make_specials(dirs: Dirs, run: _RunNames, specials, on_ntfs: bool,
+                   short_names: "_ShortNames", no_replace: bool = False):
     """Symlinks, devices, FIFOs and sockets: made under a temporary name with their metadata,
     then renamed into place (on NTFS, a junction from its reparse data: safefs.make_special)."""
     for e in specials:
@@ -480,8 +480,8 @@ def _jobs(p: Plan, run: _RunNames, layer_roots: dict, sources: dict, fetched: di
                   p.no_replace), w
 
 
-def _write_files(p: Plan, target: Root, run: _RunNames, layer_roots: dict, sources: dict, on_progress,
-                 short_names: "_ShortNames", fetched: dict):
+def _write_files(p: Plan, target: Root, run: _RunNames, layer_roots: dict, sources: dict,
+                 on_progress, short_names: "_ShortNames", fetched: dict):
     done = [0, 0]
 
     def check(w, written):

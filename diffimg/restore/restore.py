@@ -77,11 +77,11 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
                                command=command, host=host, yes=True)    # (--force says so)
     target = os.fsencode(target)
     phase = on_phase or (lambda phase, detail=None, total=None: None)
+    warn = on_warning or (lambda message: None)
     with locked_target(target) as root_fd:
         prestart_workers()          # while the target is checked
         phase(Phase.CHECKING_TARGET)
-        kept, patterns = _kept(root_fd, target, keep, on_warning or (lambda message: None),
-                               holds_ntfs(image))
+        kept, patterns = _kept(root_fd, target, keep, warn, holds_ntfs(image))
         delta = image.delta()
         mismatched = check_delta(image.entries(), delta)
         if mismatched:
@@ -96,7 +96,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
             state = None
         if state is not None:           # (the records as made: before they are fitted)
             _check_makes_manifest(root_fd, image, delta, diff)
-        fit = ntfs.fitter(root_fd, on_warning or (lambda message: None))
+        fit = ntfs.fitter(root_fd, warn)
         for c in changes:               # (the records' entries are changed in place)
             fit(c.before)
             fit(c.after)
@@ -108,7 +108,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
         p.stream_layers = stream_layers(p, [image], root_fd)
         if p.renewed:
             _keep_folder_times(root_fd, p, p.renewed)
-        _check_rights(target, p, dry_run, on_warning or (lambda message: None))
+        _check_rights(target, p, dry_run, warn)
         _check_room(root_fd, target, p, [image])
         if not dry_run:
             run = State(False, None, (state.chain if state else []) + [layer_record(image, host)],
@@ -117,8 +117,8 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
                 carried = _Carried(previous, fs) if state is not None else None
                 try:
                     undo = begin(root_fd, run)
-                    execute_on_layers(p, [image], target, root_fd, phase, on_progress, _FINISH_WITH_FORCE,
-                             on_warning, undo)
+                    execute_on_layers(p, [image], target, root_fd, phase, on_progress,
+                                      _FINISH_WITH_FORCE, warn, undo)
                     finish(root_fd, run, image, kept,
                            _applied_verifier(changes, checksum or proofs is not None, carried))
                 finally:
