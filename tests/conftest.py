@@ -54,6 +54,15 @@ def assert_one_line_error(proc, rc):
     return lines[0]
 
 
+def machine_at_base(tmp_path):
+    """A new folder tmp_path/target restored from the image tmp_path/base: a machine at the
+    base, for apply."""
+    target = tmp_path / "target"
+    target.mkdir()
+    run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
+    return target
+
+
 @pytest.fixture
 def www(tmp_path):
     """nginx serving tmp_path/www on a free loopback port (webserver.py), for the test."""

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, machine_at_base, run_cli
 from snapshot import assert_same_tree, snapshot
 from treebuild import build, change_everything
 
@@ -530,9 +530,7 @@ def test_a_move_apply_cannot_prove_is_hashed_and_refused(base_and_diff, tmp_path
 @pytest.mark.parametrize("damage", ["rows cut short", "a record's byte flipped", "deep JSON"])
 def test_a_damaged_state_is_a_warning_and_restore_still_works(rich_tree, tmp_path, damage):
     run_cli("create", rich_tree, tmp_path / "base", "--format", "dir", "-q", check_rc=0)
-    target = tmp_path / "target"
-    target.mkdir()
-    run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
+    target = machine_at_base(tmp_path)
     manifest = target / ".diffimg" / "manifest"
     data = bytearray(manifest.read_bytes())
     if damage == "rows cut short":

@@ -7,7 +7,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import run_cli
+from conftest import machine_at_base, run_cli
 
 
 def _ext4(path, size="32M"):
@@ -184,9 +184,7 @@ def test_a_diff_whose_records_leave_out_a_change_is_refused_by_apply_and_rebase(
     (tree / "a").write_text("a1")
     (tree / "b").write_text("b1")
     run_cli("create", "-q", "--format", "dir", tree, tmp_path / "base", check_rc=0)
-    target = tmp_path / "target"
-    target.mkdir()
-    run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
+    target = machine_at_base(tmp_path)
     host = tmp_path / "host"
     shutil.copytree(tree, host, symlinks=True)
     (tree / "a").write_text("a2")
@@ -636,9 +634,7 @@ def test_a_record_taking_content_from_a_parent_file_of_other_content_is_refused(
     (tree / "a").write_text("AAAA")
     (tree / "b").write_text("BBBB")
     run_cli("create", "-q", "--format", "dir", tree, tmp_path / "base", check_rc=0)
-    target = tmp_path / "target"
-    target.mkdir()
-    run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
+    target = machine_at_base(tmp_path)
     (tree / "c").write_text("AAAA")
     for name in "xyz":
         (tree / name).write_text(name * 100)

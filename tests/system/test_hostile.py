@@ -4,7 +4,7 @@ the target. Real images, the real CLI."""
 import os
 
 import pytest
-from conftest import run_cli
+from conftest import machine_at_base, run_cli
 from treebuild import build
 
 from diffimg.image.format import Image, append_metadata
@@ -42,14 +42,6 @@ def _restored(tmp_path, **kw):
     return run_cli("restore", tmp_path / "img", target, **kw), target
 
 
-def _machine_at_base(tmp_path):
-    """A new folder restored from tmp_path/base: a machine at the base, for apply."""
-    target = tmp_path / "target"
-    target.mkdir()
-    run_cli("restore", "-q", tmp_path / "base", target, check_rc=0)
-    return target
-
-
 def _victim(tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -77,7 +69,7 @@ def test_a_delta_link_record_must_link_to_its_source(tmp_path):
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
                                   {"path": b"a", "kind": "file", "data": b"secret"}])
     _base(tree, tmp_path)
-    target = _machine_at_base(tmp_path)
+    target = machine_at_base(tmp_path)
     os.link(os.path.join(tree, b"a"), os.path.join(tree, b"b"))
     _diff(tree, tmp_path)
     changes = Image(tmp_path / "d1").delta()
@@ -259,7 +251,7 @@ def test_apply_links_only_to_the_inode_the_record_shares(tmp_path):
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
                                   {"path": b"a", "kind": "file", "data": b"same"}])
     _base(tree, tmp_path)
-    target = _machine_at_base(tmp_path)
+    target = machine_at_base(tmp_path)
     (target / "x").write_bytes(b"same")           # a's content, not in the tree
     os.chmod(target / "x", 0o600)
     os.link(os.path.join(tree, b"a"), os.path.join(tree, b"b"))
@@ -489,7 +481,7 @@ def test_apply_refuses_a_delta_that_is_not_its_manifests_tree(tmp_path):
     tree = build(tmp_path / "t", [{"path": b"", "kind": "dir"},
                                   {"path": b"a", "kind": "file", "data": b"HELLO"}])
     _base(tree, tmp_path)
-    target = _machine_at_base(tmp_path)
+    target = machine_at_base(tmp_path)
     with open(os.path.join(tree, b"a"), "wb") as f:
         f.write(b"evil!")
     _diff(tree, tmp_path)
@@ -648,7 +640,7 @@ def test_apply_never_loses_untracked_files_below_a_folder_it_removes(tmp_path):
                                   {"path": b"old/sub/x", "kind": "file", "data": b"x"},
                                   {"path": b"keep", "kind": "file", "data": b"k"}])
     _base(tree, tmp_path)
-    target = _machine_at_base(tmp_path)
+    target = machine_at_base(tmp_path)
     import shutil
     shutil.rmtree(os.path.join(tree, b"old"))
     _diff(tree, tmp_path)
