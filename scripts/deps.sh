@@ -19,6 +19,9 @@ for cmd in "${!NEED[@]}"; do
 done
 # what pip needs to build pyfuse3 (diffimg mount): libfuse3's headers, found with pkg-config
 [ -e /usr/include/fuse3/fuse_lowlevel.h ] || missing+=(libfuse3-dev)
+# what pip needs to build the NTFS reader (diffimg/windows/_ntfsvol.c): libntfs-3g's and xxhash's headers
+[ -e /usr/include/ntfs-3g/volume.h ] || missing+=(ntfs-3g-dev)
+[ -e /usr/include/xxhash.h ] || missing+=(libxxhash-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -36,12 +39,13 @@ fi
 here=$(pwd -P)/diffimg
 # and its compiled part (diffimg/scan/_folder.c) built from the current source
 installed=$(cd / && "$PYTHON" -c "import os, diffimg, msgpack, xxhash, zstandard, click, pytest, hypothesis, pytest_benchmark, pyfuse3, libtorrent
-import diffimg.scan._folder as core
+import diffimg.scan._folder as core, diffimg.windows._ntfsvol as ntfsvol
 here = os.path.dirname(os.path.realpath(diffimg.__file__))
 assert os.path.getmtime(core.__file__) >= os.path.getmtime(os.path.join(here, 'scan', '_folder.c'))
+assert os.path.getmtime(ntfsvol.__file__) >= os.path.getmtime(os.path.join(here, 'windows', '_ntfsvol.c'))
 print(here)" 2>/dev/null || true)
 if [ "$installed" != "$here" ] || ! "$PYTHON" -m ruff --version >/dev/null 2>&1; then
   echo "deps: installing Python packages" >&2
   "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e '^WARNING: Running pip as' -e 'is ignored: it is neither' >&2 || true
-  "$PYTHON" -c "import diffimg.scan._folder, msgpack, xxhash, zstandard, click, pytest, pyfuse3, libtorrent"
+  "$PYTHON" -c "import diffimg.scan._folder, diffimg.windows._ntfsvol, msgpack, xxhash, zstandard, click, pytest, pyfuse3, libtorrent"
 fi

@@ -28,12 +28,13 @@ from ..image.format import ALIGN, ImageKind, append_metadata, container_tree
 from ..progress import Phase
 from ..scan import leftout
 from ..scan.hashing import Beneath, Problem, copy_batch, hash_batch, open_for_read
+from ..scan.ntfswalk import open_content
 from ..scan.scanner import scan
 from ..system import runs
 from ..system.fsmeta import source_info
 from ..system.interrupts import signals_held
 from ..system.osinfo import detect
-from ..system.partition import is_partition
+from ..system.partition import is_partition, ntfs_volume_of
 from ..system.safefs import DIR_FLAGS, private_to_us, remove, rename_noreplace
 from ..system.workers import run_pooled
 from ..target.keep import Matcher, chain_kept, find_kept, folds_case, linked_inodes
@@ -355,9 +356,14 @@ def _stream(tree, output, stored, on_progress=None) -> tuple[int, int]:
         fcntl.fcntl(pipe, _F_SETPIPE_SZ, _CHUNK)
     buffer = memoryview(bytearray(_CHUNK))
     counts = [0, 0]
+    # an NTFS partition given as itself: its content read through libntfs-3g (ntfswalk.py)
+    volume = ntfs_volume_of(tree) if tree else None
     try:
         for path, digest, size, *source in stored:
-            _send(pipe, buffer, tree, path, digest, size, *source)
+            if volume is not None and not (source and isinstance(source[0], Beneath)):
+                _send_from_volume(pipe, buffer, volume[1], tree, path, digest, size, *source)
+            else:
+                _send(pipe, buffer, tree, path, digest, size, *source)
             counts[0] += 1
             counts[1] += size
             if on_progress is not None:
@@ -382,10 +388,7 @@ def _send(pipe: int, buffer: memoryview, tree: bytes, path: bytes, digest: bytes
     read from the tree at source (a large stream's FILE:NAME), or at path."""
     where = source if isinstance(source, Beneath) else \
         os.path.join(tree, source if source is not None else path)
-    longest = max(len(name) for name in path.split(b"/")) if len(path) > 255 else 0
-    if longest > 255:       # ntfs-3g serves such names (255 UTF-16 units), squashfs holds none
-        raise ScanError(f"{show_path(str(where))}: a name of {longest} bytes, over the 255 a squashfs "
-                        "image (and Linux) can hold; not supported yet")
+    _check_names(path, where)
     try:
         fd = open_for_read(where)
     except OSError as exc:
@@ -398,21 +401,52 @@ def _send(pipe: int, buffer: memoryview, tree: bytes, path: bytes, digest: bytes
         os.close(fd)
         raise ScanError(f"{show_path(str(where))} is no longer a file; run the command again")
     with open(fd, "rb", buffering=0) as f:
-        _write_all(pipe, tarstream.file_header(path, size))
-        hasher, left = xxhash.xxh3_128(), size
-        while left:
-            try:
-                n = f.readinto(buffer[:min(left, _CHUNK)])
-            except OSError as exc:
-                raise ScanError(f"cannot read {show_path(str(where))}: {exc.strerror}") from None
-            if not n:
-                break                   # shorter than scanned: the digest check says so
-            hasher.update(buffer[:n])
-            _write_all(pipe, buffer[:n])
-            left -= n
-        if left or hasher.digest() != digest or f.read(1):
-            raise _changed(where)
-        _write_all(pipe, tarstream.padding(size))
+        _copy_hashed(pipe, buffer, f, where, path, digest, size)
+
+
+def _send_from_volume(pipe: int, buffer: memoryview, volume, tree: bytes, path: bytes,
+                      digest: bytes, size: int, source: bytes | None = None):
+    """_send, the content read from the volume (its mount is tree, which messages name)."""
+    rel = source if source is not None else path
+    where = os.path.join(tree, rel)
+    _check_names(path, where)
+    try:
+        reader = open_content(volume, rel)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise _changed(where) from None
+        raise ScanError(f"cannot read {show_path(where)}: {exc.strerror}") from None
+    try:
+        _copy_hashed(pipe, buffer, reader, where, path, digest, size)
+    finally:
+        reader.close()
+
+
+def _check_names(path: bytes, where):
+    longest = max(len(name) for name in path.split(b"/")) if len(path) > 255 else 0
+    if longest > 255:       # ntfs-3g serves such names (255 UTF-16 units), squashfs holds none
+        raise ScanError(f"{show_path(str(where))}: a name of {longest} bytes, over the 255 a squashfs "
+                        "image (and Linux) can hold; not supported yet")
+
+
+def _copy_hashed(pipe: int, buffer: memoryview, f, where, path: bytes, digest: bytes, size: int):
+    """Exactly size bytes of f (readinto) into the tar stream as path, which must have the
+    digest; else the error that where changed."""
+    _write_all(pipe, tarstream.file_header(path, size))
+    hasher, left = xxhash.xxh3_128(), size
+    while left:
+        try:
+            n = f.readinto(buffer[:min(left, _CHUNK)])
+        except OSError as exc:
+            raise ScanError(f"cannot read {show_path(str(where))}: {exc.strerror}") from None
+        if not n:
+            break                   # shorter than scanned: the digest check says so
+        hasher.update(buffer[:n])
+        _write_all(pipe, buffer[:n])
+        left -= n
+    if left or hasher.digest() != digest or f.readinto(buffer[:1]):
+        raise _changed(where)
+    _write_all(pipe, tarstream.padding(size))
 
 
 def _changed(where) -> Exception:

@@ -15,12 +15,14 @@ import stat
 from ..entry import Entry, Hint, Kind, entry_from_stat, path_key
 from ..errors import InputNotFound, ScanError, show_path
 from ..system.fsmeta import mount_points_below, read_xattrs
+from ..system.partition import ntfs_volume_of
 from ..system.safefs import DIR_FLAGS, fd_path, names_in, open_dir, proc_path, split
 from ..system.workers import WorkerPool
 from ..tree.manifest import STATE_DIR
 from ..windows import ntfs
 from . import leftout
 from .hashing import EMPTY_DIGEST, Hashed, Problem, hash_batch, hash_file, holes_at
+from .ntfswalk import walk_volume
 
 BATCH_FILES = 256           # small files go to the pool in batches: one task each costs too much
 BATCH_BYTES = 16 << 20
@@ -168,6 +170,14 @@ def scan(root, *, previous=None, checksum: bool = False, trust_mtime: bool = Fal
         excluded = lambda rel, name: rel in leave_out or (  # noqa: E731
             by_pattern is not None and by_pattern(rel, name))
     find_previous = _lookup(None if checksum else previous, trust_mtime)
+    volume = ntfs_volume_of(root) if ntfs_attributes else None
+    if volume is not None:      # an NTFS partition given as itself: read through libntfs-3g
+        yield from walk_volume(volume[1], root, find_previous=find_previous,
+                               excluded=excluded if excluded else None, left_out=leave_out,
+                               wanted_sizes=wanted_sizes, warn=warn, on_progress=on_progress)
+        if previous is not None and not checksum:
+            find_previous.drain()
+        return
     pool = WorkerPool(workers)
     try:
         walker = _Walker(root, root_st, excluded, find_previous, pool, warn, skip, on_progress,

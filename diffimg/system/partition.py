@@ -230,7 +230,8 @@ def tree_of(path, *, writable: bool, allow_unclean: bool = False):
             if not writable:
                 if hibernated:
                     raise UnsafeVolume(_HIBERNATED % show_path(path))
-                yield tree
+                with _read_by_library(tree, path):
+                    yield tree
                 return
         if hibernated:
             raise UnsafeVolume(_HIBERNATED % show_path(path))
@@ -241,6 +242,43 @@ def tree_of(path, *, writable: bool, allow_unclean: bool = False):
                                "finds Windows hibernated on it, or the disk is read-only): "
                                + _HIBERNATED_ADVICE)
         yield tree
+
+
+# a read-only ntfs-3g mount tree_of made -> [the partition it serves, its Volume or None]
+_NTFS_SOURCES: dict[bytes, list] = {}
+
+
+@contextlib.contextmanager
+def _read_by_library(tree: bytes, partition: bytes):
+    """While the block runs, ntfs_volume_of(tree) reads the partition through libntfs-3g."""
+    _NTFS_SOURCES[tree] = [partition, None]
+    try:
+        yield
+    finally:
+        volume = _NTFS_SOURCES.pop(tree)[1]
+        if volume is not None:
+            volume.close()
+
+
+def ntfs_volume_of(tree) -> tuple[bytes, object] | None:
+    """(partition, its volume opened read-only through libntfs-3g: windows/_ntfsvol.c) when
+    tree is the read-only mount of an NTFS partition given as itself, and the compiled reader
+    is built (and DIFFIMG_NTFS_FUSE unset): its entries and content are read through the
+    library rather than ntfs-3g's FUSE view. None otherwise."""
+    found = _NTFS_SOURCES.get(os.fsencode(tree)) if _NTFS_SOURCES else None
+    if found is None or os.environ.get("DIFFIMG_NTFS_FUSE"):
+        return None
+    if found[1] is None:
+        try:
+            from ..windows import _ntfsvol
+        except ImportError:
+            return None
+        try:
+            found[1] = _ntfsvol.Volume(found[0])
+        except OSError as exc:
+            raise ToolError(f"libntfs-3g cannot open {show_path(found[0])}: "
+                            f"{exc.strerror or exc}") from None
+    return found[0], found[1]
 
 
 _HIBERNATED_ADVICE = ("boot Windows and shut it down fully (Shift + Shut down, or powercfg /h "

@@ -1,0 +1,214 @@
+"""Walk an NTFS partition given as itself through libntfs-3g (windows/_ntfsvol.c), not through
+ntfs-3g's FUSE mount: the same Entries the scanner makes of that mount (ntfs.Volume.fit), in
+canonical order, with no round trip through the kernel per value.
+
+Each folder is listed by the library with every child's values read raw (times, DOS
+attributes, security descriptor, reparse data, short name, named streams); content is hashed
+in C as it is read. The entries are those ntfs-3g shows: the same kinds (an Interix FIFO,
+socket, device or symlink as what it is; a reparse point as a symlink), names (UTF-8),
+values and streams, so a tree ID does not depend on which reader read it. What the library
+sees better, the entries say: a file's holes (sparse), an mtime before 1970 to the 100 ns.
+
+A file's stat proof (statcache.py) is the same as through the mount: its MFT record number
+(ntfs-3g's inode number) and the MFT change time of $STANDARD_INFORMATION (its ctime).
+"""
+
+import os
+import struct
+from typing import NamedTuple
+
+from ..entry import Entry, Kind, path_key
+from ..errors import ScanError, show_path
+from ..tree.manifest import STATE_DIR
+from ..windows import ntfs, streams
+from .hashing import EMPTY_DIGEST
+
+_KINDS = {"d": Kind.DIR, "f": Kind.FILE, "l": Kind.SYMLINK, "p": Kind.FIFO, "s": Kind.SOCKET,
+          "c": Kind.CHAR, "b": Kind.BLOCK}
+_NTFS_EPOCH = 116444736000000000        # 1970-01-01 in NTFS units (100 ns since 1601)
+_TIME_LOW, _TIME_HIGH = -(1 << 63), (1 << 63) - 1
+_CHUNK = 1 << 20
+
+
+def ns_of(ntfs_time: int) -> int:
+    """An NTFS time (100 ns units since 1601) in ns since 1970, exact, before 1970 too."""
+    return (ntfs_time - _NTFS_EPOCH) * 100
+
+
+class _Stat(NamedTuple):
+    """What a quick-check hint is compared with (scanner._lookup)."""
+    st_size: int
+    st_mtime_ns: int
+    st_ino: int
+    st_ctime_ns: int
+
+
+def read_all(volume, mft_no: int, stream) -> bytes:
+    """The whole of a (small) $DATA attribute."""
+    reader = volume.read(mft_no, stream)
+    try:
+        buffer = bytearray(reader.size)
+        view, done = memoryview(buffer), 0
+        while done < len(buffer):
+            n = reader.readinto(view[done:])
+            if not n:
+                break
+            done += n
+        return bytes(buffer[:done])
+    finally:
+        reader.close()
+
+
+def walk_volume(volume, root: bytes, *, find_previous, excluded, left_out, wanted_sizes, warn,
+                on_progress=None):
+    """Yield the Entries of the volume in canonical order (the scanner's contract, scan()):
+    root is its mount, which messages name (the caller shows it as the partition given);
+    find_previous(path key, stat) gives a quick-check hint's (digest, sparse, proved)."""
+    fit = ntfs.Volume(ntfs.NAMES).fit
+    leaders: dict[int, Entry] = {}          # mft_no -> the first member of a hardlink group
+    counts = [0, 0]
+
+    def shown(rel):
+        return show_path(root + b"/" + rel if rel else root)
+
+    def listing(mft_no, rel):
+        try:
+            children, bad_names = volume.listdir(mft_no)
+        except OSError as exc:
+            name = getattr(exc, "ntfs_name", None)
+            where = shown(rel + b"/" + name if rel and name else name or rel)
+            raise ScanError(f"cannot read {where}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise ScanError(f"cannot read {shown(rel)}: {exc}") from None
+        if bad_names:
+            warn(f"{shown(rel)}: {bad_names} names that are no valid UTF-16 (ntfs-3g hides them "
+                 "too) are left out")
+        children.sort()
+        return children
+
+    def finished(entry):
+        counts[0] += 1
+        if entry.size:
+            counts[1] += entry.size
+        if on_progress is not None and counts[0] % 512 == 0:
+            on_progress(*counts)
+        return entry
+
+    def entry_of(rel, item) -> Entry | None:
+        (_name, mft_no, kind_code, links, size, mtime, ctime, crtime, attrib, acl, reparse, dos,
+         named, extra) = item
+        kind = _KINDS[kind_code]
+        entry = Entry(rel, kind, 0, 0, 0, _fit_time(ns_of(mtime), rel, shown, warn))
+        entry.ino, entry.ctime_ns, entry.nlink = mft_no, ns_of(ctime), links
+        if kind is not Kind.DIR and links > 1:
+            leader = leaders.get(mft_no)
+            if leader is not None:          # a later link: the group's values and content
+                entry.link = leader.path
+                entry.xattrs, entry.target = leader.xattrs, leader.target
+                entry.digest, entry.sparse = leader.digest, leader.sparse
+                entry.size, entry.mtime_ns = leader.size, leader.mtime_ns
+                entry.mode, entry.uid, entry.gid = leader.mode, leader.uid, leader.gid
+                entry.rdev, entry.ctime_ns = leader.rdev, leader.ctime_ns
+                return entry
+            leaders[mft_no] = entry
+        xattrs = {ntfs.ATTRIB: struct.pack(">I", attrib), ntfs.CRTIME: struct.pack(">q", crtime)}
+        if acl is not None:
+            xattrs[ntfs.ACL] = acl
+        if reparse is not None:
+            xattrs[ntfs.REPARSE] = reparse
+        if dos is not None and rel:
+            xattrs[ntfs.DOS_NAME] = dos
+        if named and (kind is Kind.FILE or kind is Kind.DIR):
+            _read_streams(volume, mft_no, named, xattrs, rel, shown)
+        entry.xattrs = dict(sorted(xattrs.items()))
+        if kind is Kind.SYMLINK:
+            entry.target = extra if reparse is None else ntfs.reparse_target(reparse)
+        elif kind is Kind.CHAR or kind is Kind.BLOCK:
+            entry.rdev = extra
+        elif kind is Kind.FILE:
+            entry.size = size
+            if size == 0:
+                entry.digest, entry.sparse = EMPTY_DIGEST, False
+            else:
+                known = find_previous(path_key(rel), _Stat(size, entry.mtime_ns, mft_no,
+                                                           entry.ctime_ns))
+                if known is not None and known[2]:
+                    entry.digest, entry.sparse = known[0], known[1]
+                elif wanted_sizes is not None and size not in wanted_sizes:
+                    pass                    # content of no use: left unread (scan())
+                else:
+                    _hash_into(volume, entry, mft_no, shown)
+        fit(entry)
+        return entry
+
+    try:
+        root_item = volume.stat_root()
+    except OSError as exc:
+        raise ScanError(f"cannot read {shown(b'')}: {exc.strerror or exc}") from None
+    yield finished(entry_of(b"", root_item))
+    stack = [(b"", iter(listing(root_item[1], b"")))]
+    while stack:
+        rel_dir, children = stack[-1]
+        item = next(children, None)
+        if item is None:
+            stack.pop()
+            continue
+        name = item[0]
+        if not rel_dir and name == STATE_DIR:
+            continue
+        rel = rel_dir + b"/" + name if rel_dir else name
+        if (excluded is not None and excluded(rel, name)) or rel in left_out:
+            continue
+        entry = entry_of(rel, item)
+        yield finished(entry)
+        if entry.kind is Kind.DIR:
+            stack.append((rel, iter(listing(item[1], rel))))
+    if on_progress is not None:
+        on_progress(*counts)
+
+
+def _hash_into(volume, entry, mft_no, shown):
+    try:
+        size, digest, holes = volume.hash(mft_no, None)
+    except OSError as exc:
+        raise ScanError(f"cannot read {shown(entry.path)}: {exc.strerror or exc}") from None
+    entry.size, entry.digest, entry.sparse = size, digest, holes
+
+
+def _read_streams(volume, mft_no, named, xattrs, rel, shown):
+    """The named streams as a manifest holds them (streams.py): the bytes of a small one, the
+    size and digest of a larger one."""
+    for name, size in named:
+        if not streams.is_stream_name(name):
+            raise ScanError(f"{shown(rel)}: a named stream diffimg refuses to read "
+                            f"({show_path(name)!r}: not a name Windows gives a stream)")
+        try:
+            if size <= streams.INLINE_MAX:
+                xattrs[streams.INLINE + name] = read_all(volume, mft_no, name)
+            else:
+                size, digest, _ = volume.hash(mft_no, name)
+                xattrs[streams.REF + name] = streams.reference(size, digest)
+        except OSError as exc:
+            raise ScanError(f"{shown(rel)}: cannot read its stream {show_path(name)!r}: "
+                            f"{exc.strerror or exc}") from None
+
+
+def _fit_time(mtime_ns: int, rel, shown, warn) -> int:
+    """An mtime a manifest cannot hold (int64 ns: 1677 to 2262; NTFS goes to 30828) is
+    recorded as the nearest it can, with a warning (as the scanner does)."""
+    if _TIME_LOW <= mtime_ns <= _TIME_HIGH:
+        return mtime_ns
+    fitted = min(max(mtime_ns, _TIME_LOW), _TIME_HIGH)
+    warn(f"{shown(rel)}: modification time out of the manifest's range, recorded as {fitted} ns")
+    return fitted
+
+
+def open_content(volume, path: bytes):
+    """A reader (readinto, close) of the content at path in the volume: a file's, or a named
+    stream's where path is FILE:NAME (streams.stored_items). OSError when it is not there."""
+    folder, _, name = path.rpartition(b"/")
+    stream = None
+    if b":" in name:
+        name, _, stream = name.partition(b":")
+    mft_no = volume.lookup(os.path.join(b"/", folder, name) if folder else b"/" + name)
+    return volume.read(mft_no, stream)
