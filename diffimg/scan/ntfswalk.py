@@ -13,6 +13,7 @@ A file's stat proof (statcache.py) is the same as through the mount: its MFT rec
 (ntfs-3g's inode number) and the MFT change time of $STANDARD_INFORMATION (its ctime).
 """
 
+import errno
 import os
 import struct
 from typing import NamedTuple
@@ -47,6 +48,8 @@ def read_all(volume, mft_no: int, stream) -> bytes:
     """The whole of a (small) $DATA attribute."""
     reader = volume.read(mft_no, stream)
     try:
+        if reader.size > streams.INLINE_MAX:
+            raise OSError(errno.EAGAIN, "it grew while it was read")
         buffer = bytearray(reader.size)
         view, done = memoryview(buffer), 0
         while done < len(buffer):
@@ -146,6 +149,7 @@ def walk_volume(volume, root: bytes, *, find_previous, excluded, left_out, wante
     except OSError as exc:
         raise ScanError(f"cannot read {shown(b'')}: {exc.strerror or exc}") from None
     yield finished(entry_of(b"", root_item))
+    folders = {root_item[1]: b""}          # mft_no -> path of each folder walked
     stack = [(b"", iter(listing(root_item[1], b"")))]
     while stack:
         rel_dir, children = stack[-1]
@@ -162,6 +166,10 @@ def walk_volume(volume, root: bytes, *, find_previous, excluded, left_out, wante
         entry = entry_of(rel, item)
         yield finished(entry)
         if entry.kind is Kind.DIR:
+            if item[1] in folders:      # NTFS has no folder links: a damaged or crafted index
+                raise ScanError(f"{shown(rel)}: the same folder as {shown(folders[item[1]])} "
+                                "(the volume's folders form a loop: it is damaged; run chkdsk on it)")
+            folders[item[1]] = rel
             stack.append((rel, iter(listing(item[1], rel))))
     if on_progress is not None:
         on_progress(*counts)

@@ -42,7 +42,8 @@
 #include <xxhash.h>
 
 #define CHUNK (1 << 20)
-#define MAX_REPARSE (16 * 1024 + 8)
+#define MAX_REPARSE (16 * 1024 + 8)     /* NTFS's limit on reparse data, and its header */
+#define MAX_DESCRIPTOR (1 << 20)         /* far above any real security descriptor */
 #define INTX_MAX (sizeof(INTX_FILE_TYPES) + sizeof(ntfschar) * 4096)
 
 typedef struct {
@@ -196,8 +197,10 @@ static PyObject *value_or_none(int n, const char *buffer)
     return PyBytes_FromStringAndSize(buffer, n);
 }
 
-/* A value read by get(ni, buffer, size), growing the buffer as the library asks. */
-static PyObject *read_value(ntfs_inode *ni, int (*get)(ntfs_inode *, char *, size_t), size_t first)
+/* A value read by get(ni, buffer, size), growing the buffer as the library asks, up to limit
+ * bytes (EFBIG past it: a crafted volume may claim any size). */
+static PyObject *read_value(ntfs_inode *ni, int (*get)(ntfs_inode *, char *, size_t), size_t first,
+                            size_t limit)
 {
     size_t size = first;
     for (int attempt = 0; attempt < 3; attempt++) {
@@ -206,6 +209,11 @@ static PyObject *read_value(ntfs_inode *ni, int (*get)(ntfs_inode *, char *, siz
             return PyErr_NoMemory();
         errno = 0;
         int n = get(ni, buffer, size);
+        if (n > (int)limit) {
+            free(buffer);
+            errno = EFBIG;
+            return NULL;
+        }
         if (n > (int)size) {
             free(buffer);
             size = (size_t)n;
@@ -236,6 +244,11 @@ static PyObject *descriptor_of(ntfs_inode *ni)
             return PyErr_NoMemory();
         errno = 0;
         int n = ntfs_get_ntfs_acl(&scx, ni, buffer, size);
+        if (n > MAX_DESCRIPTOR) {
+            free(buffer);
+            errno = EFBIG;
+            return NULL;
+        }
         if (n > (int)size) {
             free(buffer);
             size = (size_t)n;
@@ -403,7 +416,7 @@ static PyObject *entry_of(ntfs_volume *vol, ntfs_inode *dir_ni, PyObject *name, 
         goto done;
     if (ni->flags & FILE_ATTR_REPARSE_POINT) {
         kind = 'l';
-        if ((reparse = read_value(ni, get_reparse, MAX_REPARSE)) == NULL)
+        if ((reparse = read_value(ni, get_reparse, MAX_REPARSE, MAX_REPARSE)) == NULL)
             goto done;
     } else if (ni->mrec->flags & MFT_RECORD_IS_DIRECTORY) {
         kind = 'd';
