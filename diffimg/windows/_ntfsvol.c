@@ -402,9 +402,13 @@ static int get_reparse(ntfs_inode *ni, char *value, size_t size)
 static PyObject *entry_of(ntfs_volume *vol, ntfs_inode *dir_ni, PyObject *name, u64 mft_no,
                           int name_type)
 {
+    errno = 0;
     ntfs_inode *ni = ntfs_inode_open(vol, (MFT_REF)mft_no);
-    if (ni == NULL)
-        return NULL;
+    if (ni == NULL) {
+        if (!errno)
+            errno = EIO;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
     PyObject *acl = NULL, *reparse = NULL, *dos = NULL, *streams = NULL, *extra = NULL;
     PyObject *result = NULL;
     char kind;

@@ -1,0 +1,137 @@
+"""An NTFS partition given as itself is read through libntfs-3g (windows/_ntfsvol.c,
+scan/ntfswalk.py), not through ntfs-3g's FUSE view: real mkntfs volumes in files, filled
+through ntfs-3g, then scanned, imaged, restored and compared both ways."""
+
+import os
+import subprocess
+
+import pytest
+from conftest import assert_one_line_error, run_cli
+from ntfsbuild import new_ntfs, windows_mounted, windows_tree
+
+from diffimg.entry import Kind
+from diffimg.image.format import Image
+from diffimg.tree.manifest import read_entries
+
+OLD_NS = -1234567800           # 1930-ish, to the 100 ns: ntfs-3g's stat shows -1 s
+
+
+def _through_fuse():
+    return {**os.environ, "DIFFIMG_NTFS_FUSE": "1"}
+
+
+def _filled_volume(tmp_path):
+    """A volume holding every kind ntfs-3g shows and every value diffimg records."""
+    volume = new_ntfs(tmp_path / "v.ntfs", 64)
+    mount = tmp_path / "m"
+    mount.mkdir()
+    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
+    try:
+        windows_tree(mount)
+        os.mkfifo(mount / "fifo")
+        os.mknod(mount / "null", 0o600 | 0o020000, os.makedev(1, 3))
+        os.symlink("/an/absolute/target", mount / "abslink")
+        (mount / "empty").write_bytes(b"")
+        (mount / "folder with stream").mkdir()
+        os.setxattr(mount / "folder with stream", "user.zone", b"zone")
+        (mount / "old").write_bytes(b"from before 1970")
+        os.utime(mount / "old", ns=(0, OLD_NS))
+        for i in range(300):                     # a folder whose index is not resident
+            (mount / "Windows" / f"f{i:03}.dll").write_bytes(b"MZ%d" % i)
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    with windows_mounted(volume, mount), open(str(mount / "big") + ":large", "wb") as f:
+        f.write(os.urandom(200_000))                            # a stream over 64 KiB
+    return volume
+
+
+@pytest.mark.root
+def test_the_library_reads_what_the_mount_shows_and_times_before_1970_exactly(tmp_path):
+    volume = _filled_volume(tmp_path)
+    run_cli("scan", volume, "-q", "-o", tmp_path / "lib.dimf", check_rc=0)
+    run_cli("scan", volume, "-q", "-o", tmp_path / "fuse.dimf", check_rc=0, env=_through_fuse())
+    library = list(read_entries(tmp_path / "lib.dimf"))
+    mounted = list(read_entries(tmp_path / "fuse.dimf"))
+    old = [e for e in library if e.path == b"old"][0]
+    assert old.mtime_ns == OLD_NS                        # ntfs-3g's view says -1 s
+    assert [e for e in mounted if e.path == b"old"][0].mtime_ns == -1_000_000_000
+    old.mtime_ns = -1_000_000_000
+    assert library == mounted
+    kinds = {e.kind for e in library}
+    assert kinds == {Kind.DIR, Kind.FILE, Kind.SYMLINK, Kind.FIFO, Kind.CHAR}
+    assert any(e.link for e in library) and any(e.xattrs and b"diffimg.stream.large" in e.xattrs
+                                               for e in library)
+
+
+@pytest.mark.root
+def test_an_image_read_through_the_library_restores_exactly_and_its_diff_holds_the_change(tmp_path):
+    volume = _filled_volume(tmp_path)
+    run_cli("create", volume, tmp_path / "base.img", "-q", check_rc=0)
+    run_cli("verify", tmp_path / "base.img", check_rc=0)
+    target = new_ntfs(tmp_path / "t.ntfs", 64)
+    run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
+    run_cli("compare", target, tmp_path / "base.img", check_rc=0)
+    run_cli("compare", volume, target, check_rc=0)
+    assert b"unchanged since" in run_cli("status", target, check_rc=0).stdout
+    mount = tmp_path / "m"
+    subprocess.run(["ntfs-3g", str(target), str(mount)], check=True)
+    try:
+        (mount / "Windows" / "f007.dll").write_bytes(b"MZ patched")
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    assert b"unchanged since" not in run_cli("status", target).stdout
+    run_cli("diff", target, tmp_path / "base.img", "-o", tmp_path / "d1.img", "-q", check_rc=0)
+    diff = Image(tmp_path / "d1.img")
+    # (the folders above it: ntfs-3g gives them a new mtime as it writes)
+    assert [c.path for c in diff.delta() if c.path != b"" and c.path != b"Windows"] == \
+        [b"Windows/f007.dll"]
+    assert diff.info["stored_files"] == 1
+    run_cli("apply", tmp_path / "d1.img", volume, check_rc=0)
+    run_cli("compare", volume, target, check_rc=0)
+
+
+@pytest.mark.root
+def test_holes_of_a_sparse_file_stay_holes_so_the_volume_still_fits(tmp_path):
+    """A 1 GiB sparse file on a 64 MiB volume: ntfs-3g's view cannot say where its holes are
+    (no SEEK_HOLE), and a restore of it written whole would not fit."""
+    volume = new_ntfs(tmp_path / "v.ntfs", 64)
+    mount = tmp_path / "m"
+    mount.mkdir()
+    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
+    try:
+        with open(mount / "huge", "wb") as f:
+            f.truncate(1 << 30)
+            f.seek(5 << 20)
+            f.write(b"x" * 100_000)
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    run_cli("create", volume, tmp_path / "base.img", "-q", check_rc=0)
+    huge = [e for e in Image(tmp_path / "base.img").entries() if e.path == b"huge"][0]
+    assert huge.sparse and huge.size == 1 << 30
+    target = new_ntfs(tmp_path / "t.ntfs", 64)
+    run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
+    run_cli("compare", target, tmp_path / "base.img", check_rc=0)
+
+
+@pytest.mark.root
+def test_a_damaged_folder_record_is_one_line_naming_the_folder_as_given(tmp_path):
+    volume = new_ntfs(tmp_path / "v.ntfs", 32)
+    mount = tmp_path / "m"
+    mount.mkdir()
+    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
+    try:
+        os.makedirs(mount / "Data" / "inner")
+        (mount / "Data" / "inner" / "a").write_bytes(b"a")
+        record = os.lstat(mount / "Data" / "inner").st_ino      # ntfs-3g's: the MFT record number
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    with open(volume, "r+b") as f:          # the folder's MFT record loses its magic
+        boot = f.read(512)
+        mft = int.from_bytes(boot[48:56], "little") * int.from_bytes(boot[11:13], "little") * boot[13]
+        f.seek(mft + record * 1024)
+        assert f.read(4) == b"FILE"
+        f.seek(mft + record * 1024)
+        f.write(b"BAAD")
+    for env in (None, _through_fuse()):
+        line = assert_one_line_error(run_cli("scan", volume, "-o", tmp_path / "m.dimf", env=env), 6)
+        assert f"{volume}:/Data/inner" in line, line
