@@ -10,8 +10,10 @@ then, side by side, warm cache:
 - restore onto a fresh volume: `diffimg restore base.img FRESH` (mounted with ntfs-3g) against
   `wimapply base.wim 1 FRESH` (libntfs-3g), both followed by sync;
 - compare: `diffimg compare base.img MOUNT` against `rsync -aHAXn --delete MOUNT/ RESTORED/`;
-- the cost of the NTFS attributes: a scan of the mounted volume asking for them (as diffimg
-  does) against the same scan without them, per entry.
+- scan and create through libntfs-3g (the default for a partition given as itself) against the
+  same through ntfs-3g's mount (DIFFIMG_NTFS_FUSE=1);
+- status of the restored volume, and diff of a copy with 1% of its files changed, against
+  `wimcapture CHANGED delta.wim --update-of=base.wim:1 --delta-from=base.wim`.
 Run as root; needs ntfs-3g and wimtools. Prints a table and writes --json if asked.
 """
 
@@ -74,27 +76,20 @@ def ensure_source(w, entries, total):
     return volume
 
 
-def scan_cost(point, repeat):
-    """Seconds of a scan of the mounted volume with and without the NTFS attributes asked."""
-    code = f"""
-import sys, time
-from diffimg import ntfs, scanner
-if sys.argv[1] == "without":
-    ntfs.Volume.of = classmethod(lambda cls, where, mount_point: cls())
-started = time.perf_counter()
-n = sum(1 for _ in scanner.scan({point!r}, checksum=False, previous=None, windows_files=True))
-print(n, time.perf_counter() - started)
-"""
-    out = {}
-    for how in ("with", "without"):
-        best = None
-        for _ in range(repeat):
-            done = subprocess.run([PY, "-c", code, how], capture_output=True, text=True, check=True,
-                                  env=dict(os.environ, PYTHONPATH=os.path.dirname(HERE)))
-            n, seconds = done.stdout.split()
-            best = min(best or float(seconds), float(seconds))
-        out[how] = (int(n), best)
-    return out
+def change_one_percent(volume, point):
+    """Rewrite every 100th file of the volume (mounted with ntfs-3g for it): a 1% change."""
+    mount(volume, point)
+    try:
+        count = 0
+        for folder, _, files in os.walk(point):
+            for name in sorted(files):
+                count += 1
+                if count % 100 == 0:
+                    with open(os.path.join(folder, name), "ab") as f:
+                        f.write(b"changed %d" % count)
+        return count // 100
+    finally:
+        umount(point)
 
 
 def main(argv=None):
@@ -122,28 +117,52 @@ def main(argv=None):
             if os.path.exists(p):
                 os.remove(p)
 
+    changed = os.path.join(w, "changed.ntfs")
+    fuse = ["env", "DIFFIMG_NTFS_FUSE=1"]
+    delta_wim = os.path.join(w, "delta.wim")
     rows = [
         # key, label, prepare, command
-        ("create", "diffimg create VOLUME", lambda: remove(base_img),
+        ("scan", "diffimg scan VOLUME (libntfs-3g)", None,
+         ours + ["scan", source, "-q", "-o", os.path.join(w, "scan.dimf")]),
+        ("scan_fuse", "diffimg scan VOLUME through ntfs-3g's mount", None,
+         fuse + ours + ["scan", source, "-q", "-o", os.path.join(w, "scan.dimf")]),
+        ("create", "diffimg create VOLUME (libntfs-3g)", lambda: remove(base_img),
          ours + ["create", source, base_img, "-q"]),
+        ("create_fuse", "diffimg create VOLUME through ntfs-3g's mount", lambda: remove(base_img),
+         fuse + ours + ["create", source, base_img, "-q"]),
         ("wimcapture", "wimcapture VOLUME (NTFS mode)", lambda: remove(base_wim),
          ["wimcapture", source, base_wim, "--config=/dev/null"]),
         ("restore", "diffimg restore onto a fresh volume (+ sync)", lambda: new_volume(fresh, size),
          synced(ours + ["restore", base_img, fresh, "-q"])),
         ("wimapply", "wimapply onto a fresh volume (+ sync)", lambda: new_volume(fresh, size),
          synced(["wimapply", base_wim, "1", fresh])),
+        ("status", "diffimg status RESTORED (libntfs-3g)", None, ours + ["status", fresh]),
+        ("diff", "diffimg diff CHANGED base.img (1% changed)",
+         lambda: remove(os.path.join(w, "d1.img")),
+         ours + ["diff", changed, base_img, "-o", os.path.join(w, "d1.img"), "-q"]),
+        ("wimdelta", "wimcapture CHANGED --update-of --delta-from (1% changed)",
+         lambda: remove(delta_wim),
+         ["wimcapture", changed, delta_wim, "--config=/dev/null", f"--update-of={base_wim}:1",
+          f"--delta-from={base_wim}"]),
     ]
     results = {}
     for key, label, prepare, cmd in rows:
+        if key == "diff":
+            log("changing 1% of the files of a copy ...")
+            subprocess.run(["cp", "--sparse=always", source, changed], check=True)
+            results["changed_files"] = change_one_percent(changed, point)
         best = None
         for _ in range(args.repeat):
-            prepare()
+            if prepare is not None:
+                prepare()
             log(f"run {key} ...")
             r = run(cmd)
             if r["rc"] != 0:
                 sys.exit(f"{label} failed: {r['error']}")
-            best = min(best or r["seconds"], r["seconds"])
-        results[key] = {"label": label, "seconds": best, "command": " ".join(map(str, cmd))}
+            if best is None or r["seconds"] < best[0]:
+                best = (r["seconds"], r.get("rss_kib"))
+        results[key] = {"label": label, "seconds": best[0], "peak_rss_kib": best[1],
+                        "command": " ".join(map(str, cmd))}
     # compare: our image against the mounted source, rsync between the source and a restore
     new_volume(fresh, size)
     subprocess.run(ours + ["restore", base_img, fresh, "-q"], check=True)
@@ -163,26 +182,26 @@ def main(argv=None):
                     sys.exit(f"{label} failed: {r['error']}")
                 best = min(best or r["seconds"], r["seconds"])
             results[key] = {"label": label, "seconds": best, "command": " ".join(map(str, cmd))}
-        cost = scan_cost(point, args.repeat)
     finally:
         umount(point)
         umount(restored)
-    n = cost["with"][0]
-    per_entry_us = (cost["with"][1] - cost["without"][1]) / n * 1e6
     print(f"NTFS volume: {args.entries:,} entries written by gentree.py, {args.bytes / 1e6:.0f} MB; "
-          f"best of {args.repeat}, warm cache\n")
+          f"best of {args.repeat}, warm cache; {results.pop('changed_files')} files changed for the "
+          "diff\n")
     print("| work | diffimg | peer | ratio |\n|---|---|---|---|")
-    for ours_key, peer_key in (("create", "wimcapture"), ("restore", "wimapply"),
+    for ours_key, peer_key in (("scan", "scan_fuse"), ("create", "wimcapture"),
+                               ("create_fuse", "wimcapture"), ("restore", "wimapply"),
+                               ("status", "wimdelta"), ("diff", "wimdelta"),
                                ("compare", "rsync_n")):
         a, b = results[ours_key], results[peer_key]
         print(f"| {a['label']} | {a['seconds']:.2f} s | {b['label']} {b['seconds']:.2f} s | "
               f"{a['seconds'] / b['seconds']:.2f}x |")
-    print(f"\nScan of the mounted volume ({n:,} entries): {cost['with'][1]:.2f} s asking for the "
-          f"NTFS attributes, {cost['without'][1]:.2f} s without: {per_entry_us:.0f} us per entry.")
+    print("\nPeak memory: " + ", ".join(f"{k} {v['peak_rss_kib'] / 1024:.0f} MiB"
+                                        for k, v in results.items() if v.get("peak_rss_kib")))
     print("\nCommands:\n" + "\n".join(f"- {r['label']}: `{r['command']}`" for r in results.values()))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"results": results, "scan_cost": cost}, f, indent=2)
+            json.dump({"results": results}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -156,11 +156,11 @@ def _execute_plan(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_ph
     remote.ContentReader (a layer on a web server: what the writes need of it is fetched first,
     into this run's fetch folder in the target). on_progress(files, bytes) is called as files
     are fetched and written; on_warning(message) for a short name that cannot be given
-    (_ShortNames)."""
+    (_GivenOnce)."""
     phase = on_phase or (lambda phase, detail=None, total=None: None)
     dirs = Dirs(root_fd)
     run = _RunNames()
-    short_names = _ShortNames()
+    given_once = _GivenOnce()
     try:
         # content from a web server is fetched before anything of the target changes: a server
         # that fails (stops honouring ranges, goes away) leaves the target as it was. Only when
@@ -190,11 +190,11 @@ def _execute_plan(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_ph
         phase(Phase.MAKING_FOLDERS)
         _make_folders(dirs, p.dirs)
         phase(Phase.MAKING_SPECIALS)
-        _make_specials(dirs, run, p.specials, ntfs.is_ntfs(root_fd), short_names, p.no_replace)
+        _make_specials(dirs, run, p.specials, ntfs.is_ntfs(root_fd), given_once, p.no_replace)
         sources = {digest: layer_roots[n] for digest, n in p.stream_layers.items()}
         counts = p.counts()
         phase(Phase.WRITING_FILES, total=(counts["files_written"], counts["bytes_written"]))
-        _write_files(p, Root.of(root_fd), run, layer_roots, sources, on_progress, short_names,
+        _write_files(p, Root.of(root_fd), run, layer_roots, sources, on_progress, given_once,
                      fetched)
         phase(Phase.LINKING)
         for e in p.links:
@@ -203,10 +203,10 @@ def _execute_plan(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_ph
         for e in p.metas:
             parent, name = split(e.path)
             set_meta_at(dirs.fd(parent), name, e, sources)
-            short_names.add(e)
+            given_once.add(e)
         for e in p.dir_metas:
-            short_names.add(e)
-        short_names.give(dirs, on_warning or (lambda message: None))   # (a folder's mtime moves)
+            given_once.add(e)
+        given_once.give(dirs, on_warning or (lambda message: None))   # (a folder's mtime moves)
         if p.rescues:
             remove(root_fd, run.rescue_dir)
         if fetched:
@@ -231,42 +231,50 @@ def _execute_plan(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_ph
             os.close(run.fetch_fd)
 
 
-class _ShortNames:
-    """The NTFS short names of the entries this run made or changed, given once they all have
-    their final names (ntfs-3g drops a short name with a temporary name), by this process: first
-    each of them lets go of a short name it has that is not its own, then each gets its own, so
-    two entries that swapped theirs get them back. A short name held by anything else (a kept
-    path, what Windows makes again, a mount) is never taken from it: that entry is left
+class _GivenOnce:
+    """The NTFS values a volume lets one entry hold each (ntfs.GIVEN_ONCE: a short name in its
+    folder, an object ID in the volume) of the entries this run made or changed, given once
+    they all have their final names (ntfs-3g drops a short name with a temporary name), by this
+    process: first each of them lets go of a value it has that is not its own, then each gets
+    its own, so two entries that swapped theirs get them back. A value held by anything else (a
+    kept path, what Windows makes again, a mount) is never taken from it: that entry is left
     without one, with a warning."""
 
+    _WHAT = {ntfs.DOS_NAME: "short name", ntfs.OBJECT_ID: "object ID"}
+
     def __init__(self):
-        self._wanted = []           # (path, short name, or None for none)
+        self._wanted = []           # (path, name, value, or None for none)
 
     def add(self, e):
         """An entry this run made or changed: with NTFS values (from an NTFS image, onto NTFS)
-        it must end with exactly the short name it has in the image, or none."""
-        if e.path and e.xattrs and e.link is None and (ntfs.ATTRIB in e.xattrs
-                                                        or ntfs.ACL in e.xattrs):
-            self._wanted.append((e.path, e.xattrs.get(ntfs.DOS_NAME)))
+        it must end with exactly the values it has in the image, or none."""
+        if e.xattrs and e.link is None and (ntfs.ATTRIB in e.xattrs or ntfs.ACL in e.xattrs):
+            for name in ntfs.GIVEN_ONCE:
+                if e.path or name != ntfs.DOS_NAME:       # (the root has no short name)
+                    self._wanted.append((e.path, name, e.xattrs.get(name)))
 
     def give(self, dirs: Dirs, warn):
-        for path, name in self._wanted:
-            ntfs.let_go_of_short_name(self._where(dirs, path), name)
-        for path, name in self._wanted:
-            if name is None:
+        for path, name, value in self._wanted:
+            ntfs.let_go_of(self._where(dirs, path), name, value)
+        for path, name, value in self._wanted:
+            if value is None:
                 continue
             try:
-                ntfs.set_short_name(self._where(dirs, path), name)
+                ntfs.give(self._where(dirs, path), name, value)
             except OSError as exc:
                 if exc.errno not in (errno.EEXIST, errno.EMLINK):
                     raise
-                held = "another entry of its folder has it" if exc.errno == errno.EEXIST \
+                held = ("another entry of its folder has it" if name == ntfs.DOS_NAME else
+                        "another entry of the volume has it") if exc.errno == errno.EEXIST \
                     else "it has other links"
-                warn(f"{show_path(path)}: left without its short name {show_path(name)}: {held}")
+                shown = show_path(value) if name == ntfs.DOS_NAME else value[:16].hex()
+                warn(f"{show_path(path)}: left without its {self._WHAT[name]} {shown}: {held}")
         self._wanted = []
 
     @staticmethod
     def _where(dirs: Dirs, path: bytes) -> bytes:
+        if not path:
+            return proc_path(dirs.fd(b""), b".")
         parent, name = split(path)
         return proc_path(dirs.fd(parent), name)
 
@@ -280,7 +288,7 @@ def _make_folders(dirs: Dirs, folders):
 
 
 def _make_specials(dirs: Dirs, run: _RunNames, specials, on_ntfs: bool,
-                   short_names: "_ShortNames", no_replace: bool = False):
+                   given_once: "_GivenOnce", no_replace: bool = False):
     """Symlinks, devices, FIFOs and sockets: made under a temporary name with their metadata,
     then renamed into place (on NTFS, a junction from its reparse data: safefs.make_special)."""
     for e in specials:
@@ -290,7 +298,7 @@ def _make_specials(dirs: Dirs, run: _RunNames, specials, on_ntfs: bool,
         make_special(dir_fd, tmp, e, on_ntfs)
         set_meta_at(dir_fd, tmp, e)
         place(dir_fd, tmp, name, no_replace)
-        short_names.add(e)
+        given_once.add(e)
 
 
 def _rescue(root_fd: int, dirs: Dirs, run: _RunNames, rescues: dict):
@@ -481,7 +489,7 @@ def _jobs(p: Plan, run: _RunNames, layer_roots: dict, sources: dict, fetched: di
 
 
 def _write_files(p: Plan, target: Root, run: _RunNames, layer_roots: dict, sources: dict,
-                 on_progress, short_names: "_ShortNames", fetched: dict):
+                 on_progress, given_once: "_GivenOnce", fetched: dict):
     done = [0, 0]
 
     def check(w, written):
@@ -490,7 +498,7 @@ def _write_files(p: Plan, target: Root, run: _RunNames, layer_roots: dict, sourc
             done[1] += w.entry.size
             if on_progress is not None:
                 on_progress(*done)
-            short_names.add(w.entry)
+            given_once.add(w.entry)
             return
         raise _write_failure(w, written)
 

@@ -98,8 +98,8 @@ def walk_volume(volume, root: bytes, *, find_previous, excluded, left_out, wante
         return entry
 
     def entry_of(rel, item) -> Entry | None:
-        (_name, mft_no, kind_code, links, size, mtime, ctime, crtime, attrib, acl, reparse, dos,
-         named, extra) = item
+        (_name, mft_no, kind_code, links, size, mtime, ctime, crtime, attrib, acl, reparse,
+         object_id, ea, dos, named, extra) = item
         kind = _KINDS[kind_code]
         entry = Entry(rel, kind, 0, 0, 0, _fit_time(ns_of(mtime), rel, shown, warn))
         entry.ino, entry.ctime_ns, entry.nlink = mft_no, ns_of(ctime), links
@@ -119,6 +119,10 @@ def walk_volume(volume, root: bytes, *, find_previous, excluded, left_out, wante
             xattrs[ntfs.ACL] = acl
         if reparse is not None:
             xattrs[ntfs.REPARSE] = reparse
+        if object_id is not None:
+            xattrs[ntfs.OBJECT_ID] = object_id
+        if ea is not None:
+            xattrs[ntfs.EA] = ea
         if dos is not None and rel:
             xattrs[ntfs.DOS_NAME] = dos
         if named and (kind is Kind.FILE or kind is Kind.DIR):

@@ -2,11 +2,12 @@
  * the reader diffimg uses for a partition given as itself (windows/volume.py).
  *
  * Volume(path) opens the volume read-only. Its methods:
- *   listdir(mft_no) -> [(name, mft_no, kind, nlink, size, mtime, ctime, crtime, attrib, acl,
- *                        reparse, dos_name, streams, extra)]
+ *   listdir(mft_no) -> ([(name, mft_no, kind, nlink, size, mtime, ctime, crtime, attrib, acl,
+ *                        reparse, object_id, ea, dos_name, streams, extra)], bad names)
  *       the folder's entries in index order, each inode's values read raw: times in NTFS
  *       units (100 ns since 1601), attrib as ntfs-3g gives system.ntfs_attrib, acl the
- *       self-relative security descriptor, reparse the reparse data or None, dos_name the
+ *       self-relative security descriptor, reparse the reparse data, object_id the object ID
+ *       (16 or 64 bytes), ea the raw $EA attribute (each None when absent), dos_name the
  *       8.3 short name of that link or None, streams [(name, size)] of the named $DATA
  *       attributes. kind is what ntfs-3g's FUSE view shows (its getattr): 'd' folder, 'l' a
  *       reparse point or an Interix symlink (extra: its target, or None for a reparse point),
@@ -29,9 +30,11 @@
 #include <ntfs-3g/types.h>
 #include <ntfs-3g/attrib.h>
 #include <ntfs-3g/dir.h>
+#include <ntfs-3g/ea.h>
 #include <ntfs-3g/index.h>
 #include <ntfs-3g/inode.h>
 #include <ntfs-3g/layout.h>
+#include <ntfs-3g/object_id.h>
 #include <ntfs-3g/reparse.h>
 #include <ntfs-3g/runlist.h>
 #include <ntfs-3g/security.h>
@@ -44,6 +47,7 @@
 #define CHUNK (1 << 20)
 #define MAX_REPARSE (16 * 1024 + 8)     /* NTFS's limit on reparse data, and its header */
 #define MAX_DESCRIPTOR (1 << 20)         /* far above any real security descriptor */
+#define MAX_EA (1 << 16)                 /* NTFS's limit on a file's extended attributes */
 #define INTX_MAX (sizeof(INTX_FILE_TYPES) + sizeof(ntfschar) * 4096)
 
 typedef struct {
@@ -398,6 +402,16 @@ static int get_reparse(ntfs_inode *ni, char *value, size_t size)
     return ntfs_get_ntfs_reparse_data(ni, value, size);
 }
 
+static int get_object_id(ntfs_inode *ni, char *value, size_t size)
+{
+    return ntfs_get_ntfs_object_id(ni, value, size);
+}
+
+static int get_ea(ntfs_inode *ni, char *value, size_t size)
+{
+    return ntfs_get_ntfs_ea(ni, value, size);
+}
+
 /* The tuple listdir gives for the link named name (UTF-8) to mft_no in dir_ni. */
 static PyObject *entry_of(ntfs_volume *vol, ntfs_inode *dir_ni, PyObject *name, u64 mft_no,
                           int name_type)
@@ -410,6 +424,7 @@ static PyObject *entry_of(ntfs_volume *vol, ntfs_inode *dir_ni, PyObject *name, 
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     PyObject *acl = NULL, *reparse = NULL, *dos = NULL, *streams = NULL, *extra = NULL;
+    PyObject *object_id = NULL, *ea = NULL;
     PyObject *result = NULL;
     char kind;
     u32 attrib = 0;
@@ -432,6 +447,10 @@ static PyObject *entry_of(ntfs_volume *vol, ntfs_inode *dir_ni, PyObject *name, 
         Py_INCREF(reparse);
     }
     if ((acl = descriptor_of(ni)) == NULL)
+        goto done;
+    if ((object_id = read_value(ni, get_object_id, 64, 64)) == NULL)
+        goto done;
+    if ((ea = read_value(ni, get_ea, 4096, MAX_EA)) == NULL)
         goto done;
     /* the short name of this link, asked of ntfs-3g only where the folder lists one; ntfs-3g
      * gives none to an inode with other links (EMLINK), nor does diffimg yet */
@@ -456,17 +475,19 @@ static PyObject *entry_of(ntfs_volume *vol, ntfs_inode *dir_ni, PyObject *name, 
         extra = Py_None;
         Py_INCREF(extra);
     }
-    result = Py_BuildValue("(OKCiLLLLkOOOOO)", name, (unsigned long long)mft_no, kind, links,
+    result = Py_BuildValue("(OKCiLLLLkOOOOOOO)", name, (unsigned long long)mft_no, kind, links,
                            (long long)(kind == 'd' ? 0 : ni->data_size),
                            (long long)sle64_to_cpu(ni->last_data_change_time),
                            (long long)sle64_to_cpu(ni->last_mft_change_time),
                            (long long)sle64_to_cpu(ni->creation_time), (unsigned long)attrib,
-                           acl, reparse, dos, streams, extra);
+                           acl, reparse, object_id, ea, dos, streams, extra);
 done:
     if (result == NULL && !PyErr_Occurred())
         PyErr_SetFromErrno(PyExc_OSError);
     Py_XDECREF(acl);
     Py_XDECREF(reparse);
+    Py_XDECREF(object_id);
+    Py_XDECREF(ea);
     Py_XDECREF(dos);
     Py_XDECREF(streams);
     Py_XDECREF(extra);

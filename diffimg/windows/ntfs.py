@@ -27,11 +27,17 @@ ATTRIB = b"system.ntfs_attrib_be"            # DOS attributes, 32 bits big-endia
 CRTIME = b"system.ntfs_crtime_be"            # creation time, NTFS units big-endian
 DOS_NAME = b"system.ntfs_dos_name"           # the 8.3 short name, when it has one
 REPARSE = b"system.ntfs_reparse_data"        # reparse data, raw (a junction keeps C:\...)
+OBJECT_ID = b"system.ntfs_object_id"         # the object ID (16 bytes), and its birth IDs (64)
+EA = b"system.ntfs_ea"                       # extended attributes: the $EA attribute, raw
 
-NAMES = (ACL, ATTRIB, CRTIME, DOS_NAME, REPARSE)
+NAMES = (ACL, ATTRIB, CRTIME, DOS_NAME, REPARSE, OBJECT_ID, EA)
 # the reparse data comes first: it is set when the entry is made (make_reparse_point); the
-# short name is set apart, once the entry has its own name (set_short_name)
-SET_ORDER = (REPARSE, ACL, CRTIME, ATTRIB)
+# short name and the object ID are set apart, once every entry has its own (give_once), as
+# another entry may hold them until then
+SET_ORDER = (REPARSE, EA, ACL, CRTIME, ATTRIB)
+# what an entry without it in its record must not keep either (the others every NTFS entry has,
+# or are given apart)
+REMOVED_WHEN_ABSENT = (EA,)
 
 FILE_ATTRIBUTE_DIRECTORY = 0x10
 # the POSIX modes an NTFS entry is recorded with, by kind (Volume.fit); others: 0o644
@@ -172,7 +178,8 @@ def is_ntfs_name(name: bytes) -> bool:
 
 
 LEFT_OUT = ("the image holds NTFS attributes (security descriptors, DOS attributes, creation "
-            "times, short names, reparse data, streams over 64 KiB) that the target's filesystem "
+            "times, short names, reparse data, object IDs, extended attributes, streams over "
+            "64 KiB) that the target's filesystem "
             "cannot hold: they are left out (restore onto an NTFS partition given as itself, or "
             "mounted with ntfs-3g -o streams_interface=windows, to keep them)")
 LEFT_OUT_STREAMS = ("the image holds named streams over 64 KiB, which ntfs-3g serves only with "
@@ -251,12 +258,16 @@ def is_directory(xattrs: dict) -> bool:
 
 def set_in_order(target, xattrs: dict | None, follow: bool = True):
     """Set the NTFS xattrs among xattrs on target (an fd or a path), in SET_ORDER; the reparse
-    data only when the entry does not have it already (it is set when the entry is made)."""
+    data only when the entry does not have it already (it is set when the entry is made). An
+    NTFS entry (one with DOS attributes) loses what REMOVED_WHEN_ABSENT names and it lacks."""
     if not xattrs:
         return
     for name in SET_ORDER:
         value = xattrs.get(name)
         if value is None:
+            if name in REMOVED_WHEN_ABSENT and ATTRIB in xattrs and \
+                    _current(target, name, follow) is not None:
+                os.removexattr(target, name, follow_symlinks=follow)
             continue
         if name == REPARSE and _current(target, name, follow) == value:
             continue
@@ -314,7 +325,32 @@ def value_problem(name: bytes, value: bytes, kind) -> str | None:
             return "NTFS junction or symlink data whose names lie outside it"
     elif name == ACL and not _valid_descriptor(value):
         return "malformed NTFS security descriptor"
+    elif name == OBJECT_ID:
+        if len(value) not in (16, 64):
+            return "an NTFS object ID is not 16 or 64 bytes"
+    elif name == EA and not _valid_eas(value):
+        return "malformed NTFS extended attributes"
     return None
+
+
+def _valid_eas(value: bytes) -> bool:
+    """Whether value is a list of extended attributes ntfs-3g takes (its own checks): each
+    entry (next offset 4, flags 1, name length 1, value length 2, name, NUL, value) aligned
+    on 4 bytes, a name of at least a byte, ending where the next begins; at most 64 KiB."""
+    if not 0 < len(value) <= 65536:
+        return False
+    at = 0
+    while at < len(value):
+        if at + 8 > len(value):
+            return False
+        following, _flags, name_length, value_length = struct.unpack_from("<IBBH", value, at)
+        end = at + 8 + name_length + 1 + value_length
+        nxt = at + following
+        if not (at < nxt <= len(value) and nxt % 4 == 0 and name_length
+                and nxt - 3 <= end <= nxt and value[at + 8 + name_length] == 0):
+            return False
+        at = nxt
+    return True
 
 
 def symlink_attributes_fit(value: bytes, reparse: bool) -> bool:
@@ -384,19 +420,26 @@ def _valid_acl(sd: bytes, at: int) -> bool:
     return True
 
 
-def set_short_name(path: bytes, wanted: bytes):
-    """Give the entry at path (not followed) the DOS short name wanted (a name belongs to a
-    link, not to the inode). OSError EEXIST when another entry of the folder has it."""
-    if _current(path, DOS_NAME, False) != wanted:
-        os.setxattr(path, DOS_NAME, wanted, follow_symlinks=False)
+# the values of which a volume lets one entry hold each (a short name in its folder, an object
+# ID in the volume): given once every entry this run changes has let go of the one it must not
+# keep (let_go_of, give)
+GIVEN_ONCE = (DOS_NAME, OBJECT_ID)
 
 
-def let_go_of_short_name(path: bytes, wanted: bytes | None):
-    """Remove the short name of the entry at path (not followed) if it has one other than
+def give(path: bytes, name: bytes, wanted: bytes):
+    """Give the entry at path (not followed) the value wanted of name (GIVEN_ONCE). OSError
+    EEXIST when another entry holds it (of the folder, for a short name, which belongs to a
+    link, not to the inode; of the volume, for an object ID)."""
+    if _current(path, name, False) != wanted:
+        os.setxattr(path, name, wanted, follow_symlinks=False)
+
+
+def let_go_of(path: bytes, name: bytes, wanted: bytes | None):
+    """Remove the value of name of the entry at path (not followed) if it has one other than
     wanted (None: any), so that another entry may take it."""
-    current = _current(path, DOS_NAME, False)
+    current = _current(path, name, False)
     if current is not None and current != wanted:
-        os.removexattr(path, DOS_NAME, follow_symlinks=False)
+        os.removexattr(path, name, follow_symlinks=False)
 
 
 def make_reparse_point(dir_fd: int, name: bytes, xattrs: dict):

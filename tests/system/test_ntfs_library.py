@@ -3,6 +3,7 @@ scan/ntfswalk.py), not through ntfs-3g's FUSE view: real mkntfs volumes in files
 through ntfs-3g, then scanned, imaged, restored and compared both ways."""
 
 import os
+import struct
 import subprocess
 
 import pytest
@@ -12,6 +13,7 @@ from ntfsbuild import new_ntfs, windows_mounted, windows_tree
 from diffimg.entry import Kind
 from diffimg.image.format import Image
 from diffimg.tree.manifest import read_entries
+from diffimg.windows import ntfs
 
 OLD_NS = -1234567800           # 1930-ish, to the 100 ns: ntfs-3g's stat shows -1 s
 
@@ -135,3 +137,58 @@ def test_a_damaged_folder_record_is_one_line_naming_the_folder_as_given(tmp_path
     for env in (None, _through_fuse()):
         line = assert_one_line_error(run_cli("scan", volume, "-o", tmp_path / "m.dimf", env=env), 6)
         assert f"{volume}:/Data/inner" in line, line
+
+
+def _ea(name: bytes, value: bytes) -> bytes:
+    """One extended attribute as NTFS's $EA holds it (WSL's $LXUID and the like)."""
+    body = struct.pack("<BBH", 0, len(name), len(value)) + name + b"\0" + value
+    size = (4 + len(body) + 3) & ~3
+    return struct.pack("<I", size) + body + b"\0" * (size - 4 - len(body))
+
+
+@pytest.mark.root
+def test_object_ids_and_extended_attributes_are_kept_swapped_and_taken_away(tmp_path):
+    volume = new_ntfs(tmp_path / "v.ntfs", 32)
+    mount = tmp_path / "m"
+    mount.mkdir()
+    ids = bytes(range(16)) + bytes(48), bytes(range(16, 32)) + bytes(48)
+    uid = _ea(b"$LXUID", b"\xe8\x03\0\0")
+    eas = uid + _ea(b"$LXGID", b"\xe8\x03\0\0")
+
+    def change(how):
+        subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
+        try:
+            how()
+        finally:
+            subprocess.run(["umount", str(mount)], check=True)
+
+    def fill():
+        for name in ("a", "b"):
+            (mount / name).write_bytes(name.encode())
+        os.setxattr(mount / "a", ntfs.EA, eas)
+        os.setxattr(mount / "a", ntfs.OBJECT_ID, ids[0])
+        os.setxattr(mount / "b", ntfs.OBJECT_ID, ids[1])
+    change(fill)
+    run_cli("create", volume, tmp_path / "base.img", "-q", check_rc=0)
+    a = [e for e in Image(tmp_path / "base.img").entries() if e.path == b"a"][0]
+    assert a.xattrs[ntfs.EA] == eas and a.xattrs[ntfs.OBJECT_ID] == ids[0]
+    target = new_ntfs(tmp_path / "t.ntfs", 32)
+    run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
+    run_cli("compare", target, tmp_path / "base.img", check_rc=0)
+
+    def swap():                          # one volume holds each object ID once
+        os.removexattr(mount / "a", ntfs.OBJECT_ID)
+        os.setxattr(mount / "b", ntfs.OBJECT_ID, ids[0])
+        os.setxattr(mount / "a", ntfs.OBJECT_ID, ids[1])
+        os.removexattr(mount / "a", ntfs.EA)
+        os.setxattr(mount / "b", ntfs.EA, uid)
+    change(swap)
+    run_cli("diff", volume, tmp_path / "base.img", "-o", tmp_path / "d1.img", "-q", check_rc=0)
+    assert {c.path for c in Image(tmp_path / "d1.img").delta()} >= {b"a", b"b"}
+    run_cli("apply", "-q", tmp_path / "d1.img", target, check_rc=0)
+    run_cli("compare", target, volume, check_rc=0)
+    for name, mine in (("a", {ntfs.OBJECT_ID: ids[1]}), ("b", {ntfs.OBJECT_ID: ids[0],
+                                                             ntfs.EA: uid})):
+        got = [e for e in Image(tmp_path / "d1.img").entries() if e.path == name.encode()][0]
+        assert {k: got.xattrs.get(k) for k in (ntfs.OBJECT_ID, ntfs.EA)} == \
+            {ntfs.OBJECT_ID: mine[ntfs.OBJECT_ID], ntfs.EA: mine.get(ntfs.EA)}
