@@ -132,10 +132,11 @@ def main(argv=None):
          fuse + ours + ["create", source, base_img, "-q"]),
         ("wimcapture", "wimcapture VOLUME (NTFS mode)", lambda: remove(base_wim),
          ["wimcapture", source, base_wim, "--config=/dev/null"]),
-        ("restore", "diffimg restore onto a fresh volume (+ sync)", lambda: new_volume(fresh, size),
-         synced(ours + ["restore", base_img, fresh, "-q"])),
         ("wimapply", "wimapply onto a fresh volume (+ sync)", lambda: new_volume(fresh, size),
          synced(["wimapply", base_wim, "1", fresh])),
+        ("restore", "diffimg restore onto a fresh volume (+ sync)", lambda: new_volume(fresh, size),
+         synced(ours + ["restore", base_img, fresh, "-q"])),
+        # (right after the restore: fresh holds what diffimg restored)
         ("status", "diffimg status RESTORED (libntfs-3g)", None, ours + ["status", fresh]),
         ("diff", "diffimg diff CHANGED base.img (1% changed)",
          lambda: remove(os.path.join(w, "d1.img")),

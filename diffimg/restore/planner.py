@@ -87,11 +87,13 @@ class Plan:
             self.stream_layers.values())
 
 
-def plan_restore(target_entries, final_entries, index, kept=None) -> Plan:
+def plan_restore(target_entries, final_entries, index, kept=None, holes_seen: bool = True) -> Plan:
     """The plan that makes the target (a scan of it) equal to the final entries; index: where
     the chain stores each content (a ChainIndex, or any mapping of digest to chain.Stored). kept
     (keep.Kept): target paths left as they are, which the scan left out; the folders holding
     them stay even where the chain lacks them (Refused where the chain has another kind there).
+    holes_seen False: the target's scan cannot see a file's holes (ntfs-3g's mount has no
+    SEEK_HOLE), so a file of the right content is not written again for its holes.
     The plan's long lists are SpillLists: its memory does not grow with the tree."""
     p = Plan(dirs=spill.entries(), specials=spill.entries(), links=spill.entries(),
              metas=spill.entries())
@@ -99,7 +101,7 @@ def plan_restore(target_entries, final_entries, index, kept=None) -> Plan:
     going: set[bytes] = set()             # target paths removed (with subtrees) or overwritten
     final_dirs: dict[bytes, Entry] = {}   # every folder of the final tree
     writes = spill.entries()              # the final files to write, sources not yet known
-    classify = _PlanClassifier(p, going, writes)
+    classify = _PlanClassifier(p, going, writes, holes_seen)
     stays = kept.holds if kept else None
     # every target file can give its content, also one below a folder that is removed
     for t, f in merge_join_pruned(_noting_files(target_entries, target_files), final_entries,
@@ -168,8 +170,9 @@ def _shared(t: Entry) -> bool:
 class _PlanClassifier:
     """Sorts each (target entry, final entry) pair into the plan's lists."""
 
-    def __init__(self, p: Plan, going: set[bytes], writes: SpillList):
+    def __init__(self, p: Plan, going: set[bytes], writes: SpillList, holes_seen: bool = True):
         self.p = p
+        self.holes_seen = holes_seen
         self.going = going
         self.writes = writes                 # final files to write (plan_restore: no sources)
         # final paths whose inode will be new, where the target's has other links: only there
@@ -198,7 +201,8 @@ class _PlanClassifier:
         elif f.kind is Kind.FILE:
             same = same_meta(t, f)
             if t.digest == f.digest and t.size == f.size and t.link is None \
-                    and bool(t.sparse) == bool(f.sparse) and (same or not _shared(t)):
+                    and (bool(t.sparse) == bool(f.sparse) or not self.holes_seen) \
+                    and (same or not _shared(t)):
                 self._count(same, p.metas, f)
             else:
                 self._write(f)              # (a shared inode gets its new metadata on a copy)
