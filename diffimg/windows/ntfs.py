@@ -14,6 +14,7 @@ security descriptor, utime the times, and the read-only attribute blocks writes 
 
 import ctypes
 import errno
+import functools
 import operator
 import os
 import struct
@@ -376,6 +377,7 @@ def _names_fit(data: bytes, tag: int) -> bool:
     return sub_at + sub_len <= room and print_at + print_len <= room and sub_len > 0
 
 
+@functools.lru_cache(maxsize=4096)     # a volume has a few hundred distinct descriptors
 def _valid_descriptor(sd: bytes) -> bool:
     """A self-relative security descriptor with an owner, a group and a DACL, each lying
     within it and well formed, and nothing after them (what ntfs-3g checks before it takes
