@@ -316,12 +316,13 @@ def value_problem(name: bytes, value: bytes, kind) -> str | None:
         if not is_short_name(value):
             return "not a valid 8.3 short name"
     elif name == REPARSE:
-        if not 8 <= len(value) <= 8 + _MAX_REPARSE or \
-                struct.unpack_from("<H", value, 4)[0] != len(value) - 8:
+        # (as ntfs-3g checks it: the tag, a length that agrees, and for a tag not Microsoft's
+        # the GUID of its owner after the header)
+        tag = struct.unpack_from("<I", value)[0] if len(value) >= 8 else 0
+        header = 8 if tag & 0x80000000 else 24
+        if not tag or not header <= len(value) <= 8 + _MAX_REPARSE or \
+                struct.unpack_from("<H", value, 4)[0] != len(value) - header:
             return "malformed NTFS reparse data"
-        tag = struct.unpack_from("<I", value)[0]
-        if not tag & 0x80000000:        # a Microsoft tag: ntfs-3g takes no other
-            return "NTFS reparse data of an unknown tag"
         if tag in (_JUNCTION, _SYMLINK) and not _names_fit(value, tag):
             return "NTFS junction or symlink data whose names lie outside it"
     elif name == ACL and not _valid_descriptor(value):
@@ -379,22 +380,23 @@ def _names_fit(data: bytes, tag: int) -> bool:
 
 @functools.lru_cache(maxsize=4096)     # a volume has a few hundred distinct descriptors
 def _valid_descriptor(sd: bytes) -> bool:
-    """A self-relative security descriptor with an owner, a group and a DACL, each lying
-    within it and well formed, and nothing after them (what ntfs-3g checks before it takes
-    one)."""
+    """A self-relative security descriptor as ntfs-3g takes one (its ntfs_valid_descr): revision
+    1, an owner and a group, a DACL and a SACL each present or not (a NULL or missing DACL is
+    Windows' "everyone may"), offsets aligned on 4 bytes, each part well formed and lying within
+    it, and nothing after them."""
     if len(sd) < 20 or sd[0] != 1:
         return False
     control, owner, group, sacl, dacl = struct.unpack_from("<HIIII", sd, 2)
-    if not control & 0x8000 or not control & 0x0004 or not (owner and group and dacl):
-        return False                               # self-relative, a DACL present, not NULL
+    if not (owner and group) or (owner | group | sacl | dacl) & 3:
+        return False
     ends = []
     for at in (owner, group):
         if not _valid_sid(sd, at):
             return False
         ends.append(at + 8 + 4 * sd[at + 1])
-    for at, present in ((sacl, control & 0x0010), (dacl, True)):
-        if present and at:
-            if not _valid_acl(sd, at):
+    for at, present in ((sacl, control & 0x0010), (dacl, control & 0x0004)):
+        if at:
+            if not present or not _valid_acl(sd, at):
                 return False
             ends.append(at + struct.unpack_from("<H", sd, at + 2)[0])
     return max(ends) == len(sd)

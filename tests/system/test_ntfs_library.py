@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 from conftest import assert_one_line_error, run_cli
-from ntfsbuild import new_ntfs, windows_mounted, windows_tree
+from ntfsbuild import ADMINS, SYSTEM, new_ntfs, windows_mounted, windows_tree
 
 from diffimg.entry import Kind
 from diffimg.image.format import Image
@@ -195,3 +195,35 @@ def test_object_ids_and_extended_attributes_are_kept_swapped_and_taken_away(tmp_
         got = [e for e in Image(tmp_path / "d1.img").entries() if e.path == name.encode()][0]
         assert {k: got.xattrs.get(k) for k in (ntfs.OBJECT_ID, ntfs.EA)} == \
             {ntfs.OBJECT_ID: mine[ntfs.OBJECT_ID], ntfs.EA: mine.get(ntfs.EA)}
+
+
+@pytest.mark.root
+def test_null_and_missing_dacls_and_a_third_party_reparse_tag_are_imaged_and_restored(tmp_path):
+    """What ntfs-3g and Windows accept, an image holds: a NULL DACL (everyone may), no DACL,
+    and a reparse point of a tag that is not Microsoft's (with its owner's GUID); each once made
+    the whole volume refused."""
+    volume = new_ntfs(tmp_path / "v.ntfs", 32)
+    mount = tmp_path / "m"
+    mount.mkdir()
+
+    def no_dacl(control):
+        head = struct.pack("<BBHIIII", 1, 0, control, 20, 20 + len(SYSTEM), 0, 0)
+        return head + SYSTEM + ADMINS
+    third_party = struct.pack("<IHH", 0x00001234, 4, 0) + bytes(range(16)) + b"data"
+    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
+    try:
+        for name in ("null dacl", "no dacl", "tagged"):
+            (mount / name).write_bytes(b"")
+        os.setxattr(mount / "null dacl", ntfs.ACL, no_dacl(0x8004))
+        os.setxattr(mount / "no dacl", ntfs.ACL, no_dacl(0x8000))
+        os.setxattr(mount / "tagged", ntfs.REPARSE, third_party)
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    run_cli("create", volume, tmp_path / "base.img", "-q", check_rc=0)
+    held = {e.path: e for e in Image(tmp_path / "base.img").entries()}
+    assert held[b"null dacl"].xattrs[ntfs.ACL] == no_dacl(0x8004)
+    assert held[b"no dacl"].xattrs[ntfs.ACL] == no_dacl(0x8000)
+    assert held[b"tagged"].xattrs[ntfs.REPARSE] == third_party
+    target = new_ntfs(tmp_path / "t.ntfs", 32)
+    run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
+    run_cli("compare", target, volume, check_rc=0)
