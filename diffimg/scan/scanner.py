@@ -381,6 +381,8 @@ class _Walker:
         entry.target = target
         if self.asked:
             self.volume.fit(entry)
+            if entry.mtime_ns < 0:
+                entry.mtime_ns = ntfs.exact_mtime(path, entry.mtime_ns)
         if inode is not None:
             self.hardlinks[inode] = entry
         if kind is Kind.FILE:
@@ -519,6 +521,8 @@ class _Walker:
         entry.ino, entry.ctime_ns = content.ino, content.ctime_ns
         if self.asked:
             self.volume.fit(entry)
+            if entry.mtime_ns < 0:
+                entry.mtime_ns = ntfs.exact_mtime(self.abs_path(entry.path), entry.mtime_ns)
         if not _TIME_LOW <= entry.mtime_ns <= _TIME_HIGH:
             self.fit_time(entry, warn=not listed_fitted)
         return entry

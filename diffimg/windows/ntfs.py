@@ -64,6 +64,23 @@ def get_xattr(target, name: bytes, follow: bool = False) -> bytes:
     return buffer.raw[:n]
 
 
+TIMES = b"system.ntfs_times_be"              # creation, last write, access, change: 4 x 8 bytes
+_NTFS_EPOCH = 116444736000000000             # 1970-01-01 in NTFS units (100 ns since 1601)
+
+
+def exact_mtime(path, shown: int) -> int:
+    """The last write time of the entry at path (not followed) to the 100 ns, read raw, for an
+    mtime before 1970, which ntfs-3g's stat shows rounded to the second (towards 1970); shown
+    when it cannot be read. Asked only for such times: one more round trip through FUSE."""
+    try:
+        value = get_xattr(path, TIMES)
+    except OSError:
+        return shown
+    if len(value) < 16:
+        return shown
+    return (struct.unpack_from(">q", value, 8)[0] - _NTFS_EPOCH) * 100
+
+
 def is_ntfs(path) -> bool:
     """Whether path is on a volume that ntfs-3g serves (it answers for system.ntfs_attrib_be)."""
     try:
