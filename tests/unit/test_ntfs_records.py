@@ -122,3 +122,42 @@ def test_attributes_ntfs_3g_would_show_otherwise_are_refused():
                              (Kind.SYMLINK, 0x410, {"target": b"y"})):
         with pytest.raises(ValueError):
             from_record(entry(kind, bits, **more))
+
+
+def _ea(name: bytes, value: bytes) -> bytes:
+    body = struct.pack("<BBH", 0, len(name), len(value)) + name + b"\0" + value
+    size = (4 + len(body) + 3) & ~3
+    return struct.pack("<I", size) + body + b"\0" * (size - 4 - len(body))
+
+
+def test_object_ids_extended_attributes_null_dacls_and_third_party_tags_as_ntfs_3g_takes_them():
+    """Taken: what ntfs-3g sets and Windows writes (an object ID of 16 or 64 bytes, a list of
+    EAs, a NULL or missing DACL, a reparse tag not Microsoft's with its GUID); refused: what
+    ntfs-3g would refuse at restore."""
+    from diffimg.entry import Entry, Kind
+    from diffimg.tree.manifest import from_record, to_record
+
+    def read(xattrs, kind=Kind.FILE, target=None):
+        fields = dict(size=0, digest=EMPTY_DIGEST, sparse=False) if kind is Kind.FILE else {}
+        return from_record(to_record(Entry(b"x", kind, 0o777 if target else 0o644, 0, 0, 0,
+                                           target=target, xattrs=dict(sorted(xattrs.items())),
+                                           **fields)))
+    eas = _ea(b"$LXUID", b"\xe8\x03\0\0") + _ea(b"$LXMOD", b"\xa4\x81\0\0")
+    head = struct.pack("<BBHIIII", 1, 0, 0x8004, 20, 20 + len(SYSTEM), 0, 0)
+    null_dacl, no_dacl = head + SYSTEM + SYSTEM, head[:2] + b"\0\x80" + head[4:] + SYSTEM + SYSTEM
+    for good in ({ntfs.OBJECT_ID: bytes(range(16))}, {ntfs.OBJECT_ID: bytes(64)},
+                 {ntfs.EA: eas}, {ntfs.EA: _ea(b"E", b"")}, {ntfs.ACL: null_dacl},
+                 {ntfs.ACL: no_dacl}):
+        assert read(good).xattrs == good
+    third_party = struct.pack("<IHH", 0x1234, 3, 0) + bytes(16) + b"abc"
+    assert read({ntfs.REPARSE: third_party}, Kind.SYMLINK, b"/.NTFS-3G/reparse-00001234")
+    misaligned = head[:4] + struct.pack("<I", 22) + head[8:] + b"\0\0" + SYSTEM + SYSTEM
+    for bad in ({ntfs.OBJECT_ID: bytes(15)}, {ntfs.OBJECT_ID: bytes(32)}, {ntfs.EA: b""},
+                {ntfs.EA: eas[:-4]}, {ntfs.EA: b"\0" * 8}, {ntfs.EA: eas[:3] + b"\1" + eas[4:]},
+                {ntfs.EA: _ea(b"", b"v")}, {ntfs.EA: _ea(b"E", b"x" * 65_000) * 2},
+                {ntfs.ACL: null_dacl + bytes(4)}, {ntfs.ACL: misaligned}):
+        with pytest.raises(ValueError):
+            read(bad)
+    for data in (third_party[:8] + third_party[24:], third_party + b"x", bytes(24)):
+        with pytest.raises(ValueError):
+            read({ntfs.REPARSE: data}, Kind.SYMLINK, ntfs.reparse_target(data))
