@@ -161,3 +161,38 @@ def windows_mounted(volume, mount):
 def stream_path(root, rel: str, name: str) -> str:
     """The path of a stream of the entry rel (the root's too: ROOT/:NAME)."""
     return os.path.join(root, rel) + ("/" if rel == "." else "") + ":" + name
+
+
+def patch_record(volume, number: int, change):
+    """Change the MFT record number of the volume file (mkntfs's layout: the $MFT in one run)
+    in place: change(record) gets it as a bytearray with its update sequence undone, as NTFS
+    reads it, and may edit it; it is written back with the sequence redone."""
+    with open(volume, "r+b") as f:
+        boot = f.read(512)
+        cluster = struct.unpack_from("<H", boot, 11)[0] * boot[13]
+        per_record = struct.unpack_from("<b", boot, 64)[0]
+        size = cluster * per_record if per_record > 0 else 1 << -per_record
+        at = struct.unpack_from("<Q", boot, 48)[0] * cluster + number * size
+        f.seek(at)
+        record = bytearray(f.read(size))
+        assert record[:4] == b"FILE"
+        usa, count = struct.unpack_from("<HH", record, 4)
+        for i in range(1, count):                  # each sector's last two bytes, as written
+            record[i * 512 - 2:i * 512] = record[usa + 2 * i:usa + 2 * i + 2]
+        change(record)
+        for i in range(1, count):
+            record[usa + 2 * i:usa + 2 * i + 2] = record[i * 512 - 2:i * 512]
+            record[i * 512 - 2:i * 512] = record[usa:usa + 2]
+        f.seek(at)
+        f.write(record)
+
+
+def attributes(record: bytearray):
+    """(offset, type) of each attribute of an MFT record."""
+    at = struct.unpack_from("<H", record, 20)[0]
+    while at + 8 <= len(record):
+        kind, length = struct.unpack_from("<II", record, at)
+        if kind == 0xFFFFFFFF or length < 24:
+            return
+        yield at, kind
+        at += length

@@ -28,7 +28,7 @@ from ..image.format import ALIGN, ImageKind, append_metadata, container_tree
 from ..progress import Phase
 from ..scan import leftout
 from ..scan.hashing import Beneath, Problem, copy_batch, hash_batch, open_for_read
-from ..scan.ntfswalk import open_content
+from ..scan.ntfswalk import open_content, why
 from ..scan.scanner import scan
 from ..system import runs
 from ..system.fsmeta import source_info
@@ -407,15 +407,16 @@ def _send(pipe: int, buffer: memoryview, tree: bytes, path: bytes, digest: bytes
 def _send_from_volume(pipe: int, buffer: memoryview, volume, tree: bytes, path: bytes,
                       digest: bytes, size: int, source: bytes | None = None):
     """_send, the content read from the volume (its mount is tree, which messages name)."""
-    rel = source if source is not None else path
-    where = os.path.join(tree, rel)
+    # a large stream's source is FILE:NAME (streams.stored_items): a stream's name holds no ':'
+    rel, _, stream = source.rpartition(b":") if source is not None else (path, b"", None)
+    where = os.path.join(tree, source if source is not None else path)
     _check_names(path, where)
     try:
-        reader = open_content(volume, rel)
+        reader = open_content(volume, rel, stream)
     except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            raise _changed(where) from None
-        raise ScanError(f"cannot read {show_path(where)}: {exc.strerror}") from None
+        # (nothing else writes to a volume diffimg holds mounted read-only: a listed name that
+        # cannot be found again is a damaged index)
+        raise ScanError(f"cannot read {show_path(where)}: {why(exc)}") from None
     try:
         _copy_hashed(pipe, buffer, reader, where, path, digest, size)
     finally:

@@ -14,7 +14,6 @@ A file's stat proof (statcache.py) is the same as through the mount: its MFT rec
 """
 
 import errno
-import os
 import struct
 from typing import NamedTuple
 
@@ -80,13 +79,17 @@ def walk_volume(volume, root: bytes, *, find_previous, excluded, left_out, wante
         except OSError as exc:
             name = getattr(exc, "ntfs_name", None)
             where = shown(rel + b"/" + name if rel and name else name or rel)
-            raise ScanError(f"cannot read {where}: {exc.strerror or exc}") from None
+            raise ScanError(f"cannot read {where}: {why(exc)}") from None
         except ValueError as exc:
             raise ScanError(f"cannot read {shown(rel)}: {exc}") from None
         if bad_names:
             warn(f"{shown(rel)}: {bad_names} names that are no valid UTF-16 (ntfs-3g hides them "
                  "too) are left out")
         children.sort()
+        for before, after in zip(children, children[1:]):
+            if before[0] == after[0]:        # (an index lists each name once)
+                raise ScanError(f"cannot read {shown(rel)}: it lists {show_path(after[0])!r} twice "
+                                f"{DAMAGED}")
         return children
 
     def finished(entry):
@@ -151,7 +154,7 @@ def walk_volume(volume, root: bytes, *, find_previous, excluded, left_out, wante
     try:
         root_item = volume.stat_root()
     except OSError as exc:
-        raise ScanError(f"cannot read {shown(b'')}: {exc.strerror or exc}") from None
+        raise ScanError(f"cannot read {shown(b'')}: {why(exc)}") from None
     yield finished(entry_of(b"", root_item))
     folders = {root_item[1]: b""}          # mft_no -> path of each folder walked
     stack = [(b"", iter(listing(root_item[1], b"")))]
@@ -183,7 +186,7 @@ def _hash_into(volume, entry, mft_no, shown):
     try:
         size, digest, holes = volume.hash(mft_no, None)
     except OSError as exc:
-        raise ScanError(f"cannot read {shown(entry.path)}: {exc.strerror or exc}") from None
+        raise ScanError(f"cannot read {shown(entry.path)}: {why(exc)}") from None
     entry.size, entry.digest, entry.sparse = size, digest, holes
 
 
@@ -202,7 +205,19 @@ def _read_streams(volume, mft_no, named, xattrs, rel, shown):
                 xattrs[streams.REF + name] = streams.reference(size, digest)
         except OSError as exc:
             raise ScanError(f"{shown(rel)}: cannot read its stream {show_path(name)!r}: "
-                            f"{exc.strerror or exc}") from None
+                            f"{why(exc)}") from None
+
+
+DAMAGED = "(the volume is damaged: run chkdsk on it, or ntfsfix, then try again)"
+# what libntfs-3g answers for a record, index or run it finds inconsistent
+_DAMAGE = frozenset((errno.EIO, errno.EUCLEAN, errno.ESPIPE, errno.EINVAL, errno.ENOENT,
+                     errno.EOVERFLOW, errno.ERANGE, errno.EFBIG, errno.ENOTDIR, errno.EILSEQ))
+
+
+def why(exc: OSError) -> str:
+    """What an error of the library says, and what to do where it means a damaged volume."""
+    text = exc.strerror or str(exc)
+    return f"{text} {DAMAGED}" if exc.errno in _DAMAGE else text
 
 
 def _fit_time(mtime_ns: int, rel, shown, warn) -> int:
@@ -215,12 +230,7 @@ def _fit_time(mtime_ns: int, rel, shown, warn) -> int:
     return fitted
 
 
-def open_content(volume, path: bytes):
-    """A reader (readinto, close) of the content at path in the volume: a file's, or a named
-    stream's where path is FILE:NAME (streams.stored_items). OSError when it is not there."""
-    folder, _, name = path.rpartition(b"/")
-    stream = None
-    if b":" in name:
-        name, _, stream = name.partition(b":")
-    mft_no = volume.lookup(os.path.join(b"/", folder, name) if folder else b"/" + name)
-    return volume.read(mft_no, stream)
+def open_content(volume, path: bytes, stream: bytes | None = None):
+    """A reader (readinto, close) of the content at path in the volume: its file's, or its
+    named stream's. OSError when it is not there."""
+    return volume.read(volume.lookup(b"/" + path), stream)

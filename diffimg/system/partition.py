@@ -19,6 +19,8 @@ import os
 import stat
 import struct
 import subprocess
+import tempfile
+import threading
 
 from ..errors import InputNotFound, ToolError, UnsafeVolume, show_path
 from .fsmeta import unescape_field
@@ -218,7 +220,7 @@ def tree_of(path, *, writable: bool, allow_unclean: bool = False):
                 f"{show_path(path)}: Windows did not close this NTFS volume cleanly (its dirty "
                 "bit is set): boot Windows and shut it down fully, or run chkdsk on it"
                 + ("" if writable else "; --allow-unclean images it as it is, read-only"))
-        colon = _names_with_colon(path)
+        colon = None if not writable and _library_reads() else _names_with_colon(path)
         if colon:
             raise UnsafeVolume(
                 f"{show_path(path)} holds names with ':' (e.g. {show_path(colon)!r}, made on "
@@ -260,6 +262,18 @@ def _read_by_library(tree: bytes, partition: bytes):
             volume.close()
 
 
+def _library_reads() -> bool:
+    """Whether a read-only NTFS source is read through libntfs-3g (ntfs_volume_of), which
+    sees names with ':' as they are."""
+    if os.environ.get("DIFFIMG_NTFS_FUSE"):
+        return False
+    try:
+        from ..windows import _ntfsvol  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def ntfs_volume_of(tree) -> tuple[bytes, object] | None:
     """(partition, its volume opened read-only through libntfs-3g: windows/_ntfsvol.c) when
     tree is the read-only mount of an NTFS partition given as itself, and the compiled reader
@@ -290,27 +304,61 @@ _HIBERNATED = ("%s: Windows is hibernated on this volume (or shut down with Fast
 def _names_with_colon(path: bytes) -> bytes | None:
     """The path of a file or folder of the (unmounted) NTFS volume whose name holds ':', or
     None: ntfs-3g serving streams as files takes NAME:X for a stream of NAME, and hides it.
-    Listed with ntfsls, which reads the volume itself (about 1 s for 50k entries)."""
-    try:
-        done = subprocess.run(["ntfsls", "-f", "-R", "-p", "/", path], capture_output=True,
-                              timeout=3600)
-    except FileNotFoundError:
-        raise ToolError("ntfsls is not installed (Debian package ntfs-3g)") from None
-    except subprocess.TimeoutExpired:
-        raise ToolError(f"ntfsls of {show_path(path)} did not end within an hour") from None
-    if done.returncode != 0:
+    Listed with ntfsls, which reads the volume itself (about 1 s for 50k entries), read as it
+    comes: a damaged volume whose folders loop makes it list forever, deeper and deeper."""
+    with tempfile.TemporaryFile() as errors:        # (a pipe it filled would stop it)
+        try:
+            lister = subprocess.Popen(["ntfsls", "-f", "-R", "-p", "/", path],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=errors)
+        except FileNotFoundError:
+            raise ToolError("ntfsls is not installed (Debian package ntfs-3g)") from None
+        with lister:
+            watchdog = threading.Timer(3600, lister.kill)
+            watchdog.start()
+            try:
+                found = _first_with_colon(lister.stdout)
+            finally:
+                watchdog.cancel()
+                if found is not None:
+                    lister.kill()
+                lister.wait()
+        errors.seek(0)
+        error = errors.read(4096)
+    if found is _TOO_DEEP:
+        raise UnsafeVolume(f"{show_path(path)}: its folders lead deeper than NTFS allows (they "
+                           "form a loop: the volume is damaged): run chkdsk on it, or ntfsfix")
+    if found is None and lister.returncode != 0:
         raise ToolError(f"ntfsls cannot list {show_path(path)}: "
-                        f"{done.stderr.decode(errors='replace').strip()[-300:]}")
+                        f"{error.decode(errors='replace').strip()[-300:] or 'it was stopped'}")
+    return found
+
+
+_TOO_DEEP = b"/"
+
+
+def _first_with_colon(listing) -> bytes | None:
+    """The first path with ':' in ntfsls -R's lines ("/FOLDER:" starts a folder's names, a
+    name never holds '/', then one name a line); _TOO_DEEP for a folder deeper than NTFS
+    allows."""
     folder = b"/"
-    for line in done.stdout.split(b"\n"):
-        # "/FOLDER:" starts a folder's names (a name never holds '/'); then one name a line
+    for line in listing:
+        line = line.rstrip(b"\n")
         if line.startswith(b"/") and line.endswith(b":"):
             folder = line[:-1]
+            if len(folder) > _LONGEST_NTFS_PATH or folder.count(b"/") > _DEEPEST_NTFS_PATH:
+                return _TOO_DEEP
             if b":" in folder:
                 return folder
         elif b":" in line:
             return folder.rstrip(b"/") + b"/" + line
     return None
+
+
+# the longest path a Windows volume holds: 32,767 UTF-16 units, each at most 3 bytes in UTF-8;
+# so at most half as many folders deep
+_LONGEST_NTFS_PATH = 32767 * 3
+_DEEPEST_NTFS_PATH = 32767 // 2
 
 
 def _mounted(path: bytes, fstype: str, st, writable: bool):

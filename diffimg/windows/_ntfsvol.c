@@ -96,7 +96,11 @@ static int Volume_init(VolumeObject *self, PyObject *args, PyObject *kwds)
     PyObject *path_obj;
     if (!PyArg_ParseTuple(args, "O&", PyUnicode_FSConverter, &path_obj))
         return -1;
-    close_volume(self);
+    if (self->vol != NULL) {        /* its open Streams point into it: never opened anew */
+        Py_DECREF(path_obj);
+        PyErr_SetString(PyExc_ValueError, "the NTFS volume is open already");
+        return -1;
+    }
     errno = 0;
     ntfs_volume *vol = ntfs_mount(PyBytes_AS_STRING(path_obj), NTFS_MNT_RDONLY);
     if (vol == NULL) {
@@ -173,6 +177,15 @@ static int collect(void *dirent, const ntfschar *name, const int name_len, const
     if ((name_len == 1 && name[0] == const_cpu_to_le16('.')) ||
         (name_len == 2 && name[0] == const_cpu_to_le16('.') && name[1] == const_cpu_to_le16('.')))
         return 0;
+    /* a name no folder can hold: a damaged index (ntfs-3g's readdir answers EIO) */
+    for (int i = 0; i < name_len; i++) {
+        if (name[i] == const_cpu_to_le16(0) || name[i] == const_cpu_to_le16('/')) {
+            errno = EUCLEAN;
+            PyErr_SetFromErrno(PyExc_OSError);
+            listing->failed = 1;
+            return -1;
+        }
+    }
     PyObject *text = utf8_name(name, name_len);
     if (text == NULL) {
         if (PyErr_Occurred()) {
@@ -297,8 +310,14 @@ static PyObject *streams_of(ntfs_inode *ni)
                 PyErr_SetString(PyExc_ValueError, "a named stream whose name is no valid UTF-16");
             goto failed;
         }
-        PyObject *item = Py_BuildValue("(NK)", name,
-                                       (unsigned long long)ntfs_get_attribute_value_length(a));
+        s64 length = ntfs_get_attribute_value_length(a);
+        if (length < 0) {
+            Py_DECREF(name);
+            errno = EUCLEAN;
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto failed;
+        }
+        PyObject *item = Py_BuildValue("(NK)", name, (unsigned long long)length);
         if (item == NULL || PyList_Append(found, item) < 0) {
             Py_XDECREF(item);
             goto failed;
@@ -430,6 +449,10 @@ static PyObject *entry_of(ntfs_volume *vol, ntfs_inode *dir_ni, PyObject *name, 
     u32 attrib = 0;
     if (ntfs_get_ntfs_attrib(ni, (char *)&attrib, sizeof(attrib)) != sizeof(attrib))
         goto done;
+    if (ni->data_size < 0) {
+        errno = EUCLEAN;
+        goto done;
+    }
     int links = links_of(ni);
     if (links < 0)
         goto done;
@@ -620,6 +643,17 @@ static int open_data(ntfs_volume *vol, unsigned long long mft_no, PyObject *stre
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
+    /* a size no data can have: below 0, or past what a file neither sparse nor compressed
+     * has allocated (a crafted record claiming terabytes would be read as zeros) */
+    if (na->data_size < 0 ||
+        (NAttrNonResident(na) && !(na->data_flags & (ATTR_IS_SPARSE | ATTR_COMPRESSION_MASK))
+         && na->data_size > na->allocated_size)) {
+        ntfs_attr_close(na);
+        ntfs_inode_close(ni);
+        errno = EUCLEAN;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
     *ni_out = ni;
     *na_out = na;
     return 0;
@@ -628,7 +662,8 @@ static int open_data(ntfs_volume *vol, unsigned long long mft_no, PyObject *stre
 /* Whether na is a sparse attribute with at least one hole within its data. */
 static int has_holes(ntfs_attr *na)
 {
-    if (!NAttrNonResident(na) || !(na->data_flags & ATTR_IS_SPARSE) || NAttrCompressed(na))
+    if (!NAttrNonResident(na) || !(na->data_flags & ATTR_IS_SPARSE) ||
+        (na->data_flags & ATTR_COMPRESSION_MASK))
         return 0;
     if (ntfs_attr_map_whole_runlist(na) < 0)
         return -1;

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 from conftest import assert_one_line_error, run_cli
-from ntfsbuild import ADMINS, SYSTEM, new_ntfs, windows_mounted, windows_tree
+from ntfsbuild import ADMINS, SYSTEM, attributes, new_ntfs, patch_record, windows_mounted, windows_tree
 
 from diffimg.entry import Kind
 from diffimg.image.format import Image
@@ -228,3 +228,24 @@ def test_null_and_missing_dacls_and_a_third_party_reparse_tag_are_imaged_and_res
     target = new_ntfs(tmp_path / "t.ntfs", 32)
     run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
     run_cli("compare", target, volume, check_rc=0)
+
+
+@pytest.mark.root
+def test_a_file_claiming_more_than_it_has_is_a_damaged_volume_not_terabytes_of_zeros(tmp_path):
+    volume = new_ntfs(tmp_path / "v.ntfs", 32)
+    mount = tmp_path / "m"
+    mount.mkdir()
+    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
+    try:
+        (mount / "big.bin").write_bytes(os.urandom(100_000))
+        record = os.lstat(mount / "big.bin").st_ino      # ntfs-3g's: the MFT record number
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+    def claim_a_terabyte(data):
+        at = [at for at, kind in attributes(data) if kind == 0x80][0]     # its $DATA
+        assert data[at + 8] == 1                                          # non-resident
+        struct.pack_into("<qq", data, at + 48, 1 << 40, 1 << 40)          # data, initialized
+    patch_record(volume, record, claim_a_terabyte)
+    line = assert_one_line_error(run_cli("scan", volume, "-o", tmp_path / "m.dimf", timeout=120), 6)
+    assert f"{volume}:/big.bin" in line and "damaged" in line, line
