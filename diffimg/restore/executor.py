@@ -243,7 +243,7 @@ class _GivenOnce:
     _WHAT = {ntfs.DOS_NAME: "short name", ntfs.OBJECT_ID: "object ID"}
 
     def __init__(self):
-        self._wanted = []           # (path, name, value, or None for none)
+        self._wanted = []           # (path, name, value or None for none, the entry's xattrs)
 
     def add(self, e):
         """An entry this run made or changed: with NTFS values (from an NTFS image, onto NTFS)
@@ -251,16 +251,19 @@ class _GivenOnce:
         if e.xattrs and e.link is None and (ntfs.ATTRIB in e.xattrs or ntfs.ACL in e.xattrs):
             for name in ntfs.GIVEN_ONCE:
                 if e.path or name != ntfs.DOS_NAME:       # (the root has no short name)
-                    self._wanted.append((e.path, name, e.xattrs.get(name)))
+                    self._wanted.append((e.path, name, e.xattrs.get(name), e.xattrs))
 
     def give(self, dirs: Dirs, warn):
-        for path, name, value in self._wanted:
+        for path, name, value, _ in self._wanted:
             ntfs.let_go_of(self._where(dirs, path), name, value)
-        for path, name, value in self._wanted:
+        for path, name, value, xattrs in self._wanted:
             if value is None:
                 continue
             try:
                 ntfs.give(self._where(dirs, path), name, value)
+                if path:                    # (a short name is a link: ARCHIVE comes with it)
+                    parent, entry_name = split(path)
+                    ntfs.keep_unarchived(dirs.fd(parent), entry_name, xattrs)
             except OSError as exc:
                 if exc.errno not in (errno.EEXIST, errno.EMLINK):
                     raise
@@ -297,7 +300,7 @@ def _make_specials(dirs: Dirs, run: _RunNames, specials, on_ntfs: bool,
         tmp = run.tmp_name()
         make_special(dir_fd, tmp, e, on_ntfs)
         set_meta_at(dir_fd, tmp, e)
-        place(dir_fd, tmp, name, no_replace)
+        place(dir_fd, tmp, name, no_replace, e)
         given_once.add(e)
 
 
@@ -541,6 +544,6 @@ def _link(root_fd, dirs, e, tmp, no_replace: bool = False):
             if (st.st_dev, st.st_ino) == (leader.st_dev, leader.st_ino):
                 return          # already a link to it (rename would leave tmp behind)
         os.link(lname, tmp, src_dir_fd=leader_dir, dst_dir_fd=dir_fd, follow_symlinks=False)
-        place(dir_fd, tmp, name, no_replace)
+        place(dir_fd, tmp, name, no_replace, e)
     finally:
         os.close(leader_dir)

@@ -152,7 +152,7 @@ def _write_one(dirs: Dirs, source_dirs: Dirs, job: Job, layers: _Layers) -> Writ
         set_meta_fd(dst, entry, (dir_fd, tmp), dict(job.streams))
         os.close(dst)
         dst = None
-        place(dir_fd, tmp, name, job.no_replace)
+        place(dir_fd, tmp, name, job.no_replace, entry)
         return Written(None, None, size)
     except _Mismatch:
         failed = Written(Problem.BAD_CONTENT, "the stored content does not match its digest "
@@ -197,19 +197,22 @@ def _move(dirs: Dirs, source_dirs: Dirs, tmp: bytes, where: bytes, entry: Entry,
             set_meta_fd(fd, entry, (dir_fd, tmp), sources)
         finally:
             os.close(fd)
-        place(dir_fd, tmp, name, no_replace)
+        place(dir_fd, tmp, name, no_replace, entry)
         return Written(None, None, entry.size)
     except OSError as exc:
         _discard(dir_fd, tmp)
         return Written(_failure(exc), exc.strerror, None)
 
 
-def place(dir_fd: int, tmp: bytes, name: bytes, no_replace: bool):
-    """Give tmp its real name: over what is there (restore), or only if nothing is (extract)."""
+def place(dir_fd: int, tmp: bytes, name: bytes, no_replace: bool, entry: Entry | None = None):
+    """Give tmp its real name: over what is there (restore), or only if nothing is (extract);
+    on NTFS, entry's DOS attributes are set again if the rename added ARCHIVE to them."""
     if no_replace:
         rename_noreplace(dir_fd, tmp, dir_fd, name)
     else:
         replace(dir_fd, tmp, name)
+    if entry is not None:
+        ntfs.keep_unarchived(dir_fd, name, entry.xattrs)
 
 
 def _failure(exc: OSError) -> Problem:

@@ -274,6 +274,19 @@ def is_directory(xattrs: dict) -> bool:
         struct.unpack(">I", value)[0] & FILE_ATTRIBUTE_DIRECTORY)
 
 
+FILE_ATTRIBUTE_ARCHIVE = 0x20
+
+
+def keep_unarchived(dir_fd: int, name: bytes, xattrs: dict | None):
+    """Set again the DOS attributes of the entry name in dir_fd (not followed) when they lack
+    ARCHIVE: ntfs-3g sets that bit on an inode given a name (a rename into place, a link, a
+    short name), after its attributes were set."""
+    value = xattrs.get(ATTRIB) if xattrs else None
+    if value is not None and len(value) == 4 and \
+            not struct.unpack(">I", value)[0] & FILE_ATTRIBUTE_ARCHIVE:
+        os.setxattr(b"/proc/self/fd/%d/%s" % (dir_fd, name), ATTRIB, value, follow_symlinks=False)
+
+
 def set_in_order(target, xattrs: dict | None, follow: bool = True):
     """Set the NTFS xattrs among xattrs on target (an fd or a path), in SET_ORDER; the reparse
     data only when the entry does not have it already (it is set when the entry is made). An

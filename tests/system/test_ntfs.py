@@ -575,3 +575,45 @@ def test_a_metadata_change_of_a_hardlinked_file_with_a_large_stream_applies(tmp_
     run_cli("apply", "-q", tmp_path / "d.img", target, check_rc=0)
     with windows_mounted(target, tmp_path / "t") as t:
         assert ntfs_view(t) == want
+
+
+@pytest.mark.root
+def test_dos_attributes_without_archive_are_restored_and_applied_as_they_are(tmp_path):
+    """ntfs-3g sets ARCHIVE on an inode given a name (the rename into place, a hardlink, a
+    short name) after restore set its attributes: one restore must still reach the image's
+    tree (0x2, 0x6, NORMAL 0x80 alone, a read-only file, a folder's 0x16)."""
+    volume = new_ntfs(tmp_path / "v.ntfs", 32)
+    mount = tmp_path / "m"
+    mount.mkdir()
+    bits = {"hidden": 0x2, "hidden system": 0x6, "normal": 0x80, "read-only": 0x1,
+            "Long hidden name.txt": 0x2, "fifo": 0x4}
+
+    def attributes(changed=()):
+        subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
+        try:
+            for name in bits:
+                if name == "fifo":
+                    if not (mount / name).exists():
+                        os.mkfifo(mount / name)
+                elif not (mount / name).exists() or name in changed:
+                    (mount / name).write_bytes(b"new " * len(changed) + name.encode())
+            if not (mount / "hidden link").exists():
+                os.link(mount / "hidden", mount / "hidden link")
+                set_xattr(mount / "Long hidden name.txt", ntfs.DOS_NAME, b"LONGHI~1.TXT")
+                os.mkdir(mount / "Documents and Settings")
+                set_xattr(mount / "Documents and Settings", ntfs.ATTRIB, struct.pack(">I", 0x16))
+            for name, value in bits.items():
+                set_xattr(mount / name, ntfs.ATTRIB, struct.pack(">I", value))
+        finally:
+            subprocess.run(["umount", str(mount)], check=True)
+    attributes()
+    run_cli("create", volume, tmp_path / "base.img", "-q", check_rc=0)
+    held = {e.path: e.xattrs[ntfs.ATTRIB] for e in Image(tmp_path / "base.img").entries()}
+    assert {name: struct.unpack(">I", held[name.encode()])[0] for name in bits} == bits
+    target = new_ntfs(tmp_path / "t.ntfs", 32)
+    run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
+    run_cli("compare", target, tmp_path / "base.img", check_rc=0)
+    attributes(changed=("hidden", "hidden system", "normal"))
+    run_cli("diff", volume, tmp_path / "base.img", "-o", tmp_path / "d1.img", "-q", check_rc=0)
+    run_cli("apply", "-q", tmp_path / "d1.img", target, check_rc=0)
+    run_cli("compare", target, volume, check_rc=0)
