@@ -13,7 +13,9 @@ then, side by side, warm cache:
 - scan and create through libntfs-3g (the default for a partition given as itself) against the
   same through ntfs-3g's mount (DIFFIMG_NTFS_FUSE=1);
 - status of the restored volume, and diff of a copy with 1% of its files changed, against
-  `wimcapture CHANGED delta.wim --update-of=base.wim:1 --delta-from=base.wim`.
+  `wimcapture CHANGED delta.wim --update-of=base.wim:1 --delta-from=base.wim`;
+- restore of the base onto another such copy (only what differs is written), against
+  wimapply onto a fresh volume.
 Run as root; needs ntfs-3g and wimtools. Prints a table and writes --json if asked.
 """
 
@@ -120,6 +122,7 @@ def main(argv=None):
     changed = os.path.join(w, "changed.ntfs")
     fuse = ["env", "DIFFIMG_NTFS_FUSE=1"]
     delta_wim = os.path.join(w, "delta.wim")
+    again = os.path.join(w, "again.ntfs")
     rows = [
         # key, label, prepare, command
         ("scan", "diffimg scan VOLUME (libntfs-3g)", None,
@@ -145,6 +148,11 @@ def main(argv=None):
          lambda: remove(delta_wim),
          ["wimcapture", changed, delta_wim, "--config=/dev/null", f"--update-of={base_wim}:1",
           f"--delta-from={base_wim}"]),
+        # a lab PC holding the base with 1% of its files changed, brought back to the base
+        ("restore_changed", "diffimg restore base.img onto CHANGED (1% changed, + sync)",
+         lambda: (subprocess.run(["cp", "--sparse=always", source, again], check=True),
+                  change_one_percent(again, point)),
+         synced(ours + ["restore", base_img, again, "-q"])),
     ]
     results = {}
     for key, label, prepare, cmd in rows:
@@ -192,7 +200,8 @@ def main(argv=None):
     print("| work | diffimg | peer | ratio |\n|---|---|---|---|")
     for ours_key, peer_key in (("scan", "scan_fuse"), ("create", "wimcapture"),
                                ("create_fuse", "wimcapture"), ("restore", "wimapply"),
-                               ("status", "wimdelta"), ("diff", "wimdelta"),
+                               ("restore_changed", "wimapply"), ("status", "wimdelta"),
+                               ("diff", "wimdelta"),
                                ("compare", "rsync_n")):
         a, b = results[ours_key], results[peer_key]
         print(f"| {a['label']} | {a['seconds']:.2f} s | {b['label']} {b['seconds']:.2f} s | "

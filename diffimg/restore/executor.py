@@ -206,9 +206,9 @@ def _execute_plan(p: Plan, target: bytes, root_fd: int, layer_roots: dict, on_ph
             given_once.add(e)
         for e in p.dir_metas:
             given_once.add(e)
-        given_once.give(dirs, on_warning or (lambda message: None))   # (a folder's mtime moves)
-        if p.rescues:
+        if p.rescues:           # (first: a rescued inode may still hold an object ID to give)
             remove(root_fd, run.rescue_dir)
+        given_once.give(dirs, on_warning or (lambda message: None))   # (a folder's mtime moves)
         if fetched:
             remove(root_fd, run.fetch_dir)
         fetchkeep.drop(root_fd)              # what an unfinished run kept is needed no more

@@ -468,6 +468,7 @@ class ManifestReader:
         # a hash of each possible hardlink leader's path and inode fields (process-salted: not
         # foreseeable), so a later member's link is checked to name one, in little memory
         leaders: set[int] = set()
+        object_ids: set[bytes] = set()    # a volume holds each once (few files have one)
         for rec in self._records(ids):
             try:
                 entry = from_record(rec)
@@ -495,6 +496,11 @@ class ManifestReader:
                                "of the same kind and inode metadata")
             if entry.link is None and entry.kind is not Kind.DIR:
                 leaders.add(hash((path, inode_fields(entry))))
+            if entry.link is None and entry.xattrs and ntfs.OBJECT_ID in entry.xattrs:
+                object_id = entry.xattrs[ntfs.OBJECT_ID][:16]
+                if object_id in object_ids:
+                    self._fail(f"{show_path(path)}: an NTFS object ID another entry has")
+                object_ids.add(object_id)
             if entry.kind is Kind.DIR:
                 stack.append(key)
             last_key = key

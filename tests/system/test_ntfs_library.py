@@ -249,3 +249,34 @@ def test_a_file_claiming_more_than_it_has_is_a_damaged_volume_not_terabytes_of_z
     patch_record(volume, record, claim_a_terabyte)
     line = assert_one_line_error(run_cli("scan", volume, "-o", tmp_path / "m.dimf", timeout=120), 6)
     assert f"{volume}:/big.bin" in line and "damaged" in line, line
+
+
+@pytest.mark.root
+def test_a_renamed_file_keeps_its_object_id_through_apply_in_one_run(tmp_path):
+    """Windows keeps a file's object ID across a rename; apply sets the old inode aside (its
+    rescue folder) while it writes the new name, and that inode must let go of the ID first
+    (review)."""
+    volume = new_ntfs(tmp_path / "v.ntfs", 32)
+    mount = tmp_path / "m"
+    mount.mkdir()
+    object_id = bytes([7]) * 16 + bytes(48)
+    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
+    try:
+        (mount / "Long Old Name.txt").write_bytes(os.urandom(5000))
+        os.setxattr(mount / "Long Old Name.txt", ntfs.DOS_NAME, b"LONGOL~1.TXT")
+        os.setxattr(mount / "Long Old Name.txt", ntfs.OBJECT_ID, object_id)
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    run_cli("create", volume, tmp_path / "base.img", "-q", check_rc=0)
+    target = new_ntfs(tmp_path / "t.ntfs", 32)
+    run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
+    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
+    try:
+        os.rename(mount / "Long Old Name.txt", mount / "Long New Name.txt")
+        os.setxattr(mount / "Long New Name.txt", ntfs.DOS_NAME, b"LONGNE~1.TXT")
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    run_cli("diff", volume, tmp_path / "base.img", "-o", tmp_path / "d1.img", "-q", check_rc=0)
+    applied = run_cli("apply", tmp_path / "d1.img", target, check_rc=0)
+    assert b"object ID" not in applied.stderr, applied.stderr
+    run_cli("compare", target, volume, check_rc=0)

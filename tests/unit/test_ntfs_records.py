@@ -161,3 +161,22 @@ def test_object_ids_extended_attributes_null_dacls_and_third_party_tags_as_ntfs_
     for data in (third_party[:8] + third_party[24:], third_party + b"x", bytes(24)):
         with pytest.raises(ValueError):
             read({ntfs.REPARSE: data}, Kind.SYMLINK, ntfs.reparse_target(data))
+
+
+def test_a_manifest_giving_one_object_id_to_two_entries_is_refused(tmp_path):
+    """A volume holds each object ID once: a restore could give it to one of them only, and
+    would warn about the other at every run."""
+    from diffimg.entry import Entry, Kind
+    from diffimg.errors import ManifestError
+    from diffimg.tree.manifest import read_entries, write_manifest
+
+    def files(second_id):
+        return [Entry(b"", Kind.DIR, 0o755, 0, 0, 0),
+                *(Entry(name, Kind.FILE, 0o644, 0, 0, 0, 0, EMPTY_DIGEST, sparse=False,
+                        xattrs={ntfs.OBJECT_ID: object_id})
+                  for name, object_id in ((b"a", bytes(16) + bytes(48)), (b"b", second_id)))]
+    write_manifest(tmp_path / "good", files(bytes([1]) * 16))
+    assert len(list(read_entries(tmp_path / "good"))) == 3
+    write_manifest(tmp_path / "bad", files(bytes(16)))     # the same ID, without birth IDs
+    with pytest.raises(ManifestError, match="object ID another entry has"):
+        list(read_entries(tmp_path / "bad"))
