@@ -469,6 +469,7 @@ class ManifestReader:
         # foreseeable), so a later member's link is checked to name one, in little memory
         leaders: set[int] = set()
         object_ids: set[bytes] = set()    # a volume holds each once (few files have one)
+        short_names: list[set] = []       # those given in each folder of the stack (one each)
         for rec in self._records(ids):
             try:
                 entry = from_record(rec)
@@ -489,8 +490,15 @@ class ManifestReader:
                 parent = key[:-1]
                 while stack[-1] != parent:
                     stack.pop()
+                    short_names.pop()
                     if not stack:
                         self._fail(f"{show_path(path)} has no parent folder before it")
+                if entry.xattrs and ntfs.DOS_NAME in entry.xattrs:
+                    # (NTFS compares them without case; they are upper-case ASCII: as they are)
+                    if entry.xattrs[ntfs.DOS_NAME] in short_names[-1]:
+                        self._fail(f"{show_path(path)}: an NTFS short name another entry of its "
+                                   "folder has")
+                    short_names[-1].add(entry.xattrs[ntfs.DOS_NAME])
                 if entry.link is not None and hash((entry.link, inode_fields(entry))) not in leaders:
                     self._fail(f"{show_path(path)}: its hardlink does not name an earlier entry "
                                "of the same kind and inode metadata")
@@ -503,6 +511,7 @@ class ManifestReader:
                 object_ids.add(object_id)
             if entry.kind is Kind.DIR:
                 stack.append(key)
+                short_names.append(set())
             last_key = key
             ids.count(entry)
             yield entry

@@ -180,3 +180,24 @@ def test_a_manifest_giving_one_object_id_to_two_entries_is_refused(tmp_path):
     write_manifest(tmp_path / "bad", files(bytes(16)))     # the same ID, without birth IDs
     with pytest.raises(ManifestError, match="object ID another entry has"):
         list(read_entries(tmp_path / "bad"))
+
+
+def test_a_manifest_giving_one_short_name_to_two_entries_of_a_folder_is_refused(tmp_path):
+    """A folder holds each short name once; in two folders the same one is fine."""
+    from diffimg.entry import Entry, Kind
+    from diffimg.errors import ManifestError
+    from diffimg.tree.manifest import read_entries, write_manifest
+
+    def tree(second_folder):
+        named = {ntfs.DOS_NAME: b"LONGNA~1.TXT"}
+        return [Entry(b"", Kind.DIR, 0o755, 0, 0, 0), Entry(b"d", Kind.DIR, 0o755, 0, 0, 0),
+                Entry(b"d/Long name one.txt", Kind.FILE, 0o644, 0, 0, 0, 0, EMPTY_DIGEST,
+                      sparse=False, xattrs=named),
+                Entry(b"d/sub", Kind.DIR, 0o755, 0, 0, 0, xattrs={ntfs.DOS_NAME: b"SUB"}),
+                Entry(second_folder + b"/Long name two.txt", Kind.FILE, 0o644, 0, 0, 0, 0,
+                      EMPTY_DIGEST, sparse=False, xattrs=named)]
+    write_manifest(tmp_path / "good", tree(b"d/sub"))
+    assert len(list(read_entries(tmp_path / "good"))) == 5
+    write_manifest(tmp_path / "bad", sorted(tree(b"d"), key=lambda e: e.path.replace(b"/", b"\0")))
+    with pytest.raises(ManifestError, match="short name another entry of its folder has"):
+        list(read_entries(tmp_path / "bad"))
