@@ -86,6 +86,18 @@ def inode_fields(e: Entry) -> tuple:
             xattrs, bool(e.sparse))
 
 
+def follow(member: Entry, leader: Entry) -> Entry:
+    """member, a later link of leader's hardlink group, with its link to leader and the inode's
+    fields (inode_fields, and the ctime of its stat proof) taken from leader."""
+    member.link = leader.path
+    member.xattrs, member.target, member.rdev = leader.xattrs, leader.target, leader.rdev
+    member.digest, member.sparse = leader.digest, leader.sparse
+    member.size, member.mtime_ns = leader.size, leader.mtime_ns
+    member.mode, member.uid, member.gid = leader.mode, leader.uid, leader.gid
+    member.ctime_ns = leader.ctime_ns
+    return member
+
+
 def same_object(a: Entry, b: Entry) -> bool:
     """Same symlink target, device number and hardlink group: what defines a non-file object
     besides its kind (a symlink, FIFO or device can be hardlinked too)."""

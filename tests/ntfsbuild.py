@@ -147,15 +147,19 @@ def imaged(view: dict) -> dict:
 
 
 @contextlib.contextmanager
-def windows_mounted(volume, mount):
-    """The volume mounted with ntfs-3g serving streams as files (FILE:NAME), of any size."""
+def mounted(volume, mount, *options):
+    """The volume mounted with ntfs-3g at mount (made if missing) while the block runs."""
     mount.mkdir(exist_ok=True)
-    subprocess.run(["ntfs-3g", "-o", "streams_interface=windows", str(volume), str(mount)],
-                   check=True)
+    subprocess.run(["ntfs-3g", *options, str(volume), str(mount)], check=True)
     try:
         yield mount
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def windows_mounted(volume, mount):
+    """The volume mounted with ntfs-3g serving streams as files (FILE:NAME), of any size."""
+    return mounted(volume, mount, "-o", "streams_interface=windows")
 
 
 def stream_path(root, rel: str, name: str) -> str:

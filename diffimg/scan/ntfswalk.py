@@ -17,7 +17,7 @@ import errno
 import struct
 from typing import NamedTuple
 
-from ..entry import Entry, Kind, path_key
+from ..entry import Entry, Kind, follow, path_key
 from ..errors import ScanError, show_path
 from ..tree.manifest import STATE_DIR
 from ..windows import ntfs, streams
@@ -25,14 +25,8 @@ from .hashing import EMPTY_DIGEST
 
 _KINDS = {"d": Kind.DIR, "f": Kind.FILE, "l": Kind.SYMLINK, "p": Kind.FIFO, "s": Kind.SOCKET,
           "c": Kind.CHAR, "b": Kind.BLOCK}
-_NTFS_EPOCH = 116444736000000000        # 1970-01-01 in NTFS units (100 ns since 1601)
 _TIME_LOW, _TIME_HIGH = -(1 << 63), (1 << 63) - 1
 _CHUNK = 1 << 20
-
-
-def ns_of(ntfs_time: int) -> int:
-    """An NTFS time (100 ns units since 1601) in ns since 1970, exact, before 1970 too."""
-    return (ntfs_time - _NTFS_EPOCH) * 100
 
 
 class _Stat(NamedTuple):
@@ -104,18 +98,12 @@ def walk_volume(volume, root: bytes, *, find_previous, excluded, left_out, wante
         (_name, mft_no, kind_code, links, size, mtime, ctime, crtime, attrib, acl, reparse,
          object_id, ea, dos, named, extra) = item
         kind = _KINDS[kind_code]
-        entry = Entry(rel, kind, 0, 0, 0, _fit_time(ns_of(mtime), rel, shown, warn))
-        entry.ino, entry.ctime_ns, entry.nlink = mft_no, ns_of(ctime), links
+        entry = Entry(rel, kind, 0, 0, 0, _fit_time(ntfs.ns_of(mtime), rel, shown, warn))
+        entry.ino, entry.ctime_ns, entry.nlink = mft_no, ntfs.ns_of(ctime), links
         if kind is not Kind.DIR and links > 1:
             leader = leaders.get(mft_no)
             if leader is not None:          # a later link: the group's values and content
-                entry.link = leader.path
-                entry.xattrs, entry.target = leader.xattrs, leader.target
-                entry.digest, entry.sparse = leader.digest, leader.sparse
-                entry.size, entry.mtime_ns = leader.size, leader.mtime_ns
-                entry.mode, entry.uid, entry.gid = leader.mode, leader.uid, leader.gid
-                entry.rdev, entry.ctime_ns = leader.rdev, leader.ctime_ns
-                return entry
+                return follow(entry, leader)
             leaders[mft_no] = entry
         xattrs = {ntfs.ATTRIB: struct.pack(">I", attrib), ntfs.CRTIME: struct.pack(">q", crtime)}
         if acl is not None:

@@ -12,7 +12,7 @@ import os
 import re
 import stat
 
-from ..entry import Entry, Hint, Kind, entry_from_stat, path_key
+from ..entry import Entry, Hint, Kind, entry_from_stat, follow, path_key
 from ..errors import InputNotFound, ScanError, show_path
 from ..system.fsmeta import mount_points_below, read_xattrs
 from ..system.partition import ntfs_volume_of
@@ -476,12 +476,7 @@ class _Walker:
         # vanished or was found replaced (then it left the group: apply)
         leader = self.hardlinks.get(member.inode)
         if leader is not None and leader.kind is not None:
-            entry.link = leader.path
-            entry.digest, entry.sparse = leader.digest, leader.sparse
-            entry.size, entry.mtime_ns = leader.size, leader.mtime_ns
-            entry.mode, entry.uid, entry.gid = leader.mode, leader.uid, leader.gid
-            entry.ctime_ns = leader.ctime_ns
-            return entry
+            return follow(entry, leader)
         entry.link = None                   # no earlier member stands for it: this one leads
         self.hardlinks[member.inode] = entry
         return self.apply(entry, hash_file(self.abs_path(entry.path)))

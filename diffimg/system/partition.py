@@ -280,13 +280,10 @@ def ntfs_volume_of(tree) -> tuple[bytes, object] | None:
     is built (and DIFFIMG_NTFS_FUSE unset): its entries and content are read through the
     library rather than ntfs-3g's FUSE view. None otherwise."""
     found = _NTFS_SOURCES.get(os.fsencode(tree)) if _NTFS_SOURCES else None
-    if found is None or os.environ.get("DIFFIMG_NTFS_FUSE"):
+    if found is None or not _library_reads():
         return None
     if found[1] is None:
-        try:
-            from ..windows import _ntfsvol
-        except ImportError:
-            return None
+        from ..windows import _ntfsvol
         try:
             found[1] = _ntfsvol.Volume(found[0])
         except OSError as exc:

@@ -1,5 +1,5 @@
 /* An NTFS volume read through libntfs-3g, unmounted (or mounted read-only by ntfs-3g beside it):
- * the reader diffimg uses for a partition given as itself (windows/volume.py).
+ * the reader diffimg uses for a partition given as itself (scan/ntfswalk.py).
  *
  * Volume(path) opens the volume read-only. Its methods:
  *   listdir(mft_no) -> ([(name, mft_no, kind, nlink, size, mtime, ctime, crtime, attrib, acl,
@@ -249,40 +249,14 @@ static PyObject *read_value(ntfs_inode *ni, int (*get)(ntfs_inode *, char *, siz
     return NULL;
 }
 
-static PyObject *descriptor_of(ntfs_inode *ni)
+/* The self-relative security descriptor, as ntfs-3g gives system.ntfs_acl (found by its
+ * security ID in $Secure, or in the inode's own $SECURITY_DESCRIPTOR). */
+static int get_descriptor(ntfs_inode *ni, char *value, size_t size)
 {
     struct SECURITY_CONTEXT scx;
     memset(&scx, 0, sizeof(scx));
     scx.vol = ni->vol;
-    size_t size = 4096;
-    for (int attempt = 0; attempt < 3; attempt++) {
-        char *buffer = malloc(size);
-        if (buffer == NULL)
-            return PyErr_NoMemory();
-        errno = 0;
-        int n = ntfs_get_ntfs_acl(&scx, ni, buffer, size);
-        if (n > MAX_DESCRIPTOR) {
-            free(buffer);
-            errno = EFBIG;
-            return NULL;
-        }
-        if (n > (int)size) {
-            free(buffer);
-            size = (size_t)n;
-            continue;
-        }
-        if (n < 0) {
-            free(buffer);
-            if (!errno)
-                errno = EIO;
-            return NULL;
-        }
-        PyObject *result = value_or_none(n, buffer);
-        free(buffer);
-        return result;
-    }
-    errno = EIO;
-    return NULL;
+    return ntfs_get_ntfs_acl(&scx, ni, value, size);
 }
 
 /* [(name, size)] of the named $DATA attributes of ni. */
@@ -469,7 +443,7 @@ static PyObject *entry_of(ntfs_volume *vol, ntfs_inode *dir_ni, PyObject *name, 
         reparse = Py_None;
         Py_INCREF(reparse);
     }
-    if ((acl = descriptor_of(ni)) == NULL)
+    if ((acl = read_value(ni, get_descriptor, 4096, MAX_DESCRIPTOR)) == NULL)
         goto done;
     if ((object_id = read_value(ni, get_object_id, 64, 64)) == NULL)
         goto done;
@@ -829,13 +803,6 @@ static PyTypeObject StreamType = {
     .tp_getset = Stream_getset,
 };
 
-static PyObject *Volume_cluster_size(VolumeObject *self, void *closure)
-{
-    if (check_open(self) < 0)
-        return NULL;
-    return PyLong_FromLong(self->vol->cluster_size);
-}
-
 static PyMethodDef Volume_methods[] = {
     {"listdir", (PyCFunction)Volume_listdir, METH_VARARGS, "A folder's entries and values."},
     {"hash", (PyCFunction)Volume_hash, METH_VARARGS, "(size, digest, holes) of a $DATA."},
@@ -843,11 +810,6 @@ static PyMethodDef Volume_methods[] = {
     {"stat_root", (PyCFunction)Volume_stat_root, METH_NOARGS, "The root's values."},
     {"lookup", (PyCFunction)Volume_lookup, METH_VARARGS, "The MFT number of a path."},
     {"close", (PyCFunction)Volume_close, METH_NOARGS, "Close the volume."},
-    {NULL},
-};
-
-static PyGetSetDef Volume_getset[] = {
-    {"cluster_size", (getter)Volume_cluster_size, NULL, "The volume's cluster size.", NULL},
     {NULL},
 };
 
@@ -859,14 +821,13 @@ static PyTypeObject VolumeType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "An NTFS volume opened read-only through libntfs-3g.",
     .tp_methods = Volume_methods,
-    .tp_getset = Volume_getset,
     .tp_init = (initproc)Volume_init,
     .tp_new = PyType_GenericNew,
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "diffimg.windows._ntfsvol",
-    "NTFS volumes read through libntfs-3g (see windows/volume.py).", -1, NULL,
+    "NTFS volumes read through libntfs-3g (see scan/ntfswalk.py).", -1, NULL,
 };
 
 PyMODINIT_FUNC PyInit__ntfsvol(void)

@@ -68,6 +68,11 @@ TIMES = b"system.ntfs_times_be"              # creation, last write, access, cha
 _NTFS_EPOCH = 116444736000000000             # 1970-01-01 in NTFS units (100 ns since 1601)
 
 
+def ns_of(ntfs_time: int) -> int:
+    """An NTFS time (100 ns units since 1601) in ns since 1970, exact, before 1970 too."""
+    return (ntfs_time - _NTFS_EPOCH) * 100
+
+
 def exact_mtime(path, shown: int) -> int:
     """The last write time of the entry at path (not followed) to the 100 ns, read raw, for an
     mtime before 1970, which ntfs-3g's stat shows rounded to the second (towards 1970); shown
@@ -78,7 +83,7 @@ def exact_mtime(path, shown: int) -> int:
         return shown
     if len(value) < 16:
         return shown
-    return (struct.unpack_from(">q", value, 8)[0] - _NTFS_EPOCH) * 100
+    return ns_of(struct.unpack_from(">q", value, 8)[0])
 
 
 def is_ntfs(path) -> bool:

@@ -19,6 +19,7 @@ from ntfsbuild import (
     descriptor,
     imaged,
     junction_data,
+    mounted,
     new_ntfs,
     ntfs_view,
     set_xattr,
@@ -584,13 +585,11 @@ def test_dos_attributes_without_archive_are_restored_and_applied_as_they_are(tmp
     tree (0x2, 0x6, NORMAL 0x80 alone, a read-only file, a folder's 0x16)."""
     volume = new_ntfs(tmp_path / "v.ntfs", 32)
     mount = tmp_path / "m"
-    mount.mkdir()
     bits = {"hidden": 0x2, "hidden system": 0x6, "normal": 0x80, "read-only": 0x1,
             "Long hidden name.txt": 0x2, "fifo": 0x4}
 
     def attributes(changed=()):
-        subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
-        try:
+        with mounted(volume, mount):
             for name in bits:
                 if name == "fifo":
                     if not (mount / name).exists():
@@ -604,8 +603,6 @@ def test_dos_attributes_without_archive_are_restored_and_applied_as_they_are(tmp
                 set_xattr(mount / "Documents and Settings", ntfs.ATTRIB, struct.pack(">I", 0x16))
             for name, value in bits.items():
                 set_xattr(mount / name, ntfs.ATTRIB, struct.pack(">I", value))
-        finally:
-            subprocess.run(["umount", str(mount)], check=True)
     attributes()
     run_cli("create", volume, tmp_path / "base.img", "-q", check_rc=0)
     held = {e.path: e.xattrs[ntfs.ATTRIB] for e in Image(tmp_path / "base.img").entries()}

@@ -4,11 +4,19 @@ through ntfs-3g, then scanned, imaged, restored and compared both ways."""
 
 import os
 import struct
-import subprocess
 
 import pytest
 from conftest import assert_one_line_error, run_cli
-from ntfsbuild import ADMINS, SYSTEM, attributes, new_ntfs, patch_record, windows_mounted, windows_tree
+from ntfsbuild import (
+    ADMINS,
+    SYSTEM,
+    attributes,
+    mounted,
+    new_ntfs,
+    patch_record,
+    windows_mounted,
+    windows_tree,
+)
 
 from diffimg.entry import Kind
 from diffimg.image.format import Image
@@ -26,9 +34,7 @@ def _filled_volume(tmp_path):
     """A volume holding every kind ntfs-3g shows and every value diffimg records."""
     volume = new_ntfs(tmp_path / "v.ntfs", 64)
     mount = tmp_path / "m"
-    mount.mkdir()
-    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
-    try:
+    with mounted(volume, mount):
         windows_tree(mount)
         os.mkfifo(mount / "fifo")
         os.mknod(mount / "null", 0o600 | 0o020000, os.makedev(1, 3))
@@ -40,8 +46,6 @@ def _filled_volume(tmp_path):
         os.utime(mount / "old", ns=(0, OLD_NS))
         for i in range(300):                     # a folder whose index is not resident
             (mount / "Windows" / f"f{i:03}.dll").write_bytes(b"MZ%d" % i)
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
     with windows_mounted(volume, mount), open(str(mount / "big") + ":large", "wb") as f:
         f.write(os.urandom(200_000))                            # a stream over 64 KiB
     return volume
@@ -77,11 +81,8 @@ def test_an_image_read_through_the_library_restores_exactly_and_its_diff_holds_t
     assert b"nothing to do" in run_cli("restore", tmp_path / "base.img", target, check_rc=0).stderr
     assert b"unchanged since" in run_cli("status", target, check_rc=0).stdout
     mount = tmp_path / "m"
-    subprocess.run(["ntfs-3g", str(target), str(mount)], check=True)
-    try:
+    with mounted(target, mount):
         (mount / "Windows" / "f007.dll").write_bytes(b"MZ patched")
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
     assert b"unchanged since" not in run_cli("status", target).stdout
     run_cli("diff", target, tmp_path / "base.img", "-o", tmp_path / "d1.img", "-q", check_rc=0)
     diff = Image(tmp_path / "d1.img")
@@ -99,15 +100,10 @@ def test_holes_of_a_sparse_file_stay_holes_so_the_volume_still_fits(tmp_path):
     (no SEEK_HOLE), and a restore of it written whole would not fit."""
     volume = new_ntfs(tmp_path / "v.ntfs", 64)
     mount = tmp_path / "m"
-    mount.mkdir()
-    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
-    try:
-        with open(mount / "huge", "wb") as f:
-            f.truncate(1 << 30)
-            f.seek(5 << 20)
-            f.write(b"x" * 100_000)
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
+    with mounted(volume, mount), open(mount / "huge", "wb") as f:
+        f.truncate(1 << 30)
+        f.seek(5 << 20)
+        f.write(b"x" * 100_000)
     run_cli("create", volume, tmp_path / "base.img", "-q", check_rc=0)
     huge = [e for e in Image(tmp_path / "base.img").entries() if e.path == b"huge"][0]
     assert huge.sparse and huge.size == 1 << 30
@@ -123,14 +119,10 @@ def test_holes_of_a_sparse_file_stay_holes_so_the_volume_still_fits(tmp_path):
 def test_a_damaged_folder_record_is_one_line_naming_the_folder_as_given(tmp_path):
     volume = new_ntfs(tmp_path / "v.ntfs", 32)
     mount = tmp_path / "m"
-    mount.mkdir()
-    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
-    try:
+    with mounted(volume, mount):
         os.makedirs(mount / "Data" / "inner")
         (mount / "Data" / "inner" / "a").write_bytes(b"a")
         record = os.lstat(mount / "Data" / "inner").st_ino      # ntfs-3g's: the MFT record number
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
     with open(volume, "r+b") as f:          # the folder's MFT record loses its magic
         boot = f.read(512)
         mft = int.from_bytes(boot[48:56], "little") * int.from_bytes(boot[11:13], "little") * boot[13]
@@ -154,17 +146,9 @@ def _ea(name: bytes, value: bytes) -> bytes:
 def test_object_ids_and_extended_attributes_are_kept_swapped_and_taken_away(tmp_path):
     volume = new_ntfs(tmp_path / "v.ntfs", 32)
     mount = tmp_path / "m"
-    mount.mkdir()
     ids = bytes(range(16)) + bytes(48), bytes(range(16, 32)) + bytes(48)
     uid = _ea(b"$LXUID", b"\xe8\x03\0\0")
     eas = uid + _ea(b"$LXGID", b"\xe8\x03\0\0")
-
-    def change(how):
-        subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
-        try:
-            how()
-        finally:
-            subprocess.run(["umount", str(mount)], check=True)
 
     def fill():
         for name in ("a", "b"):
@@ -172,7 +156,8 @@ def test_object_ids_and_extended_attributes_are_kept_swapped_and_taken_away(tmp_
         os.setxattr(mount / "a", ntfs.EA, eas)
         os.setxattr(mount / "a", ntfs.OBJECT_ID, ids[0])
         os.setxattr(mount / "b", ntfs.OBJECT_ID, ids[1])
-    change(fill)
+    with mounted(volume, mount):
+        fill()
     run_cli("create", volume, tmp_path / "base.img", "-q", check_rc=0)
     a = [e for e in Image(tmp_path / "base.img").entries() if e.path == b"a"][0]
     assert a.xattrs[ntfs.EA] == eas and a.xattrs[ntfs.OBJECT_ID] == ids[0]
@@ -186,7 +171,8 @@ def test_object_ids_and_extended_attributes_are_kept_swapped_and_taken_away(tmp_
         os.setxattr(mount / "a", ntfs.OBJECT_ID, ids[1])
         os.removexattr(mount / "a", ntfs.EA)
         os.setxattr(mount / "b", ntfs.EA, uid)
-    change(swap)
+    with mounted(volume, mount):
+        swap()
     run_cli("diff", volume, tmp_path / "base.img", "-o", tmp_path / "d1.img", "-q", check_rc=0)
     assert {c.path for c in Image(tmp_path / "d1.img").delta()} >= {b"a", b"b"}
     run_cli("apply", "-q", tmp_path / "d1.img", target, check_rc=0)
@@ -205,21 +191,17 @@ def test_null_and_missing_dacls_and_a_third_party_reparse_tag_are_imaged_and_res
     the whole volume refused."""
     volume = new_ntfs(tmp_path / "v.ntfs", 32)
     mount = tmp_path / "m"
-    mount.mkdir()
 
     def no_dacl(control):
         head = struct.pack("<BBHIIII", 1, 0, control, 20, 20 + len(SYSTEM), 0, 0)
         return head + SYSTEM + ADMINS
     third_party = struct.pack("<IHH", 0x00001234, 4, 0) + bytes(range(16)) + b"data"
-    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
-    try:
+    with mounted(volume, mount):
         for name in ("null dacl", "no dacl", "tagged"):
             (mount / name).write_bytes(b"")
         os.setxattr(mount / "null dacl", ntfs.ACL, no_dacl(0x8004))
         os.setxattr(mount / "no dacl", ntfs.ACL, no_dacl(0x8000))
         os.setxattr(mount / "tagged", ntfs.REPARSE, third_party)
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
     run_cli("create", volume, tmp_path / "base.img", "-q", check_rc=0)
     held = {e.path: e for e in Image(tmp_path / "base.img").entries()}
     assert held[b"null dacl"].xattrs[ntfs.ACL] == no_dacl(0x8004)
@@ -234,13 +216,9 @@ def test_null_and_missing_dacls_and_a_third_party_reparse_tag_are_imaged_and_res
 def test_a_file_claiming_more_than_it_has_is_a_damaged_volume_not_terabytes_of_zeros(tmp_path):
     volume = new_ntfs(tmp_path / "v.ntfs", 32)
     mount = tmp_path / "m"
-    mount.mkdir()
-    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
-    try:
+    with mounted(volume, mount):
         (mount / "big.bin").write_bytes(os.urandom(100_000))
         record = os.lstat(mount / "big.bin").st_ino      # ntfs-3g's: the MFT record number
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
     def claim_a_terabyte(data):
         at = [at for at, kind in attributes(data) if kind == 0x80][0]     # its $DATA
@@ -258,24 +236,17 @@ def test_a_renamed_file_keeps_its_object_id_through_apply_in_one_run(tmp_path):
     (review)."""
     volume = new_ntfs(tmp_path / "v.ntfs", 32)
     mount = tmp_path / "m"
-    mount.mkdir()
     object_id = bytes([7]) * 16 + bytes(48)
-    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
-    try:
+    with mounted(volume, mount):
         (mount / "Long Old Name.txt").write_bytes(os.urandom(5000))
         os.setxattr(mount / "Long Old Name.txt", ntfs.DOS_NAME, b"LONGOL~1.TXT")
         os.setxattr(mount / "Long Old Name.txt", ntfs.OBJECT_ID, object_id)
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
     run_cli("create", volume, tmp_path / "base.img", "-q", check_rc=0)
     target = new_ntfs(tmp_path / "t.ntfs", 32)
     run_cli("restore", "-q", tmp_path / "base.img", target, check_rc=0)
-    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
-    try:
+    with mounted(volume, mount):
         os.rename(mount / "Long Old Name.txt", mount / "Long New Name.txt")
         os.setxattr(mount / "Long New Name.txt", ntfs.DOS_NAME, b"LONGNE~1.TXT")
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
     run_cli("diff", volume, tmp_path / "base.img", "-o", tmp_path / "d1.img", "-q", check_rc=0)
     applied = run_cli("apply", tmp_path / "d1.img", target, check_rc=0)
     assert b"object ID" not in applied.stderr, applied.stderr
