@@ -10,6 +10,6 @@ from setuptools import Extension, setup
 STRICT = ["-O2", "-Wall", "-Werror"]
 extensions = [Extension("diffimg.scan._folder", ["diffimg/scan/_folder.c"], extra_compile_args=STRICT)]
 if os.path.exists("/usr/include/ntfs-3g/volume.h") and os.path.exists("/usr/include/xxhash.h"):
-    extensions.append(Extension("diffimg.windows._ntfsvol", ["diffimg/windows/_ntfsvol.c"],
+    extensions.append(Extension("diffimg.windows._ntfsvol", ["diffimg/windows/_ntfsvol.c", "diffimg/windows/_ntfswrite.c"],
                                 libraries=["ntfs-3g"], extra_compile_args=STRICT))
 setup(ext_modules=extensions)

@@ -19,7 +19,7 @@ for cmd in "${!NEED[@]}"; do
 done
 # what pip needs to build pyfuse3 (diffimg mount): libfuse3's headers, found with pkg-config
 [ -e /usr/include/fuse3/fuse_lowlevel.h ] || missing+=(libfuse3-dev)
-# what pip needs to build the NTFS reader (diffimg/windows/_ntfsvol.c): libntfs-3g's and xxhash's headers
+# what pip needs to build the NTFS reader and writer (diffimg/windows/_ntfsvol.c, _ntfswrite.c): libntfs-3g's and xxhash's headers
 [ -e /usr/include/ntfs-3g/volume.h ] || missing+=(ntfs-3g-dev)
 [ -e /usr/include/xxhash.h ] || missing+=(libxxhash-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
@@ -42,7 +42,7 @@ installed=$(cd / && "$PYTHON" -c "import os, diffimg, msgpack, xxhash, zstandard
 import diffimg.scan._folder as core, diffimg.windows._ntfsvol as ntfsvol
 here = os.path.dirname(os.path.realpath(diffimg.__file__))
 assert os.path.getmtime(core.__file__) >= os.path.getmtime(os.path.join(here, 'scan', '_folder.c'))
-assert os.path.getmtime(ntfsvol.__file__) >= os.path.getmtime(os.path.join(here, 'windows', '_ntfsvol.c'))
+assert all(os.path.getmtime(ntfsvol.__file__) >= os.path.getmtime(os.path.join(here, 'windows', name)) for name in ('_ntfsvol.c', '_ntfswrite.c', '_ntfsvol.h'))
 print(here)" 2>/dev/null || true)
 if [ "$installed" != "$here" ] || ! "$PYTHON" -m ruff --version >/dev/null 2>&1; then
   echo "deps: installing Python packages" >&2

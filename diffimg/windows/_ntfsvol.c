@@ -19,54 +19,17 @@
  * Names are UTF-8 (ntfs_ucstombs, as ntfs-3g shows them). The library is not thread safe: the
  * GIL is held throughout, and one Volume is used by one thread.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
-#include <errno.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/sysmacros.h>
-
-#include <ntfs-3g/types.h>
-#include <ntfs-3g/attrib.h>
-#include <ntfs-3g/dir.h>
-#include <ntfs-3g/ea.h>
-#include <ntfs-3g/index.h>
-#include <ntfs-3g/inode.h>
-#include <ntfs-3g/layout.h>
-#include <ntfs-3g/object_id.h>
-#include <ntfs-3g/reparse.h>
-#include <ntfs-3g/runlist.h>
-#include <ntfs-3g/security.h>
-#include <ntfs-3g/unistr.h>
-#include <ntfs-3g/volume.h>
+#include "_ntfsvol.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#define CHUNK (1 << 20)
 #define MAX_REPARSE (16 * 1024 + 8)     /* NTFS's limit on reparse data, and its header */
 #define MAX_DESCRIPTOR (1 << 20)         /* far above any real security descriptor */
 #define MAX_EA (1 << 16)                 /* NTFS's limit on a file's extended attributes */
 #define INTX_MAX (sizeof(INTX_FILE_TYPES) + sizeof(ntfschar) * 4096)
 
-typedef struct {
-    PyObject_HEAD
-    ntfs_volume *vol;
-    unsigned char *buffer;           /* CHUNK bytes for hashing */
-} VolumeObject;
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *volume;                /* keeps the volume open while the stream is */
-    ntfs_inode *ni;
-    ntfs_attr *na;
-    s64 pos;
-} StreamObject;
-
-static PyTypeObject StreamType;
-
-static int check_open(VolumeObject *self)
+int check_open(VolumeObject *self)
 {
     if (self->vol == NULL) {
         PyErr_SetString(PyExc_ValueError, "the NTFS volume is closed");
@@ -75,11 +38,12 @@ static int check_open(VolumeObject *self)
     return 0;
 }
 
-static void close_volume(VolumeObject *self)
+/* 0, or -1 with errno when the volume could not be written back whole (opened writable). */
+static int close_volume(VolumeObject *self)
 {
     ntfs_volume *vol = self->vol;
     if (vol == NULL)
-        return;
+        return 0;
     self->vol = NULL;
     /* what ntfs_open_secure opened, which ntfs_umount does not close */
     if (vol->secure_ni) {
@@ -88,13 +52,17 @@ static void close_volume(VolumeObject *self)
         ntfs_inode_close(vol->secure_ni);
         vol->secure_ni = NULL;
     }
-    ntfs_umount(vol, FALSE);
+    errno = 0;
+    return ntfs_umount(vol, FALSE);
 }
 
 static int Volume_init(VolumeObject *self, PyObject *args, PyObject *kwds)
 {
+    static char *keywords[] = {"path", "writable", NULL};
     PyObject *path_obj;
-    if (!PyArg_ParseTuple(args, "O&", PyUnicode_FSConverter, &path_obj))
+    int writable = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&|p", keywords, PyUnicode_FSConverter,
+                                     &path_obj, &writable))
         return -1;
     if (self->vol != NULL) {        /* its open Streams point into it: never opened anew */
         Py_DECREF(path_obj);
@@ -102,7 +70,11 @@ static int Volume_init(VolumeObject *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     errno = 0;
-    ntfs_volume *vol = ntfs_mount(PyBytes_AS_STRING(path_obj), NTFS_MNT_RDONLY);
+    /* writable: the device opened O_EXCL (a block device mounted elsewhere is refused), and
+     * the journal reset as ntfs-3g's mount does by default; a hibernated Windows is refused */
+    ntfs_volume *vol = ntfs_mount(PyBytes_AS_STRING(path_obj),
+                                  writable ? NTFS_MNT_EXCLUSIVE | NTFS_MNT_RECOVER
+                                           : NTFS_MNT_RDONLY);
     if (vol == NULL) {
         int code = errno ? errno : EIO;
         PyErr_SetObject(PyExc_OSError, Py_BuildValue("(isO)", code, strerror(code), path_obj));
@@ -123,6 +95,7 @@ static int Volume_init(VolumeObject *self, PyObject *args, PyObject *kwds)
     NVolSetShowHidFiles(vol);
     NVolSetCaseSensitive(vol);
     self->vol = vol;
+    self->writable = writable;
     if (self->buffer == NULL && (self->buffer = malloc(CHUNK)) == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -139,13 +112,17 @@ static void Volume_dealloc(VolumeObject *self)
 
 static PyObject *Volume_close(VolumeObject *self, PyObject *unused)
 {
-    close_volume(self);
+    if (close_volume(self) < 0) {
+        if (!errno)
+            errno = EIO;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
     Py_RETURN_NONE;
 }
 
 /* A name in UTF-16 as ntfs-3g shows it (UTF-8), or NULL with errno (EILSEQ for a name that is
  * no valid UTF-16). */
-static PyObject *utf8_name(const ntfschar *name, int length)
+PyObject *utf8_name(const ntfschar *name, int length)
 {
     char *out = NULL;
     int n = ntfs_ucstombs(name, length, &out, 0);
@@ -584,7 +561,7 @@ static PyObject *Volume_lookup(VolumeObject *self, PyObject *args)
 /* ---- content ---- */
 
 /* The $DATA attribute of mft_no named stream (UTF-8; None: the unnamed one), opened. */
-static int open_data(ntfs_volume *vol, unsigned long long mft_no, PyObject *stream,
+int open_data(ntfs_volume *vol, unsigned long long mft_no, PyObject *stream,
                      ntfs_inode **ni_out, ntfs_attr **na_out)
 {
     ntfschar *uname = NULL;
@@ -792,7 +769,7 @@ static PyGetSetDef Stream_getset[] = {
     {NULL},
 };
 
-static PyTypeObject StreamType = {
+PyTypeObject StreamType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "diffimg.windows._ntfsvol.Stream",
     .tp_basicsize = sizeof(StreamObject),
@@ -803,7 +780,7 @@ static PyTypeObject StreamType = {
     .tp_getset = Stream_getset,
 };
 
-static PyMethodDef Volume_methods[] = {
+static PyMethodDef reader_methods[] = {
     {"listdir", (PyCFunction)Volume_listdir, METH_VARARGS, "A folder's entries and values."},
     {"hash", (PyCFunction)Volume_hash, METH_VARARGS, "(size, digest, holes) of a $DATA."},
     {"read", (PyCFunction)Volume_read, METH_VARARGS, "A Stream reading a $DATA."},
@@ -819,8 +796,8 @@ static PyTypeObject VolumeType = {
     .tp_basicsize = sizeof(VolumeObject),
     .tp_dealloc = (destructor)Volume_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "An NTFS volume opened read-only through libntfs-3g.",
-    .tp_methods = Volume_methods,
+    .tp_doc = "An NTFS volume opened through libntfs-3g: read-only, or writable.",
+
     .tp_init = (initproc)Volume_init,
     .tp_new = PyType_GenericNew,
 };
@@ -832,6 +809,14 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__ntfsvol(void)
 {
+    /* the Volume's methods: the reader's, then the writer's (_ntfswrite.c) */
+    static PyMethodDef methods[64];
+    size_t n = 0;
+    for (PyMethodDef *m = reader_methods; m->ml_name != NULL; m++)
+        methods[n++] = *m;
+    for (PyMethodDef *m = writer_methods; m->ml_name != NULL && n + 1 < 64; m++)
+        methods[n++] = *m;
+    VolumeType.tp_methods = methods;
     if (PyType_Ready(&VolumeType) < 0 || PyType_Ready(&StreamType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
