@@ -12,6 +12,7 @@ from ..hostlayers.find import valid_name
 from ..image.chain import is_image, open_chain, open_image
 from ..progress import ProgressLine, human_bytes
 from ..restore.extract import cat, extract
+from ..restore.ntfsexec import restore_onto_empty
 from ..restore.planner import From, Source
 from ..restore.restore import restore
 from . import as_folders, cli, progress_option
@@ -144,6 +145,13 @@ def restore_command(paths, checksum, dry_run, as_json, keep, host_layers, host_n
         raise click.UsageError("give the image(s), then the target folder")
     options, progress = _options(quiet, as_json)
     try:
+        # a new NTFS partition: written through libntfs-3g, unmounted (ntfsexec.py)
+        p = None if dry_run or host_layers is not None or host_name is not None \
+            else restore_onto_empty(paths[:-1], paths[-1], keep=keep, **options)
+        if p is not None:
+            if not quiet or as_json:
+                _report(p, dry_run, as_json, None)
+            return 0
         with as_folders(paths[-1:], writable=not dry_run) as (target,):
             images = paths[:-1]
             layer, host = _host_layer(host_layers, host_name, target,

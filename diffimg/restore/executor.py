@@ -125,8 +125,9 @@ def stream_layers(p, layers, root_fd: int) -> dict:
 
 
 def execute_on_layers(p, layers, target, root_fd, phase, on_progress, after_failure: str,
-                      warn=None, unchanged=None):
-    """Carry out plan p, mounting the layers whose content it copies, and only those. A failure
+                      warn=None, unchanged=None, carry_out=None):
+    """Carry out plan p, mounting the layers whose content it copies, and only those (with
+    carry_out(layer roots) when given: ntfsexec.py; else execute, below). A failure
     once the target may have changed says what to do next (after_failure); one before (a layer
     that cannot be mounted, a web server failing while content is fetched) calls unchanged()."""
     needed = p.layers_read()
@@ -143,7 +144,10 @@ def execute_on_layers(p, layers, target, root_fd, phase, on_progress, after_fail
                     exc.message += "; nothing was changed"
             raise
         try:
-            execute(p, target, root_fd, roots, phase, on_progress, warn, unchanged)
+            if carry_out is not None:
+                carry_out(roots)
+            else:
+                execute(p, target, root_fd, roots, phase, on_progress, warn, unchanged)
         except (OutputError, ImageError) as exc:
             if not getattr(exc, "unchanged", False):
                 exc.message += after_failure

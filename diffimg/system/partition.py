@@ -215,7 +215,7 @@ def tree_of(path, *, writable: bool, allow_unclean: bool = False):
         raise InputNotFound(f"{show_path(path)} holds no filesystem diffimg can mount"
                             + (f" (blkid: {fstype})" if fstype else ""))
     if fstype == "ntfs":
-        if _ntfs_dirty(path) and (writable or not allow_unclean):
+        if ntfs_dirty(path) and (writable or not allow_unclean):
             raise UnsafeVolume(
                 f"{show_path(path)}: Windows did not close this NTFS volume cleanly (its dirty "
                 "bit is set): boot Windows and shut it down fully, or run chkdsk on it"
@@ -387,7 +387,7 @@ def _is_bitlocker(path) -> bool:
         return False
 
 
-def _ntfs_dirty(path: bytes) -> bool:
+def ntfs_dirty(path: bytes) -> bool:
     """Whether the VOLUME_INFORMATION of $Volume (MFT record 3) has its dirty flag set; a
     volume whose records cannot be read so is taken as dirty (ntfs-3g will say more)."""
     try:

@@ -364,9 +364,11 @@ def _state_bytes(root_fd: int) -> bytes | None:
         os.close(dir_fd)
 
 
-def finish(root_fd: int, state: State, image, kept, verified):
+def finish(root_fd: int, state: State, image, kept, verified, stats=None):
     """Record the tree the run made, the image's: its manifest's records (as the image holds
-    them), a stat row per entry taken now from the target, then the complete state. A row
+    them), a stat row per entry taken now from the target (or from stats: a stat result or None
+    per entry, in order, taken by the run that wrote them: ntfsexec.py), then the complete
+    state. A row
     vouches for a file's content, so a file gets one only when verified(index, entry, stat)
     says this run wrote or checked that content (a later hardlink member: its group's first);
     none for kept paths, or where the target's entry is not the recorded one."""
@@ -380,13 +382,13 @@ def finish(root_fd: int, state: State, image, kept, verified):
         with open(fd, "wb") as f:
             # the filesystem's own clock: a change from now on gets a ctime at least this
             bound = os.fstat(fd).st_ctime_ns
-            stats = statcache.StatRecorder(statcache.identity(root_fd), bound)
+            rows = statcache.StatRecorder(statcache.identity(root_fd), bound)
             start, end = image.manifest_records()
             with open(image.meta_path, "rb") as src:
                 src.seek(start)
                 f.write(src.read(end - start))
-            _record_rows(root_fd, stats, image.entries(), kept, verified)
-            stats.write(f, end - start, image.tree_id)
+            _record_rows(root_fd, rows, image.entries(), kept, verified, stats)
+            rows.write(f, end - start, image.tree_id)
             f.flush()
             os.fsync(f.fileno())
             state.manifest_digest = digest_of(f.fileno())
@@ -423,24 +425,30 @@ def _write_state_file(root_fd: int, state: State):
         raise _state_error(exc) from None
 
 
-def _record_rows(root_fd: int, stats, entries, kept, verified):
+def _record_rows(root_fd: int, stats, entries, kept, verified, given=None):
     """A stat row for each entry: zero where the target's entry is not the recorded one (its
-    kind, size or mtime differ), is kept, or is a file whose content this run did not verify."""
+    kind, size or mtime differ), is kept, or is a file whose content this run did not verify.
+    given: the entries' stat results, in order, instead of asking the target."""
+    given = iter(given) if given is not None else None
     dirs = Dirs(root_fd)
     unverified_leaders: set[bytes] = set()
     try:
         for index, e in enumerate(entries):
             parent, name = split(e.path)
             e.ino = e.ctime_ns = None
+            supplied = next(given, None) if given is not None else None
             if kept and kept.covers(e.path):
                 if e.kind is Kind.FILE and e.link is None:
                     unverified_leaders.add(e.path)
                 stats.add(e)
                 continue
-            try:
-                st = os.fstat(root_fd) if not e.path else os.lstat(name, dir_fd=dirs.fd(parent))
-            except OSError:
-                st = None
+            if given is not None:
+                st = supplied
+            else:
+                try:
+                    st = os.fstat(root_fd) if not e.path else os.lstat(name, dir_fd=dirs.fd(parent))
+                except OSError:
+                    st = None
             if st is not None and st.st_mtime_ns == e.mtime_ns and KIND_OF_FMT.get(
                     stat.S_IFMT(st.st_mode)) is e.kind and (e.kind is not Kind.FILE or st.st_size == e.size):
                 if e.kind is not Kind.FILE:

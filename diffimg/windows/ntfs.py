@@ -73,6 +73,11 @@ def ns_of(ntfs_time: int) -> int:
     return (ntfs_time - _NTFS_EPOCH) * 100
 
 
+def ntfs_time_of(ns: int) -> int:
+    """A time in ns since 1970 as NTFS keeps it (100 ns units since 1601), before 1970 too."""
+    return ns // 100 + _NTFS_EPOCH
+
+
 def exact_mtime(path, shown: int) -> int:
     """The last write time of the entry at path (not followed) to the 100 ns, read raw, for an
     mtime before 1970, which ntfs-3g's stat shows rounded to the second (towards 1970); shown
@@ -211,7 +216,9 @@ LEFT_OUT_STREAMS = ("the image holds named streams over 64 KiB, which ntfs-3g se
 
 
 def fit_for_target(entries, where, warn):
-    """The entries without what the target at where (a path or fd) cannot hold (fitter)."""
+    """The entries without what the target at where (a path or fd; None: an NTFS volume
+    written through libntfs-3g, which holds streams as ntfs-3g serving them as files does)
+    cannot hold (fitter)."""
     fit = fitter(where, warn)
     return (fit(e) for e in entries)
 
@@ -227,7 +234,7 @@ def fitter(where, warn):
     streams; on NTFS through ntfs-3g's default streams interface, no large streams; on NTFS
     serving streams as files, no user.* xattr that can be no stream name, and a name with ':'
     refused (it would be taken for a stream). warn once, at the first entry that had some."""
-    as_files = streams.windows_interface(where)
+    as_files = where is None or streams.windows_interface(where)
     if as_files:
         message = NOT_A_STREAM
 
