@@ -38,6 +38,7 @@ from ..system.safefs import open_regular, split
 from ..target.keep import Kept
 from ..target.state import State, finish, layer_record
 from ..windows import ntfs, streams
+from . import apart
 from .executor import execute_on_layers, locked_target
 from .writer import From, _Layers
 
@@ -59,23 +60,19 @@ def restore_onto_empty(images, target, *, keep=(), on_progress=None, on_warning=
     if any(layer.remote for layer in layers) or not ntfs.read_from_ntfs(final.info.get("source")):
         return None
     from ..windows import _ntfsvol
-    try:
-        volume = _ntfsvol.Volume(path, writable=True)
-    except OSError:
-        return None                 # (in use, hibernated...: the mount's checks say why)
-    try:
-        with _locked(path):
+    with _locked(path):
+        try:
+            volume = _ntfsvol.Volume(path)
+        except OSError:
+            return None             # (damaged...: the mount's checks say why)
+        try:
             children, bad_names = volume.listdir(_ntfsvol.ROOT)
             if children or bad_names:
                 return None
-            p, run, stats = _restore(volume, layers, path, keep, on_progress, on_warning,
-                                     on_phase, command, host)
-    finally:
-        try:
+            p, run = _plan(volume, layers, path, keep, on_warning, on_phase, command, host)
+        finally:
             volume.close()
-        except OSError as exc:
-            raise OutputError(f"cannot write {show_path(path)} back whole: {exc.strerror}"
-                              + _AGAIN) from None
+        stats = _carry_out(p, layers, path, on_phase, on_progress, on_warning)
     # the state, through the mount, as after any restore
     with partition.tree_of(path, writable=True) as tree, locked_target(tree) as root_fd:
         finish(root_fd, run, final, Kept(set()), lambda index, e, st: True, stats)
@@ -114,7 +111,8 @@ def _locked(path: bytes):
         os.close(fd)
 
 
-def _restore(volume, layers, path, keep, on_progress, on_warning, on_phase, command, host):
+def _plan(volume, layers, path, keep, on_warning, on_phase, command, host):
+    """(the plan that makes the empty volume the chain's tree, the state to record)."""
     from .planner import plan_restore
     from .restore import _check_rights
     phase = on_phase or (lambda phase, detail=None, total=None: None)
@@ -138,12 +136,28 @@ def _restore(volume, layers, path, keep, on_progress, on_warning, on_phase, comm
                           f"{human_bytes(p.needs())} from the images, and the partition has "
                           f"{human_bytes(free)} free; restore onto a larger partition; nothing "
                           "was changed")
-    run = State(False, None, [layer_record(layer) for layer in layers[:-1]]
-                + [layer_record(final, host)], command, keep=[os.fsdecode(k) for k in keep])
-    writer = _Writer(volume, path)
-    execute_on_layers(p, layers, path, None, phase, on_progress, _AGAIN, warn, lambda: None,
-                      carry_out=lambda roots: writer.carry_out(p, roots, phase, on_progress))
-    return p, run, writer.stats(final.entries())
+    return p, State(False, None, [layer_record(layer) for layer in layers[:-1]]
+                    + [layer_record(final, host)], command, keep=[os.fsdecode(k) for k in keep])
+
+
+def _carry_out(p, layers, path: bytes, on_phase, on_progress, on_warning) -> list:
+    """Carry out p on the volume at path, the layers it reads mounted; the stat results of the
+    final tree's entries (_Writer.stats)."""
+    phase = on_phase or (lambda phase, detail=None, total=None: None)
+    found = []
+
+    def work(volume, say, stopping):
+        writer = _Writer(volume, path, stopping)
+        writer.carry_out(p, roots[0], say)
+        return writer.stats(layers[-1].entries())
+
+    def carry_out(layer_roots):
+        roots.append(layer_roots)
+        found.append(apart.run(path, work, phase, on_progress))
+    roots = []
+    execute_on_layers(p, layers, path, None, phase, on_progress, _AGAIN, on_warning,
+                      lambda: None, carry_out=carry_out)
+    return found[0]
 
 
 def _valued(p):
@@ -165,45 +179,54 @@ class _Stat(NamedTuple):
 class _Writer:
     """Carries out a plan made against an empty volume: every entry is new."""
 
-    def __init__(self, volume, shown: bytes):
+    def __init__(self, volume, shown: bytes, stopping):
         from ..windows._ntfsvol import ROOT
-        self.volume, self.shown = volume, shown
+        self.volume, self.shown, self.stopping = volume, shown, stopping
         self.mft = {b"": ROOT}              # path -> MFT record number of what this run made
 
-    def carry_out(self, p, layer_roots: dict, phase, on_progress):
+    def carry_out(self, p, layer_roots: dict, say):
+        """say(Phase, total=None) as each step starts, say(None, files, bytes) as files are
+        written."""
         if p.deletes or p.rescues:
             raise AssertionError("a plan against an empty volume deletes nothing")
         sources = {digest: layer_roots[n] for digest, n in p.stream_layers.items()}
         layers = _Layers()
         try:
-            phase(Phase.MAKING_FOLDERS)
+            say(Phase.MAKING_FOLDERS)
             for e in p.dirs:
+                self._check_stop()
                 self._make(e, "d")
-            phase(Phase.MAKING_SPECIALS)
+            say(Phase.MAKING_SPECIALS)
             for e in p.specials:
-                mft = self._special(e)
-                self._values(mft, e, sources)
+                self._check_stop()
+                self._values(self._special(e), e, sources)
             counts = p.counts()
-            phase(Phase.WRITING_FILES, total=(counts["files_written"], counts["bytes_written"]))
-            done = [0, 0]
-            for w in p.writes:
+            say(Phase.WRITING_FILES, total=(counts["files_written"], counts["bytes_written"]))
+            nbytes = 0
+            for files, w in enumerate(p.writes, 1):
+                self._check_stop()
                 self._write(w, layer_roots, layers, sources)
-                done[0] += 1
-                done[1] += w.entry.size
-                if on_progress is not None:
-                    on_progress(*done)
-            phase(Phase.LINKING)
+                nbytes += w.entry.size
+                say(None, files, nbytes)
+            say(Phase.LINKING)
             for e in p.links:
+                self._check_stop()
                 parent, name = split(e.path)
                 self._do(e.path, self.volume.link, self.mft[e.link], self.mft[parent], name)
                 self.mft[e.path] = self.mft[e.link]
-            phase(Phase.SETTING_METADATA)
+            say(Phase.SETTING_METADATA)
             for e in p.metas:
+                self._check_stop()
                 self._values(self.mft[e.path], e, sources)
             for e in reversed(p.dir_metas):     # deepest first: a folder after its content
+                self._check_stop()
                 self._values(self.mft[e.path], e, sources)
         finally:
             layers.close()
+
+    def _check_stop(self):
+        if self.stopping():
+            raise apart.Stopped
 
     def stats(self, entries) -> list:
         """A stat result per entry, in order, as ntfs-3g's mount would show what this run made
