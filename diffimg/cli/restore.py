@@ -94,10 +94,11 @@ def _origin(source: Source) -> str:
 NOTHING_TO_DO = "nothing to do: the target already holds the tree"
 
 
-def _report(p, dry_run, as_json, host_layer=None):
+def _report(p, dry_run, as_json, host_layer=None, through="filesystem"):
     counts = p.counts()
     if as_json:
-        doc = {"dry_run": dry_run, "counts": counts, "kept": [show_path(k) for k in p.kept]}
+        doc = {"dry_run": dry_run, "counts": counts, "kept": [show_path(k) for k in p.kept],
+               "through": through}
         if host_layer is not None:          # --host-layers: the layer used, or null
             doc["host_layer"] = host_layer[0] and {"host": host_layer[1],
                                                    "path": show_path(host_layer[0])}
@@ -150,7 +151,7 @@ def restore_command(paths, checksum, dry_run, as_json, keep, host_layers, host_n
             else restore_onto_empty(paths[:-1], paths[-1], keep=keep, **options)
         if p is not None:
             if not quiet or as_json:
-                _report(p, dry_run, as_json, None)
+                _report(p, dry_run, as_json, None, through="libntfs-3g")
             return 0
         with as_folders(paths[-1:], writable=not dry_run) as (target,):
             images = paths[:-1]

@@ -61,10 +61,10 @@ def restore_onto_empty(images, target, *, keep=(), on_progress=None, on_warning=
         return None
     from ..windows import _ntfsvol
     with _locked(path):
-        try:
-            volume = _ntfsvol.Volume(path)
+        try:       # (writable: a volume the library would not write is found out now)
+            volume = _ntfsvol.Volume(path, writable=True)
         except OSError:
-            return None             # (damaged...: the mount's checks say why)
+            return None             # (hibernated, read-only...: the mount's checks say why)
         try:
             children, bad_names = volume.listdir(_ntfsvol.ROOT)
             if children or bad_names:

@@ -82,6 +82,13 @@ static int Volume_init(VolumeObject *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     Py_DECREF(path_obj);
+    /* the library opens a device it may not write read-only, saying nothing */
+    if (writable && NVolReadOnly(vol)) {
+        ntfs_umount(vol, FALSE);
+        errno = EROFS;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
     /* the security descriptors' index ($Secure), needed to read them (as wimlib does) */
     if (ntfs_open_secure(vol) && vol->major_ver >= 3) {
         int code = errno ? errno : EIO;

@@ -169,7 +169,9 @@ static PyObject *Volume_make(VolumeObject *self, PyObject *args, PyObject *kwds)
         return os_error();
     }
     unsigned long long mft_no = ni->mft_no;
-    int failed = ntfs_inode_close(ni);
+    /* (closed through its folder, still open: the library would open a second copy of it to
+     * update the new name's index entry, and the later close of ours would undo that) */
+    int failed = ntfs_inode_close_in_dir(ni, dir_ni);
     int code = errno;
     if (ntfs_inode_close(dir_ni) && !failed) {
         failed = 1;
@@ -534,7 +536,10 @@ static int set_one(ntfs_inode *ni, PyObject *value,
         return -1;
     }
     errno = 0;
-    if (set(ni, PyBytes_AS_STRING(value), (size_t)PyBytes_GET_SIZE(value), 0)) {
+    int answer = set(ni, PyBytes_AS_STRING(value), (size_t)PyBytes_GET_SIZE(value), 0);
+    if (answer) {
+        if (answer < -1)
+            errno = -answer;            /* (ntfs_set_ntfs_ea answers -errno) */
         if (!errno)
             errno = EIO;
         return -1;

@@ -1,0 +1,136 @@
+"""restore onto an NTFS partition that holds nothing yet is written through libntfs-3g,
+unmounted (restore/ntfsexec.py, windows/_ntfswrite.c), in a child process (restore/apart.py):
+real mkntfs volumes in files, compared with the image, read back by the library and checked by
+ntfsfix."""
+
+import json
+import os
+import random
+import shutil
+import struct
+import subprocess
+
+import pytest
+from conftest import assert_one_line_error, run_cli
+from leftovers import killed, mounts
+from ntfsbuild import mounted, new_ntfs, windows_tree
+
+from diffimg.image.format import Image
+from diffimg.tree.manifest import read_entries
+from diffimg.windows import _ntfsvol, ntfs
+
+
+def _clean(volume):
+    done = subprocess.run(["ntfsfix", "-n", str(volume)], capture_output=True, text=True)
+    assert done.returncode == 0 and "processed successfully" in done.stdout, done.stdout
+
+
+def _restored(image, target, *args, env=None):
+    """restore --json onto target; its document."""
+    done = run_cli("restore", "--json", *args, image, target, check_rc=0, env=env)
+    return json.loads(done.stdout)
+
+
+def _source(tmp_path):
+    """A volume of every kind and value diffimg records, a sparse file and attributes without
+    ARCHIVE among them."""
+    volume = new_ntfs(tmp_path / "v.ntfs", 64)
+    mount = tmp_path / "m"
+    with mounted(volume, mount):
+        windows_tree(mount)
+        os.mkfifo(mount / "fifo")
+        os.mknod(mount / "null", 0o600 | 0o020000, os.makedev(1, 3))
+        with open(mount / "sparse", "wb") as f:
+            f.truncate(8 << 20)
+            f.seek(3 << 20)
+            f.write(os.urandom(20_000))
+        (mount / "plain").write_bytes(b"no archive bit")
+        os.setxattr(mount / "plain", ntfs.ATTRIB, struct.pack(">I", 0x80))       # NORMAL
+        os.setxattr(mount / "plain", ntfs.OBJECT_ID, bytes(range(16)))
+        for i in range(200):
+            (mount / "Windows" / f"f{i:03}.dll").write_bytes(b"MZ%d" % i)
+    return volume
+
+
+@pytest.mark.root
+def test_a_new_partition_is_written_through_the_library_exactly_as_the_image_holds_it(tmp_path):
+    volume = _source(tmp_path)
+    image = tmp_path / "base.img"
+    run_cli("create", volume, image, "-q", check_rc=0)
+    target = new_ntfs(tmp_path / "t.ntfs", 64)
+    assert _restored(image, target)["through"] == "libntfs-3g"
+    _clean(target)
+    # every record as the image holds it, read back raw by the library
+    run_cli("scan", target, "-q", "-o", tmp_path / "t.dimf", check_rc=0)
+    assert list(read_entries(tmp_path / "t.dimf")) == list(Image(image).entries())
+    run_cli("compare", image, target, check_rc=0)
+    volume_of = _ntfsvol.Volume(str(target))
+    try:
+        sparse = volume_of.lookup(b"sparse")
+        assert volume_of.hash(sparse, None)[2], "the holes were written"
+    finally:
+        volume_of.close()
+    # the state was recorded: status proves the tree, a second restore (through the mount, the
+    # volume holding entries now) has nothing to do
+    assert b"unchanged since" in run_cli("status", target, check_rc=0).stdout
+    again = _restored(image, target)
+    assert again["through"] == "filesystem" and again["counts"]["unchanged"] > 200
+    assert sum(again["counts"][k] for k in ("deleted", "folders_made", "files_written",
+                                            "specials_made", "hardlinks", "metadata_only")) == 0
+    # and ntfs-3g's mount gives the same tree as the library wrote as its own restore
+    fused = new_ntfs(tmp_path / "f.ntfs", 64)
+    through_mount = _restored(image, fused, env={**os.environ, "DIFFIMG_NTFS_FUSE": "1"})
+    assert through_mount["through"] == "filesystem"
+    run_cli("compare", target, fused, check_rc=0)
+
+
+@pytest.mark.root
+def test_a_damaged_image_stops_it_naming_the_file_which_is_not_left_behind(tmp_path):
+    source = tmp_path / "src"
+    (source / "a").mkdir(parents=True)
+    for name in ("first", "second", "third"):
+        (source / "a" / name).write_bytes(name.encode() * 1000)
+    volume = new_ntfs(tmp_path / "v.ntfs", 32)
+    with mounted(volume, tmp_path / "m"):
+        shutil.copytree(source / "a", tmp_path / "m" / "a")
+    image = tmp_path / "base"
+    run_cli("create", volume, image, "--format", "dir", "-q", check_rc=0)
+    stored = image / "tree" / "a" / "second"
+    stored.write_bytes(stored.read_bytes().replace(b"s", b"S", 1))     # same size, not its digest
+    target = new_ntfs(tmp_path / "t.ntfs", 32)
+    line = assert_one_line_error(run_cli("restore", image, target), 8)
+    assert "a/second" in line and "does not match" in line, line
+    _clean(target)
+    volume_of = _ntfsvol.Volume(str(target))
+    try:
+        with pytest.raises(OSError):
+            volume_of.lookup(b"a/second")
+    finally:
+        volume_of.close()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("seed", [1, 2])
+def test_killed_while_it_writes_the_volume_stays_clean_and_the_next_restore_converges(tmp_path,
+                                                                                       seed):
+    rng = random.Random(seed)
+    volume = new_ntfs(tmp_path / "v.ntfs", 256)
+    with mounted(volume, tmp_path / "m"):
+        for n in range(3000):
+            folder = tmp_path / "m" / f"d{n % 30}"
+            folder.mkdir(exist_ok=True)
+            (folder / f"f{n}").write_bytes(rng.randbytes(rng.randint(0, 40_000)))
+    image = tmp_path / "base.img"
+    run_cli("create", volume, image, "-q", check_rc=0)
+    target = new_ntfs(tmp_path / "t.ntfs", 256)
+    killed(["restore", str(image), str(target), "-q"], rng.uniform(0.4, 1.2), b"ntfs-writer")
+    # the writing child notices, finishes its entry and closes the volume
+    for _ in range(100):
+        if b"ntfs-writer" not in subprocess.run(["ps", "eww", "-A"], capture_output=True).stdout:
+            break
+        subprocess.run(["sleep", "0.1"])
+    if str(target) not in mounts():        # (killed while the state was written: still mounted)
+        _clean(target)
+    run_cli("restore", image, target, "-q", check_rc=0)
+    _clean(target)
+    run_cli("compare", image, target, check_rc=0)
