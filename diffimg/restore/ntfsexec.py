@@ -25,13 +25,12 @@ import fcntl
 import os
 import stat
 import struct
-from typing import NamedTuple
 
-from ..entry import FMT_OF_KIND, Kind
+from ..entry import Kind
 from ..errors import Busy, ImageError, OutputError, show_path
 from ..image.chain import index_chain, open_chain
 from ..progress import Phase, human_bytes
-from ..scan.ntfswalk import walk_volume
+from ..scan.ntfswalk import StatsOf, walk_volume
 from ..scan.scanner import _lookup
 from ..system import partition
 from ..system.safefs import open_regular, split
@@ -72,10 +71,12 @@ def restore_onto_empty(images, target, *, keep=(), on_progress=None, on_warning=
             p, run = _plan(volume, layers, path, keep, on_warning, on_phase, command, host)
         finally:
             volume.close()
-        stats = _carry_out(p, layers, path, on_phase, on_progress, on_warning)
+        _carry_out(p, layers, path, on_phase, on_progress, on_warning)
     # the state, through the mount, as after any restore
     with partition.tree_of(path, writable=True) as tree, locked_target(tree) as root_fd:
-        finish(root_fd, run, final, Kept(set()), lambda index, e, st: True, stats)
+        found = partition.ntfs_volume_of(tree, fresh=True)
+        finish(root_fd, run, final, Kept(set()), lambda index, e, st: True,
+               StatsOf(found[1]) if found is not None else None)
     return p
 
 
@@ -140,24 +141,15 @@ def _plan(volume, layers, path, keep, on_warning, on_phase, command, host):
                     + [layer_record(final, host)], command, keep=[os.fsdecode(k) for k in keep])
 
 
-def _carry_out(p, layers, path: bytes, on_phase, on_progress, on_warning) -> list:
-    """Carry out p on the volume at path, the layers it reads mounted; the stat results of the
-    final tree's entries (_Writer.stats)."""
+def _carry_out(p, layers, path: bytes, on_phase, on_progress, on_warning):
+    """Carry out p on the volume at path, the layers it reads mounted."""
     phase = on_phase or (lambda phase, detail=None, total=None: None)
-    found = []
-
-    def work(volume, say, stopping):
-        writer = _Writer(volume, path, stopping)
-        writer.carry_out(p, roots[0], say)
-        return writer.stats(layers[-1].entries())
 
     def carry_out(layer_roots):
-        roots.append(layer_roots)
-        found.append(apart.run(path, work, phase, on_progress))
-    roots = []
+        apart.run(path, lambda volume, say, stopping: _Writer(volume, path, stopping).carry_out(
+            p, layer_roots, say), phase, on_progress)
     execute_on_layers(p, layers, path, None, phase, on_progress, _AGAIN, on_warning,
                       lambda: None, carry_out=carry_out)
-    return found[0]
 
 
 def _valued(p):
@@ -166,14 +158,6 @@ def _valued(p):
     yield from p.specials
     yield from p.metas
     yield from p.dir_metas
-
-
-class _Stat(NamedTuple):
-    st_mode: int
-    st_size: int
-    st_mtime_ns: int
-    st_ino: int
-    st_ctime_ns: int
 
 
 class _Writer:
@@ -227,21 +211,6 @@ class _Writer:
     def _check_stop(self):
         if self.stopping():
             raise apart.Stopped
-
-    def stats(self, entries) -> list:
-        """A stat result per entry, in order, as ntfs-3g's mount would show what this run made
-        (its stat proof: MFT record number and change time), for the state's rows; None for
-        an entry it did not make."""
-        found = []
-        for e in entries:
-            mft = self.mft.get(e.path)
-            if mft is None:
-                found.append(None)
-                continue
-            ctime, mtime, size, folder = self._do(e.path, self.volume.stat, mft)
-            mode = stat.S_IFDIR if folder and e.kind is not Kind.SYMLINK else FMT_OF_KIND[e.kind]
-            found.append(_Stat(mode, size, ntfs.ns_of(mtime), mft, ntfs.ns_of(ctime)))
-        return found
 
     def _do(self, path: bytes, call, *args, **kwargs):
         """call(*args, **kwargs), its failure said with the entry's path on the partition."""

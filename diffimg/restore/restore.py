@@ -16,8 +16,10 @@ from ..image.chain import index_chain, open_chain, open_image
 from ..image.format import ImageKind
 from ..progress import Phase, human_bytes
 from ..scan import leftout
+from ..scan.ntfswalk import StatsOf
 from ..scan.scanner import scan
 from ..system.fsmeta import mount_of, mount_points_below
+from ..system.partition import ntfs_volume_of
 from ..system.safefs import regular_files, split
 from ..system.workers import prestart_workers
 from ..target.keep import Kept, defaults_for, find_kept, folds_case, literal_pattern
@@ -120,7 +122,8 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
                     execute_on_layers(p, [image], target, root_fd, phase, on_progress,
                                       _FINISH_WITH_FORCE, warn, undo)
                     finish(root_fd, run, image, kept,
-                           _applied_verifier(changes, checksum or proofs is not None, carried))
+                           _applied_verifier(changes, checksum or proofs is not None, carried),
+                           _library_stats(target))
                 finally:
                     if carried is not None:
                         carried.close()
@@ -452,8 +455,16 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
             undo = begin(root_fd, run)
             execute_on_layers(p, layers, target, root_fd, phase, on_progress, _RESTORE_AGAIN, warn, undo)
             finish(root_fd, run, final, kept, lambda index, e, st: not (
-                p.unverified[index] or e.path in p.unverified_writes))
+                p.unverified[index] or e.path in p.unverified_writes), _library_stats(target))
         return p
+
+
+def _library_stats(target: bytes):
+    """stat_of(entry) through libntfs-3g, opened anew now that the target was written and
+    synced, when target is an NTFS partition diffimg mounted (ntfswalk.StatsOf); else None
+    (lstat through the mount)."""
+    found = ntfs_volume_of(target, fresh=True)
+    return StatsOf(found[1]) if found is not None else None
 
 
 class _FileSizes:

@@ -14,6 +14,7 @@ A file's stat proof (statcache.py) is the same as through the mount: its MFT rec
 """
 
 import errno
+import stat
 import struct
 from typing import NamedTuple
 
@@ -30,11 +31,68 @@ _CHUNK = 1 << 20
 
 
 class _Stat(NamedTuple):
-    """What a quick-check hint is compared with (scanner._lookup)."""
+    """What a quick-check hint is compared with (scanner._lookup), and a state's row is taken
+    from (stats_of)."""
     st_size: int
     st_mtime_ns: int
     st_ino: int
     st_ctime_ns: int
+    st_mode: int = stat.S_IFREG
+
+
+_MODES = {"d": stat.S_IFDIR, "f": stat.S_IFREG, "l": stat.S_IFLNK, "p": stat.S_IFIFO,
+          "s": stat.S_IFSOCK, "c": stat.S_IFCHR, "b": stat.S_IFBLK}
+
+
+class StatsOf:
+    """stat_of(entry): the stat ntfs-3g's lstat shows of the entry's path on the volume (kind,
+    size, mtime, and its stat proof: MFT record number and change time), or None where there
+    is none; asked of the entries in canonical order, for a state's rows (target/state.py,
+    finish), without a FUSE round trip per entry. Only the listings of the folders above the
+    entry at hand are held."""
+
+    def __init__(self, volume):
+        self._volume = volume
+        self._listings: dict[bytes, dict | None] = {}
+
+    def __call__(self, e) -> _Stat | None:
+        if not e.path:
+            item = self._volume.stat_root()
+        else:
+            parent, name = _split(e.path)
+            held = self._listing(parent)
+            item = held.get(name) if held is not None else None
+        if item is None:
+            return None
+        mft_no, kind, size, mtime, ctime = item[1], item[2], item[4], item[5], item[6]
+        return _Stat(size, ntfs.ns_of(mtime), mft_no, ntfs.ns_of(ctime), _MODES[kind])
+
+    def _listing(self, folder: bytes) -> dict | None:
+        listings = self._listings
+        if folder in listings:
+            return listings[folder]
+        if folder:
+            parent, name = _split(folder)
+            above = self._listing(parent)
+            item = above.get(name) if above is not None else None
+            mft_no = item[1] if item is not None and item[2] == "d" else None
+        else:
+            mft_no = self._volume.stat_root()[1]
+        try:
+            found = {item[0]: item for item in self._volume.listdir(mft_no)[0]} \
+                if mft_no is not None else None
+        except (OSError, ValueError):
+            found = None
+        for other in [f for f in listings if f and folder != f
+                      and not folder.startswith(f + b"/")]:
+            del listings[other]              # (a folder the walk has left)
+        listings[folder] = found
+        return found
+
+
+def _split(path: bytes) -> tuple[bytes, bytes]:
+    parent, _, name = path.rpartition(b"/")
+    return parent, name
 
 
 def read_all(volume, mft_no: int, stream) -> bytes:

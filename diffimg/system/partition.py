@@ -243,10 +243,15 @@ def tree_of(path, *, writable: bool, allow_unclean: bool = False):
             raise UnsafeVolume(f"{show_path(path)} could be mounted only read-only (ntfs-3g "
                                "finds Windows hibernated on it, or the disk is read-only): "
                                + _HIBERNATED_ADVICE)
-        yield tree
+        if fstype != "ntfs":
+            yield tree
+            return
+        # a restore's target: read through the library too (its scan, its state's rows)
+        with _read_by_library(tree, path):
+            yield tree
 
 
-# a read-only ntfs-3g mount tree_of made -> [the partition it serves, its Volume or None]
+# an ntfs-3g mount tree_of made -> [the partition it serves, its Volume or None]
 _NTFS_SOURCES: dict[bytes, list] = {}
 
 
@@ -274,14 +279,19 @@ def _library_reads() -> bool:
     return True
 
 
-def ntfs_volume_of(tree) -> tuple[bytes, object] | None:
+def ntfs_volume_of(tree, fresh: bool = False) -> tuple[bytes, object] | None:
     """(partition, its volume opened read-only through libntfs-3g: windows/_ntfsvol.c) when
-    tree is the read-only mount of an NTFS partition given as itself, and the compiled reader
-    is built (and DIFFIMG_NTFS_FUSE unset): its entries and content are read through the
-    library rather than ntfs-3g's FUSE view. None otherwise."""
+    tree is the mount of an NTFS partition given as itself, and the compiled reader is built
+    (and DIFFIMG_NTFS_FUSE unset): its entries and content are read through the library
+    rather than ntfs-3g's FUSE view. None otherwise. The library reads beside ntfs-3g's mount,
+    and keeps what it read: on a mount that was written meanwhile (a restore's target, after
+    its changes and a sync) it is opened anew (fresh)."""
     found = _NTFS_SOURCES.get(os.fsencode(tree)) if _NTFS_SOURCES else None
     if found is None or not _library_reads():
         return None
+    if fresh and found[1] is not None:
+        found[1].close()
+        found[1] = None
     if found[1] is None:
         from ..windows import _ntfsvol
         try:

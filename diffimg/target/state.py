@@ -364,11 +364,10 @@ def _state_bytes(root_fd: int) -> bytes | None:
         os.close(dir_fd)
 
 
-def finish(root_fd: int, state: State, image, kept, verified, stats=None):
+def finish(root_fd: int, state: State, image, kept, verified, stat_of=None):
     """Record the tree the run made, the image's: its manifest's records (as the image holds
-    them), a stat row per entry taken now from the target (or from stats: a stat result or None
-    per entry, in order, taken by the run that wrote them: ntfsexec.py), then the complete
-    state. A row
+    them), a stat row per entry taken now from the target (or from stat_of(entry), asked in
+    order: a stat result, or None where there is none), then the complete state. A row
     vouches for a file's content, so a file gets one only when verified(index, entry, stat)
     says this run wrote or checked that content (a later hardlink member: its group's first);
     none for kept paths, or where the target's entry is not the recorded one."""
@@ -387,7 +386,7 @@ def finish(root_fd: int, state: State, image, kept, verified, stats=None):
             with open(image.meta_path, "rb") as src:
                 src.seek(start)
                 f.write(src.read(end - start))
-            _record_rows(root_fd, rows, image.entries(), kept, verified, stats)
+            _record_rows(root_fd, rows, image.entries(), kept, verified, stat_of)
             rows.write(f, end - start, image.tree_id)
             f.flush()
             os.fsync(f.fileno())
@@ -425,25 +424,23 @@ def _write_state_file(root_fd: int, state: State):
         raise _state_error(exc) from None
 
 
-def _record_rows(root_fd: int, stats, entries, kept, verified, given=None):
+def _record_rows(root_fd: int, stats, entries, kept, verified, stat_of=None):
     """A stat row for each entry: zero where the target's entry is not the recorded one (its
     kind, size or mtime differ), is kept, or is a file whose content this run did not verify.
-    given: the entries' stat results, in order, instead of asking the target."""
-    given = iter(given) if given is not None else None
+    stat_of(entry): its stat, instead of asking the target."""
     dirs = Dirs(root_fd)
     unverified_leaders: set[bytes] = set()
     try:
         for index, e in enumerate(entries):
             parent, name = split(e.path)
             e.ino = e.ctime_ns = None
-            supplied = next(given, None) if given is not None else None
             if kept and kept.covers(e.path):
                 if e.kind is Kind.FILE and e.link is None:
                     unverified_leaders.add(e.path)
                 stats.add(e)
                 continue
-            if given is not None:
-                st = supplied
+            if stat_of is not None:
+                st = stat_of(e)
             else:
                 try:
                     st = os.fstat(root_fd) if not e.path else os.lstat(name, dir_fd=dirs.fd(parent))

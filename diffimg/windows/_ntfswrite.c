@@ -21,7 +21,6 @@
  *       moves them): times (creation, last write, last access) in NTFS units.
  *   remove_value(mft_no, what)          'reparse', 'ea' or 'object_id' removed when present
  *   set_dos_name(mft_no, parent, name)  the short name of the inode's link in parent
- *   stat(mft_no) -> (change time, last write time, size, is a folder): its stat proof
  *   free_bytes() -> the free room of the volume
  * Every change is made when the call returns; close() writes the volume's own records back.
  */
@@ -654,23 +653,6 @@ static PyObject *Volume_set_dos_name(VolumeObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-static PyObject *Volume_stat(VolumeObject *self, PyObject *args)
-{
-    unsigned long long mft_no;
-    if (!PyArg_ParseTuple(args, "K", &mft_no) || check_open(self) < 0)
-        return NULL;
-    ntfs_inode *ni = open_inode(self, mft_no);
-    if (ni == NULL)
-        return NULL;
-    int folder = (ni->mrec->flags & MFT_RECORD_IS_DIRECTORY) != 0;
-    PyObject *result = Py_BuildValue("(LLLO)", (long long)sle64_to_cpu(ni->last_mft_change_time),
-                                     (long long)sle64_to_cpu(ni->last_data_change_time),
-                                     (long long)(folder ? 0 : ni->data_size),
-                                     folder ? Py_True : Py_False);
-    ntfs_inode_close(ni);
-    return result;
-}
-
 static PyObject *Volume_free_bytes(VolumeObject *self, PyObject *unused)
 {
     if (check_open(self) < 0)
@@ -694,7 +676,6 @@ PyMethodDef writer_methods[] = {
      "An inode's values set raw, times last."},
     {"remove_value", (PyCFunction)Volume_remove_value, METH_VARARGS, "A value removed."},
     {"set_dos_name", (PyCFunction)Volume_set_dos_name, METH_VARARGS, "A link's short name."},
-    {"stat", (PyCFunction)Volume_stat, METH_VARARGS, "(ctime, mtime, size, folder) of an inode."},
     {"free_bytes", (PyCFunction)Volume_free_bytes, METH_NOARGS, "The volume's free room."},
     {NULL},
 };
