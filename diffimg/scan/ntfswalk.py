@@ -188,7 +188,15 @@ def walk_volume(volume, root: bytes, *, find_previous, excluded, left_out, wante
             else:
                 known = find_previous(path_key(rel), _Stat(size, entry.mtime_ns, mft_no,
                                                            entry.ctime_ns))
-                if known is not None and known[2]:
+                if known is not None and not known[2]:
+                    # taken on size and mtime alone (scanner._Walker does the same): no stat
+                    # row vouches for it, nor for its holes, which are the file's own
+                    try:
+                        known = (known[0], volume.holes(mft_no, None), False)
+                    except OSError as exc:
+                        raise ScanError(f"cannot read {shown(rel)}: {why(exc)}") from None
+                    entry.ino = entry.ctime_ns = None
+                if known is not None:
                     entry.digest, entry.sparse = known[0], known[1]
                 elif wanted_sizes is not None and size not in wanted_sizes:
                     pass                    # content of no use: left unread (scan())

@@ -15,6 +15,7 @@
  *   hash(mft_no, stream) -> (size, xxh3-128 digest, has holes) of the unnamed $DATA (stream
  *       None) or the named one, read through the library.
  *   read(mft_no, stream) -> Stream with readinto(buffer) and close(): the bytes in order.
+ *   holes(mft_no, stream) -> whether it has holes, its content unread.
  *   close()
  * Names are UTF-8 (ntfs_ucstombs, as ntfs-3g shows them). The library is not thread safe: the
  * GIL is held throughout, and one Volume is used by one thread.
@@ -686,6 +687,26 @@ failed_python:
     return NULL;
 }
 
+/* Whether a $DATA has holes, its content unread (a file taken on its size and mtime). */
+static PyObject *Volume_holes(VolumeObject *self, PyObject *args)
+{
+    unsigned long long mft_no;
+    PyObject *stream;
+    if (!PyArg_ParseTuple(args, "KO", &mft_no, &stream) || check_open(self) < 0)
+        return NULL;
+    ntfs_inode *ni;
+    ntfs_attr *na;
+    if (open_data(self->vol, mft_no, stream, &ni, &na) < 0)
+        return NULL;
+    errno = 0;
+    int holes = has_holes(na);
+    ntfs_attr_close(na);
+    ntfs_inode_close(ni);
+    if (holes < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyBool_FromLong(holes);
+}
+
 static PyObject *Volume_read(VolumeObject *self, PyObject *args)
 {
     unsigned long long mft_no;
@@ -791,6 +812,7 @@ static PyMethodDef reader_methods[] = {
     {"listdir", (PyCFunction)Volume_listdir, METH_VARARGS, "A folder's entries and values."},
     {"hash", (PyCFunction)Volume_hash, METH_VARARGS, "(size, digest, holes) of a $DATA."},
     {"read", (PyCFunction)Volume_read, METH_VARARGS, "A Stream reading a $DATA."},
+    {"holes", (PyCFunction)Volume_holes, METH_VARARGS, "Whether a $DATA has holes."},
     {"stat_root", (PyCFunction)Volume_stat_root, METH_NOARGS, "The root's values."},
     {"lookup", (PyCFunction)Volume_lookup, METH_VARARGS, "The MFT number of a path."},
     {"close", (PyCFunction)Volume_close, METH_NOARGS, "Close the volume."},
