@@ -134,3 +134,30 @@ def test_killed_while_it_writes_the_volume_stays_clean_and_the_next_restore_conv
     run_cli("restore", image, target, "-q", check_rc=0)
     _clean(target)
     run_cli("compare", image, target, check_rc=0)
+
+
+@pytest.mark.root
+def test_a_partition_diffimg_never_wrote_is_taken_on_size_and_mtime_as_through_the_mount(tmp_path):
+    """Read through the library beside the mount, a target without state is checked as the
+    spec says: files whose size and mtime match the image are taken unread (an edit that kept
+    both is seen with --checksum), and the state's rows vouch for none of them."""
+    volume = new_ntfs(tmp_path / "v.ntfs", 32)
+    with mounted(volume, tmp_path / "m"):
+        for name in ("a", "b", "c"):
+            (tmp_path / "m" / name).write_bytes(name.encode() * 5000)
+    image = tmp_path / "base.img"
+    run_cli("create", volume, image, "-q", check_rc=0)
+    target = tmp_path / "copy.ntfs"
+    shutil.copy(volume, target)
+    with mounted(target, tmp_path / "m"):
+        st = os.stat(tmp_path / "m" / "b")
+        (tmp_path / "m" / "b").write_bytes(b"B" * 5000)          # same size, same mtime
+        os.utime(tmp_path / "m" / "b", ns=(st.st_atime_ns, st.st_mtime_ns))
+    first = _restored(image, target, "--yes")
+    assert first["through"] == "filesystem" and first["counts"]["files_written"] == 0
+    assert run_cli("compare", image, target).returncode == 1
+    # nothing proved b: status cannot say the tree is unchanged; --checksum mends it
+    checked = _restored(image, target, "--checksum")
+    assert checked["counts"]["files_written"] == 1
+    run_cli("compare", image, target, check_rc=0)
+    assert b"unchanged since" in run_cli("status", target, check_rc=0).stdout
