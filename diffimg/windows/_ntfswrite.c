@@ -6,20 +6,17 @@
  *       a new entry named name in the folder parent: kind 'f' file, 'd' folder, 'p' FIFO,
  *       's' socket, 'c'/'b' device (rdev), 'l' an Interix symlink to target (bytes); EEXIST
  *       when the name is taken.
- *   find(parent, name) -> mft_no, or None when the folder has no such name
  *   link(mft_no, parent, name)          another name for a file
  *   unlink(parent, name)                a name gone (with its inode when it was the last; a
  *                                       folder must be empty)
  *   write(mft_no, stream, source, size, sparse) -> (digest or None, bytes read)
  *       the $DATA attribute (stream None: the unnamed one; else made when missing) emptied,
- *       then filled from source (an fd, a Stream of this volume, or bytes) and hashed as it
+ *       then filled from source (an fd, or bytes) and hashed as it
  *       is written, reading at most size bytes: digest None when the source holds more.
  *       sparse: blocks of zeros stay holes.
- *   remove_stream(mft_no, stream)
  *   set_values(mft_no, acl, reparse, ea, object_id, attrib, times)
  *       each value that is not None set raw, in that order (times last: every other call
  *       moves them): times (creation, last write, last access) in NTFS units.
- *   remove_value(mft_no, what)          'reparse', 'ea' or 'object_id' removed when present
  *   set_dos_name(mft_no, parent, name)  the short name of the inode's link in parent
  *   free_bytes() -> the free room of the volume
  * Every change is made when the call returns; close() writes the volume's own records back.
@@ -105,111 +102,108 @@ static ntfs_inode *open_folder(VolumeObject *self, unsigned long long mft_no)
 
 /* ---- names ---- */
 
+/* ni closed, the first failure kept: *failed and *code (its errno) set by the first. */
+static void close_keeping(ntfs_inode *ni, int *failed, int *code)
+{
+    if (ntfs_inode_close(ni) && !*failed) {
+        *failed = 1;
+        *code = errno;
+    }
+}
+
+static PyObject *answer(int failed, int code)
+{
+    if (failed) {
+        errno = code;
+        return os_error();
+    }
+    Py_RETURN_NONE;
+}
+
+/* name in UTF-16 (*uname, to free) and the folder parent opened (*dir_ni): 0, or -1 with a
+ * Python error and nothing to free. */
+static int name_in_folder(VolumeObject *self, unsigned long long parent, PyObject *name,
+                          ntfschar **uname, int *length, ntfs_inode **dir_ni)
+{
+    if ((*uname = ucs_name(name, length)) == NULL)
+        return -1;
+    if ((*dir_ni = open_folder(self, parent)) == NULL) {
+        free(*uname);
+        return -1;
+    }
+    return 0;
+}
+
+/* A new inode of kind named uname in dir_ni (utarget: an Interix symlink's target), or NULL
+ * with errno (EEXIST: the name is taken). */
+static ntfs_inode *create(ntfs_inode *dir_ni, const ntfschar *uname, int length, int kind,
+                          dev_t rdev, ntfschar *utarget, int target_length)
+{
+    errno = 0;
+    if (ntfs_inode_lookup_by_name(dir_ni, uname, length) != (u64)-1) {
+        errno = EEXIST;
+        return NULL;
+    }
+    if (errno != ENOENT)
+        return NULL;
+    errno = 0;
+    le32 none = const_cpu_to_le32(0);       /* (a descriptor is given with the values) */
+    switch (kind) {
+    case 'f': return ntfs_create(dir_ni, none, uname, (u8)length, S_IFREG);
+    case 'd': return ntfs_create(dir_ni, none, uname, (u8)length, S_IFDIR);
+    case 'p': return ntfs_create(dir_ni, none, uname, (u8)length, S_IFIFO);
+    case 's': return ntfs_create(dir_ni, none, uname, (u8)length, S_IFSOCK);
+    case 'c': return ntfs_create_device(dir_ni, none, uname, (u8)length, S_IFCHR, rdev);
+    case 'b': return ntfs_create_device(dir_ni, none, uname, (u8)length, S_IFBLK, rdev);
+    case 'l':
+        return ntfs_create_symlink(dir_ni, none, uname, (u8)length, utarget, target_length);
+    }
+    errno = EINVAL;
+    return NULL;
+}
+
 static PyObject *Volume_make(VolumeObject *self, PyObject *args, PyObject *kwds)
 {
     static char *keywords[] = {"parent", "name", "kind", "rdev", "target", NULL};
     unsigned long long parent, rdev = 0;
-    PyObject *name, *target = Py_None;
+    PyObject *name;
+    const char *target = NULL;
     int kind;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KSC|KO", keywords, &parent, &name, &kind,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KSC|Ky", keywords, &parent, &name, &kind,
                                      &rdev, &target) || check_writable(self) < 0)
         return NULL;
-    int length, target_length = 0;
-    ntfschar *uname = ucs_name(name, &length), *utarget = NULL;
-    if (uname == NULL)
-        return NULL;
-    if (kind == 'l' && (target == Py_None || (utarget = ucs_name(target, &target_length)) == NULL)) {
-        /* (an Interix symlink's target may hold '/': it is converted whole) */
-        PyErr_Clear();
-        if (target == Py_None || !PyBytes_Check(target) ||
-            (target_length = ntfs_mbstoucs(PyBytes_AS_STRING(target), &utarget)) <= 0) {
-            free(uname);
-            free(utarget);
-            errno = EINVAL;
-            return os_error();
-        }
+    ntfschar *utarget = NULL;
+    int target_length = 0;
+    /* (an Interix symlink's target may hold '/': it is converted whole) */
+    if (kind == 'l' && (target == NULL || (target_length = ntfs_mbstoucs(target, &utarget)) <= 0)) {
+        free(utarget);
+        errno = EINVAL;
+        return os_error();
     }
-    ntfs_inode *dir_ni = open_folder(self, parent);
-    if (dir_ni == NULL) {
-        free(uname);
+    int length;
+    ntfschar *uname;
+    ntfs_inode *dir_ni;
+    if (name_in_folder(self, parent, name, &uname, &length, &dir_ni) < 0) {
         free(utarget);
         return NULL;
     }
-    ntfs_inode *ni = NULL;
-    errno = 0;
-    if (ntfs_inode_lookup_by_name(dir_ni, uname, length) != (u64)-1) {
-        errno = EEXIST;
-    } else if (errno == ENOENT) {
-        errno = 0;
-        switch (kind) {
-        case 'f': ni = ntfs_create(dir_ni, const_cpu_to_le32(0), uname, length, S_IFREG); break;
-        case 'd': ni = ntfs_create(dir_ni, const_cpu_to_le32(0), uname, length, S_IFDIR); break;
-        case 'p': ni = ntfs_create(dir_ni, const_cpu_to_le32(0), uname, length, S_IFIFO); break;
-        case 's': ni = ntfs_create(dir_ni, const_cpu_to_le32(0), uname, length, S_IFSOCK); break;
-        case 'c':
-        case 'b':
-            ni = ntfs_create_device(dir_ni, const_cpu_to_le32(0), uname, length,
-                                    kind == 'c' ? S_IFCHR : S_IFBLK, (dev_t)rdev);
-            break;
-        case 'l':
-            ni = ntfs_create_symlink(dir_ni, const_cpu_to_le32(0), uname, length, utarget,
-                                     target_length);
-            break;
-        default:
-            errno = EINVAL;
-        }
-    }
+    ntfs_inode *ni = create(dir_ni, uname, length, kind, (dev_t)rdev, utarget, target_length);
+    int failed = ni == NULL, code = errno ? errno : EIO;
     free(uname);
     free(utarget);
-    if (ni == NULL) {
-        int code = errno ? errno : EIO;
-        ntfs_inode_close(dir_ni);
-        errno = code;
-        return os_error();
-    }
-    unsigned long long mft_no = ni->mft_no;
+    unsigned long long mft_no = ni != NULL ? ni->mft_no : 0;
     /* (closed through its folder, still open: the library would open a second copy of it to
      * update the new name's index entry, and the later close of ours would undo that) */
-    int failed = ntfs_inode_close_in_dir(ni, dir_ni);
-    int code = errno;
-    if (ntfs_inode_close(dir_ni) && !failed) {
+    if (ni != NULL && ntfs_inode_close_in_dir(ni, dir_ni)) {
         failed = 1;
         code = errno;
     }
+    close_keeping(dir_ni, &failed, &code);
     if (failed) {
         errno = code;
         return os_error();
     }
     return PyLong_FromUnsignedLongLong(mft_no);
-}
-
-static PyObject *Volume_find(VolumeObject *self, PyObject *args)
-{
-    unsigned long long parent;
-    PyObject *name;
-    if (!PyArg_ParseTuple(args, "KS", &parent, &name) || check_open(self) < 0)
-        return NULL;
-    int length;
-    ntfschar *uname = ucs_name(name, &length);
-    if (uname == NULL)
-        return NULL;
-    ntfs_inode *dir_ni = open_folder(self, parent);
-    if (dir_ni == NULL) {
-        free(uname);
-        return NULL;
-    }
-    errno = 0;
-    u64 mref = ntfs_inode_lookup_by_name(dir_ni, uname, length);
-    int code = errno;
-    free(uname);
-    ntfs_inode_close(dir_ni);
-    if (mref == (u64)-1) {
-        if (code == ENOENT)
-            Py_RETURN_NONE;
-        errno = code;
-        return os_error();
-    }
-    return PyLong_FromUnsignedLongLong(MREF(mref));
 }
 
 static PyObject *Volume_link(VolumeObject *self, PyObject *args)
@@ -218,40 +212,26 @@ static PyObject *Volume_link(VolumeObject *self, PyObject *args)
     PyObject *name;
     if (!PyArg_ParseTuple(args, "KKS", &mft_no, &parent, &name) || check_writable(self) < 0)
         return NULL;
+    ntfs_inode *ni = open_inode(self, mft_no), *dir_ni;
+    ntfschar *uname;
     int length;
-    ntfschar *uname = ucs_name(name, &length);
-    if (uname == NULL)
+    if (ni == NULL)
         return NULL;
-    ntfs_inode *ni = open_inode(self, mft_no), *dir_ni = NULL;
-    if (ni == NULL || (dir_ni = open_folder(self, parent)) == NULL) {
-        free(uname);
-        if (ni != NULL)
-            ntfs_inode_close(ni);
+    if (name_in_folder(self, parent, name, &uname, &length, &dir_ni) < 0) {
+        ntfs_inode_close(ni);
         return NULL;
     }
     errno = 0;
-    int failed = 0;
-    if (ntfs_inode_lookup_by_name(dir_ni, uname, length) != (u64)-1) {
+    int failed = 1;
+    if (ntfs_inode_lookup_by_name(dir_ni, uname, length) != (u64)-1)
         errno = EEXIST;
-        failed = 1;
-    } else {
-        failed = ntfs_link(ni, dir_ni, uname, length);
-    }
+    else
+        failed = ntfs_link(ni, dir_ni, uname, (u8)length) != 0;
     int code = errno;
     free(uname);
-    if (ntfs_inode_close(dir_ni) && !failed) {
-        failed = 1;
-        code = errno;
-    }
-    if (ntfs_inode_close(ni) && !failed) {
-        failed = 1;
-        code = errno;
-    }
-    if (failed) {
-        errno = code;
-        return os_error();
-    }
-    Py_RETURN_NONE;
+    close_keeping(dir_ni, &failed, &code);      /* (the folder first, as ntfs-3g does) */
+    close_keeping(ni, &failed, &code);
+    return answer(failed, code);
 }
 
 static PyObject *Volume_unlink(VolumeObject *self, PyObject *args)
@@ -260,15 +240,11 @@ static PyObject *Volume_unlink(VolumeObject *self, PyObject *args)
     PyObject *name;
     if (!PyArg_ParseTuple(args, "KS", &parent, &name) || check_writable(self) < 0)
         return NULL;
+    ntfs_inode *dir_ni;
+    ntfschar *uname;
     int length;
-    ntfschar *uname = ucs_name(name, &length);
-    if (uname == NULL)
+    if (name_in_folder(self, parent, name, &uname, &length, &dir_ni) < 0)
         return NULL;
-    ntfs_inode *dir_ni = open_folder(self, parent);
-    if (dir_ni == NULL) {
-        free(uname);
-        return NULL;
-    }
     errno = 0;
     u64 mref = ntfs_inode_lookup_by_name(dir_ni, uname, length);
     ntfs_inode *ni = mref == (u64)-1 ? NULL : ntfs_inode_open(self->vol, mref);
@@ -276,16 +252,14 @@ static PyObject *Volume_unlink(VolumeObject *self, PyObject *args)
         int code = errno ? errno : ENOENT;
         free(uname);
         ntfs_inode_close(dir_ni);
-        errno = code;
-        return os_error();
+        return answer(1, code);
     }
     /* (ntfs_delete closes both inodes, whatever it answers; a folder must be empty) */
     errno = 0;
-    int failed = ntfs_delete(self->vol, NULL, ni, dir_ni, uname, (u8)length);
+    int failed = ntfs_delete(self->vol, NULL, ni, dir_ni, uname, (u8)length) != 0;
+    int code = errno;
     free(uname);
-    if (failed)
-        return os_error();
-    Py_RETURN_NONE;
+    return answer(failed, code);
 }
 
 /* ---- content ---- */
@@ -326,10 +300,9 @@ static int write_all(ntfs_attr *na, s64 pos, const unsigned char *data, s64 coun
     return 0;
 }
 
-/* Where write() reads: an fd, a Stream of this volume, or bytes. */
+/* Where write() reads: an fd, or bytes. */
 typedef struct {
     int fd;
-    StreamObject *stream;
     Py_buffer bytes;
     int has_bytes;
     s64 pos;
@@ -344,26 +317,6 @@ static s64 source_read(Source *s, unsigned char *buffer, s64 want)
         memcpy(buffer, (const unsigned char *)s->bytes.buf + s->pos, (size_t)n);
         s->pos += n;
         return n;
-    }
-    if (s->stream != NULL) {
-        ntfs_attr *na = s->stream->na;
-        if (na == NULL) {
-            errno = EBADF;
-            return -1;
-        }
-        s64 left = na->data_size - s->stream->pos;
-        s64 n = left < want ? left : want;
-        if (n <= 0)
-            return 0;
-        errno = 0;
-        s64 got = ntfs_attr_pread(na, s->stream->pos, n, buffer);
-        if (got <= 0) {
-            if (!errno)
-                errno = EIO;
-            return -1;
-        }
-        s->stream->pos += got;
-        return got;
     }
     for (;;) {
         ssize_t got = read(s->fd, buffer, (size_t)want);
@@ -463,12 +416,6 @@ static PyObject *Volume_write(VolumeObject *self, PyObject *args)
         src.fd = (int)PyLong_AsLong(source);
         if (PyErr_Occurred())
             return NULL;
-    } else if (Py_TYPE(source) == &StreamType) {
-        src.stream = (StreamObject *)source;
-        if (src.stream->volume != (PyObject *)self) {
-            PyErr_SetString(PyExc_ValueError, "a Stream of another volume");
-            return NULL;
-        }
     } else if (PyObject_GetBuffer(source, &src.bytes, PyBUF_SIMPLE) == 0) {
         src.has_bytes = 1;
     } else {
@@ -490,36 +437,6 @@ static PyObject *Volume_write(VolumeObject *self, PyObject *args)
     if (src.has_bytes)
         PyBuffer_Release(&src.bytes);
     return result;
-}
-
-static PyObject *Volume_remove_stream(VolumeObject *self, PyObject *args)
-{
-    unsigned long long mft_no;
-    PyObject *stream;
-    if (!PyArg_ParseTuple(args, "KS", &mft_no, &stream) || check_writable(self) < 0)
-        return NULL;
-    int length;
-    ntfschar *uname = ucs_name(stream, &length);
-    if (uname == NULL)
-        return NULL;
-    ntfs_inode *ni = open_inode(self, mft_no);
-    if (ni == NULL) {
-        free(uname);
-        return NULL;
-    }
-    errno = 0;
-    int failed = ntfs_attr_remove(ni, AT_DATA, uname, length) && errno != ENOENT;
-    int code = errno;
-    free(uname);
-    if (ntfs_inode_close(ni) && !failed) {
-        failed = 1;
-        code = errno;
-    }
-    if (failed) {
-        errno = code;
-        return os_error();
-    }
-    Py_RETURN_NONE;
 }
 
 /* ---- values ---- */
@@ -591,46 +508,8 @@ static PyObject *Volume_set_values(VolumeObject *self, PyObject *args, PyObject 
         failed = ntfs_inode_set_times(ni, (const char *)raw, sizeof(raw), 0) != 0;
     }
     int code = errno;
-    if (ntfs_inode_close(ni) && !failed) {
-        failed = 1;
-        code = errno;
-    }
-    if (failed) {
-        errno = code;
-        return os_error();
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *Volume_remove_value(VolumeObject *self, PyObject *args)
-{
-    unsigned long long mft_no;
-    const char *what;
-    if (!PyArg_ParseTuple(args, "Ks", &mft_no, &what) || check_writable(self) < 0)
-        return NULL;
-    int (*remove)(ntfs_inode *) = strcmp(what, "reparse") == 0 ? ntfs_remove_ntfs_reparse_data
-                                  : strcmp(what, "ea") == 0 ? ntfs_remove_ntfs_ea
-                                  : strcmp(what, "object_id") == 0 ? ntfs_remove_ntfs_object_id
-                                  : NULL;
-    if (remove == NULL) {
-        PyErr_SetString(PyExc_ValueError, "no such value");
-        return NULL;
-    }
-    ntfs_inode *ni = open_inode(self, mft_no);
-    if (ni == NULL)
-        return NULL;
-    errno = 0;
-    int failed = remove(ni) && errno != ENODATA && errno != ENOENT;
-    int code = errno;
-    if (ntfs_inode_close(ni) && !failed) {
-        failed = 1;
-        code = errno;
-    }
-    if (failed) {
-        errno = code;
-        return os_error();
-    }
-    Py_RETURN_NONE;
+    close_keeping(ni, &failed, &code);
+    return answer(failed, code);
 }
 
 static PyObject *Volume_set_dos_name(VolumeObject *self, PyObject *args)
@@ -667,14 +546,11 @@ static PyObject *Volume_free_bytes(VolumeObject *self, PyObject *unused)
 PyMethodDef writer_methods[] = {
     {"make", (PyCFunction)(void (*)(void))Volume_make, METH_VARARGS | METH_KEYWORDS,
      "A new entry in a folder; its MFT number."},
-    {"find", (PyCFunction)Volume_find, METH_VARARGS, "The MFT number of a name in a folder."},
     {"link", (PyCFunction)Volume_link, METH_VARARGS, "Another name for a file."},
     {"unlink", (PyCFunction)Volume_unlink, METH_VARARGS, "A name removed."},
     {"write", (PyCFunction)Volume_write, METH_VARARGS, "A $DATA filled from a source, hashed."},
-    {"remove_stream", (PyCFunction)Volume_remove_stream, METH_VARARGS, "A named $DATA removed."},
     {"set_values", (PyCFunction)(void (*)(void))Volume_set_values, METH_VARARGS | METH_KEYWORDS,
      "An inode's values set raw, times last."},
-    {"remove_value", (PyCFunction)Volume_remove_value, METH_VARARGS, "A value removed."},
     {"set_dos_name", (PyCFunction)Volume_set_dos_name, METH_VARARGS, "A link's short name."},
     {"free_bytes", (PyCFunction)Volume_free_bytes, METH_NOARGS, "The volume's free room."},
     {NULL},
