@@ -21,13 +21,12 @@ time do not prove (restore.py, _trusted_hints).
 
 import contextlib
 import errno
-import fcntl
 import os
 import stat
 import struct
 
 from ..entry import Kind
-from ..errors import Busy, ImageError, OutputError, show_path
+from ..errors import ImageError, OutputError, show_path
 from ..image.chain import index_chain, open_chain
 from ..progress import Phase, human_bytes
 from ..scan.ntfswalk import StatsOf, walk_volume
@@ -38,7 +37,7 @@ from ..target.keep import Kept
 from ..target.state import State, finish, layer_record
 from ..windows import ntfs, streams
 from . import apart
-from .executor import execute_on_layers, locked_target
+from .executor import execute_on_layers, lock, locked_target
 from .writer import From, _Layers
 
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
@@ -102,11 +101,7 @@ def _locked(path: bytes):
     open refuses a mounted device, not a file)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise Busy(f"another diffimg is restoring {show_path(path)}; try again when it has "
-                       "finished") from None
+        lock(fd, path)
         yield
     finally:
         os.close(fd)
