@@ -201,3 +201,14 @@ def test_a_manifest_giving_one_short_name_to_two_entries_of_a_folder_is_refused(
     write_manifest(tmp_path / "bad", sorted(tree(b"d"), key=lambda e: e.path.replace(b"/", b"\0")))
     with pytest.raises(ManifestError, match="short name another entry of its folder has"):
         list(read_entries(tmp_path / "bad"))
+
+
+def test_times_go_to_ntfs_units_and_back_exactly_before_1970_too():
+    """The writer sets what the reader reads: a time in ns (to the 100 ns, as NTFS keeps it)
+    is the same after ntfs_time_of and ns_of, before and after 1970; finer ns are floored."""
+    for ns in (0, -1234567800, 1_700_000_000_123_456_700, -11644473600 * 10**9):
+        assert ntfs.ns_of(ntfs.ntfs_time_of(ns)) == ns
+    assert ntfs.ntfs_time_of(0) == 116444736000000000
+    assert ntfs.ntfs_time_of(-11644473600 * 10**9) == 0          # 1601, NTFS's epoch
+    assert ntfs.ns_of(ntfs.ntfs_time_of(-150)) == -200            # (floored, as ns_of reads it)
+    assert ntfs.ns_of(ntfs.ntfs_time_of(199)) == 100
