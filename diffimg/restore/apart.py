@@ -50,8 +50,8 @@ def run(path: bytes, work, phase, on_progress):
             try:
                 kind, *args = messages.recv()
             except EOFError:
-                raise OutputError(f"the process writing {show_path(path)} ended without a word; "
-                                  "run the restore again") from None
+                raise OutputError(f"the process writing {show_path(path)} ended without a "
+                                  "word") from None
             if kind == "phase":
                 phase(args[0], total=args[1])
             elif kind == "progress":

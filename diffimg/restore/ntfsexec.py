@@ -37,7 +37,7 @@ from ..target.keep import Kept
 from ..target.state import State, finish, layer_record
 from ..windows import ntfs, streams
 from . import apart
-from .executor import execute_on_layers, lock, locked_target
+from .executor import execute_on_layers, locked_target
 from .writer import From, _Layers
 
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
@@ -58,7 +58,7 @@ def restore_onto_empty(images, target, *, keep=(), on_progress=None, on_warning=
     if any(layer.remote for layer in layers) or not ntfs.read_from_ntfs(final.info.get("source")):
         return None
     from ..windows import _ntfsvol
-    with _locked(path):
+    with partition.held(path):         # (until the state is recorded)
         try:       # (writable: a volume the library would not write is found out now)
             volume = _ntfsvol.Volume(path, writable=True)
         except OSError:
@@ -71,11 +71,11 @@ def restore_onto_empty(images, target, *, keep=(), on_progress=None, on_warning=
         finally:
             volume.close()
         _carry_out(p, layers, path, on_phase, on_progress, on_warning)
-    # the state, through the mount, as after any restore
-    with partition.tree_of(path, writable=True) as tree, locked_target(tree) as root_fd:
-        found = partition.ntfs_volume_of(tree, fresh=True)
-        finish(root_fd, run, final, Kept(set()), lambda index, e, st: True,
-               StatsOf(found[1]) if found is not None else None)
+        # the state, through the mount, as after any restore
+        with partition.tree_of(path, writable=True) as tree, locked_target(tree) as root_fd:
+            found = partition.ntfs_volume_of(tree, fresh=True)
+            finish(root_fd, run, final, Kept(set()), lambda index, e, st: True,
+                   StatsOf(found[1]) if found is not None else None)
     return p
 
 
@@ -93,18 +93,6 @@ def _fits(path: bytes) -> bool:
         return False
     return (partition.mounted_at(path, st) is None and partition.fs_type(path) == "ntfs"
             and not partition.ntfs_dirty(path))
-
-
-@contextlib.contextmanager
-def _locked(path: bytes):
-    """The partition locked against a second diffimg for the run (the library's exclusive
-    open refuses a mounted device, not a file)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        lock(fd, path)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _plan(volume, layers, path, keep, on_warning, on_phase, command, host):
@@ -236,32 +224,37 @@ class _Writer:
         return self._make(e, code, rdev=e.rdev or 0)
 
     def _write(self, w, layer_roots: dict, layers: _Layers, sources: dict):
-        e = w.entry
-        mft = self._make(e, "f")
-        origin = w.source.origin
-        if origin is From.LAYER:
+        """The file made, filled from the image and given its streams and values; when any of
+        that fails it is removed (nothing half-written keeps its name), and the run stops."""
+        e, fd = w.entry, None
+        if w.source.origin is From.LAYER:
             folder, name = split(w.source.path)
             try:
                 fd = open_regular(layers.fd(layer_roots[w.source.layer], folder), name, _READ)
             except OSError as exc:
                 raise self._damaged(w, f"cannot open its content: {exc.strerror}") from None
-            try:
-                digest, size = self._filled(e.path, mft, None, fd, e.size, bool(e.sparse), w)
-            finally:
-                os.close(fd)
-            if (digest, size) != (e.digest, e.size):
-                self._remove(e.path)
-                raise self._damaged(w, "the stored content does not match its digest and size")
-        elif origin is not From.EMPTY:
+        elif w.source.origin is not From.EMPTY:
             raise AssertionError("a plan against an empty volume takes nothing from it")
-        self._values(mft, e, sources)
-
-    def _filled(self, path, mft, stream, source, size, sparse, w):
         try:
-            return self._do(path, self.volume.write, mft, stream, source, size, sparse)
-        except OSError as exc:           # reading the image failed
-            self._remove(path)
-            raise self._damaged(w, f"cannot read its content: {exc.strerror}") from None
+            mft = self._make(e, "f")
+            try:
+                if fd is not None:
+                    try:
+                        written = self._do(e.path, self.volume.write, mft, None, fd, e.size,
+                                           bool(e.sparse))
+                    except OSError as exc:           # reading the image failed
+                        raise self._damaged(w, f"cannot read its content: {exc.strerror}") \
+                            from None
+                    if written != (e.digest, e.size):
+                        raise self._damaged(w, "the stored content does not match its digest "
+                                            "and size")
+                self._values(mft, e, sources)
+            except BaseException:
+                self._remove(e.path)
+                raise
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def _remove(self, path: bytes):
         parent, name = split(path)
@@ -302,7 +295,7 @@ class _Writer:
         root = sources.get(digest)
         if root is None:
             raise ImageError(f"{show_path(path)}: its stream {show_path(name)} is stored in no "
-                             "image of the chain; it was not restored")
+                             "image of the chain (a damaged image?)")
         try:
             fd = streams._open_stored(root, digest)
         except OSError as exc:
@@ -317,4 +310,4 @@ class _Writer:
             os.close(fd)
         if written != (digest, size):
             raise ImageError(f"{show_path(path)}: its stored stream {show_path(name)} does not "
-                             "match its digest (a damaged image?); it was not restored")
+                             "match its digest (a damaged image?)")

@@ -14,6 +14,7 @@ one: its node when it exists, else a loop device over it (losetup -o OFFSET --si
 """
 
 import contextlib
+import fcntl
 import json
 import os
 import stat
@@ -22,7 +23,7 @@ import subprocess
 import tempfile
 import threading
 
-from ..errors import InputNotFound, ToolError, UnsafeVolume, show_path
+from ..errors import Busy, InputNotFound, ToolError, UnsafeVolume, show_path
 from .fsmeta import unescape_field
 from .loop import mounted_by
 
@@ -150,44 +151,143 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def _identities(path: bytes, st) -> set:
+    """What the bytes of the partition path are, whatever name it is given: ("file", st_dev,
+    st_ino) of a file (its hardlinks and bind-mounted names are the same file) and ("dev",
+    rdev) of each loop device over it; ("dev", rdev) of a block device and, for a loop device,
+    the file it serves."""
+    if stat.S_ISBLK(st.st_mode):
+        found = {("dev", st.st_rdev)}
+        backing = _loop_backing(st.st_rdev)
+        if backing is not None:
+            found.add(("file", backing.st_dev, backing.st_ino))
+        return found
+    found = {("file", st.st_dev, st.st_ino)}
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/sys/block"):
+            if name.startswith("loop"):
+                with contextlib.suppress(OSError, ValueError):
+                    with open(f"/sys/block/{name}/dev") as f:
+                        major, minor = f.read().strip().split(":")
+                    rdev = os.makedev(int(major), int(minor))
+                    backing = _loop_backing(rdev)
+                    if backing is not None and (backing.st_dev, backing.st_ino) == \
+                            (st.st_dev, st.st_ino):
+                        found.add(("dev", rdev))
+    return found
+
+
+def _loop_backing(rdev: int):
+    """The stat of the file the loop device rdev serves, or None (not a loop device, none
+    attached, its file deleted)."""
+    try:
+        with open(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}/loop/backing_file", "rb") as f:
+            backing = f.read().rstrip(b"\n")
+        return os.stat(backing) if backing.startswith(b"/") else None
+    except OSError:
+        return None
+
+
 def mounted_at(path: bytes, st) -> bytes | None:
     """Where the partition path (a block device, or a file: on a loop device, or served by
-    ntfs-3g itself) is mounted already, or None."""
-    devices = set()
-    if stat.S_ISBLK(st.st_mode):
-        devices.add(f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}")
-    sources = {os.path.realpath(path)}
-    if stat.S_ISREG(st.st_mode):
-        try:
-            done = subprocess.run(["losetup", "-n", "-O", "NAME", "-j", path],
-                                  capture_output=True, timeout=60)
-            loops = done.stdout.split() if done.returncode == 0 else []
-        except (OSError, subprocess.TimeoutExpired):
-            loops = []
-        for loop in loops:
-            with contextlib.suppress(OSError):
-                rdev = os.stat(loop).st_rdev
-                devices.add(f"{os.major(rdev)}:{os.minor(rdev)}")
-            sources.add(loop)
+    ntfs-3g itself) is mounted already, under any of its names (a hardlink, a bind-mounted
+    folder, a loop device over it, the file a loop device serves), or None."""
+    wanted = _identities(path, st)
     try:
         with open("/proc/self/mountinfo", "rb") as f:
-            for line in f:
-                fields = line.split()
-                sep = fields.index(b"-")
-                source = os.fsencode(unescape_field(fields[sep + 2]))
-                if fields[2].decode() in devices or source in sources:
-                    return os.fsencode(unescape_field(fields[4]))
-    except (OSError, ValueError, IndexError):
-        pass
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            fields = line.split()
+            sep = fields.index(b"-")
+            source = os.fsencode(unescape_field(fields[sep + 2]))
+            major, minor = fields[2].split(b":")
+            found = {("dev", os.makedev(int(major), int(minor)))}
+            if source.startswith(b"/"):
+                with contextlib.suppress(OSError):
+                    source_st = os.stat(source)
+                    if stat.S_ISBLK(source_st.st_mode) or stat.S_ISREG(source_st.st_mode):
+                        found |= _identities(source, source_st)
+        except (ValueError, IndexError):
+            continue
+        if found & wanted:
+            return os.fsencode(unescape_field(fields[4]))
     return None
+
+
+# the partitions this process holds locked (held): identity -> [fd, how many hold it]
+_HELD: dict[tuple, list] = {}
+_HELD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def held(path: bytes):
+    """The partition path locked against another diffimg writing it under any of its names
+    (a loop device and the file it serves are one partition): Busy (exit 13) when one does.
+    A process may hold it more than once (restore, then its state through the mount)."""
+    st = os.stat(path)
+    identities = _identities(path, st)
+    files = sorted(i for i in identities if i[0] == "file")
+    key = files[0] if files else ("dev", st.st_rdev)
+    with _HELD_LOCK:
+        entry = _HELD.get(key)
+        if entry is not None:
+            entry[1] += 1
+    if entry is None:
+        fd = _open_lockable(path, st, key)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise Busy(f"another diffimg is writing {show_path(path)} (or the same partition "
+                       "under another name); try again when it has finished") from None
+        with _HELD_LOCK:
+            entry = _HELD[key] = [fd, 1]
+    try:
+        yield
+    finally:
+        with _HELD_LOCK:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _HELD[key]
+                os.close(entry[0])
+
+
+def _open_lockable(path: bytes, st, key) -> int:
+    """An fd of the file (or device) the lock is taken on: for a loop device, the file it
+    serves, checked to be that very file."""
+    if key[0] == "file" and stat.S_ISBLK(st.st_mode):
+        with open(f"/sys/dev/block/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}/loop/backing_file",
+                  "rb") as f:
+            backing = f.read().rstrip(b"\n")
+        fd = os.open(backing, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        found = os.fstat(fd)
+        if ("file", found.st_dev, found.st_ino) != key:
+            os.close(fd)
+            raise UnsafeVolume(f"{show_path(path)}: the file its loop device serves changed "
+                               "while it was looked at; try again")
+        return fd
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
 
 @contextlib.contextmanager
 def tree_of(path, *, writable: bool, allow_unclean: bool = False):
     """Yield the folder to work on for path: path itself when it is a folder, else the
-    partition it names, mounted (read-write only if writable) until the block ends.
-    allow_unclean: capture an NTFS volume whose dirty bit is set (read-only only)."""
+    partition it names, mounted (read-write only if writable, and then held against another
+    diffimg writing it: held) until the block ends. allow_unclean: capture an NTFS volume
+    whose dirty bit is set (read-only only)."""
     path = os.fsencode(path)
+    with contextlib.ExitStack() as stack:
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            if writable and (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
+                stack.enter_context(held(path))
+        yield from _tree_of(path, writable=writable, allow_unclean=allow_unclean)
+
+
+def _tree_of(path: bytes, *, writable: bool, allow_unclean: bool = False):
     try:
         st = os.stat(path)
     except FileNotFoundError:

@@ -16,6 +16,7 @@ from leftovers import killed, mounts
 from ntfsbuild import mounted, new_ntfs, windows_tree
 
 from diffimg.image.format import Image
+from diffimg.system import partition
 from diffimg.tree.manifest import read_entries
 from diffimg.windows import _ntfsvol, ntfs
 
@@ -96,17 +97,22 @@ def test_a_damaged_image_stops_it_naming_the_file_which_is_not_left_behind(tmp_p
     image = tmp_path / "base"
     run_cli("create", volume, image, "--format", "dir", "-q", check_rc=0)
     stored = image / "tree" / "a" / "second"
-    stored.write_bytes(stored.read_bytes().replace(b"s", b"S", 1))     # same size, not its digest
-    target = new_ntfs(tmp_path / "t.ntfs", 32)
-    line = assert_one_line_error(run_cli("restore", image, target), 8)
-    assert "a/second" in line and "does not match" in line, line
-    _clean(target)
-    volume_of = _ntfsvol.Volume(str(target))
-    try:
-        with pytest.raises(OSError):
-            volume_of.lookup(b"a/second")
-    finally:
-        volume_of.close()
+    kept = stored.read_bytes()
+    for damage, said in ((lambda: stored.write_bytes(kept.replace(b"s", b"S", 1)), "does not match"),
+                         (lambda: (stored.unlink(), stored.symlink_to("/etc/passwd")),
+                          "cannot open its content")):
+        damage()                        # the same size and another digest; a symlink
+        target = new_ntfs(tmp_path / "t.ntfs", 32)
+        line = assert_one_line_error(run_cli("restore", image, target), 8)
+        assert "a/second" in line and said in line, line
+        _clean(target)
+        volume_of = _ntfsvol.Volume(str(target))
+        try:
+            volume_of.lookup(b"a/first")
+            with pytest.raises(OSError):
+                volume_of.lookup(b"a/second")
+        finally:
+            volume_of.close()
 
 
 @pytest.mark.root
@@ -161,3 +167,33 @@ def test_a_partition_diffimg_never_wrote_is_taken_on_size_and_mtime_as_through_t
     assert checked["counts"]["files_written"] == 1
     run_cli("compare", image, target, check_rc=0)
     assert b"unchanged since" in run_cli("status", target, check_rc=0).stdout
+
+
+@pytest.mark.root
+def test_the_same_partition_under_another_name_is_never_written_twice_at_once(tmp_path):
+    """A volume file, a hardlink of it and a loop device over it are one partition: mounted
+    under one name it is refused under another (exit 17); held by one diffimg, another
+    restoring it under another name exits 13."""
+    volume = new_ntfs(tmp_path / "v.ntfs", 32)
+    with mounted(volume, tmp_path / "m"):
+        (tmp_path / "m" / "a").write_bytes(b"a")
+    image = tmp_path / "base.img"
+    run_cli("create", volume, image, "-q", check_rc=0)
+    target = new_ntfs(tmp_path / "t.ntfs", 32)
+    alias = tmp_path / "alias.ntfs"
+    os.link(target, alias)
+    with mounted(alias, tmp_path / "m"):
+        line = assert_one_line_error(run_cli("restore", image, target), 17)
+        assert "mounted at" in line, line
+    loop = subprocess.run(["losetup", "-f", "--show", str(target)], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    try:
+        with partition.held(os.fsencode(target)):
+            line = assert_one_line_error(run_cli("restore", image, loop), 13)
+            assert "another diffimg" in line, line
+        with partition.held(os.fsencode(loop)):
+            assert_one_line_error(run_cli("restore", image, alias), 13)
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=True)
+    _clean(target)
+    assert _restored(image, target)["through"] == "libntfs-3g"
