@@ -27,6 +27,7 @@ from .hashing import EMPTY_DIGEST
 _KINDS = {"d": Kind.DIR, "f": Kind.FILE, "l": Kind.SYMLINK, "p": Kind.FIFO, "s": Kind.SOCKET,
           "c": Kind.CHAR, "b": Kind.BLOCK}
 _TIME_LOW, _TIME_HIGH = -(1 << 63), (1 << 63) - 1
+_WOF_TAG = struct.pack("<I", 0x80000017)     # IO_REPARSE_TAG_WOF: a file Windows compressed
 _CHUNK = 1 << 20
 
 
@@ -176,6 +177,8 @@ def walk_volume(volume, root: bytes, *, find_previous, excluded, left_out, wante
             xattrs[ntfs.DOS_NAME] = dos
         if named and (kind is Kind.FILE or kind is Kind.DIR):
             _read_streams(volume, mft_no, named, xattrs, rel, shown)
+        elif kind is Kind.SYMLINK and reparse is not None and (size or named):
+            left_data.append((rel, reparse[:4] == _WOF_TAG))
         entry.xattrs = dict(sorted(xattrs.items()))
         if kind is Kind.SYMLINK:
             entry.target = extra if reparse is None else ntfs.reparse_target(reparse)
@@ -205,6 +208,7 @@ def walk_volume(volume, root: bytes, *, find_previous, excluded, left_out, wante
         fit(entry)
         return entry
 
+    left_data = []        # (path, WOF) of reparse points whose data or streams are not read
     try:
         root_item = volume.stat_root()
     except OSError as exc:
@@ -234,6 +238,13 @@ def walk_volume(volume, root: bytes, *, find_previous, excluded, left_out, wante
             stack.append((rel, iter(listing(item[1], rel))))
     if on_progress is not None:
         on_progress(*counts)
+    if left_data and wanted_sizes is None:       # (read for itself, not as a restore's target)
+        wof = sum(1 for _, is_wof in left_data if is_wof)
+        warn(f"{len(left_data):,} reparse points of {shown(b'')} hold data or named streams "
+             f"that diffimg does not read yet (e.g. {show_path(left_data[0][0])}"
+             + (f"; {wof:,} of them files Windows compressed (WOF, Compact OS)" if wof else "")
+             + "): the record has none, and a restore gives them none"
+             + (": Windows may not start from such a restore" if wof else ""))
 
 
 def _hash_into(volume, entry, mft_no, shown):

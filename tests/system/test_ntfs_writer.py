@@ -197,3 +197,26 @@ def test_the_same_partition_under_another_name_is_never_written_twice_at_once(tm
         subprocess.run(["losetup", "-d", loop], check=True)
     _clean(target)
     assert _restored(image, target)["through"] == "libntfs-3g"
+
+
+@pytest.mark.root
+def test_a_file_windows_compressed_is_said_to_be_imaged_without_its_data(tmp_path):
+    """WOF (Compact OS) files keep their content in a named stream of a reparse point, which
+    diffimg does not read yet: create says so, naming one, rather than imaging it silently
+    empty."""
+    volume = new_ntfs(tmp_path / "v.ntfs", 32)
+    with mounted(volume, tmp_path / "m"):
+        (tmp_path / "m" / "Windows").mkdir()
+    writer = _ntfsvol.Volume(str(volume), writable=True)
+    try:
+        folder = writer.lookup(b"Windows")
+        wof = writer.make(folder, b"notepad.exe", "f")
+        compressed = os.urandom(3000)
+        writer.write(wof, b"WofCompressedData", compressed, len(compressed), False)
+        writer.write(wof, None, bytes(65536), 65536, True)       # the unnamed stream: holes
+        writer.set_values(wof, reparse=struct.pack("<IHHIIII", 0x80000017, 16, 0, 1, 2, 1, 0))
+    finally:
+        writer.close()
+    done = run_cli("create", volume, tmp_path / "base.img", check_rc=0)
+    said = done.stderr.decode()
+    assert "1 reparse points" in said and "Windows/notepad.exe" in said and "WOF" in said, said
