@@ -268,7 +268,8 @@ class _Writer:
                           "not restored")
 
     def _values(self, mft: int, e, sources: dict):
-        """e's named streams, short name and values on the inode mft, times last."""
+        """e's named streams, a reparse point's holes, short name and values on the inode mft,
+        times last."""
         x = e.xattrs or {}
         for key, value in x.items():
             if key.startswith(streams.INLINE):
@@ -276,6 +277,8 @@ class _Writer:
                          len(value), False)
             elif key.startswith(streams.REF):
                 self._stream(e.path, mft, key[len(streams.REF):], value, sources)
+        if ntfs.HOLES in x:             # (a WOF file's unnamed data: before its reparse data)
+            self._do(e.path, self.volume.set_holes, mft, int.from_bytes(x[ntfs.HOLES]))
         if ntfs.DOS_NAME in x and e.path:
             parent, _ = split(e.path)
             try:

@@ -175,10 +175,19 @@ def walk_volume(volume, root: bytes, *, find_previous, excluded, left_out, wante
             xattrs[ntfs.EA] = ea
         if dos is not None and rel:
             xattrs[ntfs.DOS_NAME] = dos
-        if named and (kind is Kind.FILE or kind is Kind.DIR):
+        if named and (kind is Kind.FILE or kind is Kind.DIR or reparse is not None):
             _read_streams(volume, mft_no, named, xattrs, rel, shown)
-        elif kind is Kind.SYMLINK and reparse is not None and (size or named):
-            left_data.append((rel, reparse[:4] == _WOF_TAG))
+        if kind is Kind.SYMLINK and reparse is not None and size:
+            # a reparse point's data: a WOF file's is all holes, its size kept; other data is
+            # not read yet (said once, at the end)
+            try:
+                holes_only = volume.holes_only(mft_no)
+            except OSError as exc:
+                raise ScanError(f"cannot read {shown(rel)}: {why(exc)}") from None
+            if holes_only:
+                xattrs[ntfs.HOLES] = struct.pack(">Q", size)
+            else:
+                left_data.append((rel, reparse[:4] == _WOF_TAG))
         entry.xattrs = dict(sorted(xattrs.items()))
         if kind is Kind.SYMLINK:
             entry.target = extra if reparse is None else ntfs.reparse_target(reparse)
@@ -208,7 +217,7 @@ def walk_volume(volume, root: bytes, *, find_previous, excluded, left_out, wante
         fit(entry)
         return entry
 
-    left_data = []        # (path, WOF) of reparse points whose data or streams are not read
+    left_data = []        # (path, WOF) of reparse points whose data is not read
     try:
         root_item = volume.stat_root()
     except OSError as exc:
@@ -240,8 +249,8 @@ def walk_volume(volume, root: bytes, *, find_previous, excluded, left_out, wante
         on_progress(*counts)
     if left_data and wanted_sizes is None:       # (read for itself, not as a restore's target)
         wof = sum(1 for _, is_wof in left_data if is_wof)
-        warn(f"{len(left_data):,} reparse points of {shown(b'')} hold data or named streams "
-             f"that diffimg does not read yet (e.g. {show_path(left_data[0][0])}"
+        warn(f"{len(left_data):,} reparse points of {shown(b'')} hold data that diffimg does "
+             f"not read yet (e.g. {show_path(left_data[0][0])}"
              + (f"; {wof:,} of them files Windows compressed (WOF, Compact OS)" if wof else "")
              + "): the record has none, and a restore gives them none"
              + (": Windows may not start from such a restore" if wof else ""))

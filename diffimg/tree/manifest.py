@@ -106,6 +106,11 @@ def from_record(rec) -> Entry:
                                                                              kind, xattrs)
             if problem:
                 raise ValueError(problem)
+        if ntfs.HOLES in xattrs and (kind is not Kind.SYMLINK or ntfs.REPARSE not in xattrs
+                                     or len(xattrs[ntfs.HOLES]) != 8
+                                     or not 0 < int.from_bytes(xattrs[ntfs.HOLES]) < 1 << 62):
+            raise ValueError("an NTFS reparse point's holes that are not a size on a reparse "
+                             "point")
         if ntfs.DOS_NAME in xattrs and (not path or link is not None):
             # ntfs-3g gives none to the root, nor to an inode with other links
             raise ValueError("an NTFS short name on the root or on a hardlink")

@@ -16,6 +16,7 @@
  *       None) or the named one, read through the library.
  *   read(mft_no, stream) -> Stream with readinto(buffer) and close(): the bytes in order.
  *   holes(mft_no, stream) -> whether it has holes, its content unread.
+ *   holes_only(mft_no) -> whether the unnamed $DATA is nothing but holes (or zeros).
  *   close()
  * Names are UTF-8 (ntfs_ucstombs, as ntfs-3g shows them). The library is not thread safe: the
  * GIL is held throughout, and one Volume is used by one thread.
@@ -707,6 +708,53 @@ static PyObject *Volume_holes(VolumeObject *self, PyObject *args)
     return PyBool_FromLong(holes);
 }
 
+/* Whether the unnamed $DATA holds nothing but holes (or zeros): a file Windows compressed
+ * (WOF) keeps its content in a named stream, its unnamed one all holes. */
+static PyObject *Volume_holes_only(VolumeObject *self, PyObject *args)
+{
+    unsigned long long mft_no;
+    if (!PyArg_ParseTuple(args, "K", &mft_no) || check_open(self) < 0)
+        return NULL;
+    ntfs_inode *ni;
+    ntfs_attr *na;
+    if (open_data(self->vol, mft_no, Py_None, &ni, &na) < 0)
+        return NULL;
+    int only = 1, failed = 0;
+    errno = 0;
+    if (!NAttrNonResident(na)) {             /* (a resident value is a few hundred bytes) */
+        s64 size = na->data_size;
+        if (size > CHUNK || ntfs_attr_pread(na, 0, size, self->buffer) != size)
+            failed = 1;
+        for (s64 i = 0; !failed && i < size; i++)
+            if (self->buffer[i]) {
+                only = 0;
+                break;
+            }
+    } else if (na->data_flags & ATTR_COMPRESSION_MASK) {
+        only = 0;
+    } else if (na->initialized_size > 0) {   /* (past it, every byte reads as zero) */
+        if (ntfs_attr_map_whole_runlist(na) < 0) {
+            failed = 1;
+        } else {
+            ntfs_volume *vol = ni->vol;
+            s64 end = (na->initialized_size + vol->cluster_size - 1) >> vol->cluster_size_bits;
+            for (runlist_element *rl = na->rl; rl != NULL && rl->length && rl->vcn < end; rl++)
+                if (rl->lcn != LCN_HOLE) {
+                    only = 0;
+                    break;
+                }
+        }
+    }
+    ntfs_attr_close(na);
+    ntfs_inode_close(ni);
+    if (failed) {
+        if (!errno)
+            errno = EIO;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyBool_FromLong(only);
+}
+
 static PyObject *Volume_read(VolumeObject *self, PyObject *args)
 {
     unsigned long long mft_no;
@@ -813,6 +861,8 @@ static PyMethodDef reader_methods[] = {
     {"hash", (PyCFunction)Volume_hash, METH_VARARGS, "(size, digest, holes) of a $DATA."},
     {"read", (PyCFunction)Volume_read, METH_VARARGS, "A Stream reading a $DATA."},
     {"holes", (PyCFunction)Volume_holes, METH_VARARGS, "Whether a $DATA has holes."},
+    {"holes_only", (PyCFunction)Volume_holes_only, METH_VARARGS,
+     "Whether the unnamed $DATA is nothing but holes."},
     {"stat_root", (PyCFunction)Volume_stat_root, METH_NOARGS, "The root's values."},
     {"lookup", (PyCFunction)Volume_lookup, METH_VARARGS, "The MFT number of a path."},
     {"close", (PyCFunction)Volume_close, METH_NOARGS, "Close the volume."},

@@ -14,6 +14,7 @@
  *       then filled from source (an fd, or bytes) and hashed as it
  *       is written, reading at most size bytes: digest None when the source holds more.
  *       sparse: blocks of zeros stay holes.
+ *   set_holes(mft_no, size)             the unnamed $DATA made size bytes of holes
  *   set_values(mft_no, acl, reparse, ea, object_id, attrib, times)
  *       each value that is not None set raw, in that order (times last: every other call
  *       moves them): times (creation, last write, last access) in NTFS units.
@@ -439,6 +440,35 @@ static PyObject *Volume_write(VolumeObject *self, PyObject *args)
     return result;
 }
 
+/* The unnamed $DATA made size bytes of holes (a WOF file's: its content is a named stream). */
+static PyObject *Volume_set_holes(VolumeObject *self, PyObject *args)
+{
+    unsigned long long mft_no;
+    long long size;
+    if (!PyArg_ParseTuple(args, "KL", &mft_no, &size) || check_writable(self) < 0)
+        return NULL;
+    if (size < 0) {
+        errno = EINVAL;
+        return os_error();
+    }
+    ntfs_inode *ni = open_inode(self, mft_no);
+    if (ni == NULL)
+        return NULL;
+    int failed = 1, code = EIO;
+    ntfs_attr *na = data_attribute(ni, Py_None);
+    if (na != NULL) {
+        errno = 0;
+        failed = ntfs_attr_truncate(na, 0) || ntfs_attr_truncate(na, size);
+        code = errno ? errno : EIO;
+        ntfs_attr_close(na);
+    } else {
+        PyErr_Clear();
+        code = errno ? errno : EIO;
+    }
+    close_keeping(ni, &failed, &code);
+    return answer(failed, code);
+}
+
 /* ---- values ---- */
 
 /* value (bytes or None) set by set(ni, value, size, 0): 0, or -1 with errno. */
@@ -549,6 +579,7 @@ PyMethodDef writer_methods[] = {
     {"link", (PyCFunction)Volume_link, METH_VARARGS, "Another name for a file."},
     {"unlink", (PyCFunction)Volume_unlink, METH_VARARGS, "A name removed."},
     {"write", (PyCFunction)Volume_write, METH_VARARGS, "A $DATA filled from a source, hashed."},
+    {"set_holes", (PyCFunction)Volume_set_holes, METH_VARARGS, "The unnamed $DATA all holes."},
     {"set_values", (PyCFunction)(void (*)(void))Volume_set_values, METH_VARARGS | METH_KEYWORDS,
      "An inode's values set raw, times last."},
     {"set_dos_name", (PyCFunction)Volume_set_dos_name, METH_VARARGS, "A link's short name."},

@@ -32,6 +32,10 @@ OBJECT_ID = b"system.ntfs_object_id"         # the object ID (16 bytes), and its
 EA = b"system.ntfs_ea"                       # extended attributes: the $EA attribute, raw
 
 NAMES = (ACL, ATTRIB, CRTIME, DOS_NAME, REPARSE, OBJECT_ID, EA)
+# a reparse point's unnamed data when it is nothing but holes (a file Windows compressed, WOF:
+# its content lies in the named stream WofCompressedData): its size, 8 bytes big-endian; read
+# through libntfs-3g only (ntfs-3g's mount shows a reparse point as a bare symlink)
+HOLES = b"diffimg.ntfs.holes"
 # the reparse data comes first: it is set when the entry is made (make_reparse_point); the
 # short name and the object ID are set apart, once every entry has its own (give_once), as
 # another entry may hold them until then
@@ -228,6 +232,17 @@ NOT_A_STREAM = ("the image holds user.* xattrs whose names are no NTFS stream na
                 "left out")
 
 
+REPARSE_DATA_LEFT_OUT = (
+    "the image holds reparse points with data or named streams (files Windows compressed, WOF, "
+    "among them), which only libntfs-3g writes: they are restored without them (restore onto a "
+    "new NTFS partition given as itself, written through libntfs-3g, to keep them)")
+
+
+def _reparse_data(name: bytes) -> bool:
+    """Whether the xattr name is data of a reparse point (a stream, its holes)."""
+    return name == HOLES or name.startswith(streams.INLINE) or name.startswith(streams.REF)
+
+
 def fitter(where, warn):
     """fit(entry): the entry (None passes) with its xattrs changed in place to what the target
     at where (a path or fd) can hold: on a volume that is not NTFS, no NTFS xattrs or large
@@ -247,11 +262,18 @@ def fitter(where, warn):
 
         def dropped(k):
             return k.startswith(streams.REF) or k in NAMES
-    warned = []
+    warned, warned_data = [], []
+    library = where is None
 
     def fit(e):
         if e is None:
             return e
+        if not library and e.kind is Kind.SYMLINK and e.xattrs and any(map(_reparse_data,
+                                                                            e.xattrs)):
+            e.xattrs = {k: v for k, v in e.xattrs.items() if not _reparse_data(k)} or None
+            if not warned_data:
+                warn(REPARSE_DATA_LEFT_OUT)
+                warned_data.append(True)
         if as_files and b":" in e.name:
             raise Refused(f"{show_path(e.path)}: a name with ':', which an NTFS volume serving "
                           "named streams as files (a partition given as itself) cannot hold; "

@@ -84,7 +84,8 @@ def value_problem(name: bytes, value: bytes, kind, xattrs: dict) -> str | None:
     stream = name[len(REF):]
     if not is_stream_name(stream):
         return "an invalid stream name"
-    if kind is not Kind.FILE and kind is not Kind.DIR:
+    if kind is not Kind.FILE and kind is not Kind.DIR and not (
+            kind is Kind.SYMLINK and b"system.ntfs_reparse_data" in xattrs):   # (ntfs.REPARSE)
         return f"a {kind.name.lower()} with a named stream"
     if len(value) != _REF_VALUE.size or referenced(value)[0] <= INLINE_MAX:
         return "a large stream's record is not a size over 64 KiB and a digest"

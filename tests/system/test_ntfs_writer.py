@@ -199,24 +199,65 @@ def test_the_same_partition_under_another_name_is_never_written_twice_at_once(tm
     assert _restored(image, target)["through"] == "libntfs-3g"
 
 
+def _reparse_point(writer, folder, name, streams, data, reparse, sparse):
+    """A file made a reparse point through the library, as Windows makes one: its named
+    streams, its unnamed data (holes when sparse), then its reparse data."""
+    made = writer.make(folder, name, "f")
+    for stream, content in streams.items():
+        writer.write(made, stream, content, len(content), False)
+    writer.write(made, None, data, len(data), sparse)
+    writer.set_values(made, reparse=reparse)
+    return made
+
+
+WOF_XPRESS4K = struct.pack("<IHHIIII", 0x80000017, 16, 0, 1, 2, 1, 0)
+
+
 @pytest.mark.root
-def test_a_file_windows_compressed_is_said_to_be_imaged_without_its_data(tmp_path):
-    """WOF (Compact OS) files keep their content in a named stream of a reparse point, which
-    diffimg does not read yet: create says so, naming one, rather than imaging it silently
-    empty."""
-    volume = new_ntfs(tmp_path / "v.ntfs", 32)
+def test_files_windows_compressed_are_imaged_and_restored_whole(tmp_path):
+    """A WOF (Compact OS) file keeps its content in the stream WofCompressedData of a reparse
+    point whose unnamed data is all holes: imaged with both, restored through libntfs-3g with
+    both, the holes holes. A reparse point holding other data is said to be imaged without it."""
+    volume = new_ntfs(tmp_path / "v.ntfs", 64)
     with mounted(volume, tmp_path / "m"):
         (tmp_path / "m" / "Windows").mkdir()
+    small, large = os.urandom(3000), os.urandom(300_000)
     writer = _ntfsvol.Volume(str(volume), writable=True)
     try:
         folder = writer.lookup(b"Windows")
-        wof = writer.make(folder, b"notepad.exe", "f")
-        compressed = os.urandom(3000)
-        writer.write(wof, b"WofCompressedData", compressed, len(compressed), False)
-        writer.write(wof, None, bytes(65536), 65536, True)       # the unnamed stream: holes
-        writer.set_values(wof, reparse=struct.pack("<IHHIIII", 0x80000017, 16, 0, 1, 2, 1, 0))
+        _reparse_point(writer, folder, b"notepad.exe", {b"WofCompressedData": small},
+                       bytes(65536), WOF_XPRESS4K, True)
+        _reparse_point(writer, folder, b"explorer.exe", {b"WofCompressedData": large},
+                       bytes(1 << 20), WOF_XPRESS4K, True)
+        # a tag of someone else's (its GUID after the header) holding real data
+        _reparse_point(writer, folder, b"cloud.txt", {}, b"data" * 100,
+                       struct.pack("<IHH", 0x00001234, 4, 0) + bytes(range(16)) + b"data", False)
     finally:
         writer.close()
-    done = run_cli("create", volume, tmp_path / "base.img", check_rc=0)
-    said = done.stderr.decode()
-    assert "1 reparse points" in said and "Windows/notepad.exe" in said and "WOF" in said, said
+    image = tmp_path / "base.img"
+    said = run_cli("create", volume, image, check_rc=0).stderr.decode()
+    assert "1 reparse points" in said and "Windows/cloud.txt" in said and "WOF" not in said, said
+    records = {e.path: e for e in Image(image).entries()}
+    notepad = records[b"Windows/notepad.exe"].xattrs
+    assert notepad[b"user.WofCompressedData"] == small
+    assert notepad[ntfs.HOLES] == struct.pack(">Q", 65536)
+    assert b"diffimg.stream.WofCompressedData" in records[b"Windows/explorer.exe"].xattrs
+    target = new_ntfs(tmp_path / "t.ntfs", 64)
+    assert _restored(image, target)["through"] == "libntfs-3g"
+    _clean(target)
+    run_cli("scan", target, "-q", "-o", tmp_path / "t.dimf", check_rc=0)
+    assert list(read_entries(tmp_path / "t.dimf")) == list(Image(image).entries())
+    restored = _ntfsvol.Volume(str(target))
+    try:
+        explorer = restored.lookup(b"Windows/explorer.exe")
+        assert restored.holes_only(explorer)
+        assert restored.hash(explorer, b"WofCompressedData")[0] == len(large)
+    finally:
+        restored.close()
+    info = subprocess.run(["ntfsinfo", "-F", "/Windows/explorer.exe", str(target)],
+                          capture_output=True, text=True).stdout
+    assert "Wof compressed" in info and "SPARSE_FILE" in info, info
+    # through ntfs-3g's mount they cannot be written: said, and left out
+    fused = new_ntfs(tmp_path / "f.ntfs", 64)
+    done = run_cli("restore", image, fused, check_rc=0, env={**os.environ, "DIFFIMG_NTFS_FUSE": "1"})
+    assert "only libntfs-3g writes" in done.stderr.decode()

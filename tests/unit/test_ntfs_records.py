@@ -212,3 +212,32 @@ def test_times_go_to_ntfs_units_and_back_exactly_before_1970_too():
     assert ntfs.ntfs_time_of(-11644473600 * 10**9) == 0          # 1601, NTFS's epoch
     assert ntfs.ns_of(ntfs.ntfs_time_of(-150)) == -200            # (floored, as ns_of reads it)
     assert ntfs.ns_of(ntfs.ntfs_time_of(199)) == 100
+
+
+def test_a_reparse_points_streams_and_holes_are_taken_on_reparse_points_only():
+    """A file Windows compressed (WOF) is a reparse point with a large stream and an unnamed
+    stream of holes: a symlink record with reparse data may hold both; a plain symlink, a file
+    or a folder holding the holes, or holes that are no size, is refused."""
+    from diffimg.entry import Entry, Kind
+    from diffimg.tree.manifest import from_record, to_record
+    from diffimg.windows import streams
+    wof = struct.pack("<IHHIIII", 0x80000017, 16, 0, 1, 2, 1, 0)
+
+    def record(xattrs, kind=Kind.SYMLINK):
+        size, digest, sparse = (0, EMPTY_DIGEST, False) if kind is Kind.FILE else (None, None, None)
+        target = ntfs.reparse_target(xattrs[ntfs.REPARSE]) if ntfs.REPARSE in xattrs \
+            else b"t" if kind is Kind.SYMLINK else None
+        mode = 0o777 if kind is Kind.SYMLINK else 0o644
+        return to_record(Entry(b"f", kind, mode, 0, 0, 0, size, digest, target, None,
+                               dict(sorted(xattrs.items())), None, sparse))
+    good = {ntfs.REPARSE: wof, ntfs.HOLES: struct.pack(">Q", 1 << 20),
+            b"diffimg.stream.WofCompressedData": streams.reference(70_000, bytes(16))}
+    assert from_record(record(good)).xattrs == dict(sorted(good.items()))
+    for xattrs, kind in (({ntfs.HOLES: struct.pack(">Q", 10)}, Kind.SYMLINK),
+                         ({ntfs.HOLES: struct.pack(">Q", 10)}, Kind.FILE),
+                         ({ntfs.REPARSE: wof, ntfs.HOLES: struct.pack(">Q", 0)}, Kind.SYMLINK),
+                         ({ntfs.REPARSE: wof, ntfs.HOLES: b"\0" * 4}, Kind.SYMLINK),
+                         ({b"diffimg.stream.x": streams.reference(70_000, bytes(16))},
+                          Kind.SYMLINK)):
+        with pytest.raises(ValueError):
+            from_record(record(xattrs, kind))
