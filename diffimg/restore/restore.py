@@ -437,7 +437,8 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
                        wanted_sizes=_FileSizes(final),
                        on_progress=on_progress, on_warning=on_warning)
         wanted = ntfs.fit_for_target(final.entries(), root_fd, warn)
-        p = plan_restore(entries, wanted, chain, kept, holes_seen=not ntfs.is_ntfs(root_fd))
+        p = plan_restore(ntfs.without_reparse_data(entries), wanted, chain, kept,
+                         holes_seen=not ntfs.is_ntfs(root_fd))
         p.stream_layers = stream_layers(p, layers, root_fd)
         _check_rights(target, p, dry_run, warn)
         _check_room(root_fd, target, p, layers)

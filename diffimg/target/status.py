@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from ..errors import InputNotFound, ManifestError, NoState, show_path
 from ..scan import leftout
 from ..scan.scanner import scan
+from ..system.partition import ntfs_volume_of
 from ..tree import statcache
 from ..tree.compare import ADDED, compare
 from ..windows import ntfs
@@ -70,7 +71,9 @@ def _drift(target, recorded, kept: Kept, checksum, on_progress, on_warning,
                        on_warning=on_warning, ntfs_attributes=from_ntfs, windows_files=True)
         wanted = (e for e in m.entries() if not (kept and kept.covers(e.path)))
         if from_ntfs:              # restored without what the target cannot hold, with a warning
-            wanted = ntfs.fit_for_target(wanted, target, lambda message: None)
+            # (a partition read through libntfs-3g holds all of it: fitter's None)
+            wanted = ntfs.fit_for_target(wanted, None if ntfs_volume_of(target) else target,
+                                         lambda message: None)
         # a folder the tree lacks that holds kept paths was left by the restore, on purpose
         return [d for d in map(_kept_links_left_out(kept), compare(wanted, scanned))
                 if d is not None and not (d.change == ADDED and kept.holds(d.path))]

@@ -243,6 +243,16 @@ def _reparse_data(name: bytes) -> bool:
     return name == HOLES or name.startswith(streams.INLINE) or name.startswith(streams.REF)
 
 
+def without_reparse_data(entries):
+    """A target's entries as a restore through ntfs-3g's mount compares them with the image's
+    (fitter): without a reparse point's streams and holes, which it cannot write. So a file
+    Windows compressed that the target holds is left as it is, never made anew without them."""
+    for e in entries:
+        if e.kind is Kind.SYMLINK and e.xattrs and any(map(_reparse_data, e.xattrs)):
+            e.xattrs = {k: v for k, v in e.xattrs.items() if not _reparse_data(k)} or None
+        yield e
+
+
 def fitter(where, warn):
     """fit(entry): the entry (None passes) with its xattrs changed in place to what the target
     at where (a path or fd) can hold: on a volume that is not NTFS, no NTFS xattrs or large
