@@ -241,3 +241,25 @@ def test_a_reparse_points_streams_and_holes_are_taken_on_reparse_points_only():
                           Kind.SYMLINK)):
         with pytest.raises(ValueError):
             from_record(record(xattrs, kind))
+
+
+def test_a_reparse_points_data_is_kept_for_the_library_and_left_out_elsewhere(tmp_path):
+    """Only libntfs-3g writes a reparse point's streams and holes: fitted for it (where None)
+    they stay; for any other target they go, with one warning, and a target's own entries are
+    compared without them (so an intact one is left as it is)."""
+    from diffimg.entry import Entry, Kind
+    wof = struct.pack("<IHHIIII", 0x80000017, 16, 0, 1, 2, 1, 0)
+
+    def entry():
+        xattrs = {ntfs.ATTRIB: struct.pack(">I", 0x420), ntfs.HOLES: struct.pack(">Q", 4096),
+                  ntfs.REPARSE: wof, b"user.WofCompressedData": b"xpress"}
+        return Entry(b"a.exe", Kind.SYMLINK, 0o777, 0, 0, 0, None, None,
+                     ntfs.reparse_target(wof), None, dict(sorted(xattrs.items())))
+    said = []
+    kept = ntfs.fitter(None, said.append)(entry())
+    assert ntfs.HOLES in kept.xattrs and b"user.WofCompressedData" in kept.xattrs and not said
+    fit = ntfs.fitter(str(tmp_path), said.append)         # (not NTFS: NTFS values go too)
+    assert fit(entry()).xattrs is None and fit(entry()).xattrs is None
+    assert len([m for m in said if "only libntfs-3g writes" in m]) == 1
+    compared = next(ntfs.without_reparse_data([entry()]))
+    assert set(compared.xattrs) == {ntfs.ATTRIB, ntfs.REPARSE}
