@@ -27,7 +27,7 @@ from ..image.containers import Sizes
 from ..image.format import ALIGN, ImageKind, append_metadata, container_tree
 from ..progress import Phase
 from ..scan import leftout
-from ..scan.hashing import Beneath, Problem, copy_batch, hash_batch, open_for_read
+from ..scan.hashing import Beneath, Content, Hashed, Problem, copy_batch, hash_batch, open_for_read
 from ..scan.ntfswalk import open_content, why
 from ..scan.scanner import scan
 from ..system import runs
@@ -503,21 +503,58 @@ def _stage(tree, staging, stored, on_progress=None) -> Sizes:
                 sizes.add(len(os.path.basename(folder)), folder=True)
             where = source[0] if source and isinstance(source[0], Beneath) else \
                 os.path.join(tree, *source or [path])
-            yield (where, os.path.join(staging, path)), (path, digest, size, where)
+            yield (where, os.path.join(staging, path)), (path, digest, size, where,
+                                                         source[0] if source else None)
 
     def check(item, copied):
-        path, digest, size, where = item
+        path, digest, size, where, _ = item
         if copied.problem is not None:
             error = OutputError if copied.problem is Problem.NO_SPACE else ScanError
-            raise error(f"cannot copy {show_path(str(where))}: {copied.message}")
+            raise error(f"cannot copy {show_path(where if isinstance(where, bytes) else str(where))}"
+                        f": {copied.message}")
         if copied.content.digest != digest or copied.content.size != size:
             raise _changed(where)
         sizes.add(len(os.path.basename(path)), copied.content.size)
         if on_progress is not None:
             on_progress(sizes.entries, sizes.file_bytes)
 
-    run_pooled(copy_batch, pairs(), check)
+    volume = ntfs_volume_of(tree) if tree else None
+    if volume is None:
+        run_pooled(copy_batch, pairs(), check)
+        return sizes
+    # an NTFS partition read through libntfs-3g: copied here (the library is this process's),
+    # and a reparse point's streams, which ntfs-3g's mount cannot serve, with the rest
+    buffer = memoryview(bytearray(_CHUNK))
+    for (where, dest), item in pairs():
+        path, digest, size, _, source = item
+        check(item, Hashed(None, None, _copy_from_volume(volume[1], buffer, where, dest, path,
+                                                         source)))
     return sizes
+
+
+def _copy_from_volume(volume, buffer: memoryview, where, dest: bytes, path: bytes,
+                      source: bytes | None) -> Content:
+    """Copy the content at path (or a large stream: source FILE:NAME) of the volume into the
+    new file dest, hashing it as it goes (the caller compares)."""
+    rel, _, stream = source.rpartition(b":") if source is not None else (path, b"", None)
+    try:
+        reader = open_content(volume, rel, stream)
+    except OSError as exc:
+        raise ScanError(f"cannot read {show_path(where)}: {why(exc)}") from None
+    hasher, size = xxhash.xxh3_128(), 0
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        with open(fd, "wb") as out:
+            while n := reader.readinto(buffer):
+                hasher.update(buffer[:n])
+                out.write(buffer[:n])
+                size += n
+    except OSError as exc:
+        error = OutputError if exc.errno == errno.ENOSPC else ScanError
+        raise error(f"cannot copy {show_path(where)}: {exc.strerror}") from None
+    finally:
+        reader.close()
+    return Content(hasher.digest(), False, size, 0, 0, 0, 0, 0, 0, 0)   # (what check reads)
 
 
 def _check(image, fmt, length, expected, on_progress=None):

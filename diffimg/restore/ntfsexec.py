@@ -166,7 +166,12 @@ class _Writer:
             say(Phase.MAKING_SPECIALS)
             for e in p.specials:
                 self._check_stop()
-                self._values(self._special(e), e, sources)
+                mft = self._special(e)
+                try:
+                    self._values(mft, e, sources)
+                except BaseException:        # (a reparse point's stream that cannot be read)
+                    self._remove(e.path)
+                    raise
             counts = p.counts()
             say(Phase.WRITING_FILES, total=(counts["files_written"], counts["bytes_written"]))
             nbytes = 0

@@ -99,9 +99,22 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
         if state is not None:           # (the records as made: before they are fitted)
             _check_makes_manifest(root_fd, image, delta, diff)
         fit = ntfs.fitter(root_fd, warn)
+        wanted_data, held_data = {}, {}      # (reparse points' data: the mount cannot write it)
+        unholdable = set()              # paths whose change is all in what the target cannot hold
         for c in changes:               # (the records' entries are changed in place)
-            fit(c.before)
-            fit(c.after)
+            differed = c.before != c.after
+            if c.before is not None:
+                fit(next(ntfs.noting_reparse_data([c.before], held_data)))
+            if c.after is not None:
+                fit(next(ntfs.noting_reparse_data([c.after], wanted_data)))
+            if c.action == META and differed and c.before == c.after:
+                unholdable.add(c.path)
+        # such a change (a reparse point's streams, a file Windows compressed) is left: made
+        # anew, the entry would lose what it has
+        changes = [c for c in changes if c.path not in unholdable]
+        said = ntfs.left_as_they_are(wanted_data, held_data)
+        if said:
+            warn(said)
         proofs = _proofs(root_fd, changes, fs) if state is not None and not checksum else None
         shared = check_parent(root_fd, target, changes, checksum, proofs, holds_ntfs(image))
         if state is not None:       # the parent's records say what a removed folder may hold
@@ -436,9 +449,14 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
                        windows_files=True,
                        wanted_sizes=_FileSizes(final),
                        on_progress=on_progress, on_warning=on_warning)
-        wanted = ntfs.fit_for_target(final.entries(), root_fd, warn)
-        p = plan_restore(ntfs.without_reparse_data(entries), wanted, chain, kept,
+        wanted_data, held_data = {}, {}      # (reparse points' data: the mount cannot write it)
+        wanted = ntfs.fit_for_target(ntfs.noting_reparse_data(final.entries(), wanted_data),
+                                     root_fd, warn)
+        p = plan_restore(ntfs.without_reparse_data(entries, held_data), wanted, chain, kept,
                          holes_seen=not ntfs.is_ntfs(root_fd))
+        said = ntfs.left_as_they_are(wanted_data, held_data)
+        if said:
+            warn(said)
         p.stream_layers = stream_layers(p, layers, root_fd)
         _check_rights(target, p, dry_run, warn)
         _check_room(root_fd, target, p, layers)

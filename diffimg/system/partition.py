@@ -152,46 +152,75 @@ def _size(n: int) -> str:
 
 
 def _identities(path: bytes, st) -> set:
-    """What the bytes of the partition path are, whatever name it is given: ("file", st_dev,
-    st_ino) of a file (its hardlinks and bind-mounted names are the same file) and ("dev",
-    rdev) of each loop device over it; ("dev", rdev) of a block device and, for a loop device,
-    the file it serves."""
-    if stat.S_ISBLK(st.st_mode):
-        found = {("dev", st.st_rdev)}
-        backing = _loop_backing(st.st_rdev)
-        if backing is not None:
-            found.add(("file", backing.st_dev, backing.st_ino))
-        return found
-    found = {("file", st.st_dev, st.st_ino)}
-    with contextlib.suppress(OSError):
-        for name in os.listdir("/sys/block"):
-            if name.startswith("loop"):
-                with contextlib.suppress(OSError, ValueError):
-                    with open(f"/sys/block/{name}/dev") as f:
-                        major, minor = f.read().strip().split(":")
-                    rdev = os.makedev(int(major), int(minor))
-                    backing = _loop_backing(rdev)
-                    if backing is not None and (backing.st_dev, backing.st_ino) == \
-                            (st.st_dev, st.st_ino):
-                        found.add(("dev", rdev))
+    """What the bytes of the partition path are, whatever name it is given, as (kind, number,
+    inode, start, length) with length 0 for "to the end": ("file", st_dev, st_ino, ...) of a
+    file (its hardlinks and bind-mounted names are the same file), ("dev", rdev, 0, ...) of a
+    block device; a loop device is also the range of the file or device it serves (its
+    offset and size limit), and a file or device is also each loop device over a range of it
+    (another partition of the same disk file is not)."""
+    own = ("dev", st.st_rdev, 0, 0, 0) if stat.S_ISBLK(st.st_mode) else \
+        ("file", st.st_dev, st.st_ino, 0, 0)
+    found = {own} | (_served_by(st.st_rdev) if stat.S_ISBLK(st.st_mode) else set())
+    for rdev in _loop_devices():
+        if rdev != own[1] and _overlap(_served_by(rdev), found):
+            found.add(("dev", rdev, 0, 0, 0))
     return found
 
 
-def _loop_backing(rdev: int):
-    """The stat of the file the loop device rdev serves, or None (not a loop device, none
-    attached, its file deleted)."""
+def _loop_devices() -> list[int]:
+    """The rdev of each loop device attached to something."""
+    found = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/sys/block"):
+            if name.startswith("loop") and os.path.exists(f"/sys/block/{name}/loop"):
+                with contextlib.suppress(OSError, ValueError):
+                    with open(f"/sys/block/{name}/dev") as f:
+                        major, minor = f.read().strip().split(":")
+                    found.append(os.makedev(int(major), int(minor)))
+    return found
+
+
+def _served_by(rdev: int, depth: int = 0) -> set:
+    """The ranges the loop device rdev serves (of a file, or of a device, itself perhaps a
+    loop device), or none (not a loop device, none attached, its file deleted)."""
+    base = f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}/loop"
     try:
-        with open(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}/loop/backing_file", "rb") as f:
+        with open(f"{base}/backing_file", "rb") as f:
             backing = f.read().rstrip(b"\n")
-        return os.stat(backing) if backing.startswith(b"/") else None
-    except OSError:
-        return None
+        with open(f"{base}/offset") as f:
+            start = int(f.read())
+        with open(f"{base}/sizelimit") as f:
+            length = int(f.read())
+        st = os.stat(backing) if backing.startswith(b"/") else None
+    except (OSError, ValueError):
+        return set()
+    if st is None:
+        return set()
+    if stat.S_ISBLK(st.st_mode):
+        found = {("dev", st.st_rdev, 0, start, length)}
+        if depth < 4:       # (a loop device over a loop device: the ranges are not composed)
+            found |= _served_by(st.st_rdev, depth + 1)
+        return found
+    return {("file", st.st_dev, st.st_ino, start, length)}
+
+
+def _overlap(these: set, those: set) -> bool:
+    """Whether two sets of identities share bytes: the same file or device, ranges that meet."""
+    for kind, number, inode, start, length in these:
+        for other in those:
+            if other[:3] != (kind, number, inode):
+                continue
+            end = start + length if length else None
+            other_end = other[3] + other[4] if other[4] else None
+            if (end is None or other[3] < end) and (other_end is None or start < other_end):
+                return True
+    return False
 
 
 def mounted_at(path: bytes, st) -> bytes | None:
     """Where the partition path (a block device, or a file: on a loop device, or served by
     ntfs-3g itself) is mounted already, under any of its names (a hardlink, a bind-mounted
-    folder, a loop device over it, the file a loop device serves), or None."""
+    folder, a loop device over it, the file or range a loop device serves), or None."""
     wanted = _identities(path, st)
     try:
         with open("/proc/self/mountinfo", "rb") as f:
@@ -204,15 +233,18 @@ def mounted_at(path: bytes, st) -> bytes | None:
             sep = fields.index(b"-")
             source = os.fsencode(unescape_field(fields[sep + 2]))
             major, minor = fields[2].split(b":")
-            found = {("dev", os.makedev(int(major), int(minor)))}
+            found = {("dev", os.makedev(int(major), int(minor)), 0, 0, 0)}
             if source.startswith(b"/"):
                 with contextlib.suppress(OSError):
                     source_st = os.stat(source)
-                    if stat.S_ISBLK(source_st.st_mode) or stat.S_ISREG(source_st.st_mode):
-                        found |= _identities(source, source_st)
+                    if stat.S_ISBLK(source_st.st_mode):
+                        found |= {("dev", source_st.st_rdev, 0, 0, 0)} | _served_by(
+                            source_st.st_rdev)
+                    elif stat.S_ISREG(source_st.st_mode):
+                        found.add(("file", source_st.st_dev, source_st.st_ino, 0, 0))
         except (ValueError, IndexError):
             continue
-        if found & wanted:
+        if _overlap(found, wanted):
             return os.fsencode(unescape_field(fields[4]))
     return None
 
@@ -228,9 +260,10 @@ def held(path: bytes):
     (a loop device and the file it serves are one partition): Busy (exit 13) when one does.
     A process may hold it more than once (restore, then its state through the mount)."""
     st = os.stat(path)
-    identities = _identities(path, st)
-    files = sorted(i for i in identities if i[0] == "file")
-    key = files[0] if files else ("dev", st.st_rdev)
+    # the lock is taken on the file whose bytes these are (a loop device's: the file it
+    # serves; another partition of the same disk file shares it), else on the device
+    files = sorted(i for i in _identities(path, st) if i[0] == "file")
+    key = ("file", *files[0][1:3]) if files else ("dev", st.st_rdev)
     with _HELD_LOCK:
         entry = _HELD.get(key)
         if entry is not None:
@@ -242,7 +275,8 @@ def held(path: bytes):
         except BlockingIOError:
             os.close(fd)
             raise Busy(f"another diffimg is writing {show_path(path)} (or the same partition "
-                       "under another name); try again when it has finished") from None
+                       "under another name, or another partition of the same disk file); try "
+                       "again when it has finished") from None
         with _HELD_LOCK:
             entry = _HELD[key] = [fd, 1]
     try:
@@ -257,18 +291,23 @@ def held(path: bytes):
 
 def _open_lockable(path: bytes, st, key) -> int:
     """An fd of the file (or device) the lock is taken on: for a loop device, the file it
-    serves, checked to be that very file."""
+    serves (through loop devices over loop devices), checked to be that very file."""
     if key[0] == "file" and stat.S_ISBLK(st.st_mode):
-        with open(f"/sys/dev/block/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}/loop/backing_file",
-                  "rb") as f:
-            backing = f.read().rstrip(b"\n")
-        fd = os.open(backing, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        found = os.fstat(fd)
-        if ("file", found.st_dev, found.st_ino) != key:
+        rdev = st.st_rdev
+        for _ in range(5):
+            with open(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}/loop/backing_file",
+                      "rb") as f:
+                backing = f.read().rstrip(b"\n")
+            fd = os.open(backing, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            found = os.fstat(fd)
+            if stat.S_ISREG(found.st_mode) and ("file", found.st_dev, found.st_ino) == key:
+                return fd
             os.close(fd)
-            raise UnsafeVolume(f"{show_path(path)}: the file its loop device serves changed "
-                               "while it was looked at; try again")
-        return fd
+            if not stat.S_ISBLK(found.st_mode):
+                break
+            rdev = found.st_rdev
+        raise UnsafeVolume(f"{show_path(path)}: the file its loop device serves changed while "
+                           "it was looked at; try again")
     return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
 

@@ -108,7 +108,7 @@ def from_record(rec) -> Entry:
                 raise ValueError(problem)
         if ntfs.HOLES in xattrs and (kind is not Kind.SYMLINK or ntfs.REPARSE not in xattrs
                                      or len(xattrs[ntfs.HOLES]) != 8
-                                     or not 0 < int.from_bytes(xattrs[ntfs.HOLES]) < 1 << 62):
+                                     or not 0 < int.from_bytes(xattrs[ntfs.HOLES]) <= ntfs.HOLES_MAX):
             raise ValueError("an NTFS reparse point's holes that are not a size on a reparse "
                              "point")
         if ntfs.DOS_NAME in xattrs and (not path or link is not None):

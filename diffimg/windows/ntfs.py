@@ -19,6 +19,8 @@ import operator
 import os
 import struct
 
+import xxhash
+
 from ..entry import Kind
 from ..errors import Refused, show_path
 from . import streams
@@ -36,6 +38,7 @@ NAMES = (ACL, ATTRIB, CRTIME, DOS_NAME, REPARSE, OBJECT_ID, EA)
 # its content lies in the named stream WofCompressedData): its size, 8 bytes big-endian; read
 # through libntfs-3g only (ntfs-3g's mount shows a reparse point as a bare symlink)
 HOLES = b"diffimg.ntfs.holes"
+HOLES_MAX = 1 << 53           # 8 PiB: the largest file Windows' NTFS makes (2 MiB clusters)
 # the reparse data comes first: it is set when the entry is made (make_reparse_point); the
 # short name and the object ID are set apart, once every entry has its own (give_once), as
 # another entry may hold them until then
@@ -243,14 +246,49 @@ def _reparse_data(name: bytes) -> bool:
     return name == HOLES or name.startswith(streams.INLINE) or name.startswith(streams.REF)
 
 
-def without_reparse_data(entries):
+def without_reparse_data(entries, seen: dict | None = None):
     """A target's entries as a restore through ntfs-3g's mount compares them with the image's
     (fitter): without a reparse point's streams and holes, which it cannot write. So a file
-    Windows compressed that the target holds is left as it is, never made anew without them."""
+    Windows compressed that the target holds is left as it is, never made anew without them.
+    seen: path -> reparse_data_digest of each entry that had some."""
     for e in entries:
         if e.kind is Kind.SYMLINK and e.xattrs and any(map(_reparse_data, e.xattrs)):
+            if seen is not None:
+                seen[e.path] = reparse_data_digest(e)
             e.xattrs = {k: v for k, v in e.xattrs.items() if not _reparse_data(k)} or None
         yield e
+
+
+def reparse_data_digest(e) -> bytes | None:
+    """A digest of a reparse point's streams and holes (None when it has none)."""
+    data = sorted((k, v) for k, v in (e.xattrs or {}).items() if _reparse_data(k))
+    if e.kind is not Kind.SYMLINK or not data:
+        return None
+    h = xxhash.xxh3_128()
+    for name, value in data:
+        h.update(struct.pack(">II", len(name), len(value)) + name + value)
+    return h.digest()
+
+
+def noting_reparse_data(entries, seen: dict):
+    """entries, each reparse point's reparse_data_digest noted in seen by path."""
+    for e in entries:
+        digest = reparse_data_digest(e)
+        if digest is not None:
+            seen[e.path] = digest
+        yield e
+
+
+def left_as_they_are(wanted: dict, held: dict) -> str | None:
+    """The warning for the reparse points whose data (wanted, held: path -> digest) a restore
+    through ntfs-3g's mount could not write, or None."""
+    differing = sorted(path for path, digest in wanted.items() if held.get(path) != digest)
+    if not differing:
+        return None
+    return (f"{len(differing):,} reparse points (files Windows compressed among them) hold other "
+            f"data or streams in the image than on the target (e.g. {show_path(differing[0])}), "
+            "which only libntfs-3g writes: left as they are, or made without them where the "
+            "target lacks them; restore onto a new partition given as itself to write them")
 
 
 def fitter(where, warn):

@@ -11,6 +11,7 @@ import struct
 import subprocess
 
 import pytest
+import xxhash
 from conftest import assert_one_line_error, run_cli
 from leftovers import killed, mounts
 from ntfsbuild import mounted, new_ntfs, windows_tree
@@ -242,6 +243,9 @@ def test_files_windows_compressed_are_imaged_and_restored_whole(tmp_path):
     assert notepad[b"user.WofCompressedData"] == small
     assert notepad[ntfs.HOLES] == struct.pack(">Q", 65536)
     assert b"diffimg.stream.WofCompressedData" in records[b"Windows/explorer.exe"].xattrs
+    # a container staged from the volume (not streamed) reads them through the library too
+    run_cli("create", volume, tmp_path / "dir.img", "--format", "dir", "-q", check_rc=0)
+    run_cli("compare", image, tmp_path / "dir.img", check_rc=0)
     target = new_ntfs(tmp_path / "t.ntfs", 64)
     assert _restored(image, target)["through"] == "libntfs-3g"
     _clean(target)
@@ -265,7 +269,63 @@ def test_files_windows_compressed_are_imaged_and_restored_whole(tmp_path):
     assert again["counts"]["metadata_only"] == 0
     run_cli("scan", target, "-q", "-o", tmp_path / "again.dimf", check_rc=0)
     assert list(read_entries(tmp_path / "again.dimf")) == list(Image(image).entries())
+    # a diff changing a WOF file's stream, applied or restored through the mount: said, and
+    # the target's file left whole (never made anew without its stream and holes)
+    writer = _ntfsvol.Volume(str(volume), writable=True)
+    try:
+        writer.write(writer.lookup(b"Windows/notepad.exe"), b"WofCompressedData", b"new" * 999,
+                     2997, False)
+    finally:
+        writer.close()
+    run_cli("diff", volume, image, "-o", tmp_path / "d1.img", "-q", check_rc=0)
+    for command in (("apply", tmp_path / "d1.img"), ("restore", image, tmp_path / "d1.img")):
+        said = run_cli(*command, target, check_rc=0).stderr.decode()
+        assert "1 reparse points" in said and "left as they are" in said, said
+        whole = _ntfsvol.Volume(str(target))
+        try:
+            notepad = whole.lookup(b"Windows/notepad.exe")
+            assert whole.holes_only(notepad)
+            assert whole.hash(notepad, b"WofCompressedData")[:2] == \
+                (len(small), xxhash.xxh3_128(small).digest())
+        finally:
+            whole.close()
     # through ntfs-3g's mount they cannot be written: said, and left out
     fused = new_ntfs(tmp_path / "f.ntfs", 64)
     done = run_cli("restore", image, fused, check_rc=0, env={**os.environ, "DIFFIMG_NTFS_FUSE": "1"})
     assert "only libntfs-3g writes" in done.stderr.decode()
+
+
+@pytest.mark.root
+def test_stacked_loop_devices_are_one_partition_and_a_disk_files_partitions_are_not(tmp_path):
+    """A loop device over a loop device over the volume file, mounted, is the volume mounted;
+    the second partition of a disk file is not mounted because the first is."""
+    volume = new_ntfs(tmp_path / "v.ntfs", 32)
+    with mounted(volume, tmp_path / "m"):
+        (tmp_path / "m" / "a").write_bytes(b"a")
+    image = tmp_path / "base.img"
+    run_cli("create", volume, image, "-q", check_rc=0)
+    target = new_ntfs(tmp_path / "t.ntfs", 32)
+    loops = []
+
+    def loop(*args):
+        loops.append(subprocess.run(["losetup", "-f", "--show", *map(str, args)],
+                                    capture_output=True, text=True, check=True).stdout.strip())
+        return loops[-1]
+    try:
+        with mounted(loop(loop(target)), tmp_path / "m"):
+            assert "mounted at" in assert_one_line_error(run_cli("restore", image, target), 17)
+        disk = tmp_path / "disk.img"
+        with open(disk, "wb") as f:
+            f.truncate(80 << 20)
+        subprocess.run(["sfdisk", "-q", str(disk)], input=b"start=2048, size=61440, type=7\n"
+                       b"start=65536, size=61440, type=7\n", check=True)
+        first = loop("-o", 2048 * 512, "--sizelimit", 61440 * 512, disk)
+        second = loop("-o", 65536 * 512, "--sizelimit", 61440 * 512, disk)
+        for device in (first, second):
+            subprocess.run(["mkntfs", "-q", "-F", "-f", device], check=True, capture_output=True)
+        with mounted(first, tmp_path / "m"):
+            assert _restored(image, second)["through"] == "libntfs-3g"
+        run_cli("compare", image, second, check_rc=0)
+    finally:
+        for device in reversed(loops):
+            subprocess.run(["losetup", "-d", device], check=False)

@@ -237,6 +237,8 @@ def test_a_reparse_points_streams_and_holes_are_taken_on_reparse_points_only():
                          ({ntfs.HOLES: struct.pack(">Q", 10)}, Kind.FILE),
                          ({ntfs.REPARSE: wof, ntfs.HOLES: struct.pack(">Q", 0)}, Kind.SYMLINK),
                          ({ntfs.REPARSE: wof, ntfs.HOLES: b"\0" * 4}, Kind.SYMLINK),
+                         ({ntfs.REPARSE: wof, ntfs.HOLES: struct.pack(">Q", (1 << 53) + 1)},
+                          Kind.SYMLINK),
                          ({b"diffimg.stream.x": streams.reference(70_000, bytes(16))},
                           Kind.SYMLINK)):
         with pytest.raises(ValueError):
