@@ -2,19 +2,21 @@
 
 A partition given as itself (a device or a volume file), unmounted, whose root lists no entry
 (as mkntfs leaves it: a new disk, a reformatted one) is written the way wimapply writes: the
-volume opened by the library in this process (windows/_ntfswrite.c), each entry made under its
-own name in canonical order, content copied from the images and hashed as it is written, each
-value set raw (the security descriptor, reparse data, EAs, object ID, short name, DOS
-attributes, then the times last, so no ARCHIVE bit or time is added afterwards), with no round
-trip through the kernel. A file whose content does not match its digest is removed at once and
-the run stops. The volume is then closed, mounted by ntfs-3g, and the state recorded through
-the mount as after any restore (target/state.py).
+volume opened by the library (windows/_ntfswrite.c) in a process of its own (apart.py), each
+entry made under its own name in canonical order, content copied from the images and hashed as
+it is written, each value set raw (named streams, a reparse point's holes, the short name, the
+security descriptor, reparse data, EAs, object ID, DOS attributes, then the times last, so no
+ARCHIVE bit or time is added afterwards), with no round trip through the kernel. An entry whose
+content or stream cannot be read or does not match its digest is removed at once and the run
+stops. The volume is then closed, mounted by ntfs-3g, and the state recorded through the mount
+as after any restore (target/state.py); the partition is held (partition.held) throughout.
 
 Any other target (a partition holding entries, mounted, dirty, hibernated, a chain on a web
 server, an image not read from NTFS, DIFFIMG_NTFS_FUSE=1) is restored through ntfs-3g's mount
 (restore.py): restore_onto_empty answers None without changing anything.
 
-A run killed half-way leaves entries without their times or values, and no state: the next
+A run stopped or killed half-way leaves the writing process to finish the entry it is on and
+close the volume cleanly: entries without their times or values, and no state. The next
 restore finds the volume not empty, and goes through the mount, rewriting what its size and
 time do not prove (restore.py, _trusted_hints).
 """
