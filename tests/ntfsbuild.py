@@ -200,3 +200,28 @@ def attributes(record: bytearray):
             return
         yield at, kind
         at += length
+
+
+OLD_NS = -1234567800           # 1930-ish, to the 100 ns: ntfs-3g's stat shows -1 s
+
+
+def filled_volume(tmp_path):
+    """A volume holding every kind ntfs-3g shows and every value diffimg records, made
+    through ntfs-3g's mount (tmp_path/m)."""
+    volume = new_ntfs(tmp_path / "v.ntfs", 64)
+    mount = tmp_path / "m"
+    with mounted(volume, mount):
+        windows_tree(mount)
+        os.mkfifo(mount / "fifo")
+        os.mknod(mount / "null", 0o600 | 0o020000, os.makedev(1, 3))
+        os.symlink("/an/absolute/target", mount / "abslink")
+        (mount / "empty").write_bytes(b"")
+        (mount / "folder with stream").mkdir()
+        os.setxattr(mount / "folder with stream", "user.zone", b"zone")
+        (mount / "old").write_bytes(b"from before 1970")
+        os.utime(mount / "old", ns=(0, OLD_NS))
+        for i in range(300):                     # a folder whose index is not resident
+            (mount / "Windows" / f"f{i:03}.dll").write_bytes(b"MZ%d" % i)
+    with windows_mounted(volume, mount), open(str(mount / "big") + ":large", "wb") as f:
+        f.write(os.urandom(200_000))                            # a stream over 64 KiB
+    return volume

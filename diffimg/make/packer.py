@@ -407,20 +407,25 @@ def _send(pipe: int, buffer: memoryview, tree: bytes, path: bytes, digest: bytes
 def _send_from_volume(pipe: int, buffer: memoryview, volume, tree: bytes, path: bytes,
                       digest: bytes, size: int, source: bytes | None = None):
     """_send, the content read from the volume (its mount is tree, which messages name)."""
-    # a large stream's source is FILE:NAME (streams.stored_items): a stream's name holds no ':'
-    rel, _, stream = source.rpartition(b":") if source is not None else (path, b"", None)
     where = os.path.join(tree, source if source is not None else path)
     _check_names(path, where)
-    try:
-        reader = open_content(volume, rel, stream)
-    except OSError as exc:
-        # (nothing else writes to a volume diffimg holds mounted read-only: a listed name that
-        # cannot be found again is a damaged index)
-        raise ScanError(f"cannot read {show_path(where)}: {why(exc)}") from None
+    reader = _volume_content(volume, where, path, source)
     try:
         _copy_hashed(pipe, buffer, reader, where, path, digest, size)
     finally:
         reader.close()
+
+
+def _volume_content(volume, where, path: bytes, source: bytes | None):
+    """A reader of the content at path of the volume, or of a large stream (source FILE:NAME,
+    streams.stored_items: a stream's name holds no ':')."""
+    rel, _, stream = source.rpartition(b":") if source is not None else (path, b"", None)
+    try:
+        return open_content(volume, rel, stream)
+    except OSError as exc:
+        # (nothing else writes to a volume diffimg holds mounted read-only: a listed name that
+        # cannot be found again is a damaged index)
+        raise ScanError(f"cannot read {show_path(where)}: {why(exc)}") from None
 
 
 def _check_names(path: bytes, where):
@@ -536,11 +541,7 @@ def _copy_from_volume(volume, buffer: memoryview, where, dest: bytes, path: byte
                       source: bytes | None) -> Content:
     """Copy the content at path (or a large stream: source FILE:NAME) of the volume into the
     new file dest, hashing it as it goes (the caller compares)."""
-    rel, _, stream = source.rpartition(b":") if source is not None else (path, b"", None)
-    try:
-        reader = open_content(volume, rel, stream)
-    except OSError as exc:
-        raise ScanError(f"cannot read {show_path(where)}: {why(exc)}") from None
+    reader = _volume_content(volume, where, path, source)
     hasher, size = xxhash.xxh3_128(), 0
     try:
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)

@@ -34,7 +34,12 @@ def run(path: bytes, work, phase, on_progress):
     files, bytes) on_progress; stopping() is true once the child should stop (work then raises
     Stopped). A DiffimgError of the child is raised here as it was raised there."""
     if threading.active_count() > 1:            # (a fork copies no other thread)
-        return _here(path, work, phase, on_progress)
+        def say(step, *counts, total=None):
+            if step is not None:
+                phase(step, total=total)
+            elif on_progress is not None:
+                on_progress(*counts)
+        return _opened(path, lambda volume: work(volume, say, lambda: False))
     messages_r, messages_w = os.pipe()
     stop_r, stop_w = os.pipe()
     pid = os.fork()
@@ -86,8 +91,7 @@ def _child(path: bytes, work, messages: Connection, stop_r: int):
 
         def stopping() -> bool:
             return bool(select.select([stop_r], [], [], 0)[0])
-        result = _here(path, lambda volume, _say, _stopping: work(volume, say, stopping),
-                       None, None)
+        result = _opened(path, lambda volume: work(volume, say, stopping))
         messages.send(("done", result))
         code = 0
     except Stopped:
@@ -100,8 +104,9 @@ def _child(path: bytes, work, messages: Connection, stop_r: int):
         os._exit(code)
 
 
-def _here(path: bytes, work, phase, on_progress):
-    """work on the volume opened writable in this process; closed cleanly whatever happens."""
+def _opened(path: bytes, work):
+    """work(volume) on the volume opened writable in this process; closed cleanly whatever
+    happens."""
     from ..windows._ntfsvol import Volume
     try:
         volume = Volume(path, writable=True)
@@ -110,10 +115,7 @@ def _here(path: bytes, work, phase, on_progress):
                           "was changed") from None
     failed = True
     try:
-        result = work(volume, lambda step, *counts, total=None: (
-            phase(step, total=total) if step is not None and phase is not None
-            else on_progress(*counts) if step is None and on_progress is not None else None),
-            lambda: False)
+        result = work(volume)
         failed = False
         return result
     finally:

@@ -62,19 +62,14 @@ def locked_target(target: bytes):
     except OSError as exc:                 # (ELOOP: made a symlink since)
         raise OutputError(f"cannot open {show_path(target)}: {exc.strerror}") from None
     try:
-        lock(fd, target)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(f"another diffimg is restoring {show_path(target)}; try again when it "
+                       "has finished") from None
         yield fd
     finally:
         os.close(fd)
-
-
-def lock(fd: int, target: bytes):
-    """Lock the target (fd) for this run: a second restore of it exits 13 (Busy)."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise Busy(f"another diffimg is restoring {show_path(target)}; try again when it has "
-                   "finished") from None
 
 
 class _RunNames:

@@ -31,7 +31,7 @@ from ..entry import Kind
 from ..errors import ImageError, OutputError, show_path
 from ..image.chain import index_chain, open_chain
 from ..progress import Phase, human_bytes
-from ..scan.ntfswalk import StatsOf, walk_volume
+from ..scan.ntfswalk import walk_volume, written_stats
 from ..scan.scanner import _lookup
 from ..system import partition
 from ..system.safefs import open_regular, split
@@ -75,9 +75,8 @@ def restore_onto_empty(images, target, *, keep=(), on_progress=None, on_warning=
         _carry_out(p, layers, path, on_phase, on_progress, on_warning)
         # the state, through the mount, as after any restore
         with partition.tree_of(path, writable=True) as tree, locked_target(tree) as root_fd:
-            found = partition.ntfs_volume_of(tree, fresh=True)
             finish(root_fd, run, final, Kept(set()), lambda index, e, st: True,
-                   StatsOf(found[1]) if found is not None else None)
+                   written_stats(tree))
     return p
 
 

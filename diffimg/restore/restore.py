@@ -16,10 +16,9 @@ from ..image.chain import index_chain, open_chain, open_image
 from ..image.format import ImageKind
 from ..progress import Phase, human_bytes
 from ..scan import leftout
-from ..scan.ntfswalk import StatsOf
+from ..scan.ntfswalk import written_stats
 from ..scan.scanner import scan
 from ..system.fsmeta import mount_of, mount_points_below
-from ..system.partition import ntfs_volume_of
 from ..system.safefs import regular_files, split
 from ..system.workers import prestart_workers
 from ..target.keep import Kept, defaults_for, find_kept, folds_case, literal_pattern
@@ -103,10 +102,8 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
         unholdable = set()              # paths whose change is all in what the target cannot hold
         for c in changes:               # (the records' entries are changed in place)
             differed = c.before != c.after
-            if c.before is not None:
-                fit(next(ntfs.noting_reparse_data([c.before], held_data)))
-            if c.after is not None:
-                fit(next(ntfs.noting_reparse_data([c.after], wanted_data)))
+            fit(ntfs.note_reparse_data(c.before, held_data))
+            fit(ntfs.note_reparse_data(c.after, wanted_data))
             if c.action == META and differed and c.before == c.after:
                 unholdable.add(c.path)
         # such a change (a reparse point's streams, a file Windows compressed) is left: made
@@ -136,7 +133,7 @@ def apply(diff, target, *, force=False, checksum=False, dry_run=False, keep=(), 
                                       _FINISH_WITH_FORCE, warn, undo)
                     finish(root_fd, run, image, kept,
                            _applied_verifier(changes, checksum or proofs is not None, carried),
-                           _library_stats(target))
+                           written_stats(target))
                 finally:
                     if carried is not None:
                         carried.close()
@@ -450,8 +447,8 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
                        wanted_sizes=_FileSizes(final),
                        on_progress=on_progress, on_warning=on_warning)
         wanted_data, held_data = {}, {}      # (reparse points' data: the mount cannot write it)
-        wanted = ntfs.fit_for_target(ntfs.noting_reparse_data(final.entries(), wanted_data),
-                                     root_fd, warn)
+        wanted = ntfs.fit_for_target((ntfs.note_reparse_data(e, wanted_data)
+                                      for e in final.entries()), root_fd, warn)
         p = plan_restore(ntfs.without_reparse_data(entries, held_data), wanted, chain, kept,
                          holes_seen=not ntfs.is_ntfs(root_fd))
         said = ntfs.left_as_they_are(wanted_data, held_data)
@@ -474,16 +471,8 @@ def _restore_layers(layers, target, *, checksum, dry_run, keep, on_progress, on_
             undo = begin(root_fd, run)
             execute_on_layers(p, layers, target, root_fd, phase, on_progress, _RESTORE_AGAIN, warn, undo)
             finish(root_fd, run, final, kept, lambda index, e, st: not (
-                p.unverified[index] or e.path in p.unverified_writes), _library_stats(target))
+                p.unverified[index] or e.path in p.unverified_writes), written_stats(target))
         return p
-
-
-def _library_stats(target: bytes):
-    """stat_of(entry) through libntfs-3g, opened anew now that the target was written and
-    synced, when target is an NTFS partition diffimg mounted (ntfswalk.StatsOf); else None
-    (lstat through the mount)."""
-    found = ntfs_volume_of(target, fresh=True)
-    return StatsOf(found[1]) if found is not None else None
 
 
 class _FileSizes:

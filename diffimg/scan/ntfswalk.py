@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 from ..entry import Entry, Kind, follow, path_key
 from ..errors import ScanError, show_path
+from ..system.partition import ntfs_volume_of
 from ..tree.manifest import STATE_DIR
 from ..windows import ntfs, streams
 from .hashing import EMPTY_DIGEST
@@ -89,6 +90,14 @@ class StatsOf:
             del listings[other]              # (a folder the walk has left)
         listings[folder] = found
         return found
+
+
+def written_stats(tree) -> StatsOf | None:
+    """StatsOf the partition mounted at tree, opened anew now that it was written and synced
+    (a restore's state), when diffimg mounted it and reads it through libntfs-3g; else None
+    (lstat through the mount)."""
+    found = ntfs_volume_of(tree, fresh=True)
+    return StatsOf(found[1]) if found is not None else None
 
 
 def _split(path: bytes) -> tuple[bytes, bytes]:
@@ -181,7 +190,7 @@ def walk_volume(volume, root: bytes, *, find_previous, excluded, left_out, wante
             # a reparse point's data: a WOF file's is all holes, its size kept; other data is
             # not read yet (said once, at the end)
             try:
-                holes_only = volume.holes_only(mft_no)
+                holes_only = volume.holes(mft_no, None)[1]
             except OSError as exc:
                 raise ScanError(f"cannot read {shown(rel)}: {why(exc)}") from None
             if holes_only:
@@ -204,7 +213,7 @@ def walk_volume(volume, root: bytes, *, find_previous, excluded, left_out, wante
                     # taken on size and mtime alone (scanner._Walker does the same): no stat
                     # row vouches for it, nor for its holes, which are the file's own
                     try:
-                        known = (known[0], volume.holes(mft_no, None), False)
+                        known = (known[0], volume.holes(mft_no, None)[0], False)
                     except OSError as exc:
                         raise ScanError(f"cannot read {shown(rel)}: {why(exc)}") from None
                     entry.ino = entry.ctime_ns = None

@@ -15,8 +15,8 @@
  *   hash(mft_no, stream) -> (size, xxh3-128 digest, has holes) of the unnamed $DATA (stream
  *       None) or the named one, read through the library.
  *   read(mft_no, stream) -> Stream with readinto(buffer) and close(): the bytes in order.
- *   holes(mft_no, stream) -> whether it has holes, its content unread.
- *   holes_only(mft_no) -> whether the unnamed $DATA is nothing but holes (or zeros).
+ *   holes(mft_no, stream) -> (whether it has holes, whether it is nothing but holes or
+ *       zeros), its content unread.
  *   close()
  * Names are UTF-8 (ntfs_ucstombs, as ntfs-3g shows them). The library is not thread safe: the
  * GIL is held throughout, and one Volume is used by one thread.
@@ -619,20 +619,46 @@ int open_data(ntfs_volume *vol, unsigned long long mft_no, PyObject *stream,
     return 0;
 }
 
-/* Whether na is a sparse attribute with at least one hole within its data. */
-static int has_holes(ntfs_attr *na)
+/* Of na's data: whether a hole lies within it (*some), and whether it is nothing but holes
+ * or zeros (*only: the unnamed data of a file Windows compressed, WOF, is so; a resident value
+ * is read into buffer for that, and taken as data when buffer is NULL). 0, or -1 and errno. */
+static int holes_in(ntfs_attr *na, unsigned char *buffer, int *some, int *only)
 {
-    if (!NAttrNonResident(na) || !(na->data_flags & ATTR_IS_SPARSE) ||
-        (na->data_flags & ATTR_COMPRESSION_MASK))
+    *some = 0;
+    *only = 1;
+    if (!NAttrNonResident(na)) {            /* (a resident value is a few hundred bytes) */
+        s64 size = na->data_size;
+        if (buffer == NULL || size > CHUNK) {
+            *only = size == 0;
+            return 0;
+        }
+        if (ntfs_attr_pread(na, 0, size, buffer) != size) {
+            if (!errno)
+                errno = EIO;
+            return -1;
+        }
+        for (s64 i = 0; i < size && *only; i++)
+            *only = buffer[i] == 0;
         return 0;
+    }
+    if (na->data_flags & ATTR_COMPRESSION_MASK) {
+        *only = 0;
+        return 0;
+    }
+    if (!(na->data_flags & ATTR_IS_SPARSE)) {
+        *only = na->initialized_size == 0;      /* (past it, every byte reads as zero) */
+        return 0;
+    }
     if (ntfs_attr_map_whole_runlist(na) < 0)
         return -1;
-    s64 end = (na->data_size + na->ni->vol->cluster_size - 1) >> na->ni->vol->cluster_size_bits;
-    for (runlist_element *rl = na->rl; rl != NULL && rl->length; rl++) {
-        if (rl->vcn >= end)
-            break;
+    ntfs_volume *vol = na->ni->vol;
+    s64 end = (na->data_size + vol->cluster_size - 1) >> vol->cluster_size_bits;
+    s64 written = (na->initialized_size + vol->cluster_size - 1) >> vol->cluster_size_bits;
+    for (runlist_element *rl = na->rl; rl != NULL && rl->length && rl->vcn < end; rl++) {
         if (rl->lcn == LCN_HOLE)
-            return 1;
+            *some = 1;
+        else if (rl->vcn < written)
+            *only = 0;
     }
     return 0;
 }
@@ -670,7 +696,8 @@ static PyObject *Volume_hash(VolumeObject *self, PyObject *args)
         if (PyErr_CheckSignals() < 0)
             goto failed_python;
     }
-    if ((holes = has_holes(na)) < 0)
+    int only;
+    if (holes_in(na, NULL, &holes, &only) < 0)
         goto failed;
     XXH128_canonical_t canonical;
     XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(state));
@@ -688,7 +715,8 @@ failed_python:
     return NULL;
 }
 
-/* Whether a $DATA has holes, its content unread (a file taken on its size and mtime). */
+/* (has holes, nothing but holes or zeros) of a $DATA, its content unread: a file taken on its
+ * size and mtime; a reparse point's unnamed data. */
 static PyObject *Volume_holes(VolumeObject *self, PyObject *args)
 {
     unsigned long long mft_no;
@@ -700,59 +728,13 @@ static PyObject *Volume_holes(VolumeObject *self, PyObject *args)
     if (open_data(self->vol, mft_no, stream, &ni, &na) < 0)
         return NULL;
     errno = 0;
-    int holes = has_holes(na);
+    int some, only;
+    int failed = holes_in(na, self->buffer, &some, &only) < 0;
     ntfs_attr_close(na);
     ntfs_inode_close(ni);
-    if (holes < 0)
+    if (failed)
         return PyErr_SetFromErrno(PyExc_OSError);
-    return PyBool_FromLong(holes);
-}
-
-/* Whether the unnamed $DATA holds nothing but holes (or zeros): a file Windows compressed
- * (WOF) keeps its content in a named stream, its unnamed one all holes. */
-static PyObject *Volume_holes_only(VolumeObject *self, PyObject *args)
-{
-    unsigned long long mft_no;
-    if (!PyArg_ParseTuple(args, "K", &mft_no) || check_open(self) < 0)
-        return NULL;
-    ntfs_inode *ni;
-    ntfs_attr *na;
-    if (open_data(self->vol, mft_no, Py_None, &ni, &na) < 0)
-        return NULL;
-    int only = 1, failed = 0;
-    errno = 0;
-    if (!NAttrNonResident(na)) {             /* (a resident value is a few hundred bytes) */
-        s64 size = na->data_size;
-        if (size > CHUNK || ntfs_attr_pread(na, 0, size, self->buffer) != size)
-            failed = 1;
-        for (s64 i = 0; !failed && i < size; i++)
-            if (self->buffer[i]) {
-                only = 0;
-                break;
-            }
-    } else if (na->data_flags & ATTR_COMPRESSION_MASK) {
-        only = 0;
-    } else if (na->initialized_size > 0) {   /* (past it, every byte reads as zero) */
-        if (ntfs_attr_map_whole_runlist(na) < 0) {
-            failed = 1;
-        } else {
-            ntfs_volume *vol = ni->vol;
-            s64 end = (na->initialized_size + vol->cluster_size - 1) >> vol->cluster_size_bits;
-            for (runlist_element *rl = na->rl; rl != NULL && rl->length && rl->vcn < end; rl++)
-                if (rl->lcn != LCN_HOLE) {
-                    only = 0;
-                    break;
-                }
-        }
-    }
-    ntfs_attr_close(na);
-    ntfs_inode_close(ni);
-    if (failed) {
-        if (!errno)
-            errno = EIO;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    return PyBool_FromLong(only);
+    return Py_BuildValue("(OO)", some ? Py_True : Py_False, only ? Py_True : Py_False);
 }
 
 static PyObject *Volume_read(VolumeObject *self, PyObject *args)
@@ -860,9 +842,8 @@ static PyMethodDef reader_methods[] = {
     {"listdir", (PyCFunction)Volume_listdir, METH_VARARGS, "A folder's entries and values."},
     {"hash", (PyCFunction)Volume_hash, METH_VARARGS, "(size, digest, holes) of a $DATA."},
     {"read", (PyCFunction)Volume_read, METH_VARARGS, "A Stream reading a $DATA."},
-    {"holes", (PyCFunction)Volume_holes, METH_VARARGS, "Whether a $DATA has holes."},
-    {"holes_only", (PyCFunction)Volume_holes_only, METH_VARARGS,
-     "Whether the unnamed $DATA is nothing but holes."},
+    {"holes", (PyCFunction)Volume_holes, METH_VARARGS,
+     "(has holes, nothing but holes) of a $DATA."},
     {"stat_root", (PyCFunction)Volume_stat_root, METH_NOARGS, "The root's values."},
     {"lookup", (PyCFunction)Volume_lookup, METH_VARARGS, "The MFT number of a path."},
     {"close", (PyCFunction)Volume_close, METH_NOARGS, "Close the volume."},

@@ -246,37 +246,36 @@ def _reparse_data(name: bytes) -> bool:
     return name == HOLES or name.startswith(streams.INLINE) or name.startswith(streams.REF)
 
 
+def _has_reparse_data(e) -> bool:
+    return e.kind is Kind.SYMLINK and bool(e.xattrs) and any(map(_reparse_data, e.xattrs))
+
+
+def _drop_reparse_data(e):
+    e.xattrs = {k: v for k, v in e.xattrs.items() if not _reparse_data(k)} or None
+
+
 def without_reparse_data(entries, seen: dict | None = None):
     """A target's entries as a restore through ntfs-3g's mount compares them with the image's
     (fitter): without a reparse point's streams and holes, which it cannot write. So a file
     Windows compressed that the target holds is left as it is, never made anew without them.
-    seen: path -> reparse_data_digest of each entry that had some."""
+    seen: noted as note_reparse_data notes."""
     for e in entries:
-        if e.kind is Kind.SYMLINK and e.xattrs and any(map(_reparse_data, e.xattrs)):
+        if _has_reparse_data(e):
             if seen is not None:
-                seen[e.path] = reparse_data_digest(e)
-            e.xattrs = {k: v for k, v in e.xattrs.items() if not _reparse_data(k)} or None
+                note_reparse_data(e, seen)
+            _drop_reparse_data(e)
         yield e
 
 
-def reparse_data_digest(e) -> bytes | None:
-    """A digest of a reparse point's streams and holes (None when it has none)."""
-    data = sorted((k, v) for k, v in (e.xattrs or {}).items() if _reparse_data(k))
-    if e.kind is not Kind.SYMLINK or not data:
-        return None
-    h = xxhash.xxh3_128()
-    for name, value in data:
-        h.update(struct.pack(">II", len(name), len(value)) + name + value)
-    return h.digest()
-
-
-def noting_reparse_data(entries, seen: dict):
-    """entries, each reparse point's reparse_data_digest noted in seen by path."""
-    for e in entries:
-        digest = reparse_data_digest(e)
-        if digest is not None:
-            seen[e.path] = digest
-        yield e
+def note_reparse_data(e, seen: dict):
+    """e (None passes), a digest of its streams and holes noted in seen by path when it is a
+    reparse point holding some."""
+    if e is not None and _has_reparse_data(e):
+        h = xxhash.xxh3_128()
+        for name, value in sorted((k, v) for k, v in e.xattrs.items() if _reparse_data(k)):
+            h.update(struct.pack(">II", len(name), len(value)) + name + value)
+        seen[e.path] = h.digest()
+    return e
 
 
 def left_as_they_are(wanted: dict, held: dict) -> str | None:
@@ -316,9 +315,8 @@ def fitter(where, warn):
     def fit(e):
         if e is None:
             return e
-        if not library and e.kind is Kind.SYMLINK and e.xattrs and any(map(_reparse_data,
-                                                                            e.xattrs)):
-            e.xattrs = {k: v for k, v in e.xattrs.items() if not _reparse_data(k)} or None
+        if not library and _has_reparse_data(e):
+            _drop_reparse_data(e)
             if not warned_data:
                 warn(REPARSE_DATA_LEFT_OUT)
                 warned_data.append(True)

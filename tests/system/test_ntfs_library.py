@@ -9,13 +9,13 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 from ntfsbuild import (
     ADMINS,
+    OLD_NS,
     SYSTEM,
     attributes,
+    filled_volume,
     mounted,
     new_ntfs,
     patch_record,
-    windows_mounted,
-    windows_tree,
 )
 
 from diffimg.entry import Kind
@@ -23,39 +23,16 @@ from diffimg.image.format import Image
 from diffimg.tree.manifest import read_entries
 from diffimg.windows import ntfs
 
-OLD_NS = -1234567800           # 1930-ish, to the 100 ns: ntfs-3g's stat shows -1 s
-
 
 def _through_fuse():
     return {**os.environ, "DIFFIMG_NTFS_FUSE": "1"}
-
-
-def _filled_volume(tmp_path):
-    """A volume holding every kind ntfs-3g shows and every value diffimg records."""
-    volume = new_ntfs(tmp_path / "v.ntfs", 64)
-    mount = tmp_path / "m"
-    with mounted(volume, mount):
-        windows_tree(mount)
-        os.mkfifo(mount / "fifo")
-        os.mknod(mount / "null", 0o600 | 0o020000, os.makedev(1, 3))
-        os.symlink("/an/absolute/target", mount / "abslink")
-        (mount / "empty").write_bytes(b"")
-        (mount / "folder with stream").mkdir()
-        os.setxattr(mount / "folder with stream", "user.zone", b"zone")
-        (mount / "old").write_bytes(b"from before 1970")
-        os.utime(mount / "old", ns=(0, OLD_NS))
-        for i in range(300):                     # a folder whose index is not resident
-            (mount / "Windows" / f"f{i:03}.dll").write_bytes(b"MZ%d" % i)
-    with windows_mounted(volume, mount), open(str(mount / "big") + ":large", "wb") as f:
-        f.write(os.urandom(200_000))                            # a stream over 64 KiB
-    return volume
 
 
 @pytest.mark.root
 def test_the_library_reads_what_the_mount_shows_and_times_before_1970_exactly(tmp_path):
     """One volume of every kind, read through libntfs-3g and through ntfs-3g's mount: the same
     records, an mtime before 1970 to the 100 ns (a restore of it then settles)."""
-    volume = _filled_volume(tmp_path)
+    volume = filled_volume(tmp_path)
     run_cli("scan", volume, "-q", "-o", tmp_path / "lib.dimf", check_rc=0)
     run_cli("scan", volume, "-q", "-o", tmp_path / "fuse.dimf", check_rc=0, env=_through_fuse())
     library = list(read_entries(tmp_path / "lib.dimf"))
@@ -71,7 +48,7 @@ def test_the_library_reads_what_the_mount_shows_and_times_before_1970_exactly(tm
 
 @pytest.mark.root
 def test_an_image_read_through_the_library_restores_exactly_and_its_diff_holds_the_change(tmp_path):
-    volume = _filled_volume(tmp_path)
+    volume = filled_volume(tmp_path)
     run_cli("create", volume, tmp_path / "base.img", "-q", check_rc=0)
     run_cli("verify", tmp_path / "base.img", check_rc=0)
     target = new_ntfs(tmp_path / "t.ntfs", 64)
